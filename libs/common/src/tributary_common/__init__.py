@@ -1,0 +1,1 @@
+"""Contracts shared by Tributary's hub, ingest and stream services."""

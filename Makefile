@@ -1,0 +1,51 @@
+# Tributary: `make up` runs the platform locally with a demo; `make test` runs the tests.
+# Both install what is missing (Debian packages, a Python venv, FerretDB built from its Go module).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e libs/common -e services/hub -e services/ingest -e services/stream
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup services services-down services-status test test-fast lint format up clean bench
+
+setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
+
+$(STAMP): constraints.txt requirements-dev.txt libs/common/pyproject.toml services/*/pyproject.toml $(wildcard libs/client/pyproject.toml)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(if $(wildcard libs/client/pyproject.toml),-e libs/client) -r requirements-dev.txt
+	@touch $@
+
+services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
+	deploy/local/services.sh up
+
+services-down: ## stop them
+	deploy/local/services.sh down
+
+services-status:
+	deploy/local/services.sh status
+
+test: setup services ## everything the tests need, then the tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/src $(wildcard libs/client/src) services/hub/src services/ingest/src services/stream/src tests $(wildcard bench/*.py)
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+up: setup services ## the whole platform with a demo
+	@if [ -x deploy/local/up.sh ]; then deploy/local/up.sh; else echo "platform services are running; the Tributary services are not built yet"; fi
+
+bench: setup services
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: services-down
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

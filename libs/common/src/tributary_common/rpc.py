@@ -1,0 +1,99 @@
+"""Request/reply between services over RabbitMQ (e.g. the stream asks the hub for history pages).
+
+A request is `{"method", "params"}` sent to a queue such as `tributary.rpc.hub`; the reply is
+`{"ok": true, "result"}` or `{"ok": false, "error": {"code", "message"}}`. Handlers raise `RpcError`
+for expected failures; anything else becomes an `internal` error reply, never a lost request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from pydantic import BaseModel, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class RpcError(Exception):
+    """An error the caller should see: `code` is machine-readable (`not_found`, `invalid`, `forbidden` ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RpcRequest(BaseModel):
+    method: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RpcServer:
+    """Dispatches requests on one queue to registered handlers."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, method: str, handler: Handler) -> None:
+        self._handlers[method] = handler
+
+    async def dispatch(self, body: bytes) -> bytes:
+        try:
+            req = RpcRequest.model_validate_json(body)
+        except ValidationError as exc:
+            return _error("invalid", f"malformed request: {exc.errors()[0]['msg']}")
+        handler = self._handlers.get(req.method)
+        if handler is None:
+            return _error("unknown_method", f"no method {req.method!r}")
+        try:
+            result = await handler(req.params)
+        except RpcError as exc:
+            return _error(exc.code, exc.message)
+        except ValidationError as exc:
+            return _error("invalid", str(exc))
+        except Exception:
+            log.exception("rpc handler %s failed", req.method)
+            return _error("internal", f"{req.method} failed")
+        return orjson.dumps({"ok": True, "result": result}, default=_default)
+
+    def attach(self, broker: RabbitBroker, queue: str) -> None:
+        """Consume `queue` on `broker` and reply to each request."""
+
+        @broker.subscriber(RabbitQueue(queue, durable=False, auto_delete=False))
+        async def _serve(body: bytes) -> bytes:
+            return await self.dispatch(body)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _error(code: str, message: str) -> bytes:
+    return orjson.dumps({"ok": False, "error": {"code": code, "message": message}})
+
+
+async def call(
+    broker: RabbitBroker, queue: str, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+) -> Any:
+    """Call `method` on the service consuming `queue`; raise `RpcError` with the remote code on failure."""
+    body = orjson.dumps({"method": method, "params": params or {}}, default=_default)
+    try:
+        # The expiration drops a request that no server picked up before the caller gave up.
+        msg = await broker.request(
+            body, queue=queue, timeout=timeout, expiration=timeout, content_type="application/json"
+        )
+    except TimeoutError as exc:
+        raise RpcError("timeout", f"{method} on {queue}: no reply within {timeout} s") from exc
+    reply = orjson.loads(msg.body)
+    if not reply.get("ok"):
+        err = reply.get("error") or {}
+        raise RpcError(str(err.get("code", "internal")), str(err.get("message", "")))
+    return reply.get("result")

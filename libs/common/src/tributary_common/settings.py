@@ -1,0 +1,55 @@
+"""Settings shared by every service: one class per service derives from `CommonSettings`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class CommonSettings(BaseSettings):
+    """Read from `TRIBUTARY_*` environment variables (and a `.env` file when present)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", env_file=".env", extra="ignore")
+
+    service_name: str = "tributary"
+    instance_id: str = Field(default_factory=_default_instance_id)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    memcached_host: str = "127.0.0.1"
+    memcached_port: int = 11211
+    memcached_pool_size: int = 8
+    # Prefix of every Memcached key, so that several deployments (or test runs) can share one server.
+    cache_namespace: str = "trib"
+
+    # Development: HS256 with a shared secret. Production: RS256/ES256 keys from an OIDC provider's JWKS.
+    jwt_secret: SecretStr = SecretStr("dev-secret-change-me-please-0123456789")
+    jwt_algorithms: list[str] = ["HS256"]
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # When false, requests without a token act as an admin: only for local demos.
+    auth_enabled: bool = True
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Seconds to drain in-flight work on SIGTERM before the process exits.
+    shutdown_grace_seconds: float = 20.0
+
+
+class MongoSettings(BaseSettings):
+    """Mixin for the service that owns MongoDB (the hub)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", env_file=".env", extra="ignore")
+
+    mongodb_url: str = "mongodb://127.0.0.1:27017/"
+    mongodb_db: str = "tributary"

@@ -1,0 +1,88 @@
+"""OpenTelemetry set-up from the standard `OTEL_*` variables, and W3C trace context in AMQP headers.
+
+- `OTEL_SDK_DISABLED=true` or no exporter configured: a no-op tracer, so an untraced process pays nothing.
+- `OTEL_TRACES_EXPORTER=otlp` (or any `OTEL_EXPORTER_OTLP_*ENDPOINT`): OTLP over HTTP, batched.
+- `OTEL_TRACES_EXPORTER=console`: spans printed, for debugging.
+- Sampling: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` as the SDK reads them; set
+  `parentbased_traceidratio` with a small ratio in production so that tracing costs little at full load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+_configured: TracerProvider | None = None
+
+
+def _exporter_from_env() -> SpanExporter | None:
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    has_endpoint = any(os.environ.get(k) for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    if kind == "none" or (not kind and not has_endpoint):
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def setup_tracing(service_name: str, instance_id: str = "") -> TracerProvider | None:
+    """Install a global tracer provider when the environment asks for one; return it (or None)."""
+    global _configured
+    if _configured is not None:
+        return _configured
+    exporter = _exporter_from_env()
+    if exporter is None:
+        return None
+    attrs: dict[str, Any] = {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)}
+    if instance_id:
+        attrs[SERVICE_INSTANCE_ID] = instance_id
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; TracerProvider reads OTEL_TRACES_SAMPLER itself.
+    provider = TracerProvider(resource=Resource.create(attrs))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _configured = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    global _configured
+    if _configured is not None:
+        _configured.shutdown()
+        _configured = None
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject_headers(headers: MutableMapping[str, Any] | None = None, ctx: Context | None = None) -> dict[str, Any]:
+    """AMQP headers carrying the current (or given) trace context as W3C `traceparent`/`tracestate`."""
+    carrier: dict[str, Any] = dict(headers or {})
+    propagate.inject(carrier, context=ctx)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, Any] | None) -> Context:
+    carrier = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in (headers or {}).items()}
+    return propagate.extract(carrier)
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_from_traceparent(traceparent: str | None) -> Context:
+    return propagate.extract({"traceparent": traceparent}) if traceparent else context.get_current()

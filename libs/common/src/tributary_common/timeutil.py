@@ -1,0 +1,24 @@
+"""RFC 3339 UTC timestamps with microseconds, the one time format on the wire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(t: datetime) -> str:
+    """`2026-11-26T10:00:00.000001Z`: always UTC, always six fractional digits."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(s: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an offset (`Z` or `±hh:mm`); naive input is refused."""
+    t = datetime.fromisoformat(s.replace("z", "Z").replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError(f"timestamp {s!r} has no UTC offset (add 'Z' or '+00:00')")
+    return t.astimezone(UTC)

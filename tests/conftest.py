@@ -1,0 +1,54 @@
+"""Fixtures every suite may use. Each test session works in its own RabbitMQ vhost, MongoDB database and
+Memcached namespace on the real local services (`make services`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.support import platform
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    platform.require_services()
+
+
+@pytest.fixture
+def vhost(services: None) -> Iterator[str]:
+    """A fresh RabbitMQ vhost for one test (exchanges and queues start empty)."""
+    name = platform.unique("test")
+    platform.create_vhost(name)
+    yield name
+    platform.delete_vhost(name)
+
+
+@pytest.fixture
+def amqp_url(vhost: str) -> str:
+    return platform.amqp_url(vhost)
+
+
+@pytest.fixture
+def mongo_url(services: None) -> str:
+    return platform.mongodb_url()
+
+
+@pytest.fixture
+def mongo_db_name() -> str:
+    return platform.unique("test").replace("-", "_")
+
+
+@pytest.fixture
+async def mongo_client(mongo_url: str, mongo_db_name: str) -> AsyncIterator[AsyncMongoClient[Any]]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, tz_aware=True)
+    yield client
+    await client.drop_database(mongo_db_name)
+    await client.close()
+
+
+@pytest.fixture
+def cache_namespace() -> str:
+    return platform.unique("t")

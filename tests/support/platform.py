@@ -1,0 +1,104 @@
+"""Isolation on shared real services: each test session gets its own RabbitMQ vhost, MongoDB database and
+Memcached namespace, so suites (and developers) can run side by side against one local platform."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from urllib.parse import quote
+
+import httpx
+
+RABBIT_HOST = os.environ.get("TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBIT_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
+RABBIT_MGMT_PORT = int(os.environ.get("RABBITMQ_MGMT_PORT", "15672"))
+MEMCACHED_PORT = int(os.environ.get("MEMCACHED_PORT", "11211"))
+FERRETDB_PORT = int(os.environ.get("FERRETDB_PORT", "27017"))
+MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
+MGMT_AUTH = ("guest", "guest")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def require_services() -> None:
+    missing = [
+        name
+        for name, port in (
+            ("rabbitmq", RABBIT_PORT),
+            ("rabbitmq-management", RABBIT_MGMT_PORT),
+            ("memcached", MEMCACHED_PORT),
+            ("ferretdb", FERRETDB_PORT),
+        )
+        if not port_open(port)
+    ]
+    if missing:
+        raise RuntimeError(f"services not running: {', '.join(missing)}; run `make services` first")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def mgmt_url(path: str) -> str:
+    return f"http://{RABBIT_HOST}:{RABBIT_MGMT_PORT}/api{path}"
+
+
+def create_vhost(name: str) -> str:
+    """Create a vhost with full rights for guest; return its AMQP URL."""
+    with httpx.Client(auth=MGMT_AUTH, timeout=10) as http:
+        http.put(mgmt_url(f"/vhosts/{quote(name, safe='')}")).raise_for_status()
+        http.put(
+            mgmt_url(f"/permissions/{quote(name, safe='')}/guest"),
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
+    return amqp_url(name)
+
+
+def amqp_url(vhost: str, port: int | None = None) -> str:
+    return f"amqp://guest:guest@{RABBIT_HOST}:{port or RABBIT_PORT}/{quote(vhost, safe='')}"
+
+
+def delete_vhost(name: str) -> None:
+    with httpx.Client(auth=MGMT_AUTH, timeout=10) as http:
+        http.delete(mgmt_url(f"/vhosts/{quote(name, safe='')}"))
+
+
+def queue_info(vhost: str, queue: str) -> dict[str, object] | None:
+    with httpx.Client(auth=MGMT_AUTH, timeout=10) as http:
+        r = http.get(mgmt_url(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"))
+        return None if r.status_code == 404 else dict(r.json())
+
+
+def bindings(vhost: str, exchange: str) -> list[dict[str, object]]:
+    with httpx.Client(auth=MGMT_AUTH, timeout=10) as http:
+        r = http.get(mgmt_url(f"/exchanges/{quote(vhost, safe='')}/{quote(exchange, safe='')}/bindings/source"))
+        r.raise_for_status()
+        return list(r.json())
+
+
+def mongodb_url(port: int | None = None) -> str:
+    return f"mongodb://127.0.0.1:{port or FERRETDB_PORT}/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
