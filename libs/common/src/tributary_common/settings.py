@@ -40,6 +40,11 @@ class CommonSettings(BaseSettings):
     # When false, requests without a token act as an admin: only for local demos.
     auth_enabled: bool = True
 
+    # Demand heartbeats (SPEC flow 3): sent every interval; demand lapses after ttl without one.
+    demand_interval_s: float = 5.0
+    demand_ttl_s: float = 15.0
+    rpc_timeout_s: float = 10.0
+
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Seconds to drain in-flight work on SIGTERM before the process exits.

@@ -1,0 +1,85 @@
+"""Methods the hub answers on `tributary.rpc.hub` (see `rpc.call`), with their request and reply models.
+
+History is ordered by position `(time, id)`, oldest first; `next` is an opaque cursor for the next page
+(None on the last page). `after_id` resumes after the event with that id (its position is looked up);
+`since` resumes from a time (inclusive).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .events import CloudEvent, UtcTime
+from .samples import Quality, SampleValue
+from .unitops import Unitop
+
+HUB_QUEUE = "tributary.rpc.hub"
+MAX_PAGE = 1000
+
+EVENTS_HISTORY = "events.history"
+SAMPLES_HISTORY = "samples.history"
+UNITOP_RESOLVE = "unitop.resolve"
+APIKEY_VERIFY = "apikey.verify"
+
+
+class EventsHistoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str = "#"  # over the full routing key `<topic>[.<subject>]`
+    since: datetime | None = None
+    after_id: str | None = None
+    until: datetime | None = None
+    limit: int = Field(default=500, ge=1, le=MAX_PAGE)
+    cursor: str | None = None
+
+
+class EventsHistoryPage(BaseModel):
+    items: list[CloudEvent]
+    next: str | None = None
+
+
+class SamplesHistoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sids: list[str] = Field(min_length=1, max_length=1000)
+    since: datetime | None = None  # exclusive: samples with t > since
+    until: datetime | None = None  # inclusive
+    limit: int = Field(default=500, ge=1, le=MAX_PAGE * 10)
+    cursor: str | None = None
+
+
+class SampleRow(BaseModel):
+    sid: str
+    t: UtcTime
+    v: SampleValue
+    q: Quality = None
+
+
+class SamplesHistoryPage(BaseModel):
+    """Rows ordered by `(t, sid)`."""
+
+    items: list[SampleRow]
+    next: str | None = None
+
+
+class UnitopResolveRequest(BaseModel):
+    name: str
+
+
+class UnitopResolved(BaseModel):
+    unitop: Unitop
+    # item name -> sid, so that the caller need not recompute them
+    sids: dict[str, str]
+
+
+class ApiKeyVerifyRequest(BaseModel):
+    key: str
+
+
+class ApiKeyVerified(BaseModel):
+    """The claims of the key's principal (`sub`, `scope`, optional `topics`/`unitops`), or None if unknown."""
+
+    claims: dict[str, Any] | None
