@@ -4,6 +4,7 @@ to watch them, then publishes a reading every two seconds until stopped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -119,7 +120,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
