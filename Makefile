@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := -e libs/common -e services/hub -e services/ingest -e services/stream
+PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e services/stream
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -13,10 +13,10 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
-$(STAMP): constraints.txt requirements-dev.txt libs/common/pyproject.toml services/*/pyproject.toml $(wildcard libs/client/pyproject.toml)
+$(STAMP): constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(if $(wildcard libs/client/pyproject.toml),-e libs/client) -r requirements-dev.txt
+	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
 services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
@@ -34,7 +34,7 @@ test: setup services ## everything the tests need, then the tests
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src $(wildcard libs/client/src) services/hub/src services/ingest/src services/stream/src tests $(wildcard bench/*.py)
+	$(BIN)/mypy libs/common/src libs/client/src services/hub/src services/ingest/src services/stream/src tests deploy/local/demo.py $(wildcard bench/*.py)
 
 format: setup
 	$(BIN)/ruff check --fix .
