@@ -1,0 +1,94 @@
+"""`tributary-stream serve`: the stream service under uvicorn, draining clients on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from types import FrameType
+
+import uvicorn
+
+from tributary_common.logs import setup_logging
+from tributary_common.telemetry import setup_tracing, shutdown_tracing
+
+from .app import create_app
+from .service import StreamService
+from .settings import StreamSettings
+
+log = logging.getLogger("tributary_stream")
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT: stop consuming, send what is queued, close sockets with 1012, then exit."""
+
+    def __init__(self, config: uvicorn.Config, service: StreamService, grace_s: float) -> None:
+        super().__init__(config)
+        self.service = service
+        self.grace_s = grace_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or self._loop is None:
+            super().handle_exit(sig, frame)  # a second signal: exit now
+            return
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        async def drain() -> None:
+            try:
+                await self.service.drain(self.grace_s)
+            finally:
+                self.should_exit = True
+
+        self._drain_task = asyncio.create_task(drain())
+
+
+def build_server(settings: StreamSettings, *, tracing: bool = False) -> DrainingServer:
+    app = create_app(settings, tracing=tracing)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_bytes,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return DrainingServer(config, app.state.service, settings.shutdown_grace_seconds)
+
+
+def serve(settings: StreamSettings) -> None:
+    setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    tracing = setup_tracing(settings.service_name, settings.instance_id) is not None
+    log.info("stream %s listening on %s:%d", settings.instance_id, settings.http_host, settings.http_port)
+    try:
+        asyncio.run(build_server(settings, tracing=tracing).serve())
+    finally:
+        shutdown_tracing()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tributary-stream", description="Tributary stream service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="serve /ws and the SSE routes")
+    serve_p.add_argument("--host", help="override TRIBUTARY_HTTP_HOST")
+    serve_p.add_argument("--port", type=int, help="override TRIBUTARY_HTTP_PORT")
+    args = parser.parse_args(argv)
+    settings = StreamSettings()
+    if args.host:
+        settings.http_host = args.host
+    if args.port:
+        settings.http_port = args.port
+    serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The FastAPI application: `/ws`, the SSE routes, health; the service starts and stops with the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tributary_common.health import health_router
+from tributary_common.http_errors import install_error_handlers
+
+from . import sse
+from .service import StreamService
+from .settings import StreamSettings
+from .ws import websocket_endpoint
+
+
+def create_app(settings: StreamSettings | None = None, *, tracing: bool = False) -> FastAPI:
+    settings = settings or StreamSettings()
+    service = StreamService(settings, tracing=tracing)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.drain(settings.shutdown_grace_seconds)
+            await service.stop()
+
+    app = FastAPI(
+        title="Tributary stream",
+        description="Websockets and server-sent events for events and unitops, with catch-up from history.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(health_router({"broker": service.ready}, registry=service.metrics.registry))
+    app.include_router(sse.router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
+    return app

@@ -1,0 +1,28 @@
+"""Prometheus metrics of one stream instance (its own registry, so that several apps can live in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class StreamMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("stream_connections", "Open client connections", ["transport"], registry=r)
+        self.subscriptions = Gauge("stream_subscriptions", "Active subscriptions", ["kind"], registry=r)
+        self.bindings = Gauge("stream_bindings", "Bindings of the instance queue", registry=r)
+        self.messages_in = Counter("stream_messages_in", "Messages consumed from the broker", ["exchange"], registry=r)
+        self.messages_out = Counter("stream_messages_out", "Frames written to clients", ["transport"], registry=r)
+        self.gaps = Counter("stream_gaps", "Gap frames sent to clients", ["reason"], registry=r)
+        self.refused = Counter("stream_refused", "Refused client frames and connections", ["code"], registry=r)
+        self.send_queue_depth = Gauge("stream_send_queue_depth", "Frames queued for clients, all sockets", registry=r)
+        self.send_queue_max = Gauge("stream_send_queue_max", "Deepest send queue of any socket", registry=r)
+        self.broker_connected = Gauge("stream_broker_connected", "1 while the instance queue is consumed", registry=r)
+
+    def track_queues(self, depths: Callable[[], list[int]]) -> None:
+        # Computed at scrape time: no bookkeeping on the hot path.
+        self.send_queue_depth.set_function(lambda: float(sum(depths())))
+        self.send_queue_max.set_function(lambda: float(max(depths(), default=0)))

@@ -1,0 +1,267 @@
+"""The websocket protocol: client frames (`op`) parsed and checked, server frames (`type`) encoded.
+
+Every problem with a client frame becomes a `FrameError` whose code and message say what is wrong and where;
+the endpoint turns it into an `error` frame and keeps the connection open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from tributary_common.names import NameError_, validate_pattern, validate_unitop_name
+from tributary_common.timeutil import format_time, parse_time
+
+MAX_SUB_ID = 128
+
+
+class FrameError(Exception):
+    """A client frame the server refuses: `code` is machine-readable, `id` the frame's id when it had one."""
+
+    def __init__(self, code: str, message: str, frame_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+@dataclass(frozen=True)
+class EventsSince:
+    """Where an events catch-up starts: after an event id (preferred) or from a time (inclusive)."""
+
+    after_id: str | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UnitopSince:
+    """Where a unitop catch-up starts: samples with t > the item's time (or `time` for items not named)."""
+
+    time: datetime | None = None
+    items: dict[str, datetime] | None = None
+
+    def for_item(self, item: str) -> datetime | None:
+        if self.items is not None and item in self.items:
+            return self.items[item]
+        return self.time
+
+
+@dataclass(frozen=True)
+class SubscribeEvents:
+    id: str
+    pattern: str
+    since: EventsSince | None
+
+
+@dataclass(frozen=True)
+class SubscribeUnitop:
+    id: str
+    name: str
+    items: tuple[str, ...] | None
+    since: UnitopSince | None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    id: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    id: str | None
+
+
+ClientFrame = SubscribeEvents | SubscribeUnitop | Unsubscribe | Ping
+
+
+def parse_frame(raw: str | bytes, max_bytes: int) -> ClientFrame:
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise FrameError("frame_too_large", f"frame of {size} bytes is over the limit of {max_bytes} bytes")
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError("invalid_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(frame, dict):
+        raise FrameError("invalid_frame", f"frame must be a JSON object, not {_kind(frame)}")
+    frame_id = frame.get("id")
+    safe_id = frame_id if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_SUB_ID else None
+    try:
+        return _parse(frame)
+    except FrameError as exc:
+        exc.frame_id = exc.frame_id or safe_id
+        raise
+
+
+def _parse(frame: dict[str, Any]) -> ClientFrame:
+    op = frame.get("op")
+    if op is None:
+        raise FrameError("invalid_frame", "/op: missing (one of 'subscribe', 'unsubscribe', 'ping')")
+    if op == "ping":
+        _only(frame, {"op", "id"}, "")
+        fid = frame.get("id")
+        if fid is not None and not isinstance(fid, str | int):
+            raise FrameError("invalid_frame", f"/id: must be a string, not {_kind(fid)}")
+        return Ping(id=None if fid is None else str(fid))
+    if op == "unsubscribe":
+        _only(frame, {"op", "id"}, "")
+        return Unsubscribe(id=_sub_id(frame))
+    if op == "subscribe":
+        sub_id = _sub_id(frame)
+        has_events, has_unitop = "events" in frame, "unitop" in frame
+        if has_events == has_unitop:
+            raise FrameError("invalid_frame", "subscribe needs exactly one of /events or /unitop", sub_id)
+        _only(frame, {"op", "id", "events", "unitop"}, "")
+        if has_events:
+            return _subscribe_events(sub_id, frame["events"])
+        return _subscribe_unitop(sub_id, frame["unitop"])
+    raise FrameError("unknown_op", f"/op: unknown op {op!r} (one of 'subscribe', 'unsubscribe', 'ping')")
+
+
+def _subscribe_events(sub_id: str, spec: Any) -> SubscribeEvents:
+    if not isinstance(spec, dict):
+        raise FrameError("invalid_frame", f"/events: must be an object, not {_kind(spec)}", sub_id)
+    _only(spec, {"pattern", "since"}, "/events")
+    pattern = spec.get("pattern")
+    if not isinstance(pattern, str):
+        raise FrameError("invalid_frame", f"/events/pattern: must be a string, not {_kind(pattern)}", sub_id)
+    try:
+        validate_pattern(pattern)
+    except NameError_ as exc:
+        raise FrameError("invalid_pattern", f"/events/pattern: {exc}", sub_id) from None
+    since = spec.get("since")
+    return SubscribeEvents(id=sub_id, pattern=pattern, since=None if since is None else events_since(since, sub_id))
+
+
+def events_since(value: Any, sub_id: str | None = None, where: str = "/events/since") -> EventsSince:
+    """A time (RFC 3339 with offset), an event id, or `{"id"?, "time"?}` (a `gap` frame's `last`)."""
+    if isinstance(value, str) and value:
+        t = _maybe_time(value)
+        return EventsSince(time=t) if t is not None else EventsSince(after_id=value)
+    if isinstance(value, dict):
+        _only(value, {"id", "time"}, where)
+        eid, t = value.get("id"), value.get("time")
+        if eid is not None:
+            if not isinstance(eid, str) or not eid:
+                raise FrameError("invalid_frame", f"{where}/id: must be a non-empty string", sub_id)
+            return EventsSince(after_id=eid)
+        if t is not None:
+            return EventsSince(time=_time(t, f"{where}/time", sub_id))
+    raise FrameError("invalid_since", f"{where}: a time, an event id or {{'id', 'time'}} is required", sub_id)
+
+
+def _subscribe_unitop(sub_id: str, spec: Any) -> SubscribeUnitop:
+    if not isinstance(spec, dict):
+        raise FrameError("invalid_frame", f"/unitop: must be an object, not {_kind(spec)}", sub_id)
+    _only(spec, {"name", "items", "since"}, "/unitop")
+    name = spec.get("name")
+    if not isinstance(name, str):
+        raise FrameError("invalid_frame", f"/unitop/name: must be a string, not {_kind(name)}", sub_id)
+    try:
+        validate_unitop_name(name)
+    except NameError_ as exc:
+        raise FrameError("invalid_unitop", f"/unitop/name: {exc}", sub_id) from None
+    items = spec.get("items")
+    if items is not None:
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+            raise FrameError("invalid_frame", "/unitop/items: must be a non-empty list of item names", sub_id)
+        items = tuple(dict.fromkeys(items))
+    since = spec.get("since")
+    return SubscribeUnitop(
+        id=sub_id, name=name, items=items, since=None if since is None else unitop_since(since, sub_id)
+    )
+
+
+def unitop_since(value: Any, sub_id: str | None = None, where: str = "/unitop/since") -> UnitopSince:
+    """A time, or `{"time"?, "items"?: {item: time}}` (a `gap` frame's `last`)."""
+    if isinstance(value, str):
+        return UnitopSince(time=_time(value, where, sub_id))
+    if isinstance(value, dict):
+        _only(value, {"time", "items"}, where)
+        t = value.get("time")
+        items = value.get("items")
+        parsed: dict[str, datetime] | None = None
+        if items is not None:
+            if not isinstance(items, dict):
+                raise FrameError("invalid_frame", f"{where}/items: must be an object of item -> time", sub_id)
+            parsed = {str(k): _time(v, f"{where}/items/{k}", sub_id) for k, v in items.items()}
+        return UnitopSince(time=None if t is None else _time(t, f"{where}/time", sub_id), items=parsed)
+    raise FrameError("invalid_since", f"{where}: a time or {{'time', 'items'}} is required", sub_id)
+
+
+def _sub_id(frame: dict[str, Any]) -> str:
+    sub_id = frame.get("id")
+    if not isinstance(sub_id, str) or not sub_id or len(sub_id) > MAX_SUB_ID:
+        raise FrameError("invalid_frame", f"/id: must be a string of 1-{MAX_SUB_ID} characters")
+    return sub_id
+
+
+def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(str(k) for k in obj if k not in allowed)
+    if extra:
+        raise FrameError("invalid_frame", f"{where}/{extra[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _maybe_time(value: str) -> datetime | None:
+    # Only something shaped like a timestamp counts as one; anything else is an event id.
+    if len(value) < 20 or not value[:4].isdigit() or value[4] != "-" or value[10:11] not in ("T", "t", " "):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _time(value: Any, where: str, sub_id: str | None) -> datetime:
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise FrameError("invalid_since", f"{where}: {exc}", sub_id) from None
+    raise FrameError("invalid_since", f"{where}: must be an RFC 3339 time with offset, not {_kind(value)}", sub_id)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+# ---- server frames -------------------------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def error_frame(code: str, message: str, frame_id: str | None = None) -> str:
+    return dumps({"type": "error", "id": frame_id, "code": code, "message": message})
+
+
+def pong_frame(frame_id: str | None) -> str:
+    return dumps({"type": "pong", "id": frame_id})
+
+
+def event_frame(sub_json: str, envelope_json: str) -> str:
+    # The envelope is encoded once per message and spliced into every subscriber's frame.
+    return '{"type":"event","sub":' + sub_json + ',"event":' + envelope_json + "}"
+
+
+def samples_frame(sub_json: str, body_json: str) -> str:
+    # `body_json` is `"unitop":..,"item":..,"sid":..,"samples":[..]` without braces, encoded once.
+    return '{"type":"samples","sub":' + sub_json + "," + body_json + "}"
+
+
+def samples_body(unitop: str, item: str, sid: str, samples_json: str) -> str:
+    return f'"unitop":{dumps(unitop)},"item":{dumps(item)},"sid":{dumps(sid)},"samples":{samples_json}'
+
+
+def gap_frame(sub_id: str, last: Any, reason: str, extra: dict[str, Any] | None = None) -> str:
+    return dumps({"type": "gap", "sub": sub_id, "last": last, "reason": reason, **(extra or {})})
+
+
+def time_str(t: datetime) -> str:
+    return format_time(t)

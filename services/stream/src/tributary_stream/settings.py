@@ -1,0 +1,40 @@
+"""Settings of the stream service (`TRIBUTARY_*` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tributary_common.settings import CommonSettings
+
+
+class StreamSettings(CommonSettings):
+    service_name: str = "tributary-stream"
+    http_port: int = 8001
+
+    # Limits (SPEC "Cross-cutting": subscriptions per socket, frame size).
+    max_connections: int = Field(default=10_000, ge=1)
+    max_subscriptions_per_connection: int = Field(default=100, ge=1)
+    # A client frame above this gets an `error` frame; the connection stays up.
+    max_frame_bytes: int = Field(default=64 * 1024, ge=256)
+    # Transport limit: a frame above this closes the connection with 1009 (uvicorn's `ws_max_size`).
+    ws_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ws_per_message_deflate: bool = False  # compression is per socket: it would undo "encode once"
+
+    # Backpressure: frames queued per connection; above it the client is behind and gets a `gap`.
+    send_queue_max: int = Field(default=1000, ge=2)
+    # A client whose queue stays full this long is closed (1013, try again later).
+    slow_client_timeout_s: float = Field(default=30.0, gt=0)
+    # Live messages buffered per subscription while its history replays; beyond this, a `gap`.
+    replay_buffer_max: int = Field(default=10_000, ge=1)
+    history_page_size: int = Field(default=500, ge=1, le=1000)
+    # History ids remembered for the seam: those with time >= subscribe time minus this margin.
+    seam_margin_s: float = Field(default=60.0, ge=0)
+
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # API key verdicts from the hub are cached this long (positive and negative).
+    api_key_cache_s: float = Field(default=30.0, ge=0)
+    # Broker reconnect backoff (seconds), doubled up to the max.
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    # Consumer prefetch of the instance queue.
+    prefetch: int = Field(default=1000, ge=1)
