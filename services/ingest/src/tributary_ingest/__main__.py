@@ -1,0 +1,85 @@
+"""`tributary-ingest serve`: the composition root of the ingest service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+
+from tributary_common.logs import setup_logging
+from tributary_common.telemetry import setup_tracing, shutdown_tracing
+
+from .engine import Engine
+from .http_app import create_app
+from .registry import load_sources
+from .settings import IngestSettings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after shutdown; we exit normally instead, once the engine has drained."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def serve(settings: IngestSettings) -> None:
+    sources = load_sources(settings.enabled_sources or None)
+    engine = Engine(settings, sources)
+    config = uvicorn.Config(
+        create_app(engine),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    await _Server(config).serve()
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tributary-ingest", description="Tributary ingest: connectors and leases")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="read demanded subscriptions and publish sample batches (health on http_port)")
+    sub.add_parser("sources", help="list the registered sources and their subscription JSON Schemas")
+    args = parser.parse_args(argv)
+    settings = IngestSettings()
+    setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    if args.command == "sources":
+        import json
+
+        for name, cls in load_sources(settings.enabled_sources or None).items():
+            print(json.dumps({"source": name, "capacity": cls.capacity, "schema": cls.params_schema()}))
+        return 0
+    setup_tracing(settings.service_name, settings.instance_id)
+    try:
+        _run(serve(settings))
+    finally:
+        shutdown_tracing()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The ingest engine: the broker and Memcached adapters, the control queue, and one runtime per source."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from tributary_common.cache import Cache
+from tributary_common.control import Demand
+from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, source_key
+
+from .backoff import Backoff
+from .leases import Leases
+from .metrics import IngestMetrics
+from .publisher import SamplePublisher
+from .runtime import SourceRuntime
+from .sdk import Connector
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        connectors: Mapping[str, type[Connector[Any]]],
+        *,
+        tracer: trace.Tracer | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.connectors = dict(connectors)
+        self.metrics = metrics or IngestMetrics()
+        self.tracer = tracer or trace.get_tracer("tributary_ingest")
+        self.broker = RabbitBroker(settings.amqp_url, logger=None, app_id=settings.instance_id)
+        self.cache = Cache(
+            settings.memcached_host,
+            settings.memcached_port,
+            settings.cache_namespace,
+            pool_size=settings.memcached_pool_size,
+        )
+        self.runtimes: dict[str, SourceRuntime] = {}
+        self.started = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._consumer_tag: str | None = None
+        self._queue: Any = None
+
+    @property
+    def queue_name(self) -> str:
+        return f"tributary.ingest.{self.settings.instance_id}"
+
+    async def start(self) -> None:
+        """Connect (retrying with backoff until the broker answers), then serve every source."""
+        await self._connect()
+        await declare_exchanges(self.broker)
+        publisher = SamplePublisher(
+            self.broker,
+            self.tracer,
+            persistent=self.settings.publish_persistent,
+            timeout_s=self.settings.publish_timeout_s,
+        )
+        for name, cls in self.connectors.items():
+            leases = Leases(self.cache, name, self.settings.instance_id, self.settings.lease_ttl_s)
+            runtime = SourceRuntime(name, cls, self.settings, leases, publisher, self.metrics)
+            try:
+                await runtime.start()
+            except Exception:  # one broken connector must not keep the others down
+                log.exception("connector %s failed to start; not serving it", name)
+                continue
+            self.runtimes[name] = runtime
+        control = await self.broker.declare_exchange(CONTROL)
+        self._queue = await self.broker.declare_queue(RabbitQueue(self.queue_name, exclusive=True, auto_delete=True))
+        for name in self.runtimes:
+            await self._queue.bind(control, routing_key=demand_key(name))
+        self._consumer_tag = await self._queue.consume(self._on_control, no_ack=True)
+        for runtime in self.runtimes.values():
+            self._loops.append(asyncio.create_task(self._reconcile_loop(runtime), name=f"reconcile:{runtime.name}"))
+            self._loops.append(asyncio.create_task(self._renew_loop(runtime), name=f"renew:{runtime.name}"))
+        self._loops.append(asyncio.create_task(self._announce_loop(), name="announce"))
+        self.started.set()
+        log.info("ingest %s serving %s", self.settings.instance_id, ", ".join(self.runtimes) or "nothing")
+
+    async def _connect(self) -> None:
+        backoff = Backoff(self.settings.backoff_min_s, min(self.settings.backoff_max_s, 10.0))
+        while True:
+            try:
+                await self.broker.connect()
+                return
+            except Exception as exc:  # noqa: BLE001 - keep trying; /readyz says what is wrong meanwhile
+                delay = backoff.next_delay()
+                log.warning("broker not reachable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        source = (message.routing_key or "").removeprefix("demand.")
+        try:
+            demand = Demand.model_validate_json(message.body)
+        except ValidationError as exc:
+            self.metrics.errors.labels(source or "-", "demand").inc()
+            log.warning("ignored a malformed demand on %s: %s", message.routing_key, exc.errors(include_url=False)[:3])
+            return
+        runtime = self.runtimes.get(demand.source)
+        if runtime is not None:
+            runtime.on_demand(demand)
+
+    async def _reconcile_loop(self, runtime: SourceRuntime) -> None:
+        while True:
+            try:
+                await runtime.reconcile()
+            except Exception:  # Memcached may be down; try again next tick
+                self.metrics.errors.labels(runtime.name, "lease").inc()
+                log.warning("reconcile of %s failed", runtime.name, exc_info=True)
+            runtime.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.reconcile_interval_s):
+                    await runtime.wake.wait()
+
+    async def _renew_loop(self, runtime: SourceRuntime) -> None:
+        while True:
+            await asyncio.sleep(self.settings.renew_interval_s)
+            try:
+                await runtime.renew()
+            except Exception:
+                log.exception("renewing leases of %s failed", runtime.name)
+
+    async def _announce_loop(self) -> None:
+        interval = self.settings.announce_interval_s
+        while True:
+            for runtime in self.runtimes.values():
+                try:
+                    await self.broker.publish(
+                        runtime.announcement(interval).model_dump_json().encode(),
+                        exchange=CONTROL,
+                        routing_key=source_key(runtime.name),
+                        content_type="application/json",
+                        mandatory=False,
+                        timeout=self.settings.publish_timeout_s,
+                    )
+                except Exception as exc:  # noqa: BLE001 - the next one will do
+                    log.warning("announcing %s failed: %s", runtime.name, exc)
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        """Stop consuming demand, stop every read, drain the buffers, release the leases, close the connections."""
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.shutdown_grace_seconds):
+                await asyncio.gather(*(r.stop() for r in self.runtimes.values()), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        with contextlib.suppress(Exception):
+            await self.cache.close()
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    async def check_broker(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("RabbitMQ does not answer")
+
+    async def check_cache(self) -> None:
+        await self.cache.ping()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.settings.instance_id,
+            "started": self.started.is_set(),
+            "sources": {name: r.status() for name, r in self.runtimes.items()},
+        }

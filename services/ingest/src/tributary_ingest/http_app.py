@@ -1,0 +1,48 @@
+"""The small HTTP server of an ingest instance: health, readiness, metrics and a JSON status page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from tributary_common.health import health_router
+
+from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The engine starts with the app (connecting in the background) and stops, drained, when the app stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        starting = asyncio.create_task(engine.start(), name="engine-start")
+        try:
+            yield
+        finally:
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            elif starting.exception() is not None:
+                log.error("engine failed to start", exc_info=starting.exception())
+            await engine.stop()
+
+    app = FastAPI(title="Tributary ingest", lifespan=lifespan)
+    app.include_router(
+        health_router(
+            {"broker": engine.check_broker, "memcached": engine.check_cache}, registry=engine.metrics.registry
+        )
+    )
+
+    @app.get("/status", summary="Sources served, leases held, failing and rejected subscriptions")
+    async def status() -> dict[str, Any]:
+        return engine.status()
+
+    return app

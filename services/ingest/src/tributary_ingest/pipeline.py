@@ -1,0 +1,145 @@
+"""Per-sid deduplication and batching: what a connector emits becomes strictly increasing batches.
+
+Pure asyncio, no I/O: the publish function is injected, so the logic is tested without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from .backoff import Backoff
+from .sdk import Quality, SampleValue
+
+log = logging.getLogger(__name__)
+
+Row = tuple[datetime, SampleValue, Quality]
+PublishFn = Callable[[str, list[Row]], Awaitable[None]]
+DropFn = Callable[[str], None]
+
+
+class SidPipeline:
+    """Buffer of one sid: drops samples not after the last accepted one, publishes batches in order.
+
+    At most one batch of a sid is in flight, so batches reach the broker in timestamp order.
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        publish: PublishFn,
+        on_drop: DropFn,
+        *,
+        max_size: int,
+        max_delay_s: float,
+        max_buffer: int,
+        retry: Backoff,
+        last_t: datetime | None = None,
+    ) -> None:
+        self.sid = sid
+        self._publish = publish
+        self._on_drop = on_drop
+        self._max_size = max_size
+        self._max_delay = max_delay_s
+        self._max_buffer = max_buffer
+        self._retry = retry
+        self.last_t = last_t  # the last accepted timestamp (buffered or published)
+        self.published_t = last_t  # the last timestamp the broker confirmed
+        self._buf: list[Row] = []
+        self._first_at = 0.0
+        self._has_data = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"batch:{self.sid}")
+
+    def add(self, t: datetime, v: SampleValue, q: Quality) -> bool:
+        """Accept one sample; False (and counted) when it is a duplicate, out of order, not finite, or over the limit."""
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        if self.last_t is not None and t <= self.last_t:
+            self._on_drop("not_increasing")
+            return False
+        if isinstance(v, float) and not math.isfinite(v):
+            self._on_drop("not_finite")
+            return False
+        if len(self._buf) >= self._max_buffer:
+            self._on_drop("buffer_full")
+            return False
+        if not self._buf:
+            self._first_at = self._loop.time()
+            self._has_data.set()
+        self._buf.append((t, v, q))
+        self.last_t = t
+        if len(self._buf) >= self._max_size:
+            self._full.set()
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    async def _run(self) -> None:
+        while True:
+            await self._has_data.wait()
+            if len(self._buf) < self._max_size:
+                delay = self._first_at + self._max_delay - self._loop.time()
+                if delay > 0:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._full.wait()
+            await self._flush_one()
+
+    async def _flush_one(self) -> None:
+        # The batch leaves the buffer only once the broker confirmed it: a cancelled publish is retried by drain().
+        batch = self._buf[: self._max_size]
+        while True:
+            try:
+                await self._publish(self.sid, batch)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the broker may come back; retry with backoff
+                delay = self._retry.next_delay()
+                log.warning(
+                    "publishing %d samples of %s failed (%s); retrying in %.1f s", len(batch), self.sid, exc, delay
+                )
+                await asyncio.sleep(delay)
+        self._retry.reset()
+        self.published_t = batch[-1][0]
+        del self._buf[: len(batch)]
+        if self._buf:
+            self._first_at = self._loop.time()
+            if len(self._buf) < self._max_size:
+                self._full.clear()
+        else:
+            self._has_data.clear()
+            self._full.clear()
+
+    async def drain(self, timeout: float) -> None:
+        """Publish what is buffered (at shutdown or release), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._buf:
+                    await self._flush_one()
+
+    async def close(self) -> None:
+        """Stop at once and forget the buffer (the lease is lost: another instance reads this sid now)."""
+        self._buf.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

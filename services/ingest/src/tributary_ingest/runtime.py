@@ -1,0 +1,359 @@
+"""One source on one instance: demand in, leases, the connector's subscriptions, samples out.
+
+This is the framework side of the SDK: the connector sees only `subscribe`/`unsubscribe` and a `Sink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tributary_common.control import Demand, SourceAnnouncement
+from tributary_common.timeutil import utcnow
+
+from .backoff import Backoff
+from .demand import DemandTracker
+from .leases import Leases
+from .metrics import IngestMetrics
+from .pipeline import Row, SidPipeline
+from .publisher import SamplePublisher
+from .sdk import BadParams, Connector, Quality, SampleValue
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_TIMEOUT_S = 10.0
+WARN_EVERY_S = 30.0
+_SCALARS = (bool, int, float, str, type(None))
+
+
+@dataclass
+class Owned:
+    """A sid this instance holds the lease of."""
+
+    params: Any
+    pipeline: SidPipeline
+    backoff: Backoff
+    state: str = "starting"  # starting | running | backoff | releasing
+    retry_at: float = 0.0
+    started_at: float = 0.0
+    last_error: str | None = None
+    wm_written: datetime | None = None
+    last_warn_at: float = field(default=-1e9)
+
+
+class SourceRuntime:
+    """Implements the connector's `Sink`; driven by `reconcile()` and `renew()` ticks from the engine."""
+
+    def __init__(
+        self,
+        name: str,
+        connector_cls: type[Connector[Any]],
+        settings: IngestSettings,
+        leases: Leases,
+        publisher: SamplePublisher,
+        metrics: IngestMetrics,
+    ) -> None:
+        self.name = name
+        self.connector_cls = connector_cls
+        self.connector = connector_cls(self)
+        self.settings = settings
+        self.leases = leases
+        self.publisher = publisher
+        self.metrics = metrics
+        self.capacity = int(settings.capacity.get(name, connector_cls.capacity))
+        self.tracker = DemandTracker()
+        self.owned: dict[str, Owned] = {}
+        self.rejected: dict[str, tuple[str, float]] = {}
+        self.wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._published = 0
+        self._rate_at = time.monotonic()
+        self._rate_count = 0
+        self._loop = asyncio.get_running_loop()
+        metrics.capacity.labels(name).set(self.capacity)
+        metrics.leases_held.labels(name).set(0)
+
+    # -- Sink: what the connector calls -------------------------------------------------------------------------
+
+    def emit(self, sid: str, t: datetime, v: SampleValue, q: Quality = None) -> None:
+        entry = self.owned.get(sid)
+        if entry is None or entry.state == "backoff":
+            return  # a late sample after unsubscribe or a lost lease: somebody else reads this sid now
+        if not isinstance(v, _SCALARS):
+            raise TypeError(
+                f"sample value of {self.name}/{sid} must be a bool, int, float, str or None, not {type(v).__name__}"
+            )
+        if not isinstance(t, datetime):
+            raise TypeError(f"sample time of {self.name}/{sid} must be a datetime, not {type(t).__name__}")
+        entry.pipeline.add(t, v, q)
+
+    def warn(self, sid: str, message: str) -> None:
+        self.metrics.errors.labels(self.name, "data").inc()
+        entry = self.owned.get(sid)
+        now = self._loop.time()
+        if entry is not None and now - entry.last_warn_at >= WARN_EVERY_S:
+            entry.last_warn_at = now
+            log.warning("%s/%s: %s", self.name, sid, message)
+
+    def fail(self, sid: str, error: BaseException) -> None:
+        entry = self.owned.get(sid)
+        if entry is not None:
+            self._spawn(self._on_failure(sid, entry, error))
+
+    # -- demand --------------------------------------------------------------------------------------------------
+
+    def on_demand(self, demand: Demand) -> None:
+        now = self._loop.time()
+        new = False
+        for sub in demand.subscriptions:
+            if self.tracker.knows(sub.sid):
+                new |= self.tracker.heartbeat(sub.sid, self.tracker.params(sub.sid), demand.ttl_s, now)
+                continue
+            try:
+                params = self.connector_cls.parse_params(sub.params)
+            except BadParams as exc:
+                if sub.sid not in self.rejected:
+                    log.warning("rejected subscription %s/%s from %s: %s", self.name, sub.sid, demand.requester, exc)
+                    self.metrics.errors.labels(self.name, "bad_params").inc()
+                self.rejected[sub.sid] = (str(exc), now + demand.ttl_s)
+                continue
+            new |= self.tracker.heartbeat(sub.sid, params, demand.ttl_s, now)
+        if new:
+            self.wake.set()
+
+    # -- the reconcile tick: release lapsed, retry failed, acquire free ----------------------------------------
+
+    async def reconcile(self) -> None:
+        now = self._loop.time()
+        active = self.tracker.active(now)
+        self.metrics.demanded.labels(self.name).set(len(active))
+        for sid, entry in list(self.owned.items()):
+            lapsed = self.tracker.lapsed_since(sid, now)
+            if lapsed is not None and lapsed >= self.settings.release_grace_s and entry.state != "releasing":
+                entry.state = "releasing"
+                self._spawn(self._release(sid, entry))
+            elif entry.state == "backoff" and entry.retry_at <= now:
+                entry.state = "starting"
+                self._spawn(self._subscribe(sid, entry))
+        free = self.capacity - len(self.owned)
+        candidates = [sid for sid in active if sid not in self.owned]
+        if free > 0 and candidates:
+            random.shuffle(candidates)  # instances racing for the same sids start at different ends
+            holders = await self.leases.holders(candidates)
+            me = self.settings.instance_id
+            for sid in candidates:
+                if free <= 0:
+                    break
+                if holders.get(sid, me) != me or sid in self.owned:
+                    continue
+                if await self.leases.acquire(sid):
+                    free -= 1
+                    await self._take(sid, active[sid])
+        self.tracker.forget_lapsed(now, self.settings.release_grace_s + 60.0, keep=set(self.owned))
+        for sid in [s for s, (_, exp) in self.rejected.items() if exp <= now]:
+            del self.rejected[sid]
+        self._update_rate()
+
+    async def _take(self, sid: str, params: Any) -> None:
+        try:
+            watermark = await self.leases.watermark(sid)
+        except Exception:  # noqa: BLE001 - without it, the hub's unique (sid, t) still drops re-sent samples
+            watermark = None
+        pipeline = SidPipeline(
+            sid,
+            self._publish,
+            self._dropped,
+            max_size=self.settings.batch_max_size,
+            max_delay_s=self.settings.batch_max_delay_s,
+            max_buffer=self.settings.max_buffer_per_sid,
+            retry=Backoff(0.2, self.settings.backoff_max_s),
+            last_t=watermark,
+        )
+        pipeline.start()
+        entry = Owned(params, pipeline, Backoff(self.settings.backoff_min_s, self.settings.backoff_max_s))
+        entry.wm_written = watermark
+        self.owned[sid] = entry
+        self.metrics.leases_held.labels(self.name).set(len(self.owned))
+        log.info("took the lease of %s/%s", self.name, sid)
+        self._spawn(self._subscribe(sid, entry))
+
+    async def _subscribe(self, sid: str, entry: Owned) -> None:
+        entry.started_at = self._loop.time()
+        try:
+            await self.connector.subscribe(sid, entry.params)
+        except Exception as exc:  # noqa: BLE001 - the connector's failure is retried with backoff
+            await self._on_failure(sid, entry, exc)
+            return
+        if self.owned.get(sid) is not entry:  # lost or released while subscribing
+            await self._unsubscribe(sid)
+            return
+        if entry.state == "starting":
+            entry.state = "running"
+            self.metrics.reads.labels(self.name).inc()
+
+    async def _on_failure(self, sid: str, entry: Owned, exc: BaseException) -> None:
+        if self.owned.get(sid) is not entry or entry.state in ("backoff", "releasing"):
+            return
+        now = self._loop.time()
+        if now - entry.started_at > self.settings.backoff_max_s:
+            entry.backoff.reset()  # it ran fine for a long while: this is a new failure, not a streak
+        delay = entry.backoff.next_delay()
+        entry.state = "backoff"
+        entry.retry_at = now + delay
+        entry.last_error = f"{type(exc).__name__}: {exc}"
+        self.metrics.errors.labels(self.name, "connector").inc()
+        log.warning(
+            "read of %s/%s failed (%s, failure %d); retrying in %.2f s",
+            self.name,
+            sid,
+            entry.last_error,
+            entry.backoff.failures,
+            delay,
+            exc_info=exc if entry.backoff.failures == 1 else None,
+        )
+        await self._unsubscribe(sid)
+
+    async def _unsubscribe(self, sid: str) -> None:
+        try:
+            async with asyncio.timeout(UNSUBSCRIBE_TIMEOUT_S):
+                await self.connector.unsubscribe(sid)
+        except Exception:  # a connector that fails to stop must not stop the instance
+            log.exception("unsubscribe of %s/%s failed", self.name, sid)
+
+    async def _release(self, sid: str, entry: Owned) -> None:
+        """Demand lapsed past the grace period: stop reading, publish what is buffered, give the lease back."""
+        await self._unsubscribe(sid)
+        await entry.pipeline.drain(timeout=self.settings.publish_timeout_s)
+        if self.owned.get(sid) is not entry:
+            return
+        del self.owned[sid]
+        self.metrics.leases_held.labels(self.name).set(len(self.owned))
+        try:
+            if entry.pipeline.published_t is not None:
+                await self.leases.set_watermark(sid, entry.pipeline.published_t)
+            await self.leases.release(sid)
+        except Exception:  # noqa: BLE001 - the lease then simply expires
+            log.warning("releasing %s/%s failed; it expires on its own", self.name, sid)
+        log.info("released %s/%s (demand lapsed)", self.name, sid)
+
+    async def _drop(self, sid: str, entry: Owned) -> None:
+        """The lease is gone: stop at once, forget the buffer."""
+        if self.owned.get(sid) is entry:
+            del self.owned[sid]
+        self.metrics.leases_held.labels(self.name).set(len(self.owned))
+        await entry.pipeline.close()
+        await self._unsubscribe(sid)
+
+    # -- the renew tick ----------------------------------------------------------------------------------------
+
+    async def renew(self) -> None:
+        sem = asyncio.Semaphore(32)
+
+        async def one(sid: str, entry: Owned) -> None:
+            async with sem:
+                try:
+                    ok = await self.leases.renew(sid)
+                except Exception as exc:  # noqa: BLE001 - cannot prove we hold it: stop
+                    log.warning("renewing the lease of %s/%s failed: %s", self.name, sid, exc)
+                    ok = False
+                if not ok:
+                    if self.owned.get(sid) is entry:
+                        self.metrics.leases_lost.labels(self.name).inc()
+                        self.metrics.errors.labels(self.name, "lease").inc()
+                        log.warning("lost the lease of %s/%s; stopped reading it", self.name, sid)
+                        await self._drop(sid, entry)
+                    return
+                wm = entry.pipeline.published_t
+                if wm is not None and wm != entry.wm_written:
+                    with contextlib.suppress(Exception):
+                        await self.leases.set_watermark(sid, wm)
+                        entry.wm_written = wm
+
+        await asyncio.gather(*(one(sid, e) for sid, e in list(self.owned.items())))
+
+    # -- publishing ------------------------------------------------------------------------------------------
+
+    async def _publish(self, sid: str, rows: list[Row]) -> None:
+        try:
+            await self.publisher.publish(self.name, sid, rows)
+        except Exception:
+            self.metrics.errors.labels(self.name, "publish").inc()
+            raise
+        self.metrics.batches.labels(self.name).inc()
+        self.metrics.samples.labels(self.name).inc(len(rows))
+        self._published += len(rows)
+
+    def _dropped(self, reason: str) -> None:
+        self.metrics.dropped.labels(self.name, reason).inc()
+
+    def _update_rate(self) -> None:
+        now = time.monotonic()
+        if now - self._rate_at >= 1.0:
+            self.metrics.samples_per_s.labels(self.name).set(
+                (self._published - self._rate_count) / (now - self._rate_at)
+            )
+            self._rate_at, self._rate_count = now, self._published
+
+    @property
+    def published(self) -> int:
+        return self._published
+
+    # -- lifecycle and reporting -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None] | Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: background task failed", self.name, exc_info=task.exception())
+
+    async def start(self) -> None:
+        await self.connector.start()
+
+    async def stop(self) -> None:
+        """Graceful: stop every read, publish what is buffered, hand the leases back so others take over at once."""
+        entries = list(self.owned.items())
+        for _, entry in entries:
+            entry.state = "releasing"
+        await asyncio.gather(*(self._release(sid, e) for sid, e in entries), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.connector.stop()
+        except Exception:
+            log.exception("stopping connector %s failed", self.name)
+
+    def announcement(self, interval_s: float) -> SourceAnnouncement:
+        return SourceAnnouncement(
+            source=self.name,
+            instance_id=self.settings.instance_id,
+            subscription_schema=self.connector_cls.params_schema(),
+            capacity=self.capacity,
+            free=max(0, self.capacity - len(self.owned)),
+            leases=len(self.owned),
+            ttl_s=3 * interval_s,
+            sent_at=utcnow(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "capacity": self.capacity,
+            "free": max(0, self.capacity - len(self.owned)),
+            "demanded": len(self.tracker.active(self._loop.time())),
+            "samples_published": self._published,
+            "leases": {sid: e.state for sid, e in self.owned.items()},
+            "failing": {sid: e.last_error for sid, e in self.owned.items() if e.state == "backoff"},
+            "rejected": {sid: msg for sid, (msg, _) in self.rejected.items()},
+        }

@@ -1,0 +1,124 @@
+"""The connector SDK: what a third-party connector author writes against.
+
+A connector is a class with a pydantic `params_model` (one subscription's parameters), a `capacity`, and either
+a `read(sid, params)` loop (the simple way: the framework runs one per subscription, cancels it on unsubscribe
+and restarts it with backoff when it raises) or its own `subscribe`/`unsubscribe` pair. Samples go out through
+`self.sink.emit(sid, t, v)`; leases, demand, batching, deduplication, backoff and telemetry are the framework's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+SampleValue = bool | int | float | str | None
+Quality = int | str | None
+
+P = TypeVar("P", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """What the framework gives a connector to hand over what it reads."""
+
+    def emit(self, sid: str, t: datetime, v: SampleValue, q: Quality = None) -> None:
+        """One sample of subscription `sid`. `t` should be timezone-aware (naive means UTC).
+
+        Samples not strictly after the last one of `sid` are dropped (counted), so re-reading is harmless.
+        """
+
+    def warn(self, sid: str, message: str) -> None:
+        """A data problem that does not stop the read (an unparsable message, a missing field): logged, counted."""
+
+    def fail(self, sid: str, error: BaseException) -> None:
+        """The read of `sid` broke: the framework unsubscribes it and subscribes again after a jittered backoff.
+
+        Only push-style connectors (own `subscribe`/`unsubscribe`) need this: an exception out of `read` does it.
+        """
+
+
+class BadParams(ValueError):
+    """Subscription parameters that the source's model refuses; the message names each field and the problem."""
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "params") -> str:
+    """`params.rate_hz: Input should be greater than 0; params.signal: Field required` - one line, every error."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in (prefix, *err["loc"]))
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Connector(Generic[P]):
+    """Base class of every source. Subclass it, set `params_model`, and implement `read` (or subscribe/unsubscribe).
+
+    The framework creates one instance per source per process with `Connector(sink)`, calls `start()` once, then
+    `subscribe`/`unsubscribe` as leases come and go, and `stop()` at shutdown.
+    """
+
+    params_model: ClassVar[type[BaseModel]]
+    # How many subscriptions one instance of this connector may hold; a full instance takes no more leases.
+    capacity: int = 1000
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._reads: dict[str, asyncio.Task[None]] = {}
+
+    @classmethod
+    def parse_params(cls, params: dict[str, Any]) -> P:
+        """Validate raw parameters; raises `BadParams` with a message naming every bad field."""
+        try:
+            return cls.params_model.model_validate(params)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise BadParams(describe_validation_error(exc)) from None
+
+    @classmethod
+    def params_schema(cls) -> dict[str, Any]:
+        return cls.params_model.model_json_schema()
+
+    async def start(self) -> None:
+        """Once, before the first subscribe (open shared connections here)."""
+
+    async def stop(self) -> None:
+        """Once, at shutdown, after every unsubscribe."""
+
+    async def read(self, sid: str, params: P) -> None:
+        """Read `sid` until cancelled, calling `self.sink.emit`. Raise to have it restarted with backoff."""
+        raise NotImplementedError(f"{type(self).__name__} must implement read() or subscribe()/unsubscribe()")
+
+    async def subscribe(self, sid: str, params: P) -> None:
+        """Start reading `sid`. The default runs `read(sid, params)` in a task; override for push-style sources."""
+        self._reads[sid] = asyncio.create_task(self._run_read(sid, params), name=f"read:{sid}")
+
+    async def unsubscribe(self, sid: str) -> None:
+        """Stop reading `sid` and release what it holds; must not raise when `sid` is unknown."""
+        task = self._reads.pop(sid, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run_read(self, sid: str, params: P) -> None:
+        try:
+            await self.read(sid, params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the framework, which logs and retries
+            if self._reads.get(sid) is asyncio.current_task():
+                self._reads.pop(sid, None)
+            self.sink.fail(sid, exc)
+        else:
+            log.info("read of %s ended", sid)
+            if self._reads.get(sid) is asyncio.current_task():
+                self._reads.pop(sid, None)
+
+
+ConnectorFactory = Callable[[Sink], Connector[Any]]

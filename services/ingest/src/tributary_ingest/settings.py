@@ -1,0 +1,66 @@
+"""`IngestSettings`: every knob of the ingest service, from `TRIBUTARY_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from tributary_common.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    service_name: str = "tributary-ingest"
+    http_port: int = 8002
+
+    # Leases (Memcached): taken with `add` for lease_ttl_s, renewed with gets+cas every lease_renew_interval_s
+    # (default a third of the TTL). A renewal that fails stops the read at once.
+    lease_ttl_s: float = Field(default=15.0, ge=2.0)
+    lease_renew_interval_s: float | None = Field(default=None, gt=0)
+    # After demand for a sid lapses, the owner keeps reading this long before it lets go.
+    release_grace_s: float = Field(default=10.0, ge=0)
+    # How often demanded-but-unowned sids are tried (also what a takeover waits for after a lease expires).
+    reconcile_interval_s: float = Field(default=1.0, gt=0)
+
+    # A batch is published when it holds batch_max_size samples or its first sample is batch_max_delay_s old.
+    batch_max_size: int = Field(default=500, ge=1, le=10000)
+    batch_max_delay_s: float = Field(default=0.25, gt=0)
+    # Samples buffered per sid while the broker is slow; more are dropped (counted).
+    max_buffer_per_sid: int = Field(default=20000, ge=1)
+    publish_persistent: bool = True
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Comma-separated entry-point names (`simulator,csv`); empty means every registered source.
+    enabled_sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per-source capacity overrides as JSON (`{"simulator": 5000}`); otherwise the connector's own capacity.
+    capacity: dict[str, int] = Field(default_factory=dict)
+
+    # Jittered exponential backoff when a connector fails: each delay lies in [d/2, d], d = min*2^n capped at max.
+    backoff_min_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+
+    # Source announcements on tributary.control, for the hub's catalogue of sources.
+    announce_interval_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("enabled_sources", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> IngestSettings:
+        if self.lease_renew_interval_s is None:
+            self.lease_renew_interval_s = self.lease_ttl_s / 3
+        if self.lease_renew_interval_s >= self.lease_ttl_s / 2:
+            raise ValueError("lease_renew_interval_s must be under half of lease_ttl_s, so a renewal lands in time")
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s must be >= backoff_min_s")
+        return self
+
+    @property
+    def renew_interval_s(self) -> float:
+        assert self.lease_renew_interval_s is not None
+        return self.lease_renew_interval_s
