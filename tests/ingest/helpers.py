@@ -207,5 +207,10 @@ def ingest_process(
     return ServiceProcess("tributary_ingest", ["serve"], env, tmp_path / f"{name}.log", port)
 
 
-def status(proc: ServiceProcess) -> dict[str, Any]:
-    return dict(httpx.get(f"http://127.0.0.1:{proc.port}/status", timeout=5).json())
+async def http_get(proc: ServiceProcess, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(f"http://127.0.0.1:{proc.port}{path}")
+
+
+async def status(proc: ServiceProcess) -> dict[str, Any]:
+    return dict((await http_get(proc, "/status")).json())

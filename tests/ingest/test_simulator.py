@@ -23,7 +23,9 @@ def expected(params: dict[str, object], t: datetime) -> float:
     return f(us // interval, us / 1e6)
 
 
-async def test_signals_are_deterministic_and_strictly_increasing(amqp_url: str, cache_namespace: str, amqp_bus: Bus) -> None:
+async def test_signals_are_deterministic_and_strictly_increasing(
+    amqp_url: str, cache_namespace: str, amqp_bus: Bus
+) -> None:
     params = [
         {"signal": "sine", "seed": 1, "rate_hz": 20, "period_s": 5, "amplitude": 10},
         {"signal": "ramp", "rate_hz": 20, "period_s": 3},

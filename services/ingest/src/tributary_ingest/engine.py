@@ -14,7 +14,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from tributary_common.cache import Cache
-from tributary_common.control import Demand
+from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, source_key
 
 from .backoff import Backoff
@@ -81,6 +81,8 @@ class Engine:
         self._queue = await self.broker.declare_queue(RabbitQueue(self.queue_name, exclusive=True, auto_delete=True))
         for name in self.runtimes:
             await self._queue.bind(control, routing_key=demand_key(name))
+            # Peers' announcements tell each instance how many share a source, for a fair split of the leases.
+            await self._queue.bind(control, routing_key=source_key(name))
         self._consumer_tag = await self._queue.consume(self._on_control, no_ack=True)
         for runtime in self.runtimes.values():
             self._loops.append(asyncio.create_task(self._reconcile_loop(runtime), name=f"reconcile:{runtime.name}"))
@@ -101,7 +103,11 @@ class Engine:
                 await asyncio.sleep(delay)
 
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
-        source = (message.routing_key or "").removeprefix("demand.")
+        key = message.routing_key or ""
+        if key.startswith("source."):
+            self._on_announcement(message)
+            return
+        source = key.removeprefix("demand.")
         try:
             demand = Demand.model_validate_json(message.body)
         except ValidationError as exc:
@@ -111,6 +117,16 @@ class Engine:
         runtime = self.runtimes.get(demand.source)
         if runtime is not None:
             runtime.on_demand(demand)
+
+    def _on_announcement(self, message: AbstractIncomingMessage) -> None:
+        try:
+            announcement = SourceAnnouncement.model_validate_json(message.body)
+        except ValidationError:
+            log.warning("ignored a malformed source announcement on %s", message.routing_key)
+            return
+        runtime = self.runtimes.get(announcement.source)
+        if runtime is not None:
+            runtime.on_announcement(announcement)
 
     async def _reconcile_loop(self, runtime: SourceRuntime) -> None:
         while True:

@@ -73,6 +73,8 @@ class SourceRuntime:
         self.owned: dict[str, Owned] = {}
         self.rejected: dict[str, tuple[str, float]] = {}
         self.wake = asyncio.Event()
+        self.peers: dict[str, float] = {}  # other instances serving this source -> when their announcement lapses
+        self._skipped: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._published = 0
         self._rate_at = time.monotonic()
@@ -129,6 +131,15 @@ class SourceRuntime:
         if new:
             self.wake.set()
 
+    def on_announcement(self, announcement: SourceAnnouncement) -> None:
+        if announcement.instance_id != self.settings.instance_id:
+            self.peers[announcement.instance_id] = self._loop.time() + announcement.ttl_s
+
+    def fair_share(self, demanded: int, now: float) -> int:
+        """Demanded sids divided by the instances alive (by their announcements), rounded up."""
+        alive = 1 + sum(1 for until in self.peers.values() if until > now)
+        return -(-demanded // alive)
+
     # -- the reconcile tick: release lapsed, retry failed, acquire free ----------------------------------------
 
     async def reconcile(self) -> None:
@@ -145,18 +156,27 @@ class SourceRuntime:
                 self._spawn(self._subscribe(sid, entry))
         free = self.capacity - len(self.owned)
         candidates = [sid for sid in active if sid not in self.owned]
+        skipped: set[str] = set()
         if free > 0 and candidates:
             random.shuffle(candidates)  # instances racing for the same sids start at different ends
             holders = await self.leases.holders(candidates)
             me = self.settings.instance_id
+            share = self.fair_share(len(active), now)
             for sid in candidates:
                 if free <= 0:
                     break
                 if holders.get(sid, me) != me or sid in self.owned:
                     continue
+                # Beyond our fair share, leave a sid to the others for one tick; if nobody took it, take it.
+                if len(self.owned) >= share and sid not in self._skipped:
+                    skipped.add(sid)
+                    continue
                 if await self.leases.acquire(sid):
                     free -= 1
                     await self._take(sid, active[sid])
+        self._skipped = skipped
+        for peer in [p for p, until in self.peers.items() if until <= now]:
+            del self.peers[peer]
         self.tracker.forget_lapsed(now, self.settings.release_grace_s + 60.0, keep=set(self.owned))
         for sid in [s for s, (_, exp) in self.rejected.items() if exp <= now]:
             del self.rejected[sid]
@@ -228,8 +248,8 @@ class SourceRuntime:
         except Exception:  # a connector that fails to stop must not stop the instance
             log.exception("unsubscribe of %s/%s failed", self.name, sid)
 
-    async def _release(self, sid: str, entry: Owned) -> None:
-        """Demand lapsed past the grace period: stop reading, publish what is buffered, give the lease back."""
+    async def _release(self, sid: str, entry: Owned, why: str = "demand lapsed") -> None:
+        """Stop reading, publish what is buffered, give the lease back (demand lapsed, or shutdown)."""
         await self._unsubscribe(sid)
         await entry.pipeline.drain(timeout=self.settings.publish_timeout_s)
         if self.owned.get(sid) is not entry:
@@ -242,7 +262,7 @@ class SourceRuntime:
             await self.leases.release(sid)
         except Exception:  # noqa: BLE001 - the lease then simply expires
             log.warning("releasing %s/%s failed; it expires on its own", self.name, sid)
-        log.info("released %s/%s (demand lapsed)", self.name, sid)
+        log.info("released %s/%s (%s)", self.name, sid, why)
 
     async def _drop(self, sid: str, entry: Owned) -> None:
         """The lease is gone: stop at once, forget the buffer."""
@@ -326,7 +346,7 @@ class SourceRuntime:
         entries = list(self.owned.items())
         for _, entry in entries:
             entry.state = "releasing"
-        await asyncio.gather(*(self._release(sid, e) for sid, e in entries), return_exceptions=True)
+        await asyncio.gather(*(self._release(sid, e, "shutdown") for sid, e in entries), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
