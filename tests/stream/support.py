@@ -193,3 +193,30 @@ class Publisher:
         key = f"{topic}.{subject}" if subject else topic
         await self.raw("tributary.events", key, orjson.dumps(env))
         return env
+
+
+class SseReader:
+    """Reads SSE records (`{"id", "event", "data", "comment"}`) from an httpx streaming response."""
+
+    def __init__(self, response: Any) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        while True:
+            line = await asyncio.wait_for(anext(self.lines), timeout)
+            if line == "":
+                if record:
+                    return record
+                continue
+            if line.startswith(":"):
+                return {"comment": line[1:].strip()}
+            name, _, value = line.partition(":")
+            record[name] = value[1:] if value.startswith(" ") else value
+
+    async def next_event(self, timeout: float = 20.0) -> dict[str, Any]:
+        """The next record that is not a comment or a `retry` hint."""
+        while True:
+            record = await self.next(timeout)
+            if "event" in record:
+                return record

@@ -1,0 +1,89 @@
+"""Authentication and ACLs, the same rules as the hub: scopes, topic patterns, unitop globs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from tests.stream.support import SECRET, connect, recv, send, subscribe, token
+
+
+async def _refused(stream, **connect_kw) -> tuple[dict[str, Any], int | None]:
+    ws = await websockets.connect(stream.ws_url(connect_kw.pop("query_token", None)), open_timeout=10, **connect_kw)
+    frame = await recv(ws)
+    await ws.wait_closed()
+    return frame, ws.close_code
+
+
+async def test_no_token_is_refused_with_an_error_and_close(stream):
+    frame, code = await _refused(stream)
+    assert frame["type"] == "error" and frame["code"] == "unauthorized" and "missing bearer token" in frame["message"]
+    assert code == 1008
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        jwt.encode(
+            {"sub": "x", "scope": "events:read", "exp": int(time.time()) + 60},
+            "wrong-secret-0123456789abcdef-0123456789",
+        ),
+        jwt.encode({"sub": "x", "scope": "events:read", "exp": int(time.time()) - 3600}, SECRET),
+        "not.a.jwt",
+    ],
+    ids=["wrong-signature", "expired", "garbage"],
+)
+async def test_bad_tokens_are_refused(stream, bad):
+    frame, code = await _refused(stream, additional_headers={"Authorization": f"Bearer {bad}"})
+    assert frame["code"] == "unauthorized" and code == 1008
+
+
+async def test_access_token_query_parameter_for_browsers(stream):
+    async with websockets.connect(stream.ws_url(token()), open_timeout=10) as ws:
+        await send(ws, {"op": "ping", "id": "q"})
+        assert await recv(ws) == {"type": "pong", "id": "q"}
+
+
+async def test_scopes_and_patterns_are_enforced_per_subscription(stream, publisher):
+    tok = token(["events:read"], topics=["orders.eu.#"])
+    async with await connect(stream, tok) as ws:
+        frame = await subscribe(ws, "wide", events={"pattern": "orders.#"})
+        assert frame["type"] == "error" and frame["code"] == "forbidden" and "orders.#" in frame["message"]
+        frame = await subscribe(ws, "u", unitop={"name": "pump-1"})
+        assert frame["code"] == "forbidden" and "unitops:read" in frame["message"]
+        # Refusals leave the connection up; an allowed pattern works.
+        assert (await subscribe(ws, "ok", events={"pattern": "orders.eu.*"}))["type"] == "subscribed"
+        await publisher.event("orders", "us.x")
+        allowed = await publisher.event("orders", "eu.x")
+        frame = await recv(ws)
+        assert frame["sub"] == "ok" and frame["event"]["id"] == allowed["id"]
+
+
+async def test_events_read_scope_is_required(stream):
+    async with await connect(stream, token(["unitops:read"])) as ws:
+        frame = await subscribe(ws, "e", events={"pattern": "#"})
+        assert frame["code"] == "forbidden" and "events:read" in frame["message"]
+
+
+async def test_unitop_acl_glob(stream):
+    async with await connect(stream, token(["unitops:read"], unitops=["pump-*"])) as ws:
+        frame = await subscribe(ws, "u", unitop={"name": "valve-1"})
+        assert frame["type"] == "error" and frame["code"] == "forbidden" and "valve-1" in frame["message"]
+
+
+async def test_sse_auth(stream):
+    async with httpx.AsyncClient(base_url=stream.base, timeout=10) as http:
+        r = await http.get("/events/orders.%23")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = await http.get("/events/orders.%23", headers={"Authorization": f"Bearer {token(['unitops:read'])}"})
+        assert r.status_code == 403 and "events:read" in r.json()["error"]["message"]
+        narrow = token(["events:read"], topics=["orders.eu.#"])
+        r = await http.get("/events/%23", params={"access_token": narrow})
+        assert r.status_code == 403 and "'#'" in r.json()["error"]["message"]
+        r = await http.get("/unitops/valve-1/stream", params={"access_token": token(unitops=["pump-*"])})
+        assert r.status_code == 403
