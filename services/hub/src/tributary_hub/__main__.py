@@ -1,0 +1,70 @@
+"""`tributary-hub serve` (HTTP API; recorders in-process unless TRIBUTARY_RECORDERS_ENABLED=false) and
+`tributary-hub recorder` (the recorders alone)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+import uvicorn
+
+from tributary_common.logs import setup_logging
+from tributary_common.telemetry import setup_tracing, shutdown_tracing
+
+from .app import create_app
+from .runtime import Hub
+from .settings import HubSettings
+
+log = logging.getLogger("tributary_hub")
+
+
+def serve(settings: HubSettings) -> None:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        lifespan="on",
+    )
+    # uvicorn handles SIGTERM: stop accepting, finish requests, then the lifespan stops the hub.
+    uvicorn.Server(config).run()
+
+
+async def record(settings: HubSettings) -> None:
+    hub = Hub(settings, api=False, recorders_enabled=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    log.info("recorders running")
+    await stop.wait()
+    log.info("stopping recorders")
+    await asyncio.wait_for(hub.stop(), settings.shutdown_grace_seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tributary-hub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="HTTP API, RPC responders, demand heartbeats (and recorders unless disabled)")
+    sub.add_parser("recorder", help="the events and samples recorders alone")
+    args = parser.parse_args(argv)
+    settings = HubSettings()
+    setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    setup_tracing(settings.service_name, settings.instance_id)
+    try:
+        if args.command == "serve":
+            serve(settings)
+        else:
+            asyncio.run(record(settings))
+    finally:
+        shutdown_tracing()
+
+
+if __name__ == "__main__":
+    main()

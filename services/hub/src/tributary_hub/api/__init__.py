@@ -1,0 +1,1 @@
+"""The hub's HTTP routers (adapters over the domain services)."""

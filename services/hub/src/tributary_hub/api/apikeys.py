@@ -1,0 +1,67 @@
+"""`/apikeys`: machine credentials, created by an admin; the secret is returned once and stored hashed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from tributary_common.auth import Principal
+from tributary_common.http_errors import ErrorBody
+
+from .deps import body_doc, hub_of, json_model, require, scope_doc
+from .models import ApiKeyCreate, ApiKeyCreated, ApiKeyList
+
+router = APIRouter(tags=["api keys"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid credentials"},
+    403: {"model": ErrorBody, "description": "Not an admin"},
+}
+
+
+@router.post(
+    "/apikeys",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    summary="Create an API key (the secret is in this answer only)",
+    description="Use the key as a bearer token (`Authorization: Bearer trk_…`) on the hub and the stream service. "
+    "Its scopes and optional `topics`/`unitops` ACL patterns work as a JWT's. Requires `admin`.",
+    responses={**ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra={
+        **scope_doc("admin"),
+        **body_doc(
+            ApiKeyCreate,
+            {"gateway": {"name": "line3-gateway", "scopes": ["events:publish"], "topics": ["sensor-reading.plant1.#"]}},
+        ),
+    },
+)
+async def create_key(request: Request, principal: Principal = Depends(require("admin"))) -> Any:
+    hub = hub_of(request)
+    body = await json_model(request, ApiKeyCreate, hub.settings.max_body_bytes)
+    view, secret = await hub.apikeys.create(
+        name=body.name, scopes=body.scopes, topics=body.topics, unitops=body.unitops, created_by=principal.subject
+    )
+    return {**view, "key": secret}
+
+
+@router.get(
+    "/apikeys",
+    response_model=ApiKeyList,
+    summary="API keys (never their secrets)",
+    responses=ERRORS,
+    openapi_extra=scope_doc("admin"),
+)
+async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> Any:
+    return {"items": await hub_of(request).apikeys.all()}
+
+
+@router.delete(
+    "/apikeys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key",
+    responses=ERRORS,
+    openapi_extra=scope_doc("admin"),
+)
+async def delete_key(key_id: str, request: Request, principal: Principal = Depends(require("admin"))) -> Response:
+    await hub_of(request).apikeys.delete(key_id)
+    return Response(status_code=204)

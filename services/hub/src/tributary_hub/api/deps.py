@@ -1,0 +1,146 @@
+"""Shared pieces of the HTTP layer: authentication per route scope, bounded body reading, JSON parsing,
+content negotiation and query-time parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from tributary_common.auth import Principal
+from tributary_common.timeutil import parse_time
+
+from ..errors import HubError, Invalid, TooLarge
+from ..runtime import Hub
+
+M = TypeVar("M", bound=BaseModel)
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT (HS256 with TRIBUTARY_JWT_SECRET in development; `scope` claim space-separated) or an API key",
+)
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
+    """A dependency authenticating the caller (401) and checking `scope` (403); None: any valid caller."""
+
+    async def dependency(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    ) -> Principal:
+        principal = await hub_of(request).auth.authenticate(credentials.credentials if credentials else None)
+        if scope is not None:
+            principal.require(scope)
+        return principal
+
+    dependency.__name__ = f"require_{(scope or 'any').replace(':', '_')}"
+    return dependency
+
+
+def scope_doc(scope: str) -> dict[str, Any]:
+    """OpenAPI extras naming the scope a route requires."""
+    return {"x-required-scope": scope}
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes is over the limit of {limit}", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is over the limit of {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, loc: str = "/") -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HubError(f"malformed JSON: {exc}", [{"loc": loc, "msg": str(exc)}], code="malformed_json") from exc
+
+
+def require_json(request: Request, *allowed: str) -> str:
+    kind = media_type(request)
+    if kind not in allowed:
+        raise HubError(
+            f"unsupported Content-Type {kind or '(none)'!r}; send one of {list(allowed)}",
+            [{"loc": "/headers/content-type", "msg": f"expected one of {list(allowed)}"}],
+            code="unsupported_media_type",
+            status=415,
+        )
+    return kind
+
+
+async def json_model(request: Request, model: type[M], limit: int) -> M:
+    """A JSON body read within `limit`, parsed with orjson (bounded depth) and validated as `model`."""
+    require_json(request, "application/json")
+    value = parse_json(await read_body(request, limit))
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        details = [
+            {"loc": "/" + "/".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        raise Invalid("the request body does not match the API", details, code="invalid_request") from exc
+
+
+def body_doc(model: type[BaseModel], examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route that reads its body itself."""
+    content: dict[str, Any] = {"schema": model.model_json_schema()}
+    if examples:
+        content["examples"] = {k: {"value": v} for k, v in examples.items()}
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
+def query_time(value: str | None, name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise Invalid(
+            f"{name} is not an RFC 3339 time with offset: {exc}",
+            [{"loc": f"/query/{name}", "msg": str(exc)}],
+            code="invalid_request",
+        ) from exc
+
+
+EXPORT_TYPES = {"text/csv": "csv", "application/jsonl": "jsonl", "application/x-ndjson": "ndjson"}
+
+
+def negotiate(request: Request) -> str:
+    """`json` (default), `csv`, `jsonl` or `ndjson` from the Accept header; 406 when nothing we serve fits."""
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return "json"
+    offered = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    for media in offered:
+        if media in EXPORT_TYPES:
+            return EXPORT_TYPES[media]
+        if media in ("application/json", "*/*", "application/*"):
+            return "json"
+    raise HubError(
+        f"cannot answer with any of {offered}; use application/json, text/csv, application/jsonl or application/x-ndjson",
+        [{"loc": "/headers/accept", "msg": "no acceptable type"}],
+        code="not_acceptable",
+        status=406,
+    )

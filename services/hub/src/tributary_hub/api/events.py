@@ -1,0 +1,303 @@
+"""`/topics/{topic}/events`: publish one or a batch, history pages, exports by Accept, latest per subject."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from opentelemetry import trace
+from prometheus_client import Counter
+
+from tributary_common.auth import Forbidden, Principal
+from tributary_common.events import BatchAccepted, EventIn, PublishAccepted
+from tributary_common.http_errors import ErrorBody
+from tributary_common.names import NameError_, validate_pattern
+from tributary_common.telemetry import tracer
+from tributary_common.timeutil import format_time
+
+from .. import cursors
+from ..errors import HubError, Invalid, TooLarge
+from ..history import build_filter, export_csv, export_lines
+from .deps import hub_of, negotiate, parse_json, query_time, read_body, require, require_json, scope_doc
+from .models import EventPage, LatestEvents
+from .topics import ERRORS, known_name, see_topic
+
+router = APIRouter(tags=["events"])
+_tracer = tracer("tributary_hub.publish")
+
+PUBLISHED = Counter("tributary_hub_events_published_total", "Events confirmed by the broker", ["mode"])
+REJECTED = Counter("tributary_hub_events_rejected_total", "Publish requests refused as invalid", ["mode"])
+
+ONE_TYPES = ("application/json", "application/cloudevents+json")
+BATCH_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/cloudevents-batch+json")
+PUBLISH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorBody, "description": "Malformed JSON"},
+    413: {"model": ErrorBody, "description": "Body (or batch) over the limit"},
+    415: {"model": ErrorBody, "description": "Unsupported Content-Type"},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid against the topic's schema: every violation with its JSON pointer",
+        "content": {
+            "application/json": {
+                "example": {
+                    "error": {
+                        "code": "invalid_event",
+                        "message": "the event is invalid against /topics/sensor-reading/schemas/1; "
+                        "nothing was published",
+                        "details": [{"loc": "/data/temperature", "msg": '"hot" is not of type "number"'}],
+                    }
+                }
+            }
+        },
+    },
+    503: {"model": ErrorBody, "description": "The broker did not confirm; retry with the same ids"},
+}
+
+EVENT_EXAMPLE = {"data": {"temperature": 21.5, "unit": "C"}, "subject": "plant1.line3"}
+ENVELOPE_EXAMPLE = {
+    "specversion": "1.0",
+    "id": "reading-0001",
+    "source": "/plant1/gateway",
+    "type": "sensor-reading",
+    "subject": "plant1.line3",
+    "data": {"temperature": 21.5},
+}
+
+
+def may_publish(principal: Principal, keys: list[str]) -> None:
+    denied = sorted({k for k in keys if not principal.may_key(k)})
+    if denied:
+        raise Forbidden(f"the token's topics ACL does not allow publishing to {denied[:5]}")
+
+
+@router.post(
+    "/topics/{topic}/events",
+    status_code=202,
+    response_model=PublishAccepted,
+    summary="Publish one event",
+    description="Body `{data, subject?, id?, source?}` as `application/json`, or a structured CloudEvents envelope "
+    "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub). "
+    "The 202 comes after the broker confirmed the persistent message. Resending the same `id` never duplicates it "
+    "in history. Requires `events:publish` and a topics ACL covering `<topic>[.<subject>]`.",
+    responses=PUBLISH_ERRORS,
+    openapi_extra={
+        **scope_doc("events:publish"),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": EventIn.model_json_schema(),
+                    "examples": {"event": {"value": EVENT_EXAMPLE}},
+                },
+                "application/cloudevents+json": {
+                    "schema": {"type": "object"},
+                    "examples": {"envelope": {"value": ENVELOPE_EXAMPLE}},
+                },
+            },
+        },
+    },
+)
+async def publish_one(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+    hub = hub_of(request)
+    known_name(topic)
+    kind = require_json(request, *ONE_TYPES)
+    raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
+    with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
+        span.set_attribute("messaging.destination.name", topic)
+        try:
+            ref, events = await hub.events.build(
+                topic, [raw], envelope=kind == "application/cloudevents+json", batch=False
+            )
+        except Invalid:
+            REJECTED.labels("one").inc()
+            raise
+        may_publish(principal, [e.routing_key for e in events])
+        assert hub.publisher is not None
+        await hub.publisher.publish(events[0])
+    PUBLISHED.labels("one").inc()
+    return PublishAccepted(id=events[0].id, dataschema=ref.dataschema)
+
+
+def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
+    """A JSON array, or NDJSON (one JSON value per non-empty line); each line's errors say which line."""
+    if kind in ("application/json", "application/cloudevents-batch+json"):
+        value = parse_json(raw)
+        if not isinstance(value, list):
+            raise Invalid(
+                "a batch must be a JSON array (or NDJSON)", [{"loc": "/", "msg": "not an array"}], code="invalid_batch"
+            )
+        items = value
+    else:
+        lines = [(n, line) for n, line in enumerate(raw.split(b"\n"), start=1) if line.strip()]
+        if len(lines) > limit:
+            raise TooLarge(
+                f"a batch holds at most {limit} events",
+                [{"loc": "/", "msg": f"{len(lines)} lines"}],
+                code="batch_too_large",
+            )
+        items = []
+        for index, (n, line) in enumerate(lines):
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise HubError(
+                    f"malformed JSON on line {n}: {exc}",
+                    [{"loc": f"/{index}", "msg": f"line {n}: {exc}"}],
+                    code="malformed_json",
+                ) from exc
+    if not items:
+        raise Invalid(
+            "the batch is empty", [{"loc": "/", "msg": "at least one event is required"}], code="invalid_batch"
+        )
+    if len(items) > limit:
+        raise TooLarge(
+            f"a batch holds at most {limit} events",
+            [{"loc": "/", "msg": f"more than {limit} events"}],
+            code="batch_too_large",
+        )
+    return items
+
+
+@router.post(
+    "/topics/{topic}/events:batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    summary="Publish a batch (all or nothing)",
+    description="A JSON array (`application/json`) or NDJSON (`application/x-ndjson` / `application/jsonl`) of "
+    "`{data, subject?, id?, source?}`. **All or nothing**: every event is validated first; if any is invalid, none "
+    "is published and the 422 lists the violations of each invalid event as `/<index>/data/...`. Otherwise all are "
+    "published concurrently with publisher confirms and the 202 lists the ids in order. At most "
+    "`TRIBUTARY_MAX_BATCH_EVENTS` events and `TRIBUTARY_MAX_BATCH_BYTES` bytes (413 beyond).",
+    responses=PUBLISH_ERRORS,
+    openapi_extra={
+        **scope_doc("events:publish"),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": EventIn.model_json_schema()},
+                    "examples": {"batch": {"value": [EVENT_EXAMPLE, {"data": {"temperature": 22}}]}},
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string"},
+                    "examples": {
+                        "ndjson": {
+                            "value": '{"data": {"temperature": 21.5}}\n{"data": {"temperature": 22}, "subject": "plant1"}\n'
+                        }
+                    },
+                },
+            },
+        },
+    },
+)
+async def publish_batch(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+    hub = hub_of(request)
+    known_name(topic)
+    kind = require_json(request, *BATCH_TYPES)
+    raw = await read_body(request, hub.settings.max_batch_bytes)
+    items = split_batch(raw, kind, hub.settings.max_batch_events)
+    with _tracer.start_as_current_span("publish batch", kind=trace.SpanKind.PRODUCER) as span:
+        span.set_attribute("messaging.destination.name", topic)
+        span.set_attribute("messaging.batch.message_count", len(items))
+        try:
+            ref, events = await hub.events.build(topic, items, envelope=False, batch=True)
+        except Invalid:
+            REJECTED.labels("batch").inc()
+            raise
+        may_publish(principal, [e.routing_key for e in events])
+        assert hub.publisher is not None
+        await hub.publisher.publish_many(events)
+    PUBLISHED.labels("batch").inc(len(events))
+    return BatchAccepted(ids=[e.id for e in events], dataschema=ref.dataschema)
+
+
+def history_pattern(principal: Principal, topic: str, subject: str | None) -> str:
+    """`<topic>.<subject pattern>` (or the whole topic), checked against the caller's ACL."""
+    pattern = f"{topic}.{subject}" if subject else f"{topic}.#"
+    try:
+        validate_pattern(pattern)
+    except NameError_ as exc:
+        raise Invalid(str(exc), [{"loc": "/query/subject", "msg": str(exc)}], code="invalid_request") from exc
+    if not principal.may_pattern(pattern):
+        raise Forbidden(f"the token's topics ACL does not cover {pattern!r}")
+    return pattern
+
+
+@router.get(
+    "/topics/{topic}/events",
+    response_model=EventPage,
+    summary="History (a page of JSON), or an export streamed as CSV / JSON Lines / NDJSON chosen by Accept",
+    description="Oldest first by position `(time, id)`. `subject` is an AMQP pattern under the topic (`*` one "
+    "segment, `#` zero or more: the broker's semantics). `start` inclusive, `end` exclusive (RFC 3339). JSON answers "
+    "`{items, next}`; pass `next` back as `cursor`. With `Accept: text/csv`, `application/jsonl` or "
+    "`application/x-ndjson` the whole selection is streamed (from `cursor` if given; `limit` is ignored). Requires "
+    "`events:read` and a topics ACL covering the pattern.",
+    responses={
+        **ERRORS,
+        406: {"model": ErrorBody, "description": "Unsupported Accept"},
+        200: {"content": {"text/csv": {}, "application/jsonl": {}, "application/x-ndjson": {}}},
+    },
+    openapi_extra=scope_doc("events:read"),
+)
+async def history(
+    topic: str,
+    request: Request,
+    subject: str | None = Query(None, description="AMQP pattern over the subject", examples=["plant1.#"]),
+    start: str | None = Query(None, description="RFC 3339, inclusive", examples=["2026-11-26T00:00:00Z"]),
+    end: str | None = Query(None, description="RFC 3339, exclusive"),
+    limit: int | None = Query(None, ge=1, description="Page size (JSON only)"),
+    cursor: str | None = Query(None, description="`next` of the previous page"),
+    principal: Principal = Depends(require("events:read")),
+) -> Any:
+    hub = hub_of(request)
+    see_topic(principal, known_name(topic))
+    pattern = history_pattern(principal, topic, subject)
+    fmt = negotiate(request)
+    t0, t1 = query_time(start, "start"), query_time(end, "end")
+    await hub.topics.resolve(topic)  # 404 for an unknown topic
+    position = cursors.decode(cursor) if cursor else None
+    query = build_filter(
+        pattern=pattern,
+        topic=topic,
+        start=format_time(t0) if t0 else None,
+        end=format_time(t1) if t1 else None,
+        position=(position[0], position[1]) if position else None,
+    )
+    if fmt == "json":
+        size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
+        items, nxt = await hub.history.page(query, size)
+        return {"items": items, "next": nxt}
+    rows = hub.history.stream(query)
+    chunks: AsyncIterator[bytes] = (
+        export_csv(rows, hub.settings.export_chunk_rows)
+        if fmt == "csv"
+        else export_lines(rows, hub.settings.export_chunk_rows)
+    )
+    media = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl", "ndjson": "application/x-ndjson"}[fmt]
+    return StreamingResponse(
+        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{topic}.{fmt}"'}
+    )
+
+
+@router.get(
+    "/topics/{topic}/events:latest",
+    response_model=LatestEvents,
+    summary="The newest event of each subject (optionally under a subject pattern)",
+    responses=ERRORS,
+    openapi_extra=scope_doc("events:read"),
+)
+async def latest(
+    topic: str,
+    request: Request,
+    subject: str | None = Query(None, description="AMQP pattern over the subject"),
+    principal: Principal = Depends(require("events:read")),
+) -> Any:
+    hub = hub_of(request)
+    see_topic(principal, known_name(topic))
+    pattern = history_pattern(principal, topic, subject)
+    await hub.topics.resolve(topic)
+    return {"items": await hub.history.latest(topic, pattern)}

@@ -1,0 +1,171 @@
+"""Request and response models of the HTTP API (with OpenAPI examples)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tributary_common.names import validate_topic
+
+from ..compatibility import Compatibility
+
+EXAMPLE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["temperature"],
+    "properties": {"temperature": {"type": "number"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+}
+
+
+class TopicCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "sensor-reading",
+                    "schema": EXAMPLE_SCHEMA,
+                    "compatibility": "backward",
+                    "retention_days": 30,
+                    "description": "Readings from plant sensors",
+                }
+            ]
+        },
+    )
+
+    name: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    compatibility: Compatibility = Compatibility.NONE
+    retention_days: float | None = Field(default=None, gt=0, le=36500)
+    description: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validate_topic(v)
+
+
+class TopicPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"compatibility": "full"}]})
+
+    compatibility: Compatibility | None = None
+    retention_days: float | None = Field(default=None, gt=0, le=36500)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class SchemaUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{"schema": EXAMPLE_SCHEMA}]}
+    )
+
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class Topic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    version: int
+    dataschema: str
+    compatibility: Compatibility
+    retention_days: float | None = None
+    description: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class TopicList(BaseModel):
+    items: list[Topic]
+
+
+class SchemaVersion(BaseModel):
+    version: int
+    dataschema: str
+    created_at: datetime
+
+
+class SchemaVersionList(BaseModel):
+    items: list[SchemaVersion]
+
+
+class SchemaVersionBody(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    topic: str
+    version: int
+    dataschema: str
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class EventPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "specversion": "1.0",
+                            "id": "0192b0a4-7c1e-7d2a-9f00-1c2d3e4f5a6b",
+                            "source": "/tributary/hub",
+                            "type": "sensor-reading",
+                            "subject": "plant1.line3",
+                            "time": "2026-11-26T10:00:00.000001Z",
+                            "dataschema": "/topics/sensor-reading/schemas/1",
+                            "datacontenttype": "application/json",
+                            "data": {"temperature": 21.5},
+                        }
+                    ],
+                    "next": "WyIyMDI2LTExLTI2VDEwOjAwOjAwLjAwMDAwMVoiLCIwMTkyIl0",
+                }
+            ]
+        }
+    )
+
+    items: list[dict[str, Any]]
+    next: str | None = None
+
+
+class LatestEvents(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class UnitopList(BaseModel):
+    items: list[dict[str, Any]]
+    next: str | None = None
+
+
+class SourceList(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "line3-gateway", "scopes": ["events:publish"], "topics": ["sensor-reading.plant1.#"]}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=128)
+    scopes: list[str] = Field(min_length=1, max_length=16)
+    topics: list[str] | None = Field(default=None, max_length=100)
+    unitops: list[str] | None = Field(default=None, max_length=100)
+
+
+class ApiKeyCreated(BaseModel):
+    id: str
+    key: str = Field(description="The secret: shown once, store it now (only its hash is kept)")
+    name: str
+    scopes: list[str]
+    topics: list[str] | None = None
+    unitops: list[str] | None = None
+    created_by: str
+    created_at: datetime
+
+
+class ApiKeyList(BaseModel):
+    items: list[dict[str, Any]]

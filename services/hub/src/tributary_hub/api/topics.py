@@ -1,0 +1,197 @@
+"""`/topics`: create, list, get, update settings and schema, schema versions, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from tributary_common.auth import Forbidden, Principal
+from tributary_common.http_errors import ErrorBody
+from tributary_common.names import TOPIC_RE
+
+from ..errors import NotFound
+from .deps import body_doc, hub_of, json_model, require, scope_doc
+from .models import (
+    EXAMPLE_SCHEMA,
+    SchemaUpdate,
+    SchemaVersionBody,
+    SchemaVersionList,
+    Topic,
+    TopicCreate,
+    TopicList,
+    TopicPatch,
+)
+
+router = APIRouter(tags=["topics"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": desc}
+    for code, desc in (
+        (401, "No or invalid credentials"),
+        (403, "Missing scope, or the topic is outside the caller's ACL"),
+        (404, "Unknown topic"),
+    )
+}
+
+
+def known_name(topic: str) -> str:
+    if not TOPIC_RE.fullmatch(topic):
+        raise NotFound(f"topic {topic!r} does not exist (not a valid topic name)", code="unknown_topic")
+    return topic
+
+
+def see_topic(principal: Principal, topic: str) -> None:
+    if not principal.may_topic(topic):
+        raise Forbidden(f"topic {topic!r} is outside the token's topics ACL")
+
+
+def own_topic(principal: Principal, topic: str) -> None:
+    if not principal.may_pattern(f"{topic}.#"):
+        raise Forbidden(f"the token's topics ACL does not cover all of topic {topic!r}")
+
+
+@router.post(
+    "/topics",
+    status_code=201,
+    response_model=Topic,
+    summary="Create a topic with its first schema (version 1)",
+    description="The schema must be a Draft 2020-12 JSON Schema within the size and depth limits (413/422). "
+    "Requires `topics:write`.",
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "The topic exists"},
+        413: {"model": ErrorBody, "description": "Schema or body too large"},
+        422: {"model": ErrorBody, "description": "Invalid schema or request"},
+    },
+    openapi_extra={
+        **scope_doc("topics:write"),
+        **body_doc(
+            TopicCreate,
+            {
+                "sensor-reading": {
+                    "name": "sensor-reading",
+                    "schema": EXAMPLE_SCHEMA,
+                    "compatibility": "backward",
+                    "retention_days": 30,
+                }
+            },
+        ),
+    },
+)
+async def create_topic(request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+    hub = hub_of(request)
+    body = await json_model(request, TopicCreate, hub.settings.max_body_bytes)
+    own_topic(principal, body.name)
+    return await hub.topics.create(
+        body.name,
+        body.schema_,
+        compatibility=body.compatibility,
+        retention_days=body.retention_days,
+        description=body.description,
+    )
+
+
+@router.get(
+    "/topics",
+    response_model=TopicList,
+    summary="List topics (those the caller's ACL touches)",
+    responses=ERRORS,
+    openapi_extra=scope_doc("topics:read"),
+)
+async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+    items = await hub_of(request).topics.all()
+    return {"items": [t for t in items if principal.may_topic(t["name"])]}
+
+
+@router.get(
+    "/topics/{topic}",
+    response_model=Topic,
+    summary="A topic with its current schema",
+    responses=ERRORS,
+    openapi_extra=scope_doc("topics:read"),
+)
+async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+    see_topic(principal, known_name(topic))
+    return await hub_of(request).topics.get(topic)
+
+
+@router.patch(
+    "/topics/{topic}",
+    response_model=Topic,
+    summary="Change compatibility mode, retention or description",
+    responses=ERRORS,
+    openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
+)
+async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+    own_topic(principal, known_name(topic))
+    hub = hub_of(request)
+    body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    return await hub.topics.update_settings(topic, changes)
+
+
+@router.put(
+    "/topics/{topic}/schema",
+    response_model=Topic,
+    summary="Publish a new schema version",
+    description="Checked against the previous version under the topic's compatibility mode (`none`, `backward`, "
+    "`forward`, `full`); a breaking change is a 409 `incompatible_schema` listing each break with its JSON pointer.",
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "Incompatible with the previous version"},
+        413: {"model": ErrorBody, "description": "Schema too large"},
+        422: {"model": ErrorBody, "description": "Invalid schema"},
+    },
+    openapi_extra={**scope_doc("topics:write"), **body_doc(SchemaUpdate, {"v2": {"schema": EXAMPLE_SCHEMA}})},
+)
+async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+    own_topic(principal, known_name(topic))
+    hub = hub_of(request)
+    body = await json_model(request, SchemaUpdate, hub.settings.max_body_bytes)
+    return await hub.topics.update_schema(topic, body.schema_)
+
+
+@router.get(
+    "/topics/{topic}/schemas",
+    response_model=SchemaVersionList,
+    summary="The topic's schema versions",
+    responses=ERRORS,
+    openapi_extra=scope_doc("topics:read"),
+)
+async def list_schemas(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+    see_topic(principal, known_name(topic))
+    return {"items": await hub_of(request).topics.versions(topic)}
+
+
+@router.get(
+    "/topics/{topic}/schemas/{version}",
+    response_model=SchemaVersionBody,
+    summary="One schema version (the target of an event's `dataschema`)",
+    responses=ERRORS,
+    openapi_extra=scope_doc("topics:read"),
+)
+async def get_schema(
+    topic: str, version: int, request: Request, principal: Principal = Depends(require("topics:read"))
+) -> Any:
+    see_topic(principal, known_name(topic))
+    return await hub_of(request).topics.schema_version(topic, version)
+
+
+@router.delete(
+    "/topics/{topic}",
+    status_code=204,
+    summary="Delete a topic",
+    description="Refused (409 `topic_has_events`) while recorded events exist, unless `force=true`, which deletes "
+    "them too.",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The topic has events"}},
+    openapi_extra=scope_doc("topics:write"),
+)
+async def delete_topic(
+    topic: str,
+    request: Request,
+    force: bool = Query(False, description="Also delete the topic's recorded events"),
+    principal: Principal = Depends(require("topics:write")),
+) -> Response:
+    own_topic(principal, known_name(topic))
+    await hub_of(request).topics.delete(topic, force=force)
+    return Response(status_code=204)

@@ -1,0 +1,62 @@
+"""The FastAPI application: routers, error handlers, health, and a lifespan that starts and stops the `Hub`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tributary_common.health import health_router
+from tributary_common.http_errors import error_response, install_error_handlers
+
+from .api import apikeys, events, topics, unitops
+from .errors import HubError
+from .runtime import Hub
+from .settings import HubSettings
+
+DESCRIPTION = """
+The Tributary hub: topics with versioned JSON Schemas (Draft 2020-12), validated durable publishing
+(CloudEvents, publisher confirms), history and exports, unitops and sources.
+
+**Auth**: `Authorization: Bearer <JWT or API key>`. Each route names its scope (`x-required-scope`): `topics:read`,
+`topics:write`, `events:publish`, `events:read`, `unitops:read`, `unitops:write`, `admin`. No or bad credentials
+are a 401, a missing scope or a name outside the token's `topics`/`unitops` ACL a 403.
+
+**Errors** always have the shape `{"error": {"code", "message", "details": [{"loc", "msg"}]}}`, `loc` a JSON
+pointer into the request.
+
+**Batches are all or nothing**: if any event of a batch is invalid, none is published and every violation is
+reported by index (`/3/data/temperature`).
+"""
+
+
+def create_app(settings: HubSettings | None = None) -> FastAPI:
+    settings = settings or HubSettings()
+    hub = Hub(settings, api=True, recorders_enabled=settings.recorders_enabled)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(title="Tributary hub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.hub = hub
+    install_error_handlers(app)
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    app.include_router(
+        health_router({"broker": hub.check_broker, "mongodb": hub.check_mongodb, "memcached": hub.check_memcached})
+    )
+    app.include_router(topics.router)
+    app.include_router(events.router)
+    app.include_router(unitops.router)
+    app.include_router(apikeys.router)
+    return app

@@ -1,0 +1,153 @@
+"""The hub's MongoDB collections (beanie documents) and their indexes.
+
+Times that order things (event `time`, sample `t`) are stored as fixed-width RFC 3339 strings with
+microseconds (`tributary_common.timeutil.format_time`): they sort like the times they name and keep the
+microseconds a BSON date would drop. `expire_at` is a BSON date for the retention mechanism.
+
+Client-supplied JSON (schemas, event data, subscription params) is stored as JSON text: field names such as
+`$schema` or `a.b` are refused by some servers (FerretDB), and a message that can never be written must not
+block the recorder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from beanie import Document
+from pydantic import Field
+from pymongo import IndexModel
+
+Compatibility = str  # "none" | "backward" | "forward" | "full", validated by the API models
+
+
+class TopicDoc(Document):
+    id: str  # type: ignore[assignment]  # the topic name
+    uid: str  # changes when a topic is deleted and created again, so caches never mix generations
+    version: int
+    compatibility: Compatibility = "none"
+    retention_days: float | None = None
+    description: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    class Settings:
+        name = "topics"
+
+
+class SchemaDoc(Document):
+    id: str  # type: ignore[assignment]  # "<topic>/<uid>/<version>"
+    topic: str
+    uid: str
+    version: int
+    schema_text: str
+    created_at: datetime
+
+    class Settings:
+        name = "schemas"
+        indexes = [IndexModel([("topic", pymongo.ASCENDING), ("version", pymongo.ASCENDING)], name="topic_version")]
+
+
+class EventDoc(Document):
+    """One recorded CloudEvent; `_id` is the event id, `key` its routing key."""
+
+    id: str  # type: ignore[assignment]
+    key: str
+    type: str
+    subject: str | None = None
+    time: str
+    source: str
+    dataschema: str
+    data_json: str
+    traceparent: str | None = None
+    expire_at: datetime | None = None
+
+    class Settings:
+        name = "events"
+        indexes = [
+            IndexModel(
+                [("type", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="type_pos"
+            ),
+            IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="pos"),
+            IndexModel([("type", pymongo.ASCENDING), ("subject", pymongo.ASCENDING)], name="type_subject"),
+        ]
+
+
+class SampleDoc(Document):
+    """One sample; `_id` is `<sid>|<t>` so that a redelivered batch cannot duplicate it."""
+
+    id: str  # type: ignore[assignment]
+    sid: str
+    source: str
+    t: str
+    v: Any = None
+    q: Any = None
+    expire_at: datetime | None = None
+
+    class Settings:
+        name = "samples"
+        indexes = [
+            IndexModel([("sid", pymongo.ASCENDING), ("t", pymongo.ASCENDING)], name="sid_t", unique=True),
+            IndexModel([("t", pymongo.ASCENDING), ("sid", pymongo.ASCENDING)], name="t_sid"),
+        ]
+
+
+class UnitopDoc(Document):
+    id: str  # type: ignore[assignment]  # the unitop name
+    items: dict[str, dict[str, str]]  # item -> {"source", "sid", "params_json"}
+    meta: dict[str, Any] = Field(default_factory=dict)
+    record: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+    class Settings:
+        name = "unitops"
+        indexes = [IndexModel([("record", pymongo.ASCENDING)], name="record")]
+
+
+class SourceInstanceDoc(Document):
+    """The last announcement of one ingest instance for one source; `_id` is `<source>/<instance_id>`."""
+
+    id: str  # type: ignore[assignment]
+    source: str
+    instance_id: str
+    subscription_schema_text: str
+    capacity: int
+    free: int
+    leases: int
+    ttl_s: float
+    sent_at: datetime
+    received_at: datetime
+
+    class Settings:
+        name = "source_instances"
+        indexes = [IndexModel([("source", pymongo.ASCENDING), ("received_at", pymongo.DESCENDING)], name="source_seen")]
+
+
+class ApiKeyDoc(Document):
+    """An API key: only the SHA-256 of the secret is kept."""
+
+    id: str  # type: ignore[assignment]  # public key id
+    name: str
+    key_hash: str
+    scopes: list[str]
+    topics: list[str] | None = None
+    unitops: list[str] | None = None
+    created_by: str
+    created_at: datetime
+
+    class Settings:
+        name = "api_keys"
+        indexes = [IndexModel([("key_hash", pymongo.ASCENDING)], name="key_hash", unique=True)]
+
+
+ALL_DOCUMENTS: list[type[Document]] = [
+    TopicDoc,
+    SchemaDoc,
+    EventDoc,
+    SampleDoc,
+    UnitopDoc,
+    SourceInstanceDoc,
+    ApiKeyDoc,
+]

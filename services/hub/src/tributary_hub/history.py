@@ -1,0 +1,169 @@
+"""Event history: queries by pattern and time range in position order `(time, id)`, cursor pages, the latest
+event per subject, and streamed exports. Subject patterns become `$regex` filters on the stored routing key
+through the shared matcher (`pattern_to_regex`), so history selects exactly what a binding would route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pymongo.asynchronous.collection import AsyncCollection
+
+from tributary_common.matcher import pattern_to_regex
+
+from . import cursors
+from .errors import NotFound
+
+SORT_ASC = [("time", 1), ("_id", 1)]
+SORT_DESC = [("time", -1), ("_id", -1)]
+CSV_COLUMNS = ["id", "time", "type", "subject", "source", "dataschema", "traceparent", "data"]
+
+
+def envelope(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as the CloudEvent it was (optional attributes only when set)."""
+    out: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": doc["_id"],
+        "source": doc["source"],
+        "type": doc["type"],
+    }
+    if doc.get("subject") is not None:
+        out["subject"] = doc["subject"]
+    out["time"] = doc["time"]
+    out["dataschema"] = doc["dataschema"]
+    out["datacontenttype"] = "application/json"
+    out["data"] = orjson.loads(doc["data_json"])
+    if doc.get("traceparent"):
+        out["traceparent"] = doc["traceparent"]
+    return out
+
+
+def after(position: tuple[str, str]) -> dict[str, Any]:
+    t, id_ = position
+    return {"$or": [{"time": {"$gt": t}}, {"time": t, "_id": {"$gt": id_}}]}
+
+
+def build_filter(
+    *,
+    pattern: str = "#",
+    topic: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    end_inclusive: bool = False,
+    position: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """`pattern` runs over the full routing key; `topic` narrows by the indexed type field when known."""
+    clauses: list[dict[str, Any]] = []
+    first = pattern.split(".", 1)[0]
+    if topic is None and first not in ("*", "#"):
+        topic = first
+    if topic is not None:
+        clauses.append({"type": topic})
+    if pattern not in ("#", f"{topic}.#"):
+        clauses.append({"key": {"$regex": pattern_to_regex(pattern)}})
+    time_range: dict[str, str] = {}
+    if start is not None:
+        time_range["$gte"] = start
+    if end is not None:
+        time_range["$lte" if end_inclusive else "$lt"] = end
+    if time_range:
+        clauses.append({"time": time_range})
+    if position is not None:
+        clauses.append(after(position))
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class EventHistory:
+    def __init__(self, collection: AsyncCollection[Any], *, chunk_rows: int, latest_max_subjects: int) -> None:
+        self.collection = collection
+        self.chunk_rows = chunk_rows
+        self.latest_max_subjects = latest_max_subjects
+
+    async def position_of(self, event_id: str) -> tuple[str, str]:
+        doc = await self.collection.find_one({"_id": event_id}, {"time": 1})
+        if doc is None:
+            raise NotFound(f"no recorded event with id {event_id!r}", code="unknown_event")
+        return doc["time"], doc["_id"]
+
+    async def page(self, query: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` envelopes oldest first, and the cursor of the next page (None when there is none)."""
+        docs = await self.collection.find(query).sort(SORT_ASC).limit(limit + 1).to_list()
+        more = len(docs) > limit
+        docs = docs[:limit]
+        nxt = cursors.encode(docs[-1]["time"], docs[-1]["_id"]) if more and docs else None
+        return [envelope(d) for d in docs], nxt
+
+    async def stream(self, query: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every matching envelope, oldest first, read in chunks: never the whole result in memory."""
+        cursor = self.collection.find(query).sort(SORT_ASC).batch_size(self.chunk_rows)
+        try:
+            async for doc in cursor:
+                yield envelope(doc)
+        finally:
+            await cursor.close()
+
+    async def latest(self, topic: str, pattern: str) -> list[dict[str, Any]]:
+        """The newest event of each subject under `pattern` (no $group/$first: FerretDB lacks `$first`)."""
+        query = build_filter(pattern=pattern, topic=topic)
+        subjects = sorted(await self.collection.distinct("subject", query), key=lambda s: (s is not None, s or ""))
+        subjects = subjects[: self.latest_max_subjects]
+        slots = asyncio.Semaphore(16)
+
+        async def newest(subject: str | None) -> dict[str, Any] | None:
+            async with slots:
+                doc: dict[str, Any] | None = await self.collection.find_one(
+                    {"$and": [query, {"subject": subject}]} if query else {"subject": subject}, sort=SORT_DESC
+                )
+                return doc
+
+        docs = await asyncio.gather(*(newest(s) for s in subjects))
+        return [envelope(d) for d in docs if d is not None]
+
+
+async def export_lines(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
+    """JSON Lines / NDJSON: one envelope per line, flushed every `chunk_rows` lines."""
+    buf: list[bytes] = []
+    async for item in items:
+        buf.append(orjson.dumps(item))
+        if len(buf) >= chunk_rows:
+            yield b"\n".join(buf) + b"\n"
+            buf = []
+    if buf:
+        yield b"\n".join(buf) + b"\n"
+
+
+def csv_chunk(rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+async def export_csv(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
+    """CSV with a header; `data` is the event's JSON."""
+    yield csv_chunk([CSV_COLUMNS])
+    rows: list[list[Any]] = []
+    async for item in items:
+        rows.append(
+            [
+                item["id"],
+                item["time"],
+                item["type"],
+                item.get("subject", ""),
+                item["source"],
+                item["dataschema"],
+                item.get("traceparent", ""),
+                orjson.dumps(item["data"]).decode(),
+            ]
+        )
+        if len(rows) >= chunk_rows:
+            yield csv_chunk(rows)
+            rows = []
+    if rows:
+        yield csv_chunk(rows)

@@ -1,0 +1,116 @@
+"""Publishing (domain): request bodies -> validated CloudEvents. Every violation is reported with a JSON pointer
+into the request body (`/data/temp`, or `/<index>/data/temp` in a batch).
+
+Batch semantics: all or nothing. Every event of a batch is validated first; if any is invalid, none is
+published and the 422 lists each invalid event's violations by index.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tributary_common.events import EVENT_ID_MAX, CloudEvent, EventIn
+from tributary_common.ids import new_event_id
+from tributary_common.names import validate_subject
+from tributary_common.telemetry import current_traceparent
+from tributary_common.timeutil import utcnow
+
+from .errors import Invalid
+from .schemas import violations
+from .topics import TopicRef, TopicService
+
+DEFAULT_SOURCE = "/tributary/hub"
+
+
+class CloudEventIn(BaseModel):
+    """A structured CloudEvents 1.0 envelope sent with `Content-Type: application/cloudevents+json`.
+
+    `time` and `dataschema` are set by the hub (a client's values are ignored); `type` must be the topic.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=EVENT_ID_MAX)
+    source: str = Field(min_length=1, max_length=1024)
+    type: str
+    subject: str | None = None
+    time: str | None = None
+    dataschema: str | None = None
+    datacontenttype: Literal["application/json"] | None = None
+    data: Any = None
+    traceparent: str | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str | None) -> str | None:
+        return None if v is None else validate_subject(v)
+
+
+def _pydantic_details(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
+    return [
+        {"loc": prefix + "".join(f"/{p}" for p in e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+    ]
+
+
+def parse_item(
+    raw: Any, topic: str, *, envelope: bool, prefix: str = ""
+) -> tuple[EventIn | None, list[dict[str, str]]]:
+    """The publish request of one event, or the problems with it."""
+    if not isinstance(raw, dict):
+        return None, [{"loc": prefix or "/", "msg": "an event must be a JSON object"}]
+    try:
+        if envelope:
+            ce = CloudEventIn.model_validate(raw)
+            if ce.type != topic:
+                return None, [{"loc": f"{prefix}/type", "msg": f"type {ce.type!r} must be the topic {topic!r}"}]
+            return EventIn(data=ce.data, subject=ce.subject, id=ce.id, source=ce.source), []
+        return EventIn.model_validate(raw), []
+    except ValidationError as exc:
+        return None, _pydantic_details(exc, prefix)
+
+
+class EventFactory:
+    def __init__(self, topics: TopicService) -> None:
+        self.topics = topics
+
+    async def build(
+        self, topic: str, raws: list[Any], *, envelope: bool, batch: bool
+    ) -> tuple[TopicRef, list[CloudEvent]]:
+        """Validate every raw event against the topic's current schema; raise `Invalid` listing every problem."""
+        ref = await self.topics.resolve(topic)
+        validator = await self.topics.validator(ref)
+        problems: list[dict[str, str]] = []
+        events: list[CloudEvent] = []
+        traceparent = current_traceparent()
+        now = utcnow()
+        for index, raw in enumerate(raws):
+            prefix = f"/{index}" if batch else ""
+            item, item_problems = parse_item(raw, topic, envelope=envelope, prefix=prefix)
+            if item is None:
+                problems += item_problems
+                continue
+            found = violations(validator, item.data, f"{prefix}/data")
+            if found:
+                problems += [{"loc": v.loc, "msg": v.msg} for v in found]
+                continue
+            events.append(
+                CloudEvent(
+                    id=item.id or new_event_id(),
+                    source=item.source or DEFAULT_SOURCE,
+                    type=topic,
+                    subject=item.subject,
+                    time=now,
+                    dataschema=ref.dataschema,
+                    data=item.data,
+                    traceparent=traceparent,
+                )
+            )
+        if problems:
+            what = "events of the batch are" if batch else "event is"
+            raise Invalid(
+                f"the {what} invalid against {ref.dataschema}; nothing was published", problems, code="invalid_event"
+            )
+        return ref, events

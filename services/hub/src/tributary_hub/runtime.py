@@ -1,0 +1,203 @@
+"""The composition root: builds every adapter and service of a hub process from `HubSettings`, starts them in
+order and stops them in reverse. `api=True` for `serve` (HTTP, RPC, control, demand), recorders as configured;
+`api=False` for `recorder` (the recorders and retention alone)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from pymongo import AsyncMongoClient
+
+from tributary_common import rpc_contracts as rc
+from tributary_common.auth import JwtVerifier
+from tributary_common.cache import Cache
+from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
+from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
+from tributary_common.http_auth import Authenticator
+from tributary_common.mongo import Retention, connect, ping
+from tributary_common.rpc import RpcServer
+
+from .amqp import EventPublisher
+from .apikeys import ApiKeyService
+from .demand import DemandLoop
+from .documents import ALL_DOCUMENTS, EventDoc, SampleDoc
+from .history import EventHistory
+from .publishing import EventFactory
+from .recorder import Recorder, make_recorders
+from .rpc_handlers import register_rpc
+from .samples_history import SampleHistory
+from .settings import HubSettings
+from .sources import SourceRegistry
+from .topics import TopicService
+from .unitops import UnitopService
+
+log = logging.getLogger(__name__)
+
+SOURCES_QUEUE = "tributary.hub.sources"
+
+
+@dataclass
+class Hub:
+    settings: HubSettings
+    api: bool = True
+    recorders_enabled: bool = True
+    mongo: AsyncMongoClient[Any] | None = None
+    cache: Cache | None = None
+    broker: RabbitBroker | None = None
+    publisher: EventPublisher | None = None
+    recorders: list[Recorder] = field(default_factory=list)
+    retention: list[Retention] = field(default_factory=list)
+    demand: DemandLoop | None = None
+    _recorder_connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    # Services (set by start)
+    topics: TopicService = field(init=False)
+    events: EventFactory = field(init=False)
+    history: EventHistory = field(init=False)
+    samples: SampleHistory = field(init=False)
+    sources: SourceRegistry = field(init=False)
+    unitops: UnitopService = field(init=False)
+    apikeys: ApiKeyService = field(init=False)
+    auth: Authenticator = field(init=False)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.mongo = await connect(s.mongodb_url, s.mongodb_db, ALL_DOCUMENTS, timeout_ms=s.mongodb_timeout_ms)
+        self.cache = Cache(s.memcached_host, s.memcached_port, s.cache_namespace, pool_size=s.memcached_pool_size)
+        self.topics = TopicService(
+            self.cache,
+            max_schema_bytes=s.max_schema_bytes,
+            max_schema_depth=s.max_schema_depth,
+            cache_ttl_s=s.topic_cache_ttl_s,
+        )
+        self.events = EventFactory(self.topics)
+        events_coll = EventDoc.get_pymongo_collection()
+        samples_coll = SampleDoc.get_pymongo_collection()
+        self.history = EventHistory(
+            events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
+        )
+        self.samples = SampleHistory(samples_coll, chunk_rows=s.export_chunk_rows)
+        self.sources = SourceRegistry()
+        self.unitops = UnitopService(self.sources, self._notify_unitop)
+        self.apikeys = ApiKeyService(s.api_key_cache_s)
+        jwt = JwtVerifier(
+            secret=s.jwt_secret.get_secret_value(),
+            algorithms=s.jwt_algorithms,
+            jwks_url=s.jwks_url,
+            issuer=s.jwt_issuer,
+            audience=s.jwt_audience,
+        )
+        self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)
+
+        if self.api:
+            self.publisher = EventPublisher(s.amqp_url, window=s.publish_window, timeout_s=s.publish_timeout_s)
+            await self.publisher.start()
+            self.broker = self._make_broker()
+            await self.broker.connect()
+            await declare_exchanges(self.broker)
+            await self.broker.start()
+            if s.demand_enabled:
+                self.demand = DemandLoop(
+                    self.unitops,
+                    self._send_demand,
+                    requester=s.instance_id,
+                    interval_s=s.demand_interval_s,
+                    ttl_s=s.demand_ttl_s,
+                )
+                self.demand.start()
+        if self.recorders_enabled:
+            for coll in (events_coll, samples_coll):
+                retention = Retention(coll, sweep_interval_s=s.retention_sweep_interval_s)
+                await retention.start()
+                self.retention.append(retention)
+            self._recorder_connection = await aio_pika.connect_robust(
+                s.amqp_url, client_properties={"connection_name": "hub-recorders"}
+            )
+            self.recorders = make_recorders(s, events_coll, samples_coll)
+            for recorder in self.recorders:
+                await recorder.start(self._recorder_connection)
+        log.info("hub started (api=%s, recorders=%s)", self.api, self.recorders_enabled)
+
+    def _make_broker(self) -> RabbitBroker:
+        broker = RabbitBroker(
+            self.settings.amqp_url, logger=None, graceful_timeout=self.settings.shutdown_grace_seconds
+        )
+        rpc = RpcServer()
+        register_rpc(rpc, self)
+        rpc.attach(broker, rc.HUB_QUEUE)
+        sources = self.sources
+
+        @broker.subscriber(RabbitQueue(SOURCES_QUEUE, durable=True, routing_key="source.#"), CONTROL)
+        async def _announcement(body: bytes) -> None:
+            try:
+                announcement = SourceAnnouncement.model_validate_json(body)
+            except ValueError:
+                log.warning("ignoring a malformed source announcement")
+                return
+            await sources.record(announcement)
+
+        return broker
+
+    async def _notify_unitop(self, change: UnitopChange) -> None:
+        if self.broker is not None:
+            await self.broker.publish(
+                change.model_dump_json().encode(),
+                exchange=CONTROL,
+                routing_key=unitop_key(change.name),
+                mandatory=False,
+                content_type="application/json",
+            )
+        if self.demand is not None:
+            self.demand.poke()
+
+    async def _send_demand(self, demand: Demand) -> None:
+        assert self.broker is not None
+        await self.broker.publish(
+            demand.model_dump_json().encode(),
+            exchange=CONTROL,
+            routing_key=demand_key(demand.source),
+            mandatory=False,
+            content_type="application/json",
+        )
+
+    async def stop(self) -> None:
+        """Reverse order: stop taking work (RPC, control, demand), drain the recorders, then close."""
+        if self.demand is not None:
+            await self.demand.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        for recorder in self.recorders:
+            await recorder.stop()
+        if self._recorder_connection is not None:
+            await self._recorder_connection.close()
+        for retention in self.retention:
+            await retention.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.cache is not None:
+            await self.cache.close()
+        if self.mongo is not None:
+            await self.mongo.close()
+        log.info("hub stopped")
+
+    # Readiness checks
+
+    async def check_broker(self) -> None:
+        if self.publisher is not None and not self.publisher.connected:
+            raise ConnectionError("publisher connection closed")
+        if self.broker is not None and not await self.broker.ping(timeout=2):
+            raise ConnectionError("broker does not answer")
+        if self._recorder_connection is not None and self._recorder_connection.is_closed:
+            raise ConnectionError("recorder connection closed")
+
+    async def check_mongodb(self) -> None:
+        assert self.mongo is not None
+        await ping(self.mongo)
+
+    async def check_memcached(self) -> None:
+        assert self.cache is not None
+        await self.cache.ping()

@@ -1,0 +1,55 @@
+"""`HubSettings`: every knob of the hub, from `TRIBUTARY_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tributary_common.settings import CommonSettings, MongoSettings
+
+
+class HubSettings(CommonSettings, MongoSettings):
+    service_name: str = "tributary-hub"
+    http_port: int = 8000
+
+    # `serve` runs the recorders in-process unless this is false (then run `tributary-hub recorder`).
+    recorders_enabled: bool = True
+    # `serve` sends demand heartbeats for `record: true` unitops unless this is false.
+    demand_enabled: bool = True
+
+    # Publishing: confirmed publishes in flight at once across all requests of this process.
+    publish_window: int = Field(default=500, ge=1, le=100_000)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Limits: each a precise 413 or 422.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # one event's request body
+    max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a batch request body
+    max_batch_events: int = Field(default=10_000, ge=1)
+    max_schema_bytes: int = Field(default=64 * 1024, ge=256)
+    max_schema_depth: int = Field(default=32, ge=2)
+
+    # Recorders: a write holds up to batch_size messages or waits at most batch_max_delay_ms for more.
+    recorder_batch_size: int = Field(default=500, ge=1, le=10_000)
+    recorder_batch_max_delay_ms: int = Field(default=100, ge=1)
+    recorder_prefetch: int = Field(default=2000, ge=1)
+    # Backoff while the database refuses writes: doubled from min to max, retried until it works.
+    recorder_retry_min_s: float = Field(default=0.2, gt=0)
+    recorder_retry_max_s: float = Field(default=5.0, gt=0)
+    # How long a topic's retention is remembered by a recorder before it is read again.
+    recorder_topic_cache_s: float = Field(default=10.0, ge=0)
+    # Samples kept this many days (None: forever).
+    samples_retention_days: float | None = Field(default=None, gt=0)
+    retention_sweep_interval_s: float = Field(default=60.0, gt=0)
+
+    # Caching: topic metadata in Memcached (invalidated on change) for this long at most.
+    topic_cache_ttl_s: float = Field(default=300.0, ge=0)
+    # API key verdicts remembered in-process this long (revocation takes effect within it).
+    api_key_cache_s: float = Field(default=5.0, ge=0)
+
+    # History
+    history_default_limit: int = Field(default=100, ge=1, le=1000)
+    history_max_limit: int = Field(default=1000, ge=1)
+    export_chunk_rows: int = Field(default=500, ge=1)
+    latest_max_subjects: int = Field(default=1000, ge=1)
+    # Aligned samples: at most this many points per request.
+    aligned_max_points: int = Field(default=100_000, ge=1)
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)

@@ -1,0 +1,243 @@
+"""Topics and their schema versions: the system-of-record operations and the hot-path lookup.
+
+Hot path (`resolve`): topic metadata from Memcached (`topic:<name>`, invalidated on every change), then the
+compiled validator from an in-process cache keyed by `(name, uid, version)`; the schema itself is cached in
+Memcached under `schema:<uid>:<version>` (immutable, so never invalidated).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+from tributary_common.cache import Cache
+from tributary_common.events import dataschema_for
+from tributary_common.timeutil import utcnow
+
+from .compatibility import Compatibility, check
+from .documents import EventDoc, SchemaDoc, TopicDoc
+from .errors import Conflict, Invalid, NotFound, TooLarge
+from .schemas import SchemaRejected, check_schema, compile_schema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicRef:
+    """What publishing needs to know about a topic."""
+
+    name: str
+    uid: str
+    version: int
+    retention_days: float | None
+
+    @property
+    def dataschema(self) -> str:
+        return dataschema_for(self.name, self.version)
+
+
+def _schema_id(topic: str, uid: str, version: int) -> str:
+    return f"{topic}/{uid}/{version}"
+
+
+def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "name": doc.id,
+        "version": doc.version,
+        "dataschema": dataschema_for(doc.id, doc.version),
+        "compatibility": doc.compatibility,
+        "retention_days": doc.retention_days,
+        "description": doc.description,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
+    if schema is not None:
+        view["schema"] = schema
+    return view
+
+
+class TopicService:
+    def __init__(self, cache: Cache, *, max_schema_bytes: int, max_schema_depth: int, cache_ttl_s: float) -> None:
+        self.cache = cache
+        self.max_schema_bytes = max_schema_bytes
+        self.max_schema_depth = max_schema_depth
+        self.cache_ttl_s = cache_ttl_s
+        self._validators: dict[tuple[str, str, int], jsonschema_rs.Draft202012Validator] = {}
+
+    # Administration
+
+    def _accept(self, schema: Any) -> None:
+        try:
+            check_schema(schema, max_bytes=self.max_schema_bytes, max_depth=self.max_schema_depth)
+        except SchemaRejected as exc:
+            details = [{"loc": p.loc, "msg": p.msg} for p in exc.problems]
+            if exc.too_large:
+                raise TooLarge(str(exc), details, code="schema_too_large") from exc
+            raise Invalid(str(exc), details, code="invalid_schema") from exc
+
+    async def create(
+        self,
+        name: str,
+        schema: dict[str, Any],
+        *,
+        compatibility: Compatibility,
+        retention_days: float | None,
+        description: str | None,
+    ) -> dict[str, Any]:
+        self._accept(schema)
+        if await TopicDoc.get(name) is not None:
+            raise Conflict(f"topic {name!r} already exists", code="topic_exists")
+        now = utcnow()
+        uid = uuid.uuid4().hex[:12]
+        await SchemaDoc(
+            id=_schema_id(name, uid, 1),
+            topic=name,
+            uid=uid,
+            version=1,
+            schema_text=orjson.dumps(schema).decode(),
+            created_at=now,
+        ).insert()
+        doc = TopicDoc(
+            id=name,
+            uid=uid,
+            version=1,
+            compatibility=compatibility.value,
+            retention_days=retention_days,
+            description=description,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await doc.insert()
+        except Exception as exc:
+            if "duplicate key" in str(exc).lower() or "E11000" in str(exc):
+                raise Conflict(f"topic {name!r} already exists", code="topic_exists") from exc
+            raise
+        await self.cache.delete(f"topic:{name}")
+        return topic_view(doc, schema)
+
+    async def _doc(self, name: str) -> TopicDoc:
+        doc = await TopicDoc.get(name)
+        if doc is None:
+            raise NotFound(f"topic {name!r} does not exist", code="unknown_topic")
+        return doc
+
+    async def get(self, name: str) -> dict[str, Any]:
+        doc = await self._doc(name)
+        return topic_view(doc, await self._schema(doc.id, doc.uid, doc.version))
+
+    async def all(self) -> list[dict[str, Any]]:
+        return [topic_view(d) for d in await TopicDoc.find_all().sort("_id").to_list()]
+
+    async def update_schema(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        self._accept(schema)
+        doc = await self._doc(name)
+        previous = await self._schema(doc.id, doc.uid, doc.version)
+        breaks = check(doc.compatibility, previous, schema)
+        if breaks:
+            raise Conflict(
+                f"schema change breaks the topic's {doc.compatibility} compatibility with version {doc.version}",
+                [{"loc": "/schema" + b.loc, "msg": b.msg} for b in breaks],
+                code="incompatible_schema",
+            )
+        version = doc.version + 1
+        now = utcnow()
+        await SchemaDoc(
+            id=_schema_id(name, doc.uid, version),
+            topic=name,
+            uid=doc.uid,
+            version=version,
+            schema_text=orjson.dumps(schema).decode(),
+            created_at=now,
+        ).insert()
+        # Only move the current version if nobody else did meanwhile (a concurrent update gets a 409).
+        result = await TopicDoc.get_pymongo_collection().update_one(
+            {"_id": name, "uid": doc.uid, "version": doc.version}, {"$set": {"version": version, "updated_at": now}}
+        )
+        if result.modified_count != 1:
+            await SchemaDoc.get_pymongo_collection().delete_one({"_id": _schema_id(name, doc.uid, version)})
+            raise Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
+        await self.cache.delete(f"topic:{name}")
+        doc.version, doc.updated_at = version, now
+        return topic_view(doc, schema)
+
+    async def update_settings(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        doc = await self._doc(name)
+        if changes:
+            changes["updated_at"] = utcnow()
+            await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": doc.uid}, {"$set": changes})
+            await self.cache.delete(f"topic:{name}")
+        return await self.get(name)
+
+    async def versions(self, name: str) -> list[dict[str, Any]]:
+        doc = await self._doc(name)
+        rows = await SchemaDoc.find(SchemaDoc.topic == name, SchemaDoc.uid == doc.uid).sort("version").to_list()
+        return [
+            {"version": r.version, "dataschema": dataschema_for(name, r.version), "created_at": r.created_at}
+            for r in rows
+        ]
+
+    async def schema_version(self, name: str, version: int) -> dict[str, Any]:
+        doc = await self._doc(name)
+        if not 1 <= version <= doc.version:
+            raise NotFound(
+                f"topic {name!r} has no schema version {version} (current is {doc.version})", code="unknown_version"
+            )
+        return {
+            "topic": name,
+            "version": version,
+            "dataschema": dataschema_for(name, version),
+            "schema": await self._schema(name, doc.uid, version),
+        }
+
+    async def delete(self, name: str, *, force: bool) -> int:
+        """Delete the topic; refused while it has events unless `force` (then its events go too)."""
+        doc = await self._doc(name)
+        events = EventDoc.get_pymongo_collection()
+        count = await events.count_documents({"type": name}, limit=1)
+        if count and not force:
+            raise Conflict(
+                f"topic {name!r} has recorded events; delete with ?force=true to remove them too",
+                code="topic_has_events",
+            )
+        await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": doc.uid})
+        await self.cache.delete(f"topic:{name}")
+        deleted = (await events.delete_many({"type": name})).deleted_count if force else 0
+        await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": doc.uid})
+        return int(deleted)
+
+    # Hot path
+
+    async def resolve(self, name: str) -> TopicRef:
+        cached = await self.cache.get_json(f"topic:{name}")
+        if cached is None:
+            doc = await self._doc(name)
+            cached = {"uid": doc.uid, "version": doc.version, "retention_days": doc.retention_days}
+            await self.cache.set_json(f"topic:{name}", cached, self.cache_ttl_s)
+        return TopicRef(name, cached["uid"], int(cached["version"]), cached.get("retention_days"))
+
+    async def validator(self, ref: TopicRef) -> jsonschema_rs.Draft202012Validator:
+        key = (ref.name, ref.uid, ref.version)
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = compile_schema(await self._schema(ref.name, ref.uid, ref.version))
+            self._validators[key] = validator
+        return validator
+
+    async def _schema(self, name: str, uid: str, version: int) -> dict[str, Any]:
+        cache_key = f"schema:{uid}:{version}"
+        raw = await self.cache.get(cache_key)
+        if raw is None:
+            doc = await SchemaDoc.get(_schema_id(name, uid, version))
+            if doc is None:
+                raise NotFound(f"topic {name!r} has no schema version {version}", code="unknown_version")
+            raw = doc.schema_text.encode()
+            if len(raw) < 900_000:
+                await self.cache.set(cache_key, raw, self.cache_ttl_s)
+        schema: dict[str, Any] = orjson.loads(raw)
+        return schema

@@ -1,0 +1,162 @@
+"""Unitop CRUD and search, with items validated against their sources and changes announced on
+`tributary.control` (`unitop.<name>`). Search takes a name prefix and exact meta values: never a database
+filter from the client."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from tributary_common.control import UnitopChange
+from tributary_common.rpc_contracts import UnitopResolved
+from tributary_common.timeutil import utcnow
+from tributary_common.unitops import Subscription, Unitop
+
+from . import cursors
+from .documents import UnitopDoc
+from .errors import Conflict, Invalid, NotFound
+from .sources import SourceRegistry
+
+Notify = Callable[[UnitopChange], Awaitable[None]]
+
+
+def to_unitop(doc: UnitopDoc) -> Unitop:
+    return Unitop(
+        name=doc.id,
+        items={
+            k: Subscription(source=v["source"], params=orjson.loads(v["params_json"])) for k, v in doc.items.items()
+        },
+        meta=doc.meta,
+        record=doc.record,
+    )
+
+
+def unitop_view(doc: UnitopDoc) -> dict[str, Any]:
+    unitop = to_unitop(doc)
+    view = unitop.model_dump(mode="json")
+    for name, item in view["items"].items():
+        item["sid"] = doc.items[name]["sid"]
+    view["created_at"] = doc.created_at
+    view["updated_at"] = doc.updated_at
+    return view
+
+
+def meta_candidates(raw: str) -> list[Any]:
+    """A query-string value may stand for a string, a number or a bool meta value."""
+    values: list[Any] = [raw]
+    if raw in ("true", "false"):
+        values.append(raw == "true")
+    try:
+        values.append(int(raw))
+    except ValueError:
+        with contextlib.suppress(ValueError):
+            values.append(float(raw))
+    return values
+
+
+class UnitopService:
+    def __init__(self, sources: SourceRegistry, notify: Notify) -> None:
+        self.sources = sources
+        self.notify = notify
+
+    async def _check(self, unitop: Unitop) -> None:
+        problems = await self.sources.check_items(unitop.items)
+        if problems:
+            raise Invalid(f"unitop {unitop.name!r} has invalid items", problems, code="invalid_items")
+
+    @staticmethod
+    def _items(unitop: Unitop) -> dict[str, dict[str, str]]:
+        return {
+            name: {"source": sub.source, "sid": sub.sid, "params_json": orjson.dumps(sub.params).decode()}
+            for name, sub in unitop.items.items()
+        }
+
+    async def create(self, unitop: Unitop) -> dict[str, Any]:
+        await self._check(unitop)
+        if await UnitopDoc.get(unitop.name) is not None:
+            raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists")
+        now = utcnow()
+        doc = UnitopDoc(
+            id=unitop.name,
+            items=self._items(unitop),
+            meta=unitop.meta,
+            record=unitop.record,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await doc.insert()
+        except Exception as exc:
+            if "E11000" in str(exc) or "duplicate" in str(exc).lower():
+                raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists") from exc
+            raise
+        await self.notify(UnitopChange(action="created", name=unitop.name, unitop=unitop, sent_at=now))
+        return unitop_view(doc)
+
+    async def _doc(self, name: str) -> UnitopDoc:
+        doc = await UnitopDoc.get(name)
+        if doc is None:
+            raise NotFound(f"unitop {name!r} does not exist", code="unknown_unitop")
+        return doc
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return unitop_view(await self._doc(name))
+
+    async def resolve(self, name: str) -> UnitopResolved:
+        doc = await self._doc(name)
+        return UnitopResolved(unitop=to_unitop(doc), sids={k: v["sid"] for k, v in doc.items.items()})
+
+    async def update(self, name: str, unitop: Unitop) -> dict[str, Any]:
+        if unitop.name != name:
+            raise Invalid(
+                "the body's name must match the path",
+                [{"loc": "/name", "msg": f"expected {name!r}"}],
+                code="name_mismatch",
+            )
+        await self._check(unitop)
+        doc = await self._doc(name)
+        doc.items, doc.meta, doc.record, doc.updated_at = self._items(unitop), unitop.meta, unitop.record, utcnow()
+        await doc.save()
+        await self.notify(UnitopChange(action="updated", name=name, unitop=unitop, sent_at=doc.updated_at))
+        return unitop_view(doc)
+
+    async def delete(self, name: str) -> None:
+        await self._doc(name)
+        await UnitopDoc.get_pymongo_collection().delete_one({"_id": name})
+        await self.notify(UnitopChange(action="deleted", name=name, unitop=None, sent_at=utcnow()))
+
+    async def search(
+        self,
+        *,
+        prefix: str | None,
+        meta: dict[str, str],
+        limit: int,
+        cursor: str | None,
+        allowed: Callable[[str], bool],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        clauses: list[dict[str, Any]] = []
+        if prefix:
+            clauses.append({"_id": {"$regex": "^" + re.escape(prefix)}})
+        for key, raw in meta.items():
+            clauses.append({f"meta.{key}": {"$in": meta_candidates(raw)}})
+        if cursor:
+            (last,) = cursors.decode(cursor, 1)
+            clauses.append({"_id": {"$gt": last}})
+        query = {"$and": clauses} if clauses else {}
+        out: list[UnitopDoc] = []
+        # ACL filtering happens here, so pages are filled with what the caller may see.
+        async for doc in UnitopDoc.find(query).sort("_id"):
+            if allowed(doc.id):
+                out.append(doc)
+                if len(out) > limit:
+                    break
+        more = len(out) > limit
+        out = out[:limit]
+        return [unitop_view(d) for d in out], (cursors.encode(out[-1].id) if more and out else None)
+
+    async def recorded(self) -> list[UnitopDoc]:
+        return await UnitopDoc.find(UnitopDoc.record == True).to_list()  # noqa: E712 - a query, not a test

@@ -1,0 +1,114 @@
+"""The hub in-process (FastAPI app with its lifespan started) on the real broker (a vhost per test), FerretDB
+(a database per test) and Memcached (a namespace per test)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+from tributary_common.auth import SCOPES, mint_token
+from tributary_hub.app import create_app
+from tributary_hub.runtime import Hub
+from tributary_hub.settings import HubSettings
+
+SECRET = "hub-tests-secret-0123456789-0123456789"
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["temp"],
+    "properties": {
+        "temp": {"type": "number", "minimum": -50, "maximum": 150},
+        "unit": {"type": "string", "enum": ["C", "F"]},
+        "at": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+
+def token(*scopes: str, topics: list[str] | None = None, unitops: list[str] | None = None, sub: str = "tester") -> str:
+    return mint_token(SECRET, subject=sub, scopes=list(scopes or SCOPES), topics=topics, unitops=unitops)
+
+
+def auth(*scopes: str, topics: list[str] | None = None, unitops: list[str] | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(*scopes, topics=topics, unitops=unitops)}"}
+
+
+@pytest.fixture
+def hub_settings(amqp_url: str, mongo_url: str, mongo_db_name: str, cache_namespace: str) -> HubSettings:
+    return HubSettings(
+        amqp_url=amqp_url,
+        mongodb_url=mongo_url,
+        mongodb_db=mongo_db_name,
+        cache_namespace=cache_namespace,
+        jwt_secret=SecretStr(SECRET),
+        auth_enabled=True,
+        demand_interval_s=0.3,
+        demand_ttl_s=2.0,
+        recorder_batch_max_delay_ms=20,
+        retention_sweep_interval_s=3600,
+        api_key_cache_s=0,
+        topic_cache_ttl_s=60,
+        log_json=False,
+    )
+
+
+@pytest.fixture
+async def app(hub_settings: HubSettings, mongo_client: AsyncMongoClient[Any]) -> AsyncIterator[FastAPI]:
+    application = create_app(hub_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def hub(app: FastAPI) -> Hub:
+    h: Hub = app.state.hub
+    return h
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin"), timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+async def anon(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without credentials: tests set headers per request."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=30) as c:
+        yield c
+
+
+async def poll(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def make_topic(
+    client: httpx.AsyncClient, name: str = "readings", schema: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    r = await client.post("/topics", json={"name": name, "schema": schema or SCHEMA, **extra})
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def recorded(hub: Hub, topic: str) -> list[dict[str, Any]]:
+    assert hub.mongo is not None
+    return await hub.history.collection.find({"type": topic}).sort([("time", 1), ("_id", 1)]).to_list()
