@@ -1,0 +1,141 @@
+"""Recorders: what was published is written once; a database outage loses nothing; retention; samples."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.hub.conftest import auth, make_topic, poll, recorded
+from tests.support.ferretdb import PrivateFerretDB
+from tributary_common.samples import Sample, SampleBatch
+from tributary_common.timeutil import parse_time
+from tributary_hub.app import create_app
+from tributary_hub.recorder import RETRIES
+from tributary_hub.runtime import Hub
+from tributary_hub.settings import HubSettings
+
+
+async def test_retention_sets_expire_at_per_topic(client: httpx.AsyncClient, hub: Hub) -> None:
+    await make_topic(client, "kept", retention_days=2)
+    await make_topic(client, "forever")
+    for topic in ("kept", "forever"):
+        assert (await client.post(f"/topics/{topic}/events", json={"data": {"temp": 1}})).status_code == 202
+    await poll(lambda: recorded(hub, "kept"), what="kept recorded")
+    await poll(lambda: recorded(hub, "forever"), what="forever recorded")
+    (kept,) = await recorded(hub, "kept")
+    (forever,) = await recorded(hub, "forever")
+    # BSON dates keep milliseconds only.
+    assert abs(kept["expire_at"] - parse_time(kept["time"]) - timedelta(days=2)) < timedelta(milliseconds=1)
+    assert forever["expire_at"] is None
+    # The retention mechanism that runs here (a sweeper on FerretDB) deletes what has expired.
+    events = hub.history.collection
+    await events.update_one({"_id": kept["_id"]}, {"$set": {"expire_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    assert hub.retention[0].mode in ("sweeper", "ttl-index")
+    if hub.retention[0].mode == "sweeper":
+        assert await hub.retention[0].sweep_once() == 1
+        assert await recorded(hub, "kept") == []
+        assert len(await recorded(hub, "forever")) == 1
+
+
+async def test_samples_recorded_once_per_sid_and_time(hub: Hub, amqp_url: str) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    batch = SampleBatch(
+        sid="sid-a", source="simulator", samples=[Sample(t=t0 + timedelta(seconds=i), v=float(i)) for i in range(10)]
+    )
+    overlapping = SampleBatch(
+        sid="sid-a", source="simulator", samples=[Sample(t=t0 + timedelta(seconds=i), v=float(i)) for i in range(5, 15)]
+    )
+    other = SampleBatch(sid="sid-b", source="simulator", samples=[Sample(t=t0, v=True, q="good")])
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange("tributary.samples")
+    for b in (batch, batch, overlapping, other):
+        await exchange.publish(
+            aio_pika.Message(b.model_dump_json().encode(), content_type="application/json"), routing_key=b.routing_key
+        )
+    await connection.close()
+    samples = hub.samples.collection
+
+    async def count() -> bool:
+        return await samples.count_documents({}) == 16 and await samples.count_documents({"sid": "sid-b"}) == 1
+
+    await poll(count, what="16 samples")
+    docs = await samples.find({"sid": "sid-a"}).sort("t", 1).to_list()
+    assert [d["v"] for d in docs] == [float(i) for i in range(15)]
+    assert docs[0]["t"] == "2026-01-01T00:00:00.000000Z"
+    only_b = await samples.find_one({"sid": "sid-b"})
+    assert only_b is not None
+    assert (only_b["v"], only_b["q"]) == (True, "good")
+
+
+@pytest.fixture
+async def private_db(tmp_path: Path) -> AsyncIterator[PrivateFerretDB]:
+    db = PrivateFerretDB(tmp_path / "ferret")
+    (tmp_path / "ferret").mkdir()
+    db.start()
+    yield db
+    db.stop()
+
+
+async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
+    hub_settings: HubSettings, private_db: PrivateFerretDB
+) -> None:
+    settings = hub_settings.model_copy(
+        update={
+            "mongodb_url": private_db.url,
+            "mongodb_timeout_ms": 500,
+            "recorder_retry_max_s": 0.5,
+            "recorder_batch_size": 20,
+        }
+    )
+    app: FastAPI = create_app(settings)
+    async with app.router.lifespan_context(app):
+        hub: Hub = app.state.hub
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
+            await make_topic(client, "readings")
+            published: list[str] = []
+
+            async def publish(n: int) -> None:
+                for _ in range(n):
+                    items = [{"data": {"temp": (len(published) + i) % 100}, "subject": f"s{i % 4}"} for i in range(10)]
+                    r = await client.post("/topics/readings/events:batch", json=items)
+                    assert r.status_code == 202, r.text
+                    published.extend(r.json()["ids"])
+                    await asyncio.sleep(0.01)
+
+            await publish(10)
+            await poll(lambda: _count(hub, 1), what="the first events recorded")
+            retries_before = RETRIES.labels("events")._value.get()
+            private_db.stop()  # the database goes away mid-stream
+            await publish(10)  # publishing does not need the database: topic and schema come from the caches
+            assert len(published) == 200
+            r = await client.get("/readyz")
+            assert r.status_code == 503
+            assert r.json()["checks"]["mongodb"].startswith("failed")
+            await poll(lambda: _retried(retries_before), what="the recorder retrying its write")
+            private_db.start()
+            await publish(5)
+
+            async def everything() -> bool:
+                return await _count(hub, len(published))
+
+            await poll(everything, timeout=60, what="every published event recorded")
+            ids = [d["_id"] for d in await recorded(hub, "readings")]
+            assert len(ids) == len(set(ids)) == 250
+            assert set(ids) == set(published)
+
+
+async def _retried(before: float) -> bool:
+    return bool(RETRIES.labels("events")._value.get() > before)
+
+
+async def _count(hub: Hub, n: int) -> bool:
+    return await hub.history.collection.count_documents({"type": "readings"}) >= n

@@ -1,0 +1,113 @@
+"""Topic lifecycle: create, get, list, schema versions, limits, delete (refused while events exist unless forced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.hub.conftest import SCHEMA, make_topic, poll, recorded
+from tributary_hub.runtime import Hub
+
+
+async def test_lifecycle(client: httpx.AsyncClient, hub: Hub) -> None:
+    created = await make_topic(client, "orders", retention_days=7, description="Orders", compatibility="backward")
+    assert created["version"] == 1
+    assert created["dataschema"] == "/topics/orders/schemas/1"
+    assert created["schema"] == SCHEMA
+    assert created["compatibility"] == "backward"
+
+    again = await client.post("/topics", json={"name": "orders", "schema": SCHEMA})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "topic_exists"
+
+    await make_topic(client, "alerts")
+    listed = (await client.get("/topics")).json()["items"]
+    assert [t["name"] for t in listed] == ["alerts", "orders"]
+
+    v2 = {**SCHEMA, "properties": {**SCHEMA["properties"], "note": {"type": "string"}}}
+    r = await client.put("/topics/orders/schema", json={"schema": v2})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    versions = (await client.get("/topics/orders/schemas")).json()["items"]
+    assert [v["version"] for v in versions] == [1, 2]
+    one = (await client.get("/topics/orders/schemas/1")).json()
+    assert one["schema"] == SCHEMA
+    assert (await client.get("/topics/orders/schemas/2")).json()["schema"] == v2
+    missing = await client.get("/topics/orders/schemas/3")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "unknown_version"
+
+    patched = await client.patch("/topics/orders", json={"retention_days": 1, "compatibility": "full"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["retention_days"] == 1
+    assert patched.json()["compatibility"] == "full"
+
+    # Publishing now uses version 2: the cache entry was invalidated by the schema change.
+    r = await client.post("/topics/orders/events", json={"data": {"temp": 1, "note": "v2 field"}})
+    assert r.status_code == 202, r.text
+    assert r.json()["dataschema"] == "/topics/orders/schemas/2"
+    await poll(lambda: recorded(hub, "orders"), what="the event recorded")
+
+    refused = await client.delete("/topics/orders")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "topic_has_events"
+    assert (await client.delete("/topics/orders", params={"force": "true"})).status_code == 204
+    assert (await client.get("/topics/orders")).status_code == 404
+    assert await recorded(hub, "orders") == []
+    assert (await client.delete("/topics/alerts")).status_code == 204  # no events: no force needed
+
+
+async def test_recreated_topic_does_not_reuse_the_old_validator(client: httpx.AsyncClient) -> None:
+    await make_topic(client, "gen", {"type": "object", "required": ["a"]})
+    assert (await client.post("/topics/gen/events", json={"data": {"a": 1}})).status_code == 202
+    assert (await client.delete("/topics/gen", params={"force": "true"})).status_code == 204
+    await make_topic(client, "gen", {"type": "object", "required": ["b"]})
+    r = await client.post("/topics/gen/events", json={"data": {"a": 1}})
+    assert r.status_code == 422, r.text
+    assert (await client.post("/topics/gen/events", json={"data": {"b": 1}})).status_code == 202
+
+
+async def test_bad_topic_requests(client: httpx.AsyncClient, hub: Hub) -> None:
+    cases: list[tuple[Any, int, str, str]] = [
+        ({"name": "Bad Name", "schema": SCHEMA}, 422, "invalid_request", "/name"),
+        ({"name": "ok", "schema": {"type": "strin"}}, 422, "invalid_schema", "/schema/type"),
+        ({"name": "ok", "schema": SCHEMA, "compatibility": "sideways"}, 422, "invalid_request", "/compatibility"),
+        ({"name": "ok", "schema": SCHEMA, "retention_days": -1}, 422, "invalid_request", "/retention_days"),
+        ({"name": "ok"}, 422, "invalid_request", "/schema"),
+        ({"name": "ok", "schema": SCHEMA, "surprise": 1}, 422, "invalid_request", "/surprise"),
+        (
+            {"name": "ok", "schema": {"description": "x" * (hub.settings.max_schema_bytes + 1)}},
+            413,
+            "schema_too_large",
+            "/schema",
+        ),
+    ]
+    for body, status, code, loc in cases:
+        r = await client.post("/topics", json=body)
+        assert r.status_code == status, (body, r.text)
+        err = r.json()["error"]
+        assert err["code"] == code, (body, err)
+        assert loc in [d["loc"] for d in err["details"]], (body, err)
+
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(hub.settings.max_schema_depth):
+        deep = {"type": "object", "properties": {"x": deep}}
+    r = await client.post("/topics", json={"name": "deep", "schema": deep})
+    assert r.status_code == 422
+    assert "levels deep" in r.json()["error"]["message"]
+
+    r = await client.post("/topics", content=b'{"name": "x", "schema": {', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "malformed_json"
+    r = await client.post("/topics", content=b"name=x", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    # JSON nested beyond any parser's comfort is a 400, not a crash.
+    r = await client.post("/topics", content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    for path in ("/topics/nope", "/topics/nope/schemas", "/topics/nope/schemas/1", "/topics/Not-Valid"):
+        r = await client.get(path)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "unknown_topic"
+    assert (await client.put("/topics/nope/schema", json={"schema": SCHEMA})).status_code == 404
+    assert (await client.delete("/topics/nope")).status_code == 404
