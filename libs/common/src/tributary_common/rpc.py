@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,10 @@ class RpcServer:
     def attach(self, broker: RabbitBroker, queue: str) -> None:
         """Consume `queue` on `broker` and reply to each request."""
 
+        # Take the raw message: a `body: bytes` parameter would receive the JSON already decoded (a dict).
         @broker.subscriber(RabbitQueue(queue, durable=False, auto_delete=False))
-        async def _serve(body: bytes) -> bytes:
-            return await self.dispatch(body)
+        async def _serve(message: RabbitMessage) -> bytes:
+            return await self.dispatch(message.body)
 
 
 def _default(value: Any) -> Any:
