@@ -10,6 +10,7 @@ from typing import Any
 
 import aio_pika
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
 from pymongo import AsyncMongoClient
 
 from tributary_common import rpc_contracts as rc
@@ -132,9 +133,9 @@ class Hub:
         sources = self.sources
 
         @broker.subscriber(RabbitQueue(SOURCES_QUEUE, durable=True, routing_key="source.#"), CONTROL)
-        async def _announcement(body: bytes) -> None:
+        async def _announcement(message: RabbitMessage) -> None:
             try:
-                announcement = SourceAnnouncement.model_validate_json(body)
+                announcement = SourceAnnouncement.model_validate_json(message.body)
             except ValueError:
                 log.warning("ignoring a malformed source announcement")
                 return
