@@ -26,7 +26,7 @@ class SourceRegistry:
         doc = {
             "source": announcement.source,
             "instance_id": announcement.instance_id,
-            "subscription_schema_json": orjson.dumps(announcement.subscription_schema).decode(),
+            "subscription_schema_text": orjson.dumps(announcement.subscription_schema).decode(),
             "capacity": announcement.capacity,
             "free": announcement.free,
             "leases": announcement.leases,
@@ -46,7 +46,7 @@ class SourceRegistry:
         for d in docs:
             entry = out.setdefault(
                 d.source,
-                {"name": d.source, "subscription_schema": orjson.loads(d.subscription_schema_json), "instances": []},
+                {"name": d.source, "subscription_schema": orjson.loads(d.subscription_schema_text), "instances": []},
             )
             if d.received_at + timedelta(seconds=d.ttl_s) >= now:
                 entry["instances"].append(
@@ -62,7 +62,7 @@ class SourceRegistry:
 
     async def schema(self, source: str) -> str | None:
         doc = await SourceInstanceDoc.find(SourceInstanceDoc.source == source).sort("-received_at").first_or_none()
-        return None if doc is None else doc.subscription_schema_json
+        return None if doc is None else doc.subscription_schema_text
 
     async def check_items(self, items: dict[str, Subscription]) -> list[dict[str, str]]:
         """Problems (JSON pointers into the unitop body) with the items' sources and parameters."""
