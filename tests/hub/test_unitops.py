@@ -308,9 +308,9 @@ async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hu
         params={"start": "2026-01-01T00:00:00.5Z", "end": end, "interval_s": 1.5},
         headers={"Accept": "text/csv"},
     )
-    rows = list(csv.reader(io.StringIO(r.text)))
-    assert rows[0] == ["t", "flow", "pressure"]
-    assert rows[1] == ["2026-01-01T00:00:00.500000Z", "0.0", ""]
+    grid_rows = list(csv.reader(io.StringIO(r.text)))
+    assert grid_rows[0] == ["t", "flow", "pressure"]
+    assert grid_rows[1] == ["2026-01-01T00:00:00.500000Z", "0.0", ""]
     r = await client.get(
         "/unitops/pump-101/samples",
         params={"start": start, "end": end, "interval_s": 1},
