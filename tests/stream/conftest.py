@@ -18,3 +18,12 @@ async def stream(amqp_url: str) -> AsyncIterator[RunningStream]:
 async def publisher(amqp_url: str) -> AsyncIterator[Publisher]:
     async with Publisher(amqp_url) as pub:
         yield pub
+
+
+@pytest.fixture
+async def hub(amqp_url: str, mongo_url: str, mongo_db_name: str, mongo_client, cache_namespace: str, tmp_path):  # type: ignore[no-untyped-def]
+    """The real hub (HTTP API, recorders, RPC responders) on this test's vhost and database."""
+    from tests.stream.hub_support import run_hub
+
+    async for h in run_hub(amqp_url, mongo_url, mongo_db_name, cache_namespace, tmp_path):
+        yield h
