@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -13,11 +14,11 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from tributary_common.cache import Cache
 from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, source_key
 
 from .backoff import Backoff
+from .lease_thread import LeaseThread
 from .leases import Leases
 from .metrics import IngestMetrics
 from .publisher import SamplePublisher
@@ -42,12 +43,10 @@ class Engine:
         self.metrics = metrics or IngestMetrics()
         self.tracer = tracer or trace.get_tracer("tributary_ingest")
         self.broker = RabbitBroker(settings.amqp_url, logger=None, app_id=settings.instance_id)
-        self.cache = Cache(
-            settings.memcached_host,
-            settings.memcached_port,
-            settings.cache_namespace,
-            pool_size=settings.memcached_pool_size,
+        self.lease_io = LeaseThread(
+            settings.memcached_host, settings.memcached_port, settings.cache_namespace, settings.memcached_pool_size
         )
+        self._renewals: list[Future[None]] = []
         self.runtimes: dict[str, SourceRuntime] = {}
         self.started = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -60,6 +59,7 @@ class Engine:
 
     async def start(self) -> None:
         """Connect (retrying with backoff until the broker answers), then serve every source."""
+        await self.lease_io.start()
         await self._connect()
         await declare_exchanges(self.broker)
         publisher = SamplePublisher(
@@ -69,8 +69,8 @@ class Engine:
             timeout_s=self.settings.publish_timeout_s,
         )
         for name, cls in self.connectors.items():
-            leases = Leases(self.cache, name, self.settings.instance_id, self.settings.lease_ttl_s)
-            runtime = SourceRuntime(name, cls, self.settings, leases, publisher, self.metrics)
+            leases = Leases(self.lease_io.cache, name, self.settings.instance_id, self.settings.lease_ttl_s)
+            runtime = SourceRuntime(name, cls, self.settings, leases, self.lease_io, publisher, self.metrics)
             try:
                 await runtime.start()
             except Exception:  # one broken connector must not keep the others down
@@ -86,7 +86,7 @@ class Engine:
         self._consumer_tag = await self._queue.consume(self._on_control, no_ack=True)
         for runtime in self.runtimes.values():
             self._loops.append(asyncio.create_task(self._reconcile_loop(runtime), name=f"reconcile:{runtime.name}"))
-            self._loops.append(asyncio.create_task(self._renew_loop(runtime), name=f"renew:{runtime.name}"))
+            self._renewals.append(self.lease_io.submit(runtime.renew_forever()))
         self._loops.append(asyncio.create_task(self._announce_loop(), name="announce"))
         self.started.set()
         log.info("ingest %s serving %s", self.settings.instance_id, ", ".join(self.runtimes) or "nothing")
@@ -140,14 +140,6 @@ class Engine:
                 async with asyncio.timeout(self.settings.reconcile_interval_s):
                     await runtime.wake.wait()
 
-    async def _renew_loop(self, runtime: SourceRuntime) -> None:
-        while True:
-            await asyncio.sleep(self.settings.renew_interval_s)
-            try:
-                await runtime.renew()
-            except Exception:
-                log.exception("renewing leases of %s failed", runtime.name)
-
     async def _announce_loop(self) -> None:
         interval = self.settings.announce_interval_s
         while True:
@@ -174,13 +166,14 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
+        for renewal in self._renewals:
+            renewal.cancel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_seconds):
                 await asyncio.gather(*(r.stop() for r in self.runtimes.values()), return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.broker.stop()
-        with contextlib.suppress(Exception):
-            await self.cache.close()
+        await self.lease_io.stop()
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -189,7 +182,7 @@ class Engine:
             raise ConnectionError("RabbitMQ does not answer")
 
     async def check_cache(self) -> None:
-        await self.cache.ping()
+        await self.lease_io.run(self.lease_io.cache.ping())
 
     def status(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,26 @@ class Leases:
         # Still ours from before (e.g. a renewal failed on a Memcached hiccup): take it back.
         return await self.renew(sid)
 
+    async def acquire_many(self, sids: list[str], limit: int) -> dict[str, datetime | None]:
+        """Take up to `limit` of `sids` (in order); each one taken, with its watermark."""
+        taken: list[str] = []
+        for sid in sids:
+            if len(taken) >= limit:
+                break
+            if await self.acquire(sid):
+                taken.append(sid)
+        if not taken:
+            return {}
+        marks = await self._cache.get_many([self._wm_key(s) for s in taken])
+        out: dict[str, datetime | None] = {}
+        for sid in taken:
+            raw = marks.get(self._wm_key(sid))
+            try:
+                out[sid] = None if raw is None else parse_time(raw.decode())
+            except ValueError:
+                out[sid] = None
+        return out
+
     async def renew(self, sid: str) -> bool:
         key = self._key(sid)
         value, token = await self._cache.gets(key)

@@ -53,6 +53,10 @@ class SidPipeline:
         self._first_at = 0.0
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
+        # Fast sources wait in room() while this many samples are buffered (two batches: one in flight, one ready).
+        self._high_water = min(max_buffer, max(2 * max_size, 100))
+        self._space = asyncio.Event()
+        self._space.set()
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -77,9 +81,16 @@ class SidPipeline:
             self._has_data.set()
         self._buf.append((t, v, q))
         self.last_t = t
+        if len(self._buf) >= self._high_water:
+            self._space.clear()
         if len(self._buf) >= self._max_size:
             self._full.set()
         return True
+
+    async def room(self) -> None:
+        """Wait while the buffer is at its high-water mark (returns at once otherwise)."""
+        while not self._space.is_set():
+            await self._space.wait()
 
     @property
     def buffered(self) -> int:
@@ -115,6 +126,8 @@ class SidPipeline:
         self._retry.reset()
         self.published_t = batch[-1][0]
         del self._buf[: len(batch)]
+        if len(self._buf) < self._high_water:
+            self._space.set()
         if self._buf:
             self._first_at = self._loop.time()
             if len(self._buf) < self._max_size:
@@ -138,6 +151,7 @@ class SidPipeline:
     async def close(self) -> None:
         """Stop at once and forget the buffer (the lease is lost: another instance reads this sid now)."""
         self._buf.clear()
+        self._space.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

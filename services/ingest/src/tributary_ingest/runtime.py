@@ -20,6 +20,7 @@ from tributary_common.timeutil import utcnow
 
 from .backoff import Backoff
 from .demand import DemandTracker
+from .lease_thread import LeaseThread
 from .leases import Leases
 from .metrics import IngestMetrics
 from .pipeline import Row, SidPipeline
@@ -58,6 +59,7 @@ class SourceRuntime:
         connector_cls: type[Connector[Any]],
         settings: IngestSettings,
         leases: Leases,
+        lease_io: LeaseThread,
         publisher: SamplePublisher,
         metrics: IngestMetrics,
     ) -> None:
@@ -66,6 +68,7 @@ class SourceRuntime:
         self.connector = connector_cls(self)
         self.settings = settings
         self.leases = leases
+        self.lease_io = lease_io
         self.publisher = publisher
         self.metrics = metrics
         self.capacity = int(settings.capacity.get(name, connector_cls.capacity))
@@ -80,6 +83,10 @@ class SourceRuntime:
         self._rate_at = time.monotonic()
         self._rate_count = 0
         self._loop = asyncio.get_running_loop()
+        # Labelled children looked up once: labels() costs more than the increment on the per-batch path.
+        self._m_batches = metrics.batches.labels(name)
+        self._m_samples = metrics.samples.labels(name)
+        self._m_drops: dict[str, Any] = {}
         metrics.capacity.labels(name).set(self.capacity)
         metrics.leases_held.labels(name).set(0)
 
@@ -96,6 +103,11 @@ class SourceRuntime:
         if not isinstance(t, datetime):
             raise TypeError(f"sample time of {self.name}/{sid} must be a datetime, not {type(t).__name__}")
         entry.pipeline.add(t, v, q)
+
+    async def room(self, sid: str) -> None:
+        entry = self.owned.get(sid)
+        if entry is not None:
+            await entry.pipeline.room()
 
     def warn(self, sid: str, message: str) -> None:
         self.metrics.errors.labels(self.name, "data").inc()
@@ -159,21 +171,25 @@ class SourceRuntime:
         skipped: set[str] = set()
         if free > 0 and candidates:
             random.shuffle(candidates)  # instances racing for the same sids start at different ends
-            holders = await self.leases.holders(candidates)
+            holders = await self.lease_io.run(self.leases.holders(candidates))
             me = self.settings.instance_id
             share = self.fair_share(len(active), now)
+            wanted: list[str] = []
             for sid in candidates:
-                if free <= 0:
-                    break
-                if holders.get(sid, me) != me or sid in self.owned:
+                if holders.get(sid, me) != me:
                     continue
                 # Beyond our fair share, leave a sid to the others for one tick; if nobody took it, take it.
-                if len(self.owned) >= share and sid not in self._skipped:
+                if len(self.owned) + len(wanted) >= share and sid not in self._skipped:
                     skipped.add(sid)
                     continue
-                if await self.leases.acquire(sid):
-                    free -= 1
-                    await self._take(sid, active[sid])
+                wanted.append(sid)
+            if wanted:
+                taken = await self.lease_io.run(self.leases.acquire_many(wanted, free))
+                for sid, watermark in taken.items():
+                    params = self.tracker.params(sid)
+                    if sid in self.owned or params is None:  # cannot happen: reconcile is the only taker
+                        continue
+                    self._take(sid, params, watermark)
         self._skipped = skipped
         for peer in [p for p, until in self.peers.items() if until <= now]:
             del self.peers[peer]
@@ -182,11 +198,7 @@ class SourceRuntime:
             del self.rejected[sid]
         self._update_rate()
 
-    async def _take(self, sid: str, params: Any) -> None:
-        try:
-            watermark = await self.leases.watermark(sid)
-        except Exception:  # noqa: BLE001 - without it, the hub's unique (sid, t) still drops re-sent samples
-            watermark = None
+    def _take(self, sid: str, params: Any, watermark: datetime | None) -> None:
         pipeline = SidPipeline(
             sid,
             self._publish,
@@ -258,11 +270,15 @@ class SourceRuntime:
         self.metrics.leases_held.labels(self.name).set(len(self.owned))
         try:
             if entry.pipeline.published_t is not None:
-                await self.leases.set_watermark(sid, entry.pipeline.published_t)
-            await self.leases.release(sid)
+                await self.lease_io.run(self._give_back(sid, entry.pipeline.published_t))
         except Exception:  # noqa: BLE001 - the lease then simply expires
             log.warning("releasing %s/%s failed; it expires on its own", self.name, sid)
         log.info("released %s/%s (%s)", self.name, sid, why)
+
+    async def _give_back(self, sid: str, published_t: datetime | None) -> None:
+        if published_t is not None:
+            await self.leases.set_watermark(sid, published_t)
+        await self.leases.release(sid)
 
     async def _drop(self, sid: str, entry: Owned) -> None:
         """The lease is gone: stop at once, forget the buffer."""
@@ -272,9 +288,18 @@ class SourceRuntime:
         await entry.pipeline.close()
         await self._unsubscribe(sid)
 
-    # -- the renew tick ----------------------------------------------------------------------------------------
+    # -- renewals: run on the lease thread's loop, never waiting for this (possibly busy) loop ----------------
+
+    async def renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.renew_interval_s)
+            try:
+                await self.renew()
+            except Exception:
+                log.exception("renewing leases of %s failed", self.name)
 
     async def renew(self) -> None:
+        """One pass over the held leases (on the lease loop); a lease that cannot be renewed stops its read."""
         sem = asyncio.Semaphore(32)
 
         async def one(sid: str, entry: Owned) -> None:
@@ -285,11 +310,7 @@ class SourceRuntime:
                     log.warning("renewing the lease of %s/%s failed: %s", self.name, sid, exc)
                     ok = False
                 if not ok:
-                    if self.owned.get(sid) is entry:
-                        self.metrics.leases_lost.labels(self.name).inc()
-                        self.metrics.errors.labels(self.name, "lease").inc()
-                        log.warning("lost the lease of %s/%s; stopped reading it", self.name, sid)
-                        await self._drop(sid, entry)
+                    self._loop.call_soon_threadsafe(self._lost, sid, entry)
                     return
                 wm = entry.pipeline.published_t
                 if wm is not None and wm != entry.wm_written:
@@ -297,7 +318,16 @@ class SourceRuntime:
                         await self.leases.set_watermark(sid, wm)
                         entry.wm_written = wm
 
+        # list() of a dict of str keys runs without releasing the GIL: a consistent snapshot across threads.
         await asyncio.gather(*(one(sid, e) for sid, e in list(self.owned.items())))
+
+    def _lost(self, sid: str, entry: Owned) -> None:
+        if self.owned.get(sid) is entry:
+            del self.owned[sid]  # at once: from here on, its samples are ignored
+            self.metrics.leases_lost.labels(self.name).inc()
+            self.metrics.errors.labels(self.name, "lease").inc()
+            log.warning("lost the lease of %s/%s; stopped reading it", self.name, sid)
+            self._spawn(self._drop(sid, entry))
 
     # -- publishing ------------------------------------------------------------------------------------------
 
@@ -307,12 +337,15 @@ class SourceRuntime:
         except Exception:
             self.metrics.errors.labels(self.name, "publish").inc()
             raise
-        self.metrics.batches.labels(self.name).inc()
-        self.metrics.samples.labels(self.name).inc(len(rows))
+        self._m_batches.inc()
+        self._m_samples.inc(len(rows))
         self._published += len(rows)
 
     def _dropped(self, reason: str) -> None:
-        self.metrics.dropped.labels(self.name, reason).inc()
+        counter = self._m_drops.get(reason)
+        if counter is None:
+            counter = self._m_drops[reason] = self.metrics.dropped.labels(self.name, reason)
+        counter.inc()
 
     def _update_rate(self) -> None:
         now = time.monotonic()

@@ -34,6 +34,10 @@ class Sink(Protocol):
         Samples not strictly after the last one of `sid` are dropped (counted), so re-reading is harmless.
         """
 
+    async def room(self, sid: str) -> None:
+        """Wait while `sid` has a full buffer (the broker is behind). Sources that can read faster than they are
+        published (replays, simulations, backfills) call it between bursts; others need not."""
+
     def warn(self, sid: str, message: str) -> None:
         """A data problem that does not stop the read (an unparsable message, a missing field): logged, counted."""
 
