@@ -4,6 +4,7 @@ order and stops them in reverse. `api=True` for `serve` (HTTP, RPC, control, dem
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ import aio_pika
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from tributary_common import rpc_contracts as rc
 from tributary_common.auth import JwtVerifier
@@ -19,11 +21,12 @@ from tributary_common.cache import Cache
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
 from tributary_common.http_auth import Authenticator
-from tributary_common.mongo import Retention, connect, ping
+from tributary_common.mongo import Retention, ping
 from tributary_common.rpc import RpcServer
 
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
+from .database import connect
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, EventDoc, SampleDoc
 from .history import EventHistory
@@ -67,7 +70,7 @@ class Hub:
 
     async def start(self) -> None:
         s = self.settings
-        self.mongo = await connect(s.mongodb_url, s.mongodb_db, ALL_DOCUMENTS, timeout_ms=s.mongodb_timeout_ms)
+        self.mongo = await self._connect_mongo()
         self.cache = Cache(s.memcached_host, s.memcached_port, s.cache_namespace, pool_size=s.memcached_pool_size)
         self.topics = TopicService(
             self.cache,
@@ -122,6 +125,21 @@ class Hub:
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
         log.info("hub started (api=%s, recorders=%s)", self.api, self.recorders_enabled)
+
+    async def _connect_mongo(self) -> AsyncMongoClient[Any]:
+        """Connect and create indexes, retrying while the database is not reachable yet (or drops us)."""
+        s = self.settings
+        deadline = asyncio.get_running_loop().time() + s.startup_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                return await connect(s.mongodb_url, s.mongodb_db, ALL_DOCUMENTS, timeout_ms=s.mongodb_timeout_ms)
+            except PyMongoError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.warning("database not ready (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _make_broker(self) -> RabbitBroker:
         broker = RabbitBroker(

@@ -53,3 +53,5 @@ class HubSettings(CommonSettings, MongoSettings):
     # Aligned samples: at most this many points per request.
     aligned_max_points: int = Field(default=100_000, ge=1)
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    # Start-up waits this long for the database before giving up.
+    startup_timeout_s: float = Field(default=60.0, gt=0)

@@ -106,6 +106,10 @@ async def json_model(request: Request, model: type[M], limit: int) -> M:
 def body_doc(model: type[BaseModel], examples: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI `requestBody` for a route that reads its body itself."""
     content: dict[str, Any] = {"schema": model.model_json_schema()}
+    if examples is None:
+        extra = model.model_config.get("json_schema_extra")
+        listed = extra.get("examples", []) if isinstance(extra, dict) else []
+        examples = {f"example{i + 1}": v for i, v in enumerate(listed if isinstance(listed, list) else [])}
     if examples:
         content["examples"] = {k: {"value": v} for k, v in examples.items()}
     return {"requestBody": {"required": True, "content": {"application/json": content}}}

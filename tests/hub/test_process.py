@@ -1,0 +1,85 @@
+"""The hub as real processes: `serve` with the recorders disabled plus a separate `recorder` process, started
+exactly as other services start it (environment variables only), stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from tests.hub.conftest import SECRET, auth, poll
+from tests.support import platform
+from tests.support.processes import ServiceProcess
+from tributary_common import rpc_contracts as rc
+from tributary_common.rpc import call
+
+
+@pytest.fixture
+def processes(
+    amqp_url: str, mongo_url: str, mongo_db_name: str, cache_namespace: str, tmp_path: Path, mongo_client: object
+) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    port = platform.free_port()
+    env = {
+        "TRIBUTARY_AMQP_URL": amqp_url,
+        "TRIBUTARY_MONGODB_URL": mongo_url,
+        "TRIBUTARY_MONGODB_DB": mongo_db_name,
+        "TRIBUTARY_HTTP_PORT": str(port),
+        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
+        "TRIBUTARY_CACHE_NAMESPACE": cache_namespace,
+        "TRIBUTARY_JWT_SECRET": SECRET,
+    }
+    api = ServiceProcess(
+        "tributary_hub", ["serve"], {**env, "TRIBUTARY_RECORDERS_ENABLED": "false"}, tmp_path / "serve.log", port
+    )
+    recorder = ServiceProcess("tributary_hub", ["recorder"], env, tmp_path / "recorder.log", None)
+    try:
+        api.start(timeout=60)
+        api.wait_healthy(60, path="/readyz")
+        recorder.start()
+        yield api, recorder
+    finally:
+        recorder.terminate()
+        api.terminate()
+
+
+async def test_serve_and_recorder_processes(processes: tuple[ServiceProcess, ServiceProcess], amqp_url: str) -> None:
+    api, recorder = processes
+    base = f"http://127.0.0.1:{api.port}"
+    async with httpx.AsyncClient(base_url=base, headers=auth("admin"), timeout=30) as http:
+        r = await http.post("/topics", json={"name": "proc", "schema": {"type": "object", "required": ["v"]}})
+        assert r.status_code == 201, r.text
+        r = await http.post(
+            "/topics/proc/events:batch", json=[{"data": {"v": i}, "subject": f"s{i % 2}"} for i in range(20)]
+        )
+        assert r.status_code == 202, r.text
+        ids = r.json()["ids"]
+
+        async def history() -> list[str]:
+            page = (await http.get("/topics/proc/events", params={"limit": 100})).json()
+            return [e["id"] for e in page["items"]]
+
+        async def all_recorded() -> bool:
+            return sorted(await history()) == sorted(ids)
+
+        await poll(all_recorded, timeout=60, what="the recorder process writing every event")
+
+        broker = RabbitBroker(amqp_url, logger=None)
+        await broker.start()
+        try:
+            page = rc.EventsHistoryPage.model_validate(
+                await call(broker, rc.HUB_QUEUE, rc.EVENTS_HISTORY, {"pattern": "proc.s1"}, timeout=20)
+            )
+        finally:
+            await broker.stop()
+        assert len(page.items) == 10
+        assert {e.subject for e in page.items} == {"s1"}
+
+    # Graceful SIGTERM: both drain and close (uvicorn re-raises the signal once it has shut down cleanly).
+    assert recorder.terminate(timeout=30) == 0, recorder.tail()
+    assert "hub stopped" in recorder.tail(200)
+    assert api.terminate(timeout=30) in (0, -signal.SIGTERM), api.tail()
+    assert "hub stopped" in api.tail(200)
