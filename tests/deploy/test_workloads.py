@@ -1,0 +1,216 @@
+"""What each rendered workload must have: probes, resources, graceful shutdown sized for its drain, a Service, a
+ServiceAccount, a PodDisruptionBudget, autoscaling, NetworkPolicies that allow only what it needs, Ingresses
+fit for websockets, and pinned images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.deploy.manifests import (
+    OVERLAYS,
+    WORKLOADS,
+    container,
+    container_env,
+    deployments,
+    image_tag,
+    of_kind,
+    pod_labels,
+    port_by_name,
+    prestop_seconds,
+    render,
+    selects,
+)
+
+CASES = [(o, w) for o in OVERLAYS for w in WORKLOADS]
+
+# What each workload needs to reach (port -> why), and nothing more. DNS (53) is allowed to all.
+NEEDS_EGRESS: dict[str, set[int]] = {
+    "tributary-hub": {5672, 27017, 11211, 4318},  # broker, database, topic cache, traces
+    "tributary-recorder": {5672, 27017, 4318},
+    "tributary-ingest": {5672, 11211, 4318, 80, 443, 1883, 8883},  # + leases, + the connectors' sources
+    "tributary-stream": {5672, 4318},  # history and API keys come from the hub over RPC, on the broker
+}
+# Prod only: the OIDC provider's JWKS over HTTPS for the two services that verify tokens.
+PROD_EXTRA_EGRESS = {"tributary-hub": {443}, "tributary-stream": {443}}
+BEHIND_INGRESS = {"tributary-hub", "tributary-stream"}
+# uvicorn's own graceful shutdown after the service's drain, and a margin before SIGKILL.
+UVICORN_SHUTDOWN_S = 5
+MARGIN_S = 5
+
+
+def _deployment(overlay: str, name: str) -> dict[str, Any]:
+    found = deployments(overlay)
+    assert name in found, f"{overlay}: no Deployment {name}"
+    return found[name]
+
+
+@pytest.mark.parametrize(("overlay", "name"), CASES)
+def test_probes_resources_and_security(overlay: str, name: str) -> None:
+    d = _deployment(overlay, name)
+    c = container(d)
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        spec = c.get(probe)
+        assert spec, f"{name}: no {probe}"
+        assert spec["httpGet"]["path"] == path, f"{name}: {probe} asks {spec['httpGet']['path']}, not {path}"
+        port_by_name(d, spec["httpGet"]["port"])  # the port exists on the container
+    # The startup probe allows a slow start (connecting to the broker) before liveness takes over.
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
+    res = c.get("resources", {})
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(res.get(kind, {})), f"{name}: resources.{kind} needs cpu and memory"
+    pod = d["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    tag = image_tag(c["image"])
+    assert tag and tag != "latest", f"{overlay}: {name} runs {c['image']}: pin a tag"
+
+
+@pytest.mark.parametrize(("overlay", "name"), CASES)
+def test_termination_grace_covers_prestop_and_the_drain(overlay: str, name: str) -> None:
+    d = _deployment(overlay, name)
+    env = container_env(overlay, d)
+    drain = float(env.get("TRIBUTARY_SHUTDOWN_GRACE_SECONDS") or 20.0)
+    needed = prestop_seconds(d) + drain + UVICORN_SHUTDOWN_S + MARGIN_S
+    grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= needed, f"{name}: terminationGracePeriodSeconds {grace} < preStop + drain + shutdown = {needed}"
+    if name == "tributary-stream":
+        # Websockets: the drain gets at least 20 s to send what is queued and close with 1012.
+        assert drain >= 20
+
+
+@pytest.mark.parametrize(("overlay", "name"), CASES)
+def test_service_account_service_and_disruption_budget(overlay: str, name: str) -> None:
+    docs = render(overlay)
+    d = _deployment(overlay, name)
+    labels = pod_labels(d)
+    pod = d["spec"]["template"]["spec"]
+    accounts = of_kind(docs, "ServiceAccount")
+    assert pod["serviceAccountName"] == name and name in accounts, f"{name}: its own ServiceAccount"
+    assert accounts[name].get("automountServiceAccountToken") is False
+    services = [s for s in of_kind(docs, "Service").values() if selects({"matchLabels": s["spec"]["selector"]}, labels)]
+    assert len(services) == 1, f"{name}: {len(services)} Services select its pods"
+    for port in services[0]["spec"]["ports"]:
+        port_by_name(d, port["targetPort"])
+    pdbs = [p for p in of_kind(docs, "PodDisruptionBudget").values() if selects(p["spec"]["selector"], labels)]
+    assert len(pdbs) == 1, f"{name}: {len(pdbs)} PodDisruptionBudgets"
+    replicas = d["spec"].get("replicas", 1)
+    if "minAvailable" in pdbs[0]["spec"]:
+        # A budget that can never be met would block every node drain.
+        assert int(pdbs[0]["spec"]["minAvailable"]) < replicas
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaling(overlay: str) -> None:
+    docs = render(overlay)
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
+    assert set(hpas) == {"tributary-hub", "tributary-stream"}
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        assert hpa["spec"]["metrics"], name
+        # The HPA scales on utilisation of requests: the containers must request CPU.
+        assert "cpu" in container(_deployment(overlay, name))["resources"]["requests"]
+    # Scaling down the stream closes websockets: it must be slower than scaling up.
+    behavior = hpas["tributary-stream"]["spec"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    scaled = of_kind(docs, "ScaledObject")
+    recorder = scaled["tributary-recorder"]["spec"]["triggers"]
+    assert {t["type"] for t in recorder} == {"rabbitmq"}
+    assert all(t["metadata"]["mode"] == "QueueLength" for t in recorder)
+    assert scaled["tributary-ingest"]["spec"]["minReplicaCount"] >= (1 if overlay == "dev" else 2)
+
+
+def _allowed_egress_ports(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> set[int]:
+    ports: set[int] = set()
+    for policy in of_kind(docs, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if "Egress" not in spec.get("policyTypes", []) or not selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("egress", []):
+            assert rule.get("to"), f"{policy['metadata']['name']}: an egress rule without `to` allows everywhere"
+            assert rule.get("ports"), f"{policy['metadata']['name']}: an egress rule without ports allows all ports"
+            ports |= {int(p["port"]) for p in rule["ports"]}
+    return ports
+
+
+def _ingress_sources(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> dict[str, set[int]]:
+    sources: dict[str, set[int]] = {}
+    for policy in of_kind(docs, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if "Ingress" not in spec.get("policyTypes", []) or not selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("ingress", []):
+            assert rule.get("from"), f"{policy['metadata']['name']}: an ingress rule without `from` admits everyone"
+            for peer in rule["from"]:
+                ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                assert ns, f"{policy['metadata']['name']}: admits {peer}, not a named namespace"
+                sources.setdefault(ns, set()).update(int(p["port"]) for p in rule.get("ports", []))
+    return sources
+
+
+@pytest.mark.parametrize(("overlay", "name"), CASES)
+def test_network_policies_allow_only_what_the_service_needs(overlay: str, name: str) -> None:
+    docs = render(overlay)
+    d = _deployment(overlay, name)
+    labels = pod_labels(d)
+    deny = [
+        p
+        for p in of_kind(docs, "NetworkPolicy").values()
+        if set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        and selects(p["spec"]["podSelector"], labels)
+    ]
+    assert deny, f"{name}: no default-deny policy selects its pods"
+    expected = NEEDS_EGRESS[name] | {53}
+    if overlay == "prod":
+        expected |= PROD_EXTRA_EGRESS.get(name, set())
+    assert _allowed_egress_ports(docs, labels) == expected
+    http = port_by_name(d, "http")
+    sources = _ingress_sources(docs, labels)
+    assert sources.get("monitoring") == {http}, f"{name}: Prometheus scrapes {http}"
+    if name in BEHIND_INGRESS:
+        assert sources.get("ingress-nginx") == {http}
+    else:
+        assert "ingress-nginx" not in sources, f"{name} serves no clients: the ingress controller must not reach it"
+    assert set(sources) <= {"monitoring", "ingress-nginx"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingresses_route_to_real_ports_and_keep_websockets_open(overlay: str) -> None:
+    docs = render(overlay)
+    ingresses = of_kind(docs, "Ingress")
+    services = of_kind(docs, "Service")
+    assert set(ingresses) == {"tributary-hub", "tributary-stream"}
+    for ing in ingresses.values():
+        assert ing["spec"]["ingressClassName"] == "nginx"
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                svc = services[backend["name"]]
+                names = {p.get("name") for p in svc["spec"]["ports"]}
+                numbers = {p["port"] for p in svc["spec"]["ports"]}
+                port = backend["port"]
+                assert port.get("name") in names or port.get("number") in numbers, f"{backend} is not a port"
+        if overlay == "prod":
+            assert ing["spec"].get("tls"), f"{ing['metadata']['name']}: TLS in prod"
+    notes = ingresses["tributary-stream"]["metadata"]["annotations"]
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    assert notes["nginx.ingress.kubernetes.io/proxy-http-version"] == "1.1"
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # SSE
+    hub_body = ingresses["tributary-hub"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert hub_body.endswith("m") and int(hub_body[:-1]) >= 16, "batch publishing needs 16 MiB bodies"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_image_is_pinned(overlay: str) -> None:
+    for d in of_kind(render(overlay), "Deployment").values():
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            tag = image_tag(c["image"])
+            assert tag and tag != "latest", f"{overlay}: {d['metadata']['name']} runs {c['image']}"
+            assert any(ch.isdigit() for ch in tag), f"{overlay}: {c['image']}: a version, not a moving name"
