@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.ingest.helpers import LEASE_TTL_S, Bus, eventually, http_get, ingest_process, status, sub
+from tests.support import platform
 from tests.support.processes import ServiceProcess
 from tributary_common.cache import Cache
 
@@ -25,10 +26,24 @@ def processes(procs: list[ServiceProcess]) -> Iterator[list[ServiceProcess]]:
             p.start(wait=False)
         for p in procs:
             p.wait_healthy(60)
+        # Ready when every instance serves and has heard the others' announcements (for the fair split).
+        for p in procs:
+            p.wait_healthy(60, "/readyz")
+            platform.wait_for(
+                lambda p=p: _peers(p) == len(procs) - 1, 30, what=f"{p.env['TRIBUTARY_INSTANCE_ID']} sees its peers"
+            )
         yield procs
     finally:
         for p in procs:
             p.terminate()
+
+
+def _peers(p: ServiceProcess) -> int:
+    try:
+        body = httpx.get(f"http://127.0.0.1:{p.port}/status", timeout=5).json()
+        return len(body["sources"]["simulator"]["peers"])
+    except (httpx.HTTPError, KeyError):
+        return -1
 
 
 async def owners(procs: list[ServiceProcess]) -> dict[str, list[str]]:
@@ -109,6 +124,17 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
         assert set(held) == sids and all(len(v) == 1 for v in held.values()), held
         for sid in victim_sids:
             assert {r.app_id for r in amqp_bus.by_sid(after + 1.0)[sid]} <= {held[sid][0]}
+
+        # SIGTERM to one survivor: it drains, hands its leases back and exits 0; the last one reads everything.
+        leaving, last = survivors
+        assert leaving.terminate() == 0, leaving.tail()
+        assert "(shutdown)" in leaving.log_path.read_text()
+        await eventually(lambda: _eq(owners([last]), sids), 30, "the last instance holding every sid")
+        after = time.monotonic()
+        await eventually(lambda: set(amqp_bus.by_sid(after)) == sids, 30, "every sid flowing from the last instance")
+        assert {r.app_id for rs in amqp_bus.by_sid(after + 1.0).values() for r in rs} <= {
+            last.env["TRIBUTARY_INSTANCE_ID"]
+        }
     # Across the kill (the new owner starts after the old one's watermark) timestamps stay strictly increasing.
     assert amqp_bus.assert_strictly_increasing() > 200
 
@@ -148,9 +174,13 @@ async def test_two_processes_exactly_one_capacity_and_release_after_grace(
         await asyncio.sleep(2.5)
         assert set(amqp_bus.by_sid(stopped_at)) == {s.sid for s in keep}
 
-        # Demand stops altogether: every read stops after the grace period, every lease is handed back.
+        # Demand stops altogether: reads go on through the grace period (demand TTL 2 s + grace 1.5 s), then stop
+        # and every lease is handed back.
         amqp_bus.stop_demand("simulator")
+        stopped = time.monotonic()
         await eventually(lambda: _len_is(owners(procs), 0), 30, "all leases released")
+        during_grace = {s for s, rs in amqp_bus.by_sid(stopped + 2.0).items() if rs}
+        assert during_grace == {s.sid for s in keep}, "reads should continue until the grace period is over"
         quiet = time.monotonic() + 1.0
         await asyncio.sleep(2.5)
         assert amqp_bus.by_sid(quiet) == {}
@@ -158,8 +188,15 @@ async def test_two_processes_exactly_one_capacity_and_release_after_grace(
             metrics = (await http_get(p, "/metrics")).text
             assert 'tributary_ingest_leases_held{source="simulator"} 0.0' in metrics
             assert 'tributary_ingest_samples_published_total{source="simulator"}' in metrics
+            assert 'tributary_ingest_samples_per_second{source="simulator"}' in metrics
+            assert 'tributary_ingest_reads_total{source="simulator"}' in metrics
+            assert 'tributary_ingest_errors_total{kind="bad_params",source="simulator"}' not in metrics
             ready = await http_get(p, "/readyz")
-            assert ready.status_code == 200 and ready.json()["checks"] == {"broker": "ok", "memcached": "ok"}
+            assert ready.status_code == 200 and ready.json()["checks"] == {
+                "engine": "ok",
+                "broker": "ok",
+                "memcached": "ok",
+            }
     assert amqp_bus.assert_strictly_increasing() > 100
     for p in procs:
         assert p.proc is not None and p.proc.returncode == 0, p.tail()

@@ -11,13 +11,14 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from tributary_common.logs import setup_logging
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .engine import Engine
 from .http_app import create_app
-from .registry import load_sources
+from .registry import RegistryError, load_sources
 from .settings import IngestSettings
 
 
@@ -36,7 +37,8 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(settings: IngestSettings) -> None:
+async def serve(settings: IngestSettings) -> bool:
+    """Serve until SIGTERM; False when the engine could not start."""
     sources = load_sources(settings.enabled_sources or None)
     engine = Engine(settings, sources)
     config = uvicorn.Config(
@@ -48,15 +50,15 @@ async def serve(settings: IngestSettings) -> None:
         lifespan="on",
     )
     await _Server(config).serve()
+    return engine.failed is None
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
+def _run(coro: Coroutine[Any, Any, bool]) -> bool:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,20 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="read demanded subscriptions and publish sample batches (health on http_port)")
     sub.add_parser("sources", help="list the registered sources and their subscription JSON Schemas")
     args = parser.parse_args(argv)
+    try:
+        return _command(args.command)
+    except (RegistryError, ValidationError) as exc:
+        print(f"tributary-ingest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(command: str) -> int:
     settings = IngestSettings()
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
-    if args.command == "sources":
+    if command == "sources":
         import json
 
         for name, cls in load_sources(settings.enabled_sources or None).items():
-            print(json.dumps({"source": name, "capacity": cls.capacity, "schema": cls.params_schema()}))
+            capacity = settings.capacity.get(name, cls.capacity)
+            print(json.dumps({"source": name, "capacity": capacity, "schema": cls.params_schema()}))
         return 0
     setup_tracing(settings.service_name, settings.instance_id)
     try:
-        _run(serve(settings))
+        ok = _run(serve(settings))
     finally:
         shutdown_tracing()
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Engine:
         self._renewals: list[Future[None]] = []
         self.runtimes: dict[str, SourceRuntime] = {}
         self.started = asyncio.Event()
+        self.failed: BaseException | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._consumer_tag: str | None = None
         self._queue: Any = None
@@ -166,16 +167,21 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        for renewal in self._renewals:
-            renewal.cancel()
+        # Leases stay renewed while the buffers drain, so nobody takes over before the watermark is written.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_seconds):
                 await asyncio.gather(*(r.stop() for r in self.runtimes.values()), return_exceptions=True)
+        for renewal in self._renewals:
+            renewal.cancel()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.lease_io.stop()
 
     # -- health ----------------------------------------------------------------------------------------------
+
+    async def check_started(self) -> None:
+        if not self.started.is_set():
+            raise RuntimeError("still starting (connecting to the broker)")
 
     async def check_broker(self) -> None:
         if not await self.broker.ping(timeout=2.0):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,7 @@ def create_app(engine: Engine) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(engine.start(), name="engine-start")
+        starting.add_done_callback(_exit_if_failed)
         try:
             yield
         finally:
@@ -30,14 +33,21 @@ def create_app(engine: Engine) -> FastAPI:
                 starting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await starting
-            elif starting.exception() is not None:
-                log.error("engine failed to start", exc_info=starting.exception())
             await engine.stop()
+
+    def _exit_if_failed(task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # Not a state to limp along in: exit (non-zero, see __main__) and let the orchestrator restart us.
+        engine.failed = task.exception()
+        log.critical("ingest engine failed to start; shutting down", exc_info=engine.failed)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     app = FastAPI(title="Tributary ingest", lifespan=lifespan)
     app.include_router(
         health_router(
-            {"broker": engine.check_broker, "memcached": engine.check_cache}, registry=engine.metrics.registry
+            {"engine": engine.check_started, "broker": engine.check_broker, "memcached": engine.check_cache},
+            registry=engine.metrics.registry,
         )
     )
 

@@ -25,9 +25,7 @@ def _utc_text(t: datetime) -> str:
     """`format_time` without strftime (the hot path of publishing): always UTC, always six fractional digits."""
     if t.tzinfo is not UTC:
         return format_time(t)
-    return (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
-    )
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
 
 
 def encode_batch(source: str, sid: str, rows: list[Row]) -> bytes:

@@ -404,6 +404,7 @@ class SourceRuntime:
         return {
             "capacity": self.capacity,
             "free": max(0, self.capacity - len(self.owned)),
+            "peers": sorted(p for p, until in self.peers.items() if until > self._loop.time()),
             "demanded": len(self.tracker.active(self._loop.time())),
             "samples_published": self._published,
             "leases": {sid: e.state for sid, e in self.owned.items()},

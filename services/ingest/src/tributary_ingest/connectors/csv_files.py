@@ -106,6 +106,7 @@ class CsvSource(Connector[CsvParams]):
                 continue
             state.pending = data[cut + 1 :]
             self._rows(sid, params, path, state, data[: cut + 1].decode("utf-8", errors="replace").splitlines())
+            await self.sink.room(sid)  # a large backlog of rows is replayed no faster than it is published
 
     def _rows(self, sid: str, params: CsvParams, path: Path, state: _File, lines: list[str]) -> None:
         reader = csv.reader(lines, delimiter=params.delimiter)
