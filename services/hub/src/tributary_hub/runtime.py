@@ -16,7 +16,6 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from tributary_common import rpc_contracts as rc
-from tributary_common.auth import JwtVerifier
 from tributary_common.cache import Cache
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
@@ -36,6 +35,7 @@ from .rpc_handlers import register_rpc
 from .samples_history import SampleHistory
 from .settings import HubSettings
 from .sources import SourceRegistry
+from .tokens import CachingJwtVerifier
 from .topics import TopicService
 from .unitops import UnitopService
 
@@ -88,7 +88,7 @@ class Hub:
         self.sources = SourceRegistry()
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
-        jwt = JwtVerifier(
+        jwt = CachingJwtVerifier(
             secret=s.jwt_secret.get_secret_value(),
             algorithms=s.jwt_algorithms,
             jwks_url=s.jwks_url,

@@ -1,0 +1,254 @@
+"""Hub publishing: events/s and p50/p99 latency for single and batch publishing through the hub's HTTP API
+(validation, CloudEvents envelope, persistent publish with confirms), measured in the same run as a baseline
+of raw aio-pika publishing the same envelopes with confirms and the same in-flight window.
+
+The hub runs as a real process (`python -m tributary_hub serve`, one uvicorn worker, recorders disabled so
+that only the publish path is measured) against the local RabbitMQ, FerretDB and Memcached, in a vhost,
+database and cache namespace of its own. Under two minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import platform
+from tests.support.processes import ServiceProcess
+from tributary_common.auth import mint_token
+from tributary_common.events import CloudEvent
+from tributary_common.ids import new_event_id
+from tributary_common.timeutil import utcnow
+
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+SCHEMA = {
+    "type": "object",
+    "required": ["temp", "unit"],
+    "properties": {
+        "temp": {"type": "number", "minimum": -50, "maximum": 150},
+        "unit": {"type": "string", "enum": ["C", "F"]},
+        "line": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+SINGLE_CONCURRENCY = 64  # requests in flight = publishes in flight for the baseline
+BATCH_SIZE = 100
+BATCH_CONCURRENCY = 4  # batches in flight: 400 publishes in flight for both
+WARMUP_S = 1.5
+MEASURE_S = 6.0
+
+
+def data(i: int) -> dict[str, object]:
+    return {"temp": 20 + (i % 50) / 10, "unit": "C", "line": i % 7, "at": "2026-11-26T10:00:00Z"}
+
+
+def envelope(i: int) -> CloudEvent:
+    return CloudEvent(
+        id=new_event_id(),
+        source="/bench",
+        type="bench",
+        subject=f"plant1.line{i % 7}",
+        time=utcnow(),
+        dataschema="/topics/bench/schemas/1",
+        data=data(i),
+    )
+
+
+async def run(op: Callable[[int], Awaitable[int]], concurrency: int) -> tuple[float, list[float]]:
+    """Run `op` from `concurrency` workers for WARMUP_S + MEASURE_S; events/s and latencies (ms) in the window."""
+    latencies: list[float] = []
+    events = 0
+    start = time.perf_counter()
+    measure_from = start + WARMUP_S
+    stop_at = measure_from + MEASURE_S
+    counter = 0
+
+    async def worker() -> None:
+        nonlocal events, counter
+        while (now := time.perf_counter()) < stop_at:
+            counter += 1
+            n = await op(counter)
+            done = time.perf_counter()
+            if now >= measure_from and done <= stop_at:
+                latencies.append((done - now) * 1000)
+                events += n
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return events / MEASURE_S, latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def baseline(url: str) -> dict[str, tuple[float, list[float]]]:
+    connection = await aio_pika.connect(url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.declare_exchange("tributary.events", aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def publish(ev: CloudEvent) -> None:
+        message = aio_pika.Message(
+            ev.model_dump_json().encode(),
+            content_type="application/cloudevents+json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=ev.id,
+        )
+        await exchange.publish(message, routing_key=ev.routing_key, mandatory=False)
+
+    async def one(i: int) -> int:
+        await publish(envelope(i))
+        return 1
+
+    async def batch(i: int) -> int:
+        await asyncio.gather(*(publish(envelope(i * BATCH_SIZE + k)) for k in range(BATCH_SIZE)))
+        return BATCH_SIZE
+
+    try:
+        return {"single": await run(one, SINGLE_CONCURRENCY), "batch": await run(batch, BATCH_CONCURRENCY)}
+    finally:
+        await connection.close()
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: httpx's pool costs more CPU than the hub at 64 connections on a
+    2-core machine, which would measure the client instead of the server."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.token = token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def through_hub(port: int) -> dict[str, tuple[float, list[float]]]:
+    token = mint_token(SECRET, subject="bench")
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        (await http.post("/topics", json={"name": "bench", "schema": SCHEMA})).raise_for_status()
+    pool: list[Connection] = [Connection(port, token) for _ in range(SINGLE_CONCURRENCY)]
+
+    def checkout() -> Connection:
+        return pool.pop()
+
+    async def one(i: int) -> int:
+        conn = checkout()
+        try:
+            status, body = await conn.post(
+                "/topics/bench/events",
+                orjson.dumps({"data": data(i), "subject": f"plant1.line{i % 7}"}),
+                "application/json",
+            )
+        finally:
+            pool.append(conn)
+        if status != 202:
+            raise RuntimeError(body.decode())
+        return 1
+
+    async def batch(i: int) -> int:
+        lines = b"\n".join(
+            orjson.dumps({"data": data(i * BATCH_SIZE + k), "subject": f"plant1.line{k % 7}"})
+            for k in range(BATCH_SIZE)
+        )
+        conn = checkout()
+        try:
+            status, body = await conn.post("/topics/bench/events:batch", lines, "application/x-ndjson")
+        finally:
+            pool.append(conn)
+        if status != 202:
+            raise RuntimeError(body.decode())
+        return BATCH_SIZE
+
+    try:
+        return {"single": await run(one, SINGLE_CONCURRENCY), "batch": await run(batch, BATCH_CONCURRENCY)}
+    finally:
+        for conn in pool:
+            conn.close()
+
+
+async def main() -> None:
+    platform.require_services()
+    vhost = platform.unique("bench-hub")
+    url = platform.create_vhost(vhost)
+    db = platform.unique("bench_hub").replace("-", "_")
+    port = platform.free_port()
+    env = {
+        "TRIBUTARY_AMQP_URL": url,
+        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
+        "TRIBUTARY_MONGODB_DB": db,
+        "TRIBUTARY_HTTP_PORT": str(port),
+        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
+        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("bench"),
+        "TRIBUTARY_JWT_SECRET": SECRET,
+        "TRIBUTARY_RECORDERS_ENABLED": "false",
+        "TRIBUTARY_DEMAND_ENABLED": "false",
+        "TRIBUTARY_LOG_LEVEL": "WARNING",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    log = Path(tempfile.mkdtemp()) / "hub.log"
+    hub = ServiceProcess("tributary_hub", ["serve"], env, log, port)
+    try:
+        hub.start(timeout=60)
+        hub.wait_healthy(60, "/readyz")
+        hub_results = await through_hub(port)
+        base_results = await baseline(url)
+    finally:
+        hub.terminate()
+        platform.delete_vhost(vhost)
+        import pymongo
+
+        pymongo.MongoClient(platform.mongodb_url()).drop_database(db)
+
+    print(
+        f"hub publish benchmark ({MEASURE_S:.0f} s per case; single: {SINGLE_CONCURRENCY} in flight; "
+        f"batch: {BATCH_CONCURRENCY} x {BATCH_SIZE} in flight)"
+    )
+    print(f"{'case':<8} {'path':<10} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'ops':>7}")
+    for case in ("single", "batch"):
+        for name, results in (("hub", hub_results), ("aio-pika", base_results)):
+            rate, lat = results[case]
+            print(f"{case:<8} {name:<10} {rate:>10.0f} {pct(lat, 0.5):>9.2f} {pct(lat, 0.99):>9.2f} {len(lat):>7}")
+        hub_rate, base_rate = hub_results[case][0], base_results[case][0]
+        print(
+            f"{case:<8} ratio hub/baseline: {hub_rate / base_rate:.2f} events/s; p50 latency x"
+            f"{statistics.median(hub_results[case][1]) / statistics.median(base_results[case][1]):.1f}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
