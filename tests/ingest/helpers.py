@@ -88,7 +88,8 @@ class Bus:
 
         async def beat() -> None:
             while True:
-                await self.send_demand(source, subs, ttl_s)
+                with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+                    await self.send_demand(source, subs, ttl_s)  # a broker outage skips beats, it does not end them
                 await asyncio.sleep(interval_s)
 
         self._demands[source] = asyncio.create_task(beat())

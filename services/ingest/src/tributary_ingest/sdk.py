@@ -100,6 +100,8 @@ class Connector(Generic[P]):
 
     async def subscribe(self, sid: str, params: P) -> None:
         """Start reading `sid`. The default runs `read(sid, params)` in a task; override for push-style sources."""
+        if sid in self._reads:  # never two reads of one sid
+            await self.unsubscribe(sid)
         self._reads[sid] = asyncio.create_task(self._run_read(sid, params), name=f"read:{sid}")
 
     async def unsubscribe(self, sid: str) -> None:
