@@ -128,3 +128,52 @@ def test_dockerfiles_use_no_other_service() -> None:
         for other in set(SERVICES) - {service}:
             assert f"services/{other}" not in text, f"{service}.Dockerfile mentions services/{other}"
     assert (ROOT / "constraints.txt").is_file()
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_canonical(name)] = version.strip()
+    return pins
+
+
+def _closure(root: str) -> set[str]:
+    """The distributions `pip install <root>` brings in on this Python (3.11, Linux, like the image), read from
+    the installed packages' metadata: each requirement with its extras, markers evaluated."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: set[tuple[str, frozenset[str]]] = set()
+    names: set[str] = set()
+    stack: list[tuple[str, frozenset[str]]] = [(root, frozenset())]
+    while stack:
+        name, extras = stack.pop()
+        if (_canonical(name), extras) in seen:
+            continue
+        seen.add((_canonical(name), extras))
+        names.add(_canonical(name))
+        for spec in metadata.distribution(name).requires or []:
+            req = Requirement(spec)
+            if req.marker and not any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                continue
+            stack.append((req.name, frozenset(req.extras)))
+    return names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_everything_the_image_installs_is_pinned_in_constraints(service: str) -> None:
+    """`pip install -c constraints.txt` pins only what constraints.txt names: anything else would float."""
+    pins = _pins()
+    wanted = _closure(f"tributary-{service}") | _closure("tributary-common")
+    unpinned = sorted(n for n in wanted if not n.startswith("tributary-") and n not in pins)
+    assert not unpinned, f"the {service} image would install {unpinned} at whatever version is newest"
+    # The walk found the real dependencies, extras included (uvicorn[standard], pyjwt[crypto]).
+    assert {"fastapi", "uvicorn", "pydantic", "faststream", "uvloop", "cryptography"} <= wanted
