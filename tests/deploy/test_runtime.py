@@ -14,6 +14,8 @@ manifests ask of it. Docker is not available here, so the container is emulated 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.deploy.manifests import (
     WORKLOADS,
@@ -42,6 +45,7 @@ from tests.deploy.manifests import (
     selects,
 )
 from tests.support import platform
+from tributary_common.auth import mint_token
 
 OVERLAY = "dev"  # prod verifies tokens with an OIDC provider's JWKS, which is not reachable from here
 START_TIMEOUT_S = 60.0
@@ -239,19 +243,42 @@ def test_readiness_checks_only_what_the_network_policy_allows(workloads: dict[st
         )
 
 
+async def _close_code(ws: websockets.ClientConnection, timeout: float) -> int | None:
+    """Read (and drop) frames until the server closes the socket; its close code."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed:
+        return ws.close_code
+
+
 @pytest.mark.parametrize("name", list(WORKLOADS))
-def test_sigterm_to_pid_1_drains_and_exits_0_within_the_grace_period(workloads: dict[str, Workload], name: str) -> None:
+async def test_sigterm_to_pid_1_drains_and_exits_0_within_the_grace_period(
+    workloads: dict[str, Workload], name: str
+) -> None:
     w = workloads[name]
-    _wait_healthy(w)
+    await asyncio.to_thread(_wait_healthy, w)
     spec = w.deployment["spec"]["template"]["spec"]
     budget = spec["terminationGracePeriodSeconds"] - prestop_seconds(w.deployment)
+    ws = None
+    if name == "tributary-stream":
+        # A connected client: the drain must close its socket with 1012 (reconnect) before the process ends.
+        token = mint_token(w.env["TRIBUTARY_JWT_SECRET"], subject="deploy-test")
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{w.port}/ws", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
+        )
+        await ws.send(json.dumps({"op": "ping", "id": "p1"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
     os.kill(w.pid1, signal.SIGTERM)
+    if ws is not None:
+        code = await _close_code(ws, budget)
+        assert code == 1012, f"the stream closed the websocket with {code}, not 1012"
     try:
-        code = w.proc.wait(budget)
+        code = await asyncio.to_thread(w.proc.wait, budget)
     except subprocess.TimeoutExpired:
         pytest.fail(
             f"{name} still runs {budget:.0f} s after SIGTERM as PID 1 (the kubelet would SIGKILL it):\n{w.tail()}"
         )
     assert code == 0, f"{name} exited with {code} on SIGTERM:\n{w.tail()}"
     assert "Traceback" not in w.log.read_text(errors="replace"), f"{name} logged a traceback:\n{w.tail()}"
-    assert not w.healthcheck(), f"{name}: the HEALTHCHECK still passes after the process is gone"
+    assert not await asyncio.to_thread(w.healthcheck), f"{name}: the HEALTHCHECK still passes after the process is gone"
