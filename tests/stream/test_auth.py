@@ -87,3 +87,13 @@ async def test_sse_auth(stream):
         assert r.status_code == 403 and "'#'" in r.json()["error"]["message"]
         r = await http.get("/unitops/valve-1/stream", params={"access_token": token(unitops=["pump-*"])})
         assert r.status_code == 403
+
+
+async def test_connection_closes_when_the_token_expires(stream):
+    async with await connect(stream, token(ttl_s=2)) as ws:
+        await send(ws, {"op": "ping", "id": "1"})
+        assert (await recv(ws))["type"] == "pong"
+        frame = await recv(ws, 60)  # within the JWT leeway of the verifier, the server acts on `exp` itself
+        assert frame["type"] == "error" and frame["code"] == "token_expired"
+        await ws.wait_closed()
+        assert ws.close_code == 1008

@@ -4,6 +4,7 @@ and backpressure (a slow client gets a `gap`, a fast one keeps receiving)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -161,5 +162,39 @@ async def test_slow_client_gets_gap_while_fast_client_keeps_receiving(amqp_url, 
         assert 'stream_gaps_total{reason="slow_client"} 1.0' in metrics
         await fast.close()
         await slow.close()
+    finally:
+        await running.stop()
+
+
+async def test_stuck_client_is_dropped_and_others_unaffected(amqp_url, publisher):
+    running = await start_stream(settings_for(amqp_url, send_queue_max=200, slow_client_timeout_s=3.0))
+    try:
+        fast = await connect(running, max_size=None)
+        stuck = await connect(running, max_queue=1, max_size=None)
+        await subscribe(fast, "f", events={"pattern": "flood.#"})
+        await subscribe(stuck, "s", events={"pattern": "flood.#"})
+        blob = "y" * 64 * 1024
+        reading = asyncio.create_task(collect_events(fast, "f", 10_000, timeout=120))
+        n = 0
+
+        # Keep traffic flowing until the server gives up on the client that never reads.
+        def stuck_connected() -> bool:
+            return any("s" in c.subs for c in running.service.fanout.clients)
+
+        while stuck_connected():
+            await publisher.event("flood", f"n{n}", {"blob": blob})
+            n += 1
+            if n % 50 == 0:
+                await asyncio.sleep(0.2)
+            assert n < 5000, "the stuck client was never dropped"
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        end = await publisher.event("flood", "end")
+        frame, _ = await recv_until(fast, lambda f: f.get("type") == "event" and f["event"]["id"] == end["id"], 60)
+        assert frame["sub"] == "f"
+        assert len(running.service.fanout.clients) == 1  # the fast client is still there
+        await fast.close()
+        await stuck.close()
     finally:
         await running.stop()

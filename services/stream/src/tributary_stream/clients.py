@@ -88,6 +88,7 @@ class Client:
         # Set when the client must go: the endpoint closes the socket with this code.
         self.kill_code: int | None = None
         self._abort = False
+        self.aborted = asyncio.Event()  # the endpoint stops writing at once (the writer may be stuck in a send)
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -97,7 +98,7 @@ class Client:
 
     def offer(self, frame: str, sub: Subscription) -> bool:
         """Queue a live frame for `sub` unless the client is behind; False when it was not queued."""
-        if self.closed or sub.id in self.lagging:
+        if self.closed:
             return False
         if len(self.queue) >= self.max_queue:
             self.lagging[sub.id] = sub
@@ -108,6 +109,8 @@ class Client:
             elif now - self._full_since > self.slow_timeout_s:
                 self.kill(1013)
             return False
+        if sub.id in self.lagging:
+            return False  # its gap frame goes first, once the queue has drained
         self.queue.append(frame)
         self._wake.set()
         return True
@@ -162,6 +165,7 @@ class Client:
     def kill(self, code: int) -> None:
         """Give up on this client now (too slow); the endpoint closes the socket with `code`."""
         self._abort = True
+        self.aborted.set()
         self.finish(code)
 
     def finish(self, code: int) -> None:

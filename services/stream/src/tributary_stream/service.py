@@ -87,6 +87,8 @@ class StreamService:
         self.demand.start()
 
     async def ready(self) -> None:
+        if self.draining:
+            raise ConnectionError("shutting down")
         await self.link.check()
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("RPC connection to the broker does not answer")

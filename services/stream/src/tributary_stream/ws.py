@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import cast
 
 from fastapi import Request, WebSocket
@@ -53,11 +54,23 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         slow_timeout_s=settings.slow_client_timeout_s,
     )
     service.fanout.add_client(client)
+    expiry = _expire_at_token_end(client)
     writer = asyncio.create_task(_write(websocket, client))
     reader = asyncio.create_task(_read(websocket, client, service))
+    aborted = asyncio.create_task(client.aborted.wait())
     try:
-        await asyncio.wait([writer, reader], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([writer, reader, aborted], return_when=asyncio.FIRST_COMPLETED)
+        if client.aborted.is_set() and not writer.done():
+            # Too slow: the writer may be stuck in a send that never completes; stop it and close.
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(client.kill_code or 1000), 2)
     finally:
+        aborted.cancel()
+        if expiry is not None:
+            expiry.cancel()
         service.fanout.remove_client(client)
         client.kill(client.kill_code or 1000)
         reader.cancel()
@@ -65,6 +78,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await reader
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(writer, 5)
+
+
+def _expire_at_token_end(client: Client) -> asyncio.TimerHandle | None:
+    """A JWT is only good until its `exp`: then the client is told and the socket closed (1008)."""
+    exp = client.principal.claims.get("exp")
+    if not isinstance(exp, int | float):
+        return None
+
+    def expire() -> None:
+        client.error("token_expired", "the token expired; reconnect with a fresh one")
+        client.finish(POLICY_VIOLATION)
+
+    loop = asyncio.get_running_loop()
+    return loop.call_at(loop.time() + max(0.0, exp - time.time()), expire)
 
 
 async def _refuse(websocket: WebSocket, service: StreamService, code: str, message: str, close_code: int) -> None:
