@@ -13,14 +13,28 @@ from faststream.rabbit import RabbitBroker
 
 from tests.hub.conftest import SECRET, auth, poll
 from tests.support import platform
+from tests.support.otlp import OtlpReceiver
 from tests.support.processes import ServiceProcess
 from tributary_common import rpc_contracts as rc
 from tributary_common.rpc import call
 
 
 @pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
 def processes(
-    amqp_url: str, mongo_url: str, mongo_db_name: str, cache_namespace: str, tmp_path: Path, mongo_client: object
+    amqp_url: str,
+    mongo_url: str,
+    mongo_db_name: str,
+    cache_namespace: str,
+    tmp_path: Path,
+    mongo_client: object,
+    otlp: OtlpReceiver,
 ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     port = platform.free_port()
     env = {
@@ -33,9 +47,15 @@ def processes(
         "TRIBUTARY_JWT_SECRET": SECRET,
     }
     api = ServiceProcess(
-        "tributary_hub", ["serve"], {**env, "TRIBUTARY_RECORDERS_ENABLED": "false"}, tmp_path / "serve.log", port
+        "tributary_hub",
+        ["serve"],
+        {**env, **otlp.env("tributary-hub"), "TRIBUTARY_RECORDERS_ENABLED": "false"},
+        tmp_path / "serve.log",
+        port,
     )
-    recorder = ServiceProcess("tributary_hub", ["recorder"], env, tmp_path / "recorder.log", None)
+    recorder = ServiceProcess(
+        "tributary_hub", ["recorder"], {**env, **otlp.env("tributary-hub-recorder")}, tmp_path / "recorder.log", None
+    )
     try:
         api.start(timeout=60)
         api.wait_healthy(60, path="/readyz")
@@ -46,7 +66,9 @@ def processes(
         api.terminate()
 
 
-async def test_serve_and_recorder_processes(processes: tuple[ServiceProcess, ServiceProcess], amqp_url: str) -> None:
+async def test_serve_and_recorder_processes(
+    processes: tuple[ServiceProcess, ServiceProcess], amqp_url: str, otlp: OtlpReceiver
+) -> None:
     api, recorder = processes
     base = f"http://127.0.0.1:{api.port}"
     async with httpx.AsyncClient(base_url=base, headers=auth("admin"), timeout=30) as http:
@@ -77,6 +99,33 @@ async def test_serve_and_recorder_processes(processes: tuple[ServiceProcess, Ser
             await broker.stop()
         assert len(page.items) == 10
         assert {e.subject for e in page.items} == {"s1"}
+
+    # One trace from the HTTP request through the broker to the recorder process.
+    async with httpx.AsyncClient(base_url=base, headers=auth("admin"), timeout=30) as http:
+        r = await http.post("/topics/proc/events", json={"data": {"v": 1}, "subject": "traced"})
+        assert r.status_code == 202
+        event_id = r.json()["id"]
+
+        async def traced_event() -> list[dict[str, object]]:
+            items: list[dict[str, object]] = (
+                await http.get("/topics/proc/events", params={"subject": "traced"})
+            ).json()["items"]
+            return items
+
+        (event,) = await poll(traced_event, what="the traced event recorded")
+        assert event["id"] == event_id
+    assert "traceparent" in event, event
+    traceparent = str(event["traceparent"])
+    trace_id = traceparent.split("-")[1]
+
+    async def spans_of_both() -> bool:
+        services = {s.service: s.name for s in otlp.trace(trace_id)}
+        return {"tributary-hub", "tributary-hub-recorder"} <= set(services)
+
+    await poll(spans_of_both, what="spans of the hub and the recorder in one trace")
+    names = {(s.service, s.name) for s in otlp.trace(trace_id)}
+    assert ("tributary-hub", "publish event") in names
+    assert ("tributary-hub-recorder", "record events") in names
 
     # Graceful SIGTERM: both drain and close (uvicorn re-raises the signal once it has shut down cleanly).
     assert recorder.terminate(timeout=30) == 0, recorder.tail()

@@ -139,3 +139,31 @@ async def _retried(before: float) -> bool:
 
 async def _count(hub: Hub, n: int) -> bool:
     return await hub.history.collection.count_documents({"type": "readings"}) >= n
+
+
+async def test_restart_mid_stream_loses_nothing(hub_settings: HubSettings, mongo_client: object) -> None:
+    """Stop the hub while the recorder has work in hand; a new instance finishes it, each event once."""
+    published: list[str] = []
+    for round_ in range(2):
+        app: FastAPI = create_app(hub_settings)
+        async with app.router.lifespan_context(app):
+            hub: Hub = app.state.hub
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
+                if round_ == 0:
+                    await make_topic(client, "readings")
+                    for _ in range(10):
+                        items = [{"data": {"temp": i}} for i in range(50)]
+                        r = await client.post("/topics/readings/events:batch", json=items)
+                        assert r.status_code == 202
+                        published.extend(r.json()["ids"])
+                    # Leave at once: the recorder is mid-stream.
+                else:
+
+                    async def everything(hub: Hub = hub) -> bool:
+                        return await _count(hub, len(published))
+
+                    await poll(everything, timeout=60, what="every event recorded after the restart")
+                    ids = [d["_id"] for d in await recorded(hub, "readings")]
+                    assert len(ids) == len(set(ids)) == 500
+                    assert set(ids) == set(published)

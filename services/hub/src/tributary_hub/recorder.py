@@ -74,7 +74,8 @@ class Recorder:
         self.retry_max_s = retry_max_s
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._writing = False
+        self._batch_done = asyncio.Event()
         self._consumer_tag: str | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self.written = 0
@@ -87,12 +88,16 @@ class Recorder:
         self._consumer_tag = await self._queue.consume(self._inbox.put)
         self._task = asyncio.create_task(self._run(), name=f"recorder-{self.kind}")
 
-    async def stop(self) -> None:
-        """Stop consuming, write what is buffered (bounded by the retry loop), return the rest to the queue."""
-        self._stopping = True
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop consuming, write what is already here (within `drain_timeout_s`), return the rest to the queue."""
         if self._queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._consumer_tag)
+        deadline = time.monotonic() + drain_timeout_s
+        while (self._writing or not self._inbox.empty()) and (remaining := deadline - time.monotonic()) > 0:
+            self._batch_done.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_done.wait(), remaining)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,6 +126,7 @@ class Recorder:
         try:
             while True:
                 batch = await self._next_batch()
+                self._writing = True
                 await self._write_until_done(batch)
                 # Acknowledge only now that the batch is stored.
                 for message in batch:
@@ -128,6 +134,8 @@ class Recorder:
                     with contextlib.suppress(Exception):
                         await message.ack()
                 batch = []
+                self._writing = False
+                self._batch_done.set()
         except asyncio.CancelledError:
             # Unwritten messages go back to the queue (they would be redelivered anyway on close).
             pending = batch + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())]

@@ -190,7 +190,7 @@ class Hub:
         if self.broker is not None:
             await self.broker.stop()
         for recorder in self.recorders:
-            await recorder.stop()
+            await recorder.stop(drain_timeout_s=self.settings.shutdown_grace_seconds / 2)
         if self._recorder_connection is not None:
             await self._recorder_connection.close()
         for retention in self.retention:
