@@ -63,6 +63,12 @@ CHECK_PORTS: dict[str, int | None] = {
 }
 
 
+# PID 1 of a new PID namespace (with /proc of its own); without root, inside a user namespace that maps us to it.
+_UNSHARE = ["unshare", "--fork", "--pid", "--mount-proc", "--kill-child"]
+if os.geteuid() != 0:
+    _UNSHARE[1:1] = ["--user", "--map-root-user"]
+
+
 @dataclass
 class Workload:
     name: str
@@ -143,7 +149,7 @@ def workloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Wo
             argv = [Path(sys.executable).parent / entrypoint_argv(service)[0], *container(d).get("args", [])]
             log = logs / f"{name}.log"
             proc = subprocess.Popen(
-                ["unshare", "--fork", "--pid", "--mount-proc", "--kill-child", *map(str, argv)],
+                [*_UNSHARE, *map(str, argv)],
                 env=env,
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
