@@ -149,3 +149,20 @@ async def test_sse_last_event_id_resume(stream, hub):
             assert orjson.loads(record["data"])["id"] == record["id"]
             got.append(record["id"])
         assert got == ids[5:]
+
+
+async def test_history_unavailable_is_a_gap_and_live_goes_on(amqp_url, publisher):
+    """No hub answers (it is down): the subscription is live anyway and says where history is missing."""
+    running = await start_stream(settings_for(amqp_url, rpc_timeout_s=1.0))
+    try:
+        async with await connect(running) as ws:
+            frame = await subscribe(ws, "s", events={"pattern": "hd.#", "since": "2026-01-01T00:00:00Z"})
+            assert frame["type"] == "subscribed"
+            frame = await recv(ws)
+            assert frame["type"] == "gap" and frame["reason"] == "history_unavailable" and frame["last"] is None
+            assert "no reply" in frame["message"]
+            live = await publisher.event("hd", "x")
+            frame = await recv(ws)
+            assert frame["type"] == "event" and frame["event"]["id"] == live["id"]
+    finally:
+        await running.stop()

@@ -229,6 +229,9 @@ class Fanout:
     async def _start_unitop(self, sub: UnitopSubscription, since: UnitopSince | None) -> None:
         client = sub.client
         with tracer.start_as_current_span("stream.subscribe", attributes={"unitop": sub.name}):
+            # Changes first: an update between resolving and binding would otherwise go unnoticed.
+            if not await self._hold(sub, [(CONTROL_X, f"unitop.{sub.name}")]):
+                return
             items = self.unitop_items.get(sub.name)
             if items is None:
                 try:
