@@ -11,9 +11,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.hub.conftest import make_topic, poll, recorded
+from tests.hub.conftest import auth, make_topic, poll, recorded
+from tests.support import platform
 from tributary_common.events import CloudEvent
 from tributary_common.timeutil import parse_time
+from tributary_hub.app import create_app
 from tributary_hub.runtime import Hub
 
 
@@ -262,3 +264,19 @@ async def _queue_empty(hub: Hub) -> bool:
     assert recorder._queue is not None
     declared = await recorder._queue.channel.declare_queue(recorder.queue_name, durable=True, passive=True)
     return declared.declaration_result.message_count == 0 and recorder._inbox.empty()
+
+
+async def test_memcached_down_falls_back_to_the_database(hub_settings: Any, mongo_client: Any) -> None:
+    settings = hub_settings.model_copy(update={"memcached_port": platform.free_port()})  # nothing listens there
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
+            await make_topic(client)
+            r = await client.post("/topics/readings/events", json={"data": {"temp": 1}})
+            assert r.status_code == 202, r.text
+            r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
+            assert r.status_code == 422
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["memcached"].startswith("failed")

@@ -120,6 +120,9 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
             r = await client.get("/readyz")
             assert r.status_code == 503
             assert r.json()["checks"]["mongodb"].startswith("failed")
+            r = await client.get("/topics/readings/events")
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "database_unavailable"
             await poll(lambda: _retried(retries_before), what="the recorder retrying its write")
             private_db.start()
             await publish(5)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 
 from tributary_common.health import health_router
 from tributary_common.http_errors import error_response, install_error_handlers
@@ -51,6 +52,16 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     @app.exception_handler(HubError)
     async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(PyMongoError)
+    async def _database(_: Request, exc: PyMongoError) -> JSONResponse:
+        # The database being away is not the client's fault, nor an internal error: say so, and when to retry.
+        return error_response(
+            503,
+            "database_unavailable",
+            f"the database did not answer: {type(exc).__name__}; retry later",
+            headers={"Retry-After": "5"},
+        )
 
     app.include_router(
         health_router({"broker": hub.check_broker, "mongodb": hub.check_mongodb, "memcached": hub.check_memcached})

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import aiomcache
 import jsonschema_rs
 import orjson
 
@@ -118,7 +119,7 @@ class TopicService:
             if "duplicate key" in str(exc).lower() or "E11000" in str(exc):
                 raise Conflict(f"topic {name!r} already exists", code="topic_exists") from exc
             raise
-        await self.cache.delete(f"topic:{name}")
+        await self._cache_delete(f"topic:{name}")
         return topic_view(doc, schema)
 
     async def _doc(self, name: str) -> TopicDoc:
@@ -162,7 +163,7 @@ class TopicService:
         if result.modified_count != 1:
             await SchemaDoc.get_pymongo_collection().delete_one({"_id": _schema_id(name, doc.uid, version)})
             raise Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
-        await self.cache.delete(f"topic:{name}")
+        await self._cache_delete(f"topic:{name}")
         doc.version, doc.updated_at = version, now
         return topic_view(doc, schema)
 
@@ -171,7 +172,7 @@ class TopicService:
         if changes:
             changes["updated_at"] = utcnow()
             await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": doc.uid}, {"$set": changes})
-            await self.cache.delete(f"topic:{name}")
+            await self._cache_delete(f"topic:{name}")
         return await self.get(name)
 
     async def versions(self, name: str) -> list[dict[str, Any]]:
@@ -206,19 +207,42 @@ class TopicService:
                 code="topic_has_events",
             )
         await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": doc.uid})
-        await self.cache.delete(f"topic:{name}")
+        await self._cache_delete(f"topic:{name}")
         deleted = (await events.delete_many({"type": name})).deleted_count if force else 0
         await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": doc.uid})
         return int(deleted)
 
     # Hot path
 
+    async def _cache_get(self, key: str) -> bytes | None:
+        """Memcached is a cache: when it is unreachable, fall back to the database."""
+        try:
+            return await self.cache.get(key)
+        except (OSError, aiomcache.exceptions.ClientException) as exc:
+            log.warning("memcached get %s failed (%s): reading the database", key, exc)
+            return None
+
+    async def _cache_set(self, key: str, value: bytes) -> None:
+        try:
+            await self.cache.set(key, value, self.cache_ttl_s)
+        except (OSError, aiomcache.exceptions.ClientException) as exc:
+            log.warning("memcached set %s failed (%s)", key, exc)
+
+    async def _cache_delete(self, key: str) -> None:
+        try:
+            await self.cache.delete(key)
+        except (OSError, aiomcache.exceptions.ClientException) as exc:
+            # Entries expire after topic_cache_ttl_s at the latest.
+            log.warning("memcached delete %s failed (%s)", key, exc)
+
     async def resolve(self, name: str) -> TopicRef:
-        cached = await self.cache.get_json(f"topic:{name}")
-        if cached is None:
+        raw = await self._cache_get(f"topic:{name}")
+        if raw is not None:
+            cached = orjson.loads(raw)
+        else:
             doc = await self._doc(name)
             cached = {"uid": doc.uid, "version": doc.version, "retention_days": doc.retention_days}
-            await self.cache.set_json(f"topic:{name}", cached, self.cache_ttl_s)
+            await self._cache_set(f"topic:{name}", orjson.dumps(cached))
         return TopicRef(name, cached["uid"], int(cached["version"]), cached.get("retention_days"))
 
     async def validator(self, ref: TopicRef) -> jsonschema_rs.Draft202012Validator:
@@ -231,13 +255,13 @@ class TopicService:
 
     async def _schema(self, name: str, uid: str, version: int) -> dict[str, Any]:
         cache_key = f"schema:{uid}:{version}"
-        raw = await self.cache.get(cache_key)
+        raw = await self._cache_get(cache_key)
         if raw is None:
             doc = await SchemaDoc.get(_schema_id(name, uid, version))
             if doc is None:
                 raise NotFound(f"topic {name!r} has no schema version {version}", code="unknown_version")
             raw = doc.schema_text.encode()
             if len(raw) < 900_000:
-                await self.cache.set(cache_key, raw, self.cache_ttl_s)
+                await self._cache_set(cache_key, raw)
         schema: dict[str, Any] = orjson.loads(raw)
         return schema
