@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tributary_common.auth import Principal
@@ -88,7 +89,8 @@ class Client:
         # Set when the client must go: the endpoint closes the socket with this code.
         self.kill_code: int | None = None
         self._abort = False
-        self.aborted = asyncio.Event()  # the endpoint stops writing at once (the writer may be stuck in a send)
+        # Called on `kill`: the endpoint stops its writer at once (it may be stuck in a send that never ends).
+        self.on_abort: Callable[[], object] | None = None
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -165,8 +167,9 @@ class Client:
     def kill(self, code: int) -> None:
         """Give up on this client now (too slow); the endpoint closes the socket with `code`."""
         self._abort = True
-        self.aborted.set()
         self.finish(code)
+        if self.on_abort is not None:
+            self.on_abort()
 
     def finish(self, code: int) -> None:
         """Accept nothing more; the writer sends what is queued, then the endpoint closes with `code`."""

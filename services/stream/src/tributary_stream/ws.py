@@ -57,18 +57,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     expiry = _expire_at_token_end(client)
     writer = asyncio.create_task(_write(websocket, client))
     reader = asyncio.create_task(_read(websocket, client, service))
-    aborted = asyncio.create_task(client.aborted.wait())
+    client.on_abort = writer.cancel
     try:
-        await asyncio.wait([writer, reader, aborted], return_when=asyncio.FIRST_COMPLETED)
-        if client.aborted.is_set() and not writer.done():
-            # Too slow: the writer may be stuck in a send that never completes; stop it and close.
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+        await asyncio.wait([writer, reader], return_when=asyncio.FIRST_COMPLETED)
+        if writer.cancelled():
+            # Too slow: its writer was stopped mid-send; try to say goodbye, but do not wait for long.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(websocket.close(client.kill_code or 1000), 2)
     finally:
-        aborted.cancel()
         if expiry is not None:
             expiry.cancel()
         service.fanout.remove_client(client)
