@@ -77,6 +77,7 @@ class Hub:
             max_schema_bytes=s.max_schema_bytes,
             max_schema_depth=s.max_schema_depth,
             cache_ttl_s=s.topic_cache_ttl_s,
+            local_ttl_s=s.topic_local_ttl_s,
         )
         self.events = EventFactory(self.topics)
         events_coll = EventDoc.get_pymongo_collection()

@@ -8,6 +8,7 @@ Memcached under `schema:<uid>:<version>` (immutable, so never invalidated).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,12 @@ def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str,
 
 
 class TopicService:
-    def __init__(self, cache: Cache, *, max_schema_bytes: int, max_schema_depth: int, cache_ttl_s: float) -> None:
+    def __init__(
+        self, cache: Cache, *, max_schema_bytes: int, max_schema_depth: int, cache_ttl_s: float, local_ttl_s: float = 0
+    ) -> None:
         self.cache = cache
+        self.local_ttl_s = local_ttl_s
+        self._local: dict[str, tuple[float, TopicRef]] = {}
         self.max_schema_bytes = max_schema_bytes
         self.max_schema_depth = max_schema_depth
         self.cache_ttl_s = cache_ttl_s
@@ -119,6 +124,7 @@ class TopicService:
             if "duplicate key" in str(exc).lower() or "E11000" in str(exc):
                 raise Conflict(f"topic {name!r} already exists", code="topic_exists") from exc
             raise
+        self.forget(name)
         await self._cache_delete(f"topic:{name}")
         return topic_view(doc, schema)
 
@@ -163,6 +169,7 @@ class TopicService:
         if result.modified_count != 1:
             await SchemaDoc.get_pymongo_collection().delete_one({"_id": _schema_id(name, doc.uid, version)})
             raise Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
+        self.forget(name)
         await self._cache_delete(f"topic:{name}")
         doc.version, doc.updated_at = version, now
         return topic_view(doc, schema)
@@ -172,7 +179,8 @@ class TopicService:
         if changes:
             changes["updated_at"] = utcnow()
             await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": doc.uid}, {"$set": changes})
-            await self._cache_delete(f"topic:{name}")
+            self.forget(name)
+        await self._cache_delete(f"topic:{name}")
         return await self.get(name)
 
     async def versions(self, name: str) -> list[dict[str, Any]]:
@@ -207,6 +215,7 @@ class TopicService:
                 code="topic_has_events",
             )
         await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": doc.uid})
+        self.forget(name)
         await self._cache_delete(f"topic:{name}")
         deleted = (await events.delete_many({"type": name})).deleted_count if force else 0
         await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": doc.uid})
@@ -236,6 +245,22 @@ class TopicService:
             log.warning("memcached delete %s failed (%s)", key, exc)
 
     async def resolve(self, name: str) -> TopicRef:
+        # A very short in-process memory spares the hot path a Memcached round trip per request; changes made
+        # through this process are seen at once (forget), changes through another hub within local_ttl_s.
+        hit = self._local.get(name)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.local_ttl_s:
+            return hit[1]
+        ref = await self._resolve(name)
+        if len(self._local) > 10_000:
+            self._local.clear()
+        self._local[name] = (now, ref)
+        return ref
+
+    def forget(self, name: str) -> None:
+        self._local.pop(name, None)
+
+    async def _resolve(self, name: str) -> TopicRef:
         raw = await self._cache_get(f"topic:{name}")
         if raw is not None:
             cached = orjson.loads(raw)
