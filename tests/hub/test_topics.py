@@ -6,8 +6,10 @@ from typing import Any
 
 import httpx
 
-from tests.hub.conftest import SCHEMA, make_topic, poll, recorded
+from tests.hub.conftest import SCHEMA, auth, make_topic, poll, recorded
+from tributary_hub.app import create_app
 from tributary_hub.runtime import Hub
+from tributary_hub.settings import HubSettings
 
 
 async def test_lifecycle(client: httpx.AsyncClient, hub: Hub) -> None:
@@ -111,3 +113,25 @@ async def test_bad_topic_requests(client: httpx.AsyncClient, hub: Hub) -> None:
         assert r.json()["error"]["code"] == "unknown_topic"
     assert (await client.put("/topics/nope/schema", json={"schema": SCHEMA})).status_code == 404
     assert (await client.delete("/topics/nope")).status_code == 404
+
+
+async def test_schema_change_reaches_another_hub_instance(hub_settings: HubSettings, mongo_client: Any) -> None:
+    """Two hubs on one database and cache: a schema change through one is enforced by the other (Memcached
+    invalidation, then at most topic_local_ttl_s of in-process memory)."""
+    first, second = create_app(hub_settings), create_app(hub_settings)
+    async with first.router.lifespan_context(first), second.router.lifespan_context(second):
+        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a", headers=auth("admin"))
+        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b", headers=auth("admin"))
+        async with a, b:
+            await make_topic(a, "shared", {"type": "object"})
+            assert (await b.post("/topics/shared/events", json={"data": {"x": 1}})).status_code == 202
+            r = await a.put("/topics/shared/schema", json={"schema": {"type": "object", "required": ["y"]}})
+            assert r.status_code == 200
+
+            async def enforced_by_b() -> bool:
+                r = await b.post("/topics/shared/events", json={"data": {"x": 1}})
+                return r.status_code == 422
+
+            await poll(enforced_by_b, timeout=10, what="the second hub enforcing schema version 2")
+            r = await b.post("/topics/shared/events", json={"data": {"y": 1}})
+            assert r.json()["dataschema"] == "/topics/shared/schemas/2"
