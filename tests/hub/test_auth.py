@@ -231,7 +231,7 @@ async def test_api_keys(client: httpx.AsyncClient, anon: httpx.AsyncClient, hub:
     assert (await client.delete(f"/apikeys/{created['id']}")).status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
 async def test_open_routes(anon: httpx.AsyncClient, path: str) -> None:
     r = await anon.get(path)
     assert r.status_code == 200
