@@ -60,14 +60,17 @@ async def test_samples_resume_after_a_broker_restart(rabbit: PrivateRabbit, cach
     s = sub("simulator", {"signal": "ramp", "rate_hz": 20})
     later = sub("simulator", {"signal": "sine", "rate_hz": 20})
     async with bus(url) as b, engine(make_settings(url, cache_namespace), {"simulator": SimulatorSource}) as e:
-        b.demand("simulator", [s])
+        # A demand TTL longer than the outage: the lease and the read must survive it (only publishing pauses).
+        b.demand("simulator", [s], ttl_s=90)
         await eventually(lambda: len(b.values(s.sid)) >= 10, what="samples before the restart")
         await asyncio.to_thread(rabbit.run, "down")
         await asyncio.to_thread(rabbit.run, "up")
         after = time.monotonic()
         # The engine's control queue is back (new demand is heard) and both sids flow again.
-        b.demand("simulator", [s, later])
+        b.demand("simulator", [s, later], ttl_s=90)
         await eventually(lambda: later.sid in b.by_sid(after), 90, "the sid demanded after the restart")
         await eventually(lambda: s.sid in b.by_sid(after), 60, "the first sid flowing again")
         assert set(e.status()["sources"]["simulator"]["leases"]) == {s.sid, later.sid}
+        lost = e.metrics.registry.get_sample_value("tributary_ingest_leases_lost_total", {"source": "simulator"})
+        assert lost == 0
     b.assert_strictly_increasing()

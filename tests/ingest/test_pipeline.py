@@ -59,3 +59,25 @@ async def test_buffer_limit_and_drain() -> None:
     await p.drain(timeout=5)
     assert [v for b in published for _, v, _ in b] == [0, 1, 2, 3]
     assert p.published_t == T0 + timedelta(seconds=3)
+
+
+async def test_drain_waits_for_the_publish_in_flight_instead_of_sending_it_twice() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    calls: list[list[Row]] = []
+
+    async def slow(sid: str, rows: list[Row]) -> None:
+        calls.append(list(rows))
+        started.set()
+        await release.wait()
+
+    p = SidPipeline("s3", slow, lambda _r: None, max_size=2, max_delay_s=0.01, max_buffer=10, retry=Backoff(0.01, 0.02))
+    p.start()
+    for i in range(3):
+        p.add(T0 + timedelta(seconds=i), i, None)
+    await started.wait()  # the first batch is in flight
+    draining = asyncio.create_task(p.drain(timeout=10))
+    await asyncio.sleep(0.1)
+    release.set()
+    await draining
+    assert [[v for _, v, _ in c] for c in calls] == [[0, 1], [2]]

@@ -47,6 +47,3 @@ class DemandTracker:
     def forget_lapsed(self, now: float, older_than_s: float, keep: set[str]) -> None:
         for sid in [s for s, d in self._sids.items() if now - d.expires_at > older_than_s and s not in keep]:
             del self._sids[sid]
-
-    def __len__(self) -> int:
-        return len(self._sids)

@@ -74,14 +74,5 @@ class Leases:
         if value == self._owner:
             await self._cache.delete(key)
 
-    async def watermark(self, sid: str) -> datetime | None:
-        raw = await self._cache.get(self._wm_key(sid))
-        if raw is None:
-            return None
-        try:
-            return parse_time(raw.decode())
-        except ValueError:
-            return None
-
     async def set_watermark(self, sid: str, t: datetime) -> None:
         await self._cache.set(self._wm_key(sid), format_time(t).encode(), ttl=WATERMARK_TTL_S)

@@ -57,6 +57,9 @@ class SidPipeline:
         self._high_water = min(max_buffer, max(2 * max_size, 100))
         self._space = asyncio.Event()
         self._space.set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._draining = False
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -79,6 +82,7 @@ class SidPipeline:
         if not self._buf:
             self._first_at = self._loop.time()
             self._has_data.set()
+            self._empty.clear()
         self._buf.append((t, v, q))
         self.last_t = t
         if len(self._buf) >= self._high_water:
@@ -92,14 +96,10 @@ class SidPipeline:
         while not self._space.is_set():
             await self._space.wait()
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
     async def _run(self) -> None:
         while True:
             await self._has_data.wait()
-            if len(self._buf) < self._max_size:
+            if len(self._buf) < self._max_size and not self._draining:
                 delay = self._first_at + self._max_delay - self._loop.time()
                 if delay > 0:
                     self._full.clear()
@@ -109,7 +109,7 @@ class SidPipeline:
             await self._flush_one()
 
     async def _flush_one(self) -> None:
-        # The batch leaves the buffer only once the broker confirmed it: a cancelled publish is retried by drain().
+        # The batch leaves the buffer only once the broker confirmed it (a publish that fails is sent again).
         batch = self._buf[: self._max_size]
         while True:
             try:
@@ -135,22 +135,29 @@ class SidPipeline:
         else:
             self._has_data.clear()
             self._full.clear()
+            self._empty.set()
 
     async def drain(self, timeout: float) -> None:
-        """Publish what is buffered (at shutdown or release), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Publish what is buffered without waiting for the batch delay (at shutdown or release), then stop.
+
+        A publish in flight is never cancelled (it may have reached the broker already, and a retry would send
+        the batch twice), unless the broker has not confirmed within `timeout`.
+        """
+        self._draining = True
+        self._full.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._buf:
-                    await self._flush_one()
+                if self._task is None:
+                    while self._buf:
+                        await self._flush_one()
+                else:
+                    await self._empty.wait()
+        await self.close(forget=False)
 
-    async def close(self) -> None:
-        """Stop at once and forget the buffer (the lease is lost: another instance reads this sid now)."""
-        self._buf.clear()
+    async def close(self, forget: bool = True) -> None:
+        """Stop at once; forget the buffer (the lease is lost: another instance reads this sid now)."""
+        if forget:
+            self._buf.clear()
         self._space.set()
         if self._task is not None:
             self._task.cancel()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -125,6 +124,3 @@ class Connector(Generic[P]):
             log.info("read of %s ended", sid)
             if self._reads.get(sid) is asyncio.current_task():
                 self._reads.pop(sid, None)
-
-
-ConnectorFactory = Callable[[Sink], Connector[Any]]
