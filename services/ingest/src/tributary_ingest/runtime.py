@@ -89,6 +89,9 @@ class SourceRuntime:
         self._m_drops: dict[str, Any] = {}
         metrics.capacity.labels(name).set(self.capacity)
         metrics.leases_held.labels(name).set(0)
+        # Every per-source series exists from the start (at 0), so dashboards and alerts see it before it moves.
+        for counter in (metrics.reads, metrics.leases_lost):
+            counter.labels(name)
 
     # -- Sink: what the connector calls -------------------------------------------------------------------------
 
@@ -224,12 +227,12 @@ class SourceRuntime:
         except Exception as exc:  # noqa: BLE001 - the connector's failure is retried with backoff
             await self._on_failure(sid, entry, exc)
             return
-        if self.owned.get(sid) is not entry:  # lost or released while subscribing
+        if self.owned.get(sid) is not entry or entry.state != "starting":
+            # Lost, released, or failed while subscribing: whatever cleaned up ran before this read existed.
             await self._unsubscribe(sid)
             return
-        if entry.state == "starting":
-            entry.state = "running"
-            self.metrics.reads.labels(self.name).inc()
+        entry.state = "running"
+        self.metrics.reads.labels(self.name).inc()
 
     async def _on_failure(self, sid: str, entry: Owned, exc: BaseException) -> None:
         if self.owned.get(sid) is not entry or entry.state in ("backoff", "releasing"):
