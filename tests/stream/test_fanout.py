@@ -127,7 +127,8 @@ async def test_delivery_follows_the_shared_matcher(stream, publisher, patterns, 
 
 
 async def test_slow_client_gets_gap_while_fast_client_keeps_receiving(amqp_url, publisher):
-    running = await start_stream(settings_for(amqp_url, send_queue_max=50))
+    # Room for 150 frames: the fast client has slack on a busy machine; the slow one fills it anyway.
+    running = await start_stream(settings_for(amqp_url, send_queue_max=150))
     try:
         fast = await connect(running, max_size=None)
         # The slow client reads nothing: its socket buffers fill, then its send queue.
@@ -135,7 +136,7 @@ async def test_slow_client_gets_gap_while_fast_client_keeps_receiving(amqp_url, 
         await subscribe(fast, "f", events={"pattern": "bulk.#"})
         await subscribe(slow, "s", events={"pattern": "bulk.#"})
         blob = "x" * 64 * 1024
-        total = 400
+        total = 500
         reading = asyncio.create_task(collect_events(fast, "f", total, timeout=90))
         sent = [await publisher.event("bulk", f"n{i}", {"blob": blob, "i": i}) for i in range(total)]
         got = await reading
@@ -167,14 +168,21 @@ async def test_slow_client_gets_gap_while_fast_client_keeps_receiving(amqp_url, 
 
 
 async def test_stuck_client_is_dropped_and_others_unaffected(amqp_url, publisher):
-    running = await start_stream(settings_for(amqp_url, send_queue_max=200, slow_client_timeout_s=3.0))
+    running = await start_stream(settings_for(amqp_url, send_queue_max=200, slow_client_timeout_s=5.0))
     try:
         fast = await connect(running, max_size=None)
         stuck = await connect(running, max_queue=1, max_size=None)
         await subscribe(fast, "f", events={"pattern": "flood.#"})
         await subscribe(stuck, "s", events={"pattern": "flood.#"})
         blob = "y" * 64 * 1024
-        reading = asyncio.create_task(collect_events(fast, "f", 10_000, timeout=120))
+        fast_frames: list[dict[str, Any]] = []
+
+        async def read_fast() -> None:
+            # It keeps reading; on a loaded machine it may itself fall behind now and then (a gap is fine here).
+            while True:
+                fast_frames.append(await recv(fast, 120))
+
+        reading = asyncio.create_task(read_fast())
         n = 0
 
         # Keep traffic flowing until the server gives up on the client that never reads.
@@ -186,10 +194,12 @@ async def test_stuck_client_is_dropped_and_others_unaffected(amqp_url, publisher
             n += 1
             if n % 50 == 0:
                 await asyncio.sleep(0.2)
-            assert n < 5000, "the stuck client was never dropped"
+            state = [(list(c.subs), len(c.queue), c.kill_code) for c in running.service.fanout.clients]
+            assert n < 3000, f"the stuck client was never dropped: {state}, fast reader done: {reading.done()}"
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reading
+        assert fast_frames and all(f["sub"] == "f" for f in fast_frames)
         end = await publisher.event("flood", "end")
         frame, _ = await recv_until(fast, lambda f: f.get("type") == "event" and f["event"]["id"] == end["id"], 60)
         assert frame["sub"] == "f"
