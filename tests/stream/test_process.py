@@ -4,12 +4,14 @@ that drains queued frames and closes every socket with 1012 (reconnect)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import websockets
 
-from tests.stream.support import SECRET, Publisher, recv, send, subscribe, token
+from tests.stream.support import SECRET, Publisher, envelope, recv, send, subscribe, token
 from tests.support import platform
 from tests.support.processes import ServiceProcess
 
@@ -60,3 +62,44 @@ async def test_serve_health_metrics_and_graceful_sigterm(amqp_url, tmp_path: Pat
         assert code == 0, proc.tail()
     finally:
         proc.kill()
+
+
+async def test_fanout_span_continues_the_publishers_trace(amqp_url, tmp_path: Path):
+    from tests.support.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver().start()
+    port = platform.free_port()
+    proc = ServiceProcess(
+        "tributary_stream",
+        ["serve"],
+        {
+            "TRIBUTARY_AMQP_URL": amqp_url,
+            "TRIBUTARY_HTTP_PORT": str(port),
+            "TRIBUTARY_JWT_SECRET": SECRET,
+            **receiver.env("tributary-stream"),
+        },
+        tmp_path / "stream.log",
+        port,
+    )
+    proc.start(timeout=60)
+    try:
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {token()}"}
+        )
+        await subscribe(ws, "s", events={"pattern": "tr.#"})
+        trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+        async with Publisher(amqp_url) as pub:
+            env = envelope("tr", "x")
+            await pub.raw("tributary.events", "tr.x", orjson.dumps(env), {"traceparent": f"00-{trace_id}-{parent}-01"})
+        assert (await recv(ws))["event"]["id"] == env["id"]
+        for _ in range(200):
+            spans = receiver.trace(trace_id)
+            if spans:
+                break
+            await asyncio.sleep(0.1)
+        assert [(s.service, s.name, s.parent_span_id) for s in spans] == [("tributary-stream", "stream.fanout", parent)]
+        await ws.close()
+    finally:
+        await asyncio.to_thread(proc.terminate, 30)
+        proc.kill()
+        receiver.stop()
