@@ -141,6 +141,6 @@ def test_each_builtin_source_names_the_bad_field() -> None:
         MqttSource, {"host": "h", "topic": "t", "port": 70000}
     )
     assert "params.payload" in _reason(MqttSource, {"host": "h", "topic": "t", "payload": "xml"})
-    assert "params.rate_hz: Input should be less than or equal to 10000" in _reason(
+    assert "params.rate_hz: Input should be less than or equal to 100000" in _reason(
         SimulatorSource, {"signal": "sine", "rate_hz": 1e6}
     )

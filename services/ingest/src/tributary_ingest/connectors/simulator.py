@@ -26,7 +26,7 @@ class SimulatorParams(BaseModel):
 
     signal: Literal["sine", "ramp", "random_walk", "step"] = Field(description="The shape of the signal")
     seed: int = Field(default=0, description="Same seed, same values at the same timestamps")
-    rate_hz: float = Field(default=1.0, gt=0, le=10000, description="Samples per second")
+    rate_hz: float = Field(default=1.0, gt=0, le=100_000, description="Samples per second")
     amplitude: float = 1.0
     offset: float = 0.0
     period_s: float = Field(default=60.0, gt=0, description="Period of sine and ramp; hold time of a step level")
