@@ -36,13 +36,13 @@ PUMP = {
     "items": {
         "flow": {
             "source": "simulator",
-            "params": {"signal": "sine", "amplitude": 5, "offset": 40, "period_s": 60, "interval_s": 1},
+            "params": {"signal": "sine", "amplitude": 5, "offset": 40, "period_s": 60},
         },
         "pressure": {
             "source": "simulator",
-            "params": {"signal": "random_walk", "seed": 101, "offset": 6, "interval_s": 1},
+            "params": {"signal": "random_walk", "seed": 101, "offset": 6},
         },
-        "running": {"source": "simulator", "params": {"signal": "step", "period_s": 30, "interval_s": 1}},
+        "running": {"source": "simulator", "params": {"signal": "step", "period_s": 30}},
     },
     "meta": {"site": "plant1", "kind": "pump"},
     "record": True,

@@ -1,9 +1,9 @@
 """Live subscriptions over the stream service's websocket, resumed without loss after a disconnect.
 
 A `Subscription` is an async iterator of server frames (`event`, `samples`, `gap`). It remembers the last
-position it delivered (the last event id, or the last sample time of a unitop) and, when the connection drops,
-reconnects with jittered backoff and subscribes again with `since` set to that position, so the server replays
-what was missed from history and nothing is delivered twice.
+position it delivered (the last event id, or the last sample time of each unitop item) and, when the connection
+drops or the server reports a `gap`, subscribes again with `since` set to that position, so the server replays
+what was missed from history and nothing is delivered twice. The `gap` frame is still yielded, for the record.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ class Subscription:
     ) -> None:
         self.client = client
         self.target = target
-        self.position = since  # the last event id or sample time delivered; where a resume starts
+        # Where a resume starts: the last event id, or the last sample time per unitop item.
+        self.position: str | None = since
+        self.item_times: dict[str, str] = {}
         self.reconnect = reconnect
         self.max_backoff_s = max_backoff_s
         self.reconnects = 0
@@ -68,15 +70,26 @@ class Subscription:
     def _subscribe_frame(self) -> bytes:
         kind, spec = next(iter(self.target.items()))
         spec = dict(spec)
-        if self.position is not None:
+        if self.item_times:
+            spec["since"] = {"items": dict(self.item_times), **({"time": self.position} if self.position else {})}
+        elif self.position is not None:
             spec["since"] = self.position
         return orjson.dumps({"op": "subscribe", "id": self.id, kind: spec})
 
     def _advance(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") == "event":
+        kind = frame.get("type")
+        if kind == "event":
             self.position = frame["event"]["id"]
-        elif frame.get("type") == "samples" and frame.get("samples"):
-            self.position = max(str(s["t"]) for s in frame["samples"])
+        elif kind == "samples" and frame.get("samples") and frame.get("item"):
+            # Samples within a batch are in time order; RFC 3339 UTC strings of one format compare as times.
+            self.item_times[str(frame["item"])] = str(frame["samples"][-1]["t"])
+        elif kind == "gap" and isinstance(frame.get("last"), dict):
+            last = frame["last"]
+            if last.get("id"):
+                self.position = str(last["id"])
+            for item, t in (last.get("items") or {}).items():
+                if t:
+                    self.item_times[str(item)] = str(t)
 
     def close(self) -> None:
         self._closed = True
@@ -98,6 +111,11 @@ class Subscription:
                         if kind in ("event", "samples", "gap"):
                             self._advance(frame)
                             yield frame
+                        if kind == "gap":
+                            # Resume from the last position delivered: history fills what was skipped.
+                            await ws.send(orjson.dumps({"op": "unsubscribe", "id": self.id}).decode())
+                            self.id = f"s{next(_ids)}"
+                            await ws.send(self._subscribe_frame().decode())
                         if self._closed:
                             return
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake) as exc:

@@ -86,3 +86,31 @@ def current_traceparent() -> str | None:
 
 def context_from_traceparent(traceparent: str | None) -> Context:
     return propagate.extract({"traceparent": traceparent}) if traceparent else context.get_current()
+
+
+def messaging_attributes(
+    operation: str, exchange: str, routing_key: str, message_id: str | None = None
+) -> dict[str, Any]:
+    """OpenTelemetry messaging semantic-convention attributes for a RabbitMQ publish/receive/process."""
+    attrs: dict[str, Any] = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": exchange,
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+    }
+    if message_id:
+        attrs["messaging.message.id"] = message_id
+    return attrs
+
+
+def cloudevent_attributes(event_id: str, event_type: str, source: str, subject: str | None) -> dict[str, Any]:
+    """OpenTelemetry CloudEvents semantic-convention attributes."""
+    attrs: dict[str, Any] = {
+        "cloudevents.event_id": event_id,
+        "cloudevents.event_type": event_type,
+        "cloudevents.event_source": source,
+        "cloudevents.event_spec_version": "1.0",
+    }
+    if subject:
+        attrs["cloudevents.event_subject"] = subject
+    return attrs

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from tributary_common.control import UnitopChange
 from tributary_common.matcher import matches
 from tributary_common.rpc import RpcError
-from tributary_common.telemetry import extract_context
+from tributary_common.telemetry import extract_context, messaging_attributes
 from tributary_common.timeutil import format_time, parse_time, utcnow
 from tributary_common.unitops import Subscription as SourceSubscription
 
@@ -137,6 +138,7 @@ class Fanout:
                 await self._go_live_events(sub, set())
                 return
             seen: set[str] = set()
+            await self._settle(started)
             try:
                 await self._replay_events(sub, since, started, seen)
             except _Refused:
@@ -258,8 +260,15 @@ class Fanout:
             self.on_demand_change()
             client.send_message("subscribed", {"id": sub.id, "unitop": {"name": sub.name, "items": sub.item_sids}})
             if since is not None:
+                await self._settle(utcnow())
                 await self._replay_samples(sub, since)
             await self._go_live_unitop(sub)
+
+    async def _settle(self, bound_at: datetime) -> None:
+        """Wait until what was published just before the bind has been recorded; live messages buffer meanwhile."""
+        remaining = self.settings.replay_settle_s - (utcnow() - bound_at).total_seconds()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
 
     def _unitop_keys(self, sub: UnitopSubscription) -> list[tuple[str, str]]:
         items = self.unitop_items.get(sub.name, {})
@@ -419,19 +428,28 @@ class Fanout:
     def on_message(self, exchange: str, routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
         self.metrics.messages_in.labels(exchange).inc()
         try:
-            if exchange == EVENTS_X:
-                if self.tracing and "traceparent" in headers:
-                    with tracer.start_as_current_span("stream.fanout", context=extract_context(headers)):
-                        self._on_event(routing_key, body)
-                else:
-                    self._on_event(routing_key, body)
-            elif exchange == SAMPLES_X:
-                self._on_samples(body)
+            if exchange in (EVENTS_X, SAMPLES_X) and self.tracing and "traceparent" in headers:
+                # Continue the publisher's trace (HTTP publish or connector read) through the websocket send.
+                with tracer.start_as_current_span(
+                    "stream.fanout",
+                    context=extract_context(headers),
+                    kind=SpanKind.CONSUMER,
+                    attributes=messaging_attributes("process", exchange, routing_key),
+                ):
+                    self._dispatch(exchange, routing_key, body)
+            elif exchange in (EVENTS_X, SAMPLES_X):
+                self._dispatch(exchange, routing_key, body)
             elif exchange == CONTROL_X and routing_key.startswith("unitop."):
                 self._on_unitop_change(body)
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             # A malformed message must not take the consumer down; it is skipped and logged.
             log.warning("skipping malformed message on %s %s: %s", exchange, routing_key, exc)
+
+    def _dispatch(self, exchange: str, routing_key: str, body: bytes) -> None:
+        if exchange == EVENTS_X:
+            self._on_event(routing_key, body)
+        else:
+            self._on_samples(body)
 
     def _on_event(self, routing_key: str, body: bytes) -> None:
         patterns = self._routes.get(routing_key)

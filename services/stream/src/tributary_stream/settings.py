@@ -29,6 +29,9 @@ class StreamSettings(CommonSettings):
     history_page_size: int = Field(default=500, ge=1, le=1000)
     # History ids remembered for the seam: those with time >= subscribe time minus this margin.
     seam_margin_s: float = Field(default=60.0, ge=0)
+    # A replay waits until this long after the bind, so that what was published just before the bind has
+    # reached history (the hub's recorders write in batches): longer than the recorders' batch delay.
+    replay_settle_s: float = Field(default=1.0, ge=0)
 
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     # API key verdicts from the hub are cached this long (positive and negative).
