@@ -4,13 +4,16 @@ of raw aio-pika publishing the same envelopes with confirms and the same in-flig
 
 The hub runs as a real process (`python -m tributary_hub serve`, one uvicorn worker, recorders disabled so
 that only the publish path is measured) against the local RabbitMQ, FerretDB and Memcached, in a vhost,
-database and cache namespace of its own. Under two minutes.
+database and cache namespace of its own. The hub is measured three times in the same run: untraced, traced
+with the production sampler (`parentbased_traceidratio`, 10 %), and traced with every request sampled, each
+exporting OTLP to a receiver in another process; the tracing overhead is printed as ratios. About two minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,7 +163,9 @@ async def through_hub(port: int) -> dict[str, tuple[float, list[float]]]:
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
     ) as http:
-        (await http.post("/topics", json={"name": "bench", "schema": SCHEMA})).raise_for_status()
+        created = await http.post("/topics", json={"name": "bench", "schema": SCHEMA})
+        if created.status_code != 409:  # the topic stays from the previous tracing mode
+            created.raise_for_status()
     pool: list[Connection] = [Connection(port, token) for _ in range(SINGLE_CONCURRENCY)]
 
     def checkout() -> Connection:
@@ -201,6 +206,36 @@ async def through_hub(port: int) -> dict[str, tuple[float, list[float]]]:
             conn.close()
 
 
+TRACING_MODES: dict[str, dict[str, str]] = {
+    "untraced": {"OTEL_SDK_DISABLED": "true"},
+    "traced 10%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "traced 100%": {"OTEL_TRACES_SAMPLER": "always_on"},
+}
+RECEIVER = (
+    "import sys, time; sys.path.insert(0, sys.argv[1]); from tests.support.otlp import OtlpReceiver; "
+    "r = OtlpReceiver().start(); print(r.port, flush=True); time.sleep(3600)"
+)
+
+
+def start_receiver() -> tuple[subprocess.Popen[str], str]:
+    """The span receiver runs in its own process so that it does not compete with the load generator."""
+    root = str(Path(__file__).resolve().parents[1])
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, root], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    return receiver, f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+
+
+async def measure_hub(env: dict[str, str], port: int) -> dict[str, tuple[float, list[float]]]:
+    log = Path(tempfile.mkdtemp()) / "hub.log"
+    hub = ServiceProcess("tributary_hub", ["serve"], env, log, port)
+    try:
+        hub.start(timeout=60)
+        hub.wait_healthy(60, "/readyz")
+        return await through_hub(port)
+    finally:
+        hub.terminate()
+
+
 async def main() -> None:
     platform.require_services()
     vhost = platform.unique("bench-hub")
@@ -218,36 +253,43 @@ async def main() -> None:
         "TRIBUTARY_RECORDERS_ENABLED": "false",
         "TRIBUTARY_DEMAND_ENABLED": "false",
         "TRIBUTARY_LOG_LEVEL": "WARNING",
-        "OTEL_SDK_DISABLED": "true",
     }
-    log = Path(tempfile.mkdtemp()) / "hub.log"
-    hub = ServiceProcess("tributary_hub", ["serve"], env, log, port)
+    receiver, endpoint = start_receiver()
+    otlp = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "tributary-hub",
+    }
+    results: dict[str, dict[str, tuple[float, list[float]]]] = {}
     try:
-        hub.start(timeout=60)
-        hub.wait_healthy(60, "/readyz")
-        hub_results = await through_hub(port)
+        for mode, extra in TRACING_MODES.items():
+            mode_env = {**env, **extra} if mode == "untraced" else {**env, **otlp, **extra}
+            results[mode] = await measure_hub(mode_env, port)
         base_results = await baseline(url)
     finally:
-        hub.terminate()
+        receiver.kill()
         platform.delete_vhost(vhost)
         import pymongo
 
         pymongo.MongoClient(platform.mongodb_url()).drop_database(db)
 
+    hub_results = results["untraced"]
     print(
         f"hub publish benchmark ({MEASURE_S:.0f} s per case; single: {SINGLE_CONCURRENCY} in flight; "
         f"batch: {BATCH_CONCURRENCY} x {BATCH_SIZE} in flight)"
     )
-    print(f"{'case':<8} {'path':<10} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'ops':>7}")
+    print(f"{'case':<8} {'path':<14} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'ops':>7}")
     for case in ("single", "batch"):
-        for name, results in (("hub", hub_results), ("aio-pika", base_results)):
-            rate, lat = results[case]
-            print(f"{case:<8} {name:<10} {rate:>10.0f} {pct(lat, 0.5):>9.2f} {pct(lat, 0.99):>9.2f} {len(lat):>7}")
+        for name, res in [*((f"hub {m}", r) for m, r in results.items()), ("aio-pika", base_results)]:
+            rate, lat = res[case]
+            print(f"{case:<8} {name:<14} {rate:>10.0f} {pct(lat, 0.5):>9.2f} {pct(lat, 0.99):>9.2f} {len(lat):>7}")
         hub_rate, base_rate = hub_results[case][0], base_results[case][0]
         print(
             f"{case:<8} ratio hub/baseline: {hub_rate / base_rate:.2f} events/s; p50 latency x"
             f"{statistics.median(hub_results[case][1]) / statistics.median(base_results[case][1]):.1f}"
         )
+        for mode in ("traced 10%", "traced 100%"):
+            print(f"{case:<8} ratio {mode}/untraced: {results[mode][case][0] / hub_rate:.2f} events/s")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ topics_app = typer.Typer(help="Topics and their JSON Schemas.", no_args_is_help=
 unitops_app = typer.Typer(help="Unitops: named groups of subscriptions (assets).", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(unitops_app, name="unitops")
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
