@@ -53,13 +53,19 @@ def processes(
         tmp_path / "serve.log",
         port,
     )
+    recorder_port = platform.free_port()
     recorder = ServiceProcess(
-        "tributary_hub", ["recorder"], {**env, **otlp.env("tributary-hub-recorder")}, tmp_path / "recorder.log", None
+        "tributary_hub",
+        ["recorder"],
+        {**env, **otlp.env("tributary-hub-recorder"), "TRIBUTARY_HTTP_PORT": str(recorder_port)},
+        tmp_path / "recorder.log",
+        recorder_port,
     )
     try:
         api.start(timeout=60)
         api.wait_healthy(60, path="/readyz")
-        recorder.start()
+        recorder.start(timeout=60)
+        recorder.wait_healthy(60, path="/readyz")  # the recorder serves its own probes and metrics
         yield api, recorder
     finally:
         recorder.terminate()

@@ -10,6 +10,7 @@ import signal
 
 import uvicorn
 
+from tributary_common.health_server import HealthServer
 from tributary_common.logs import setup_logging
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
@@ -42,10 +43,21 @@ async def record(settings: HubSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await hub.start()
-    log.info("recorders running")
+    # The recorder has no API, but its probes and metrics need /healthz, /readyz and /metrics.
+    health = HealthServer(
+        {"broker": hub.check_broker, "mongodb": hub.check_mongodb},
+        host=settings.http_host,
+        port=settings.http_port,
+        title="Tributary recorder",
+    )
+    await health.start()
+    log.info("recorders running; health on %s:%d", settings.http_host, settings.http_port)
     await stop.wait()
     log.info("stopping recorders")
-    await asyncio.wait_for(hub.stop(), settings.shutdown_grace_seconds)
+    try:
+        await asyncio.wait_for(hub.stop(), settings.shutdown_grace_seconds)
+    finally:
+        await health.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
