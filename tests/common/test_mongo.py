@@ -69,6 +69,13 @@ async def test_beanie_round_trip(mongo_url: str, mongo_db_name: str, mongo_clien
     finally:
         await client.close()
 
+    # A restart on the existing database re-creates the indexes without losing the connection (FerretDB).
+    again = await connect(mongo_url, mongo_db_name, [Reading])
+    try:
+        assert await Reading.find(Reading.site == "p2").count() == 3
+    finally:
+        await again.close()
+
 
 async def test_retention_detects_server_and_expires(mongo_client: AsyncMongoClient[Any], mongo_db_name: str) -> None:
     coll = mongo_client[mongo_db_name]["retained"]

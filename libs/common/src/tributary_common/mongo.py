@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from beanie import Document, init_beanie
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
@@ -26,9 +26,23 @@ TTL_INDEX_NAME = "retention_ttl"
 
 
 async def connect(url: str, db: str, models: Sequence[type[Document]], timeout_ms: int = 5000) -> AsyncMongoClient[Any]:
-    """A client with beanie initialised on `db` for `models` (indexes created)."""
+    """A client with beanie initialised on `db` for `models`, their indexes created.
+
+    Indexes are created one per command: FerretDB 1.24 closes the connection when one `createIndexes` command
+    re-creates several indexes that already exist (what beanie sends at every start after the first), so a
+    service restarting on an existing database would never start.
+    """
     client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
-    await init_beanie(database=client[db], document_models=list(models))
+    try:
+        await init_beanie(database=client[db], document_models=list(models), skip_indexes=True)
+        for model in models:
+            indexes: list[IndexModel] = list(getattr(model.Settings, "indexes", []))
+            collection = model.get_pymongo_collection()
+            for index in indexes:
+                await collection.create_indexes([index])
+    except BaseException:
+        await client.close()
+        raise
     return client
 
 

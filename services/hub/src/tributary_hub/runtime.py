@@ -20,12 +20,11 @@ from tributary_common.cache import Cache
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
 from tributary_common.http_auth import Authenticator
-from tributary_common.mongo import Retention, ping
+from tributary_common.mongo import Retention, connect, ping
 from tributary_common.rpc import RpcServer
 
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
-from .database import connect
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, EventDoc, SampleDoc
 from .history import EventHistory
