@@ -3,56 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.ingest.helpers import bus, engine, eventually, make_settings, sub
 from tests.support import platform
-from tests.support.processes import ROOT
+from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 from tributary_ingest.connectors.simulator import SimulatorSource
 
 pytestmark = pytest.mark.timeout(240)
 
 
-@dataclass
-class PrivateRabbit:
-    port: int
-    mgmt_port: int
-    dist_port: int
-    node: str
-
-    def run(self, action: str) -> None:
-        env = {
-            **os.environ,
-            "RABBITMQ_PORT": str(self.port),
-            "RABBITMQ_MGMT_PORT": str(self.mgmt_port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_NODE": self.node,
-        }
-        script = str(ROOT / "deploy/local/services.sh")
-        subprocess.run([script, action, "rabbitmq"], env=env, check=True, capture_output=True, timeout=150)
-
-
 @pytest.fixture
 def rabbit() -> Iterator[PrivateRabbit]:
-    free = platform.free_port
-    node = PrivateRabbit(free(), free(), free(), f"ingest{uuid.uuid4().hex[:8]}@localhost")
-    try:
-        node.run("up")
+    with private_rabbit("ingest") as node:
         yield node
-    finally:
-        node.run("down")
-        local = Path(os.environ.get("TRIBUTARY_LOCAL_DIR", ROOT / ".local"))
-        for path in (local / "data" / f"rabbitmq-{node.port}", local / "log" / f"rabbitmq-{node.port}"):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_samples_resume_after_a_broker_restart(rabbit: PrivateRabbit, cache_namespace: str) -> None:

@@ -4,78 +4,22 @@ and every subscription gets a `gap` frame covering the outage."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.stream.support import Publisher, connect, recv, recv_until, settings_for, start_stream, subscribe
-from tests.support import platform
-from tests.support.processes import ROOT
+from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 
 pytestmark = pytest.mark.timeout(240)
 
 
-@dataclass
-class PrivateRabbit:
-    port: int
-    mgmt_port: int
-    dist_port: int
-    node: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "RABBITMQ_PORT": str(self.port),
-            "RABBITMQ_MGMT_PORT": str(self.mgmt_port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_NODE": self.node,
-        }
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def run(self, action: str) -> None:
-        subprocess.run(
-            [str(ROOT / "deploy/local/services.sh"), action, "rabbitmq"],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            timeout=150,
-        )
-
-    def bindings(self, queue: str) -> list[str]:
-        r = httpx.get(
-            f"http://127.0.0.1:{self.mgmt_port}/api/queues/%2F/{queue}/bindings", auth=platform.MGMT_AUTH, timeout=10
-        )
-        if r.status_code == 404:
-            return []
-        r.raise_for_status()
-        return sorted(f"{b['source']}:{b['routing_key']}" for b in r.json() if b["source"])
-
-
 @pytest.fixture
 def rabbit() -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(
-        platform.free_port(), platform.free_port(), platform.free_port(), f"stream{uuid.uuid4().hex[:8]}@localhost"
-    )
-    try:
-        node.run("up")
+    with private_rabbit("stream") as node:
         yield node
-    finally:
-        node.run("down")
-        local = Path(os.environ.get("TRIBUTARY_LOCAL_DIR", ROOT / ".local"))
-        for path in (local / "data" / f"rabbitmq-{node.port}", local / "log" / f"rabbitmq-{node.port}"):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 async def _wait(predicate, what: str, timeout: float = 60) -> None:
