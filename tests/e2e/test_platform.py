@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.e2e.conftest import Platform
 from tributary_client import HubClient, StreamClient
+from tributary_client.sse import sse_events
 from tributary_common.sid import compute_sid
 
 SCHEMA = {
@@ -158,3 +159,32 @@ async def test_client_resumes_without_loss_after_stream_restart(e2e: Platform) -
 
 async def _true_if(value: bool) -> bool:
     return value
+
+
+async def test_sse_through_the_client_resumes_with_last_event_id(e2e: Platform) -> None:
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    async with HubClient(e2e.hub_url, e2e.token) as hub:
+        await hub.create_topic(topic, SCHEMA)
+        ids = [(await hub.publish(topic, {"value": i}, subject="s"))["id"] for i in range(4)]
+
+        async def recorded() -> bool:
+            return len([ev async for ev in hub.history(topic)]) == 4
+
+        await _wait(recorded, what="four events in history")
+
+    async def read(n: int, **resume: str) -> list[tuple[str, str, Any]]:
+        got: list[tuple[str, str, Any]] = []
+        stream = sse_events(e2e.stream_http_url, f"/events/{topic}.%23", token=e2e.token, **resume)
+        async for message in stream:
+            if message[0] == "event":
+                got.append(message)
+                if len(got) == n:
+                    break
+        await stream.aclose()  # type: ignore[attr-defined]
+        return got
+
+    # From the start of history; then resumed after the second event, as a browser does after a drop.
+    first = await asyncio.wait_for(read(2, since="2000-01-01T00:00:00Z"), 30)
+    assert [m[2]["id"] for m in first] == ids[:2]
+    rest = await asyncio.wait_for(read(2, last_event_id=first[-1][1]), 30)
+    assert [m[2]["id"] for m in rest] == ids[2:]
