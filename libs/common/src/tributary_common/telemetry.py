@@ -66,10 +66,20 @@ def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
+def _sampled(ctx: Context | None = None) -> bool:
+    span_context = trace.get_current_span(ctx).get_span_context()
+    return span_context.is_valid and span_context.trace_flags.sampled
+
+
 def inject_headers(headers: MutableMapping[str, Any] | None = None, ctx: Context | None = None) -> dict[str, Any]:
-    """AMQP headers carrying the current (or given) trace context as W3C `traceparent`/`tracestate`."""
+    """AMQP headers carrying the current (or given) trace context as W3C `traceparent`/`tracestate`.
+
+    Only for a sampled trace: an unsampled one would be dropped downstream anyway (parent-based sampling), and
+    carrying it costs every hop header encoding and span bookkeeping — the bulk of tracing's cost at full load.
+    """
     carrier: dict[str, Any] = dict(headers or {})
-    propagate.inject(carrier, context=ctx)
+    if _sampled(ctx):
+        propagate.inject(carrier, context=ctx)
     return carrier
 
 
@@ -79,6 +89,9 @@ def extract_context(headers: Mapping[str, Any] | None) -> Context:
 
 
 def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, when it is sampled (see `inject_headers`)."""
+    if not _sampled():
+        return None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get("traceparent")
