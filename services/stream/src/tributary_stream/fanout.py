@@ -106,15 +106,22 @@ class Fanout:
 
     # ---- events subscriptions -----------------------------------------------------------------------------
 
+    def _admit(self, client: Client, sub_id: str, scope: str, allowed: bool, outside: str) -> bool:
+        """The subscription's id and limits, then the token's scope, then its ACL; an `error` frame if not."""
+        if not self.check_new_subscription(client, sub_id):
+            return False
+        if not client.principal.has_scope(scope):
+            client.error("forbidden", f"missing scope {scope!r}", sub_id)
+            return False
+        if not allowed:
+            client.error("forbidden", outside, sub_id)
+            return False
+        return True
+
     def subscribe_events(self, client: Client, req: SubscribeEvents) -> bool:
-        if not self.check_new_subscription(client, req.id):
-            return False
-        p = client.principal
-        if not p.has_scope("events:read"):
-            client.error("forbidden", "missing scope 'events:read'", req.id)
-            return False
-        if not p.may_pattern(req.pattern):
-            client.error("forbidden", f"pattern {req.pattern!r} is outside the token's topics", req.id)
+        allowed = client.principal.may_pattern(req.pattern)
+        outside = f"pattern {req.pattern!r} is outside the token's topics"
+        if not self._admit(client, req.id, "events:read", allowed, outside):
             return False
         sub = EventsSubscription(client, req.id, req.pattern, self.settings.replay_buffer_max)
         client.subs[req.id] = sub
@@ -213,14 +220,9 @@ class Fanout:
     # ---- unitop subscriptions -----------------------------------------------------------------------------
 
     def subscribe_unitop(self, client: Client, req: SubscribeUnitop) -> bool:
-        if not self.check_new_subscription(client, req.id):
-            return False
-        p = client.principal
-        if not p.has_scope("unitops:read"):
-            client.error("forbidden", "missing scope 'unitops:read'", req.id)
-            return False
-        if not p.may_unitop(req.name):
-            client.error("forbidden", f"unitop {req.name!r} is outside the token's unitops", req.id)
+        allowed = client.principal.may_unitop(req.name)
+        outside = f"unitop {req.name!r} is outside the token's unitops"
+        if not self._admit(client, req.id, "unitops:read", allowed, outside):
             return False
         sub = UnitopSubscription(client, req.id, req.name, req.items, self.settings.replay_buffer_max)
         client.subs[req.id] = sub
