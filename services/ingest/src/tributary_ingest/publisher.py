@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tributary_common.exchanges import SAMPLES
-from tributary_common.telemetry import inject_headers
+from tributary_common.telemetry import inject_headers, messaging_attributes
 from tributary_common.timeutil import format_time
 
 from .pipeline import Row
@@ -52,9 +52,7 @@ class SamplePublisher:
             "ingest read batch",
             kind=SpanKind.PRODUCER,
             attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.destination.name": SAMPLES.name,
-                "messaging.rabbitmq.destination.routing_key": routing_key,
+                **messaging_attributes("publish", SAMPLES.name, routing_key),
                 "tributary.source": source,
                 "tributary.sid": sid,
                 "tributary.samples": len(rows),

@@ -13,9 +13,10 @@ from prometheus_client import Counter
 
 from tributary_common.auth import Forbidden, Principal
 from tributary_common.events import BatchAccepted, EventIn, PublishAccepted
+from tributary_common.exchanges import EVENTS
 from tributary_common.http_errors import ErrorBody
 from tributary_common.names import NameError_, validate_pattern
-from tributary_common.telemetry import tracer
+from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, tracer
 from tributary_common.timeutil import format_time
 
 from .. import cursors
@@ -107,7 +108,6 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
     kind = require_json(request, *ONE_TYPES)
     raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
     with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
-        span.set_attribute("messaging.destination.name", topic)
         try:
             ref, events = await hub.events.build(
                 topic, [raw], envelope=kind == "application/cloudevents+json", batch=False
@@ -115,6 +115,10 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
         except Invalid:
             REJECTED.labels("one").inc()
             raise
+        ev = events[0]
+        if span.is_recording():
+            span.set_attributes(messaging_attributes("publish", EVENTS.name, ev.routing_key, ev.id))
+            span.set_attributes(cloudevent_attributes(ev.id, ev.type, ev.source, ev.subject))
         may_publish(principal, [e.routing_key for e in events])
         assert hub.publisher is not None
         await hub.publisher.publish(events[0])
@@ -201,7 +205,7 @@ async def publish_batch(topic: str, request: Request, principal: Principal = Dep
     raw = await read_body(request, hub.settings.max_batch_bytes)
     items = split_batch(raw, kind, hub.settings.max_batch_events)
     with _tracer.start_as_current_span("publish batch", kind=trace.SpanKind.PRODUCER) as span:
-        span.set_attribute("messaging.destination.name", topic)
+        span.set_attributes(messaging_attributes("publish", EVENTS.name, topic))
         span.set_attribute("messaging.batch.message_count", len(items))
         try:
             ref, events = await hub.events.build(topic, items, envelope=False, batch=True)
