@@ -214,3 +214,34 @@ def test_every_image_is_pinned(overlay: str) -> None:
             tag = image_tag(c["image"])
             assert tag and tag != "latest", f"{overlay}: {d['metadata']['name']} runs {c['image']}"
             assert any(ch.isdigit() for ch in tag), f"{overlay}: {c['image']}: a version, not a moving name"
+
+
+# Routes for probes, Prometheus and API browsing: served on the pod, never through the Ingress.
+OPERATIONAL = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+def _app_paths(app: Any) -> set[str]:
+    return {r.path for r in app.routes if hasattr(r, "path")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingresses_route_the_public_api_and_nothing_operational(overlay: str) -> None:
+    from tributary_hub.app import create_app as hub_app
+    from tributary_hub.settings import HubSettings
+    from tributary_stream.app import create_app as stream_app
+    from tributary_stream.settings import StreamSettings
+
+    apps = {
+        "tributary-hub": _app_paths(hub_app(HubSettings(dev_mode=True))),
+        "tributary-stream": _app_paths(stream_app(StreamSettings(dev_mode=True))),
+    }
+    for name, ing in of_kind(render(overlay), "Ingress").items():
+        prefixes = [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
+        assert all(p["pathType"] == "Prefix" for rule in ing["spec"]["rules"] for p in rule["http"]["paths"])
+        assert "/" not in prefixes, f"{name}: `/` routes the operational endpoints too"
+        for path in OPERATIONAL:
+            assert not any(path.startswith(p) for p in prefixes), f"{name}: {path} is reachable from outside"
+        public = {p for p in apps[name] if not p.startswith(OPERATIONAL)}
+        for path in public:
+            # ingress-nginx matches Prefix paths element by element: /topics covers /topics/{topic}/events.
+            assert any(path == p or path.startswith(p + "/") for p in prefixes), f"{name}: {path} is not routed"

@@ -10,6 +10,7 @@ from types import FrameType
 import uvicorn
 
 from tributary_common.logs import setup_logging
+from tributary_common.settings import InsecureSettings
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
@@ -67,6 +68,11 @@ def build_server(settings: StreamSettings, *, tracing: bool = False) -> Draining
 
 def serve(settings: StreamSettings) -> None:
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    try:
+        settings.check_auth_safety()
+    except InsecureSettings as exc:
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(2) from None
     tracing = setup_tracing(settings.service_name, settings.instance_id) is not None
     log.info("stream %s listening on %s:%d", settings.instance_id, settings.http_host, settings.http_port)
     try:

@@ -1,0 +1,73 @@
+"""The hub and the stream refuse to start with settings that let anyone in (the public development secret,
+authentication off) unless `TRIBUTARY_DEV_MODE=true`. Failed on the code before: both started and accepted tokens
+signed with the secret printed in the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import platform
+from tests.support.processes import ServiceProcess
+from tributary_common.settings import DEFAULT_JWT_SECRET, CommonSettings, InsecureSettings
+
+MODULES = ("tributary_hub", "tributary_stream")
+
+
+def test_settings_refuse_the_public_secret_and_disabled_auth_outside_dev_mode() -> None:
+    with pytest.raises(InsecureSettings, match="TRIBUTARY_JWT_SECRET"):
+        CommonSettings(jwt_secret=DEFAULT_JWT_SECRET).jwt_key()
+    with pytest.raises(InsecureSettings, match="TRIBUTARY_AUTH_ENABLED"):
+        CommonSettings(jwt_secret="x" * 40, auth_enabled=False).check_auth_safety()
+    assert CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, dev_mode=True).jwt_key() == DEFAULT_JWT_SECRET
+    assert CommonSettings(jwt_secret="s" * 40).jwt_key() == "s" * 40
+    # With keys from an identity provider the shared secret is not used at all.
+    CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, jwks_url="https://idp.example/jwks").check_auth_safety()
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TRIBUTARY_JWT_SECRET": DEFAULT_JWT_SECRET},
+        {"TRIBUTARY_JWT_SECRET": "a-real-secret-0123456789-0123456789", "TRIBUTARY_AUTH_ENABLED": "false"},
+    ],
+    ids=["default-secret", "auth-off"],
+)
+def test_services_refuse_to_start_with_insecure_settings(
+    services: None, module: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    port = platform.free_port()
+    proc = ServiceProcess(
+        module,
+        ["serve"],
+        {**env, "TRIBUTARY_DEV_MODE": "false", "TRIBUTARY_HTTP_PORT": str(port)},
+        tmp_path / "out.log",
+        port,
+    ).start(wait=False)
+    assert proc.proc is not None
+    assert proc.proc.wait(60) == 2
+    assert "refusing to start" in proc.tail()
+    assert not platform.port_open(port)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_dev_mode_accepts_the_development_secret(services: None, module: str, tmp_path: Path) -> None:
+    vhost = platform.unique("devmode")
+    amqp = platform.create_vhost(vhost)
+    port = platform.free_port()
+    env = {
+        "TRIBUTARY_JWT_SECRET": DEFAULT_JWT_SECRET,
+        "TRIBUTARY_DEV_MODE": "true",
+        "TRIBUTARY_HTTP_PORT": str(port),
+        "TRIBUTARY_AMQP_URL": amqp,
+        "TRIBUTARY_MONGODB_DB": platform.unique("devmode").replace("-", "_"),
+        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("devmode"),
+    }
+    proc = ServiceProcess(module, ["serve"], env, tmp_path / "out.log", port)
+    try:
+        proc.start(timeout=60)
+    finally:
+        proc.terminate()
+        platform.delete_vhost(vhost)
