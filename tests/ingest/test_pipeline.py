@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from enum import IntEnum
 
 from tests.ingest.helpers import eventually
+from tributary_common.samples import SampleBatch
+from tributary_ingest.admission import MAX_QUALITY_CHARS, MAX_TEXT_CHARS, Refusal, SampleAdmission
 from tributary_ingest.backoff import Backoff
 from tributary_ingest.pipeline import Row, SidPipeline
+from tributary_ingest.publisher import encode_batch
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_drops_non_increasing_splits_batches_and_retries_in_order() -> None:
     published: list[list[Row]] = []
-    drops: list[str] = []
+    drops: list[Refusal] = []
     failures = [2]
 
     async def publish(sid: str, rows: list[Row]) -> None:
@@ -38,7 +43,7 @@ async def test_drops_non_increasing_splits_batches_and_retries_in_order() -> Non
     assert times == sorted(set(times)), "strictly increasing across batches"
     assert all(len(b) <= 3 for b in published)
     assert flat[1] == (T0 + timedelta(seconds=1), 4, "good")
-    assert drops[:3] == ["not_increasing", "not_increasing", "not_finite"]
+    assert [d.reason for d in drops[:3]] == ["not_increasing", "not_increasing", "not_finite"]
     await p.close()
 
 
@@ -50,11 +55,11 @@ async def test_buffer_limit_and_drain() -> None:
         await release.wait()
         published.append(list(rows))
 
-    drops: list[str] = []
+    drops: list[Refusal] = []
     p = SidPipeline("s2", slow, drops.append, max_size=2, max_delay_s=0.01, max_buffer=4, retry=Backoff(0.01, 0.02))
     p.start()
     accepted = [p.add(T0 + timedelta(seconds=i), i, None) for i in range(6)]
-    assert accepted == [True] * 4 + [False] * 2 and drops == ["buffer_full", "buffer_full"]
+    assert accepted == [True] * 4 + [False] * 2 and [d.reason for d in drops] == ["buffer_full", "buffer_full"]
     release.set()
     await p.drain(timeout=5)
     assert [v for b in published for _, v, _ in b] == [0, 1, 2, 3]
@@ -81,3 +86,125 @@ async def test_drain_waits_for_the_publish_in_flight_instead_of_sending_it_twice
     release.set()
     await draining
     assert [[v for _, v, _ in c] for c in calls] == [[0, 1], [2]]
+
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _pipeline(sid: str, published: list[list[Row]], drops: list[Refusal]) -> SidPipeline:
+    async def publish(sid: str, rows: list[Row]) -> None:
+        published.append(list(rows))
+
+    window = SampleAdmission(max_age_s=86400, max_skew_s=300, clock=lambda: NOW)
+    return SidPipeline(
+        sid,
+        publish,
+        drops.append,
+        max_size=100,
+        max_delay_s=0.01,
+        max_buffer=100,
+        retry=Backoff(0.01, 0.02),
+        admission=window,
+    )
+
+
+async def test_a_time_outside_the_window_is_refused_before_it_moves_the_watermark() -> None:
+    published: list[list[Row]] = []
+    drops: list[Refusal] = []
+    p = _pipeline("w", published, drops)
+    p.start()
+    assert p.add(NOW - timedelta(seconds=10), 1.0, None)
+    hostile: list[object] = [
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),  # past year 9999 once in UTC
+        NOW + timedelta(seconds=301),
+        NOW - timedelta(days=2),
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),  # before year 1 once in UTC
+        datetime(1970, 1, 1),
+        1e20,
+        float("inf"),
+        "2026-06-01T12:00:00Z",
+        None,
+    ]
+    for t in hostile:
+        assert not p.add(t, 2.0, None), t
+    assert p.last_t == NOW - timedelta(seconds=10), "no refused time moved the watermark"
+    # Real samples keep coming: an offset time inside the window (stored as UTC), one just inside the skew.
+    assert p.add((NOW - timedelta(seconds=5)).astimezone(timezone(timedelta(hours=5))), 3.0, None)
+    assert p.add(NOW + timedelta(seconds=299), 4.0, None)
+    await eventually(lambda: sum(len(b) for b in published) == 3, 10, "the three real samples")
+    assert [r[0] for b in published for r in b] == [
+        NOW - timedelta(seconds=10),
+        NOW - timedelta(seconds=5),
+        NOW + timedelta(seconds=299),
+    ]
+    assert all(r[0].tzinfo is UTC for b in published for r in b)
+    assert [d.reason for d in drops] == [
+        "too_far_ahead",
+        "too_far_ahead",
+        "too_far_ahead",
+        "too_old",
+        "too_old",
+        "too_old",
+        "bad_time",
+        "bad_time",
+        "bad_time",
+        "bad_time",
+    ]
+    assert "9999-12-31" in drops[0].detail
+    await p.close()
+
+
+async def test_values_that_cannot_be_sent_are_refused_and_subclasses_go_as_their_base_type() -> None:
+    class Level(IntEnum):
+        HIGH = 3
+
+    class Celsius(float):
+        pass
+
+    published: list[list[Row]] = []
+    drops: list[Refusal] = []
+    p = _pipeline("v", published, drops)
+    p.start()
+    refused: list[tuple[object, object]] = [
+        (float("nan"), None),
+        (float("inf"), None),
+        (float("-inf"), None),
+        (2**63, None),  # orjson encodes up to 2**64-1, the database only up to 2**63-1
+        (-(2**63) - 1, None),
+        ("\ud800", None),  # a lone surrogate: no JSON encoder takes it
+        ("x" * (MAX_TEXT_CHARS + 1), None),
+        ([1, 2], None),
+        ({"a": 1}, None),
+        (b"bytes", None),
+        (Decimal("1.5"), None),
+        (1.0, True),  # a bool quality: the recorder's contract has int or str
+        (1.0, 1.5),
+        (1.0, 2**64),
+        (1.0, "q" * (MAX_QUALITY_CHARS + 1)),
+    ]
+    accepted: list[tuple[object, object]] = [
+        (Level.HIGH, None),
+        (Celsius(21.5), "good"),
+        (True, 0),
+        (None, None),
+        ("é ✓", Level.HIGH),
+        (2**63 - 1, None),
+        (-(2**63), None),
+    ]
+    i = 0
+    for v, q in refused:
+        i += 1
+        assert not p.add(NOW - timedelta(seconds=100 - i), v, q), (v, q)
+    for v, q in accepted:
+        i += 1
+        assert p.add(NOW - timedelta(seconds=100 - i), v, q), (v, q)
+    await eventually(lambda: sum(len(b) for b in published) == len(accepted), 10, "the accepted samples")
+    rows = [r for b in published for r in b]
+    assert [type(v) for _, v, _ in rows] == [int, float, bool, type(None), str, int, int]
+    assert [type(q) for _, _, q in rows] == [type(None), str, int, type(None), int, type(None), type(None)]
+    # What the pipeline accepted always encodes, and the recorder's contract takes it.
+    batch = SampleBatch.model_validate_json(encode_batch("test", "v", rows))
+    assert [s.v for s in batch.samples] == [3, 21.5, True, None, "é ✓", 2**63 - 1, -(2**63)]
+    assert [d.reason for d in drops] == ["not_finite"] * 3 + ["bad_value"] * 8 + ["bad_quality"] * 4
+    await p.close()

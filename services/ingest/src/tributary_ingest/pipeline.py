@@ -1,6 +1,7 @@
 """Per-sid deduplication and batching: what a connector emits becomes strictly increasing batches.
 
-Pure asyncio, no I/O: the publish function is injected, so the logic is tested without a broker.
+Pure asyncio, no I/O: the publish function is injected, so the logic is tested without a broker. Every sample is
+checked (`admission.py`) before it can move the watermark: one bad time or value is refused, never published.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
+from .admission import BUFFER_FULL, NOT_INCREASING, Refusal, SampleAdmission
 from .backoff import Backoff
 from .sdk import Quality, SampleValue
 
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 Row = tuple[datetime, SampleValue, Quality]
 PublishFn = Callable[[str, list[Row]], Awaitable[None]]
-DropFn = Callable[[str], None]
+DropFn = Callable[[Refusal], None]
 
 
 class SidPipeline:
@@ -39,6 +41,7 @@ class SidPipeline:
         max_buffer: int,
         retry: Backoff,
         last_t: datetime | None = None,
+        admission: SampleAdmission | None = None,
     ) -> None:
         self.sid = sid
         self._publish = publish
@@ -47,6 +50,7 @@ class SidPipeline:
         self._max_delay = max_delay_s
         self._max_buffer = max_buffer
         self._retry = retry
+        self._admission = admission or SampleAdmission()
         self.last_t = last_t  # the last accepted timestamp (buffered or published)
         self.published_t = last_t  # the last timestamp the broker confirmed
         self._buf: list[Row] = []
@@ -66,18 +70,29 @@ class SidPipeline:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"batch:{self.sid}")
 
-    def add(self, t: datetime, v: SampleValue, q: Quality) -> bool:
-        """Accept one sample; False (and counted) when it is a duplicate, out of order, not finite, or over the limit."""
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
+    def add(self, t: Any, v: Any, q: Any) -> bool:
+        """Accept one sample; False (and handed to `on_drop` with the reason) when its time is outside the window or
+        not a time, its value or quality cannot be sent, it is not after the last one, or the buffer is full.
+
+        Never raises, whatever the connector passed: a bad sample must not stop the read."""
+        t = self._admission.time(t)
+        if type(t) is Refusal:
+            self._on_drop(t)
+            return False
         if self.last_t is not None and t <= self.last_t:
-            self._on_drop("not_increasing")
+            self._on_drop(NOT_INCREASING)
             return False
-        if isinstance(v, float) and not math.isfinite(v):
-            self._on_drop("not_finite")
+        v = self._admission.value(v)
+        if type(v) is Refusal:
+            self._on_drop(v)
             return False
+        if q is not None:
+            q = self._admission.quality(q)
+            if type(q) is Refusal:
+                self._on_drop(q)
+                return False
         if len(self._buf) >= self._max_buffer:
-            self._on_drop("buffer_full")
+            self._on_drop(BUFFER_FULL)
             return False
         if not self._buf:
             self._first_at = self._loop.time()

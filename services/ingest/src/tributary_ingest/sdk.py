@@ -4,6 +4,10 @@ A connector is a class with a pydantic `params_model` (one subscription's parame
 a `read(sid, params)` loop (the simple way: the framework runs one per subscription, cancels it on unsubscribe
 and restarts it with backoff when it raises) or its own `subscribe`/`unsubscribe` pair. Samples go out through
 `self.sink.emit(sid, t, v)`; leases, demand, batching, deduplication, backoff and telemetry are the framework's.
+
+A params field typed `Secret` holds a credential: users give `{"secret": "NAME"}` and the framework resolves it
+(`TRIBUTARY_SECRETS_DIR/NAME` or `TRIBUTARY_SECRET_<NAME>`) before the connector sees its params, so a connector
+reads a plain `str`. The field's JSON Schema carries the marker the hub uses to refuse and mask literal values.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from tributary_common.secrets import SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
 
 SampleValue = bool | int | float | str | None
 Quality = int | str | None
@@ -51,6 +58,57 @@ class BadParams(ValueError):
     """Subscription parameters that the source's model refuses; the message names each field and the problem."""
 
 
+class SecretRefused(BadParams):
+    """A secret reference in the parameters that cannot be resolved (unknown name, unreadable file)."""
+
+
+class SecretResolver(Protocol):
+    def resolve(self, name: str) -> str:
+        """The value of secret `name`; raises `LookupError` (its message names the secret, never a value)."""
+
+
+# The key of the validation context that carries the `SecretResolver`.
+SECRETS_CONTEXT = "tributary.secrets"
+_SECRET_ERROR = "secret"
+
+
+class _Redacted(str):
+    """A resolved credential: an ordinary `str`, except that repr() (of params, in logs and errors) hides it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, dict):
+        return value  # a literal: the hub refuses those, but what an older unitop holds is still read
+    name = value.get("secret")
+    if len(value) != 1 or not isinstance(name, str):
+        raise PydanticCustomError("secret_reference", 'a secret reference is exactly {"secret": "NAME"}')
+    try:
+        check_secret_name(name)
+    except SecretNameError as exc:
+        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": str(exc)}) from None
+    resolver = (info.context or {}).get(SECRETS_CONTEXT)
+    if resolver is None:
+        raise PydanticCustomError(_SECRET_ERROR, "no secret store to resolve secret {name!r}", {"name": name})
+    try:
+        return resolver.resolve(name)
+    except LookupError as exc:
+        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": str(exc)}) from None
+
+
+Secret = Annotated[
+    str,
+    BeforeValidator(_resolve_secret),
+    AfterValidator(_Redacted),
+    WithJsonSchema(SECRET_FIELD_SCHEMA),
+]
+"""A credential in a params model: `{"secret": "NAME"}` on the wire, the resolved `str` in the connector."""
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "params") -> str:
     """`params.rate_hz: Input should be greater than 0; params.signal: Field required` - one line, every error."""
     parts = []
@@ -76,12 +134,15 @@ class Connector(Generic[P]):
         self._reads: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
-    def parse_params(cls, params: dict[str, Any]) -> P:
-        """Validate raw parameters; raises `BadParams` with a message naming every bad field."""
+    def parse_params(cls, params: dict[str, Any], secrets: SecretResolver | None = None) -> P:
+        """Validate raw parameters, resolving secret references with `secrets`; raises `BadParams` with a message
+        naming every bad field (`SecretRefused` when a secret cannot be resolved)."""
+        context = {SECRETS_CONTEXT: secrets}
         try:
-            return cls.params_model.model_validate(params)  # type: ignore[return-value]
+            return cls.params_model.model_validate(params, context=context)  # type: ignore[return-value]
         except ValidationError as exc:
-            raise BadParams(describe_validation_error(exc)) from None
+            error = SecretRefused if any(e["type"] == _SECRET_ERROR for e in exc.errors()) else BadParams
+            raise error(describe_validation_error(exc)) from None
 
     @classmethod
     def params_schema(cls) -> dict[str, Any]:

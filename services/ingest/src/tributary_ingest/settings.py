@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
@@ -28,6 +29,12 @@ class IngestSettings(CommonSettings):
     batch_max_delay_s: float = Field(default=0.25, gt=0)
     # Samples buffered per sid while the broker is slow; more are dropped (counted).
     max_buffer_per_sid: int = Field(default=20000, ge=1)
+    # A sample's time must lie in [now - max_sample_age_s, now + max_sample_skew_s]; others are refused (counted
+    # in tributary_ingest_samples_dropped{reason}, logged at most once per 30 s per source and reason) before they
+    # move the per-sid watermark. The age bound refuses unset device clocks (1970, year 1) and still lets a csv
+    # backfill of the past years through; the skew bound keeps one far-future time from silencing a sid.
+    max_sample_age_s: float = Field(default=10 * 365 * 86400.0, gt=0, le=200 * 365 * 86400.0)
+    max_sample_skew_s: float = Field(default=300.0, ge=0, le=366 * 86400.0)
     publish_persistent: bool = True
     publish_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -39,6 +46,10 @@ class IngestSettings(CommonSettings):
     # Jittered exponential backoff when a connector fails: each delay lies in [d/2, d], d = min*2^n capped at max.
     backoff_min_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
+
+    # Connector secrets referenced as {"secret": "NAME"}: the file NAME in this folder (a mounted Kubernetes
+    # Secret), else the environment variable TRIBUTARY_SECRET_<NAME>.
+    secrets_dir: Path | None = None
 
     # Source announcements on tributary.control, for the hub's catalogue of sources.
     announce_interval_s: float = Field(default=5.0, gt=0)

@@ -11,6 +11,7 @@ from tributary_common.timeutil import parse_time
 from .sdk import SampleValue
 
 _MISSING = object()
+MAX_TIME_TEXT = 64
 
 
 class PointerError(LookupError):
@@ -76,15 +77,32 @@ def parse_text_value(text: str) -> SampleValue:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """RFC 3339 text with an offset, or a Unix time in seconds (int or float, or such text)."""
+    """RFC 3339 text with an offset, or a Unix time in seconds (int or float, or such text).
+
+    Raises only `ValueError` (connectors skip the row on it): `1e20`, `inf` or a huge integer overflow the platform's
+    time_t, and an exception other than ValueError would end the read and restart it at the same row forever.
+    """
     if isinstance(value, bool):
         raise ValueError(f"timestamp {value!r} is neither RFC 3339 text nor Unix seconds")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        return _from_unix(value)
     if isinstance(value, str):
         s = value.strip()
+        if len(s) > MAX_TIME_TEXT:
+            raise ValueError(f"timestamp of {len(s)} characters is longer than any time")
         try:
-            return datetime.fromtimestamp(float(s), UTC)
+            seconds = float(s)
         except ValueError:
-            return parse_time(s)
-    raise ValueError(f"timestamp {value!r} is neither RFC 3339 text nor Unix seconds")
+            try:
+                return parse_time(s)
+            except OverflowError:  # 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+                raise ValueError(f"timestamp {s!r} is outside the years 1-9999 in UTC") from None
+        return _from_unix(seconds)
+    raise ValueError(f"timestamp {str(value)[:64]!r} is neither RFC 3339 text nor Unix seconds")
+
+
+def _from_unix(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"Unix time {str(seconds)[:32]} is not a time in the years 1-9999") from None

@@ -14,7 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from tributary_common.timeutil import utcnow
 
-from ..sdk import Connector
+from ..sdk import Connector, Secret
 from ..values import PointerError, as_sample_value, parse_timestamp, resolve_pointer, validate_pointer
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -32,7 +32,10 @@ class HttpParams(BaseModel):
     time_pointer: str | None = Field(default=None, description="JSON pointer of the sample's time (else: now)")
     interval_s: float = Field(default=5.0, ge=0.05, le=86400, description="Seconds between polls")
     timeout_s: float = Field(default=10.0, gt=0, le=120)
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (e.g. Accept)")
+    headers: dict[str, Secret] = Field(
+        default_factory=dict,
+        description='Extra request headers; each value a secret reference {"secret": "NAME"} (they carry credentials)',
+    )
 
     @field_validator("pointer", "time_pointer")
     @classmethod

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tributary_common.timeutil import utcnow
 
-from ..sdk import Connector, SampleValue
+from ..sdk import Connector, SampleValue, Secret
 from ..values import PointerError, as_sample_value, parse_text_value, parse_timestamp, resolve_pointer, validate_pointer
 
 
@@ -29,6 +29,8 @@ class MqttParams(BaseModel):
     pointer: str = Field(default="", description="JSON pointer of the value in a JSON payload ('' = whole payload)")
     time_pointer: str | None = Field(default=None, description="JSON pointer of the time (else: arrival time)")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    username: str | None = Field(default=None, min_length=1, max_length=256, description="MQTT user name")
+    password: Secret | None = Field(default=None, description='MQTT password: a secret reference {"secret": "NAME"}')
 
     @field_validator("pointer", "time_pointer")
     @classmethod
@@ -57,6 +59,8 @@ class MqttSource(Connector[MqttParams]):
             params.port,
             identifier=f"tributary-{sid[:10]}-{uuid.uuid4().hex[:8]}",
             keepalive=params.keepalive_s,
+            username=params.username,
+            password=params.password,
         )
         async with client:
             await client.subscribe(params.topic, qos=params.qos)
