@@ -30,7 +30,7 @@ async def test_rows_since_then_appended_then_new_files(
     (folder / "notes.txt").write_text("ignored: does not match the pattern\n")
     temp = sub("csv", {"folder": str(folder), "value_column": "temp", "since": t(2), "poll_interval_s": 0.1})
     state = sub("csv", {"folder": str(folder), "value_column": "state", "poll_interval_s": 0.1})
-    async with engine(make_settings(amqp_url, cache_namespace), {"csv": CsvSource}) as e:
+    async with engine(make_settings(amqp_url, cache_namespace, csv_roots=[tmp_path]), {"csv": CsvSource}) as e:
         amqp_bus.demand("csv", [temp, state])
         await eventually(lambda: len(amqp_bus.values(temp.sid)) == 3, what="the existing rows since t2")
         assert amqp_bus.values(temp.sid) == [(t(2), 21), (t(3), None), (t(4), 22.25)]
@@ -60,7 +60,7 @@ async def test_missing_folder_is_retried_until_it_appears(
 ) -> None:
     folder = tmp_path / "later"
     s = sub("csv", {"folder": str(folder), "value_column": "v", "poll_interval_s": 0.1})
-    async with engine(make_settings(amqp_url, cache_namespace), {"csv": CsvSource}) as e:
+    async with engine(make_settings(amqp_url, cache_namespace, csv_roots=[tmp_path]), {"csv": CsvSource}) as e:
         amqp_bus.demand("csv", [s])
         await eventually(lambda: s.sid in e.status()["sources"]["csv"]["failing"], what="the read failing")
         assert "does not exist" in e.status()["sources"]["csv"]["failing"][s.sid]

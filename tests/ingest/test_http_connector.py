@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import threading
 from collections.abc import Iterator
@@ -10,10 +11,15 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tributary_common.egress import EgressPolicy, EgressRefused
+from tributary_ingest.connectors import checked_http
+from tributary_ingest.connectors.checked_http import CheckedTransport
 from tributary_ingest.connectors.http_poll import HttpSource
+from tributary_ingest.settings import IngestSettings
 
 
 class Endpoint:
@@ -29,6 +35,11 @@ class Endpoint:
         with self.lock:
             self.doc = {"data": {"temp": temp, "at": at, "a/b": "slash"}}
             self.version += 1
+
+
+def allowing(base: str, amqp_url: str, namespace: str, **overrides: Any) -> IngestSettings:
+    """Settings whose egress allow-list lets the connector reach the local test server (loopback), polling fast."""
+    return make_settings(amqp_url, namespace, http_allow=[f"{base}/"], http_min_interval_s=0.05, **overrides)
 
 
 @pytest.fixture
@@ -85,7 +96,7 @@ async def test_pointer_and_conditional_requests(
     )
     by_date = sub("http", {"url": f"{base}/modified", "pointer": "/data/temp", "interval_s": 0.1})
     escaped = sub("http", {"url": f"{base}/etag", "pointer": "/data/a~1b", "interval_s": 0.1})
-    async with engine(make_settings(amqp_url, cache_namespace), {"http": HttpSource}):
+    async with engine(allowing(base, amqp_url, cache_namespace), {"http": HttpSource}):
         amqp_bus.demand("http", [by_etag, by_date, escaped])
         await eventually(lambda: amqp_bus.values(by_etag.sid), what="the first value")
         assert amqp_bus.values(by_etag.sid) == [("2026-01-01T00:00:00.000000Z", 20.5)]
@@ -113,7 +124,7 @@ async def test_server_errors_are_retried_with_backoff(
 ) -> None:
     base, endpoint = server
     broken = sub("http", {"url": f"{base}/broken", "pointer": "/data/temp", "interval_s": 0.05})
-    settings = make_settings(amqp_url, cache_namespace, backoff_min_s=0.2, backoff_max_s=0.8)
+    settings = allowing(base, amqp_url, cache_namespace, backoff_min_s=0.2, backoff_max_s=0.8)
     async with engine(settings, {"http": HttpSource}) as e:
         amqp_bus.demand("http", [broken])
         await eventually(lambda: len([r for r in endpoint.requests if r[0] == "/broken"]) >= 4, what="4 attempts")
@@ -122,3 +133,28 @@ async def test_server_errors_are_retried_with_backoff(
             what="the failure reported in /status",
         )
     assert amqp_bus.values(broken.sid) == []
+
+
+async def test_the_connection_goes_to_the_checked_address(
+    server: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transport resolves once and connects to what it checked: a name only its resolver knows still reaches
+    the server, with the name kept in the Host header; a name that resolves to a refused address never connects."""
+    base, endpoint = server
+    port = int(base.rsplit(":", 1)[1])
+    seen: list[str] = []
+
+    async def resolver(host: str, port: int | None = None, *, timeout_s: float = 5.0) -> list[Any]:
+        seen.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(checked_http, "resolve", resolver)
+    policy = EgressPolicy.parse(["pinned.invalid"])
+    async with httpx.AsyncClient(transport=CheckedTransport(policy, resolve_timeout_s=2)) as client:
+        r = await client.get(f"http://pinned.invalid:{port}/etag")
+        assert r.status_code == 200 and r.json()["data"]["temp"] == 20.5
+        assert endpoint.requests[-1][1]["Host"] == f"pinned.invalid:{port}"
+        with pytest.raises(EgressRefused, match="loopback"):
+            await client.get(f"http://other.invalid:{port}/etag")
+    assert seen == ["pinned.invalid", "other.invalid"]
+    assert len(endpoint.requests) == 1

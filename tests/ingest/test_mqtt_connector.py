@@ -29,7 +29,7 @@ async def test_json_pointer_and_plain_payloads(
     plain = sub(
         "mqtt", {"host": "127.0.0.1", "port": platform.MQTT_PORT, "topic": f"{base}/+/plain", "payload": "plain"}
     )
-    async with engine(make_settings(amqp_url, cache_namespace), {"mqtt": MqttSource}) as e:
+    async with engine(make_settings(amqp_url, cache_namespace, http_allow=["127.0.0.1"]), {"mqtt": MqttSource}) as e:
         amqp_bus.demand("mqtt", [as_json, plain])
         await eventually(lambda: len(e.status()["sources"]["mqtt"]["leases"]) == 2, what="both leases")
 
@@ -69,7 +69,7 @@ async def test_json_pointer_and_plain_payloads(
 
 async def test_unreachable_broker_is_retried(amqp_url: str, cache_namespace: str, amqp_bus: Bus) -> None:
     dead = sub("mqtt", {"host": "127.0.0.1", "port": platform.free_port(), "topic": "x"})
-    settings = make_settings(amqp_url, cache_namespace, backoff_min_s=0.1, backoff_max_s=0.4)
+    settings = make_settings(amqp_url, cache_namespace, http_allow=["127.0.0.1"], backoff_min_s=0.1, backoff_max_s=0.4)
     async with engine(settings, {"mqtt": MqttSource}) as e:
         amqp_bus.demand("mqtt", [dead])
 

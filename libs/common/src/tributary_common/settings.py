@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .egress import EgressPolicy, parse_allow_list
 
 
 def _default_instance_id() -> str:
@@ -49,6 +52,18 @@ class CommonSettings(BaseSettings):
     http_port: int = 8000
     # Seconds to drain in-flight work on SIGTERM before the process exits.
     shutdown_grace_seconds: float = 20.0
+
+    # Egress allow-list of the http and mqtt connectors (comma-separated or a JSON list of URL prefixes, hosts,
+    # CIDRs): non-public addresses are refused unless an entry matches. The hub checks unitops with it too.
+    http_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("http_allow", mode="before")
+    @classmethod
+    def _http_allow(cls, v: Any) -> Any:
+        return parse_allow_list(v)
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.http_allow)
 
 
 class MongoSettings(BaseSettings):

@@ -85,7 +85,7 @@ class Hub:
             events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
         self.samples = SampleHistory(samples_coll, chunk_rows=s.export_chunk_rows)
-        self.sources = SourceRegistry()
+        self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
         jwt = CachingJwtVerifier(

@@ -3,7 +3,9 @@ items against the announced subscription JSON Schema."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -11,16 +13,19 @@ import jsonschema_rs
 import orjson
 
 from tributary_common.control import SourceAnnouncement
+from tributary_common.egress import EgressPolicy
 from tributary_common.timeutil import utcnow
 from tributary_common.unitops import Subscription
 
 from .documents import SourceInstanceDoc
+from .egress_fields import EgressCheck, marked_fields
 from .schemas import compile_schema, violations
 
 
 class SourceRegistry:
-    def __init__(self) -> None:
+    def __init__(self, egress: EgressPolicy | None = None) -> None:
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
+        self._egress = egress or EgressPolicy()  # TRIBUTARY_HTTP_ALLOW, the policy ingest enforces
 
     async def record(self, announcement: SourceAnnouncement) -> None:
         doc = {
@@ -68,6 +73,8 @@ class SourceRegistry:
         """Problems (JSON pointers into the unitop body) with the items' sources and parameters."""
         problems: list[dict[str, str]] = []
         schemas: dict[str, str | None] = {}
+        egress: list[Coroutine[Any, Any, list[dict[str, str]]]] = []
+        check = EgressCheck(self._egress)
         for name, sub in items.items():
             if sub.source not in schemas:
                 schemas[sub.source] = await self.schema(sub.source)
@@ -83,6 +90,11 @@ class SourceRegistry:
             validator = self._validator(schema_json)
             for v in violations(validator, sub.params, f"/items/{name}/params"):
                 problems.append({"loc": v.loc, "msg": v.msg})
+            # Where the item's connector would connect, whatever else is wrong with it.
+            marks = marked_fields(orjson.loads(schema_json))
+            egress.append(check.problems(sub.params, marks, f"/items/{name}/params"))
+        for found in await asyncio.gather(*egress):
+            problems.extend(found)
         return problems
 
     def _validator(self, schema_json: str) -> jsonschema_rs.Draft202012Validator:

@@ -18,7 +18,7 @@ from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .engine import Engine
 from .http_app import create_app
-from .registry import RegistryError, load_sources
+from .registry import RegistryError, configure_sources, load_sources
 from .settings import IngestSettings
 
 
@@ -80,7 +80,7 @@ def _command(command: str) -> int:
     if command == "sources":
         import json
 
-        for name, cls in load_sources(settings.enabled_sources or None).items():
+        for name, cls in configure_sources(load_sources(settings.enabled_sources or None), settings).items():
             capacity = settings.capacity.get(name, cls.capacity)
             print(json.dumps({"source": name, "capacity": capacity, "schema": cls.params_schema()}))
         return 0

@@ -22,6 +22,7 @@ from .lease_thread import LeaseThread
 from .leases import Leases
 from .metrics import IngestMetrics
 from .publisher import SamplePublisher
+from .registry import configure_sources
 from .runtime import SourceRuntime
 from .sdk import Connector
 from .settings import IngestSettings
@@ -39,7 +40,7 @@ class Engine:
         metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.connectors = dict(connectors)
+        self.connectors = configure_sources(dict(connectors), settings)  # bound to the operator's limits
         self.metrics = metrics or IngestMetrics()
         self.tracer = tracer or trace.get_tracer("tributary_ingest")
         self.broker = RabbitBroker(settings.amqp_url, logger=None, app_id=settings.instance_id)

@@ -9,6 +9,7 @@ from typing import Any
 from tributary_common.names import SEGMENT_RE
 
 from .sdk import Connector
+from .settings import IngestSettings
 
 GROUP = "tributary.sources"
 log = logging.getLogger(__name__)
@@ -44,3 +45,21 @@ def load_sources(enabled: list[str] | None = None) -> dict[str, type[Connector[A
             continue
         sources[name] = cls
     return sources
+
+
+def configure_sources(
+    sources: dict[str, type[Connector[Any]]], settings: IngestSettings
+) -> dict[str, type[Connector[Any]]]:
+    """Each source as served under `settings` (`Connector.configure`); one that opts out or fails is left out."""
+    out: dict[str, type[Connector[Any]]] = {}
+    for name, cls in sources.items():
+        try:
+            configured = cls.configure(settings)
+        except Exception:  # a broken third-party connector must not stop the others
+            log.exception("source %s failed to configure; skipped", name)
+            continue
+        if configured is None:
+            log.info("source %s is not served under these settings", name)
+            continue
+        out[name] = configured
+    return out

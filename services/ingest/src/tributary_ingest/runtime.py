@@ -27,7 +27,7 @@ from .metrics import IngestMetrics
 from .pipeline import Row, SidPipeline
 from .publisher import SamplePublisher
 from .refusals import RefusalLog
-from .sdk import BadParams, Connector, Quality, SampleValue, SecretRefused
+from .sdk import BadParams, Connector, Quality, Refused, SampleValue, SecretRefused
 from .secret_store import SecretStore
 from .settings import IngestSettings
 
@@ -250,7 +250,7 @@ class SourceRuntime:
         entry.state = "backoff"
         entry.retry_at = now + delay
         entry.last_error = f"{type(exc).__name__}: {exc}"
-        self.metrics.errors.labels(self.name, "connector").inc()
+        self.metrics.errors.labels(self.name, "refused" if isinstance(exc, Refused) else "connector").inc()
         log.warning(
             "read of %s/%s failed (%s, failure %d); retrying in %.2f s",
             self.name,

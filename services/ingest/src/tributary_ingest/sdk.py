@@ -16,12 +16,15 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from tributary_common.secrets import SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
+
+if TYPE_CHECKING:
+    from .settings import IngestSettings
 
 SampleValue = bool | int | float | str | None
 Quality = int | str | None
@@ -56,6 +59,11 @@ class Sink(Protocol):
 
 class BadParams(ValueError):
     """Subscription parameters that the source's model refuses; the message names each field and the problem."""
+
+
+class Refused(RuntimeError):
+    """A read the operator's policy does not allow (egress allow-list, csv roots, a size cap). Raised out of `read`
+    (or handed to `sink.fail`): logged, counted as `refused`, and retried with backoff like any failure."""
 
 
 class SecretRefused(BadParams):
@@ -147,6 +155,12 @@ class Connector(Generic[P]):
     @classmethod
     def params_schema(cls) -> dict[str, Any]:
         return cls.params_model.model_json_schema()
+
+    @classmethod
+    def configure(cls, settings: IngestSettings) -> type[Connector[Any]] | None:
+        """The class to serve under the operator's `settings` (e.g. a subclass bound to its limits), or None to
+        serve nothing: the source is then neither announced nor read. The default serves `cls` as it is."""
+        return cls
 
     async def start(self) -> None:
         """Once, before the first subscribe (open shared connections here)."""

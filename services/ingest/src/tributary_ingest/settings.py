@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,11 +56,34 @@ class IngestSettings(CommonSettings):
     # Source announcements on tributary.control, for the hub's catalogue of sources.
     announce_interval_s: float = Field(default=5.0, gt=0)
 
+    # The http source: answers over this many bytes are refused (read streaming, never whole); polls no more often
+    # than this (announced as the minimum of `interval_s`, so the hub refuses a shorter one with a 422).
+    http_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    http_min_interval_s: float = Field(default=1.0, ge=0.05, le=3600)
+    # The csv source reads only under these folders (a JSON list or os.pathsep-separated); unset: not served.
+    csv_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
     @field_validator("enabled_sources", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("csv_roots", mode="before")
+    @classmethod
+    def _roots(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p.strip()]
+        return v
+
+    @field_validator("csv_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[Path]) -> list[Path]:
+        relative = [str(p) for p in v if not p.is_absolute()]
+        if relative:
+            raise ValueError(f"TRIBUTARY_CSV_ROOTS must be absolute paths: {relative}")
         return v
 
     @model_validator(mode="after")

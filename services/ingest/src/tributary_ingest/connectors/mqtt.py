@@ -1,27 +1,37 @@
 """`mqtt`: subscribe to a topic filter on an MQTT broker; JSON payloads (a field by pointer) or plain numbers.
 
 One connection per subscription. A lost connection raises, so the framework reconnects with jittered backoff.
+The broker host is resolved once, checked against the egress policy (`TRIBUTARY_HTTP_ALLOW`) and connected to at
+the checked address; a refused host fails the read (`Refused`: counted, backoff).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import aiomqtt
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tributary_common.egress import SCHEMA_MARK, SCHEME_MARK, EgressPolicy, EgressRefused, Target
+from tributary_common.resolve import resolve
 from tributary_common.timeutil import utcnow
 
-from ..sdk import Connector, SampleValue, Secret
+from ..sdk import Connector, Refused, SampleValue, Secret
+from ..settings import IngestSettings
 from ..values import PointerError, as_sample_value, parse_text_value, parse_timestamp, resolve_pointer, validate_pointer
 
 
 class MqttParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(min_length=1, max_length=253, description="MQTT broker host")
+    host: str = Field(
+        min_length=1,
+        max_length=253,
+        description="MQTT broker host",
+        json_schema_extra={SCHEMA_MARK: "host", SCHEME_MARK: "mqtt"},
+    )
     port: int = Field(default=1883, ge=1, le=65535)
     topic: str = Field(min_length=1, max_length=1024, description="Topic filter (`+` and `#` allowed)")
     qos: int = Field(default=0, ge=0, le=2)
@@ -52,10 +62,21 @@ class MqttParams(BaseModel):
 class MqttSource(Connector[MqttParams]):
     params_model = MqttParams
     capacity = 1000
+    # Unconfigured (outside an engine): public addresses only.
+    policy: ClassVar[EgressPolicy] = EgressPolicy()
+
+    @classmethod
+    def configure(cls, settings: IngestSettings) -> type[Connector[Any]]:
+        return cast(type[Connector[Any]], type(cls.__name__, (cls,), {"policy": settings.egress_policy()}))
 
     async def read(self, sid: str, params: MqttParams) -> None:
+        try:
+            addresses = await resolve(params.host, params.port, timeout_s=10.0)
+            self.policy.check(Target(params.host, "mqtt", params.port), addresses)
+        except EgressRefused as exc:
+            raise Refused(str(exc)) from None
         client = aiomqtt.Client(
-            params.host,
+            str(addresses[0]),  # the checked address: no second resolution between check and connect
             params.port,
             identifier=f"tributary-{sid[:10]}-{uuid.uuid4().hex[:8]}",
             keepalive=params.keepalive_s,
