@@ -13,6 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .egress import EgressPolicy, parse_allow_list
 
 
+# The public development secret: anyone can sign tokens with it, so only a process in dev mode accepts it.
+DEFAULT_JWT_SECRET = "dev-secret-change-me-please-0123456789"
+
+
+class InsecureSettings(ValueError):
+    """A setting that is safe only for local development, used without `TRIBUTARY_DEV_MODE=true`."""
+
+
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -35,13 +43,18 @@ class CommonSettings(BaseSettings):
     cache_namespace: str = "trib"
 
     # Development: HS256 with a shared secret. Production: RS256/ES256 keys from an OIDC provider's JWKS.
-    jwt_secret: SecretStr = SecretStr("dev-secret-change-me-please-0123456789")
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithms: list[str] = ["HS256"]
     jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    # When false, requests without a token act as an admin: only for local demos.
+    # API key verdicts remembered in-process this long, the same in hub and stream: a revoked key stops
+    # working (and its open streams end) within it.
+    api_key_cache_s: float = Field(default=5.0, ge=0, le=5.0)
+    # When false, requests without a token act as an admin: only for local demos (needs dev_mode).
     auth_enabled: bool = True
+    # Local development: accept the public default secret and disabled auth. Never in production.
+    dev_mode: bool = False
 
     # Demand heartbeats (SPEC flow 3): sent every interval; demand lapses after ttl without one.
     demand_interval_s: float = 5.0
@@ -64,6 +77,22 @@ class CommonSettings(BaseSettings):
 
     def egress_policy(self) -> EgressPolicy:
         return EgressPolicy.parse(self.http_allow)
+
+    def jwt_key(self) -> str:
+        """The HS256 secret, after refusing settings that let anyone in outside dev mode."""
+        self.check_auth_safety()
+        return self.jwt_secret.get_secret_value()
+
+    def check_auth_safety(self) -> None:
+        if self.dev_mode:
+            return
+        if not self.auth_enabled:
+            raise InsecureSettings("TRIBUTARY_AUTH_ENABLED=false is allowed only with TRIBUTARY_DEV_MODE=true")
+        if self.jwks_url is None and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+            raise InsecureSettings(
+                "TRIBUTARY_JWT_SECRET is the public development default: set a random secret of 32+ characters "
+                "(or TRIBUTARY_JWKS_URL), or TRIBUTARY_DEV_MODE=true on a development machine"
+            )
 
 
 class MongoSettings(BaseSettings):
