@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from .matcher import matches, pattern_covers, topic_may_match
+from .names import NameError_, validate_pattern
 
 SCOPES = (
     "topics:read",
@@ -134,6 +135,13 @@ def _patterns(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise AuthError(f"invalid token: {name!r} must be a list of patterns")
+    if name == "topics":
+        # The same rules (and wildcard cap) as every pattern that enters: an ACL is matched on every request.
+        for pattern in value:
+            try:
+                validate_pattern(pattern)
+            except NameError_ as exc:
+                raise AuthError(f"invalid token: 'topics' {exc}") from exc
     return tuple(value)
 
 

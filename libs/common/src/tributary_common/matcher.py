@@ -42,23 +42,62 @@ def _match(pat: tuple[str, ...], key: tuple[str, ...]) -> bool:
     return p == len(pat)
 
 
-@lru_cache(maxsize=1024)
-def pattern_to_regex(pattern: str) -> str:
-    """A regular expression (Python and MongoDB/PCRE compatible) that matches the same routing keys.
+# Wildcards (`*` and `#`) one pattern may hold wherever patterns enter (history, subscriptions, ACL claims):
+# matching cost grows with them, and no real routing scheme needs more.
+MAX_WILDCARDS = 16
 
-    Each segment is preceded by `(?:^|\\.)`: the start of the key or a dot. `^` can only hold at position 0,
-    so only the first segment may skip its dot, which lets `#` match zero segments anywhere.
+
+def count_wildcards(pattern: str) -> int:
+    return sum(1 for t in _tokens(pattern) if t in ("*", "#"))
+
+
+def normalize_pattern(pattern: str) -> str:
+    """The same pattern with each run of wildcards as its `*`s then at most one `#` (`#.#` is `#`)."""
+    return ".".join(_normalize(_tokens(pattern)))
+
+
+# `#` between two chunks: one dot (zero segments) or a dot, anything, a dot (one or more segments). An
+# alternation, not `(?:\..*)?`: no group around a quantifier.
+_SKIP = r"(?:\.|\..*?\.)"
+# `#` before the first chunk: nothing, or anything ending with a dot.
+_SKIP_START = r"(?:|.*?\.)"
+
+
+@lru_cache(maxsize=1024)
+def pattern_to_regex(pattern: str, *, atomic: bool = True) -> str:
+    """An anchored regular expression matching the same routing keys as `pattern` (for a database `$regex`).
+
+    No quantified group contains a quantifier. The pattern is normalized (`#.#` is `#`), then cut at its `#`s
+    into chunks of fixed length (literals and `*`), each written with `[^.]+` for `*`. The first chunk is
+    anchored at the start, the last at the end; each `#` becomes `.*?` between dots. With several `#`, a
+    backtracking engine (MongoDB's PCRE, Python's re) would still try every placement of the middle chunks on a
+    key that fails late: combinatorial. Placing each middle chunk at its leftmost fit is always right (a later
+    fit leaves fewer keys for the rest), so with `atomic` each one is an atomic group that is never revisited:
+    linear. `atomic=False` is for RE2 (FerretDB's Go regexp: no atomic groups or lookarounds, linear anyway).
     """
-    sep = r"(?:^|\.)"
-    parts = []
-    for tok in pattern.split("."):
-        if tok == "#":
-            parts.append(f"(?:{sep}[^.]+)*")
-        elif tok == "*":
-            parts.append(f"{sep}[^.]+")
+    tokens = _normalize(_tokens(pattern))
+
+    def segs(chunk: list[str]) -> str:
+        return r"\.".join("[^.]+" if t == "*" else re.escape(t) for t in chunk)
+
+    chunks: list[list[str]] = [[]]
+    for t in tokens:
+        if t == "#":
+            chunks.append([])
         else:
-            parts.append(sep + re.escape(tok))
-    return "^" + "".join(parts) + "$"
+            chunks[-1].append(t)
+    if len(chunks) == 1:
+        return "^" + segs(chunks[0]) + "$"
+    first, *middle, last = chunks
+    out = "^" + segs(first)
+    for chunk in middle:  # never empty: runs of `#` are collapsed
+        body = (_SKIP if out != "^" else _SKIP_START) + segs(chunk)
+        # The chunk must end a segment; inside the atomic group, or a later match could never be tried.
+        out += f"(?>{body}(?=\\.|$))" if atomic else body
+    if last:
+        return out + (_SKIP if out != "^" else _SKIP_START) + segs(last) + "$"
+    # A trailing `#`: the previous chunk ends a segment; whatever follows is more segments.
+    return out + (r"(?:\.|$)" if out != "^" else "")
 
 
 def _normalize(tokens: tuple[str, ...]) -> tuple[str, ...]:

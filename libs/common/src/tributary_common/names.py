@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .matcher import MAX_WILDCARDS, count_wildcards
+
 TOPIC_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 UNITOP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -53,6 +55,9 @@ def validate_pattern(pattern: str) -> str:
             raise NameError_(
                 f"invalid pattern {pattern!r}: segment {i} {seg!r} must be '*', '#' or one or more of A-Z a-z 0-9 _ -"
             )
+    wildcards = count_wildcards(pattern)
+    if wildcards > MAX_WILDCARDS:
+        raise NameError_(f"invalid pattern: {wildcards} wildcards ('*' or '#'), at most {MAX_WILDCARDS} wildcards")
     return pattern
 
 

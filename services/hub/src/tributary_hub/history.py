@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
-from tributary_common.matcher import pattern_to_regex
+from tributary_common.matcher import normalize_pattern, pattern_to_regex
 
 from . import cursors
 from .errors import NotFound
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 SORT_DESC = [("time", -1), ("_id", -1)]
+log = logging.getLogger(__name__)
 CSV_COLUMNS = ["id", "time", "type", "subject", "source", "dataschema", "traceparent", "data"]
 
 
@@ -56,16 +59,19 @@ def build_filter(
     end: str | None = None,
     end_inclusive: bool = False,
     position: tuple[str, str] | None = None,
+    atomic: bool = True,
 ) -> dict[str, Any]:
-    """`pattern` runs over the full routing key; `topic` narrows by the indexed type field when known."""
+    """`pattern` runs over the full routing key; `topic` narrows by the indexed type field when known.
+    `atomic`: the regex dialect of the server (see `pattern_to_regex`; `EventHistory.filter` picks it)."""
     clauses: list[dict[str, Any]] = []
+    pattern = normalize_pattern(pattern)
     first = pattern.split(".", 1)[0]
     if topic is None and first not in ("*", "#"):
         topic = first
     if topic is not None:
         clauses.append({"type": topic})
     if pattern not in ("#", f"{topic}.#"):
-        clauses.append({"key": {"$regex": pattern_to_regex(pattern)}})
+        clauses.append({"key": {"$regex": pattern_to_regex(pattern, atomic=atomic)}})
     time_range: dict[str, str] = {}
     if start is not None:
         time_range["$gte"] = start
@@ -85,6 +91,24 @@ class EventHistory:
         self.collection = collection
         self.chunk_rows = chunk_rows
         self.latest_max_subjects = latest_max_subjects
+        self._atomic: bool | None = None
+
+    async def regex_atomic(self) -> bool:
+        """Whether the server's `$regex` has atomic groups: MongoDB (PCRE) does and needs them against
+        backtracking; FerretDB (Go's RE2) refuses them and runs in linear time without. Asked once."""
+        if self._atomic is None:
+            try:
+                info = await self.collection.database.command("buildInfo")
+                self._atomic = "ferretdbVersion" not in info
+            except PyMongoError as exc:
+                log.warning("buildInfo failed (%s); assuming a MongoDB regex engine", exc)
+                return True
+            log.info("history regex dialect: %s", "PCRE (atomic groups)" if self._atomic else "RE2")
+        return self._atomic
+
+    async def filter(self, **kwargs: Any) -> dict[str, Any]:
+        """`build_filter` in this server's regex dialect."""
+        return build_filter(**kwargs, atomic=await self.regex_atomic())
 
     async def position_of(self, event_id: str) -> tuple[str, str]:
         doc = await self.collection.find_one({"_id": event_id}, {"time": 1})
@@ -111,7 +135,7 @@ class EventHistory:
 
     async def latest(self, topic: str, pattern: str) -> list[dict[str, Any]]:
         """The newest event of each subject under `pattern` (no $group/$first: FerretDB lacks `$first`)."""
-        query = build_filter(pattern=pattern, topic=topic)
+        query = await self.filter(pattern=pattern, topic=topic)
         subjects = sorted(await self.collection.distinct("subject", query), key=lambda s: (s is not None, s or ""))
         subjects = subjects[: self.latest_max_subjects]
         slots = asyncio.Semaphore(16)

@@ -17,7 +17,6 @@ from tributary_common.timeutil import format_time
 
 from . import cursors
 from .errors import HubError
-from .history import build_filter
 from .samples_history import build_filter as samples_filter
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ def register_rpc(server: RpcServer, hub: Hub) -> None:
                 position = cursors.decode(req.cursor)
             elif req.after_id:
                 position = await hub.history.position_of(req.after_id)
-            query = build_filter(
+            query = await hub.history.filter(
                 pattern=req.pattern,
                 start=format_time(req.since) if req.since and position is None else None,
                 end=format_time(req.until) if req.until else None,

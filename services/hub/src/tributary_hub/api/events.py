@@ -21,7 +21,7 @@ from tributary_common.timeutil import format_time
 
 from .. import cursors
 from ..errors import HubError, Invalid, TooLarge
-from ..history import build_filter, export_csv, export_lines
+from ..history import export_csv, export_lines
 from .deps import hub_of, negotiate, parse_json, query_time, read_body, require, require_json, scope_doc
 from .models import EventPage, LatestEvents
 from .topics import ERRORS, known_name, see_topic
@@ -264,7 +264,7 @@ async def history(
     t0, t1 = query_time(start, "start"), query_time(end, "end")
     await hub.topics.resolve(topic)  # 404 for an unknown topic
     position = cursors.decode(cursor) if cursor else None
-    query = build_filter(
+    query = await hub.history.filter(
         pattern=pattern,
         topic=topic,
         start=format_time(t0) if t0 else None,
