@@ -40,14 +40,22 @@ def known_name(topic: str) -> str:
     return topic
 
 
-def see_topic(principal: Principal, topic: str) -> None:
+# Authorization before disclosure: the ACL is checked before anything that depends on the topic (404 for an
+# unknown or impossible name, 422 against its schema), so a caller outside it cannot probe which topics exist.
+
+
+def see_topic(principal: Principal, topic: str) -> str:
+    """403 unless the caller's ACL touches `topic`; then 404 for a name no topic can have."""
     if not principal.may_topic(topic):
         raise Forbidden(f"topic {topic!r} is outside the token's topics ACL")
+    return known_name(topic)
 
 
-def own_topic(principal: Principal, topic: str) -> None:
+def own_topic(principal: Principal, topic: str) -> str:
+    """403 unless the caller's ACL covers all of `topic`; then 404 for a name no topic can have."""
     if not principal.may_pattern(f"{topic}.#"):
         raise Forbidden(f"the token's topics ACL does not cover all of topic {topic!r}")
+    return known_name(topic)
 
 
 @router.post(
@@ -111,7 +119,7 @@ async def list_topics(request: Request, principal: Principal = Depends(require("
     openapi_extra=scope_doc("topics:read"),
 )
 async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
-    see_topic(principal, known_name(topic))
+    see_topic(principal, topic)
     return await hub_of(request).topics.get(topic)
 
 
@@ -123,7 +131,7 @@ async def get_topic(topic: str, request: Request, principal: Principal = Depends
     openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
 )
 async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
-    own_topic(principal, known_name(topic))
+    own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
     changes = body.model_dump(exclude_unset=True, mode="json")
@@ -145,7 +153,7 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     openapi_extra={**scope_doc("topics:write"), **body_doc(SchemaUpdate, {"v2": {"schema": EXAMPLE_SCHEMA}})},
 )
 async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
-    own_topic(principal, known_name(topic))
+    own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, SchemaUpdate, hub.settings.max_body_bytes)
     return await hub.topics.update_schema(topic, body.schema_)
@@ -159,7 +167,7 @@ async def put_schema(topic: str, request: Request, principal: Principal = Depend
     openapi_extra=scope_doc("topics:read"),
 )
 async def list_schemas(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
-    see_topic(principal, known_name(topic))
+    see_topic(principal, topic)
     return {"items": await hub_of(request).topics.versions(topic)}
 
 
@@ -173,7 +181,7 @@ async def list_schemas(topic: str, request: Request, principal: Principal = Depe
 async def get_schema(
     topic: str, version: int, request: Request, principal: Principal = Depends(require("topics:read"))
 ) -> Any:
-    see_topic(principal, known_name(topic))
+    see_topic(principal, topic)
     return await hub_of(request).topics.schema_version(topic, version)
 
 
@@ -192,6 +200,6 @@ async def delete_topic(
     force: bool = Query(False, description="Also delete the topic's recorded events"),
     principal: Principal = Depends(require("topics:write")),
 ) -> Response:
-    own_topic(principal, known_name(topic))
+    own_topic(principal, topic)
     await hub_of(request).topics.delete(topic, force=force)
     return Response(status_code=204)
