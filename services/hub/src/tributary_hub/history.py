@@ -163,10 +163,31 @@ async def export_lines(items: AsyncIterator[dict[str, Any]], chunk_rows: int) ->
         yield b"\n".join(buf) + b"\n"
 
 
+# What makes a spreadsheet evaluate a cell as a formula (OWASP "CSV injection"); tab and CR as well.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell no spreadsheet runs: a string that starts like a formula gets a leading `'`. Numbers are written
+    from numbers and stay numbers (-3.5 is not a formula); only strings can carry one."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_chunk(rows: list[list[Any]]) -> bytes:
+    """CSV rows for every export, each cell through `spreadsheet_safe`."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    # RFC 4180 line ends: with them the writer quotes a cell holding a bare CR instead of letting it end the row.
+    csv.writer(out, lineterminator="\r\n").writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return out.getvalue().encode()
+
+
+def _data_cell(data: Any) -> Any:
+    """The event's JSON; a bare number as the number, so that it stays numeric in the sheet."""
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return data
+    return orjson.dumps(data).decode()
 
 
 async def export_csv(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
@@ -183,7 +204,7 @@ async def export_csv(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> A
                 item["source"],
                 item["dataschema"],
                 item.get("traceparent", ""),
-                orjson.dumps(item["data"]).decode(),
+                _data_cell(item["data"]),
             ]
         )
         if len(rows) >= chunk_rows:
