@@ -32,7 +32,7 @@ async def test_probes_metrics_and_a_clean_stop() -> None:
             assert (await http.get("/healthz")).json() == {"status": "ok"}
             ready = await http.get("/readyz")
             assert ready.status_code == 503
-            assert ready.json()["checks"] == {"broker": "failed: ConnectionError: broker unreachable", "mongodb": "ok"}
+            assert ready.json()["checks"] == {"broker": "failed", "mongodb": "ok"}  # the reason is logged only
             assert "worker_things_total 3.0" in (await http.get("/metrics")).text
     finally:
         await server.stop()
