@@ -77,6 +77,8 @@ class UnitopResolved(BaseModel):
 
 class ApiKeyVerifyRequest(BaseModel):
     key: str
+    # Bypass the hub's verdict cache (the stream re-verifying the keys of open streams).
+    fresh: bool = False
 
 
 class ApiKeyVerified(BaseModel):

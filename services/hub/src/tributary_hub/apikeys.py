@@ -89,12 +89,12 @@ class ApiKeyService:
             raise NotFound(f"no API key {key_id!r}", code="unknown_api_key")
         self._cache.clear()
 
-    async def claims(self, secret: str) -> dict[str, Any] | None:
-        """The principal's claims for a key, or None when it is not a live key."""
+    async def claims(self, secret: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The principal's claims for a key, or None when it is not a live key (`fresh`: not from the cache)."""
         digest = hash_key(secret)
         hit = self._cache.get(digest)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self.cache_s:
+        if hit is not None and now - hit[0] < self.cache_s and not fresh:
             return hit[1]
         doc = await ApiKeyDoc.find_one(ApiKeyDoc.key_hash == digest) if secret.startswith(PREFIX) else None
         claims = key_claims(doc) if doc is not None else None

@@ -81,7 +81,7 @@ def register_rpc(server: RpcServer, hub: Hub) -> None:
 
     async def apikey_verify(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.ApiKeyVerifyRequest.model_validate(params)
-        return rc.ApiKeyVerified(claims=await hub.apikeys.claims(req.key)).model_dump(mode="json")
+        return rc.ApiKeyVerified(claims=await hub.apikeys.claims(req.key, fresh=req.fresh)).model_dump(mode="json")
 
     server.register(rc.EVENTS_HISTORY, events_history)
     server.register(rc.SAMPLES_HISTORY, samples_history)

@@ -1,18 +1,22 @@
 """Unitop CRUD and search, with items validated against their sources and changes announced on
 `tributary.control` (`unitop.<name>`). Search takes a name prefix and exact meta values: never a database
-filter from the client."""
+filter from the client.
+
+Fields a source's announced schema marks secret must hold `{"secret": "NAME"}` references: a literal is refused,
+and whatever literal an older version stored is shown as `"***"` by every view and change message."""
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from tributary_common.control import UnitopChange
 from tributary_common.rpc_contracts import UnitopResolved
+from tributary_common.secrets import literal_secrets, mask_secrets
 from tributary_common.timeutil import utcnow
 from tributary_common.unitops import Subscription, Unitop
 
@@ -22,6 +26,7 @@ from .errors import Conflict, Invalid, NotFound
 from .sources import SourceRegistry
 
 Notify = Callable[[UnitopChange], Awaitable[None]]
+Schemas = Mapping[str, Mapping[str, Any]]
 
 
 def to_unitop(doc: UnitopDoc) -> Unitop:
@@ -35,11 +40,21 @@ def to_unitop(doc: UnitopDoc) -> Unitop:
     )
 
 
-def unitop_view(doc: UnitopDoc) -> dict[str, Any]:
-    unitop = to_unitop(doc)
+def masked(unitop: Unitop, schemas: Schemas) -> Unitop:
+    """`unitop` with every literal value of a secret field (per its source's schema) replaced by `"***"`."""
+    items = {}
+    for name, sub in unitop.items.items():
+        schema = schemas.get(sub.source)
+        params = sub.params if schema is None else mask_secrets(schema, sub.params)
+        items[name] = sub if params is sub.params else Subscription(source=sub.source, params=params)
+    return unitop.model_copy(update={"items": items})
+
+
+def unitop_view(doc: UnitopDoc, schemas: Schemas) -> dict[str, Any]:
+    unitop = masked(to_unitop(doc), schemas)
     view = unitop.model_dump(mode="json")
     for name, item in view["items"].items():
-        item["sid"] = doc.items[name]["sid"]
+        item["sid"] = doc.items[name]["sid"]  # computed from the params as given: references, never values
     view["created_at"] = doc.created_at
     view["updated_at"] = doc.updated_at
     return view
@@ -63,10 +78,30 @@ class UnitopService:
         self.sources = sources
         self.notify = notify
 
-    async def _check(self, unitop: Unitop) -> None:
+    async def _schemas(self, sources: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The announced subscription schema of each of `sources` (those never announced are left out)."""
+        out: dict[str, dict[str, Any]] = {}
+        for source in set(sources):
+            text = await self.sources.schema(source)
+            if text is not None:
+                out[source] = orjson.loads(text)
+        return out
+
+    async def _check(self, unitop: Unitop) -> Schemas:
         problems = await self.sources.check_items(unitop.items)
-        if problems:
-            raise Invalid(f"unitop {unitop.name!r} has invalid items", problems, code="invalid_items")
+        schemas = await self._schemas(sub.source for sub in unitop.items.values())
+        secret_problems = [
+            {"loc": f"/items/{name}/params{loc}", "msg": msg}
+            for name, sub in unitop.items.items()
+            if sub.source in schemas
+            for loc, msg in literal_secrets(schemas[sub.source], sub.params)
+        ]
+        if problems or secret_problems:
+            message = f"unitop {unitop.name!r} has invalid items"
+            if secret_problems:
+                message += '; give credentials as {"secret": "NAME"}, never in clear'
+            raise Invalid(message, problems + secret_problems, code="invalid_items")
+        return schemas
 
     @staticmethod
     def _items(unitop: Unitop) -> dict[str, dict[str, str]]:
@@ -76,7 +111,7 @@ class UnitopService:
         }
 
     async def create(self, unitop: Unitop) -> dict[str, Any]:
-        await self._check(unitop)
+        schemas = await self._check(unitop)
         if await UnitopDoc.get(unitop.name) is not None:
             raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists")
         now = utcnow()
@@ -94,8 +129,8 @@ class UnitopService:
             if "E11000" in str(exc) or "duplicate" in str(exc).lower():
                 raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists") from exc
             raise
-        await self.notify(UnitopChange(action="created", name=unitop.name, unitop=unitop, sent_at=now))
-        return unitop_view(doc)
+        await self.notify(UnitopChange(action="created", name=unitop.name, unitop=masked(unitop, schemas), sent_at=now))
+        return unitop_view(doc, schemas)
 
     async def _doc(self, name: str) -> UnitopDoc:
         doc = await UnitopDoc.get(name)
@@ -104,7 +139,8 @@ class UnitopService:
         return doc
 
     async def get(self, name: str) -> dict[str, Any]:
-        return unitop_view(await self._doc(name))
+        doc = await self._doc(name)
+        return unitop_view(doc, await self._schemas(item["source"] for item in doc.items.values()))
 
     async def resolve(self, name: str) -> UnitopResolved:
         doc = await self._doc(name)
@@ -117,12 +153,13 @@ class UnitopService:
                 [{"loc": "/name", "msg": f"expected {name!r}"}],
                 code="name_mismatch",
             )
-        await self._check(unitop)
+        schemas = await self._check(unitop)
         doc = await self._doc(name)
         doc.items, doc.meta, doc.record, doc.updated_at = self._items(unitop), unitop.meta, unitop.record, utcnow()
         await doc.save()
-        await self.notify(UnitopChange(action="updated", name=name, unitop=unitop, sent_at=doc.updated_at))
-        return unitop_view(doc)
+        change = UnitopChange(action="updated", name=name, unitop=masked(unitop, schemas), sent_at=doc.updated_at)
+        await self.notify(change)
+        return unitop_view(doc, schemas)
 
     async def delete(self, name: str) -> None:
         await self._doc(name)
@@ -156,7 +193,8 @@ class UnitopService:
                     break
         more = len(out) > limit
         out = out[:limit]
-        return [unitop_view(d) for d in out], (cursors.encode(out[-1].id) if more and out else None)
+        schemas = await self._schemas(item["source"] for d in out for item in d.items.values())
+        return [unitop_view(d, schemas) for d in out], (cursors.encode(out[-1].id) if more and out else None)
 
     async def recorded(self) -> list[UnitopDoc]:
         return await UnitopDoc.find(UnitopDoc.record == True).to_list()  # noqa: E712 - a query, not a test

@@ -106,6 +106,9 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
         return resolver.resolve(name)
     except LookupError as exc:
         raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": str(exc)}) from None
+    except Exception as exc:  # noqa: BLE001 - a broken store refuses this subscription, not the whole demand
+        problem = f"secret {name!r} cannot be resolved ({type(exc).__name__})"
+        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": problem}) from None
 
 
 Secret = Annotated[

@@ -58,11 +58,14 @@ class SecretStore:
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise UnknownSecret(f"secret {name!r}: cannot read it ({type(exc).__name__})") from None
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, or a FIFO or device that would block or never end
                 raise UnknownSecret(f"secret {name!r} is not a regular file")
-            data = f.read(MAX_SECRET_BYTES + 1)
+            data = os.read(fd, MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            raise UnknownSecret(f"secret {name!r}: cannot read it ({type(exc).__name__})") from None
+        finally:
+            os.close(fd)
         if len(data) > MAX_SECRET_BYTES:
             raise UnknownSecret(f"secret {name!r} is over {MAX_SECRET_BYTES} bytes")
         try:
