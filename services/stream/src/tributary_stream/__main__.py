@@ -16,6 +16,7 @@ from tributary_common.telemetry import setup_tracing, shutdown_tracing
 from .app import create_app
 from .service import StreamService
 from .settings import StreamSettings
+from .transports import StreamHttpProtocol, StreamWebSocketProtocol
 
 log = logging.getLogger("tributary_stream")
 
@@ -56,7 +57,9 @@ def build_server(settings: StreamSettings, *, tracing: bool = False) -> Draining
         app,
         host=settings.http_host,
         port=settings.http_port,
-        ws="websockets-sansio",
+        # uvicorn's httptools and websockets-sansio protocols, able to drop peers that stop reading (transports.py).
+        http=StreamHttpProtocol,
+        ws=StreamWebSocketProtocol,
         ws_max_size=settings.ws_max_bytes,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         log_config=None,

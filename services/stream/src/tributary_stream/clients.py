@@ -1,14 +1,26 @@
 """A connected client (websocket or SSE): its subscriptions and its bounded send queue.
 
-Live frames are *offered*: when the queue is full the frame is not queued and the subscription is marked as
-lagging; once the queue has drained to half, each lagging subscription gets one `gap` frame naming the last
-position it was sent, then live frames flow again. Nothing blocks the broker consumer, so a slow client never
-stalls the others. History replay instead *waits* for room (it is pulled, not pushed).
+Everything queued for a client counts against one budget in bytes (`max_send_buffer_bytes`), beside a bound on
+the number of frames (`send_queue_max`):
+
+- Live data frames are *offered*: data may fill three quarters of the budget (the rest is kept for replies and
+  gap frames). A frame that does not fit is not queued and its subscription is marked as lagging; once the queue
+  has drained to half, each lagging subscription gets one `gap` frame naming the last position it was sent, then
+  live frames flow again. A client whose queue stays full for `slow_client_timeout_s` is closed with 1013 (try
+  again later). Nothing blocks the broker consumer, so a slow client never stalls the others.
+- History replay *waits* for room (it is pulled, not pushed).
+- Control frames (pong, error, subscribed, unsubscribed, gap) are queued while they fit the whole budget. One
+  that does not fit closes the connection at once: with 1008 (policy violation) when replies to the client's own
+  frames hold at least half of the queued bytes (it sends requests and does not read the answers), else with
+  1013 (a slow reader of data).
+
+A frame is always admitted into an empty queue, so one frame larger than the budget still goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,10 +29,26 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tributary_common.auth import Principal
 
 from . import protocol
+from .limits import POLICY_VIOLATION, TRY_AGAIN_LATER
 from .metrics import StreamMetrics
 
 if TYPE_CHECKING:
     from .subscriptions import Subscription
+
+log = logging.getLogger(__name__)
+
+# What one queued frame costs beyond its bytes (the str object and its queue slot), so that many tiny frames
+# cannot hide behind a byte count.
+FRAME_OVERHEAD = 80
+# Echoed text in error frames is cut to this many characters.
+MAX_ERROR_MESSAGE = 300
+# After `end`, a client whose writer is stuck on a peer that does not read is dropped after this long.
+END_GRACE_S = 10.0
+
+
+def frame_cost(frame: str) -> int:
+    # `isascii` is O(1) in CPython (a flag on the string): most frames are ASCII JSON and need no encoding.
+    return (len(frame) if frame.isascii() else len(frame.encode())) + FRAME_OVERHEAD
 
 
 class Encoder(Protocol):
@@ -75,15 +103,21 @@ class Client:
         metrics: StreamMetrics,
         *,
         max_queue: int,
+        max_bytes: int,
         slow_timeout_s: float,
     ) -> None:
         self.principal = principal
         self.encoder = encoder
         self.metrics = metrics
         self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.data_bytes = max_bytes - max_bytes // 4
         self.slow_timeout_s = slow_timeout_s
         self.subs: dict[str, Subscription] = {}
-        self.queue: deque[str] = deque()
+        # (frame, cost, is a reply to the client's own frame)
+        self.queue: deque[tuple[str, int, bool]] = deque()
+        self.queued_bytes = 0
+        self.reply_bytes = 0
         self.lagging: dict[str, Subscription] = {}
         self.closed = False
         # Set when the client must go: the endpoint closes the socket with this code.
@@ -98,45 +132,78 @@ class Client:
 
     # ---- producers ----------------------------------------------------------------------------------------
 
+    def _data_fits(self, cost: int) -> bool:
+        if not self.queue:
+            return True
+        return len(self.queue) < self.max_queue and self.queued_bytes + cost <= self.data_bytes
+
+    def _append(self, frame: str, cost: int, reply: bool) -> None:
+        self.queue.append((frame, cost, reply))
+        self.queued_bytes += cost
+        if reply:
+            self.reply_bytes += cost
+        self._wake.set()
+
     def offer(self, frame: str, sub: Subscription) -> bool:
         """Queue a live frame for `sub` unless the client is behind; False when it was not queued."""
         if self.closed:
             return False
-        if len(self.queue) >= self.max_queue:
+        cost = frame_cost(frame)
+        if not self._data_fits(cost):
             self.lagging[sub.id] = sub
             self._room.clear()
             now = time.monotonic()
             if self._full_since is None:
                 self._full_since = now
             elif now - self._full_since > self.slow_timeout_s:
-                self.kill(1013)
+                self.metrics.refused.labels("slow_client").inc()
+                self.kill(TRY_AGAIN_LATER)
             return False
         if sub.id in self.lagging:
             return False  # its gap frame goes first, once the queue has drained
-        self.queue.append(frame)
-        self._wake.set()
+        self._append(frame, cost, reply=False)
         return True
 
-    def put(self, frame: str) -> None:
-        """Queue a control frame (subscribed, error, gap, ...): small and rare, so never refused."""
+    def put(self, frame: str, *, reply: bool = True) -> None:
+        """Queue a control frame (subscribed, error, gap, ...): over the budget, the connection is closed."""
         if self.closed:
             return
-        self.queue.append(frame)
-        self._wake.set()
+        cost = frame_cost(frame)
+        if self.queue and self.queued_bytes + cost > self.max_bytes:
+            replies = self.reply_bytes + (cost if reply else 0)
+            code = POLICY_VIOLATION if 2 * replies >= self.queued_bytes + cost else TRY_AGAIN_LATER
+            self.metrics.refused.labels("send_buffer_full").inc()
+            log.info(
+                "closing a client (%s) with %d: %d bytes queued, %d of them replies",
+                self.principal.subject,
+                code,
+                self.queued_bytes,
+                self.reply_bytes,
+            )
+            self.kill(code)
+            return
+        self._append(frame, cost, reply)
 
     async def put_wait(self, frame: str) -> None:
         """Queue a history frame, waiting for room: replay follows the client's pace."""
-        while not self.closed and len(self.queue) >= self.max_queue:
+        cost = frame_cost(frame)
+        while not self.closed and not self._data_fits(cost):
             self._room.clear()
             await self._room.wait()
-        self.put(frame)
+        if not self.closed:
+            self._append(frame, cost, reply=False)
 
-    def send_message(self, kind: str, payload: dict[str, Any]) -> None:
-        self.put(self.encoder.message(kind, payload))
+    def send_message(self, kind: str, payload: dict[str, Any], *, reply: bool = True) -> None:
+        self.put(self.encoder.message(kind, payload), reply=reply)
 
-    def error(self, code: str, message: str, frame_id: str | None = None) -> None:
+    def error(self, code: str, message: str, frame_id: str | None = None, *, reply: bool = True) -> None:
         self.metrics.refused.labels(code).inc()
-        self.send_message("error", {"id": frame_id, "code": code, "message": message})
+        # Echoed values are bounded: the client may have sent anything.
+        if len(message) > MAX_ERROR_MESSAGE:
+            message = message[:MAX_ERROR_MESSAGE] + "..."
+        if frame_id is not None and len(frame_id) > protocol.MAX_SUB_ID:
+            frame_id = frame_id[: protocol.MAX_SUB_ID]
+        self.send_message("error", {"id": frame_id, "code": code, "message": message}, reply=reply)
 
     # ---- the writer ---------------------------------------------------------------------------------------
 
@@ -152,9 +219,11 @@ class Client:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 return None
-        frame = self.queue.popleft()
-        depth = len(self.queue)
-        if depth <= self.max_queue // 2:
+        frame, cost, reply = self.queue.popleft()
+        self.queued_bytes -= cost
+        if reply:
+            self.reply_bytes -= cost
+        if len(self.queue) <= self.max_queue // 2 and self.queued_bytes <= self.data_bytes // 2:
             self._full_since = None
             if self.lagging:
                 lagging, self.lagging = self.lagging, {}
@@ -164,9 +233,14 @@ class Client:
         self.metrics.messages_out.labels(self.encoder.transport).inc()
         return frame
 
+    def _drop_queue(self) -> None:
+        self.queue.clear()
+        self.queued_bytes = self.reply_bytes = 0
+
     def kill(self, code: int) -> None:
-        """Give up on this client now (too slow); the endpoint closes the socket with `code`."""
+        """Give up on this client now (too slow, over budget); the endpoint closes the socket with `code`."""
         self._abort = True
+        self._drop_queue()
         self.finish(code)
         if self.on_abort is not None:
             self.on_abort()
@@ -178,6 +252,23 @@ class Client:
         self.closed = True
         self._wake.set()
         self._room.set()
+
+    def close_soon(self, code: int) -> None:
+        """`finish`, and `kill` if the client has not gone after a grace (its writer may be stuck)."""
+        self.finish(code)
+        asyncio.get_running_loop().call_later(END_GRACE_S, self.kill, code)
+
+    def end(self, code: int, reason: str, message: str) -> None:
+        """Its credentials ended: what is queued is no longer its to receive; an error frame, then close."""
+        if self.closed:
+            return
+        self._drop_queue()
+        self.error(reason, message, reply=False)
+        self.close_soon(code)
+
+    @property
+    def killed(self) -> bool:
+        return self._abort
 
     def drained(self) -> bool:
         return not self.queue

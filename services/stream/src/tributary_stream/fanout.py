@@ -395,7 +395,8 @@ class Fanout:
             payload: dict[str, Any] = {"id": sub_id}
             if reason:
                 payload["reason"] = reason
-            client.send_message("unsubscribed", payload)
+            # A server-initiated unsubscribe (with a reason) is not a reply to the client.
+            client.send_message("unsubscribed", payload, reply=reason is None)
         return True
 
     def _forget_unitop_sub(self, sub: UnitopSubscription) -> None:
@@ -516,7 +517,7 @@ class Fanout:
         async def bind_new() -> None:
             if await self._hold(sub, sorted(wanted - held)):
                 sub.client.send_message(
-                    "subscribed", {"id": sub.id, "unitop": {"name": sub.name, "items": sub.item_sids}}
+                    "subscribed", {"id": sub.id, "unitop": {"name": sub.name, "items": sub.item_sids}}, reply=False
                 )
 
         task = asyncio.get_running_loop().create_task(bind_new())

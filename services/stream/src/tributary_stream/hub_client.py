@@ -45,14 +45,16 @@ class HubClient:
         result = await self._call(rc.UNITOP_RESOLVE, rc.UnitopResolveRequest(name=name).model_dump())
         return rc.UnitopResolved.model_validate(result)
 
-    async def verify_api_key(self, key: str) -> Principal | None:
-        """The key's principal, or None when the hub does not know it; verdicts are cached briefly."""
+    async def verify_api_key(self, key: str, *, fresh: bool = False) -> Principal | None:
+        """The key's principal, or None when the hub does not know it; verdicts are cached briefly.
+        `fresh`: ask the hub, which asks its database (re-verification of open streams); the verdict is cached."""
         now = time.monotonic()
         hit = self._keys.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         try:
-            result = await self._call(rc.APIKEY_VERIFY, rc.ApiKeyVerifyRequest(key=key).model_dump())
+            request = rc.ApiKeyVerifyRequest(key=key, fresh=fresh).model_dump(exclude_defaults=True)
+            result = await self._call(rc.APIKEY_VERIFY, request)
         except RpcError as exc:
             # The hub being unreachable is not the key's fault: no verdict, nothing cached.
             raise AuthError(f"cannot verify the API key now ({exc.code})") from exc

@@ -103,9 +103,13 @@ def _parse(frame: dict[str, Any]) -> ClientFrame:
     if op == "ping":
         _only(frame, {"op", "id"}, "")
         fid = frame.get("id")
-        if fid is not None and not isinstance(fid, str | int):
+        if fid is not None and (not isinstance(fid, str | int) or isinstance(fid, bool)):
             raise FrameError("invalid_frame", f"/id: must be a string, not {_kind(fid)}")
-        return Ping(id=None if fid is None else str(fid))
+        ping_id = None if fid is None else str(fid)
+        # The pong echoes the id: bounded like a subscription id, so that echoes cannot amplify.
+        if ping_id is not None and len(ping_id) > MAX_SUB_ID:
+            raise FrameError("invalid_frame", f"/id: at most {MAX_SUB_ID} characters, not {len(ping_id)}")
+        return Ping(id=ping_id)
     if op == "unsubscribe":
         _only(frame, {"op", "id"}, "")
         return Unsubscribe(id=_sub_id(frame))
@@ -118,7 +122,7 @@ def _parse(frame: dict[str, Any]) -> ClientFrame:
         if has_events:
             return _subscribe_events(sub_id, frame["events"])
         return _subscribe_unitop(sub_id, frame["unitop"])
-    raise FrameError("unknown_op", f"/op: unknown op {op!r} (one of 'subscribe', 'unsubscribe', 'ping')")
+    raise FrameError("unknown_op", f"/op: unknown op {_show(op)} (one of 'subscribe', 'unsubscribe', 'ping')")
 
 
 def _subscribe_events(sub_id: str, spec: Any) -> SubscribeEvents:
@@ -202,7 +206,10 @@ def _sub_id(frame: dict[str, Any]) -> str:
 def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(str(k) for k in obj if k not in allowed)
     if extra:
-        raise FrameError("invalid_frame", f"{where}/{extra[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+        raise FrameError(
+            "invalid_frame",
+            f"{where}/{_show(extra[0], quote=False)}: unknown field (allowed: {', '.join(sorted(allowed))})",
+        )
 
 
 def _maybe_time(value: str) -> datetime | None:
@@ -222,6 +229,12 @@ def _time(value: Any, where: str, sub_id: str | None) -> datetime:
         except ValueError as exc:
             raise FrameError("invalid_since", f"{where}: {exc}", sub_id) from None
     raise FrameError("invalid_since", f"{where}: must be an RFC 3339 time with offset, not {_kind(value)}", sub_id)
+
+
+def _show(value: Any, *, quote: bool = True, limit: int = 40) -> str:
+    """A client value inside a message: its repr, cut short (error frames never echo much of what was sent)."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _kind(value: Any) -> str:

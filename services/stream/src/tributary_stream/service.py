@@ -14,9 +14,12 @@ from tributary_common.exchanges import declare_exchanges
 from tributary_common.http_auth import Authenticator
 
 from .broker_link import BrokerLink
+from .clients import Client
+from .credentials import CredentialWatch
 from .demand import DemandSender
 from .fanout import Fanout
 from .hub_client import HubClient
+from .limits import Admission
 from .metrics import StreamMetrics
 from .settings import StreamSettings
 
@@ -51,14 +54,31 @@ class StreamService:
             ttl_s=settings.demand_ttl_s,
         )
         verifier = JwtVerifier(
-            secret=settings.jwt_secret.get_secret_value(),
+            secret=settings.jwt_key(),
             algorithms=settings.jwt_algorithms,
             jwks_url=settings.jwks_url,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
         self.auth = Authenticator(verifier, enabled=settings.auth_enabled, api_keys=self._verify_api_key)
+        self.admission = Admission(settings.max_connections, settings.max_connections_per_principal)
+        self.credentials = CredentialWatch(self.hub, settings.api_key_cache_s)
         self.draining = False
+
+    async def authenticate(self, token: str | None) -> tuple[Principal, str | None]:
+        """The token's principal, and the token itself when it is an API key (its streams are re-verified)."""
+        principal = await self.auth.authenticate(token)
+        # The Authenticator's rule: with auth on, a token that is not a JWT (two dots) is an API key.
+        api_key = token if self.auth.enabled and token is not None and token.count(".") != 2 else None
+        return principal, api_key
+
+    def open_client(self, client: Client, api_key: str | None) -> None:
+        self.fanout.add_client(client)
+        self.credentials.watch(client, api_key)
+
+    def close_client(self, client: Client) -> None:
+        self.credentials.forget(client)
+        self.fanout.remove_client(client)
 
     # Bindings port of the fan-out: the link, counted in the metrics.
     async def acquire(self, exchange: str, key: str, timeout: float = 10.0) -> None:
@@ -85,6 +105,7 @@ class StreamService:
         await self.link.start()
         self.metrics.broker_connected.set(1)
         self.demand.start()
+        self.credentials.start()
 
     async def ready(self) -> None:
         if self.draining:
@@ -108,6 +129,7 @@ class StreamService:
             client.kill(RECONNECT_CODE)
 
     async def stop(self) -> None:
+        await self.credentials.stop()
         await self.demand.stop()
         await self.link.close()
         await self.broker.stop()

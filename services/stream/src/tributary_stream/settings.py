@@ -13,6 +13,8 @@ class StreamSettings(CommonSettings):
 
     # Limits (SPEC "Cross-cutting": subscriptions per socket, frame size).
     max_connections: int = Field(default=10_000, ge=1)
+    # Open websockets and SSE streams of one principal (a token's subject, an API key), beside max_connections.
+    max_connections_per_principal: int = Field(default=100, ge=1)
     max_subscriptions_per_connection: int = Field(default=100, ge=1)
     # A client frame above this gets an `error` frame; the connection stays up.
     max_frame_bytes: int = Field(default=64 * 1024, ge=256)
@@ -20,8 +22,16 @@ class StreamSettings(CommonSettings):
     ws_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     ws_per_message_deflate: bool = False  # compression is per socket: it would undo "encode once"
 
+    # Inbound websocket frames per connection: a token bucket (rate per second, burst). Frames over it are dropped
+    # (one `error` frame says so); a client that keeps sending while throttled is closed with 1008.
+    ws_frames_per_s: float = Field(default=100.0, gt=0)
+    ws_frames_burst: int = Field(default=200, ge=1)
+
     # Backpressure: frames queued per connection; above it the client is behind and gets a `gap`.
     send_queue_max: int = Field(default=1000, ge=2)
+    # Everything queued for one connection, in bytes (see clients.py): data beyond 3/4 of it waits or gets a
+    # `gap`; a reply or gap frame beyond it closes the connection (1008 if its own unread replies filled it).
+    max_send_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=16 * 1024)
     # A client whose queue stays full this long is closed (1013, try again later).
     slow_client_timeout_s: float = Field(default=30.0, gt=0)
     # Live messages buffered per subscription while its history replays; beyond this, a `gap`.
@@ -34,8 +44,6 @@ class StreamSettings(CommonSettings):
     replay_settle_s: float = Field(default=1.0, ge=0)
 
     sse_keepalive_s: float = Field(default=15.0, gt=0)
-    # API key verdicts from the hub are cached this long (positive and negative).
-    api_key_cache_s: float = Field(default=30.0, ge=0)
     # Broker reconnect backoff (seconds), doubled up to the max.
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=5.0, gt=0)

@@ -1,12 +1,19 @@
-"""Server-sent events: one subscription per stream, `Last-Event-ID` resume, keep-alive comments."""
+"""Server-sent events: one subscription per stream, `Last-Event-ID` resume, keep-alive comments.
+
+A stream ends (after an `event: error` record when there is something to say) when its token expires or its API
+key is revoked, when the subscription is refused or ends, and when the client does not read: its queue is bounded
+like a websocket's (clients.py), and a stuck stream is cut off, its connection aborted.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from tributary_common.auth import Forbidden
 from tributary_common.http_auth import bearer_token
@@ -15,7 +22,9 @@ from tributary_common.names import NameError_, validate_pattern, validate_unitop
 
 from . import protocol
 from .clients import Client, SseEncoder
+from .limits import Refused, Ticket
 from .service import StreamService
+from .transports import abort_handle
 
 router = APIRouter(tags=["stream"])
 SSE_SUB_ID = "sse"
@@ -25,6 +34,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
         (400, "Bad pattern, name or since"),
         (401, "No or invalid token"),
         (403, "Token lacks the scope or pattern"),
+        (429, "Too many open streams of this principal"),
         (503, "Too many connections, or shutting down"),
     )
 }
@@ -42,7 +52,22 @@ async def events_stream(
     since: str | None = Query(default=None, description="A time (RFC 3339) or the last event id seen"),
     last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
-    service, client = await _open(request)
+    service, client, ticket = await _open(request)
+    try:
+        return _events(service, client, ticket, pattern, since, last_event_id)
+    except BaseException:
+        _undo(service, client, ticket)
+        raise
+
+
+def _events(
+    service: StreamService,
+    client: Client,
+    ticket: Ticket,
+    pattern: str,
+    since: str | None,
+    last_event_id: str | None,
+) -> StreamingResponse:
     try:
         validate_pattern(pattern)
     except NameError_ as exc:
@@ -56,9 +81,9 @@ async def events_stream(
         parsed = None if resume is None else protocol.events_since(resume, where=where)
     except protocol.FrameError as exc:
         raise ApiError(400, exc.code, exc.message, [{"loc": where, "msg": exc.message}]) from None
-    service.fanout.add_client(client)
+    response = SseResponse(service, client, ticket)
     service.fanout.subscribe_events(client, protocol.SubscribeEvents(id=SSE_SUB_ID, pattern=pattern, since=parsed))
-    return _stream(request, service, client)
+    return response
 
 
 @router.get(
@@ -74,7 +99,23 @@ async def unitop_stream(
     since: str | None = Query(default=None, description="A time (RFC 3339): samples after it"),
     last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
-    service, client = await _open(request)
+    service, client, ticket = await _open(request)
+    try:
+        return _unitop(service, client, ticket, name, items, since, last_event_id)
+    except BaseException:
+        _undo(service, client, ticket)
+        raise
+
+
+def _unitop(
+    service: StreamService,
+    client: Client,
+    ticket: Ticket,
+    name: str,
+    items: str | None,
+    since: str | None,
+    last_event_id: str | None,
+) -> StreamingResponse:
     try:
         validate_unitop_name(name)
     except NameError_ as exc:
@@ -95,51 +136,93 @@ async def unitop_stream(
     except (protocol.FrameError, orjson.JSONDecodeError) as exc:
         msg = exc.message if isinstance(exc, protocol.FrameError) else f"not valid JSON: {exc}"
         raise ApiError(400, "invalid_since", msg, [{"loc": where, "msg": msg}]) from None
-    service.fanout.add_client(client)
+    response = SseResponse(service, client, ticket)
     service.fanout.subscribe_unitop(
         client, protocol.SubscribeUnitop(id=SSE_SUB_ID, name=name, items=wanted, since=parsed)
     )
-    return _stream(request, service, client)
+    return response
 
 
-async def _open(request: Request) -> tuple[StreamService, Client]:
+def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
+    # A refused request gives everything back; an accepted one keeps it until its response ends.
+    service.close_client(client)
+    ticket.release()
+
+
+async def _open(request: Request) -> tuple[StreamService, Client, Ticket]:
     service: StreamService = request.app.state.service
     settings = service.settings
     if service.draining:
         raise ApiError(503, "shutting_down", "the server is restarting; reconnect")
-    if len(service.fanout.clients) >= settings.max_connections:
-        service.metrics.refused.labels("too_many_connections").inc()
-        raise ApiError(503, "too_many_connections", f"at most {settings.max_connections} connections")
-    principal = await service.auth.authenticate(bearer_token(request, allow_query=True))
+    try:
+        ticket = service.admission.enter()
+    except Refused as exc:
+        service.metrics.refused.labels(exc.code).inc()
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    try:
+        principal, api_key = await service.authenticate(bearer_token(request, allow_query=True))
+        ticket.admit(principal.subject)
+    except Refused as exc:
+        ticket.release()
+        service.metrics.refused.labels(exc.code).inc()
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except BaseException:
+        ticket.release()
+        raise
     client = Client(
         principal,
         SseEncoder(),
         service.metrics,
         max_queue=settings.send_queue_max,
+        max_bytes=settings.max_send_buffer_bytes,
         slow_timeout_s=settings.slow_client_timeout_s,
     )
-    return service, client
+    service.open_client(client, api_key)
+    return service, client, ticket
 
 
-def _stream(request: Request, service: StreamService, client: Client) -> StreamingResponse:
-    keepalive = service.settings.sse_keepalive_s
+async def _records(client: Client, keepalive_s: float) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    while True:
+        frame = await client.next_frame(timeout=keepalive_s)
+        if frame is not None:
+            yield frame
+            if not client.subs and not client.queue:
+                return  # the subscription was refused or ended; its last event went out
+            continue
+        if client.closed or not client.subs:
+            # Shut down, too slow, credentials ended, or the subscription was refused (its error went out).
+            return
+        yield ": keep-alive\n\n"
 
-    async def body() -> AsyncIterator[str]:
+
+class SseResponse(StreamingResponse):
+    """The records of one client. It owns the client: released however the response ends, and cut off (its
+    connection aborted) when the client is killed, e.g. while stuck on a send to a peer that does not read."""
+
+    def __init__(self, service: StreamService, client: Client, ticket: Ticket) -> None:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(
+            _records(client, service.settings.sse_keepalive_s), media_type="text/event-stream", headers=headers
+        )
+        self.service = service
+        self.client = client
+        self.ticket = ticket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = self.client
+        abort: Callable[[], None] | None = abort_handle(scope)
+        task = asyncio.ensure_future(super().__call__(scope, receive, send))
+        client.on_abort = task.cancel
         try:
-            yield "retry: 2000\n\n"
-            while True:
-                frame = await client.next_frame(timeout=keepalive)
-                if frame is not None:
-                    yield frame
-                    if not client.subs and not client.queue:
-                        return  # the subscription was refused or ended; its last event went out
-                    continue
-                if client.closed or not client.subs:
-                    # Shut down, too slow, or the subscription was refused (its error event went out).
-                    return
-                yield ": keep-alive\n\n"
+            await task
+        except asyncio.CancelledError:
+            if not client.killed:
+                raise  # the server is stopping, not this client
+            # Killed mid-send: nothing more can be written in order; drop the connection (buffer and all).
+            if abort is not None:
+                abort()
+                await asyncio.sleep(0.05)  # let the transport report the loss before the server checks
         finally:
-            service.fanout.remove_client(client)
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+            client.on_abort = None
+            _undo(self.service, client, self.ticket)

@@ -46,7 +46,8 @@ class Subscription:
             self.pending_gap = self.pending_gap or (reason, extra or {})
             return
         self.client.metrics.gaps.labels(reason).inc()
-        self.client.send_message("gap", {"sub": self.id, "last": self.last(), "reason": reason, **(extra or {})})
+        payload = {"sub": self.id, "last": self.last(), "reason": reason, **(extra or {})}
+        self.client.send_message("gap", payload, reply=False)
 
 
 class EventsSubscription(Subscription):

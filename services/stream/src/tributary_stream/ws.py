@@ -1,11 +1,15 @@
-"""The websocket endpoint `/ws`: authenticate, then read client frames while a writer drains the send queue."""
+"""The websocket endpoint `/ws`: admit and authenticate, then read client frames while a writer drains the queue.
+
+Close codes: 1008 (policy violation) for bad credentials, an expired token or revoked key, a client that floods
+frames or does not read the replies to its own frames; 1013 (try again later) for the connection limits and a
+slow reader of data; 1012 while the server restarts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from typing import cast
 
 from fastapi import Request, WebSocket
@@ -15,79 +19,80 @@ from tributary_common.http_auth import bearer_token
 
 from . import protocol
 from .clients import Client, WsEncoder
-from .service import StreamService
+from .limits import POLICY_VIOLATION, FrameRate, Refused, Verdict
+from .service import RECONNECT_CODE, StreamService
 
 log = logging.getLogger(__name__)
 
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
+# How long a closing connection (rate limit) may take to send its last frames and the close frame.
+CLOSING_GRACE_S = 5.0
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     service: StreamService = websocket.app.state.service
-    settings = service.settings
     if service.draining:
-        await _refuse(websocket, service, "shutting_down", "the server is restarting; reconnect", 1012)
+        await _refuse(websocket, service, "shutting_down", "the server is restarting; reconnect", RECONNECT_CODE)
         return
-    if len(service.fanout.clients) >= settings.max_connections:
-        await _refuse(
-            websocket,
-            service,
-            "too_many_connections",
-            f"at most {settings.max_connections} connections",
-            TRY_AGAIN_LATER,
-        )
-        return
-    # A websocket has the same headers and query as a request; bearer_token only reads those.
-    token = bearer_token(cast(Request, websocket), allow_query=True)
     try:
-        principal = await service.auth.authenticate(token)
-    except AuthError as exc:
-        await _refuse(websocket, service, "unauthorized", str(exc), POLICY_VIOLATION)
+        ticket = service.admission.enter()
+    except Refused as exc:
+        await _refuse(websocket, service, exc.code, exc.message, exc.close_code)
         return
-    await websocket.accept()
-    client = Client(
-        principal,
-        WsEncoder(),
-        service.metrics,
-        max_queue=settings.send_queue_max,
-        slow_timeout_s=settings.slow_client_timeout_s,
-    )
-    service.fanout.add_client(client)
-    expiry = _expire_at_token_end(client)
+    try:
+        # A websocket has the same headers and query as a request; bearer_token only reads those.
+        token = bearer_token(cast(Request, websocket), allow_query=True)
+        try:
+            principal, api_key = await service.authenticate(token)
+            ticket.admit(principal.subject)
+        except AuthError as exc:
+            await _refuse(websocket, service, "unauthorized", str(exc), POLICY_VIOLATION)
+            return
+        except Refused as exc:
+            await _refuse(websocket, service, exc.code, exc.message, exc.close_code)
+            return
+        await websocket.accept()
+        settings = service.settings
+        client = Client(
+            principal,
+            WsEncoder(),
+            service.metrics,
+            max_queue=settings.send_queue_max,
+            max_bytes=settings.max_send_buffer_bytes,
+            slow_timeout_s=settings.slow_client_timeout_s,
+        )
+        service.open_client(client, api_key)
+        try:
+            await _serve(websocket, client, service)
+        finally:
+            service.close_client(client)
+    finally:
+        ticket.release()
+
+
+async def _serve(websocket: WebSocket, client: Client, service: StreamService) -> None:
     writer = asyncio.create_task(_write(websocket, client))
     reader = asyncio.create_task(_read(websocket, client, service))
     client.on_abort = writer.cancel
     try:
         await asyncio.wait([writer, reader], return_when=asyncio.FIRST_COMPLETED)
-        if writer.cancelled():
-            # Too slow: its writer was stopped mid-send; try to say goodbye, but do not wait for long.
+        if reader.done() and client.closed and not writer.done():
+            # The server is closing this client: its writer sends the last frames and the close frame.
+            await asyncio.wait([writer], timeout=CLOSING_GRACE_S)
+        if client.kill_code is not None and (writer.cancelled() or not writer.done()):
+            # Too slow, over budget, or stuck: its writer is stopped mid-send; the close frame goes anyway
+            # (StreamWebSocketProtocol writes it behind the bounded transport buffer).
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(websocket.close(client.kill_code or 1000), 2)
+                await asyncio.wait_for(websocket.close(client.kill_code), 2)
     finally:
-        if expiry is not None:
-            expiry.cancel()
-        service.fanout.remove_client(client)
         client.kill(client.kill_code or 1000)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(writer, 5)
-
-
-def _expire_at_token_end(client: Client) -> asyncio.TimerHandle | None:
-    """A JWT is only good until its `exp`: then the client is told and the socket closed (1008)."""
-    exp = client.principal.claims.get("exp")
-    if not isinstance(exp, int | float):
-        return None
-
-    def expire() -> None:
-        client.error("token_expired", "the token expired; reconnect with a fresh one")
-        client.finish(POLICY_VIOLATION)
-
-    loop = asyncio.get_running_loop()
-    return loop.call_at(loop.time() + max(0.0, exp - time.time()), expire)
 
 
 async def _refuse(websocket: WebSocket, service: StreamService, code: str, message: str, close_code: int) -> None:
@@ -99,12 +104,24 @@ async def _refuse(websocket: WebSocket, service: StreamService, code: str, messa
 
 
 async def _read(websocket: WebSocket, client: Client, service: StreamService) -> None:
-    max_bytes = service.settings.max_frame_bytes
+    settings = service.settings
+    max_bytes = settings.max_frame_bytes
     fanout = service.fanout
-    while True:
+    rate = FrameRate(settings.ws_frames_per_s, settings.ws_frames_burst)
+    while not client.closed:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        verdict = rate.take()
+        if verdict is not Verdict.OK:
+            if verdict is not Verdict.DROP:
+                limit = f"at most {settings.ws_frames_per_s:g} frames per second (bursts of {settings.ws_frames_burst})"
+                if verdict is Verdict.CLOSE:
+                    client.error("rate_limited", f"{limit}: closing, the client kept sending while throttled")
+                    client.close_soon(POLICY_VIOLATION)
+                    return
+                client.error("rate_limited", f"{limit}: frames over the rate are dropped")
+            continue
         text = message.get("text")
         if text is None:
             client.error("binary_frame", "frames must be JSON text frames, not binary")
