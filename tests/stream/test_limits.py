@@ -3,8 +3,11 @@ codes, connection admission. (tests/security/test_stream_limits.py drives the sa
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from tests.stream.support import RunningStream
 from tributary_common.auth import Principal
 from tributary_stream.clients import FRAME_OVERHEAD, Client, WsEncoder, frame_cost
 from tributary_stream.limits import Admission, FrameRate, Refused, Verdict
@@ -105,3 +108,37 @@ def test_admission_counts_in_all_and_per_principal() -> None:
     t1.release()
     t4.admit("p")  # p's slot came back
     assert a.per_principal == {"p": 2}
+
+
+async def test_api_keys_of_open_streams_are_checked_once_per_key_not_per_connection(
+    stream: RunningStream, hub: Any
+) -> None:
+    """Three sockets on one key, one on another: a round of checks asks the hub twice; a deleted key ends its own."""
+    from tests.stream.support import connect, recv, subscribe
+
+    keys = [await hub.ok("POST", "/apikeys", json={"name": f"k{i}", "scopes": ["events:read"]}) for i in range(2)]
+    sockets = [await connect(stream, keys[0]["key"]) for _ in range(3)] + [await connect(stream, keys[1]["key"])]
+    for i, ws in enumerate(sockets):
+        assert (await subscribe(ws, f"s{i}", events={"pattern": "x.#"}))["type"] == "subscribed"
+    watch = stream.service.credentials
+    await watch.stop()  # no periodic round meanwhile: this test runs the rounds itself
+    asked: list[str] = []
+    verify = stream.service.hub.verify_api_key
+
+    async def counting(key: str, *, fresh: bool = False) -> Principal | None:
+        asked.append(key)
+        return await verify(key, fresh=fresh)
+
+    stream.service.hub.verify_api_key = counting  # type: ignore[method-assign]
+    await watch.check_keys()
+    assert sorted(asked) == sorted(k["key"] for k in keys)
+    await hub.ok("DELETE", f"/apikeys/{keys[0]['id']}")
+    await watch.check_keys()
+    for ws in sockets[:3]:
+        frame = await recv(ws)
+        assert frame["type"] == "error" and frame["code"] == "credentials_revoked"
+        await ws.wait_closed()
+        assert ws.close_code == 1008
+    await sockets[3].send('{"op": "ping", "id": "still"}')
+    assert await recv(sockets[3]) == {"type": "pong", "id": "still"}
+    await sockets[3].close()
