@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tributary_ingest.admission import Refusal
+from tributary_ingest.admission import BOUNDS_TTL_S, Refusal, SampleAdmission
 from tributary_ingest.metrics import IngestMetrics
 from tributary_ingest.refusals import RefusalLog
 from tributary_ingest.values import parse_timestamp
@@ -76,3 +77,19 @@ def test_refusals_are_all_counted_and_logged_once_per_interval(caplog: pytest.Lo
     assert "refused 1 sample(s) (too_far_ahead)" in lines[0] and "time number 0" in lines[0]
     assert "refused 1000 sample(s) (too_far_ahead)" in lines[1] and "the last one" in lines[1]
     assert "(bad_time)" in lines[2]
+
+
+def test_the_window_moves_with_the_clock() -> None:
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    now = [t0]
+    admission = SampleAdmission(max_age_s=60, max_skew_s=10, clock=lambda: now[0])
+    assert admission.time(t0) == t0
+    now[0] = t0 + timedelta(seconds=30)
+    # The cached upper bound (t0 + 10 s) is stale: a time past it is judged against the clock again.
+    assert admission.time(t0 + timedelta(seconds=35)) == t0 + timedelta(seconds=35)
+    refused = admission.time(t0 + timedelta(seconds=41))
+    assert isinstance(refused, Refusal) and refused.reason == "too_far_ahead"
+    now[0] = t0 + timedelta(seconds=100)
+    time.sleep(BOUNDS_TTL_S * 1.5)  # the lower bound is at most this stale
+    refused = admission.time(t0 + timedelta(seconds=39))
+    assert isinstance(refused, Refusal) and refused.reason == "too_old"

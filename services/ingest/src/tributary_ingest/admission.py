@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from time import monotonic as _monotonic
 from typing import Any, NamedTuple
 
 from tributary_common.timeutil import utcnow
@@ -17,6 +18,8 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # A sample is a reading, not a document; these bound what one sample adds to a batch.
 MAX_TEXT_CHARS = 16 * 1024
 MAX_QUALITY_CHARS = 256
+# How stale the lower bound of the time window may be (the upper one is refreshed before it refuses anything).
+BOUNDS_TTL_S = 0.1
 
 
 class Refusal(NamedTuple):
@@ -45,23 +48,37 @@ class SampleAdmission:
         self.max_age = timedelta(seconds=max_age_s)
         self.max_skew = timedelta(seconds=max_skew_s)
         self._clock = clock
+        # The window's bounds, recomputed at most every BOUNDS_TTL_S (reading the clock costs more than the rest of
+        # a sample's checks); a time past the cached upper bound is always judged against a fresh one.
+        self._lo = self._hi = datetime.min.replace(tzinfo=UTC)
+        self._bounds_until = -1.0
 
     def time(self, t: Any) -> datetime | Refusal:
         """`t` in UTC, or why it is refused. Naive means UTC."""
+        if type(t) is datetime and t.tzinfo is UTC and self._lo <= t <= self._hi and _monotonic() < self._bounds_until:
+            return t  # the common case, checked without calls
         if not isinstance(t, datetime):
             return Refusal("bad_time", f"time is a {type(t).__name__}, not a datetime")
         return self._in_window(t)
+
+    def _bounds(self, fresh: bool) -> None:
+        mono = _monotonic()
+        if fresh or mono >= self._bounds_until:
+            now = self._clock()
+            self._lo, self._hi, self._bounds_until = now - self.max_age, now + self.max_skew, mono + BOUNDS_TTL_S
 
     def _in_window(self, t: datetime) -> datetime | Refusal:
         try:
             if t.tzinfo is None:
                 t = t.replace(tzinfo=UTC)
-            now = self._clock()
+            self._bounds(fresh=False)
             # Compared before any conversion: converting a time near year 1 or 9999 to UTC can overflow.
-            if t > now + self.max_skew:
-                return Refusal("too_far_ahead", f"time {_show(t)} is more than {self.max_skew} ahead of {_show(now)}")
-            if t < now - self.max_age:
-                return Refusal("too_old", f"time {_show(t)} is more than {self.max_age} before {_show(now)}")
+            if t > self._hi:
+                self._bounds(fresh=True)
+                if t > self._hi:
+                    return Refusal("too_far_ahead", f"time {_show(t)} is more than {self.max_skew} ahead of now")
+            if t < self._lo:
+                return Refusal("too_old", f"time {_show(t)} is more than {self.max_age} before now")
             return t if t.tzinfo is UTC else t.astimezone(UTC)
         except Exception as exc:  # noqa: BLE001 - a tzinfo whose utcoffset() fails or returns nonsense
             return Refusal("bad_time", f"time {_show(t)} cannot be read as UTC ({type(exc).__name__})")

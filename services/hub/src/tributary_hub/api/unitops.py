@@ -44,7 +44,10 @@ def may_unitop(principal: Principal, name: str) -> None:
     summary="Create a unitop",
     description="Each item's `params` are validated against the subscription JSON Schema its source announced "
     "(422 `invalid_items` with JSON pointers; an unannounced source is an error too). The change is published on "
-    "`tributary.control` as `unitop.<name>`; `record: true` unitops get demand heartbeats so ingest reads them.",
+    "`tributary.control` as `unitop.<name>`; `record: true` unitops get demand heartbeats so ingest reads them. "
+    'Fields the source marks `x-tributary-secret` (credentials) take `{"secret": "NAME"}`, resolved by ingest from '
+    "its secrets folder or environment; a literal value there is a 422 naming the field, and views and change "
+    'messages show any stored literal as `"***"`.',
     responses={
         **ERRORS,
         409: {"model": ErrorBody, "description": "Exists"},
