@@ -28,7 +28,7 @@ class Authenticator:
             if principal is None:
                 raise AuthError("invalid API key")
             return principal
-        return self.jwt.verify(token)
+        return await self.jwt.verify(token)
 
 
 def bearer_token(request: Request, allow_query: bool = False) -> str | None:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .auth import AuthError, Forbidden
+from .auth import AuthError, AuthUnavailable, Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
         return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AuthUnavailable)
+    async def _auth_unavailable(_: Request, exc: AuthUnavailable) -> JSONResponse:
+        # Not the caller's fault: the token may be fine, the keys to check it are out of reach. Retry later.
+        return error_response(503, "auth_unavailable", str(exc), headers={"Retry-After": "5"})
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:

@@ -15,11 +15,11 @@ class CachingJwtVerifier(JwtVerifier):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._verified: dict[str, tuple[float, Principal]] = {}
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         hit = self._verified.get(token)
         if hit is not None and hit[0] > time.time():
             return hit[1]
-        principal = super().verify(token)  # raises for a bad token: never cached
+        principal = await super().verify(token)  # raises for a bad token: never cached
         exp = principal.claims.get("exp")
         if isinstance(exp, int | float):
             if len(self._verified) >= MAX_REMEMBERED:
