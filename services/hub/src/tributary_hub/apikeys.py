@@ -17,6 +17,7 @@ from tributary_common.timeutil import utcnow
 
 from .documents import ApiKeyDoc
 from .errors import Invalid, NotFound
+from .stored import readable
 
 PREFIX = "trk_"
 
@@ -81,7 +82,7 @@ class ApiKeyService:
         return key_view(doc), secret
 
     async def all(self) -> list[dict[str, Any]]:
-        return [key_view(d) for d in await ApiKeyDoc.find_all().sort("created_at").to_list()]
+        return [key_view(d) async for d in readable(ApiKeyDoc, {}, [("created_at", 1)])]
 
     async def delete(self, key_id: str) -> None:
         result = await ApiKeyDoc.get_pymongo_collection().delete_one({"_id": key_id})

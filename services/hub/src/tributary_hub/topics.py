@@ -16,6 +16,8 @@ from typing import Any
 import aiomcache
 import jsonschema_rs
 import orjson
+from beanie.odm.utils.parsing import parse_obj
+from pydantic import ValidationError
 
 from tributary_common.cache import Cache
 from tributary_common.events import dataschema_for
@@ -25,6 +27,7 @@ from .compatibility import Compatibility, check
 from .documents import EventDoc, SchemaDoc, TopicDoc
 from .errors import Conflict, Invalid, NotFound, TooLarge
 from .schemas import SchemaRejected, check_schema, compile_schema
+from .stored import problems, readable, report_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,21 @@ class TopicRef:
 
 def _schema_id(topic: str, uid: str, version: int) -> str:
     return f"{topic}/{uid}/{version}"
+
+
+def _details(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"loc": "/" + "/".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+
+
+def _check_stored_form(merged: dict[str, Any], *, changed: set[str]) -> None:
+    """Refuse a change that would store a topic this hub cannot read back (the domain's own guard, whatever
+    the API let through); problems in fields not being changed are left for a later PATCH to repair."""
+    try:
+        parse_obj(TopicDoc, merged)
+    except ValidationError as exc:
+        bad = [d for d, e in zip(_details(exc), exc.errors(), strict=True) if e["loc"] and e["loc"][0] in changed]
+        if bad:
+            raise Invalid("the change would store an invalid topic", bad, code="invalid_request") from exc
 
 
 def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -129,17 +147,33 @@ class TopicService:
         return topic_view(doc, schema)
 
     async def _doc(self, name: str) -> TopicDoc:
-        doc = await TopicDoc.get(name)
+        try:
+            doc = await TopicDoc.get(name)
+        except ValidationError as exc:
+            report_unreadable(TopicDoc.get_collection_name(), name, exc)
+            raise Conflict(
+                f"topic {name!r} is stored in a form this hub cannot read ({problems(exc)}); "
+                "PATCH the fields named or DELETE the topic",
+                _details(exc),
+                code="unreadable_topic",
+            ) from exc
         if doc is None:
             raise NotFound(f"topic {name!r} does not exist", code="unknown_topic")
         return doc
+
+    async def _raw(self, name: str) -> dict[str, Any]:
+        """The stored document as it is, readable or not: what updates and deletes need (and can repair)."""
+        raw: dict[str, Any] | None = await TopicDoc.get_pymongo_collection().find_one({"_id": name})
+        if raw is None:
+            raise NotFound(f"topic {name!r} does not exist", code="unknown_topic")
+        return raw
 
     async def get(self, name: str) -> dict[str, Any]:
         doc = await self._doc(name)
         return topic_view(doc, await self._schema(doc.id, doc.uid, doc.version))
 
     async def all(self) -> list[dict[str, Any]]:
-        return [topic_view(d) for d in await TopicDoc.find_all().sort("_id").to_list()]
+        return [topic_view(d) async for d in readable(TopicDoc, {}, [("_id", 1)])]
 
     async def update_schema(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
         self._accept(schema)
@@ -175,10 +209,11 @@ class TopicService:
         return topic_view(doc, schema)
 
     async def update_settings(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        doc = await self._doc(name)
+        raw = await self._raw(name)
         if changes:
             changes["updated_at"] = utcnow()
-            await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": doc.uid}, {"$set": changes})
+            _check_stored_form({**raw, **changes}, changed=set(changes))
+            await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": raw.get("uid")}, {"$set": changes})
             self.forget(name)
         await self._cache_delete(f"topic:{name}")
         return await self.get(name)
@@ -205,8 +240,9 @@ class TopicService:
         }
 
     async def delete(self, name: str, *, force: bool) -> int:
-        """Delete the topic; refused while it has events unless `force` (then its events go too)."""
-        doc = await self._doc(name)
+        """Delete the topic; refused while it has events unless `force` (then its events go too). Works on an
+        unreadable document too, so that it can always be removed."""
+        uid = (await self._raw(name)).get("uid")
         events = EventDoc.get_pymongo_collection()
         count = await events.count_documents({"type": name}, limit=1)
         if count and not force:
@@ -214,11 +250,11 @@ class TopicService:
                 f"topic {name!r} has recorded events; delete with ?force=true to remove them too",
                 code="topic_has_events",
             )
-        await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": doc.uid})
+        await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": uid})
         self.forget(name)
         await self._cache_delete(f"topic:{name}")
         deleted = (await events.delete_many({"type": name})).deleted_count if force else 0
-        await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": doc.uid})
+        await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": uid})
         return int(deleted)
 
     # Hot path

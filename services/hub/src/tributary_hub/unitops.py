@@ -24,6 +24,7 @@ from . import cursors
 from .documents import UnitopDoc
 from .errors import Conflict, Invalid, NotFound
 from .sources import SourceRegistry
+from .stored import readable
 
 Notify = Callable[[UnitopChange], Awaitable[None]]
 Schemas = Mapping[str, Mapping[str, Any]]
@@ -186,15 +187,16 @@ class UnitopService:
         query = {"$and": clauses} if clauses else {}
         out: list[UnitopDoc] = []
         # ACL filtering happens here, so pages are filled with what the caller may see.
-        async for doc in UnitopDoc.find(query).sort("_id"):
-            if allowed(doc.id):
-                out.append(doc)
-                if len(out) > limit:
-                    break
+        async with contextlib.aclosing(readable(UnitopDoc, query, [("_id", 1)])) as docs:
+            async for doc in docs:
+                if allowed(doc.id):
+                    out.append(doc)
+                    if len(out) > limit:
+                        break
         more = len(out) > limit
         out = out[:limit]
         schemas = await self._schemas(item["source"] for d in out for item in d.items.values())
         return [unitop_view(d, schemas) for d in out], (cursors.encode(out[-1].id) if more and out else None)
 
     async def recorded(self) -> list[UnitopDoc]:
-        return await UnitopDoc.find(UnitopDoc.record == True).to_list()  # noqa: E712 - a query, not a test
+        return [doc async for doc in readable(UnitopDoc, {"record": True})]

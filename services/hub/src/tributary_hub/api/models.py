@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tributary_common.names import validate_topic
 
 from ..compatibility import Compatibility
+
+T = TypeVar("T")
 
 EXAMPLE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -48,12 +51,27 @@ class TopicCreate(BaseModel):
         return validate_topic(v)
 
 
+def refuse_null(value: T | None) -> T:
+    """For a partial update's fields that cannot be null: absent keeps the stored value, `null` is a 422 naming
+    the field (it would otherwise be stored and make the document unreadable)."""
+    if value is None:
+        raise ValueError("may not be null (leave the field out to keep its value)")
+    return value
+
+
 class TopicPatch(BaseModel):
+    """Absent fields keep their value. `retention_days: null` keeps events forever, `description: null` clears
+    it; `compatibility` cannot be null."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"compatibility": "full"}]})
 
-    compatibility: Compatibility | None = None
+    # `SkipJsonSchema[None]`: the default only means "absent"; the schema does not offer null.
+    compatibility: Compatibility | SkipJsonSchema[None] = None
     retention_days: float | None = Field(default=None, gt=0, le=36500)
     description: str | None = Field(default=None, max_length=2000)
+
+    # Validators do not run on defaults, so only an explicit null reaches them.
+    _not_null = field_validator("compatibility")(refuse_null)
 
 
 class SchemaUpdate(BaseModel):
