@@ -248,12 +248,12 @@ async def test_republishing_an_id_never_duplicates_history(client: httpx.AsyncCl
     assert r.status_code == 202
 
     async def marker_recorded() -> bool:
-        return "marker" in {d["_id"] for d in await recorded(hub, "readings")}
+        return "marker" in {d["eid"] for d in await recorded(hub, "readings")}
 
     await poll(marker_recorded, what="the marker event")
     # The recorder drains in order; give any straggling duplicate the time of one more batch.
     await poll(lambda: _queue_empty(hub), what="the recorder queue drained")
-    ids = [d["_id"] for d in await recorded(hub, "readings")]
+    ids = [d["eid"] for d in await recorded(hub, "readings")]
     assert sorted(ids) == ["marker", "once", "twice"]
     page = (await client.get("/topics/readings/events")).json()["items"]
     assert sorted(e["id"] for e in page) == ["marker", "once", "twice"]

@@ -131,7 +131,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
                 return await _count(hub, len(published))
 
             await poll(everything, timeout=60, what="every published event recorded")
-            ids = [d["_id"] for d in await recorded(hub, "readings")]
+            ids = [d["eid"] for d in await recorded(hub, "readings")]
             assert len(ids) == len(set(ids)) == 250
             assert set(ids) == set(published)
 
@@ -167,6 +167,17 @@ async def test_restart_mid_stream_loses_nothing(hub_settings: HubSettings, mongo
                         return await _count(hub, len(published))
 
                     await poll(everything, timeout=60, what="every event recorded after the restart")
-                    ids = [d["_id"] for d in await recorded(hub, "readings")]
+                    ids = [d["eid"] for d in await recorded(hub, "readings")]
                     assert len(ids) == len(set(ids)) == 500
                     assert set(ids) == set(published)
+
+
+async def test_a_recorder_whose_loop_ends_turns_readyz_red(client: httpx.AsyncClient, hub: Hub) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    events = hub.recorders[0]
+    assert events.kind == "events" and events._task is not None
+    events._task.cancel()  # whatever ends it: the process must not look ready with a recorder gone
+    await asyncio.sleep(0.05)
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["recorders"] != "ok"

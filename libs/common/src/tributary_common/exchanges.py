@@ -10,7 +10,13 @@ from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 EVENTS = RabbitExchange("tributary.events", type=ExchangeType.TOPIC, durable=True)
 SAMPLES = RabbitExchange("tributary.samples", type=ExchangeType.TOPIC, durable=True)
 CONTROL = RabbitExchange("tributary.control", type=ExchangeType.TOPIC, durable=True)
-ALL = (EVENTS, SAMPLES, CONTROL)
+# Messages a consumer can never use, with their reason in headers (x-death-reason, x-original-exchange,
+# x-original-routing-key, x-first-failure); the routing key names the queue they came from.
+DEAD = RabbitExchange("tributary.dead", type=ExchangeType.TOPIC, durable=True)
+ALL = (EVENTS, SAMPLES, CONTROL, DEAD)
+
+# Bound to DEAD with `#` so that dead letters are kept until an operator replays or deletes them.
+DEADLETTERS_QUEUE = "tributary.deadletters"
 
 RPC_HUB_QUEUE = "tributary.rpc.hub"
 

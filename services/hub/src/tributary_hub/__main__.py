@@ -45,7 +45,7 @@ async def record(settings: HubSettings) -> None:
     await hub.start()
     # The recorder has no API, but its probes and metrics need /healthz, /readyz and /metrics.
     health = HealthServer(
-        {"broker": hub.check_broker, "mongodb": hub.check_mongodb},
+        {"broker": hub.check_broker, "mongodb": hub.check_mongodb, "recorders": hub.check_recorders},
         host=settings.http_host,
         port=settings.http_port,
         title="Tributary recorder",

@@ -1,4 +1,4 @@
-"""aio-pika adapters: the confirmed event publisher and the topology the recorders consume.
+"""aio-pika adapters: the confirmed event publisher, the dead-letter sender, and the topology the recorders consume.
 
 The hot path uses aio-pika directly (one channel with publisher confirms, many publishes in flight) rather
 than going through faststream: fewer layers per message. faststream serves RPC and control messages.
@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
 from tributary_common.events import CloudEvent
-from tributary_common.exchanges import EVENTS, SAMPLES
+from tributary_common.exchanges import DEAD, DEADLETTERS_QUEUE, EVENTS, SAMPLES
 from tributary_common.telemetry import inject_headers
+from tributary_common.timeutil import format_time, utcnow
 
 from .errors import Unavailable
 
@@ -25,20 +26,65 @@ log = logging.getLogger(__name__)
 EVENTS_RECORDER_QUEUE = "tributary.hub.recorder.events"
 SAMPLES_RECORDER_QUEUE = "tributary.hub.recorder.samples"
 CONTENT_TYPE = "application/cloudevents+json"
+DEATH_DETAIL_MAX = 500
 
 
 async def declare_topology(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractExchange]:
-    """The events and samples exchanges, and the recorders' durable queues bound to them with `#`.
+    """The events and samples exchanges, and the recorders' durable queues bound to them with `#`; the
+    dead-letter exchange and the durable queue that keeps what lands there.
 
     Declared by every hub process at start-up, recorders enabled or not, so that nothing confirmed to a
     publisher is dropped for want of a queue while no recorder runs.
     """
     events = await channel.declare_exchange(EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True)
     samples = await channel.declare_exchange(SAMPLES.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    for queue_name, exchange in ((EVENTS_RECORDER_QUEUE, events), (SAMPLES_RECORDER_QUEUE, samples)):
+    dead = await channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
+    for queue_name, exchange in (
+        (EVENTS_RECORDER_QUEUE, events),
+        (SAMPLES_RECORDER_QUEUE, samples),
+        (DEADLETTERS_QUEUE, dead),
+    ):
         queue = await channel.declare_queue(queue_name, durable=True)
         await queue.bind(exchange, routing_key="#")
     return events, samples
+
+
+class DeadLetters:
+    """Sends a consumed message that can never be used to `tributary.dead`, confirmed, with its reason.
+
+    The body and properties are kept as they were, so that a replay publishes the same message again.
+    """
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        self._exchange: AbstractExchange | None = None
+
+    async def start(self) -> None:
+        self._exchange = await self._channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
+        """Raises when the broker does not confirm: the caller keeps the original unacknowledged and retries."""
+        if self._exchange is None:
+            raise RuntimeError("dead letters not started")
+        headers: dict[str, Any] = dict(message.headers or {})
+        headers.setdefault("x-first-failure", format_time(utcnow()))
+        headers.update(
+            {
+                "x-death-reason": reason,
+                "x-death-detail": detail[:DEATH_DETAIL_MAX],
+                "x-original-exchange": message.exchange or "",
+                "x-original-routing-key": message.routing_key or "",
+            }
+        )
+        letter = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=message.message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._exchange.publish(letter, routing_key=queue, mandatory=False)
 
 
 class EventPublisher:
@@ -68,12 +114,13 @@ class EventPublisher:
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
-    async def publish(self, event: CloudEvent) -> None:
+    async def publish(self, event: CloudEvent, body: bytes | None = None) -> None:
+        """`body` is the encoded envelope when the caller has it already (it checked its size)."""
         if self._exchange is None:
             raise Unavailable("the broker connection is not open", code="broker_unavailable")
         headers: dict[str, Any] = inject_headers() if event.traceparent is None else {"traceparent": event.traceparent}
         message = aio_pika.Message(
-            event.model_dump_json().encode(),
+            body if body is not None else event.model_dump_json().encode(),
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=event.id,
@@ -85,15 +132,29 @@ class EventPublisher:
                     message, routing_key=event.routing_key, mandatory=False, timeout=self.timeout_s
                 )
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                # A nack (a queue refused it), a timeout or a lost connection: the broker may or may not
+                # hold it, so the client retries with the same id and the recorder keeps it once.
                 log.warning("publish of %s not confirmed: %s", event.id, exc)
                 raise Unavailable(
                     f"the broker did not confirm event {event.id!r}: {type(exc).__name__}; retry with the same id",
                     code="broker_unavailable",
                 ) from exc
 
-    async def publish_many(self, events: Sequence[CloudEvent]) -> None:
-        """All of them, concurrently (bounded by the window); returns once every one is confirmed."""
-        results = await asyncio.gather(*(self.publish(e) for e in events), return_exceptions=True)
+    async def publish_many(
+        self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None
+    ) -> list[Unavailable | None]:
+        """All of them, concurrently (bounded by the window), each waited for to the end; per event, None when
+        the broker confirmed it, else why not."""
+        encoded: Sequence[bytes | None] = bodies if bodies is not None else [None] * len(events)
+        results = await asyncio.gather(
+            *(self.publish(e, b) for e, b in zip(events, encoded, strict=True)), return_exceptions=True
+        )
+        outcome: list[Unavailable | None] = []
         for result in results:
-            if isinstance(result, BaseException):
+            if isinstance(result, Unavailable):
+                outcome.append(result)
+            elif isinstance(result, BaseException):
                 raise result
+            else:
+                outcome.append(None)
+        return outcome

@@ -64,7 +64,14 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         )
 
     app.include_router(
-        health_router({"broker": hub.check_broker, "mongodb": hub.check_mongodb, "memcached": hub.check_memcached})
+        health_router(
+            {
+                "broker": hub.check_broker,
+                "mongodb": hub.check_mongodb,
+                "memcached": hub.check_memcached,
+                "recorders": hub.check_recorders,
+            }
+        )
     )
     app.include_router(topics.router)
     app.include_router(events.router)

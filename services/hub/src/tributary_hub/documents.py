@@ -49,10 +49,20 @@ class SchemaDoc(Document):
         indexes = [IndexModel([("topic", pymongo.ASCENDING), ("version", pymongo.ASCENDING)], name="topic_version")]
 
 
+def event_key(topic: str, event_id: str) -> str:
+    """An event's `_id`: ids are unique per topic, so the same id on two topics is two events. A topic name
+    never holds `/`, so the key is unambiguous."""
+    return f"{topic}/{event_id}"
+
+
 class EventDoc(Document):
-    """One recorded CloudEvent; `_id` is the event id, `key` its routing key."""
+    """One recorded CloudEvent; `_id` is `event_key(type, eid)`, `eid` the event id, `key` its routing key.
+
+    Documents written before ids were per topic have `_id` = the event id and no `eid`.
+    """
 
     id: str  # type: ignore[assignment]
+    eid: str | None = None
     key: str
     type: str
     subject: str | None = None
@@ -71,6 +81,8 @@ class EventDoc(Document):
             ),
             IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="pos"),
             IndexModel([("type", pymongo.ASCENDING), ("subject", pymongo.ASCENDING)], name="type_subject"),
+            # `after_id` resumes by event id over patterns that may span topics.
+            IndexModel([("eid", pymongo.ASCENDING)], name="eid"),
         ]
 
 

@@ -31,7 +31,8 @@ def envelope(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored document as the CloudEvent it was (optional attributes only when set)."""
     out: dict[str, Any] = {
         "specversion": "1.0",
-        "id": doc["_id"],
+        # Documents recorded before ids were per topic have no `eid`: their `_id` is the id.
+        "id": doc.get("eid") or doc["_id"],
         "source": doc["source"],
         "type": doc["type"],
     }
@@ -110,8 +111,13 @@ class EventHistory:
         """`build_filter` in this server's regex dialect."""
         return build_filter(**kwargs, atomic=await self.regex_atomic())
 
-    async def position_of(self, event_id: str) -> tuple[str, str]:
-        doc = await self.collection.find_one({"_id": event_id}, {"time": 1})
+    async def position_of(self, event_id: str, pattern: str = "#") -> tuple[str, str]:
+        """The position of the event with that id. Ids are unique per topic: the pattern's topic (when it names
+        one) picks the event; over several topics the earliest with that id, so that a resume never skips one."""
+        ids = {"$or": [{"eid": event_id}, {"_id": event_id, "eid": {"$exists": False}}]}
+        first = pattern.split(".", 1)[0]
+        query = ids if first in ("*", "#") else {"$and": [{"type": first}, ids]}
+        doc = await self.collection.find_one(query, {"time": 1}, sort=SORT_ASC)
         if doc is None:
             raise NotFound(f"no recorded event with id {event_id!r}", code="unknown_event")
         return doc["time"], doc["_id"]

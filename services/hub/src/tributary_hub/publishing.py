@@ -2,7 +2,9 @@
 into the request body (`/data/temp`, or `/<index>/data/temp` in a batch).
 
 Batch semantics: all or nothing. Every event of a batch is validated first; if any is invalid, none is
-published and the 422 lists each invalid event's violations by index.
+published and the 422 lists each invalid event's violations by index. Each event is then encoded once; an
+envelope over `max_event_bytes` is a 413 naming its index (numbers can re-encode several times longer than a
+client sent them, so the request body's size says little about what the recorder must store).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tributary_common.names import validate_subject
 from tributary_common.telemetry import current_traceparent
 from tributary_common.timeutil import utcnow
 
-from .errors import Invalid
+from .errors import Invalid, TooLarge
 from .schemas import violations
 from .topics import TopicRef, TopicService
 
@@ -72,14 +74,19 @@ def parse_item(
         return None, _pydantic_details(exc, prefix)
 
 
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+
 class EventFactory:
-    def __init__(self, topics: TopicService) -> None:
+    def __init__(self, topics: TopicService, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.topics = topics
+        self.max_event_bytes = max_event_bytes
 
     async def build(
         self, topic: str, raws: list[Any], *, envelope: bool, batch: bool
-    ) -> tuple[TopicRef, list[CloudEvent]]:
-        """Validate every raw event against the topic's current schema; raise `Invalid` listing every problem."""
+    ) -> tuple[TopicRef, list[CloudEvent], list[bytes]]:
+        """Validate every raw event against the topic's current schema (`Invalid` listing every problem), then
+        encode each envelope (`TooLarge` listing every one over the limit); the bodies are what to publish."""
         ref = await self.topics.resolve(topic)
         validator = await self.topics.validator(ref)
         problems: list[dict[str, str]] = []
@@ -113,4 +120,16 @@ class EventFactory:
             raise Invalid(
                 f"the {what} invalid against {ref.dataschema}; nothing was published", problems, code="invalid_event"
             )
-        return ref, events
+        bodies = [e.model_dump_json().encode() for e in events]
+        too_large = [
+            {"loc": f"/{index}" if batch else "/", "msg": f"the envelope encodes to {len(body)} bytes"}
+            for index, body in enumerate(bodies)
+            if len(body) > self.max_event_bytes
+        ]
+        if too_large:
+            raise TooLarge(
+                f"an event's encoded envelope may hold at most {self.max_event_bytes} bytes; nothing was published",
+                too_large,
+                code="event_too_large",
+            )
+        return ref, events, bodies

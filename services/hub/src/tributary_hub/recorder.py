@@ -1,10 +1,15 @@
 """The recorders: durable queue -> batched `insert_many(ordered=False)` -> ack.
 
 A batch is written when it holds `batch_size` messages or its first message waited `max_delay_ms`. Messages
-are acknowledged only after their batch is written; duplicates (a redelivery, or a client resending an id) are
-the unique `_id` refusing the insert, which counts as written. While the database is unreachable the same batch
-is retried with backoff and nothing is acked, so the queue holds everything. A message that can never be
-stored (not a valid envelope) is logged, counted and acked, so that it cannot block the queue forever.
+are acknowledged only after their batch is written; duplicates (a redelivery, or a client resending an id on the
+same topic: events are keyed by `(topic, id)`, samples by `(sid, t)`) are the unique `_id` refusing the insert,
+which counts as written. While the database is unreachable the same batch is retried with backoff and nothing
+is acked, so the queue holds everything.
+
+No message ends a recorder. One that can never be written (undecodable, not a valid envelope, over
+`max_event_bytes`, or refused by the database for what it is) goes to the dead-letter exchange with its reason,
+confirmed before the original is acked, and the recorder carries on. `alive` turns false if the consume loop
+or the broker's consumer is gone anyway, which turns /readyz red.
 """
 
 from __future__ import annotations
@@ -19,34 +24,65 @@ from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from bson.errors import InvalidDocument
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from tributary_common.events import CloudEvent
 from tributary_common.samples import SampleBatch
 from tributary_common.telemetry import extract_context, tracer
 from tributary_common.timeutil import format_time, utcnow
 
-from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, declare_topology
-from .documents import TopicDoc
+from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, DeadLetters, declare_topology
+from .documents import TopicDoc, event_key
 
 log = logging.getLogger(__name__)
 _tracer = tracer("tributary_hub.recorder")
 
 RECORDED = Counter("tributary_hub_recorded_total", "Documents written (duplicates included)", ["kind"])
-DUPLICATES = Counter("tributary_hub_recorder_duplicates_total", "Documents already present", ["kind"])
-POISON = Counter("tributary_hub_recorder_dropped_total", "Messages that can never be stored", ["kind"])
+DUPLICATES = Counter(
+    "tributary_hub_recorder_duplicates_total", "Documents already present (a redelivery or a resent id)", ["kind"]
+)
+DEAD_LETTERED = Counter(
+    "tributary_hub_recorder_dead_lettered_total",
+    "Messages that can never be stored, sent to tributary.dead",
+    ["kind", "reason"],
+)
 RETRIES = Counter("tributary_hub_recorder_retries_total", "Failed writes retried", ["kind"])
 BATCH = Histogram(
     "tributary_hub_recorder_batch_size", "Messages per write", ["kind"], buckets=(1, 10, 50, 100, 500, 1000, 5000)
 )
 
 DUPLICATE_KEY = 11000
-ToDocs = Callable[[list[AbstractIncomingMessage]], Awaitable[list[dict[str, Any]]]]
+# Server errors that refuse a document for what it is (retrying cannot help), unlike the database being away:
+# BadValue, TypeMismatch, DollarPrefixedFieldName, DottedFieldName, KeyTooLong, BSONObjectTooLarge.
+DOCUMENT_ERRORS = frozenset({2, 14, 52, 57, 17280, 10334})
+DETAIL_MAX = 300
+
+
+class Unrecordable(Exception):
+    """A message that can never be written; `reason` is a short machine-readable word."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+ToDocs = Callable[[AbstractIncomingMessage], Awaitable[list[dict[str, Any]]]]
+Row = tuple[AbstractIncomingMessage, list[dict[str, Any]]]
+Refusal = tuple[AbstractIncomingMessage, str, str]
+
+
+def _document_refusal(exc: BaseException) -> bool:
+    """Whether the database refused the documents themselves (isolate and dead-letter) rather than being away."""
+    if isinstance(exc, InvalidDocument):  # includes DocumentTooLarge, raised by the driver before sending
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in DOCUMENT_ERRORS
 
 
 class Recorder:
@@ -77,16 +113,33 @@ class Recorder:
         self._writing = False
         self._batch_done = asyncio.Event()
         self._consumer_tag: str | None = None
+        self._channel: AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._dead: DeadLetters | None = None
         self.written = 0
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         await declare_topology(channel)
+        self._dead = DeadLetters(await connection.channel(publisher_confirms=True))
+        await self._dead.start()
+        self._channel = channel
         self._queue = await channel.declare_queue(self.queue_name, durable=True)
         self._consumer_tag = await self._queue.consume(self._inbox.put)
         self._task = asyncio.create_task(self._run(), name=f"recorder-{self.kind}")
+
+    async def alive(self) -> bool:
+        """The consume loop runs and the broker still delivers to our consumer (it cancels it when the queue
+        is deleted, and the channel is closed while the connection is lost)."""
+        if self._task is None or self._task.done() or self._channel is None:
+            return False
+        try:
+            underlay = await self._channel.get_underlay_channel()
+        except Exception:  # noqa: BLE001 - a closed channel says "not alive", whatever the client raises
+            return False
+        consumers: dict[str, Any] = getattr(underlay, "consumers", {})
+        return not underlay.is_closed and self._consumer_tag in consumers
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Stop consuming, write what is already here (within `drain_timeout_s`), return the rest to the queue."""
@@ -127,8 +180,15 @@ class Recorder:
             while True:
                 batch = await self._next_batch()
                 self._writing = True
-                await self._write_until_done(batch)
-                # Acknowledge only now that the batch is stored.
+                while True:
+                    try:
+                        await self._record(batch)
+                        break
+                    except Exception:
+                        # Not a message's fault (those are dead-lettered): keep the batch and try again.
+                        log.exception("%s recorder: batch failed; retrying in %.1f s", self.kind, self.retry_max_s)
+                        await asyncio.sleep(self.retry_max_s)
+                # Acknowledge only now that the batch is stored (or dead-lettered).
                 for message in batch:
                     # A closed channel means the broker redelivers these: harmless, the writes are idempotent.
                     with contextlib.suppress(Exception):
@@ -144,47 +204,89 @@ class Recorder:
                     await message.nack(requeue=True)
             raise
 
-    async def _write_until_done(self, batch: list[AbstractIncomingMessage]) -> None:
-        docs = await self.to_docs(batch)
+    async def _record(self, batch: list[AbstractIncomingMessage]) -> None:
+        rows: list[Row] = []
+        refused: list[Refusal] = []
+        for message in batch:
+            try:
+                rows.append((message, await self.to_docs(message)))
+            except Unrecordable as exc:
+                refused.append((message, exc.reason, exc.detail))
+            except Exception as exc:
+                log.exception("%s recorder: converting a message failed", self.kind)
+                refused.append((message, "unexpected_error", type(exc).__name__))
         BATCH.labels(self.kind).observe(len(batch))
+        if rows:
+            ctx = extract_context(batch[0].headers)
+            with _tracer.start_as_current_span(
+                f"record {self.kind}", context=ctx, kind=trace.SpanKind.CONSUMER
+            ) as span:
+                span.set_attribute("messaging.batch.message_count", len(batch))
+                refused += await self._write(rows)
+        for message, reason, detail in refused:
+            await self._dead_letter(message, reason, detail)
+
+    async def _write(self, rows: list[Row]) -> list[Refusal]:
+        """Write every row, retrying while the database is away; what it refuses for what it is is returned."""
         delay = self.retry_min_s
         while True:
             try:
-                ctx = extract_context(batch[0].headers) if batch else None
-                with _tracer.start_as_current_span(
-                    f"record {self.kind}", context=ctx, kind=trace.SpanKind.CONSUMER
-                ) as span:
-                    span.set_attribute("messaging.batch.message_count", len(docs))
-                    await self._insert(docs)
-                return
-            except PyMongoError as exc:
+                return await self._insert(rows)
+            except Exception as exc:
+                if _document_refusal(exc):
+                    if len(rows) == 1:
+                        reason = "too_large" if "too large" in str(exc).lower() else "refused_by_database"
+                        return [(rows[0][0], reason, str(exc)[:DETAIL_MAX])]
+                    # One document spoils the whole call: write them one message at a time to find it.
+                    return [r for row in rows for r in await self._write([row])]
+                if not isinstance(exc, PyMongoError):
+                    raise
                 RETRIES.labels(self.kind).inc()
                 log.warning(
-                    "%s recorder: write of %d failed (%s); retrying in %.1f s",
+                    "%s recorder: write of %d messages failed (%s); retrying in %.1f s",
                     self.kind,
-                    len(docs),
+                    len(rows),
                     type(exc).__name__,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
 
-    async def _insert(self, docs: list[dict[str, Any]]) -> None:
+    async def _insert(self, rows: list[Row]) -> list[Refusal]:
+        docs = [doc for _, row_docs in rows for doc in row_docs]
+        owners = [message for message, row_docs in rows for _ in row_docs]
         if not docs:
-            return
+            return []
+        refused: dict[int, Refusal] = {}
         try:
             await self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             duplicates = [e for e in errors if e.get("code") == DUPLICATE_KEY]
-            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
             DUPLICATES.labels(self.kind).inc(len(duplicates))
-            if others:
-                # The server refused these documents themselves: retrying cannot help.
-                POISON.labels(self.kind).inc(len(others))
-                log.error("%s recorder: %d documents refused: %s", self.kind, len(others), others[0].get("errmsg"))
+            for e in errors:
+                if e.get("code") != DUPLICATE_KEY:
+                    # The server refused this document itself: retrying cannot help.
+                    owner = owners[e["index"]]
+                    refused[id(owner)] = (owner, "refused_by_database", str(e.get("errmsg", ""))[:DETAIL_MAX])
         RECORDED.labels(self.kind).inc(len(docs))
         self.written += len(docs)
+        return list(refused.values())
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+        """Until the broker confirms it: the original is acked only after."""
+        assert self._dead is not None
+        DEAD_LETTERED.labels(self.kind, reason).inc()
+        log.error("%s recorder: dead-lettering message %s (%s): %s", self.kind, message.message_id, reason, detail)
+        delay = self.retry_min_s
+        while True:
+            try:
+                await self._dead.send(message, queue=self.queue_name, reason=reason, detail=detail)
+                return
+            except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
+                log.warning("%s recorder: dead letter not confirmed (%s); retrying in %.1f s", self.kind, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
 
 
 class TopicRetention:
@@ -199,8 +301,10 @@ class TopicRetention:
         hit = self._known.get(topic)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        doc = await TopicDoc.get(topic)
-        days = doc.retention_days if doc is not None else None
+        # The raw field, so that a topic document that no longer parses cannot stop the recorder.
+        raw = await TopicDoc.get_pymongo_collection().find_one({"_id": topic}, {"retention_days": 1})
+        value = raw.get("retention_days") if raw is not None else None
+        days = float(value) if isinstance(value, int | float) and value > 0 else None
         self._known[topic] = (now, days)
         return days
 
@@ -211,7 +315,8 @@ class TopicRetention:
 
 def event_document(event: CloudEvent, expire_at: datetime | None) -> dict[str, Any]:
     return {
-        "_id": event.id,
+        "_id": event_key(event.type, event.id),
+        "eid": event.id,
         "key": event.routing_key,
         "type": event.type,
         "subject": event.subject,
@@ -224,53 +329,55 @@ def event_document(event: CloudEvent, expire_at: datetime | None) -> dict[str, A
     }
 
 
-def events_to_docs(retention: TopicRetention) -> ToDocs:
-    async def convert(batch: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
-        docs = []
-        for message in batch:
+def _refusal(exc: ValidationError, what: str) -> Unrecordable:
+    """`undecodable` (not JSON) or `not_a_<what>`, with the first problem but not the input (it may be huge)."""
+    first = exc.errors()[0]
+    reason = "undecodable" if first["type"] in ("json_invalid", "json_type") else f"not_a_{what}"
+    return Unrecordable(reason, f"{'.'.join(str(p) for p in first['loc']) or '/'}: {first['msg']}")
+
+
+def events_to_docs(retention: TopicRetention, max_event_bytes: int) -> ToDocs:
+    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
+        # The hub refuses such events at publish; this catches anything that reached the exchange otherwise.
+        if len(message.body) > max_event_bytes:
+            raise Unrecordable("too_large", f"{len(message.body)} bytes, over the limit of {max_event_bytes}")
+        try:
+            event = CloudEvent.model_validate_json(message.body)
+        except ValidationError as exc:
+            raise _refusal(exc, "cloudevent") from exc
+        while True:
             try:
-                event = CloudEvent.model_validate_json(message.body)
-            except ValidationError as exc:
-                POISON.labels("events").inc()
-                log.error("events recorder: dropping a message that is not a CloudEvent: %s", exc.errors()[0])
-                continue
-            while True:
-                try:
-                    expire_at = await retention.expire_at(event.type, event.time)
-                    break
-                except PyMongoError as exc:
-                    log.warning("events recorder: topic lookup failed (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(1)
-            docs.append(event_document(event, expire_at))
-        return docs
+                expire_at = await retention.expire_at(event.type, event.time)
+                break
+            except PyMongoError as exc:
+                log.warning("events recorder: topic lookup failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1)
+        return [event_document(event, expire_at)]
 
     return convert
 
 
 def samples_to_docs(retention_days: float | None) -> ToDocs:
-    async def convert(batch: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
-        docs = []
+    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
         expire_at = utcnow() + timedelta(days=retention_days) if retention_days else None
-        for message in batch:
-            try:
-                sb = SampleBatch.model_validate_json(message.body)
-            except ValidationError as exc:
-                POISON.labels("samples").inc()
-                log.error("samples recorder: dropping a message that is not a sample batch: %s", exc.errors()[0])
-                continue
-            for s in sb.samples:
-                t = format_time(s.t)
-                docs.append(
-                    {
-                        "_id": f"{sb.sid}|{t}",
-                        "sid": sb.sid,
-                        "source": sb.source,
-                        "t": t,
-                        "v": s.v,
-                        "q": s.q,
-                        "expire_at": expire_at,
-                    }
-                )
+        try:
+            sb = SampleBatch.model_validate_json(message.body)
+        except ValidationError as exc:
+            raise _refusal(exc, "sample_batch") from exc
+        docs = []
+        for s in sb.samples:
+            t = format_time(s.t)
+            docs.append(
+                {
+                    "_id": f"{sb.sid}|{t}",
+                    "sid": sb.sid,
+                    "source": sb.source,
+                    "t": t,
+                    "v": s.v,
+                    "q": s.q,
+                    "expire_at": expire_at,
+                }
+            )
         return docs
 
     return convert
@@ -286,7 +393,9 @@ def make_recorders(settings: Any, events: AsyncCollection[Any], samples: AsyncCo
     )
     retention = TopicRetention(settings.recorder_topic_cache_s)
     return [
-        Recorder("events", EVENTS_RECORDER_QUEUE, events, events_to_docs(retention), **common),
+        Recorder(
+            "events", EVENTS_RECORDER_QUEUE, events, events_to_docs(retention, settings.max_event_bytes), **common
+        ),
         Recorder(
             "samples", SAMPLES_RECORDER_QUEUE, samples, samples_to_docs(settings.samples_retention_days), **common
         ),

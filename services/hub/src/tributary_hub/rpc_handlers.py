@@ -36,7 +36,7 @@ def register_rpc(server: RpcServer, hub: Hub) -> None:
             if req.cursor:
                 position = cursors.decode(req.cursor)
             elif req.after_id:
-                position = await hub.history.position_of(req.after_id)
+                position = await hub.history.position_of(req.after_id, req.pattern)
             query = await hub.history.filter(
                 pattern=req.pattern,
                 start=format_time(req.since) if req.since and position is None else None,

@@ -78,7 +78,7 @@ class Hub:
             cache_ttl_s=s.topic_cache_ttl_s,
             local_ttl_s=s.topic_local_ttl_s,
         )
-        self.events = EventFactory(self.topics)
+        self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
         events_coll = EventDoc.get_pymongo_collection()
         samples_coll = SampleDoc.get_pymongo_collection()
         self.history = EventHistory(
@@ -212,6 +212,11 @@ class Hub:
             raise ConnectionError("broker does not answer")
         if self._recorder_connection is not None and self._recorder_connection.is_closed:
             raise ConnectionError("recorder connection closed")
+
+    async def check_recorders(self) -> None:
+        stopped = [r.kind for r in self.recorders if not await r.alive()]
+        if stopped:
+            raise ConnectionError(f"recorders not consuming: {', '.join(stopped)}")
 
     async def check_mongodb(self) -> None:
         assert self.mongo is not None

@@ -24,6 +24,9 @@ class HubSettings(CommonSettings, MongoSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # one event's request body
     max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a batch request body
     max_batch_events: int = Field(default=10_000, ge=1)
+    # One event's encoded envelope (what the recorder stores): well under the database's 16 MB document limit,
+    # since numbers can re-encode several times longer than the client sent them.
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024, le=8 * 1024 * 1024)
     max_schema_bytes: int = Field(default=64 * 1024, ge=256)
     max_schema_depth: int = Field(default=32, ge=2)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -20,7 +20,7 @@ from tributary_common.telemetry import cloudevent_attributes, messaging_attribut
 from tributary_common.timeutil import format_time
 
 from .. import cursors
-from ..errors import HubError, Invalid, TooLarge
+from ..errors import HubError, Invalid, TooLarge, Unavailable
 from ..history import export_csv, export_lines
 from .deps import hub_of, negotiate, parse_json, query_time, read_body, require, require_json, scope_doc
 from .models import EventPage, LatestEvents
@@ -37,7 +37,7 @@ BATCH_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", 
 PUBLISH_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     400: {"model": ErrorBody, "description": "Malformed JSON"},
-    413: {"model": ErrorBody, "description": "Body (or batch) over the limit"},
+    413: {"model": ErrorBody, "description": "Body, batch or the event's encoded envelope over the limit"},
     415: {"model": ErrorBody, "description": "Unsupported Content-Type"},
     422: {
         "model": ErrorBody,
@@ -56,6 +56,27 @@ PUBLISH_ERRORS: dict[int | str, dict[str, Any]] = {
         },
     },
     503: {"model": ErrorBody, "description": "The broker did not confirm; retry with the same ids"},
+}
+BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **PUBLISH_ERRORS,
+    413: {"model": ErrorBody, "description": "Body, batch or one event's encoded envelope (`/<index>`) over the limit"},
+    503: {
+        "description": "Not every event was confirmed: `ids` (every event's id, in order) and `confirmed` (per "
+        "event); resend the batch with these ids, history keeps each (topic, id) once",
+        "content": {
+            "application/json": {
+                "example": {
+                    "error": {
+                        "code": "partially_confirmed",
+                        "message": "the broker confirmed 1 of 2 events; resend the batch with these ids",
+                        "details": [{"loc": "/1", "msg": "not confirmed: ..."}],
+                    },
+                    "ids": ["reading-0001", "reading-0002"],
+                    "confirmed": [True, False],
+                }
+            }
+        },
+    },
 }
 
 EVENT_EXAMPLE = {"data": {"temperature": 21.5, "unit": "C"}, "subject": "plant1.line3"}
@@ -82,8 +103,9 @@ def may_publish(principal: Principal, keys: list[str]) -> None:
     summary="Publish one event",
     description="Body `{data, subject?, id?, source?}` as `application/json`, or a structured CloudEvents envelope "
     "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub). "
-    "The 202 comes after the broker confirmed the persistent message. Resending the same `id` never duplicates it "
-    "in history. Requires `events:publish` and a topics ACL covering `<topic>[.<subject>]`.",
+    "The 202 comes after the broker confirmed the persistent message. Resending the same `id` to the same topic "
+    "never duplicates it in history (ids are unique per topic). Requires `events:publish` and a topics ACL "
+    "covering `<topic>[.<subject>]`.",
     responses=PUBLISH_ERRORS,
     openapi_extra={
         **scope_doc("events:publish"),
@@ -109,7 +131,7 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
     raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
     with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
         try:
-            ref, events = await hub.events.build(
+            ref, events, bodies = await hub.events.build(
                 topic, [raw], envelope=kind == "application/cloudevents+json", batch=False
             )
         except Invalid:
@@ -121,7 +143,7 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
             span.set_attributes(cloudevent_attributes(ev.id, ev.type, ev.source, ev.subject))
         may_publish(principal, [e.routing_key for e in events])
         assert hub.publisher is not None
-        await hub.publisher.publish(events[0])
+        await hub.publisher.publish(events[0], bodies[0])
     PUBLISHED.labels("one").inc()
     return PublishAccepted(id=events[0].id, dataschema=ref.dataschema)
 
@@ -175,8 +197,10 @@ def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
     "`{data, subject?, id?, source?}`. **All or nothing**: every event is validated first; if any is invalid, none "
     "is published and the 422 lists the violations of each invalid event as `/<index>/data/...`. Otherwise all are "
     "published concurrently with publisher confirms and the 202 lists the ids in order. At most "
-    "`TRIBUTARY_MAX_BATCH_EVENTS` events and `TRIBUTARY_MAX_BATCH_BYTES` bytes (413 beyond).",
-    responses=PUBLISH_ERRORS,
+    "`TRIBUTARY_MAX_BATCH_EVENTS` events and `TRIBUTARY_MAX_BATCH_BYTES` bytes, each envelope at most "
+    "`TRIBUTARY_MAX_EVENT_BYTES` encoded (413 beyond). If the broker confirms only some events, the 503 lists every "
+    "id and which were confirmed: resend with those ids.",
+    responses=BATCH_ERRORS,
     openapi_extra={
         **scope_doc("events:publish"),
         "requestBody": {
@@ -208,15 +232,34 @@ async def publish_batch(topic: str, request: Request, principal: Principal = Dep
         span.set_attributes(messaging_attributes("publish", EVENTS.name, topic))
         span.set_attribute("messaging.batch.message_count", len(items))
         try:
-            ref, events = await hub.events.build(topic, items, envelope=False, batch=True)
+            ref, events, bodies = await hub.events.build(topic, items, envelope=False, batch=True)
         except Invalid:
             REJECTED.labels("batch").inc()
             raise
         may_publish(principal, [e.routing_key for e in events])
         assert hub.publisher is not None
-        await hub.publisher.publish_many(events)
-    PUBLISHED.labels("batch").inc(len(events))
+        failures = await hub.publisher.publish_many(events, bodies)
+    PUBLISHED.labels("batch").inc(failures.count(None))
+    if any(failures):
+        return partially_confirmed([e.id for e in events], failures)
     return BatchAccepted(ids=[e.id for e in events], dataschema=ref.dataschema)
+
+
+def partially_confirmed(ids: list[str], failures: list[Unavailable | None]) -> JSONResponse:
+    """503 with every id and which ones the broker confirmed: resending the batch with these ids is exactly-once
+    in history (the recorder keeps one event per topic and id)."""
+    details = [{"loc": f"/{i}", "msg": f"not confirmed: {f.message}"} for i, f in enumerate(failures) if f]
+    body = {
+        "error": {
+            "code": "partially_confirmed",
+            "message": f"the broker confirmed {failures.count(None)} of {len(ids)} events; "
+            "resend the batch with these ids (confirmed ones are not recorded twice)",
+            "details": details,
+        },
+        "ids": ids,
+        "confirmed": [f is None for f in failures],
+    }
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
 def history_pattern(principal: Principal, topic: str, subject: str | None) -> str:
