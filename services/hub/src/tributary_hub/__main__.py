@@ -12,6 +12,7 @@ import uvicorn
 
 from tributary_common.health_server import HealthServer
 from tributary_common.logs import setup_logging
+from tributary_common.settings import InsecureSettings
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
@@ -68,6 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = HubSettings()
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    try:
+        if args.command == "serve":  # the recorder verifies no tokens
+            settings.check_auth_safety()
+    except InsecureSettings as exc:
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(2) from None
     setup_tracing(settings.service_name, settings.instance_id)
     try:
         if args.command == "serve":

@@ -88,16 +88,17 @@ class Hub:
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
-        jwt = CachingJwtVerifier(
-            secret=s.jwt_secret.get_secret_value(),
-            algorithms=s.jwt_algorithms,
-            jwks_url=s.jwks_url,
-            issuer=s.jwt_issuer,
-            audience=s.jwt_audience,
-        )
-        self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)
 
         if self.api:
+            # Only the API verifies tokens: the recorder process has no secret to check.
+            jwt = CachingJwtVerifier(
+                secret=s.jwt_key(),
+                algorithms=s.jwt_algorithms,
+                jwks_url=s.jwks_url,
+                issuer=s.jwt_issuer,
+                audience=s.jwt_audience,
+            )
+            self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)
             self.publisher = EventPublisher(s.amqp_url, window=s.publish_window, timeout_s=s.publish_timeout_s)
             await self.publisher.start()
             self.broker = self._make_broker()

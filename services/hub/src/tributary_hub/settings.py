@@ -48,8 +48,6 @@ class HubSettings(CommonSettings, MongoSettings):
     # ... and remembered in-process this long (a schema change made through another hub instance is seen by
     # this one within it; through this one, at once).
     topic_local_ttl_s: float = Field(default=1.0, ge=0)
-    # API key verdicts remembered in-process this long (revocation takes effect within it).
-    api_key_cache_s: float = Field(default=5.0, ge=0)
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)
