@@ -12,7 +12,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .egress import EgressPolicy, parse_allow_list
 
-
 # The public development secret: anyone can sign tokens with it, so only a process in dev mode accepts it.
 DEFAULT_JWT_SECRET = "dev-secret-change-me-please-0123456789"
 
