@@ -21,4 +21,7 @@ def parse_time(s: str) -> datetime:
     t = datetime.fromisoformat(s.replace("z", "Z").replace("Z", "+00:00"))
     if t.tzinfo is None:
         raise ValueError(f"timestamp {s!r} has no UTC offset (add 'Z' or '+00:00')")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past the last representable instant
+        raise ValueError(f"timestamp {s!r} is out of range") from None

@@ -1,0 +1,30 @@
+"""RFC 3339 parsing: every bad input is a ValueError (a 422 at the edges), never an OverflowError (a 500)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tributary_common.timeutil import format_time, parse_time
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:00:00-05:00",  # past the last representable instant once in UTC
+        "0001-01-01T00:30:00+01:00",  # before the first
+        "2026-01-01T00:00:00",  # no offset
+        "not a time",
+        "2026-13-01T00:00:00Z",
+    ],
+)
+def test_bad_times_are_value_errors(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(value)
+
+
+def test_round_trip_in_utc() -> None:
+    t = parse_time("2026-11-30T05:00:00.000001+01:00")
+    assert t == datetime(2026, 11, 30, 4, 0, 0, 1, tzinfo=UTC)
+    assert format_time(t) == "2026-11-30T04:00:00.000001Z"
