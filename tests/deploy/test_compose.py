@@ -18,6 +18,7 @@ from tests.deploy.manifests import (
     cli_subcommands,
     compose,
     compose_env,
+    compose_text,
     image_tag,
     project_version,
 )
@@ -145,3 +146,25 @@ def test_collector_pipeline_is_wired_and_the_same_in_compose_and_dev() -> None:
     assert endpoint == "http://otel-collector:4318" and "otel-collector" in services
     dev = yaml.safe_load((DEPLOY / "k8s" / "overlays" / "dev" / "collector.yaml").read_text())
     assert dev == config, "the dev overlay's collector.yaml drifted from deploy/otel/collector.yaml"
+
+
+def test_published_ports_are_bound_to_loopback_only() -> None:
+    """A laptop on a café's network must not offer RabbitMQ's management UI or the API to it."""
+    for name, service in compose()["services"].items():
+        for mapping in service.get("ports", []):
+            assert isinstance(mapping, str) and mapping.startswith("127.0.0.1:"), (
+                f"{name} publishes {mapping} on every interface: bind it to 127.0.0.1"
+            )
+
+
+def test_no_credential_has_a_default() -> None:
+    """Passwords and secrets come from the environment or compose refuses to start (`${VAR:?message}`)."""
+    text = compose_text()
+    references = re.findall(r"\$\{([A-Z0-9_]+)(:-|:\?|-|\?)?([^}]*)\}", text)
+    secret_like = [(n, op) for n, op, _ in references if re.search(r"PASS|SECRET|TOKEN|KEY", n)]
+    assert secret_like, "compose takes no credential from the environment at all"
+    for name, op in secret_like:
+        assert op == ":?", f"${{{name}}} has a default or may be empty: use ${{{name}:?message}}"
+    rabbit = compose_env(compose()["services"]["rabbitmq"])
+    assert rabbit.get("RABBITMQ_DEFAULT_USER") not in (None, "guest")
+    assert rabbit["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD:?")

@@ -150,8 +150,8 @@ def test_ingest_scaling_metric_is_one_ingest_exports() -> None:
 def test_compose_env_is_the_settings_class(name: str) -> None:
     service, _ = COMPOSE_WORKLOADS[name]
     raw = compose_env(compose()["services"][name])
-    env: dict[str, str | None] = {k: interpolate(v, {"TRIBUTARY_JWT_SECRET": PLACEHOLDERS["TRIBUTARY_JWT_SECRET"]})
-                                  for k, v in raw.items()}  # fmt: skip
+    given = {"TRIBUTARY_JWT_SECRET": PLACEHOLDERS["TRIBUTARY_JWT_SECRET"], "RABBITMQ_PASSWORD": "a-random-password"}
+    env: dict[str, str | None] = {k: interpolate(v, given) for k, v in raw.items()}
     _check_env(f"compose/{name}", service, env)
     cls = settings_class(service)
     port = int(env.get("TRIBUTARY_HTTP_PORT") or cls.model_fields["http_port"].default)
