@@ -1,4 +1,4 @@
-"""aio-pika adapters: the confirmed event publisher, the dead-letter sender, and the topology the recorders consume.
+"""aio-pika adapters: the confirmed event publisher and the topology the recorders consume.
 
 The hot path uses aio-pika directly (one channel with publisher confirms, many publishes in flight) rather
 than going through faststream: fewer layers per message. faststream serves RPC and control messages.
@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
+from tributary_common.deadletters import declare_dead_letters
 from tributary_common.events import CloudEvent
-from tributary_common.exchanges import DEAD, DEADLETTERS_QUEUE, EVENTS, SAMPLES
+from tributary_common.exchanges import EVENTS, SAMPLES
 from tributary_common.telemetry import inject_headers
-from tributary_common.timeutil import format_time, utcnow
 
 from .errors import Unavailable
 
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 EVENTS_RECORDER_QUEUE = "tributary.hub.recorder.events"
 SAMPLES_RECORDER_QUEUE = "tributary.hub.recorder.samples"
 CONTENT_TYPE = "application/cloudevents+json"
-DEATH_DETAIL_MAX = 500
 
 
 async def declare_topology(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractExchange]:
@@ -38,53 +37,11 @@ async def declare_topology(channel: AbstractChannel) -> tuple[AbstractExchange, 
     """
     events = await channel.declare_exchange(EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True)
     samples = await channel.declare_exchange(SAMPLES.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    dead = await channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    for queue_name, exchange in (
-        (EVENTS_RECORDER_QUEUE, events),
-        (SAMPLES_RECORDER_QUEUE, samples),
-        (DEADLETTERS_QUEUE, dead),
-    ):
+    await declare_dead_letters(channel)
+    for queue_name, exchange in ((EVENTS_RECORDER_QUEUE, events), (SAMPLES_RECORDER_QUEUE, samples)):
         queue = await channel.declare_queue(queue_name, durable=True)
         await queue.bind(exchange, routing_key="#")
     return events, samples
-
-
-class DeadLetters:
-    """Sends a consumed message that can never be used to `tributary.dead`, confirmed, with its reason.
-
-    The body and properties are kept as they were, so that a replay publishes the same message again.
-    """
-
-    def __init__(self, channel: AbstractChannel) -> None:
-        self._channel = channel
-        self._exchange: AbstractExchange | None = None
-
-    async def start(self) -> None:
-        self._exchange = await self._channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
-
-    async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
-        """Raises when the broker does not confirm: the caller keeps the original unacknowledged and retries."""
-        if self._exchange is None:
-            raise RuntimeError("dead letters not started")
-        headers: dict[str, Any] = dict(message.headers or {})
-        headers.setdefault("x-first-failure", format_time(utcnow()))
-        headers.update(
-            {
-                "x-death-reason": reason,
-                "x-death-detail": detail[:DEATH_DETAIL_MAX],
-                "x-original-exchange": message.exchange or "",
-                "x-original-routing-key": message.routing_key or "",
-            }
-        )
-        letter = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            message_id=message.message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await self._exchange.publish(letter, routing_key=queue, mandatory=False)
 
 
 class EventPublisher:

@@ -32,12 +32,14 @@ from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
+from tributary_common import deadletters
+from tributary_common.deadletters import DeadLetters
 from tributary_common.events import CloudEvent
 from tributary_common.samples import SampleBatch
 from tributary_common.telemetry import extract_context, tracer
 from tributary_common.timeutil import format_time, utcnow
 
-from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, DeadLetters, declare_topology
+from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, declare_topology
 from .documents import TopicDoc, event_key
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,11 @@ class Recorder:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         await declare_topology(channel)
-        self._dead = DeadLetters(await connection.channel(publisher_confirms=True))
+        self._dead = DeadLetters(
+            await connection.channel(publisher_confirms=True),
+            retry_min_s=self.retry_min_s,
+            retry_max_s=self.retry_max_s,
+        )
         await self._dead.start()
         self._channel = channel
         self._queue = await channel.declare_queue(self.queue_name, durable=True)
@@ -214,7 +220,7 @@ class Recorder:
                 refused.append((message, exc.reason, exc.detail))
             except Exception as exc:
                 log.exception("%s recorder: converting a message failed", self.kind)
-                refused.append((message, "unexpected_error", type(exc).__name__))
+                refused.append((message, deadletters.UNEXPECTED_ERROR, type(exc).__name__))
         BATCH.labels(self.kind).observe(len(batch))
         if rows:
             ctx = extract_context(batch[0].headers)
@@ -235,7 +241,8 @@ class Recorder:
             except Exception as exc:
                 if _document_refusal(exc):
                     if len(rows) == 1:
-                        reason = "too_large" if "too large" in str(exc).lower() else "refused_by_database"
+                        too_large = "too large" in str(exc).lower()
+                        reason = deadletters.TOO_LARGE if too_large else deadletters.REFUSED_BY_DATABASE
                         return [(rows[0][0], reason, str(exc)[:DETAIL_MAX])]
                     # One document spoils the whole call: write them one message at a time to find it.
                     return [r for row in rows for r in await self._write([row])]
@@ -268,7 +275,7 @@ class Recorder:
                 if e.get("code") != DUPLICATE_KEY:
                     # The server refused this document itself: retrying cannot help.
                     owner = owners[e["index"]]
-                    refused[id(owner)] = (owner, "refused_by_database", str(e.get("errmsg", ""))[:DETAIL_MAX])
+                    refused[id(owner)] = (owner, deadletters.REFUSED_BY_DATABASE, str(e.get("errmsg", ""))[:DETAIL_MAX])
         RECORDED.labels(self.kind).inc(len(docs))
         self.written += len(docs)
         return list(refused.values())
@@ -278,15 +285,7 @@ class Recorder:
         assert self._dead is not None
         DEAD_LETTERED.labels(self.kind, reason).inc()
         log.error("%s recorder: dead-lettering message %s (%s): %s", self.kind, message.message_id, reason, detail)
-        delay = self.retry_min_s
-        while True:
-            try:
-                await self._dead.send(message, queue=self.queue_name, reason=reason, detail=detail)
-                return
-            except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
-                log.warning("%s recorder: dead letter not confirmed (%s); retrying in %.1f s", self.kind, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+        await self._dead.send_until_confirmed(message, queue=self.queue_name, reason=reason, detail=detail)
 
 
 class TopicRetention:
@@ -332,7 +331,7 @@ def event_document(event: CloudEvent, expire_at: datetime | None) -> dict[str, A
 def _refusal(exc: ValidationError, what: str) -> Unrecordable:
     """`undecodable` (not JSON) or `not_a_<what>`, with the first problem but not the input (it may be huge)."""
     first = exc.errors()[0]
-    reason = "undecodable" if first["type"] in ("json_invalid", "json_type") else f"not_a_{what}"
+    reason = deadletters.UNDECODABLE if first["type"] in ("json_invalid", "json_type") else f"not_a_{what}"
     return Unrecordable(reason, f"{'.'.join(str(p) for p in first['loc']) or '/'}: {first['msg']}")
 
 
@@ -340,7 +339,7 @@ def events_to_docs(retention: TopicRetention, max_event_bytes: int) -> ToDocs:
     async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
         # The hub refuses such events at publish; this catches anything that reached the exchange otherwise.
         if len(message.body) > max_event_bytes:
-            raise Unrecordable("too_large", f"{len(message.body)} bytes, over the limit of {max_event_bytes}")
+            raise Unrecordable(deadletters.TOO_LARGE, f"{len(message.body)} bytes, over the limit of {max_event_bytes}")
         try:
             event = CloudEvent.model_validate_json(message.body)
         except ValidationError as exc:

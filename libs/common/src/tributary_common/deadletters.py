@@ -1,0 +1,151 @@
+"""Dead letters: what a consumer can never use goes to `tributary.dead`, never dropped without trace.
+
+Use (any aio-pika consumer):
+
+    dead = DeadLetters(await connection.channel(publisher_confirms=True))
+    await dead.start()                      # declares tributary.dead and the tributary.deadletters queue
+    ...
+    await dead.send_until_confirmed(message, queue=MY_QUEUE, reason=NOT_A_CLOUDEVENT, detail="data: missing")
+    await message.ack()                     # only now: the dead letter is confirmed by the broker
+
+`send` publishes once and raises when the broker does not confirm (the caller keeps the original unacked);
+`send_until_confirmed` retries with backoff until it is confirmed (or the task is cancelled).
+
+The letter is the original message, body and properties unchanged (so a replay publishes the same message),
+persistent, routed to `tributary.dead` with routing key = the queue it was consumed from, with these headers
+added to the original ones:
+
+    x-death-reason          one word of REASONS (below)
+    x-death-detail          what was wrong, at most DETAIL_MAX characters, never the body itself
+    x-original-exchange     the exchange the message had been published to ("" for the default exchange)
+    x-original-routing-key  its routing key
+    x-first-failure         RFC 3339 UTC time of the first failure; kept when the message was dead-lettered
+                            before (a replay that fails again keeps its first failure time)
+
+Reasons (a small fixed vocabulary, used as a metric label; say more in the detail):
+
+    undecodable          not JSON / not the expected encoding
+    not_a_<what>         decodes, but is not a valid <what>: not_a_cloudevent, not_a_sample_batch,
+                         not_a_control_message, ...
+    too_large            over a size limit
+    refused_by_database  the database refused the document itself (retrying cannot help)
+    unexpected_error     the consumer failed on it in an unforeseen way (a bug: see the consumer's log)
+
+`tributary.deadletters` (durable, bound `#`) keeps every letter until the hub records it for admins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from .exchanges import DEAD, DEADLETTERS_QUEUE
+from .timeutil import format_time, utcnow
+
+log = logging.getLogger(__name__)
+
+REASON = "x-death-reason"
+DETAIL = "x-death-detail"
+ORIGINAL_EXCHANGE = "x-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+FIRST_FAILURE = "x-first-failure"
+HEADERS = (REASON, DETAIL, ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, FIRST_FAILURE)
+
+UNDECODABLE = "undecodable"
+NOT_A_CLOUDEVENT = "not_a_cloudevent"
+NOT_A_SAMPLE_BATCH = "not_a_sample_batch"
+NOT_A_CONTROL_MESSAGE = "not_a_control_message"
+TOO_LARGE = "too_large"
+REFUSED_BY_DATABASE = "refused_by_database"
+UNEXPECTED_ERROR = "unexpected_error"
+REASONS = frozenset(
+    {UNDECODABLE, NOT_A_CLOUDEVENT, NOT_A_SAMPLE_BATCH, NOT_A_CONTROL_MESSAGE, TOO_LARGE, REFUSED_BY_DATABASE}
+    | {UNEXPECTED_ERROR}
+)
+# A reason is a short lowercase word (it is a metric label and a filter value); REASONS lists the usual ones.
+REASON_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+DETAIL_MAX = 500
+
+
+def is_reason(value: str) -> bool:
+    return REASON_PATTERN.fullmatch(value) is not None
+
+
+def letter_headers(message: AbstractIncomingMessage, *, reason: str, detail: str) -> dict[str, Any]:
+    """The original headers plus the dead-letter ones (see the module docstring)."""
+    if not is_reason(reason):
+        raise ValueError(f"not a dead-letter reason: {reason!r}")
+    headers: dict[str, Any] = dict(message.headers or {})
+    headers.setdefault(FIRST_FAILURE, format_time(utcnow()))
+    headers.update(
+        {
+            REASON: reason,
+            DETAIL: detail[:DETAIL_MAX],
+            ORIGINAL_EXCHANGE: message.exchange or "",
+            ORIGINAL_ROUTING_KEY: message.routing_key or "",
+        }
+    )
+    return headers
+
+
+async def declare_dead_letters(channel: AbstractChannel) -> AbstractExchange:
+    """`tributary.dead` and the durable `tributary.deadletters` queue bound to it with `#`."""
+    exchange = await channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue(DEADLETTERS_QUEUE, durable=True)
+    await queue.bind(exchange, routing_key="#")
+    return exchange
+
+
+class DeadLetters:
+    """Sends consumed messages that can never be used to `tributary.dead`, with broker confirms.
+
+    The channel must have been opened with `publisher_confirms=True`: `send` returns only once the broker has
+    taken the letter, so acking the original afterwards can lose nothing.
+    """
+
+    def __init__(self, channel: AbstractChannel, *, retry_min_s: float = 0.2, retry_max_s: float = 5.0) -> None:
+        self._channel = channel
+        self._exchange: AbstractExchange | None = None
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+
+    async def start(self) -> None:
+        self._exchange = await declare_dead_letters(self._channel)
+
+    async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
+        """Once; raises when the broker does not confirm (keep the original unacked and retry)."""
+        if self._exchange is None:
+            raise RuntimeError("dead letters not started")
+        letter = aio_pika.Message(
+            message.body,
+            headers=letter_headers(message, reason=reason, detail=detail),
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._exchange.publish(letter, routing_key=queue, mandatory=False)
+
+    async def send_until_confirmed(
+        self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str
+    ) -> None:
+        """`send`, retried with backoff while the broker is away or does not confirm."""
+        if self._exchange is None:
+            raise RuntimeError("dead letters not started")
+        delay = self.retry_min_s
+        while True:
+            try:
+                await self.send(message, queue=queue, reason=reason, detail=detail)
+                return
+            except ValueError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
+                log.warning("dead letter from %s not confirmed (%s); retrying in %.1f s", queue, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
