@@ -194,7 +194,9 @@ def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
     response_model=BatchAccepted,
     summary="Publish a batch (all or nothing)",
     description="A JSON array (`application/json`) or NDJSON (`application/x-ndjson` / `application/jsonl`) of "
-    "`{data, subject?, id?, source?}`. **All or nothing**: every event is validated first; if any is invalid, none "
+    "`{data, subject?, id?, source?}`, or a JSON array of structured CloudEvents envelopes "
+    "(`application/cloudevents-batch+json`; each as for `application/cloudevents+json`: `type` must be the topic). "
+    "**All or nothing**: every event is validated first; if any is invalid, none "
     "is published and the 422 lists the violations of each invalid event as `/<index>/data/...`. Otherwise all are "
     "published concurrently with publisher confirms and the 202 lists the ids in order. At most "
     "`TRIBUTARY_MAX_BATCH_EVENTS` events and `TRIBUTARY_MAX_BATCH_BYTES` bytes, each envelope at most "
@@ -209,6 +211,10 @@ def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
                 "application/json": {
                     "schema": {"type": "array", "items": EventIn.model_json_schema()},
                     "examples": {"batch": {"value": [EVENT_EXAMPLE, {"data": {"temperature": 22}}]}},
+                },
+                "application/cloudevents-batch+json": {
+                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "examples": {"envelopes": {"value": [ENVELOPE_EXAMPLE]}},
                 },
                 "application/x-ndjson": {
                     "schema": {"type": "string"},
@@ -232,7 +238,9 @@ async def publish_batch(topic: str, request: Request, principal: Principal = Dep
         span.set_attributes(messaging_attributes("publish", EVENTS.name, topic))
         span.set_attribute("messaging.batch.message_count", len(items))
         try:
-            ref, events, bodies = await hub.events.build(topic, items, envelope=False, batch=True)
+            # A CloudEvents batch holds structured envelopes, each checked like a single one (`type` = topic).
+            envelope = kind == "application/cloudevents-batch+json"
+            ref, events, bodies = await hub.events.build(topic, items, envelope=envelope, batch=True)
         except Invalid:
             REJECTED.labels("batch").inc()
             raise
