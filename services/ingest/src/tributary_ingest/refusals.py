@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tributary_common.ratelog import LogThrottle
+
 from .admission import Refusal
 from .metrics import IngestMetrics
 
@@ -20,11 +22,8 @@ class RefusalLog:
     def __init__(self, source: str, metrics: IngestMetrics, interval_s: float, clock: Callable[[], float]) -> None:
         self.source = source
         self.metrics = metrics
-        self.interval_s = interval_s
-        self._clock = clock
         self._counters: dict[str, Any] = {}
-        self._logged_at: dict[str, float] = {}
-        self._since_log: dict[str, int] = {}
+        self._throttle = LogThrottle(interval_s, clock)
 
     def refused(self, sid: str, refusal: Refusal) -> None:
         reason = refusal.reason
@@ -34,13 +33,9 @@ class RefusalLog:
         counter.inc()
         if reason in QUIET:
             return
-        n = self._since_log.get(reason, 0) + 1
-        now = self._clock()
-        if now - self._logged_at.get(reason, -1e18) < self.interval_s:
-            self._since_log[reason] = n
+        n = self._throttle.hit(reason)
+        if n is None:
             return
-        self._logged_at[reason] = now
-        self._since_log[reason] = 0
         log.warning(
             "%s: refused %d sample(s) (%s) since the last such line; latest of %s: %s",
             self.source,
