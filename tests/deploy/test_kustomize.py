@@ -64,7 +64,11 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
                 "fallback": {
                     "type": "object",
                     "required": ["failureThreshold", "replicas"],
-                    "properties": {"failureThreshold": {"type": "integer"}, "replicas": {"type": "integer"}},
+                    "additionalProperties": False,
+                    "properties": {
+                        "failureThreshold": {"type": "integer", "minimum": 1},
+                        "replicas": {"type": "integer", "minimum": 1},
+                    },
                 },
                 "advanced": {
                     "type": "object",
@@ -129,6 +133,7 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
                                             "properties": {
                                                 "serverAddress": {"type": "string", "pattern": "^https?://"},
                                                 "threshold": _NUMERIC_STRING,
+                                                "ignoreNullValues": {"enum": ["true", "false"]},
                                             },
                                         }
                                     }
@@ -248,7 +253,7 @@ def test_keda_objects_have_the_crd_structure_and_point_at_what_exists(overlay: s
             assert ref["name"] == SECRET_NAME, f"{auth['metadata']['name']} reads Secret {ref['name']}"
 
     scaled = of_kind(docs, "ScaledObject")
-    assert set(scaled) == {"tributary-recorder", "tributary-ingest"}, f"{overlay}: ScaledObjects {sorted(scaled)}"
+    assert set(scaled) == {"tributary-recorder", "tributary-ingest", "tributary-stream"}, f"{overlay}: {sorted(scaled)}"
     deployments = of_kind(docs, "Deployment")
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
     for name, so in scaled.items():

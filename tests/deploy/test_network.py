@@ -6,6 +6,7 @@ the namespaces carry Pod Security labels and every pod meets the level its names
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -245,12 +246,13 @@ def test_every_pod_meets_the_level_its_namespace_enforces(overlay: str) -> None:
 def test_the_restricted_check_is_not_vacuous() -> None:
     pod = of_kind(render("prod"), "Deployment")["tributary-hub"]["spec"]["template"]["spec"]
     assert not _restricted_violations(pod)
-    for mutate in (
+    mutations: list[Callable[[dict[str, Any]], object]] = [
         lambda p: p["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
         lambda p: p["securityContext"].pop("seccompProfile"),
         lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
         lambda p: p.setdefault("volumes", []).append({"name": "h", "hostPath": {"path": "/"}}),
-    ):
+    ]
+    for mutate in mutations:
         broken = yaml.safe_load(yaml.safe_dump(pod))
         mutate(broken)
         assert _restricted_violations(broken), "a violation went unnoticed"

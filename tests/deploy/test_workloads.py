@@ -108,20 +108,31 @@ def test_service_account_service_and_disruption_budget(overlay: str, name: str) 
 def test_autoscaling(overlay: str) -> None:
     docs = render(overlay)
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
-    assert set(hpas) == {"tributary-hub", "tributary-stream"}
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in of_kind(docs, "ScaledObject").values()}
+    # Every workload has exactly one autoscaler: an HPA (hub, on CPU) or a KEDA ScaledObject (the others).
+    assert set(hpas) == {"tributary-hub"}
+    assert set(scaled) == {"tributary-recorder", "tributary-ingest", "tributary-stream"}
     for name, hpa in hpas.items():
         assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         assert hpa["spec"]["metrics"], name
         # The HPA scales on utilisation of requests: the containers must request CPU.
         assert "cpu" in container(_deployment(overlay, name))["resources"]["requests"]
-    # Scaling down the stream closes websockets: it must be slower than scaling up.
-    behavior = hpas["tributary-stream"]["spec"]["behavior"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
-    scaled = of_kind(docs, "ScaledObject")
+    for name in WORKLOADS:
+        # The autoscaler owns the count: a `replicas` in the manifest would reset it at every apply.
+        assert "replicas" not in _deployment(overlay, name)["spec"], f"{overlay}: {name} sets spec.replicas"
     recorder = scaled["tributary-recorder"]["spec"]["triggers"]
     assert {t["type"] for t in recorder} == {"rabbitmq"}
     assert all(t["metadata"]["mode"] == "QueueLength" for t in recorder)
     assert scaled["tributary-ingest"]["spec"]["minReplicaCount"] >= (1 if overlay == "dev" else 2)
+    # The stream scales on CPU and on open connections, never on memory (CPython rarely returns it).
+    stream = scaled["tributary-stream"]["spec"]
+    assert {t["type"] for t in stream["triggers"]} == {"cpu", "prometheus"}
+    (connections,) = [t for t in stream["triggers"] if t["type"] == "prometheus"]
+    assert "stream_connections" in connections["metadata"]["query"]
+    # Scaling down the stream closes websockets: it must be slower than scaling up.
+    behavior = stream["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
 
 
 def _allowed_egress_ports(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> set[int]:
