@@ -15,6 +15,8 @@ The letter is the original message, body and properties unchanged (so a replay p
 persistent, routed to `tributary.dead` with routing key = the queue it was consumed from, with these headers
 added to the original ones:
 
+    x-death-id              this letter's id: 32 lowercase hex (a UUIDv7), new at every dead-lettering (the
+                            hub keys stored letters by it, so a redelivered letter is kept once)
     x-death-reason          one word of REASONS (below)
     x-death-detail          what was wrong, at most DETAIL_MAX characters, never the body itself
     x-original-exchange     the exchange the message had been published to ("" for the default exchange)
@@ -42,6 +44,7 @@ import re
 from typing import Any
 
 import aio_pika
+import uuid_utils
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from .exchanges import DEAD, DEADLETTERS_QUEUE
@@ -49,12 +52,13 @@ from .timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
 
+LETTER_ID = "x-death-id"
 REASON = "x-death-reason"
 DETAIL = "x-death-detail"
 ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 FIRST_FAILURE = "x-first-failure"
-HEADERS = (REASON, DETAIL, ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, FIRST_FAILURE)
+HEADERS = (LETTER_ID, REASON, DETAIL, ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, FIRST_FAILURE)
 
 UNDECODABLE = "undecodable"
 NOT_A_CLOUDEVENT = "not_a_cloudevent"
@@ -84,6 +88,7 @@ def letter_headers(message: AbstractIncomingMessage, *, reason: str, detail: str
     headers.setdefault(FIRST_FAILURE, format_time(utcnow()))
     headers.update(
         {
+            LETTER_ID: uuid_utils.uuid7().hex,
             REASON: reason,
             DETAIL: detail[:DETAIL_MAX],
             ORIGINAL_EXCHANGE: message.exchange or "",

@@ -53,7 +53,9 @@ class EventPublisher:
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(window)
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -61,6 +63,7 @@ class EventPublisher:
         )
         channel = await self._connection.channel(publisher_confirms=True)
         self._exchange, _ = await declare_topology(channel)
+        self._channel = channel
 
     async def stop(self) -> None:
         if self._connection is not None:
@@ -94,6 +97,24 @@ class EventPublisher:
                 log.warning("publish of %s not confirmed: %s", event.id, exc)
                 raise Unavailable(
                     f"the broker did not confirm event {event.id!r}: {type(exc).__name__}; retry with the same id",
+                    code="broker_unavailable",
+                ) from exc
+
+    async def republish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+        """A message as it is (a dead letter's replay) to a topic exchange, confirmed; `Unavailable` when not."""
+        if self._channel is None:
+            raise Unavailable("the broker connection is not open", code="broker_unavailable")
+        async with self._slots:
+            try:
+                target = self._exchanges.get(exchange)
+                if target is None:
+                    target = await self._channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+                    self._exchanges[exchange] = target
+                await target.publish(message, routing_key=routing_key, mandatory=False, timeout=self.timeout_s)
+            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                log.warning("republish to %s not confirmed: %s", exchange, exc)
+                raise Unavailable(
+                    f"the broker did not confirm the republished message: {type(exc).__name__}; retry",
                     code="broker_unavailable",
                 ) from exc
 

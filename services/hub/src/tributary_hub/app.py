@@ -12,7 +12,7 @@ from pymongo.errors import PyMongoError
 from tributary_common.health import health_router
 from tributary_common.http_errors import error_response, install_error_handlers
 
-from .api import apikeys, events, topics, unitops
+from .api import apikeys, deadletters, events, topics, unitops
 from .errors import HubError
 from .runtime import Hub
 from .settings import HubSettings
@@ -77,4 +77,5 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(unitops.router)
     app.include_router(apikeys.router)
+    app.include_router(deadletters.router)
     return app

@@ -86,6 +86,29 @@ class EventDoc(Document):
         ]
 
 
+class DeadLetterDoc(Document):
+    """A dead letter kept for admins (fields: deadletters.letter_document); `_id` is the letter id."""
+
+    id: str  # type: ignore[assignment]
+    time: str
+    reason: str
+    queue: str
+
+    class Settings:
+        name = "deadletters"
+        indexes = [
+            IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="pos"),
+            IndexModel(
+                [("reason", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="reason_pos",
+            ),
+            IndexModel(
+                [("queue", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="queue_pos",
+            ),
+        ]
+
+
 class SampleDoc(Document):
     """One sample; `_id` is `<sid>|<t>` so that a redelivered batch cannot duplicate it."""
 
@@ -162,4 +185,5 @@ ALL_DOCUMENTS: list[type[Document]] = [
     UnitopDoc,
     SourceInstanceDoc,
     ApiKeyDoc,
+    DeadLetterDoc,
 ]

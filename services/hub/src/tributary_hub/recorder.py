@@ -8,8 +8,11 @@ is acked, so the queue holds everything.
 
 No message ends a recorder. One that can never be written (undecodable, not a valid envelope, over
 `max_event_bytes`, or refused by the database for what it is) goes to the dead-letter exchange with its reason,
-confirmed before the original is acked, and the recorder carries on. `alive` turns false if the consume loop
-or the broker's consumer is gone anyway, which turns /readyz red.
+confirmed before the original is acked, and the recorder carries on; it is logged at most once per reason per
+`dead_letter_log_interval_s` with a count. The dead letters themselves are recorded by a recorder of
+`tributary.deadletters` into the `deadletters` collection (see deadletters.py); what that one cannot write is
+logged and counted (sending it to tributary.dead again would loop). `alive` turns false if the consume loop or
+the broker's consumer is gone anyway, which turns /readyz red.
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from tributary_common import deadletters
 from tributary_common.deadletters import DeadLetters
 from tributary_common.events import CloudEvent
+from tributary_common.exchanges import DEADLETTERS_QUEUE
+from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
 from tributary_common.telemetry import extract_context, tracer
 from tributary_common.timeutil import format_time, utcnow
 
 from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, declare_topology
+from .deadletters import letter_document
 from .documents import TopicDoc, event_key
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,14 @@ DEAD_LETTERED = Counter(
     "tributary_hub_recorder_dead_lettered_total",
     "Messages that can never be stored, sent to tributary.dead",
     ["kind", "reason"],
+)
+DEAD_LETTERS_RECORDED = Counter(
+    "tributary_hub_deadletters_total",
+    "Dead letters recorded by the hub (from every consumer), by reason",
+    ["reason"],
+)
+DEAD_LETTERS_LOST = Counter(
+    "tributary_hub_deadletters_unrecordable_total", "Dead letters the database refused (logged, then dropped)"
 )
 RETRIES = Counter("tributary_hub_recorder_retries_total", "Failed writes retried", ["kind"])
 BATCH = Histogram(
@@ -100,6 +114,8 @@ class Recorder:
         prefetch: int,
         retry_min_s: float,
         retry_max_s: float,
+        throttle: LogThrottle | None = None,
+        dead_letters: bool = True,
     ) -> None:
         self.kind = kind
         self.queue_name = queue
@@ -110,6 +126,9 @@ class Recorder:
         self.prefetch = prefetch
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
+        self.throttle = throttle or LogThrottle(60)
+        # False for the recorder of dead letters: what it cannot write is logged and dropped, not sent round again.
+        self.dead_letters = dead_letters
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._writing = False
@@ -124,12 +143,13 @@ class Recorder:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         await declare_topology(channel)
-        self._dead = DeadLetters(
-            await connection.channel(publisher_confirms=True),
-            retry_min_s=self.retry_min_s,
-            retry_max_s=self.retry_max_s,
-        )
-        await self._dead.start()
+        if self.dead_letters:
+            self._dead = DeadLetters(
+                await connection.channel(publisher_confirms=True),
+                retry_min_s=self.retry_min_s,
+                retry_max_s=self.retry_max_s,
+            )
+            await self._dead.start()
         self._channel = channel
         self._queue = await channel.declare_queue(self.queue_name, durable=True)
         self._consumer_tag = await self._queue.consume(self._inbox.put)
@@ -219,7 +239,8 @@ class Recorder:
             except Unrecordable as exc:
                 refused.append((message, exc.reason, exc.detail))
             except Exception as exc:
-                log.exception("%s recorder: converting a message failed", self.kind)
+                if self.throttle.hit((self.kind, "conversion")) is not None:
+                    log.exception("%s recorder: converting a message failed", self.kind)
                 refused.append((message, deadletters.UNEXPECTED_ERROR, type(exc).__name__))
         BATCH.labels(self.kind).observe(len(batch))
         if rows:
@@ -229,8 +250,8 @@ class Recorder:
             ) as span:
                 span.set_attribute("messaging.batch.message_count", len(batch))
                 refused += await self._write(rows)
-        for message, reason, detail in refused:
-            await self._dead_letter(message, reason, detail)
+        # Concurrently (one channel, many confirms in flight): a flood of bad messages is not one round trip each.
+        await asyncio.gather(*(self._dead_letter(message, reason, detail) for message, reason, detail in refused))
 
     async def _write(self, rows: list[Row]) -> list[Refusal]:
         """Write every row, retrying while the database is away; what it refuses for what it is is returned."""
@@ -282,9 +303,29 @@ class Recorder:
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
         """Until the broker confirms it: the original is acked only after."""
-        assert self._dead is not None
         DEAD_LETTERED.labels(self.kind, reason).inc()
-        log.error("%s recorder: dead-lettering message %s (%s): %s", self.kind, message.message_id, reason, detail)
+        if self._dead is None:
+            DEAD_LETTERS_LOST.inc()
+            self.throttle.log(
+                log,
+                logging.ERROR,
+                (self.kind, reason),
+                "%s recorder: dropping a dead letter it cannot store (%s): %s",
+                self.kind,
+                reason,
+                detail,
+            )
+            return
+        self.throttle.log(
+            log,
+            logging.ERROR,
+            (self.kind, reason),
+            "%s recorder: dead-lettered message %s (%s): %s",
+            self.kind,
+            message.message_id,
+            reason,
+            detail,
+        )
         await self._dead.send_until_confirmed(message, queue=self.queue_name, reason=reason, detail=detail)
 
 
@@ -382,13 +423,35 @@ def samples_to_docs(retention_days: float | None) -> ToDocs:
     return convert
 
 
-def make_recorders(settings: Any, events: AsyncCollection[Any], samples: AsyncCollection[Any]) -> list[Recorder]:
+def letters_to_docs(body_max_bytes: int, throttle: LogThrottle) -> ToDocs:
+    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
+        doc = letter_document(message, body_max_bytes=body_max_bytes)
+        DEAD_LETTERS_RECORDED.labels(doc["reason"] if doc["reason"] in deadletters.REASONS else "other").inc()
+        throttle.log(
+            log,
+            logging.WARNING,
+            ("deadletter", doc["reason"]),
+            "dead letter from %s (%s): %s",
+            doc["queue"],
+            doc["reason"],
+            doc["detail"],
+        )
+        return [doc]
+
+    return convert
+
+
+def make_recorders(
+    settings: Any, events: AsyncCollection[Any], samples: AsyncCollection[Any], letters: AsyncCollection[Any]
+) -> list[Recorder]:
+    throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(
         batch_size=settings.recorder_batch_size,
         max_delay_ms=settings.recorder_batch_max_delay_ms,
         prefetch=settings.recorder_prefetch,
         retry_min_s=settings.recorder_retry_min_s,
         retry_max_s=settings.recorder_retry_max_s,
+        throttle=throttle,
     )
     retention = TopicRetention(settings.recorder_topic_cache_s)
     return [
@@ -397,5 +460,13 @@ def make_recorders(settings: Any, events: AsyncCollection[Any], samples: AsyncCo
         ),
         Recorder(
             "samples", SAMPLES_RECORDER_QUEUE, samples, samples_to_docs(settings.samples_retention_days), **common
+        ),
+        Recorder(
+            "deadletters",
+            DEADLETTERS_QUEUE,
+            letters,
+            letters_to_docs(settings.dead_letter_body_max_bytes, throttle),
+            dead_letters=False,
+            **common,
         ),
     ]

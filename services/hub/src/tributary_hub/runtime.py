@@ -25,8 +25,9 @@ from tributary_common.rpc import RpcServer
 
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
+from .deadletters import DeadLetterStore
 from .demand import DemandLoop
-from .documents import ALL_DOCUMENTS, EventDoc, SampleDoc
+from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
 from .history import EventHistory
 from .publishing import EventFactory
 from .recorder import Recorder, make_recorders
@@ -66,6 +67,7 @@ class Hub:
     unitops: UnitopService = field(init=False)
     apikeys: ApiKeyService = field(init=False)
     auth: Authenticator = field(init=False)
+    deadletters: DeadLetterStore = field(init=False)
 
     async def start(self) -> None:
         s = self.settings
@@ -81,6 +83,8 @@ class Hub:
         self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
         events_coll = EventDoc.get_pymongo_collection()
         samples_coll = SampleDoc.get_pymongo_collection()
+        letters_coll = DeadLetterDoc.get_pymongo_collection()
+        self.deadletters = DeadLetterStore(letters_coll)
         self.history = EventHistory(
             events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
@@ -122,7 +126,7 @@ class Hub:
             self._recorder_connection = await aio_pika.connect_robust(
                 s.amqp_url, client_properties={"connection_name": "hub-recorders"}
             )
-            self.recorders = make_recorders(s, events_coll, samples_coll)
+            self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
         log.info("hub started (api=%s, recorders=%s)", self.api, self.recorders_enabled)

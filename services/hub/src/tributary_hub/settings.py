@@ -42,6 +42,10 @@ class HubSettings(CommonSettings, MongoSettings):
     # Samples kept this many days (None: forever).
     samples_retention_days: float | None = Field(default=None, gt=0)
     retention_sweep_interval_s: float = Field(default=60.0, gt=0)
+    # Dead letters: bodies kept whole up to this size (larger: size, sha256 and a preview); recorder and
+    # dead-letter logs at most one line per reason per interval, with a count.
+    dead_letter_body_max_bytes: int = Field(default=1024 * 1024, ge=4096, le=8 * 1024 * 1024)
+    dead_letter_log_interval_s: float = Field(default=60.0, gt=0)
 
     # Caching: topic metadata in Memcached (invalidated on change) for this long at most.
     topic_cache_ttl_s: float = Field(default=300.0, ge=0)

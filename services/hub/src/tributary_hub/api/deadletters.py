@@ -1,0 +1,206 @@
+"""`/deadletters` (admin): what consumers could not use, listed, shown, replayed, deleted and purged.
+
+What is stored, the body limit and the replay semantics: see ../deadletters.py.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
+
+from tributary_common.auth import Principal
+from tributary_common.deadletters import REASON_PATTERN
+from tributary_common.http_errors import ErrorBody
+from tributary_common.timeutil import format_time
+
+from .. import cursors
+from ..deadletters import LETTER_ID_RE, full, letter_filter, replay_message, summary
+from ..errors import Invalid
+from .deps import hub_of, media_type, query_time, read_body, require, scope_doc
+
+router = APIRouter(tags=["dead letters"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid credentials"},
+    403: {"model": ErrorBody, "description": "Not an admin"},
+    422: {"model": ErrorBody, "description": "A malformed id, filter or cursor"},
+    503: {"model": ErrorBody, "description": "The database (or, for a replay, the broker) did not answer"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such dead letter"}}
+QUEUE_MAX = 255  # an AMQP short string
+CURSOR_MAX = 4096
+
+LetterId = Annotated[
+    str, Path(description="The letter's id (32 hex)", pattern=LETTER_ID_RE.pattern, min_length=32, max_length=32)
+]
+
+
+class DeadLetterSummary(BaseModel):
+    id: str
+    time: str
+    reason: str
+    detail: str | None = None
+    queue: str
+    exchange: str
+    routing_key: str
+    first_failure: str | None = None
+    message_id: str | None = None
+    content_type: str | None = None
+    size: int
+    truncated: bool
+    replayed_at: str | None = None
+    replays: int
+    replayed_from: str | None = None
+
+
+class DeadLetter(DeadLetterSummary):
+    content_encoding: str | None = None
+    correlation_id: str | None = None
+    sha256: str | None = None
+    headers: dict[str, Any]
+    body_text: str | None = None
+    body_base64: str | None = None
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterSummary]
+    next: str | None = None
+
+
+class Purged(BaseModel):
+    deleted: int
+
+
+def _filters(
+    reason: str | None = Query(
+        None, description="A reason, e.g. not_a_cloudevent", pattern=REASON_PATTERN.pattern, max_length=64
+    ),
+    queue: str | None = Query(None, description="The queue the letter was consumed from", max_length=QUEUE_MAX),
+    replayed: bool | None = Query(None, description="Only letters replayed (true) or not yet (false)"),
+) -> dict[str, Any]:
+    return {"reason": reason, "queue": queue, "replayed": replayed}
+
+
+@router.get(
+    "/deadletters",
+    response_model=DeadLetterPage,
+    summary="Dead letters, oldest first (cursor pages)",
+    description="Messages that a consumer could not use, by the time the hub recorded them, without their bodies. "
+    "Filters: `reason`, `queue`, `start` (inclusive) and `end` (exclusive) RFC 3339 times, `replayed`. Pass `next` "
+    "back as `cursor`. Requires `admin`.",
+    responses=ERRORS,
+    openapi_extra=scope_doc("admin"),
+)
+async def list_letters(
+    request: Request,
+    filters: dict[str, Any] = Depends(_filters),
+    start: str | None = Query(None, description="RFC 3339, inclusive", max_length=64),
+    end: str | None = Query(None, description="RFC 3339, exclusive", max_length=64),
+    limit: int | None = Query(None, ge=1, le=10_000, description="Page size (at most the history maximum)"),
+    cursor: str | None = Query(None, description="`next` of the previous page", max_length=CURSOR_MAX),
+    principal: Principal = Depends(require("admin")),
+) -> Any:
+    hub = hub_of(request)
+    t0, t1 = query_time(start, "start"), query_time(end, "end")
+    position = cursors.decode(cursor) if cursor else None
+    query = letter_filter(
+        **filters,
+        start=format_time(t0) if t0 else None,
+        end=format_time(t1) if t1 else None,
+        position=(position[0], position[1]) if position else None,
+    )
+    size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
+    items, nxt = await hub.deadletters.page(query, size)
+    return {"items": items, "next": nxt}
+
+
+@router.delete(
+    "/deadletters",
+    response_model=Purged,
+    summary="Purge dead letters",
+    description="Deletes every letter matching the filters (`reason`, `queue`, `replayed`, `before`: recorded "
+    "before this RFC 3339 time); at least one is required. Answers how many were deleted. Requires `admin`.",
+    responses=ERRORS,
+    openapi_extra=scope_doc("admin"),
+)
+async def purge_letters(
+    request: Request,
+    filters: dict[str, Any] = Depends(_filters),
+    before: str | None = Query(None, description="RFC 3339: recorded before this time", max_length=64),
+    principal: Principal = Depends(require("admin")),
+) -> Any:
+    t1 = query_time(before, "before")
+    if t1 is None and all(v is None for v in filters.values()):
+        raise Invalid(
+            "say what to purge: reason, queue, replayed or before (before=<now> purges everything)",
+            [{"loc": "/query", "msg": "at least one of reason, queue, replayed, before"}],
+            code="invalid_request",
+        )
+    query = letter_filter(**filters, end=format_time(t1) if t1 else None)
+    return {"deleted": await hub_of(request).deadletters.purge(query)}
+
+
+@router.get(
+    "/deadletters/{letter_id}",
+    response_model=DeadLetter,
+    summary="One dead letter with its headers and body",
+    description="The body as `body_text` when it is UTF-8, else `body_base64`; for a `truncated` letter only its "
+    "first bytes (its `size` and `sha256` are the whole body's). Requires `admin`.",
+    responses={**ERRORS, **NOT_FOUND},
+    openapi_extra=scope_doc("admin"),
+)
+async def get_letter(request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))) -> Any:
+    return full(await hub_of(request).deadletters.get(letter_id))
+
+
+@router.post(
+    "/deadletters/{letter_id}:replay",
+    response_model=DeadLetterSummary,
+    summary="Republish a dead letter to where it was published",
+    description="Publishes the letter, with publisher confirms, to its original exchange and routing key (its "
+    "headers kept, plus `x-replayed-from`), then marks it replayed (`replayed_at`, `replays`); it stays listed "
+    "until deleted or purged. A request body, if any, is published instead of the stored one (a corrected "
+    "message; its Content-Type is the message's). If it fails again it comes back as a new letter. Requires "
+    "`admin`.",
+    responses={
+        **ERRORS,
+        **NOT_FOUND,
+        409: {
+            "model": ErrorBody,
+            "description": "Not replayable: truncated body without a correction, or an "
+            "exchange replays may not publish to",
+        },
+        413: {"model": ErrorBody, "description": "The corrected body is over the limit"},
+    },
+    openapi_extra={
+        **scope_doc("admin"),
+        "requestBody": {
+            "required": False,
+            "content": {"application/cloudevents+json": {"schema": {"type": "object"}}, "*/*": {}},
+        },
+    },
+)
+async def replay_letter(request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))) -> Any:
+    hub = hub_of(request)
+    body = await read_body(request, hub.settings.dead_letter_body_max_bytes) or None
+    doc = await hub.deadletters.get(letter_id)
+    exchange, routing_key, message = replay_message(doc, body, media_type(request) or None)
+    assert hub.publisher is not None
+    await hub.publisher.republish(exchange, routing_key, message)
+    return summary(await hub.deadletters.mark_replayed(letter_id))
+
+
+@router.delete(
+    "/deadletters/{letter_id}",
+    status_code=204,
+    summary="Delete a dead letter",
+    responses={**ERRORS, **NOT_FOUND},
+    openapi_extra=scope_doc("admin"),
+)
+async def delete_letter(
+    request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))
+) -> Response:
+    await hub_of(request).deadletters.delete(letter_id)
+    return Response(status_code=204)
