@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="HTTP API, RPC responders, demand heartbeats (and recorders unless disabled)")
     sub.add_parser("recorder", help="the events and samples recorders alone")
+    migrate = sub.add_parser("migrate", help="re-key events recorded before ids were per topic (idempotent, resumable)")
+    migrate.add_argument("--batch-size", type=int, default=1000, help="documents per batch (default 1000)")
     args = parser.parse_args(argv)
     settings = HubSettings()
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
@@ -79,6 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "serve":
             serve(settings)
+        elif args.command == "migrate":
+            from .migrate import run
+
+            if not 1 <= args.batch_size <= 100_000:
+                parser.error("--batch-size must be between 1 and 100000")
+            asyncio.run(run(settings, args.batch_size))
         else:
             asyncio.run(record(settings))
     finally:
