@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .auth import AuthError, AuthUnavailable, Forbidden
 
@@ -61,6 +62,19 @@ def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
     return "/" + "/".join(str(p) for p in parts)
 
 
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at this path. Starlette's own 405 names only the first route
+    matching the path, and FastAPI makes one route per method: a client would be told `GET` where `GET, POST`
+    work. Asks each route (included routers too) whether it fully matches the same request with another method,
+    on a copy of the scope without FastAPI's per-request state."""
+    probe = {k: v for k, v in request.scope.items() if k != "fastapi"}
+    routes = request.app.router.routes
+    return [m for m in METHODS if any(r.matches({**probe, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -85,9 +99,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", "the request does not match the API", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

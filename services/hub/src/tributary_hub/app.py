@@ -11,8 +11,10 @@ from pymongo.errors import PyMongoError
 
 from tributary_common.health import health_router
 from tributary_common.http_errors import error_response, install_error_handlers
+from tributary_common.openapi import install_openapi
 
 from .api import apikeys, deadletters, events, topics, unitops
+from .api.contract import add_links, operation_id
 from .errors import HubError
 from .runtime import Hub
 from .settings import HubSettings
@@ -45,7 +47,13 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         finally:
             await hub.stop()
 
-    app = FastAPI(title="Tributary hub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Tributary hub",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.hub = hub
     install_error_handlers(app)
 
@@ -78,4 +86,5 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(unitops.router)
     app.include_router(apikeys.router)
     app.include_router(deadletters.router)
+    install_openapi(app, extend=add_links)
     return app

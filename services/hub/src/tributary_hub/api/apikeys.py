@@ -7,16 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from tributary_common.auth import Principal
-from tributary_common.http_errors import ErrorBody
 
+from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import ApiKeyCreate, ApiKeyCreated, ApiKeyList
 
 router = APIRouter(tags=["api keys"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No or invalid credentials"},
-    403: {"model": ErrorBody, "description": "Not an admin"},
-}
+ADMIN = (403, "Not an admin")
 
 
 @router.post(
@@ -26,7 +23,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Create an API key (the secret is in this answer only)",
     description="Use the key as a bearer token (`Authorization: Bearer trk_…`) on the hub and the stream service. "
     "Its scopes and optional `topics`/`unitops` ACL patterns work as a JWT's. Requires `admin`.",
-    responses={**ERRORS, 422: {"model": ErrorBody}},
+    responses=errors(ADMIN, *JSON_BODY),
     openapi_extra={
         **scope_doc("admin"),
         **body_doc(
@@ -48,7 +45,7 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
     "/apikeys",
     response_model=ApiKeyList,
     summary="API keys (never their secrets)",
-    responses=ERRORS,
+    responses=errors(ADMIN),
     openapi_extra=scope_doc("admin"),
 )
 async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> Any:
@@ -59,7 +56,7 @@ async def list_keys(request: Request, principal: Principal = Depends(require("ad
     "/apikeys/{key_id}",
     status_code=204,
     summary="Revoke an API key",
-    responses=ERRORS,
+    responses=errors(ADMIN, (404, "Unknown API key")),
     openapi_extra=scope_doc("admin"),
 )
 async def delete_key(key_id: str, request: Request, principal: Principal = Depends(require("admin"))) -> Response:

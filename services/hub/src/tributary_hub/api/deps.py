@@ -4,17 +4,18 @@ content negotiation and query-time parsing."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import Request, Security
+from fastapi import Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from tributary_common.auth import Principal
 from tributary_common.timeutil import parse_time
 
+from .. import cursors
 from ..errors import HubError, Invalid, TooLarge
 from ..runtime import Hub
 
@@ -115,12 +116,46 @@ def body_doc(model: type[BaseModel], examples: dict[str, Any] | None = None) -> 
     return {"requestBody": {"required": True, "content": {"application/json": content}}}
 
 
+def cursor_query(size: int) -> Any:
+    """The `cursor` parameter, with its format in the document; `cursors.decode` enforces it (422
+    `invalid_cursor`)."""
+    return Query(
+        None,
+        description="`next` of the previous page",
+        json_schema_extra={"pattern": cursors.pattern(size), "maxLength": cursors.MAX_LENGTH},
+    )
+
+
+def time_query(description: str) -> Any:
+    """A time-bound query parameter, declared `format: date-time` (RFC 3339); read with `query_time`."""
+    return Query(None, description=description, max_length=64, json_schema_extra={"format": "date-time"})
+
+
+FIRST, LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def _edge_of_time(value: str) -> datetime | None:
+    """A well-formed RFC 3339 time Python cannot hold (year 0, or an offset past year 9999) is still a bound:
+    before or after every stored time."""
+    year = value[:4]
+    if not year.isdigit():
+        return None
+    try:
+        parse_time("2000" + value[4:])  # the same time in a representable (and leap) year
+    except ValueError:
+        return None
+    return FIRST if int(year) <= 1 else LAST if int(year) >= 9999 else None
+
+
 def query_time(value: str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
     try:
         return parse_time(value)
     except ValueError as exc:
+        edge = _edge_of_time(value)
+        if edge is not None:
+            return edge
         raise Invalid(
             f"{name} is not an RFC 3339 time with offset: {exc}",
             [{"loc": f"/query/{name}", "msg": str(exc)}],

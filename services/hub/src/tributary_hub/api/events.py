@@ -22,8 +22,20 @@ from tributary_common.timeutil import format_time
 from .. import cursors
 from ..errors import HubError, Invalid, TooLarge, Unavailable
 from ..history import export_csv, export_lines
-from .deps import hub_of, negotiate, parse_json, query_time, read_body, require, require_json, scope_doc
-from .models import EventPage, LatestEvents
+from ..publishing import CloudEventIn
+from .deps import (
+    cursor_query,
+    hub_of,
+    negotiate,
+    parse_json,
+    query_time,
+    read_body,
+    require,
+    require_json,
+    scope_doc,
+    time_query,
+)
+from .models import SUBJECT_MAX, SUBJECT_PATTERN, EventPage, LatestEvents
 from .topics import ERRORS, see_topic
 
 router = APIRouter(tags=["events"])
@@ -117,7 +129,7 @@ def may_publish(principal: Principal, keys: list[str]) -> None:
                     "examples": {"event": {"value": EVENT_EXAMPLE}},
                 },
                 "application/cloudevents+json": {
-                    "schema": {"type": "object"},
+                    "schema": CloudEventIn.model_json_schema(),
                     "examples": {"envelope": {"value": ENVELOPE_EXAMPLE}},
                 },
             },
@@ -213,16 +225,16 @@ def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
                     "examples": {"batch": {"value": [EVENT_EXAMPLE, {"data": {"temperature": 22}}]}},
                 },
                 "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "schema": {"type": "array", "items": CloudEventIn.model_json_schema()},
                     "examples": {"envelopes": {"value": [ENVELOPE_EXAMPLE]}},
                 },
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "examples": {
-                        "ndjson": {
-                            "value": '{"data": {"temperature": 21.5}}\n{"data": {"temperature": 22}, "subject": "plant1"}\n'
-                        }
-                    },
+                # JSON lines: described as the array of the lines (OpenAPI 3.2's `itemSchema`), one JSON value each.
+                **{
+                    media: {
+                        "schema": {"type": "array", "items": EventIn.model_json_schema()},
+                        "examples": {"lines": {"value": [{"data": {"temperature": 21.5}}, EVENT_EXAMPLE]}},
+                    }
+                    for media in ("application/x-ndjson", "application/jsonl")
                 },
             },
         },
@@ -301,11 +313,17 @@ def history_pattern(principal: Principal, topic: str, subject: str | None) -> st
 async def history(
     topic: str,
     request: Request,
-    subject: str | None = Query(None, description="AMQP pattern over the subject", examples=["plant1.#"]),
-    start: str | None = Query(None, description="RFC 3339, inclusive", examples=["2026-11-26T00:00:00Z"]),
-    end: str | None = Query(None, description="RFC 3339, exclusive"),
+    subject: str | None = Query(
+        None,
+        description="AMQP pattern over the subject",
+        examples=["plant1.#"],
+        max_length=SUBJECT_MAX,
+        json_schema_extra=SUBJECT_PATTERN,
+    ),
+    start: str | None = time_query("RFC 3339, inclusive"),
+    end: str | None = time_query("RFC 3339, exclusive"),
     limit: int | None = Query(None, ge=1, description="Page size (JSON only)"),
-    cursor: str | None = Query(None, description="`next` of the previous page"),
+    cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("events:read")),
 ) -> Any:
     hub = hub_of(request)
@@ -348,7 +366,9 @@ async def history(
 async def latest(
     topic: str,
     request: Request,
-    subject: str | None = Query(None, description="AMQP pattern over the subject"),
+    subject: str | None = Query(
+        None, description="AMQP pattern over the subject", max_length=SUBJECT_MAX, json_schema_extra=SUBJECT_PATTERN
+    ),
     principal: Principal = Depends(require("events:read")),
 ) -> Any:
     hub = hub_of(request)

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tributary_common.names import validate_topic
+from tributary_common.auth import SCOPES
+from tributary_common.matcher import MAX_WILDCARDS
+from tributary_common.names import MAX_ROUTING_KEY, TOPIC_RE, validate_topic
+from tributary_common.unitops import MetaValue
 
 from ..compatibility import Compatibility
 
 T = TypeVar("T")
+
+# What the validators check, declared in the document (the validators still say precisely what is wrong).
+TOPIC_NAME: dict[str, Any] = {"pattern": TOPIC_RE.pattern, "maxLength": 63}
+# Dot-separated segments, each a name, `*` or `#`, with at most MAX_WILDCARDS wildcards (spelled without a
+# look-ahead so that any generator can produce it).
+_NAME, _WILD = "[A-Za-z0-9_-]+", "[*#]"
+PATTERN: dict[str, Any] = {
+    "pattern": rf"^(?:(?:{_NAME}\.)*{_WILD}(?:\.{_NAME})*(?:\.{_WILD}(?:\.{_NAME})*){{0,{MAX_WILDCARDS - 1}}}"
+    rf"|{_NAME}(?:\.{_NAME})*)$",
+    "maxLength": MAX_ROUTING_KEY,
+    "description": "AMQP pattern over `<topic>.<subject>`: `*` one segment, `#` zero or more; at most 16 wildcards",
+}
+# A subject pattern is bounded as subjects are (`<topic>.` takes up to 64 of a routing key's bytes); the
+# length is enforced by the query parameter, the rest by the pattern's validation.
+SUBJECT_MAX = MAX_ROUTING_KEY - 64
+SUBJECT_PATTERN: dict[str, Any] = {"pattern": PATTERN["pattern"]}
+Scope = Annotated[str, Field(json_schema_extra={"enum": list(SCOPES)})]
+TopicPattern = Annotated[str, Field(json_schema_extra=PATTERN)]
 
 EXAMPLE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -39,7 +60,7 @@ class TopicCreate(BaseModel):
         },
     )
 
-    name: str
+    name: str = Field(json_schema_extra=TOPIC_NAME)
     schema_: dict[str, Any] = Field(alias="schema")
     compatibility: Compatibility = Compatibility.NONE
     retention_days: float | None = Field(default=None, gt=0, le=36500)
@@ -151,8 +172,23 @@ class LatestEvents(BaseModel):
     items: list[dict[str, Any]]
 
 
+class SubscriptionView(BaseModel):
+    source: str
+    params: dict[str, Any]
+    sid: str = Field(description="The subscription's identity, from its source and params")
+
+
+class UnitopView(BaseModel):
+    name: str
+    items: dict[str, SubscriptionView]
+    meta: dict[str, MetaValue]
+    record: bool
+    created_at: datetime
+    updated_at: datetime
+
+
 class UnitopList(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[UnitopView]
     next: str | None = None
 
 
@@ -169,8 +205,8 @@ class ApiKeyCreate(BaseModel):
     )
 
     name: str = Field(min_length=1, max_length=128)
-    scopes: list[str] = Field(min_length=1, max_length=16)
-    topics: list[str] | None = Field(default=None, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=16)
+    topics: list[TopicPattern] | None = Field(default=None, max_length=100)
     unitops: list[str] | None = Field(default=None, max_length=100)
 
 
@@ -185,5 +221,15 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
 
 
+class ApiKeyView(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    topics: list[str] | None = None
+    unitops: list[str] | None = None
+    created_by: str
+    created_at: datetime
+
+
 class ApiKeyList(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[ApiKeyView]

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tributary_common.auth import Forbidden, Principal
-from tributary_common.http_errors import ErrorBody
 from tributary_common.names import TOPIC_RE
 
 from ..errors import NotFound
+from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
     EXAMPLE_SCHEMA,
@@ -24,14 +24,11 @@ from .models import (
 )
 
 router = APIRouter(tags=["topics"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": desc}
-    for code, desc in (
-        (401, "No or invalid credentials"),
-        (403, "Missing scope, or the topic is outside the caller's ACL"),
-        (404, "Unknown topic"),
-    )
-}
+TOPIC: tuple[tuple[int, str], ...] = (
+    (403, "Missing scope, or the topic is outside the caller's ACL"),
+    (404, "Unknown topic"),
+)
+ERRORS = errors(*TOPIC)
 
 
 def known_name(topic: str) -> str:
@@ -65,12 +62,13 @@ def own_topic(principal: Principal, topic: str) -> str:
     summary="Create a topic with its first schema (version 1)",
     description="The schema must be a Draft 2020-12 JSON Schema within the size and depth limits (413/422). "
     "Requires `topics:write`.",
-    responses={
-        **ERRORS,
-        409: {"model": ErrorBody, "description": "The topic exists"},
-        413: {"model": ErrorBody, "description": "Schema or body too large"},
-        422: {"model": ErrorBody, "description": "Invalid schema or request"},
-    },
+    responses=errors(
+        (403, "Missing scope, or the name is outside the caller's ACL"),
+        *JSON_BODY,
+        (409, "The topic exists"),
+        (413, "Schema or body too large"),
+        (422, "Invalid schema or request"),
+    ),
     openapi_extra={
         **scope_doc("topics:write"),
         **body_doc(
@@ -103,7 +101,7 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     "/topics",
     response_model=TopicList,
     summary="List topics (those the caller's ACL touches)",
-    responses=ERRORS,
+    responses=errors(),
     openapi_extra=scope_doc("topics:read"),
 )
 async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
@@ -127,7 +125,7 @@ async def get_topic(topic: str, request: Request, principal: Principal = Depends
     "/topics/{topic}",
     response_model=Topic,
     summary="Change compatibility mode, retention or description",
-    responses=ERRORS,
+    responses=errors(*TOPIC, *JSON_BODY),
     openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
 )
 async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
@@ -144,12 +142,13 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     summary="Publish a new schema version",
     description="Checked against the previous version under the topic's compatibility mode (`none`, `backward`, "
     "`forward`, `full`); a breaking change is a 409 `incompatible_schema` listing each break with its JSON pointer.",
-    responses={
-        **ERRORS,
-        409: {"model": ErrorBody, "description": "Incompatible with the previous version"},
-        413: {"model": ErrorBody, "description": "Schema too large"},
-        422: {"model": ErrorBody, "description": "Invalid schema"},
-    },
+    responses=errors(
+        *TOPIC,
+        *JSON_BODY,
+        (409, "Incompatible with the previous version"),
+        (413, "Schema too large"),
+        (422, "Invalid schema"),
+    ),
     openapi_extra={**scope_doc("topics:write"), **body_doc(SchemaUpdate, {"v2": {"schema": EXAMPLE_SCHEMA}})},
 )
 async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
@@ -191,7 +190,7 @@ async def get_schema(
     summary="Delete a topic",
     description="Refused (409 `topic_has_events`) while recorded events exist, unless `force=true`, which deletes "
     "them too.",
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The topic has events"}},
+    responses=errors(*TOPIC, (409, "The topic has events")),
     openapi_extra=scope_doc("topics:write"),
 )
 async def delete_topic(

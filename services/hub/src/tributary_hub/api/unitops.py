@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Forbidden, Principal
-from tributary_common.http_errors import ErrorBody
 from tributary_common.names import SEGMENT_RE
 from tributary_common.timeutil import format_time
 from tributary_common.unitops import Unitop
@@ -21,15 +20,16 @@ from .. import cursors
 from ..errors import Invalid, NotFound
 from ..history import csv_chunk
 from ..samples_history import build_filter
-from .deps import body_doc, hub_of, json_model, negotiate, query_time, require, scope_doc
-from .models import SourceList, UnitopList
+from .contract import JSON_BODY, errors
+from .deps import body_doc, cursor_query, hub_of, json_model, negotiate, query_time, require, scope_doc, time_query
+from .models import SourceList, UnitopList, UnitopView
 
 router = APIRouter(tags=["unitops"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No or invalid credentials"},
-    403: {"model": ErrorBody, "description": "Missing scope, or the unitop is outside the caller's ACL"},
-    404: {"model": ErrorBody, "description": "Unknown unitop"},
-}
+UNITOP: tuple[tuple[int, str], ...] = (
+    (403, "Missing scope, or the unitop is outside the caller's ACL"),
+    (404, "Unknown unitop"),
+)
+ERRORS = errors(*UNITOP)
 UNITOP_EXAMPLE = Unitop.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 
 
@@ -41,6 +41,7 @@ def may_unitop(principal: Principal, name: str) -> None:
 @router.post(
     "/unitops",
     status_code=201,
+    response_model=UnitopView,
     summary="Create a unitop",
     description="Each item's `params` are validated against the subscription JSON Schema its source announced "
     "(422 `invalid_items` with JSON pointers; an unannounced source is an error too). The change is published on "
@@ -48,11 +49,7 @@ def may_unitop(principal: Principal, name: str) -> None:
     'Fields the source marks `x-tributary-secret` (credentials) take `{"secret": "NAME"}`, resolved by ingest from '
     "its secrets folder or environment; a literal value there is a 422 naming the field, and views and change "
     'messages show any stored literal as `"***"`.',
-    responses={
-        **ERRORS,
-        409: {"model": ErrorBody, "description": "Exists"},
-        422: {"model": ErrorBody, "description": "Invalid unitop or items"},
-    },
+    responses=errors(UNITOP[0], *JSON_BODY, (409, "Exists"), (422, "Invalid unitop or items")),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
 async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
@@ -68,14 +65,14 @@ async def create_unitop(request: Request, principal: Principal = Depends(require
     summary="List and search unitops",
     description="`prefix` matches the start of the name; every other `meta.<key>=<value>` query parameter must equal "
     "that meta value (strings, numbers and booleans are matched by value). Pages by name; pass `next` as `cursor`.",
-    responses=ERRORS,
+    responses=errors(UNITOP[0]),
     openapi_extra=scope_doc("unitops:read"),
 )
 async def list_unitops(
     request: Request,
     prefix: str | None = Query(None, max_length=128, examples=["pump-"]),
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None),
+    cursor: str | None = cursor_query(1),
     principal: Principal = Depends(require("unitops:read")),
 ) -> Any:
     meta: dict[str, str] = {}
@@ -101,6 +98,7 @@ async def list_unitops(
 
 @router.get(
     "/unitops/{name}",
+    response_model=UnitopView,
     summary="One unitop (items with their sids)",
     responses=ERRORS,
     openapi_extra=scope_doc("unitops:read"),
@@ -112,8 +110,9 @@ async def get_unitop(name: str, request: Request, principal: Principal = Depends
 
 @router.put(
     "/unitops/{name}",
+    response_model=UnitopView,
     summary="Replace a unitop",
-    responses={**ERRORS, 422: {"model": ErrorBody}},
+    responses=errors(*UNITOP, *JSON_BODY),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
 async def put_unitop(name: str, request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
@@ -146,18 +145,18 @@ async def delete_unitop(
     "grid time `start + k*interval_s < end`, each item's last value at or before it (null before the first). "
     "`start` inclusive, `end` exclusive. JSON by default; `text/csv`, `application/jsonl` or `application/x-ndjson` "
     "by Accept (streamed).",
-    responses={**ERRORS, 406: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(*UNITOP, 406),
     openapi_extra=scope_doc("unitops:read"),
 )
 async def unitop_samples(
     name: str,
     request: Request,
     items: str | None = Query(None, description="Comma-separated item names", examples=["flow,pressure"]),
-    start: str | None = Query(None, description="RFC 3339, inclusive"),
-    end: str | None = Query(None, description="RFC 3339, exclusive"),
+    start: str | None = time_query("RFC 3339, inclusive"),
+    end: str | None = time_query("RFC 3339, exclusive"),
     interval_s: float | None = Query(None, gt=0, description="Align to this interval (seconds), LOCF"),
     limit: int = Query(1000, ge=1, le=10_000),
-    cursor: str | None = Query(None),
+    cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("unitops:read")),
 ) -> Any:
     may_unitop(principal, name)
@@ -280,7 +279,7 @@ async def _aligned_csv(rows: AsyncIterator[dict[str, Any]], items: list[str], ch
     "/sources",
     response_model=SourceList,
     summary="Sources with their subscription JSON Schemas and the ingest instances serving them now",
-    responses=ERRORS,
+    responses=errors(),
     openapi_extra=scope_doc("unitops:read"),
 )
 async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> Any:

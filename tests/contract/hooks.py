@@ -1,0 +1,17 @@
+"""Schemathesis hooks for the contract tests (loaded through SCHEMATHESIS_HOOKS): how to put on the wire the
+media types Schemathesis has no serializer for. The document describes a JSON-lines body as the array of its
+lines; each item goes on its own line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import schemathesis
+from schemathesis.transport import SerializationContext
+
+
+@schemathesis.serializer("application/x-ndjson", "application/jsonl")
+def json_lines(ctx: SerializationContext, value: Any) -> bytes:
+    items = value if isinstance(value, list) else [value]
+    return b"".join(orjson.dumps(item) + b"\n" for item in items)
