@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tributary_common.secrets import (
+    HEADERS_SCHEMA,
     MASK,
     SECRET_FIELD_SCHEMA,
     SECRET_MARKER,
+    is_credential_name,
     literal_secrets,
     mask_secrets,
     secret_env_var,
@@ -63,3 +65,25 @@ def test_hostile_schemas_end() -> None:
 
 def test_environment_names() -> None:
     assert secret_env_var("api-key.v2") == "TRIBUTARY_SECRET_API_KEY_V2"
+
+
+def test_header_maps_are_secret_only_under_credential_names() -> None:
+    schema = {"type": "object", "properties": {"headers": HEADERS_SCHEMA}}
+    params = {
+        "headers": {
+            "Accept": "application/json",
+            "authorization": "Bearer x",
+            "X-Api-Key": "k",
+            "X-Signature": {"secret": "sig"},
+            "Cookie": {"secret": "c"},
+        }
+    }
+    assert [loc for loc, _ in literal_secrets(schema, params)] == ["/headers/authorization", "/headers/X-Api-Key"]
+    assert mask_secrets(schema, params)["headers"] == {**params["headers"], "authorization": MASK, "X-Api-Key": MASK}
+    for name in ("Authorization", "Proxy-Authorization", "COOKIE", "x-session-id", "X-Upstream-Token", "x-password"):
+        assert is_credential_name(name), name
+    for name in ("Accept", "Content-Type", "X-Tenant", "If-None-Match", "User-Agent"):
+        assert not is_credential_name(name), name
+    # A pattern this side cannot read (or an oversized one) counts as matching: the strict side.
+    odd = {"type": "object", "patternProperties": {"(?<": SECRET_FIELD_SCHEMA, "x" * 2000: SECRET_FIELD_SCHEMA}}
+    assert [loc for loc, _ in literal_secrets(odd, {"Accept": "a"})] == ["/Accept"]

@@ -108,7 +108,8 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def http_item(url: str, headers: dict[str, Any]) -> dict[str, Any]:
-    return {"source": "http", "params": {"url": url, "pointer": "/v", "interval_s": 1, "headers": headers}}
+    # Canonical (interval_s is a float), so that the sid is the hash of these params as they are.
+    return {"source": "http", "params": {"url": url, "pointer": "/v", "interval_s": 1.0, "headers": headers}}
 
 
 async def control_tap(stack: Stack) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.abc.AbstractQueue]:
@@ -169,7 +170,7 @@ async def test_a_referenced_secret_reaches_the_target_and_nothing_else(
         "both secret headers at the endpoint",
     )
 
-    # The sid is the hash of the params as given: the reference, never the value.
+    # The sid is the hash of the (canonical) params: the reference, never the value.
     view = (await hub.get("/unitops/meter")).json()
     assert view["items"]["env"]["params"]["headers"] == env_ref
     assert view["items"]["env"]["sid"] == compute_sid("http", unitop["items"]["env"]["params"])
@@ -309,6 +310,69 @@ async def test_an_unresolvable_secret_is_a_counted_refusal_of_that_subscription(
     assert 'tributary_ingest_errors_total{kind="secret",source="http"} 2.0' in metrics
     assert not any("outside-the-secrets-dir" in str(h) for h in endpoint.seen)
     await ingest.aclose()
+    await hub.aclose()
+
+
+async def test_plain_headers_are_literals_credential_headers_references(stack: Stack, endpoint: Endpoint) -> None:
+    """Issue 10 follow-up: `Accept: application/json` needs no secret; a header whose name carries a credential
+    (Authorization, Proxy-Authorization, Cookie, or containing key/token/secret/auth/password/session, any case)
+    must be a reference. The hub learns which from the announced schema (`patternProperties` marked secret).
+    Failed on the code before: every header value was a secret, so the literal Accept was a 422."""
+    hub = httpx.AsyncClient(base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=10)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: len(httpx.get(f"{stack.hub_url}/sources", headers=hub.headers).json()["items"]) >= 2,
+        30,
+        "http and mqtt announced",
+    )
+    literal = "literal-credential-4e5f6a"
+    for name in (
+        "Authorization",
+        "proxy-authorization",
+        "Cookie",
+        "X-API-KEY",
+        "x-auth-user",
+        "X-Session-Id",
+        "X-Upstream-Token",
+        "x-client-secret",
+        "X-Password",
+    ):
+        r = await hub.post("/unitops", json={"name": "hdr", "items": {"a": http_item(endpoint.url, {name: literal})}})
+        assert r.status_code == 422, (name, r.text)
+        assert f"/items/a/params/headers/{name}" in {d["loc"] for d in r.json()["error"]["details"]}, r.text
+        assert literal not in r.text and '{"secret": "NAME"}' in r.json()["error"]["message"], r.text
+
+    headers = {"Accept": "application/json", "X-Tenant": "plant-7", "Authorization": {"secret": "api-token"}}
+    r = await hub.post(
+        "/unitops", json={"name": "hdr", "record": True, "items": {"a": http_item(endpoint.url, headers)}}
+    )
+    assert r.status_code == 201, r.text
+    view = (await hub.get("/unitops/hdr")).json()
+    assert view["items"]["a"]["params"]["headers"] == headers
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            endpoint.got("accept", "application/json")
+            and endpoint.got("x-tenant", "plant-7")
+            and endpoint.got("authorization", ENV_TOKEN)
+        ),
+        30,
+        "the literal and the resolved headers at the endpoint",
+    )
+    # A reference is fine for any header (a credential under a name the rule does not know).
+    item = http_item(endpoint.url, {"X-Signature": {"secret": "api-token"}})
+    assert (await hub.post("/unitops", json={"name": "sig", "items": {"a": item}})).status_code == 201
+
+    # A credential header stored in clear by an older version is shown as "***"; its plain neighbours are not.
+    params = {"url": endpoint.url, "pointer": "/v", "headers": {"Cookie": STORED_LITERAL, "Accept": "text/plain"}}
+    now = datetime.now(UTC)
+    with database(stack) as db:
+        doc = {"source": "http", "sid": compute_sid("http", params), "params_json": json.dumps(params)}
+        db["unitops"].insert_one(
+            {"_id": "old", "items": {"a": doc}, "meta": {}, "record": False, "created_at": now, "updated_at": now}
+        )
+    shown = (await hub.get("/unitops/old")).json()["items"]["a"]["params"]["headers"]
+    assert shown == {"Cookie": "***", "Accept": "text/plain"}
     await hub.aclose()
 
 

@@ -1,10 +1,11 @@
 """Connector credentials by reference: params hold `{"secret": "NAME"}`, never the credential itself.
 
 A connector marks a params field secret (the ingest SDK's `Secret` type); the source's announced JSON Schema then
-carries `SECRET_MARKER: true` at that field. Everything else is driven by that marker, not by field names: ingest
+carries `SECRET_MARKER: true` at that field (for a map secret only under some keys, such as HTTP headers, the
+marked schema sits under `patternProperties`). Everything else is driven by that marker, not by field names: ingest
 resolves references at marked fields before the connector sees its params, the hub refuses literal values there
 (so credentials are neither stored nor sent on the broker) and masks whatever literal was stored before.
-A subscription's `sid` hashes the params as given, so the reference, never the value, enters it.
+A subscription's `sid` hashes the params in canonical form, which keeps references as given: never a value.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SECRET_ENV_PREFIX = "TRIBUTARY_SECRET_"
 MASK = "***"
 # Schemas come from other processes: bound how deep a walk follows them.
 _MAX_DEPTH = 32
+_MAX_PATTERN = 1024
 
 REFERENCE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,6 +42,24 @@ SECRET_FIELD_SCHEMA: dict[str, Any] = {
     "description": 'A credential: give {"secret": "NAME"}, resolved by ingest from TRIBUTARY_SECRETS_DIR/NAME '
     "or TRIBUTARY_SECRET_<NAME>; literal values are refused",
 }
+
+# Header names that carry credentials: Authorization, Proxy-Authorization, Cookie, and any name containing key,
+# token, secret, auth, password or session, in any case. Written for JSON Schema's regex dialect (ECMA 262, no
+# inline flags: each letter a class) so that the hub's validator and Python read it alike; unanchored: "contains".
+CREDENTIAL_WORDS = ("auth", "cookie", "key", "password", "secret", "session", "token")
+CREDENTIAL_NAME_PATTERN = "|".join("".join(f"[{c.upper()}{c}]" for c in word) for word in CREDENTIAL_WORDS)
+
+# A map of header values (or any name -> value map of that kind): a literal string or a reference, except under a
+# credential-bearing name, where the value is a secret field (a literal there is refused by the hub).
+HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "patternProperties": {CREDENTIAL_NAME_PATTERN: SECRET_FIELD_SCHEMA},
+    "additionalProperties": {"anyOf": [REFERENCE_SCHEMA, {"type": "string"}]},
+}
+
+
+def is_credential_name(name: str) -> bool:
+    return re.search(CREDENTIAL_NAME_PATTERN, name) is not None
 
 
 class SecretNameError(ValueError):
@@ -106,15 +126,31 @@ def _walk(node: Any, root: Mapping[str, Any], value: Any, path: Path, depth: int
     if isinstance(value, dict):
         props = node.get("properties")
         extra = node.get("additionalProperties")
+        patterns = node.get("patternProperties")
         for k, v in value.items():
-            sub = props.get(k) if isinstance(props, Mapping) and k in props else extra
-            yield from _walk(sub, root, v, (*path, k), depth + 1)
+            # As JSON Schema applies them: the named property and every matching pattern; else the rest's schema.
+            subs = [props[k]] if isinstance(props, Mapping) and k in props else []
+            if isinstance(patterns, Mapping):
+                subs += [s for p, s in patterns.items() if pattern_matches(p, k)]
+            for sub in subs or [extra]:
+                yield from _walk(sub, root, v, (*path, k), depth + 1)
     elif isinstance(value, list):
         items = node.get("items")
         prefix = node.get("prefixItems")
         for i, v in enumerate(value):
             sub = prefix[i] if isinstance(prefix, list) and i < len(prefix) else items
             yield from _walk(sub, root, v, (*path, i), depth + 1)
+
+
+def pattern_matches(pattern: Any, key: str) -> bool:
+    """Whether `key` matches a `patternProperties` pattern (unanchored, as in JSON Schema). A pattern this side
+    cannot read counts as matching: the key then falls under that pattern's schema (for secrets, the strict one)."""
+    if not isinstance(pattern, str) or len(pattern) > _MAX_PATTERN:
+        return True
+    try:
+        return re.search(pattern, key) is not None
+    except re.error:
+        return True
 
 
 def literal_secrets(schema: Mapping[str, Any], params: Any) -> list[tuple[str, str]]:

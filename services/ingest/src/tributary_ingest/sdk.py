@@ -8,6 +8,10 @@ and restarts it with backoff when it raises) or its own `subscribe`/`unsubscribe
 A params field typed `Secret` holds a credential: users give `{"secret": "NAME"}` and the framework resolves it
 (`TRIBUTARY_SECRETS_DIR/NAME` or `TRIBUTARY_SECRET_<NAME>`) before the connector sees its params, so a connector
 reads a plain `str`. The field's JSON Schema carries the marker the hub uses to refuse and mask literal values.
+A `Headers` field takes literal values, except under credential-bearing names, where it takes only references.
+
+A params field's `default` (not `default_factory`) appears in the announced schema, so the hub can leave a value
+equal to it out of the canonical params: written out or not, it is one subscription (one `sid`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, T
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from tributary_common.secrets import SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
+from tributary_common.secrets import HEADERS_SCHEMA, SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
 
 if TYPE_CHECKING:
     from .settings import IngestSettings
@@ -118,6 +122,11 @@ Secret = Annotated[
     WithJsonSchema(SECRET_FIELD_SCHEMA),
 ]
 """A credential in a params model: `{"secret": "NAME"}` on the wire, the resolved `str` in the connector."""
+
+Headers = Annotated[dict[str, Secret], WithJsonSchema(HEADERS_SCHEMA)]
+"""Name -> value (HTTP headers and the like): a literal string, or a `{"secret": "NAME"}` reference resolved like a
+`Secret`. Under a credential-bearing name (Authorization, Proxy-Authorization, Cookie, or containing key, token,
+secret, auth, password or session, any case) the hub accepts only a reference."""
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "params") -> str:

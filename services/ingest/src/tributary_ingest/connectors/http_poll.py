@@ -22,7 +22,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, create_model, fie
 from tributary_common.egress import SCHEMA_MARK, EgressPolicy, EgressRefused
 from tributary_common.timeutil import utcnow
 
-from ..sdk import Connector, Refused, Secret
+from ..sdk import Connector, Headers, Refused
 from ..settings import IngestSettings
 from ..values import PointerError, as_sample_value, parse_timestamp, resolve_pointer, validate_pointer
 from .checked_http import CheckedTransport
@@ -55,9 +55,11 @@ class HttpParams(BaseModel):
     time_pointer: str | None = Field(default=None, description="JSON pointer of the sample's time (else: now)")
     interval_s: float = Field(default=5.0, ge=0.05, le=86400, description="Seconds between polls")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="Seconds for a whole answer, redirects included")
-    headers: dict[str, Secret] = Field(
-        default_factory=dict,
-        description='Extra request headers; each value a secret reference {"secret": "NAME"} (they carry credentials)',
+    headers: Headers = Field(
+        default={},  # in the schema (not a factory): `{}` written out is the same subscription as none
+        description='Extra request headers: literal values, but {"secret": "NAME"} references for credentials '
+        "(Authorization, Proxy-Authorization, Cookie, names containing key/token/secret/auth/password/session)",
+        json_schema_extra={"maxProperties": MAX_HEADERS},
     )
 
     @field_validator("pointer", "time_pointer")
