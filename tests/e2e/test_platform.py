@@ -84,7 +84,7 @@ async def test_event_published_over_http_arrives_live_in_history_and_in_one_trac
 
 async def test_unitop_stream_delivers_simulator_samples_in_one_trace(e2e: Platform) -> None:
     name = f"pump-{uuid.uuid4().hex[:6]}"
-    params = {"signal": "sine", "rate_hz": 5, "seed": 3}
+    params = {"signal": "sine", "rate_hz": 5.0, "seed": 3}  # canonical (rate_hz a float): the sid is its hash
     async with HubClient(e2e.hub_url, e2e.token) as hub:
 
         async def simulator_announced() -> bool:

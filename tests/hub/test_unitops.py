@@ -107,8 +107,10 @@ async def test_sources_and_validated_unitops(client: httpx.AsyncClient, control:
     r = await client.post("/unitops", json=PUMP)
     assert r.status_code == 201, r.text
     body = r.json()
+    # The sid hashes the canonical params: `period_s` is a float in the model.
     assert (
-        body["items"]["flow"]["sid"] == Subscription(source="simulator", params={"signal": "sine", "period_s": 30}).sid
+        body["items"]["flow"]["sid"]
+        == Subscription(source="simulator", params={"signal": "sine", "period_s": 30.0}).sid
     )
     (change_raw,) = await messages(queue, "unitop.pump-101", 1)
     change = UnitopChange.model_validate_json(change_raw)

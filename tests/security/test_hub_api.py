@@ -33,7 +33,6 @@ from tests.support.stack import Stack, run_stack
 from tributary_common.auth import SCOPES, AuthUnavailable, JwtVerifier
 from tributary_common.health_server import HealthServer
 from tributary_common.matcher import MAX_WILDCARDS, matches
-from tributary_common.sid import compute_sid
 from tributary_common.timeutil import format_time, utcnow
 
 SCHEMA: dict[str, Any] = {
@@ -191,8 +190,9 @@ def test_samples_csv_export_neutralises_formulas(stack: Stack) -> None:
         # A unitop that is never read (record false, nobody watches): its samples come only from this test.
         params = {**SIM_PARAMS, "seed": int(uuid.uuid4().int % 10_000)}
         body = {"name": name, "items": {"tag": {"source": "simulator", "params": params}}}
-        assert admin.post("/unitops", json=body).status_code == 201
-    sid = compute_sid("simulator", params)
+        created = admin.post("/unitops", json=body)
+        assert created.status_code == 201, created.text
+    sid = created.json()["items"]["tag"]["sid"]  # the hub's: the hash of the canonical params
     values: list[Any] = [*DANGEROUS, -3.5, "ok"]
     start = utcnow().replace(microsecond=0)
     samples = [

@@ -2,6 +2,9 @@
 `tributary.control` (`unitop.<name>`). Search takes a name prefix and exact meta values: never a database
 filter from the client.
 
+Items are stored with their params in canonical form (`tributary_common.canonical`: numbers by the schema's type,
+defaults left out), so one tag however spelled is one `sid`, read once and stored once.
+
 Fields a source's announced schema marks secret must hold `{"secret": "NAME"}` references: a literal is refused,
 and whatever literal an older version stored is shown as `"***"` by every view and change message."""
 
@@ -14,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from tributary_common.canonical import UnrepresentableParams, canonical_params
 from tributary_common.control import UnitopChange
 from tributary_common.rpc_contracts import UnitopResolved
 from tributary_common.secrets import literal_secrets, mask_secrets
@@ -55,7 +59,8 @@ def unitop_view(doc: UnitopDoc, schemas: Schemas) -> dict[str, Any]:
     unitop = masked(to_unitop(doc), schemas)
     view = unitop.model_dump(mode="json")
     for name, item in view["items"].items():
-        item["sid"] = doc.items[name]["sid"]  # computed from the params as given: references, never values
+        # As stored: canonical params hashed (references, never values); an older version's sid is kept as it was.
+        item["sid"] = doc.items[name]["sid"]
     view["created_at"] = doc.created_at
     view["updated_at"] = doc.updated_at
     return view
@@ -88,7 +93,9 @@ class UnitopService:
                 out[source] = orjson.loads(text)
         return out
 
-    async def _check(self, unitop: Unitop) -> Schemas:
+    async def _check(self, unitop: Unitop) -> tuple[Unitop, Schemas]:
+        """`unitop` with its items' params in canonical form (what sids hash), and the schemas of its sources;
+        raises `Invalid` naming every bad item."""
         problems = await self.sources.check_items(unitop.items)
         schemas = await self._schemas(sub.source for sub in unitop.items.values())
         secret_problems = [
@@ -97,12 +104,22 @@ class UnitopService:
             if sub.source in schemas
             for loc, msg in literal_secrets(schemas[sub.source], sub.params)
         ]
+        items: dict[str, Subscription] = {}
+        for name, sub in unitop.items.items():
+            if sub.source not in schemas:
+                continue  # already a problem: never announced
+            try:
+                params = canonical_params(schemas[sub.source], sub.params)
+            except UnrepresentableParams as exc:
+                problems.append({"loc": f"/items/{name}/params{exc.loc}", "msg": exc.msg})
+                continue
+            items[name] = Subscription(source=sub.source, params=params)
         if problems or secret_problems:
             message = f"unitop {unitop.name!r} has invalid items"
             if secret_problems:
                 message += '; give credentials as {"secret": "NAME"}, never in clear'
             raise Invalid(message, problems + secret_problems, code="invalid_items")
-        return schemas
+        return unitop.model_copy(update={"items": items}), schemas
 
     @staticmethod
     def _items(unitop: Unitop) -> dict[str, dict[str, str]]:
@@ -112,7 +129,7 @@ class UnitopService:
         }
 
     async def create(self, unitop: Unitop) -> dict[str, Any]:
-        schemas = await self._check(unitop)
+        unitop, schemas = await self._check(unitop)
         if await UnitopDoc.get(unitop.name) is not None:
             raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists")
         now = utcnow()
@@ -154,7 +171,7 @@ class UnitopService:
                 [{"loc": "/name", "msg": f"expected {name!r}"}],
                 code="name_mismatch",
             )
-        schemas = await self._check(unitop)
+        unitop, schemas = await self._check(unitop)
         doc = await self._doc(name)
         doc.items, doc.meta, doc.record, doc.updated_at = self._items(unitop), unitop.meta, unitop.record, utcnow()
         await doc.save()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tributary_common.canonical import canonical_sid
 from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.timeutil import utcnow
 
@@ -77,6 +78,9 @@ class SourceRuntime:
         self.tracker = DemandTracker()
         self.owned: dict[str, Owned] = {}
         self.rejected: dict[str, tuple[str, float]] = {}
+        # The announced schema, from which the hub makes params canonical; demanded sid -> its canonical sid.
+        self.schema = connector_cls.params_schema()
+        self.noncanonical: dict[str, str] = {}
         self.wake = asyncio.Event()
         self.peers: dict[str, float] = {}  # other instances serving this source -> when their announcement lapses
         self._skipped: set[str] = set()
@@ -143,8 +147,26 @@ class SourceRuntime:
                 self.rejected[sub.sid] = (str(exc), now + demand.ttl_s)
                 continue
             new |= self.tracker.heartbeat(sub.sid, params, demand.ttl_s, now)
+            self._check_sid(sub.sid, sub.params, demand.requester)
         if new:
             self.wake.set()
+
+    def _check_sid(self, sid: str, params: dict[str, Any], requester: str) -> None:
+        """Served as demanded (the requester listens on that sid), but a sid that is not the canonical one of its
+        params (a unitop stored before sids were canonical) may be a second read of a tag: say so, once."""
+        try:
+            canonical = canonical_sid(self.name, self.schema, params)
+        except ValueError:
+            return
+        if canonical != sid and sid not in self.noncanonical:
+            self.noncanonical[sid] = canonical
+            log.warning(
+                "%s/%s from %s is not the canonical sid of its params (%s): rewrite its unitop to read it once",
+                self.name,
+                sid,
+                requester,
+                canonical,
+            )
 
     def on_announcement(self, announcement: SourceAnnouncement) -> None:
         if announcement.instance_id != self.settings.instance_id:
@@ -199,6 +221,8 @@ class SourceRuntime:
         self.tracker.forget_lapsed(now, self.settings.release_grace_s + 60.0, keep=set(self.owned))
         for sid in [s for s, (_, exp) in self.rejected.items() if exp <= now]:
             del self.rejected[sid]
+        for sid in [s for s in self.noncanonical if not self.tracker.knows(s)]:
+            del self.noncanonical[sid]
         self._update_rate()
 
     def _take(self, sid: str, params: Any, watermark: datetime | None) -> None:
@@ -395,7 +419,7 @@ class SourceRuntime:
         return SourceAnnouncement(
             source=self.name,
             instance_id=self.settings.instance_id,
-            subscription_schema=self.connector_cls.params_schema(),
+            subscription_schema=self.schema,
             capacity=self.capacity,
             free=max(0, self.capacity - len(self.owned)),
             leases=len(self.owned),
@@ -413,4 +437,5 @@ class SourceRuntime:
             "leases": {sid: e.state for sid, e in self.owned.items()},
             "failing": {sid: e.last_error for sid, e in self.owned.items() if e.state == "backoff"},
             "rejected": {sid: msg for sid, (msg, _) in self.rejected.items()},
+            "noncanonical": dict(self.noncanonical),
         }
