@@ -32,6 +32,8 @@ topics_app = typer.Typer(help="Topics and their JSON Schemas.", no_args_is_help=
 unitops_app = typer.Typer(help="Unitops: named groups of subscriptions (assets).", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(unitops_app, name="unitops")
+sources_app = typer.Typer(help="Sources: the connectors ingest serves.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -438,6 +440,56 @@ def unitops_delete(ctx: typer.Context, name: str) -> None:
 
     _run(go())
     _emit(c, {"deleted": name}, lambda v: out.print(f"deleted unitop [bold]{v['deleted']}[/bold]"))
+
+
+# ---- sources
+
+
+@sources_app.command("list")
+def sources_list(ctx: typer.Context) -> None:
+    """List the sources with the ingest instances serving them."""
+    c: Ctx = ctx.obj
+
+    async def go() -> list[dict[str, Any]]:
+        async with c.client() as hub:
+            return await hub.sources()
+
+    def human(items: list[dict[str, Any]]) -> None:
+        table = Table("name", "instances")
+        for s in items:
+            table.add_row(s["name"], ", ".join(i["instance_id"] for i in s.get("instances", [])))
+        out.print(table)
+
+    _emit(c, _run(go()), human)
+
+
+@sources_app.command("browse")
+def sources_browse(
+    ctx: typer.Context,
+    source: str,
+    path: Annotated[str, typer.Argument(help="Where to list (empty: the top)")] = "",
+    params: Annotated[str, typer.Option(help="Connection params: JSON literal, @file or path")] = "{}",
+    limit: Annotated[int, typer.Option(help="At most this many items")] = 200,
+) -> None:
+    """List what SOURCE can subscribe under PATH (OPC UA nodes, MQTT topics seen, CSV files and columns)."""
+    c: Ctx = ctx.obj
+
+    async def go() -> dict[str, Any]:
+        async with c.client() as hub:
+            return await hub.browse(source, path, _load_json(params), limit)
+
+    def human(result: dict[str, Any]) -> None:
+        table = Table("name", "kind", "path", "children", "params")
+        for item in result["items"]:
+            item_params = json.dumps(item["params"]) if item.get("params") else ""
+            table.add_row(item["name"], item["kind"], item["path"], "yes" if item["has_children"] else "", item_params)
+        out.print(table)
+        if result.get("note"):
+            out.print(result["note"])
+        if result.get("truncated"):
+            out.print(f"(more than {limit}: raise --limit or browse deeper)")
+
+    _emit(c, _run(go()), human)
 
 
 def main() -> None:

@@ -172,6 +172,15 @@ class HubClient:
         result = await self._request("GET", "/sources")
         return list(result["items"] if isinstance(result, dict) else result)
 
+    async def browse(
+        self, source: str, path: str = "", params: dict[str, Any] | None = None, limit: int = 200
+    ) -> dict[str, Any]:
+        """What `source` can subscribe under `path` (`{items: [{name, path, kind, has_children, params}], note}`);
+        `params` are the connection params (endpoint, broker, folder), credentials as `{"secret": "NAME"}`."""
+        query = {"path": path, "params": orjson.dumps(params or {}).decode(), "limit": str(limit)}
+        result: dict[str, Any] = await self._request("GET", f"/sources/{source}/browse", params=query)
+        return result
+
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/readyz")
         return result

@@ -85,3 +85,46 @@ class ApiKeyVerified(BaseModel):
     """The claims of the key's principal (`sub`, `scope`, optional `topics`/`unitops`), or None if unknown."""
 
     claims: dict[str, Any] | None
+
+
+# -- browsing a source: the hub asks an ingest instance that serves it ------------------------------------------
+
+SOURCE_BROWSE = "source.browse"
+MAX_BROWSE_ITEMS = 1000
+
+
+def source_queue(source: str) -> str:
+    """The RPC queue of one source: every ingest instance serving it consumes it, and one of them answers."""
+    return f"tributary.rpc.source.{source}"
+
+
+class BrowseRequest(BaseModel):
+    """What can be subscribed under `path`. `params` are the connection part of a subscription's params (the
+    endpoint, broker or folder, credentials as secret references), validated by the connector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(default="", max_length=1024)
+    params: dict[str, Any] = Field(default_factory=dict)
+    limit: int = Field(default=200, ge=1, le=MAX_BROWSE_ITEMS)
+
+
+class BrowseItem(BaseModel):
+    name: str = Field(max_length=1024)
+    # Pass as `path` to browse under this item.
+    path: str = Field(max_length=4096)
+    kind: str = Field(max_length=64)  # "folder", "object", "variable", "topic", "column", "file" ...
+    has_children: bool = False
+    # The subscription params that read this item (None: not readable itself).
+    params: dict[str, Any] | None = None
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class BrowseResult(BaseModel):
+    source: str
+    path: str
+    items: list[BrowseItem]
+    truncated: bool = False
+    # Why nothing can be listed, or how to read the listing (Modbus: configuration only).
+    note: str | None = None
+    instance_id: str | None = None

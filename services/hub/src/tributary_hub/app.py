@@ -13,7 +13,7 @@ from tributary_common.health import health_router
 from tributary_common.http_errors import error_response, install_error_handlers
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, deadletters, events, topics, unitops
+from .api import apikeys, deadletters, events, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .errors import HubError
 from .runtime import Hub
@@ -84,6 +84,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(topics.router)
     app.include_router(events.router)
     app.include_router(unitops.router)
+    app.include_router(sources.router)
     app.include_router(apikeys.router)
     app.include_router(deadletters.router)
     install_openapi(app, extend=add_links)

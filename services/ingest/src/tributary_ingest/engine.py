@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -16,8 +17,10 @@ from pydantic import ValidationError
 
 from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, source_key
+from tributary_common.rpc_contracts import source_queue
 
 from .backoff import Backoff
+from .browsing import Browser
 from .lease_thread import LeaseThread
 from .leases import Leases
 from .metrics import IngestMetrics
@@ -86,6 +89,13 @@ class Engine:
             # Peers' announcements tell each instance how many share a source, for a fair split of the leases.
             await self._queue.bind(control, routing_key=source_key(name))
         self._consumer_tag = await self._queue.consume(self._on_control, no_ack=True)
+        for name, runtime in self.runtimes.items():
+            browser = Browser(
+                name, runtime.connector, runtime.secrets, self.settings.instance_id, self.settings.browse_timeout_s
+            )
+            # Shared by the instances serving the source (one answers), gone with the last of them.
+            queue = await self.broker.declare_queue(RabbitQueue(source_queue(name), auto_delete=True))
+            await queue.consume(functools.partial(self._on_browse, browser), no_ack=True)
         for runtime in self.runtimes.values():
             self._loops.append(asyncio.create_task(self._reconcile_loop(runtime), name=f"reconcile:{runtime.name}"))
             self._renewals.append(self.lease_io.submit(runtime.renew_forever()))
@@ -119,6 +129,21 @@ class Engine:
         runtime = self.runtimes.get(demand.source)
         if runtime is not None:
             runtime.on_demand(demand)
+
+    async def _on_browse(self, browser: Browser, message: AbstractIncomingMessage) -> None:
+        if not message.reply_to:
+            return
+        reply = await browser.rpc.dispatch(message.body)
+        try:
+            await self.broker.publish(
+                reply,
+                routing_key=message.reply_to,
+                correlation_id=message.correlation_id,
+                content_type="application/json",
+                timeout=self.settings.publish_timeout_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - the caller times out and says so
+            log.warning("replying to a browse of %s failed: %s", browser.source, exc)
 
     def _on_announcement(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -12,14 +12,14 @@ import random
 import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tributary_common.canonical import canonical_sid
 from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.timeutil import utcnow
 
-from .admission import Refusal, SampleAdmission
+from .admission import BUFFER_FULL, Refusal, SampleAdmission
 from .backoff import Backoff
 from .demand import DemandTracker
 from .lease_thread import LeaseThread
@@ -51,6 +51,8 @@ class Owned:
     last_error: str | None = None
     wm_written: datetime | None = None
     last_warn_at: float = field(default=-1e9)
+    # Live samples held while the history since the watermark is read (None: not backfilling).
+    held: list[Row] | None = None
 
 
 class SourceRuntime:
@@ -107,6 +109,12 @@ class SourceRuntime:
         entry = self.owned.get(sid)
         if entry is None or entry.state == "backoff":
             return  # a late sample after unsubscribe or a lost lease: somebody else reads this sid now
+        if entry.held is not None:  # backfilling: live samples wait behind the history
+            if len(entry.held) >= self.settings.max_buffer_per_sid:
+                self.refusals.refused(sid, BUFFER_FULL)
+            else:
+                entry.held.append((t, v, q))
+            return
         # Never raises: a bad time or value is refused and counted there, and the read goes on with the next one.
         entry.pipeline.add(t, v, q)
 
@@ -252,9 +260,13 @@ class SourceRuntime:
 
     async def _subscribe(self, sid: str, entry: Owned) -> None:
         entry.started_at = self._loop.time()
+        since = self._backfill_since(entry)
+        if since is not None:
+            entry.held = []  # from the first live sample on, until the history is in
         try:
             await self.connector.subscribe(sid, entry.params)
         except Exception as exc:  # noqa: BLE001 - the connector's failure is retried with backoff
+            entry.held = None
             await self._on_failure(sid, entry, exc)
             return
         if self.owned.get(sid) is not entry or entry.state != "starting":
@@ -263,6 +275,41 @@ class SourceRuntime:
             return
         entry.state = "running"
         self.metrics.reads.labels(self.name).inc()
+        if since is not None:
+            await self._backfill(sid, entry, since)
+
+    def _backfill_since(self, entry: Owned) -> datetime | None:
+        """Where a (re)started read resumes: the watermark, no further back than `backfill_max_s`; None when the
+        connector keeps no history or there is nothing to resume from."""
+        last = entry.pipeline.last_t
+        if last is None or self.settings.backfill_max_s <= 0 or not self.connector_cls.has_history():
+            return None
+        return max(last, utcnow() - timedelta(seconds=self.settings.backfill_max_s))
+
+    async def _backfill(self, sid: str, entry: Owned, since: datetime) -> None:
+        """Read the history from the watermark to now, then the live samples held meanwhile: those not after the
+        last historical one are dropped by the pipeline, so the seam has neither a gap nor a duplicate."""
+        until = utcnow()
+        count = 0
+        try:
+            async with asyncio.timeout(self.settings.backfill_timeout_s):
+                async for t, v, q in self.connector.history(sid, entry.params, since, until):
+                    if self.owned.get(sid) is not entry or entry.state != "running":
+                        return  # failed, lost or released meanwhile: the next read backfills again
+                    entry.pipeline.add(t, v, q)
+                    count += 1
+                    await entry.pipeline.room()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no history is no reason to stop the live read
+            self.metrics.errors.labels(self.name, "refused" if isinstance(exc, Refused) else "backfill").inc()
+            log.warning("backfill of %s/%s from %s failed: %s: %s", self.name, sid, since, type(exc).__name__, exc)
+        finally:
+            held, entry.held = entry.held or [], None
+            if self.owned.get(sid) is entry:
+                for row in held:
+                    entry.pipeline.add(*row)
+        log.info("backfilled %d samples of %s/%s since %s", count, self.name, sid, since)
 
     async def _on_failure(self, sid: str, entry: Owned, exc: BaseException) -> None:
         if self.owned.get(sid) is not entry or entry.state in ("backoff", "releasing"):

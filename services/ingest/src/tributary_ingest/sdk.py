@@ -12,6 +12,11 @@ A `Headers` field takes literal values, except under credential-bearing names, w
 
 A params field's `default` (not `default_factory`) appears in the announced schema, so the hub can leave a value
 equal to it out of the canonical params: written out or not, it is one subscription (one `sid`).
+
+Optional, two more hooks. `history(sid, params, since, until)` yields what the source recorded in `(since, until]`:
+after a lease changes hands or a read restarts (a reconnect), the framework reads it from the sid's watermark
+before the live samples it held meanwhile, so there is neither a gap nor a duplicate at the seam. `browse(path,
+params, limit)` with a `browse_model` lists what can be subscribed under `path` (`GET /sources/{source}/browse`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from tributary_common.rpc_contracts import BrowseItem
 from tributary_common.secrets import HEADERS_SCHEMA, SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
 
 if TYPE_CHECKING:
@@ -68,6 +76,22 @@ class BadParams(ValueError):
 class Refused(RuntimeError):
     """A read the operator's policy does not allow (egress allow-list, csv roots, a size cap). Raised out of `read`
     (or handed to `sink.fail`): logged, counted as `refused`, and retried with backoff like any failure."""
+
+
+class BrowseFailed(RuntimeError):
+    """Browsing reached the endpoint but could not list (an unknown node, a server error); the message says why."""
+
+
+@dataclass
+class Listing:
+    """What `browse` found under a path: `note` says why it is empty or how to read it."""
+
+    items: list[BrowseItem] = field(default_factory=list)
+    note: str | None = None
+    truncated: bool = False
+
+
+HistoryRow = tuple[datetime, SampleValue, Quality]
 
 
 class SecretRefused(BadParams):
@@ -146,6 +170,8 @@ class Connector(Generic[P]):
     """
 
     params_model: ClassVar[type[BaseModel]]
+    # The connection parameters `browse` takes (None: the source cannot be browsed).
+    browse_model: ClassVar[type[BaseModel] | None] = None
     # How many subscriptions one instance of this connector may hold; a full instance takes no more leases.
     capacity: int = 1000
 
@@ -163,6 +189,21 @@ class Connector(Generic[P]):
         except ValidationError as exc:
             error = SecretRefused if any(e["type"] == _SECRET_ERROR for e in exc.errors()) else BadParams
             raise error(describe_validation_error(exc)) from None
+
+    @classmethod
+    def parse_browse(cls, params: dict[str, Any], secrets: SecretResolver | None = None) -> BaseModel:
+        """Validate browse parameters like `parse_params` (`BadParams` naming every bad field)."""
+        if cls.browse_model is None:
+            raise BadParams("this source cannot be browsed")
+        try:
+            return cls.browse_model.model_validate(params, context={SECRETS_CONTEXT: secrets})
+        except ValidationError as exc:
+            error = SecretRefused if any(e["type"] == _SECRET_ERROR for e in exc.errors()) else BadParams
+            raise error(describe_validation_error(exc)) from None
+
+    @classmethod
+    def has_history(cls) -> bool:
+        return cls.history is not Connector.history
 
     @classmethod
     def params_schema(cls) -> dict[str, Any]:
@@ -183,6 +224,16 @@ class Connector(Generic[P]):
     async def read(self, sid: str, params: P) -> None:
         """Read `sid` until cancelled, calling `self.sink.emit`. Raise to have it restarted with backoff."""
         raise NotImplementedError(f"{type(self).__name__} must implement read() or subscribe()/unsubscribe()")
+
+    def history(self, sid: str, params: P, since: datetime, until: datetime) -> AsyncIterator[HistoryRow]:
+        """The recorded samples of `sid` with `since < t <= until`, oldest first (an async generator). Raise
+        `Refused` or any error to skip the backfill (logged, counted); the live read goes on regardless."""
+        raise NotImplementedError
+
+    async def browse(self, path: str, params: Any, limit: int) -> Listing:
+        """What can be subscribed under `path` (at most `limit` items), `params` an instance of `browse_model`.
+        Raise `Refused` for a target the policy refuses, `BrowseFailed` or `OSError` when it cannot be listed."""
+        raise NotImplementedError
 
     async def subscribe(self, sid: str, params: P) -> None:
         """Start reading `sid`. The default runs `read(sid, params)` in a task; override for push-style sources."""

@@ -60,6 +60,12 @@ class IngestSettings(CommonSettings):
     # than this (announced as the minimum of `interval_s`, so the hub refuses a shorter one with a 422).
     http_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     http_min_interval_s: float = Field(default=1.0, ge=0.05, le=3600)
+    # Backfill: a read that starts from a watermark (a lease taken over, a reconnect) first reads the connector's
+    # history from there, at most this far back (0: never), within this time.
+    backfill_max_s: float = Field(default=86400.0, ge=0, le=366 * 86400.0)
+    backfill_timeout_s: float = Field(default=300.0, gt=0, le=86400.0)
+    # Browsing (GET /sources/{source}/browse, over RPC): one listing may take this long.
+    browse_timeout_s: float = Field(default=10.0, gt=0, le=120.0)
     # The csv source reads only under these folders (a JSON list or os.pathsep-separated); unset: not served.
     csv_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
