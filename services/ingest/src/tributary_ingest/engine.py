@@ -13,14 +13,15 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from opentelemetry import trace
-from pydantic import ValidationError
 
-from tributary_common.control import Demand, SourceAnnouncement
+from tributary_common.control import Demand
+from tributary_common.deadletters import DeadLetters
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, source_key
 from tributary_common.rpc_contracts import source_queue
 
 from .backoff import Backoff
 from .browsing import Browser
+from .control_messages import ControlDeadLetters, Unusable, decode
 from .lease_thread import LeaseThread
 from .leases import Leases
 from .metrics import IngestMetrics
@@ -56,6 +57,7 @@ class Engine:
         self.failed: BaseException | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._consumer_tag: str | None = None
+        self.dead = ControlDeadLetters(self.queue_name, self.metrics)
         self._queue: Any = None
 
     @property
@@ -84,6 +86,10 @@ class Engine:
             self.runtimes[name] = runtime
         control = await self.broker.declare_exchange(CONTROL)
         self._queue = await self.broker.declare_queue(RabbitQueue(self.queue_name, exclusive=True, auto_delete=True))
+        # On the queue's channel (publisher confirms on): a robust one, restored with the connection.
+        sender = DeadLetters(self._queue.channel)
+        await sender.start()
+        self.dead.sender = sender
         for name in self.runtimes:
             await self._queue.bind(control, routing_key=demand_key(name))
             # Peers' announcements tell each instance how many share a source, for a fair split of the leases.
@@ -115,20 +121,21 @@ class Engine:
                 await asyncio.sleep(delay)
 
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
-        key = message.routing_key or ""
-        if key.startswith("source."):
-            self._on_announcement(message)
-            return
-        source = key.removeprefix("demand.")
         try:
-            demand = Demand.model_validate_json(message.body)
-        except ValidationError as exc:
-            self.metrics.errors.labels(source or "-", "demand").inc()
-            log.warning("ignored a malformed demand on %s: %s", message.routing_key, exc.errors(include_url=False)[:3])
+            decoded = decode(message)
+        except Unusable as exc:
+            await self.dead.send(message, exc.reason, exc.detail)
             return
-        runtime = self.runtimes.get(demand.source)
-        if runtime is not None:
-            runtime.on_demand(demand)
+        runtime = self.runtimes.get(decoded.source)
+        if runtime is None:
+            return  # a source this instance does not serve (its queue binds only the ones it does)
+        try:
+            if isinstance(decoded, Demand):
+                runtime.on_demand(decoded)
+            else:
+                runtime.on_announcement(decoded)
+        except Exception as exc:  # noqa: BLE001 - a bug: logged, and the message kept where an operator sees it
+            await self.dead.failed(message, exc)
 
     async def _on_browse(self, browser: Browser, message: AbstractIncomingMessage) -> None:
         if not message.reply_to:
@@ -144,16 +151,6 @@ class Engine:
             )
         except Exception as exc:  # noqa: BLE001 - the caller times out and says so
             log.warning("replying to a browse of %s failed: %s", browser.source, exc)
-
-    def _on_announcement(self, message: AbstractIncomingMessage) -> None:
-        try:
-            announcement = SourceAnnouncement.model_validate_json(message.body)
-        except ValidationError:
-            log.warning("ignored a malformed source announcement on %s", message.routing_key)
-            return
-        runtime = self.runtimes.get(announcement.source)
-        if runtime is not None:
-            runtime.on_announcement(announcement)
 
     async def _reconcile_loop(self, runtime: SourceRuntime) -> None:
         while True:

@@ -26,8 +26,14 @@ class IngestMetrics:
         )
         self.errors = Counter(
             p + "errors",
-            "Errors: connector (a read failed), data, bad_params, publish, lease, demand",
+            "Errors: connector (a read failed), data, bad_params, secret, publish, lease, refused",
             ["source", "kind"],
             registry=r,
         )
         self.leases_lost = Counter(p + "leases_lost", "Leases lost to a failed renewal", ["source"], registry=r)
+        self.dead_lettered = Counter(
+            p + "dead_lettered", "Control messages sent to tributary.dead, by reason", ["reason"], registry=r
+        )
+        self.dead_letters_lost = Counter(
+            p + "dead_letters_lost", "Dead letters the broker did not take (logged), by reason", ["reason"], registry=r
+        )
