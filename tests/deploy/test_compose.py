@@ -168,3 +168,12 @@ def test_no_credential_has_a_default() -> None:
     rabbit = compose_env(compose()["services"]["rabbitmq"])
     assert rabbit.get("RABBITMQ_DEFAULT_USER") not in (None, "guest")
     assert rabbit["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD:?")
+
+
+def test_images_build_on_a_base_pinned_by_digest() -> None:
+    """The Dockerfiles take the base image's digest as a build ARG without default; compose must pass it, and
+    refuse to build without it."""
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            digest = service["build"].get("args", {}).get("PYTHON_DIGEST", "")
+            assert digest.startswith("${PYTHON_DIGEST:?"), f"{name}: build arg PYTHON_DIGEST must be required"

@@ -80,26 +80,39 @@ def test_kubernetes_env_is_the_settings_class(overlay: str, name: str) -> None:
     _check_env(f"{overlay}/{name}", service, container_env(overlay, d))
 
 
+# Workloads without a port of their own: everything they serve is on the ops port.
+OPS_ONLY = {"tributary-recorder"}
+BEHIND_INGRESS = {"tributary-hub", "tributary-stream"}
+
+
 @pytest.mark.parametrize(("overlay", "name"), CASES)
 def test_ports_and_probe_ports_are_where_the_service_listens(overlay: str, name: str) -> None:
     d = deployments(overlay)[name]
     service, _ = WORKLOADS[name]
     env = container_env(overlay, d)
     cls = settings_class(service)
-    listen = int(env.get("TRIBUTARY_HTTP_PORT") or cls.model_fields["http_port"].default)
     assert env.get("TRIBUTARY_HTTP_HOST") == "0.0.0.0", f"{name} must listen on all interfaces in a pod"
-    http = port_by_name(d, "http")
-    assert http == listen, f"{name}: containerPort {http}, the service listens on {listen}"
+    assert env.get("TRIBUTARY_OPS_PORT"), f"{name}: no TRIBUTARY_OPS_PORT: health and metrics would be on the API port"
+    ops = int(env["TRIBUTARY_OPS_PORT"] or 0)
+    assert port_by_name(d, "ops") == ops, f"{name}: containerPort ops is not TRIBUTARY_OPS_PORT={ops}"
+    names = {p["name"] for p in container(d)["ports"]}
+    if name in OPS_ONLY:
+        assert names == {"ops"}, f"{name} serves nothing but the ops port"
+    else:
+        listen = int(env.get("TRIBUTARY_HTTP_PORT") or cls.model_fields["http_port"].default)
+        assert port_by_name(d, "http") == listen, f"{name}: containerPort http, the service listens on {listen}"
+        assert names == {"http", "ops"} and listen != ops
     c = container(d)
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert port_by_name(d, c[probe]["httpGet"]["port"]) == listen
+        assert port_by_name(d, c[probe]["httpGet"]["port"]) == ops, f"{name}: {probe} off the ops port"
     docs = render(overlay)
     for svc in of_kind(docs, "Service").values():
         if svc["spec"]["selector"].get("app.kubernetes.io/name") == name:
-            for p in svc["spec"]["ports"]:
-                assert port_by_name(d, p["targetPort"]) == listen
+            targets = {port_by_name(d, p["targetPort"]) for p in svc["spec"]["ports"]}
+            if name in BEHIND_INGRESS:
+                assert ops not in targets, f"{name}: its Service (behind an Ingress) exposes the ops port"
     annotations = d["spec"]["template"]["metadata"].get("annotations", {})
-    assert annotations.get("prometheus.io/port") == str(listen)
+    assert annotations.get("prometheus.io/port") == str(ops)
     assert annotations.get("prometheus.io/path") == "/metrics"
 
 
@@ -158,7 +171,8 @@ def test_compose_env_is_the_settings_class(name: str) -> None:
     s = compose()["services"][name]
     for mapping in s.get("ports", []):
         assert mapping.split(":")[-1] == str(port), f"compose/{name} publishes {mapping}, the service listens on {port}"
-    assert f":{port}/readyz" in s["healthcheck"]["test"][-1]
+    ops = env.get("TRIBUTARY_OPS_PORT")
+    assert ops and f":{ops}/readyz" in s["healthcheck"]["test"][-1], f"compose/{name}: /readyz on the ops port"
 
 
 def test_every_settings_name_mentioned_under_deploy_exists() -> None:

@@ -4,9 +4,13 @@ ENTRYPOINT and CMD naming the service's console script and a real subcommand."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import sys
+from pathlib import Path
 
+import dockerfile
 import pytest
 
 from tests.deploy.manifests import (
@@ -23,7 +27,9 @@ from tests.deploy.manifests import (
     stages,
 )
 
-PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?$")
+# A pinned slim Python 3.11, by digest: a real one, or the global build ARG that must carry it.
+PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?@(sha256:[0-9a-f]{64}|\$\{PYTHON_DIGEST\})$")
+LOCKS = ROOT / "deploy" / "docker" / "requirements"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -36,7 +42,15 @@ def test_multi_stage_from_a_pinned_slim_python(service: str) -> None:
         if stage.image in names:  # FROM an earlier stage
             continue
         assert ":" in stage.image and not stage.image.endswith(":latest"), f"{service}: FROM {stage.image}"
-        assert PINNED_PYTHON.match(stage.image), f"{service}: FROM {stage.image} is not a pinned python:3.11.x-slim"
+        assert PINNED_PYTHON.match(stage.image), f"{service}: FROM {stage.image} is not python:3.11.x-slim@digest"
+    if any("${PYTHON_DIGEST}" in stage.image for stage in all_stages):
+        # Declared before the first FROM and without a default: a build without the digest fails, never falls
+        # back to whatever the tag points at today.
+        head = dockerfile.parse_file(str(dockerfile_path(service)))
+        globals_ = [
+            c.value[0] for c in head[: next(i for i, c in enumerate(head) if c.cmd == "FROM")] if c.cmd == "ARG"
+        ]
+        assert "PYTHON_DIGEST" in globals_, f"{service}: ARG PYTHON_DIGEST (no default) before the first FROM"
     runtime = all_stages[-1]
     copies_from_build = [c for c in runtime.all("COPY") if any(f.startswith("--from=") for f in c.flags)]
     assert copies_from_build, f"{service}: the runtime stage copies the built environment from the build stage"
@@ -45,26 +59,50 @@ def test_multi_stage_from_a_pinned_slim_python(service: str) -> None:
         assert "pip install" not in run.value[0], f"{service}: pip install in the runtime stage"
 
 
+def _pip_commands(service: str) -> list[list[str]]:
+    """Every `pip install` / `pip wheel` of the Dockerfile, as argv after `pip`."""
+    found = []
+    for stage in stages(service):
+        for run in stage.all("RUN"):
+            for part in run.value[0].split("&&"):
+                words = shlex.split(part)
+                for i, word in enumerate(words):
+                    if word == "pip" or word.endswith("/pip"):
+                        found.append(words[i + 1 :])
+                        break
+    return found
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_only_this_service_and_common_are_installed_with_constraints(service: str) -> None:
+def test_installs_only_the_hashed_lock_and_the_two_local_packages(service: str) -> None:
     copied: set[str] = set()
     for stage in stages(service):
         for c in stage.all("COPY"):
             if any(f.startswith("--from=") for f in c.flags):
                 continue
             copied |= {src.rstrip("/") for src in c.value[:-1]}
-    assert copied == {"constraints.txt", "libs/common", f"services/{service}"}, f"{service} copies {copied}"
-    installs = [c.value[0] for s in stages(service) for c in s.all("RUN") if "pip install" in c.value[0]]
-    assert len(installs) == 1, f"{service}: one pip install"
-    words = shlex.split(installs[0].split("&&")[0])
-    assert "-c" in words and words[words.index("-c") + 1] == "constraints.txt", "pip install -c constraints.txt"
-    assert "-e" not in words and "--editable" not in words, "not editable: the sources stay in the build stage"
-    targets = {w.rstrip("/") for w in words if w.startswith("./")}
-    assert targets == {"./libs/common", f"./services/{service}"}
+    locks = {f"deploy/docker/requirements/{service}.txt", "deploy/docker/requirements/build.txt"}
+    assert copied == locks | {"libs/common", f"services/{service}"}, f"{service} copies {copied}"
+    commands = [c for c in _pip_commands(service) if c and c[0] in ("install", "wheel")]
+    assert commands, f"{service}: no pip install"
+    installed_locks = set()
+    for argv in commands:
+        assert "-e" not in argv and "--editable" not in argv, "not editable: the sources stay in the build stage"
+        if "--no-index" in argv:
+            continue  # the local folder only: nothing can come from an index
+        # Anything fetched from an index is checked against the lock's hashes, and only what the lock names.
+        assert "--require-hashes" in argv and "--no-deps" in argv, f"{service}: pip {' '.join(argv)}"
+        assert argv.count("-r") == 1 and not [w for w in argv if w.startswith("./")], f"pip {' '.join(argv)}"
+        installed_locks.add(argv[argv.index("-r") + 1])
+    assert installed_locks == {f"{service}.txt", "build.txt"}
+    built = [a for a in commands if a[0] == "wheel"]
+    assert len(built) == 1 and {w for w in built[0] if w.startswith("./")} == {"./libs/common", f"./services/{service}"}
+    assert any(c[:1] == ["check"] for c in _pip_commands(service)), f"{service}: pip check after installing"
     ignore = dockerfile_path(service).with_name(f"{service}.Dockerfile.dockerignore")
     assert ignore.is_file(), f"{ignore.name}: keep .venv, .local and other services out of the build context"
     lines = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "*" and f"!services/{service}/" in lines
+    assert {f"!{lock}" for lock in locks} <= set(lines), f"{ignore.name} keeps the locks out of the context"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -95,8 +133,11 @@ def test_healthcheck_is_python_asking_healthz_on_the_service_port(service: str) 
     default_port = settings_class(service).model_fields["http_port"].default
     assert port == default_port, f"{service}: image port {port}, settings default {default_port}"
     assert f"'{port}'" in argv[2], f"{service}: the HEALTHCHECK's fallback port is {port}"
+    # The ops port first: it answers before the service has reached its dependencies.
+    assert "os.environ.get('TRIBUTARY_OPS_PORT') or" in argv[2], f"{service}: HEALTHCHECK on the ops port"
+    ops = env["TRIBUTARY_OPS_PORT"]
     exposed = runtime.last("EXPOSE")
-    assert exposed is not None and exposed.value[0] == str(port)
+    assert exposed is not None and list(exposed.value) == [str(port), ops]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -168,12 +209,70 @@ def _closure(root: str) -> set[str]:
     return names
 
 
+def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
+    """`<name>.txt`: distribution -> (version, sha256 hashes), every requirement line checked for its hashes."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    text = (LOCKS / f"{name}.txt").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        assert not line.startswith("-"), f"{name}.txt: option line {line!r} (an index or a find-links?)"
+        requirement, *options = line.split()
+        assert "==" in requirement, f"{name}.txt: {requirement} is not pinned"
+        hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=sha256:")]
+        assert hashes and len(hashes) == len(options), f"{name}.txt: {requirement} without sha256 hashes"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"{name}.txt: {requirement}: bad hash"
+        dist, version = requirement.split("==", 1)
+        entries[_canonical(dist)] = (version, hashes)
+    return entries
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_everything_the_image_installs_is_pinned_in_constraints(service: str) -> None:
-    """`pip install -c constraints.txt` pins only what constraints.txt names: anything else would float."""
+def test_the_lock_has_hashes_agrees_with_constraints_and_covers_the_image(service: str) -> None:
+    """`--require-hashes` installs exactly what the lock lists: it must be complete, hashed and the same
+    versions the tests run with (constraints.txt)."""
+    lock = _lock(service)
     pins = _pins()
+    for dist, (version, _) in lock.items():
+        assert dist in pins, f"{service}.txt locks {dist}, which constraints.txt does not pin"
+        assert pins[dist] == version, f"{service}.txt: {dist}=={version}, constraints.txt says {pins[dist]}"
     wanted = _closure(f"tributary-{service}") | _closure("tributary-common")
-    unpinned = sorted(n for n in wanted if not n.startswith("tributary-") and n not in pins)
-    assert not unpinned, f"the {service} image would install {unpinned} at whatever version is newest"
+    missing = sorted(n for n in wanted if not n.startswith("tributary-") and n not in lock)
+    assert not missing, f"the {service} image needs {missing}, which its lock does not list (run lock.py)"
     # The walk found the real dependencies, extras included (uvicorn[standard], pyjwt[crypto]).
     assert {"fastapi", "uvicorn", "pydantic", "faststream", "uvloop", "cryptography"} <= wanted
+
+
+def test_the_build_backend_is_locked_too() -> None:
+    import tomllib
+
+    lock = _lock("build")
+    for project in [ROOT / "libs" / "common", *(ROOT / "services" / s for s in SERVICES)]:
+        backend = tomllib.loads((project / "pyproject.toml").read_text())["build-system"]["requires"]
+        for requirement in backend:
+            assert _canonical(re.split(r"[<>=\[; ]", requirement)[0]) in lock, f"{project.name}: {requirement}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_lock_inputs_are_the_pyprojects_of_today(service: str) -> None:
+    """A dependency added to a pyproject.toml without running lock.py would be missing from the image."""
+    spec = importlib.util.spec_from_file_location("lock", LOCKS / "lock.py")
+    assert spec and spec.loader
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    assert (LOCKS / f"{service}.in").read_text() == lock.input_text(service), "run deploy/docker/requirements/lock.py"
+    assert (LOCKS / "build.in").read_text() == lock.build_input_text()
+
+
+def test_the_lock_check_is_not_vacuous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = (LOCKS / "hub.txt").read_text()
+    monkeypatch.setattr(sys.modules[__name__], "LOCKS", tmp_path)
+    (tmp_path / "x.txt").write_text(good)
+    assert _lock("x")
+    (tmp_path / "x.txt").write_text(good + "evil==1.0\n")
+    with pytest.raises(AssertionError, match="without sha256"):
+        _lock("x")
+    (tmp_path / "x.txt").write_text("--find-links /tmp/wheels\n" + good)
+    with pytest.raises(AssertionError, match="option line"):
+        _lock("x")

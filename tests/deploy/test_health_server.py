@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from tests.support import platform
-from tributary_common.health_server import HealthServer
+from tributary_common.health_server import HealthServer, ops_server
 
 
 async def _ok() -> None:
@@ -39,6 +39,20 @@ async def test_probes_metrics_and_a_clean_stop() -> None:
     async with httpx.AsyncClient() as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+async def test_ops_server_serves_for_the_block_or_not_at_all() -> None:
+    port = platform.free_port()
+    async with ops_server({"broker": _ok}, host="127.0.0.1", port=port) as server:
+        assert server is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/readyz")).json() == {"status": "ok", "checks": {"broker": "ok"}}
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    # No ops port configured: nothing is served (health stays on the service's own port).
+    async with ops_server({}, host="127.0.0.1", port=None) as server:
+        assert server is None
 
 
 async def test_a_port_in_use_is_an_oserror_not_an_exit() -> None:

@@ -13,7 +13,9 @@ import pytest
 
 from tests.deploy.manifests import KUBERNETES_VERSION, OVERLAYS, SECRET_NAME, of_kind, render
 
-CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
+KEDA_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
+PODMONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
+CRD_KINDS = KEDA_KINDS | {PODMONITOR}
 
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
 _METADATA = {
@@ -186,6 +188,50 @@ TRIGGER_AUTH_SCHEMA: dict[str, Any] = {
 }
 
 
+# The fields of the Prometheus Operator's PodMonitor (monitoring.coreos.com/v1) that these manifests may use.
+_LABEL_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {"type": "array"}},
+}
+PODMONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": _LABEL_SELECTOR,
+                "namespaceSelector": {"type": "object"},
+                "jobLabel": {"type": "string"},
+                "podMetricsEndpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string", "minLength": 1},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 def validate_builtin(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -244,7 +290,11 @@ def test_keda_objects_have_the_crd_structure_and_point_at_what_exists(overlay: s
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("networking.k8s.io/v1", "Ingress"),
     }
-    assert unknown == CRD_KINDS, f"{overlay}: custom kinds without a structural check: {unknown - CRD_KINDS}"
+    assert KEDA_KINDS <= unknown <= CRD_KINDS, (
+        f"{overlay}: custom kinds without a structural check: {unknown - CRD_KINDS}"
+    )
+    for monitor in of_kind(docs, "PodMonitor").values():
+        jsonschema.validate(monitor, PODMONITOR_SCHEMA)
 
     auths = of_kind(docs, "TriggerAuthentication")
     for auth in auths.values():
@@ -300,3 +350,16 @@ def test_no_secret_is_committed_only_referenced(overlay: str) -> None:
                 if ref:
                     refs.add(ref["name"])
     assert refs == {SECRET_NAME}, f"{overlay}: Secrets referenced: {refs}"
+
+
+def test_the_podmonitor_structure_check_is_not_vacuous() -> None:
+    monitor = copy.deepcopy(of_kind(render("prod"), "PodMonitor")["tributary-hub"])
+    jsonschema.validate(monitor, PODMONITOR_SCHEMA)
+    broken = copy.deepcopy(monitor)
+    broken["spec"]["podMetricsEndpoints"][0]["targetPort"] = 9000  # deprecated, and not what we mean
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, PODMONITOR_SCHEMA)
+    broken = copy.deepcopy(monitor)
+    broken["spec"]["podMetricsEndpoints"][0]["interval"] = "30"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, PODMONITOR_SCHEMA)

@@ -8,7 +8,11 @@ manifests ask of it. Docker is not available here, so the container is emulated 
   cluster addresses and Secret values swapped for the local platform's (a vhost, a database, a cache namespace
   of its own);
 - readiness is asked with the image's own HEALTHCHECK command, then every probe path of the Deployment is
-  asked on the port the probe names; `/readyz` must name only dependencies the NetworkPolicy lets it reach;
+  asked on the port the probe names (the ops port), and the service's own port serves none of them;
+  `/readyz` must name only dependencies the NetworkPolicy lets it reach;
+- health answers before the dependencies do: the hub and the recorder, started while their database is down,
+  answer `/healthz` and report not ready, become ready when it comes up, and the hub API stays ready when it
+  goes away again (a 503 per request instead), with Memcached unreachable all along;
 - SIGTERM must end it with exit status 0 within terminationGracePeriodSeconds minus the preStop sleep.
 """
 
@@ -44,7 +48,9 @@ from tests.deploy.manifests import (
     render,
     selects,
 )
+from tests.deploy.test_scaling import CONNECTION_KIB
 from tests.support import platform
+from tests.support.ferretdb import PrivateFerretDB
 from tributary_common.auth import mint_token
 
 OVERLAY = "dev"  # prod verifies tokens with an OIDC provider's JWKS, which is not reachable from here
@@ -60,7 +66,10 @@ CHECK_PORTS: dict[str, int | None] = {
     "memcached": 11211,
     "cache": 11211,
     "engine": None,
+    "started": None,  # start() done (it reached the database and the broker then)
+    "recorders": None,
 }
+OPERATIONAL = ("/healthz", "/readyz", "/metrics")
 
 
 # PID 1 of a new PID namespace (with /proc of its own); without root, inside a user namespace that maps us to it.
@@ -74,7 +83,8 @@ class Workload:
     name: str
     service: str
     deployment: dict[str, Any]
-    port: int
+    port: int  # the service's own port (unused by the recorder)
+    ops: int  # /healthz, /readyz, /metrics
     proc: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str]
@@ -104,8 +114,11 @@ class Workload:
         return done.returncode == 0
 
 
-def _environment(name: str, deployment: dict[str, Any], port: int, vhost_url: str, db: str, ns: str) -> dict[str, str]:
+def _environment(
+    name: str, deployment: dict[str, Any], ports: tuple[int, int], vhost_url: str, db: str, ns: str
+) -> dict[str, str]:
     manifest = container_env(OVERLAY, deployment)
+    port, ops = ports
     local = {
         "TRIBUTARY_AMQP_URL": vhost_url,
         "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
@@ -116,6 +129,7 @@ def _environment(name: str, deployment: dict[str, Any], port: int, vhost_url: st
         "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
         "TRIBUTARY_HTTP_HOST": "127.0.0.1",
         "TRIBUTARY_HTTP_PORT": str(port),
+        "TRIBUTARY_OPS_PORT": str(ops),
         "TRIBUTARY_MONGODB_DB": db,
         "TRIBUTARY_CACHE_NAMESPACE": ns,
         "TRIBUTARY_LOG_JSON": "false",
@@ -124,7 +138,7 @@ def _environment(name: str, deployment: dict[str, Any], port: int, vhost_url: st
     assert not unresolved, f"{name}: no local stand-in for {unresolved} (taken from a Secret or the downward API)"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIBUTARY_", "OTEL_"))}
     env.update({k: v for k, v in manifest.items() if v is not None})
-    env.update({k: v for k, v in local.items() if k in manifest or k.startswith("TRIBUTARY_HTTP_")})
+    env.update({k: v for k, v in local.items() if k in manifest or k.startswith(("TRIBUTARY_HTTP_", "TRIBUTARY_OPS_"))})
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # no collector here: spans are not exported
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -142,20 +156,9 @@ def workloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Wo
     found = deployments(OVERLAY)
     started: dict[str, Workload] = {}
     try:
-        for name, (service, _) in WORKLOADS.items():
-            d = found[name]
-            port = platform.free_port()
-            env = _environment(name, d, port, vhost_url, db, ns)
-            argv = [Path(sys.executable).parent / entrypoint_argv(service)[0], *container(d).get("args", [])]
-            log = logs / f"{name}.log"
-            proc = subprocess.Popen(
-                [*_UNSHARE, *map(str, argv)],
-                env=env,
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
-                cwd=logs,
-            )
-            started[name] = Workload(name, service, d, port, proc, log, env)
+        for name in WORKLOADS:
+            env = _environment(name, found[name], _ports(), vhost_url, db, ns)
+            started[name] = _launch(name, found[name], env, logs)
         yield started
     finally:
         for w in started.values():
@@ -168,6 +171,22 @@ def workloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Wo
         client: pymongo.MongoClient[dict[str, object]]
         with pymongo.MongoClient(platform.mongodb_url(), serverSelectionTimeoutMS=5000) as client:
             client.drop_database(db)
+
+
+def _ports() -> tuple[int, int]:
+    return platform.free_port(), platform.free_port()
+
+
+def _launch(name: str, deployment: dict[str, Any], env: dict[str, str], logs: Path) -> Workload:
+    """The image's entry point with the Deployment's args, as PID 1 of its own PID namespace."""
+    service, _ = WORKLOADS[name]
+    argv = [Path(sys.executable).parent / entrypoint_argv(service)[0], *container(deployment).get("args", [])]
+    log = logs / f"{name}.log"
+    proc = subprocess.Popen(
+        [*_UNSHARE, *map(str, argv)], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=logs
+    )
+    port, ops = int(env["TRIBUTARY_HTTP_PORT"]), int(env["TRIBUTARY_OPS_PORT"])
+    return Workload(name, service, deployment, port, ops, proc, log, env)
 
 
 def _wait_healthy(w: Workload) -> None:
@@ -189,7 +208,7 @@ def _first_health(w: Workload) -> str | None:
         time.sleep(0.3)
     return (
         f"{w.name} (`{' '.join(entrypoint_argv(w.service))} {' '.join(container(w.deployment).get('args', []))}`) "
-        f"never passed the image's HEALTHCHECK (GET /healthz on TRIBUTARY_HTTP_PORT={w.port}) within "
+        f"never passed the image's HEALTHCHECK (GET /healthz on TRIBUTARY_OPS_PORT={w.ops}) within "
         f"{START_TIMEOUT_S:.0f} s, yet its Deployment probes that port:\n{w.tail()}"
     )
 
@@ -215,21 +234,25 @@ def test_probes_answer_on_the_probed_port(workloads: dict[str, Workload], name: 
     c = container(w.deployment)
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         get = c[probe]["httpGet"]
-        # Locally the service listens on a free port; in the pod, on the probe's port. The settings say which.
-        manifest_port = container_env(OVERLAY, w.deployment).get("TRIBUTARY_HTTP_PORT")
+        # Locally the service listens on free ports; in the pod, on the probe's port. The settings say which.
+        manifest_port = container_env(OVERLAY, w.deployment).get("TRIBUTARY_OPS_PORT")
         assert manifest_port is not None and int(manifest_port) == port_by_name(w.deployment, get["port"]), (
-            f"{name}: {probe} asks port {get['port']}, the service listens on TRIBUTARY_HTTP_PORT={manifest_port}"
+            f"{name}: {probe} asks port {get['port']}, the service serves health on TRIBUTARY_OPS_PORT={manifest_port}"
         )
-        _get_until_ok(f"http://127.0.0.1:{w.port}{get['path']}", 60)
-    metrics = _get_until_ok(f"http://127.0.0.1:{w.port}/metrics", 10)
+        _get_until_ok(f"http://127.0.0.1:{w.ops}{get['path']}", 60)
+    metrics = _get_until_ok(f"http://127.0.0.1:{w.ops}/metrics", 10)
     assert "# TYPE" in metrics.text, f"{name}: /metrics is not Prometheus text"
+    if name != "tributary-recorder":  # the others have a port of their own, which the Ingress may route
+        for path in OPERATIONAL:
+            got = httpx.get(f"http://127.0.0.1:{w.port}{path}", timeout=5)
+            assert got.status_code == 404, f"{name}: {path} answers {got.status_code} on the service's own port"
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_readiness_checks_only_what_the_network_policy_allows(workloads: dict[str, Workload], name: str) -> None:
     w = workloads[name]
     _wait_healthy(w)
-    body = _get_until_ok(f"http://127.0.0.1:{w.port}/readyz", 60).json()
+    body = _get_until_ok(f"http://127.0.0.1:{w.ops}/readyz", 60).json()
     checks = set(body.get("checks", {}))
     assert checks, f"{name}: /readyz checks nothing: {body}"
     unknown = checks - set(CHECK_PORTS)
@@ -247,6 +270,46 @@ def test_readiness_checks_only_what_the_network_policy_allows(workloads: dict[st
         assert CHECK_PORTS[check] is None or CHECK_PORTS[check] in allowed, (
             f"{name}: /readyz needs {check} (:{CHECK_PORTS[check]}), denied by policy"
         )
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+async def test_a_stream_connection_costs_what_its_memory_budget_assumes(workloads: dict[str, Workload]) -> None:
+    """TRIBUTARY_MAX_CONNECTIONS is derived from the memory limit and a per-connection budget (test_scaling):
+    measure the stream workload with its manifest settings, so that the budget cannot silently become a lie."""
+    w = workloads["tributary-stream"]
+    await asyncio.to_thread(_wait_healthy, w)
+    n, subscriptions = 300, 10
+    secret = w.env["TRIBUTARY_JWT_SECRET"]
+
+    async def open_one(i: int) -> websockets.ClientConnection:
+        token = mint_token(secret, subject=f"memory-{i}")  # one principal each: the per-principal cap is apart
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{w.port}/ws", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=30
+        )
+        for k in range(subscriptions):
+            await ws.send(json.dumps({"op": "subscribe", "id": f"s{k}", "events": {"pattern": f"mem{i}.k{k}.#"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "subscribed"
+        return ws
+
+    warm = [await open_one(-1 - i) for i in range(5)]  # first-use allocations are no per-connection cost
+    await asyncio.sleep(1.0)
+    before = _rss_kib(w.pid1)
+    sockets: list[websockets.ClientConnection] = []
+    for start in range(0, n, 50):
+        sockets += await asyncio.gather(*(open_one(i) for i in range(start, min(n, start + 50))))
+    await asyncio.sleep(1.0)
+    per_connection = (_rss_kib(w.pid1) - before) / n
+    await asyncio.gather(*(ws.close() for ws in sockets + warm), return_exceptions=True)
+    assert per_connection <= CONNECTION_KIB, (
+        f"a connection with {subscriptions} subscriptions costs {per_connection:.0f} KiB, over the {CONNECTION_KIB} KiB "
+        "that TRIBUTARY_MAX_CONNECTIONS is derived from: lower the connections or raise the memory limit"
+    )
 
 
 async def _close_code(ws: websockets.ClientConnection, timeout: float) -> int | None:
@@ -288,3 +351,112 @@ async def test_sigterm_to_pid_1_drains_and_exits_0_within_the_grace_period(
     assert code == 0, f"{name} exited with {code} on SIGTERM:\n{w.tail()}"
     assert "Traceback" not in w.log.read_text(errors="replace"), f"{name} logged a traceback:\n{w.tail()}"
     assert not await asyncio.to_thread(w.healthcheck), f"{name}: the HEALTHCHECK still passes after the process is gone"
+
+
+# --- health before dependencies (a database away at start, Memcached away all along) -------------------------
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=3).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _wait_status(url: str, wanted: int, timeout: float, w: Workload) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        assert w.proc.poll() is None, f"{w.name} exited with {w.proc.returncode}:\n{w.tail()}"
+        try:
+            last = httpx.get(url, timeout=3)
+            if last.status_code == wanted:
+                return last
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(
+        f"GET {url} never answered {wanted}; last {last and (last.status_code, last.text)}:\n{w.tail()}"
+    )
+
+
+@pytest.fixture
+def database_late(tmp_path: Path) -> Iterator[tuple[PrivateFerretDB, dict[str, str], Path]]:
+    """A private database that is not started yet, a vhost, and a Memcached port where nothing listens."""
+    platform.require_services()
+    db = PrivateFerretDB(tmp_path / "ferret")
+    vhost = platform.unique("deploy-late")
+    overrides = {
+        "TRIBUTARY_AMQP_URL": platform.create_vhost(vhost),
+        "TRIBUTARY_MONGODB_URL": db.url,
+        "TRIBUTARY_MEMCACHED_PORT": str(platform.free_port()),  # nothing listens: the hub must not care
+    }
+    try:
+        yield db, overrides, tmp_path
+    finally:
+        db.stop()
+        platform.delete_vhost(vhost)
+
+
+def _start_alone(name: str, overrides: dict[str, str], logs: Path) -> Workload:
+    d = deployments(OVERLAY)[name]
+    env = _environment(name, d, _ports(), overrides["TRIBUTARY_AMQP_URL"], "deploy_late", platform.unique("late"))
+    env.update(overrides)
+    return _launch(name, d, env, logs)
+
+
+def test_the_hub_answers_health_before_its_database_and_stays_ready_without_it(
+    database_late: tuple[PrivateFerretDB, dict[str, str], Path],
+) -> None:
+    db, overrides, logs = database_late
+    w = _start_alone("tributary-hub", overrides, logs)
+    ops = f"http://127.0.0.1:{w.ops}"
+    try:
+        # Alive (the startup and liveness probes pass) while the database cannot be reached: not killed.
+        _wait_status(f"{ops}/healthz", 200, 20, w)
+        assert w.healthcheck(), "the image's HEALTHCHECK fails while the hub waits for its database"
+        ready = _wait_status(f"{ops}/readyz", 503, 5, w)
+        assert ready.json()["checks"]["started"] == "failed"
+        time.sleep(3)  # still waiting, still alive, still not ready
+        assert _status(f"{ops}/healthz") == 200 and _status(f"{ops}/readyz") == 503
+        db.start()
+        body = _wait_status(f"{ops}/readyz", 200, 30, w).json()
+        # Ready on what the API cannot serve without; Memcached (unreachable here) and MongoDB are not in it.
+        assert set(body["checks"]) == {"started", "broker"}, body
+        token = mint_token(w.env["TRIBUTARY_JWT_SECRET"], subject="deploy-test")
+        api = httpx.Client(base_url=f"http://127.0.0.1:{w.port}", headers={"Authorization": f"Bearer {token}"})
+        created = api.post("/topics", json={"name": "deploy-late", "schema": {"type": "object"}}, timeout=10)
+        assert created.status_code in (200, 201), created.text
+        # The database goes away (a restart, an election): every pod stays in the Service, publishing goes on
+        # from the broker and the in-process topic cache; what needs the database gets a 503 of its own.
+        db.stop()
+        for _ in range(3):
+            time.sleep(1)
+            assert _status(f"{ops}/readyz") == 200, "the hub went unready because its database is away"
+        reads = api.get("/topics", timeout=30)
+        assert reads.status_code == 503, (reads.status_code, reads.text)
+        api.close()
+    finally:
+        w.proc.kill()
+        w.proc.wait(10)
+
+
+def test_the_recorder_answers_health_before_its_database_and_stops_cleanly_while_waiting(
+    database_late: tuple[PrivateFerretDB, dict[str, str], Path],
+) -> None:
+    _, overrides, logs = database_late
+    w = _start_alone("tributary-recorder", overrides, logs)
+    ops = f"http://127.0.0.1:{w.ops}"
+    try:
+        _wait_status(f"{ops}/healthz", 200, 20, w)
+        assert w.healthcheck()
+        body = _wait_status(f"{ops}/readyz", 503, 5, w).json()
+        assert body["checks"]["started"] == "failed" and body["checks"]["mongodb"] == "failed", body
+        # SIGTERM while it waits: it gives the start up and exits 0, well within the grace period.
+        os.kill(w.pid1, signal.SIGTERM)
+        assert w.proc.wait(15) == 0, w.tail()
+        assert "Traceback" not in w.log.read_text(errors="replace"), w.tail()
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(10)

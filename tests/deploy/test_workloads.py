@@ -4,12 +4,16 @@ fit for websockets, and pinned images."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.manifests import (
+    K8S,
     OVERLAYS,
+    SERVICES,
     WORKLOADS,
     container,
     container_env,
@@ -54,7 +58,8 @@ def test_probes_resources_and_security(overlay: str, name: str) -> None:
         spec = c.get(probe)
         assert spec, f"{name}: no {probe}"
         assert spec["httpGet"]["path"] == path, f"{name}: {probe} asks {spec['httpGet']['path']}, not {path}"
-        port_by_name(d, spec["httpGet"]["port"])  # the port exists on the container
+        # The ops port: bound before any dependency is reached, never routed by an Ingress.
+        assert spec["httpGet"]["port"] == "ops", f"{name}: {probe} on {spec['httpGet']['port']}, not the ops port"
     # The startup probe allows a slow start (connecting to the broker) before liveness takes over.
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
@@ -159,6 +164,9 @@ def _ingress_sources(docs: tuple[dict[str, Any], ...], labels: dict[str, str]) -
             for peer in rule["from"]:
                 ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
                 assert ns, f"{policy['metadata']['name']}: admits {peer}, not a named namespace"
+                if ns == "monitoring":  # Prometheus, not whatever else runs in that namespace
+                    pods = peer.get("podSelector", {}).get("matchLabels", {})
+                    assert pods == {"app.kubernetes.io/name": "prometheus"}, f"{policy['metadata']['name']}: {peer}"
                 sources.setdefault(ns, set()).update(int(p["port"]) for p in rule.get("ports", []))
     return sources
 
@@ -181,11 +189,11 @@ def test_network_policies_allow_only_what_the_service_needs(overlay: str, name: 
     if overlay == "prod":
         expected |= PROD_EXTRA_EGRESS.get(name, set())
     assert _allowed_egress_ports(docs, labels) == expected
-    http = port_by_name(d, "http")
+    ops = port_by_name(d, "ops")
     sources = _ingress_sources(docs, labels)
-    assert sources.get("monitoring") == {http}, f"{name}: Prometheus scrapes {http}"
+    assert sources.get("monitoring") == {ops}, f"{name}: Prometheus scrapes the ops port {ops}, and only it"
     if name in BEHIND_INGRESS:
-        assert sources.get("ingress-nginx") == {http}
+        assert sources.get("ingress-nginx") == {port_by_name(d, "http")}, f"{name}: the ingress reaches http only"
     else:
         assert "ingress-nginx" not in sources, f"{name} serves no clients: the ingress controller must not reach it"
     assert set(sources) <= {"monitoring", "ingress-nginx"}
@@ -256,3 +264,68 @@ def test_ingresses_route_the_public_api_and_nothing_operational(overlay: str) ->
         for path in public:
             # ingress-nginx matches Prefix paths element by element: /topics covers /topics/{topic}/events.
             assert any(path == p or path.startswith(p + "/") for p in prefixes), f"{name}: {path} is not routed"
+
+
+DIGEST = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9./_-]+@sha256:[0-9a-f]{64}$")
+PLACEHOLDER = "sha256:" + "0" * 64
+
+
+def test_prod_runs_tributary_images_by_digest_only() -> None:
+    """A tag can be re-pointed; a digest is what was built, scanned and signed. The committed digests are
+    placeholders (zeros) that the release step replaces (deploy/README.md, "Release")."""
+    kustomization = yaml.safe_load((K8S / "overlays" / "prod" / "kustomization.yaml").read_text())
+    entries = {i["name"]: i for i in kustomization["images"]}
+    assert set(entries) == {f"tributary-{s}" for s in SERVICES}
+    for name, entry in entries.items():
+        assert "newTag" not in entry, f"prod {name}: a tag beside the digest"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", entry.get("digest", "")), f"prod {name}: digest: sha256:<64 hex>"
+    for d in deployments("prod").values():
+        image = container(d)["image"]
+        assert DIGEST.match(image), f"prod {d['metadata']['name']} runs {image}, not registry/name@sha256:<digest>"
+
+
+def test_a_release_can_tell_placeholders_from_digests() -> None:
+    """The release step's check (deploy/README.md): a rendered prod overlay still holding a placeholder digest
+    is refused before it reaches a cluster."""
+    rendered = yaml.safe_dump_all(render("prod"))
+    assert PLACEHOLDER in rendered, "the committed overlay holds placeholders, not digests nobody verified"
+    real = rendered.replace(PLACEHOLDER, "sha256:" + "ab" * 32)
+    assert PLACEHOLDER not in real
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_ingress_reaches_an_ops_port(overlay: str) -> None:
+    """Health and metrics live on the ops port: no Service behind an Ingress exposes it, so no path can reach it."""
+    docs = render(overlay)
+    services = of_kind(docs, "Service")
+    found = deployments(overlay)
+    for ing in of_kind(docs, "Ingress").values():
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                svc = services[path["backend"]["service"]["name"]]
+                for d in found.values():
+                    if not selects({"matchLabels": svc["spec"]["selector"]}, pod_labels(d)):
+                        continue
+                    ops = port_by_name(d, "ops")
+                    for port in svc["spec"]["ports"]:
+                        target = port_by_name(d, port["targetPort"])
+                        assert target != ops, (
+                            f"{overlay}: Service {svc['metadata']['name']} (behind an Ingress) exposes ops"
+                        )
+
+
+def test_prod_scrapes_every_workload_on_its_ops_port() -> None:
+    """The Prometheus Operator ignores `prometheus.io/*` annotations: a PodMonitor per workload, on the ops port,
+    in the workloads' namespace (the metrics KEDA's Prometheus triggers read are among them)."""
+    docs = render("prod")
+    (namespace,) = of_kind(docs, "Namespace")
+    monitors = of_kind(docs, "PodMonitor")
+    for name, d in deployments("prod").items():
+        matching = [m for m in monitors.values() if selects(m["spec"]["selector"], pod_labels(d))]
+        assert len(matching) == 1, f"{name}: {len(matching)} PodMonitors select its pods"
+        monitor = matching[0]
+        assert monitor["metadata"].get("namespace") == namespace
+        assert "namespaceSelector" not in monitor["spec"], "its own namespace only"
+        endpoints = monitor["spec"]["podMetricsEndpoints"]
+        assert [(e["port"], e.get("path", "/metrics")) for e in endpoints] == [("ops", "/metrics")], name
+        port_by_name(d, "ops")

@@ -277,6 +277,7 @@ async def test_memcached_down_falls_back_to_the_database(hub_settings: Any, mong
             assert r.status_code == 202, r.text
             r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
             assert r.status_code == 422
+            # Memcached is a cache: without it the hub serves (from the database), so it stays ready.
             ready = await client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["memcached"].startswith("failed")
+            assert ready.status_code == 200, ready.text
+            assert "memcached" not in ready.json()["checks"]

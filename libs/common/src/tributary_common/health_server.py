@@ -7,6 +7,10 @@
     await server.stop()
 
 The process keeps its own signal handling: this server installs none (uvicorn's would replace them).
+
+`ops_server(...)` is the same for the life of a block, and for every service: with `TRIBUTARY_OPS_PORT` set, the
+three answer on that port of their own (probes, Prometheus; an Ingress routes only the API port), from before
+the service connects to anything, so that the process is seen alive while its dependencies are not ready.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import uvicorn
 from fastapi import FastAPI
@@ -74,3 +78,24 @@ class HealthServer:
         with contextlib.suppress(asyncio.CancelledError, SystemExit):
             await self._task
         self._task = None
+
+
+@contextlib.asynccontextmanager
+async def ops_server(
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    host: str,
+    port: int | None,
+    registry: CollectorRegistry = REGISTRY,
+    title: str = "Tributary",
+) -> AsyncIterator[HealthServer | None]:
+    """A HealthServer on `port` while the block runs; None (and nothing served) when `port` is None."""
+    if port is None:
+        yield None
+        return
+    server = HealthServer(checks, host=host, port=port, registry=registry, title=title)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

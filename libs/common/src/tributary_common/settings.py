@@ -62,6 +62,9 @@ class CommonSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # /healthz, /readyz and /metrics on a port of their own, bound before any dependency is reached (Kubernetes
+    # probes it; only Prometheus may reach it; the Ingress routes http_port). Unset: served on http_port.
+    ops_port: int | None = Field(default=None, ge=1, le=65535)
     # Seconds to drain in-flight work on SIGTERM before the process exits.
     shutdown_grace_seconds: float = 20.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -43,21 +44,28 @@ async def record(settings: HubSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await hub.start()
-    # The recorder has no API, but its probes and metrics need /healthz, /readyz and /metrics.
-    health = HealthServer(
-        {"broker": hub.check_broker, "mongodb": hub.check_mongodb, "recorders": hub.check_recorders},
-        host=settings.http_host,
-        port=settings.http_port,
-        title="Tributary recorder",
-    )
+    # The recorder has no API, but its probes and metrics need /healthz, /readyz and /metrics: served from the
+    # start (ops port, else http_port), while the database and the broker are still being reached, so that a long
+    # index build or an election reads as "alive, not ready" rather than a process that never answers.
+    port = settings.ops_port or settings.http_port
+    health = HealthServer(hub.readiness(), host=settings.http_host, port=port, title="Tributary recorder")
     await health.start()
-    log.info("recorders running; health on %s:%d", settings.http_host, settings.http_port)
-    await stop.wait()
-    log.info("stopping recorders")
+    starting = asyncio.create_task(hub.start(), name="recorder-start")
+    stopping = asyncio.create_task(stop.wait(), name="recorder-stop-signal")
     try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start that failed ends the process, non-zero
+            log.info("recorders running; health on %s:%d", settings.http_host, port)
+            await stopping
+        else:  # SIGTERM while starting: give up the start, close what it opened
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        log.info("stopping recorders")
         await asyncio.wait_for(hub.stop(), settings.shutdown_grace_seconds)
     finally:
+        stopping.cancel()
         await health.stop()
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from tributary_common.health import health_router
+from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
 from tributary_common.openapi import install_openapi
 
@@ -38,14 +39,18 @@ reported by index (`/3/data/temperature`).
 def create_app(settings: HubSettings | None = None) -> FastAPI:
     settings = settings or HubSettings()
     hub = Hub(settings, api=True, recorders_enabled=settings.recorders_enabled)
+    host, ops_port = settings.http_host, settings.ops_port
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await hub.start()
-        try:
-            yield
-        finally:
-            await hub.stop()
+        # The ops port answers /healthz before the hub reaches its database and broker (an index build or an
+        # election may take long): the kubelet sees a live process that is not ready yet, and does not kill it.
+        async with ops_server(hub.readiness(), host=host, port=ops_port, title="Tributary hub"):
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
 
     app = FastAPI(
         title="Tributary hub",
@@ -71,16 +76,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    app.include_router(
-        health_router(
-            {
-                "broker": hub.check_broker,
-                "mongodb": hub.check_mongodb,
-                "memcached": hub.check_memcached,
-                "recorders": hub.check_recorders,
-            }
-        )
-    )
+    if ops_port is None:  # otherwise on the ops port (the lifespan above), never on the API port
+        app.include_router(health_router(hub.readiness()))
     app.include_router(topics.router)
     app.include_router(events.router)
     app.include_router(unitops.router)

@@ -19,6 +19,7 @@ from tributary_common import rpc_contracts as rc
 from tributary_common.cache import Cache
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
+from tributary_common.health import ReadinessCheck
 from tributary_common.http_auth import Authenticator
 from tributary_common.mongo import Retention, connect, ping
 from tributary_common.rpc import RpcServer
@@ -57,6 +58,7 @@ class Hub:
     retention: list[Retention] = field(default_factory=list)
     demand: DemandLoop | None = None
     _recorder_connection: aio_pika.abc.AbstractRobustConnection | None = None
+    started: bool = False  # start() completed: everything connected, indexes created
 
     # Services (set by start)
     topics: TopicService = field(init=False)
@@ -129,6 +131,7 @@ class Hub:
             self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
+        self.started = True
         log.info("hub started (api=%s, recorders=%s)", self.api, self.recorders_enabled)
 
     async def _connect_mongo(self) -> AsyncMongoClient[Any]:
@@ -209,6 +212,22 @@ class Hub:
         log.info("hub stopped")
 
     # Readiness checks
+
+    def readiness(self) -> dict[str, ReadinessCheck]:
+        """What `/readyz` checks: only what this process cannot serve without. The API alone (recorders in
+        their own Deployment) needs the broker to publish, nothing else: topics fall back from Memcached to the
+        database, and a database away is a 503 per request that needs it, not a reason to take every API pod out
+        of the Service. A process that records cannot record without the database and its consumers."""
+        checks: dict[str, ReadinessCheck] = {"started": self.check_started, "broker": self.check_broker}
+        if self.recorders_enabled:
+            checks["mongodb"] = self.check_mongodb
+            checks["recorders"] = self.check_recorders
+        return checks
+
+    async def check_started(self) -> None:
+        # Until then the database (indexes) or the broker is still being reached: alive, not ready.
+        if not self.started:
+            raise ConnectionError("starting: connecting to the database and the broker")
 
     async def check_broker(self) -> None:
         if self.publisher is not None and not self.publisher.connected:

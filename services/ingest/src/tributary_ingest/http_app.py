@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tributary_common.health import health_router
+from tributary_common.health_server import ops_server
 
 from .engine import Engine
 
@@ -21,19 +22,29 @@ log = logging.getLogger(__name__)
 
 def create_app(engine: Engine) -> FastAPI:
     """The engine starts with the app (connecting in the background) and stops, drained, when the app stops."""
+    settings = engine.settings
+    checks = {"engine": engine.check_started, "broker": engine.check_broker, "memcached": engine.check_cache}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        starting = asyncio.create_task(engine.start(), name="engine-start")
-        starting.add_done_callback(_exit_if_failed)
-        try:
-            yield
-        finally:
-            if not starting.done():
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await starting
-            await engine.stop()
+        # With TRIBUTARY_OPS_PORT, health and metrics are served there (probes, Prometheus), /status stays here.
+        async with ops_server(
+            checks,
+            host=settings.http_host,
+            port=settings.ops_port,
+            registry=engine.metrics.registry,
+            title="Tributary ingest",
+        ):
+            starting = asyncio.create_task(engine.start(), name="engine-start")
+            starting.add_done_callback(_exit_if_failed)
+            try:
+                yield
+            finally:
+                if not starting.done():
+                    starting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await starting
+                await engine.stop()
 
     def _exit_if_failed(task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -44,12 +55,8 @@ def create_app(engine: Engine) -> FastAPI:
         os.kill(os.getpid(), signal.SIGTERM)
 
     app = FastAPI(title="Tributary ingest", lifespan=lifespan)
-    app.include_router(
-        health_router(
-            {"engine": engine.check_started, "broker": engine.check_broker, "memcached": engine.check_cache},
-            registry=engine.metrics.registry,
-        )
-    )
+    if settings.ops_port is None:  # otherwise on the ops port (the lifespan above)
+        app.include_router(health_router(checks, registry=engine.metrics.registry))
 
     @app.get("/status", summary="Sources served, leases held, failing and rejected subscriptions")
     async def status() -> dict[str, Any]:

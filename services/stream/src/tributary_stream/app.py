@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tributary_common.health import health_router
+from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
 
 from . import sse
@@ -20,14 +21,26 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     settings = settings or StreamSettings()
     service = StreamService(settings, tracing=tracing)
 
+    # Ready: the broker answers (live messages, and the hub over RPC); not while draining. History and API keys
+    # from the hub are per request (a 503 or an `error` frame when the hub does not answer).
+    checks = {"broker": service.ready}
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.drain(settings.shutdown_grace_seconds)
-            await service.stop()
+        # The ops port (TRIBUTARY_OPS_PORT) answers before the broker is reached; the API port after.
+        async with ops_server(
+            checks,
+            host=settings.http_host,
+            port=settings.ops_port,
+            registry=service.metrics.registry,
+            title="Tributary stream",
+        ):
+            await service.start()
+            try:
+                yield
+            finally:
+                await service.drain(settings.shutdown_grace_seconds)
+                await service.stop()
 
     app = FastAPI(
         title="Tributary stream",
@@ -37,7 +50,8 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     )
     app.state.service = service
     install_error_handlers(app)
-    app.include_router(health_router({"broker": service.ready}, registry=service.metrics.registry))
+    if settings.ops_port is None:  # otherwise on the ops port (the lifespan above), never on the public port
+        app.include_router(health_router(checks, registry=service.metrics.registry))
     app.include_router(sse.router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     return app
