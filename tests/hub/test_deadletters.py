@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
 
 
-async def publish_raw(url: str, messages: list[tuple[str, str, bytes, dict[str, Any] | None]]) -> None:
+async def publish_raw(url: str, messages: Sequence[tuple[str, str, bytes, dict[str, Any] | None]]) -> None:
     """(exchange, routing key, body, headers) straight to the broker, past every check of the hub's API."""
     connection = await aio_pika.connect(url)
     async with connection:

@@ -79,7 +79,7 @@ def test_old_event_documents_are_rekeyed_once_and_resent_ids_stay_single(stack: 
         assert http.post("/topics", json={"name": topic, "schema": {"type": "object"}}).status_code == 201
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(platform.mongodb_url()) as client:
-        events = client[stack.db]["events"]
+        events: pymongo.collection.Collection[dict[str, Any]] = client[stack.db]["events"]
         events.insert_many([old_document(topics[n % 2], n) for n in range(OLD)])
         events.insert_one({"_id": "broken-old", "key": "x", "time": "2026-01-01T00:00:00.000000Z"})  # no type
 
@@ -121,7 +121,7 @@ def test_a_run_interrupted_after_writing_copies_is_finished_by_the_next(stack: S
     topic = f"mig{uuid.uuid4().hex[:8]}"
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(platform.mongodb_url()) as client:
-        events = client[stack.db]["events"]
+        events: pymongo.collection.Collection[dict[str, Any]] = client[stack.db]["events"]
         olds = [{**old_document(topic, n), "_id": f"{topic}-old-{n}"} for n in range(300)]
         events.insert_many(olds)
         events.insert_many([{**d, "_id": f"{topic}/{d['_id']}", "eid": d["_id"]} for d in olds[:120]])

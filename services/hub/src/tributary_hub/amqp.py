@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from tributary_common.deadletters import declare_dead_letters
 from tributary_common.events import CloudEvent
 from tributary_common.exchanges import EVENTS, SAMPLES
+from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import inject_headers
 
 from .errors import Unavailable
@@ -56,6 +57,8 @@ class EventPublisher:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
+        # A broker outage fails every publish in flight: one line per kind of failure per interval, not per event.
+        self._throttle = LogThrottle(10.0)
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -94,7 +97,9 @@ class EventPublisher:
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
                 # A nack (a queue refused it), a timeout or a lost connection: the broker may or may not
                 # hold it, so the client retries with the same id and the recorder keeps it once.
-                log.warning("publish of %s not confirmed: %s", event.id, exc)
+                self._throttle.log(
+                    log, logging.WARNING, type(exc).__name__, "publish of %s not confirmed: %s", event.id, exc
+                )
                 raise Unavailable(
                     f"the broker did not confirm event {event.id!r}: {type(exc).__name__}; retry with the same id",
                     code="broker_unavailable",
@@ -112,7 +117,9 @@ class EventPublisher:
                     self._exchanges[exchange] = target
                 await target.publish(message, routing_key=routing_key, mandatory=False, timeout=self.timeout_s)
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                log.warning("republish to %s not confirmed: %s", exchange, exc)
+                self._throttle.log(
+                    log, logging.WARNING, type(exc).__name__, "republish to %s not confirmed: %s", exchange, exc
+                )
                 raise Unavailable(
                     f"the broker did not confirm the republished message: {type(exc).__name__}; retry",
                     code="broker_unavailable",
