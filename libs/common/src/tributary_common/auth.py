@@ -2,7 +2,8 @@
 
 Claims: `sub`, `scope` (OAuth 2.0, space-separated), and optional ACL patterns: `topics` (AMQP patterns over
 routing keys `<topic>.<subject>`, the same matcher as bindings and history) and `unitops` (name globs such as
-`pump-*`). A missing ACL claim means no restriction beyond the scopes; `admin` grants everything.
+`pump-*`). A missing ACL claim means no restriction beyond the scopes; `admin` grants everything. What identity
+providers send instead (`scp`, `roles`, `groups`) is mapped by `TRIBUTARY_CLAIM_MAP` (see `claims`).
 """
 
 from __future__ import annotations
@@ -19,20 +20,15 @@ from typing import Any
 import httpx
 import jwt
 
+from .claims import SCOPES as CLAIM_SCOPES
+from .claims import ClaimError, ClaimMap, grants
 from .matcher import matches, pattern_covers, topic_may_match
 from .names import NameError_, validate_pattern
 
 log = logging.getLogger(__name__)
 
-SCOPES = (
-    "topics:read",
-    "topics:write",
-    "events:publish",
-    "events:read",
-    "unitops:read",
-    "unitops:write",
-    "admin",
-)
+# Re-exported: the scope names are part of this module's interface.
+SCOPES = CLAIM_SCOPES
 
 
 class AuthError(Exception):
@@ -54,6 +50,13 @@ class Principal:
     topics: tuple[str, ...] | None = None  # None: all
     unitops: tuple[str, ...] | None = None
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    kind: str = "token"  # or "api_key"
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the credentials stop working (epoch seconds), None if never."""
+        exp = self.claims.get("exp")
+        return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
     @property
     def is_admin(self) -> bool:
@@ -187,8 +190,10 @@ class JwtVerifier:
         leeway_s: float = 30,
         jwks_timeout_s: float = JWKS_TIMEOUT_S,
         jwks_min_refresh_s: float = JWKS_MIN_REFRESH_S,
+        claim_map: ClaimMap | None = None,
     ) -> None:
         self._secret = secret
+        self._claim_map = claim_map
         self._algorithms = algorithms
         self._jwks = (
             JwksKeys(jwks_url, timeout_s=jwks_timeout_s, min_refresh_s=jwks_min_refresh_s) if jwks_url else None
@@ -219,23 +224,27 @@ class JwtVerifier:
             raise AuthError("token expired") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self._claim_map)
 
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
-        raise AuthError("invalid token: 'scope' must be a space-separated string")
+def principal_from_claims(claims: dict[str, Any], claim_map: ClaimMap | None = None, kind: str = "token") -> Principal:
+    """The principal of verified claims: scopes and ACLs from `scope`/`scp`, `topics`/`unitops` and what
+    `claim_map` grants (an API key's claims are its own: no map)."""
+    try:
+        scopes, topics, unitops = grants(claims, claim_map, _patterns(claims, "topics"), _patterns(claims, "unitops"))
+    except ClaimError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
     return Principal(
-        subject=str(claims.get("sub", "")),
-        scopes=frozenset(scope.split()),
-        topics=_patterns(claims, "topics"),
-        unitops=_patterns(claims, "unitops"),
+        subject=str(claims.get("sub", ""))[:256],
+        scopes=scopes,
+        topics=None if topics is None else tuple(topics),
+        unitops=None if unitops is None else tuple(unitops),
         claims=claims,
+        kind=kind,
     )
 
 
-def _patterns(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
+def _patterns(claims: dict[str, Any], name: str) -> list[str] | None:
     value = claims.get(name)
     if value is None:
         return None
@@ -248,7 +257,7 @@ def _patterns(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
                 validate_pattern(pattern)
             except NameError_ as exc:
                 raise AuthError(f"invalid token: 'topics' {exc}") from exc
-    return tuple(value)
+    return list(value)
 
 
 def mint_token(

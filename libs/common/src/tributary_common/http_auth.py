@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
@@ -27,6 +28,9 @@ class Authenticator:
             principal = await self.api_keys(token)
             if principal is None:
                 raise AuthError("invalid API key")
+            # A verdict cached (here or in the hub) before the key expired must not outlive the expiry.
+            if principal.expires_at is not None and principal.expires_at <= time.time():
+                raise AuthError("API key expired")
             return principal
         return await self.jwt.verify(token)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .claims import ClaimMap
 from .egress import EgressPolicy, parse_allow_list
 
 # The public development secret: anyone can sign tokens with it, so only a process in dev mode accepts it.
@@ -50,6 +51,8 @@ class CommonSettings(BaseSettings):
     # API key verdicts remembered in-process this long, the same in hub and stream: a revoked key stops
     # working (and its open streams end) within it.
     api_key_cache_s: float = Field(default=5.0, ge=0, le=5.0)
+    # Identity providers' claims (`scp`, `roles`, `groups`, ...) -> Tributary scopes and ACLs (JSON; see claims.py).
+    claim_map: ClaimMap = Field(default_factory=ClaimMap)
     # When false, requests without a token act as an admin: only for local demos (needs dev_mode).
     auth_enabled: bool = True
     # Local development: accept the public default secret and disabled auth. Never in production.

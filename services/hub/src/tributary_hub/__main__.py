@@ -14,6 +14,7 @@ import uvicorn
 from tributary_common.health_server import HealthServer
 from tributary_common.logs import setup_logging
 from tributary_common.settings import InsecureSettings
+from tributary_common.startup import load_settings
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     migrate = sub.add_parser("migrate", help="re-key events recorded before ids were per topic (idempotent, resumable)")
     migrate.add_argument("--batch-size", type=int, default=1000, help="documents per batch (default 1000)")
     args = parser.parse_args(argv)
-    settings = HubSettings()
+    settings = load_settings(HubSettings)
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
     try:
         if args.command == "serve":  # the recorder verifies no tokens

@@ -14,7 +14,7 @@ from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, deadletters, events, sources, topics, unitops
+from .api import apikeys, deadletters, events, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .errors import HubError
 from .runtime import Hub
@@ -84,5 +84,6 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(sources.router)
     app.include_router(apikeys.router)
     app.include_router(deadletters.router)
+    app.include_router(identity.router)
     install_openapi(app, extend=add_links)
     return app

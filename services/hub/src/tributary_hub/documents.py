@@ -171,6 +171,10 @@ class ApiKeyDoc(Document):
     unitops: list[str] | None = None
     created_by: str
     created_at: datetime
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None  # refused from then on (None: never)
+    last_used_at: datetime | None = None  # written at most once a minute per key and hub process
 
     class Settings:
         name = "api_keys"

@@ -103,6 +103,7 @@ class Hub:
                 jwks_url=s.jwks_url,
                 issuer=s.jwt_issuer,
                 audience=s.jwt_audience,
+                claim_map=s.claim_map,
             )
             self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)
             self.publisher = EventPublisher(s.amqp_url, window=s.publish_window, timeout_s=s.publish_timeout_s)

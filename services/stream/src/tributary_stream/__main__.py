@@ -11,6 +11,7 @@ import uvicorn
 
 from tributary_common.logs import setup_logging
 from tributary_common.settings import InsecureSettings
+from tributary_common.startup import load_settings
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     serve_p.add_argument("--host", help="override TRIBUTARY_HTTP_HOST")
     serve_p.add_argument("--port", type=int, help="override TRIBUTARY_HTTP_PORT")
     args = parser.parse_args(argv)
-    settings = StreamSettings()
+    settings = load_settings(StreamSettings)
     if args.host:
         settings.http_host = args.host
     if args.port:

@@ -11,7 +11,7 @@ from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
 
-from . import sse
+from . import identity, sse
 from .service import StreamService
 from .settings import StreamSettings
 from .ws import websocket_endpoint
@@ -53,5 +53,6 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     if settings.ops_port is None:  # otherwise on the ops port (the lifespan above), never on the public port
         app.include_router(health_router(checks, registry=service.metrics.registry))
     app.include_router(sse.router)
+    app.include_router(identity.router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     return app

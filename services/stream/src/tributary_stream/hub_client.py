@@ -59,7 +59,7 @@ class HubClient:
             # The hub being unreachable is not the key's fault: no verdict, nothing cached.
             raise AuthError(f"cannot verify the API key now ({exc.code})") from exc
         claims = rc.ApiKeyVerified.model_validate(result).claims
-        principal = None if claims is None else principal_from_claims(claims)
+        principal = None if claims is None else principal_from_claims(claims, kind="api_key")
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[key] = (now + self.api_key_cache_s, principal)

@@ -59,6 +59,7 @@ class StreamService:
             jwks_url=settings.jwks_url,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            claim_map=settings.claim_map,
         )
         self.auth = Authenticator(verifier, enabled=settings.auth_enabled, api_keys=self._verify_api_key)
         self.admission = Admission(settings.max_connections, settings.max_connections_per_principal)

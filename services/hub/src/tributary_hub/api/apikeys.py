@@ -36,7 +36,12 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
     hub = hub_of(request)
     body = await json_model(request, ApiKeyCreate, hub.settings.max_body_bytes)
     view, secret = await hub.apikeys.create(
-        name=body.name, scopes=body.scopes, topics=body.topics, unitops=body.unitops, created_by=principal.subject
+        name=body.name,
+        scopes=body.scopes,
+        topics=body.topics,
+        unitops=body.unitops,
+        created_by=principal.subject,
+        expires_at=body.expires_at,
     )
     return {**view, "key": secret}
 
@@ -44,7 +49,7 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
 @router.get(
     "/apikeys",
     response_model=ApiKeyList,
-    summary="API keys (never their secrets)",
+    summary="API keys (never their secrets), with their expiry and last use",
     responses=errors(ADMIN),
     openapi_extra=scope_doc("admin"),
 )

@@ -208,6 +208,9 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Scope] = Field(min_length=1, max_length=16)
     topics: list[TopicPattern] | None = Field(default=None, max_length=100)
     unitops: list[str] | None = Field(default=None, max_length=100)
+    expires_at: datetime | None = Field(
+        default=None, description="RFC 3339 with offset, in the future and at most 10 years ahead; none: never"
+    )
 
 
 class ApiKeyCreated(BaseModel):
@@ -219,6 +222,9 @@ class ApiKeyCreated(BaseModel):
     unitops: list[str] | None = None
     created_by: str
     created_at: datetime
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 class ApiKeyView(BaseModel):
@@ -229,6 +235,13 @@ class ApiKeyView(BaseModel):
     unitops: list[str] | None = None
     created_by: str
     created_at: datetime
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+    expired: bool = False
+    last_used_at: datetime | None = Field(
+        default=None, description="Last use, to within a minute (written at most once a minute per hub process)"
+    )
 
 
 class ApiKeyList(BaseModel):
