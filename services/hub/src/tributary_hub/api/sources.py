@@ -34,21 +34,35 @@ MAX_PARAMS_CHARS = 8192
         (502, "The connector could not reach or list the endpoint"),
         (504, "No ingest instance answered in time"),
     ),
-    openapi_extra=scope_doc("unitops:write"),
+    openapi_extra={
+        **scope_doc("unitops:write"),
+        # A JSON object in the query: declared as such, so that generated clients serialize it and testers send one.
+        "parameters": [
+            {
+                "name": "params",
+                "in": "query",
+                "required": False,
+                "description": "JSON object: the connection params (credentials as secret references)",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "maxProperties": 64},
+                        "example": {"endpoint": "opc.tcp://plc.example.com:4840"},
+                    }
+                },
+            }
+        ],
+    },
 )
 async def browse_source(
     request: Request,
     source: str = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["opcua"]),
     path: str = Query("", max_length=1024, description="Where to list (empty: the top)", examples=["ns=2;i=1"]),
-    params: str = Query(
-        "{}",
-        max_length=MAX_PARAMS_CHARS,
-        description="JSON object: the connection params",
-        examples=['{"endpoint": "opc.tcp://plc.example.com:4840"}'],
-    ),
     limit: int = Query(200, ge=1, le=MAX_BROWSE_ITEMS),
     principal: Principal = Depends(require("unitops:write")),
 ) -> Any:
+    params = request.query_params.get("params", "{}")
+    if len(params) > MAX_PARAMS_CHARS:
+        raise Invalid(f"params is over {MAX_PARAMS_CHARS} characters", [{"loc": "/query/params", "msg": "too long"}])
     try:
         parsed = orjson.loads(params)
     except orjson.JSONDecodeError as exc:
