@@ -12,6 +12,7 @@ exporting OTLP to a receiver in another process; the tracing overhead is printed
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -210,7 +211,17 @@ TRACING_MODES: dict[str, dict[str, str]] = {
     "untraced": {"OTEL_SDK_DISABLED": "true"},
     "traced 10%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
     "traced 100%": {"OTEL_TRACES_SAMPLER": "always_on"},
+    # Untraced at INFO: one JSON access-log line per request against none (TRIBUTARY_ACCESS_LOG_SAMPLE=0).
+    "access log": {"OTEL_SDK_DISABLED": "true", "TRIBUTARY_LOG_LEVEL": "INFO", "TRIBUTARY_LOG_JSON": "true"},
+    "no access log": {
+        "OTEL_SDK_DISABLED": "true",
+        "TRIBUTARY_LOG_LEVEL": "INFO",
+        "TRIBUTARY_LOG_JSON": "true",
+        "TRIBUTARY_ACCESS_LOG_SAMPLE": "0",
+    },
 }
+# BENCH_HUB_MODES=name,name runs only those (and "untraced", the reference); default: all.
+SELECTED = [m for m in os.environ.get("BENCH_HUB_MODES", "").split(",") if m]
 RECEIVER = (
     "import sys, time; sys.path.insert(0, sys.argv[1]); from tests.support.otlp import OtlpReceiver; "
     "r = OtlpReceiver().start(); print(r.port, flush=True); time.sleep(3600)"
@@ -263,7 +274,9 @@ async def main() -> None:
     results: dict[str, dict[str, tuple[float, list[float]]]] = {}
     try:
         for mode, extra in TRACING_MODES.items():
-            mode_env = {**env, **extra} if mode == "untraced" else {**env, **otlp, **extra}
+            if SELECTED and mode != "untraced" and mode not in SELECTED:
+                continue
+            mode_env = {**env, **extra} if "OTEL_SDK_DISABLED" in extra else {**env, **otlp, **extra}
             results[mode] = await measure_hub(mode_env, port)
         base_results = await baseline(url)
     finally:
@@ -289,7 +302,14 @@ async def main() -> None:
             f"{statistics.median(hub_results[case][1]) / statistics.median(base_results[case][1]):.1f}"
         )
         for mode in ("traced 10%", "traced 100%"):
-            print(f"{case:<8} ratio {mode}/untraced: {results[mode][case][0] / hub_rate:.2f} events/s")
+            if mode in results:
+                print(f"{case:<8} ratio {mode}/untraced: {results[mode][case][0] / hub_rate:.2f} events/s")
+        if "access log" in results and "no access log" in results:
+            on, off = results["access log"][case], results["no access log"][case]
+            print(
+                f"{case:<8} ratio access log/none: {on[0] / off[0]:.2f} events/s; p50 "
+                f"{pct(on[1], 0.5):.2f} vs {pct(off[1], 0.5):.2f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .access_log import list_setting, parse_networks
 from .claims import ClaimMap
 from .egress import EgressPolicy, parse_allow_list
 
@@ -74,6 +75,18 @@ class CommonSettings(BaseSettings):
     # Egress allow-list of the http and mqtt connectors (comma-separated or a JSON list of URL prefixes, hosts,
     # CIDRs): non-public addresses are refused unless an entry matches. The hub checks unitops with it too.
     http_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Access logs: the share of successful requests logged (errors always are); X-Forwarded-For is believed only
+    # from these proxies (comma-separated or JSON list of CIDRs).
+    access_log_sample: float = Field(default=1.0, ge=0, le=1)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=256)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, v: Any) -> Any:
+        values = list_setting(v)
+        parse_networks(values)  # refuse a bad CIDR at start, naming it
+        return values
 
     @field_validator("http_allow", mode="before")
     @classmethod

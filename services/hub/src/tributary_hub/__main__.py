@@ -32,6 +32,7 @@ def serve(settings: HubSettings) -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is read by the access log, from TRIBUTARY_TRUSTED_PROXIES only
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
     )

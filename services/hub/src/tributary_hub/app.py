@@ -9,12 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
+from tributary_common.access_log import AccessLog, parse_networks
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, deadletters, events, identity, sources, topics, unitops
+from .api import apikeys, audit, deadletters, events, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .errors import HubError
 from .runtime import Hub
@@ -85,5 +86,9 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(apikeys.router)
     app.include_router(deadletters.router)
     app.include_router(identity.router)
+    app.include_router(audit.router)
     install_openapi(app, extend=add_links)
+    app.add_middleware(
+        AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
+    )
     return app

@@ -65,6 +65,7 @@ def build_server(settings: StreamSettings, *, tracing: bool = False) -> Draining
         ws_per_message_deflate=settings.ws_per_message_deflate,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is read by the access log, from TRIBUTARY_TRUSTED_PROXIES only
         timeout_graceful_shutdown=5,
     )
     return DrainingServer(config, app.state.service, settings.shutdown_grace_seconds)

@@ -16,4 +16,5 @@ router = APIRouter(tags=["identity"])
 async def get_whoami(request: Request) -> WhoAmI:
     service: StreamService = request.app.state.service
     principal, _ = await service.authenticate(bearer_token(request))
+    request.state.principal = principal.subject  # for the access log
     return whoami(principal)

@@ -161,6 +161,7 @@ async def _open(request: Request) -> tuple[StreamService, Client, Ticket]:
         raise ApiError(exc.status, exc.code, exc.message) from None
     try:
         principal, api_key = await service.authenticate(bearer_token(request, allow_query=True))
+        request.state.principal = principal.subject  # for the access log
         ticket.admit(principal.subject)
     except Refused as exc:
         ticket.release()

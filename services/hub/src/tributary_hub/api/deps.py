@@ -39,6 +39,7 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
         request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
     ) -> Principal:
         principal = await hub_of(request).auth.authenticate(credentials.credentials if credentials else None)
+        request.state.principal = principal.subject  # for the access log
         if scope is not None:
             principal.require(scope)
         return principal
