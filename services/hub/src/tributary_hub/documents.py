@@ -31,6 +31,8 @@ class TopicDoc(Document):
     description: str | None = None
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None  # None: written before who-did-what was kept
+    updated_by: str | None = None
 
     class Settings:
         name = "topics"
@@ -43,6 +45,7 @@ class SchemaDoc(Document):
     version: int
     schema_text: str
     created_at: datetime
+    created_by: str | None = None
 
     class Settings:
         name = "schemas"
@@ -135,6 +138,8 @@ class UnitopDoc(Document):
     record: bool = False
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
 
     class Settings:
         name = "unitops"
@@ -181,7 +186,25 @@ class ApiKeyDoc(Document):
         indexes = [IndexModel([("key_hash", pymongo.ASCENDING)], name="key_hash", unique=True)]
 
 
+class AuditDoc(Document):
+    """One administrative change: who, what, on what, when, and the resource before and after (JSON text:
+    schemas hold `$` keys; unitop params' secrets masked)."""
+
+    id: str  # type: ignore[assignment]  # time-ordered: "<time>-<random>"
+    time: str  # format_time: sorts like the time
+    actor: str
+    action: str  # "<kind>.<verb>": topic.created, unitop.deleted, apikey.created, ...
+    target: str
+    before_json: str | None = None
+    after_json: str | None = None
+
+    class Settings:
+        name = "audit"
+        indexes = [IndexModel([("time", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)], name="time_id")]
+
+
 ALL_DOCUMENTS: list[type[Document]] = [
+    AuditDoc,
     TopicDoc,
     SchemaDoc,
     EventDoc,

@@ -26,6 +26,7 @@ from tributary_common.rpc import RpcServer
 
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
+from .audit import AuditLog
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
@@ -68,6 +69,7 @@ class Hub:
     sources: SourceRegistry = field(init=False)
     unitops: UnitopService = field(init=False)
     apikeys: ApiKeyService = field(init=False)
+    audit: AuditLog = field(init=False)
     auth: Authenticator = field(init=False)
     deadletters: DeadLetterStore = field(init=False)
 
@@ -94,6 +96,7 @@ class Hub:
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
+        self.audit = AuditLog()
 
         if self.api:
             # Only the API verifies tokens: the recorder process has no secret to check.

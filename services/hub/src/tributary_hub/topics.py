@@ -75,6 +75,8 @@ def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str,
         "description": doc.description,
         "created_at": doc.created_at,
         "updated_at": doc.updated_at,
+        "created_by": doc.created_by,
+        "updated_by": doc.updated_by,
     }
     if schema is not None:
         view["schema"] = schema
@@ -112,6 +114,7 @@ class TopicService:
         compatibility: Compatibility,
         retention_days: float | None,
         description: str | None,
+        by: str = "system",
     ) -> dict[str, Any]:
         self._accept(schema)
         if await TopicDoc.get(name) is not None:
@@ -125,6 +128,7 @@ class TopicService:
             version=1,
             schema_text=orjson.dumps(schema).decode(),
             created_at=now,
+            created_by=by,
         ).insert()
         doc = TopicDoc(
             id=name,
@@ -135,6 +139,8 @@ class TopicService:
             description=description,
             created_at=now,
             updated_at=now,
+            created_by=by,
+            updated_by=by,
         )
         try:
             await doc.insert()
@@ -175,7 +181,7 @@ class TopicService:
     async def all(self) -> list[dict[str, Any]]:
         return [topic_view(d) async for d in readable(TopicDoc, {}, [("_id", 1)])]
 
-    async def update_schema(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    async def update_schema(self, name: str, schema: dict[str, Any], *, by: str = "system") -> dict[str, Any]:
         self._accept(schema)
         doc = await self._doc(name)
         previous = await self._schema(doc.id, doc.uid, doc.version)
@@ -195,23 +201,25 @@ class TopicService:
             version=version,
             schema_text=orjson.dumps(schema).decode(),
             created_at=now,
+            created_by=by,
         ).insert()
         # Only move the current version if nobody else did meanwhile (a concurrent update gets a 409).
         result = await TopicDoc.get_pymongo_collection().update_one(
-            {"_id": name, "uid": doc.uid, "version": doc.version}, {"$set": {"version": version, "updated_at": now}}
+            {"_id": name, "uid": doc.uid, "version": doc.version},
+            {"$set": {"version": version, "updated_at": now, "updated_by": by}},
         )
         if result.modified_count != 1:
             await SchemaDoc.get_pymongo_collection().delete_one({"_id": _schema_id(name, doc.uid, version)})
             raise Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
         self.forget(name)
         await self._cache_delete(f"topic:{name}")
-        doc.version, doc.updated_at = version, now
+        doc.version, doc.updated_at, doc.updated_by = version, now, by
         return topic_view(doc, schema)
 
-    async def update_settings(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update_settings(self, name: str, changes: dict[str, Any], *, by: str = "system") -> dict[str, Any]:
         raw = await self._raw(name)
         if changes:
-            changes["updated_at"] = utcnow()
+            changes["updated_at"], changes["updated_by"] = utcnow(), by
             _check_stored_form({**raw, **changes}, changed=set(changes))
             await TopicDoc.get_pymongo_collection().update_one({"_id": name, "uid": raw.get("uid")}, {"$set": changes})
             self.forget(name)
@@ -222,7 +230,12 @@ class TopicService:
         doc = await self._doc(name)
         rows = await SchemaDoc.find(SchemaDoc.topic == name, SchemaDoc.uid == doc.uid).sort("version").to_list()
         return [
-            {"version": r.version, "dataschema": dataschema_for(name, r.version), "created_at": r.created_at}
+            {
+                "version": r.version,
+                "dataschema": dataschema_for(name, r.version),
+                "created_at": r.created_at,
+                "created_by": r.created_by,
+            }
             for r in rows
         ]
 

@@ -63,6 +63,8 @@ def unitop_view(doc: UnitopDoc, schemas: Schemas) -> dict[str, Any]:
         item["sid"] = doc.items[name]["sid"]
     view["created_at"] = doc.created_at
     view["updated_at"] = doc.updated_at
+    view["created_by"] = doc.created_by
+    view["updated_by"] = doc.updated_by
     return view
 
 
@@ -128,7 +130,7 @@ class UnitopService:
             for name, sub in unitop.items.items()
         }
 
-    async def create(self, unitop: Unitop) -> dict[str, Any]:
+    async def create(self, unitop: Unitop, *, by: str = "system") -> dict[str, Any]:
         unitop, schemas = await self._check(unitop)
         if await UnitopDoc.get(unitop.name) is not None:
             raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists")
@@ -140,6 +142,8 @@ class UnitopService:
             record=unitop.record,
             created_at=now,
             updated_at=now,
+            created_by=by,
+            updated_by=by,
         )
         try:
             await doc.insert()
@@ -164,7 +168,7 @@ class UnitopService:
         doc = await self._doc(name)
         return UnitopResolved(unitop=to_unitop(doc), sids={k: v["sid"] for k, v in doc.items.items()})
 
-    async def update(self, name: str, unitop: Unitop) -> dict[str, Any]:
+    async def update(self, name: str, unitop: Unitop, *, by: str = "system") -> dict[str, Any]:
         if unitop.name != name:
             raise Invalid(
                 "the body's name must match the path",
@@ -173,7 +177,8 @@ class UnitopService:
             )
         unitop, schemas = await self._check(unitop)
         doc = await self._doc(name)
-        doc.items, doc.meta, doc.record, doc.updated_at = self._items(unitop), unitop.meta, unitop.record, utcnow()
+        doc.items, doc.meta, doc.record = self._items(unitop), unitop.meta, unitop.record
+        doc.updated_at, doc.updated_by = utcnow(), by
         await doc.save()
         change = UnitopChange(action="updated", name=name, unitop=masked(unitop, schemas), sent_at=doc.updated_at)
         await self.notify(change)

@@ -43,6 +43,7 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
         created_by=principal.subject,
         expires_at=body.expires_at,
     )
+    await hub.audit.record(principal.subject, "apikey.created", view["id"], None, view)  # never the secret
     return {**view, "key": secret}
 
 
@@ -65,5 +66,7 @@ async def list_keys(request: Request, principal: Principal = Depends(require("ad
     openapi_extra=scope_doc("admin"),
 )
 async def delete_key(key_id: str, request: Request, principal: Principal = Depends(require("admin"))) -> Response:
-    await hub_of(request).apikeys.delete(key_id)
+    hub = hub_of(request)
+    before = await hub.apikeys.delete(key_id)
+    await hub.audit.record(principal.subject, "apikey.deleted", key_id, before, None)
     return Response(status_code=204)

@@ -114,6 +114,8 @@ class Topic(BaseModel):
     description: str | None = None
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
@@ -125,6 +127,7 @@ class SchemaVersion(BaseModel):
     version: int
     dataschema: str
     created_at: datetime
+    created_by: str | None = None
 
 
 class SchemaVersionList(BaseModel):
@@ -185,6 +188,8 @@ class UnitopView(BaseModel):
     record: bool
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
 
 
 class UnitopList(BaseModel):
@@ -246,3 +251,21 @@ class ApiKeyView(BaseModel):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyView]
+
+
+class AuditEntry(BaseModel):
+    id: str
+    time: str = Field(description="RFC 3339, UTC, microseconds")
+    actor: str = Field(description="The subject of the credentials that made the change")
+    action: str = Field(
+        description="`topic.created`, `topic.updated`, `topic.schema_added`, `topic.deleted`, "
+        "`unitop.created`, `unitop.updated`, `unitop.deleted`, `apikey.created`, `apikey.deleted`"
+    )
+    target: str = Field(description="The topic or unitop name, or the API key id")
+    before: dict[str, Any] | None = Field(description="The resource before (secrets masked); null when created")
+    after: dict[str, Any] | None = Field(description="The resource after (secrets masked); null when deleted")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next: str | None = None

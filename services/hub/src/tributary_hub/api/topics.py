@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from tributary_common.auth import Forbidden, Principal
 from tributary_common.names import TOPIC_RE
 
-from ..errors import NotFound
+from ..errors import HubError, NotFound
 from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
@@ -88,13 +88,16 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     hub = hub_of(request)
     body = await json_model(request, TopicCreate, hub.settings.max_body_bytes)
     own_topic(principal, body.name)
-    return await hub.topics.create(
+    view = await hub.topics.create(
         body.name,
         body.schema_,
         compatibility=body.compatibility,
         retention_days=body.retention_days,
         description=body.description,
+        by=principal.subject,
     )
+    await hub.audit.record(principal.subject, "topic.created", body.name, None, view)
+    return view
 
 
 @router.get(
@@ -133,7 +136,10 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     hub = hub_of(request)
     body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
     changes = body.model_dump(exclude_unset=True, mode="json")
-    return await hub.topics.update_settings(topic, changes)
+    before = await hub.topics.get(topic)
+    after = await hub.topics.update_settings(topic, changes, by=principal.subject)
+    await hub.audit.record(principal.subject, "topic.updated", topic, before, after)
+    return after
 
 
 @router.put(
@@ -155,7 +161,10 @@ async def put_schema(topic: str, request: Request, principal: Principal = Depend
     own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, SchemaUpdate, hub.settings.max_body_bytes)
-    return await hub.topics.update_schema(topic, body.schema_)
+    before = await hub.topics.get(topic)
+    after = await hub.topics.update_schema(topic, body.schema_, by=principal.subject)
+    await hub.audit.record(principal.subject, "topic.schema_added", topic, before, after)
+    return after
 
 
 @router.get(
@@ -200,5 +209,11 @@ async def delete_topic(
     principal: Principal = Depends(require("topics:write")),
 ) -> Response:
     own_topic(principal, topic)
-    await hub_of(request).topics.delete(topic, force=force)
+    hub = hub_of(request)
+    try:
+        before: dict[str, Any] | None = await hub.topics.get(topic)
+    except HubError:
+        before = None  # an unreadable topic can still be deleted (a missing one is the 404 below)
+    await hub.topics.delete(topic, force=force)
+    await hub.audit.record(principal.subject, "topic.deleted", topic, before, {"events_deleted": force})
     return Response(status_code=204)

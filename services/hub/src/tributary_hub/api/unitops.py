@@ -56,7 +56,9 @@ async def create_unitop(request: Request, principal: Principal = Depends(require
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
     may_unitop(principal, body.name)
-    return await hub.unitops.create(body)
+    view = await hub.unitops.create(body, by=principal.subject)
+    await hub.audit.record(principal.subject, "unitop.created", body.name, None, view)
+    return view
 
 
 @router.get(
@@ -119,7 +121,10 @@ async def put_unitop(name: str, request: Request, principal: Principal = Depends
     may_unitop(principal, name)
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
-    return await hub.unitops.update(name, body)
+    before = await hub.unitops.get(name)
+    after = await hub.unitops.update(name, body, by=principal.subject)
+    await hub.audit.record(principal.subject, "unitop.updated", name, before, after)
+    return after
 
 
 @router.delete(
@@ -133,7 +138,10 @@ async def delete_unitop(
     name: str, request: Request, principal: Principal = Depends(require("unitops:write"))
 ) -> Response:
     may_unitop(principal, name)
-    await hub_of(request).unitops.delete(name)
+    hub = hub_of(request)
+    before = await hub.unitops.get(name)  # the 404 of an unknown unitop
+    await hub.unitops.delete(name)
+    await hub.audit.record(principal.subject, "unitop.deleted", name, before, None)
     return Response(status_code=204)
 
 
