@@ -129,7 +129,8 @@ def cursor_query(size: int) -> Any:
 
 def time_query(description: str) -> Any:
     """A time-bound query parameter, declared `format: date-time` (RFC 3339); read with `query_time`."""
-    return Query(None, description=description, max_length=64, json_schema_extra={"format": "date-time"})
+    # An empty value is no time: refused like any other string that is not one (the document says date-time).
+    return Query(None, description=description, min_length=1, max_length=64, json_schema_extra={"format": "date-time"})
 
 
 FIRST, LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
