@@ -45,7 +45,7 @@ MQTT_SHORT: dict[str, Any] = {"host": "127.0.0.1", "topic": "tributary-tests/can
 MQTT_LONG: dict[str, Any] = {
     **MQTT_SHORT,
     "port": 1883,
-    "qos": 0.0,
+    "qos": 1.0,  # the default (QoS 1 since the mqtt source shares one connection per broker)
     "payload": "json",
     "pointer": "",
     "time_pointer": None,

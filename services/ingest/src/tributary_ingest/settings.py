@@ -68,6 +68,8 @@ class IngestSettings(CommonSettings):
     browse_timeout_s: float = Field(default=10.0, gt=0, le=120.0)
     # The csv source reads only under these folders (a JSON list or os.pathsep-separated); unset: not served.
     csv_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # The mqtt source's `ca_file`/`client_certificate_file` are read only under this folder; unset: PEM params only.
+    mqtt_tls_dir: Path | None = None
 
     @field_validator("enabled_sources", mode="before")
     @classmethod
