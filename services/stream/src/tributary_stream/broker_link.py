@@ -4,7 +4,8 @@ Bindings are reference-counted (`acquire`/`release`); a single worker reconciles
 wanted, so a release racing an acquire of the same key can never leave the binding missing. The link owns its
 connection and reconnects with backoff: after a broker restart or a lost connection it declares the queue
 again, binds every wanted key, and reports the outage (`on_restored(started, ended)`), so that every affected
-client gets a `gap` frame.
+client gets a `gap` frame. A message the consumer cannot use (`Unusable`) goes to the dead-letter outbox, sent on a
+confirmed channel of the same connection.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
+from tributary_common.deadletters import DeadLetters
 from tributary_common.timeutil import utcnow
+
+from .dead_letters import DeadLetterOutbox, Unusable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class BrokerLink:
         queue_name: str,
         on_message: OnMessage,
         on_restored: OnRestored,
+        dead_letters: DeadLetterOutbox,
         *,
         prefetch: int = 1000,
         reconnect_initial_s: float = 0.5,
@@ -50,6 +55,7 @@ class BrokerLink:
         self.queue_name = queue_name
         self.on_message = on_message
         self.on_restored = on_restored
+        self.dead_letters = dead_letters
         self.prefetch = prefetch
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
@@ -75,6 +81,7 @@ class BrokerLink:
 
     async def start(self, timeout: float = 30.0) -> None:
         self._tasks = [asyncio.create_task(self._supervise()), asyncio.create_task(self._reconcile())]
+        self.dead_letters.start()
         await asyncio.wait_for(self.connected_once.wait(), timeout)
 
     async def stop_consuming(self) -> None:
@@ -93,6 +100,7 @@ class BrokerLink:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.dead_letters.close(2.0)
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
 
@@ -189,6 +197,7 @@ class BrokerLink:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             self._connected.clear()
+            self.dead_letters.attach(None)
             self.bound.clear()
             if self._stopping:
                 return
@@ -211,9 +220,13 @@ class BrokerLink:
         for exchange, key in list(self.wanted):
             await queue.bind(exchange, routing_key=key)
             self.bound.add((exchange, key))
+        dead = DeadLetters(await connection.channel(publisher_confirms=True))
+        await dead.start()
+        self.dead_letters.attach(dead)
         self._consumer_tag = await queue.consume(self._deliver, no_ack=True)
 
     async def _drop_connection(self) -> None:
+        self.dead_letters.attach(None)
         conn, self._connection, self._channel, self._queue = self._connection, None, None, None
         if conn is not None and not conn.is_closed:
             with contextlib.suppress(Exception):  # it is already broken
@@ -221,4 +234,9 @@ class BrokerLink:
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         # Synchronous inside: deliveries are dispatched in the order the broker sent them.
-        self.on_message(message.exchange or "", message.routing_key or "", message.body, dict(message.headers or {}))
+        try:
+            self.on_message(
+                message.exchange or "", message.routing_key or "", message.body, dict(message.headers or {})
+            )
+        except Unusable as exc:
+            self.dead_letters.put(message, exc.reason, exc.detail)

@@ -19,7 +19,16 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from tributary_common.control import UnitopChange
+from tributary_common.deadletters import (
+    NOT_A_CLOUDEVENT,
+    NOT_A_CONTROL_MESSAGE,
+    NOT_A_SAMPLE_BATCH,
+    TOO_LARGE,
+    UNDECODABLE,
+    UNEXPECTED_ERROR,
+)
 from tributary_common.matcher import matches
+from tributary_common.ratelog import LogThrottle
 from tributary_common.rpc import RpcError
 from tributary_common.telemetry import extract_context, messaging_attributes
 from tributary_common.timeutil import format_time, parse_time, utcnow
@@ -27,6 +36,7 @@ from tributary_common.unitops import Subscription as SourceSubscription
 
 from .broker_link import BrokerUnavailable
 from .clients import Client
+from .dead_letters import Unusable
 from .hub_client import HubClient
 from .metrics import StreamMetrics
 from .protocol import EventsSince, SubscribeEvents, SubscribeUnitop, UnitopSince
@@ -38,6 +48,10 @@ tracer = trace.get_tracer("tributary_stream")
 
 EVENTS_X, SAMPLES_X, CONTROL_X = "tributary.events", "tributary.samples", "tributary.control"
 ROUTE_CACHE_MAX = 50_000
+# CloudEvents attributes every envelope has as non-empty strings (the stream reads `id` and `time`).
+ENVELOPE_STRINGS = ("specversion", "id", "source", "type", "time")
+# How often a replay that has read history to its end reads the end again, waiting for the recorder.
+REPLAY_POLL_S = 0.2
 
 
 class Bindings(Protocol):
@@ -75,6 +89,7 @@ class Fanout:
         self._keys: dict[int, set[tuple[str, str]]] = {}  # id(sub) -> bindings it holds
         self._tasks: dict[int, asyncio.Task[None]] = {}  # id(sub) -> its subscribe/replay task
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._unexpected = LogThrottle(settings.dead_letter_log_interval_s)
         metrics.track_queues(lambda: [len(c.queue) for c in self.clients])
 
     # ---- clients ------------------------------------------------------------------------------------------
@@ -145,7 +160,6 @@ class Fanout:
                 await self._go_live_events(sub, set())
                 return
             seen: set[str] = set()
-            await self._settle(started)
             try:
                 await self._replay_events(sub, since, started, seen)
             except _Refused:
@@ -155,17 +169,26 @@ class Fanout:
     async def _replay_events(
         self, sub: EventsSubscription, since: EventsSince, started: datetime, seen: set[str]
     ) -> None:
+        """History from `since` to the live seam: pages until the end, then the end read again until history
+        holds one of the live events buffered since the bind (and at least `replay_settle_s` after it).
+
+        The recorder writes its queue in order, and whatever was routed before the bind was queued for it before
+        any buffered live event; so once history holds a buffered event it holds everything published before the
+        bind too, however far the recorder lags. A fixed wait alone missed those events when it lagged more."""
         client = sub.client
         floor = format_time(started - timedelta(seconds=self.settings.seam_margin_s))
+        settled_at = started + timedelta(seconds=self.settings.replay_settle_s)
+        give_up_at = started + timedelta(seconds=self.settings.replay_catchup_max_s)
         cursor: str | None = None
+        last: str | None = None  # the last history event sent
         first = True
         with tracer.start_as_current_span("stream.replay", attributes={"pattern": sub.pattern}):
             while True:
                 try:
                     items, cursor = await self.hub.events_page_raw(
                         sub.pattern,
-                        since=since.time if cursor is None else None,
-                        after_id=since.after_id if cursor is None else None,
+                        since=since.time if cursor is None and last is None else None,
+                        after_id=(since.after_id if last is None else last) if cursor is None else None,
                         cursor=cursor,
                         limit=self.settings.history_page_size,
                     )
@@ -185,11 +208,22 @@ class Fanout:
                     first = False
                 for item in items:
                     eid, t = str(item.get("id")), str(item.get("time"))
+                    if eid in seen:
+                        continue  # `after_id` over several topics may start a little early
                     if t >= floor:
                         seen.add(eid)
                     await sub.send_history(eid, t, orjson.dumps(item).decode())
-                if not cursor:
+                    last = eid
+                if cursor:
+                    continue
+                now = utcnow()
+                if now >= settled_at and _at_seam(sub, seen):
                     return
+                if now >= give_up_at:
+                    log.warning("history of %s has not reached the live seam; going live with a gap", sub.pattern)
+                    sub.pending_gap = ("history_behind", {})
+                    return
+                await asyncio.sleep(max(REPLAY_POLL_S, (settled_at - now).total_seconds()))
 
     async def _go_live_events(self, sub: EventsSubscription, seen: set[str]) -> None:
         # Drain what arrived during the replay, skipping what history already sent; then live.
@@ -444,9 +478,14 @@ class Fanout:
                 self._dispatch(exchange, routing_key, body)
             elif exchange == CONTROL_X and routing_key.startswith("unitop."):
                 self._on_unitop_change(body)
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            # A malformed message must not take the consumer down; it is skipped and logged.
-            log.warning("skipping malformed message on %s %s: %s", exchange, routing_key, exc)
+        except Unusable:
+            raise  # the broker link sends it to the dead letters
+        except Exception as exc:
+            # A message that passed the checks below and still failed: a bug. It goes to the dead letters too
+            # (nothing may take the consumer down); the traceback is logged, at most once per interval per kind.
+            if self._unexpected.hit(type(exc).__name__) is not None:
+                log.exception("unexpected failure on a message from %s %r", exchange, routing_key[:200])
+            raise Unusable(UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}") from exc
 
     def _dispatch(self, exchange: str, routing_key: str, body: bytes) -> None:
         if exchange == EVENTS_X:
@@ -463,8 +502,20 @@ class Fanout:
             self._routes[routing_key] = patterns
         if not patterns:
             return
-        envelope = orjson.loads(body)
-        eid, t = str(envelope["id"]), str(envelope["time"])
+        if len(body) > self.settings.max_event_bytes:
+            raise Unusable(TOO_LARGE, f"{len(body)} bytes, more than TRIBUTARY_MAX_EVENT_BYTES")
+        envelope = _decode(body)
+        if not isinstance(envelope, dict):
+            raise Unusable(NOT_A_CLOUDEVENT, "not a JSON object")
+        for attribute in ENVELOPE_STRINGS:
+            value = envelope.get(attribute)
+            if not isinstance(value, str) or not value:
+                raise Unusable(NOT_A_CLOUDEVENT, f"{attribute!r} is not a non-empty string")
+        eid, t = envelope["id"], envelope["time"]
+        try:
+            parse_time(t)  # the seam compares positions by time
+        except ValueError as exc:
+            raise Unusable(NOT_A_CLOUDEVENT, f"'time': {exc}") from None
         envelope_json = body.decode()
         for p in patterns:
             # No per-key ACL check here: the pattern was checked to be covered by the token at subscribe.
@@ -472,21 +523,33 @@ class Fanout:
                 sub.on_live(eid, t, envelope_json)
 
     def _on_samples(self, body: bytes) -> None:
-        batch = orjson.loads(body)
-        sid = str(batch["sid"])
+        batch = _decode(body)
+        if not isinstance(batch, dict) or not isinstance(batch.get("sid"), str):
+            raise Unusable(NOT_A_SAMPLE_BATCH, "no 'sid' string")
+        sid = batch["sid"]
         subs = self.by_sid.get(sid)
         if not subs:
             return
-        samples = batch["samples"]
+        samples = batch.get("samples")
         if not isinstance(samples, list) or not samples:
-            raise ValueError("sample batch without samples")
-        first_t, last_t = parse_time(samples[0]["t"]), parse_time(samples[-1]["t"])
+            raise Unusable(NOT_A_SAMPLE_BATCH, "'samples' is not a non-empty list")
+        if not all(isinstance(sample, dict) and isinstance(sample.get("t"), str) for sample in samples):
+            raise Unusable(NOT_A_SAMPLE_BATCH, "a sample without a 't' string")
+        try:
+            first_t, last_t = parse_time(samples[0]["t"]), parse_time(samples[-1]["t"])
+        except ValueError as exc:
+            raise Unusable(NOT_A_SAMPLE_BATCH, f"'t': {exc}") from None
         encoded = orjson.dumps(samples).decode()
         for sub in list(subs):
             sub.on_live(sid, samples, first_t, last_t, encoded)
 
     def _on_unitop_change(self, body: bytes) -> None:
-        change = UnitopChange.model_validate_json(body)
+        try:
+            change = UnitopChange.model_validate_json(body)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            reason = UNDECODABLE if error["type"] == "json_invalid" else NOT_A_CONTROL_MESSAGE
+            raise Unusable(reason, f"{'/'.join(map(str, error['loc']))}: {error['msg']}") from None
         subs = self.unitops.get(change.name)
         if not subs:
             return
@@ -531,6 +594,18 @@ class Fanout:
             for sub in list(client.subs.values()):
                 sub.gap("broker_reconnect", outage)
         self.on_demand_change()
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unusable(UNDECODABLE, f"not JSON: {exc}") from None
+
+
+def _at_seam(sub: EventsSubscription, seen: set[str]) -> bool:
+    """Whether history has reached the live events buffered since the bind (trivially, when there are none)."""
+    return not sub.buffer or any(eid in seen for eid, _, _ in sub.buffer)
 
 
 class _Refused(Exception):

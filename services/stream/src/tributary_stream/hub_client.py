@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
 
+import orjson
 from faststream.rabbit import RabbitBroker
 
 from tributary_common import rpc_contracts as rc
@@ -19,6 +21,7 @@ class HubClient:
         self.timeout_s = timeout_s
         self.api_key_cache_s = api_key_cache_s
         self._keys: dict[str, tuple[float, Principal | None]] = {}
+        self._pages: dict[str, asyncio.Future[tuple[list[dict[str, Any]], str | None]]] = {}
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         return await call(self.broker, rc.HUB_QUEUE, method, params, timeout=self.timeout_s)
@@ -26,19 +29,38 @@ class HubClient:
     async def events_page_raw(
         self, pattern: str, *, since: datetime | None, after_id: str | None, cursor: str | None, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of history (callers must not modify it: it may be shared, see `_page`)."""
         req = rc.EventsHistoryRequest(pattern=pattern, since=since, after_id=after_id, cursor=cursor, limit=limit)
-        result = await self._call(rc.EVENTS_HISTORY, req.model_dump(mode="json", exclude_none=True))
-        if not isinstance(result, dict) or not isinstance(result.get("items"), list):
-            raise RpcError("internal", "events.history: reply without 'items'")
-        return list(result["items"]), result.get("next")
+        return await self._page(rc.EVENTS_HISTORY, req.model_dump(mode="json", exclude_none=True))
 
     async def samples_page_raw(
         self, sids: list[str], *, since: datetime | None, cursor: str | None, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
         req = rc.SamplesHistoryRequest(sids=sids, since=since, cursor=cursor, limit=limit)
-        result = await self._call(rc.SAMPLES_HISTORY, req.model_dump(mode="json", exclude_none=True))
+        return await self._page(rc.SAMPLES_HISTORY, req.model_dump(mode="json", exclude_none=True))
+
+    async def _page(self, method: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        """One RPC for all identical page requests in flight: after a restart, clients resume at once, mostly
+        from the same last id, and would otherwise ask the hub for the same pages a hundred times over."""
+        key = method + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+        shared = self._pages.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._fetch_page(method, params))
+            self._pages[key] = shared
+            shared.add_done_callback(lambda done: self._page_done(key, done))
+        # Shielded: one caller giving up (its client left) does not cancel the others' request.
+        return await asyncio.shield(shared)
+
+    def _page_done(self, key: str, done: asyncio.Future[tuple[list[dict[str, Any]], str | None]]) -> None:
+        if self._pages.get(key) is done:
+            del self._pages[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so that no waiter left is no "never retrieved" warning
+
+    async def _fetch_page(self, method: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        result = await self._call(method, params)
         if not isinstance(result, dict) or not isinstance(result.get("items"), list):
-            raise RpcError("internal", "samples.history: reply without 'items'")
+            raise RpcError("internal", f"{method}: reply without 'items'")
         return list(result["items"]), result.get("next")
 
     async def resolve_unitop(self, name: str) -> rc.UnitopResolved:

@@ -21,6 +21,18 @@ class StreamMetrics:
         self.send_queue_depth = Gauge("stream_send_queue_depth", "Frames queued for clients, all sockets", registry=r)
         self.send_queue_max = Gauge("stream_send_queue_max", "Deepest send queue of any socket", registry=r)
         self.broker_connected = Gauge("stream_broker_connected", "1 while the instance queue is consumed", registry=r)
+        self.dead_lettered = Counter(
+            "tributary_stream_dead_lettered",
+            "Broker messages the stream cannot use, sent to tributary.dead",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letters_lost = Counter(
+            "tributary_stream_dead_letters_lost",
+            "Dead letters the broker never took (outbox full, stopped)",
+            ["reason"],
+            registry=r,
+        )
 
     def track_queues(self, depths: Callable[[], list[int]]) -> None:
         # Computed at scrape time: no bookkeeping on the hot path.

@@ -16,6 +16,7 @@ from tributary_common.http_auth import Authenticator
 from .broker_link import BrokerLink
 from .clients import Client
 from .credentials import CredentialWatch
+from .dead_letters import DeadLetterOutbox
 from .demand import DemandSender
 from .fanout import Fanout
 from .hub_client import HubClient
@@ -37,11 +38,20 @@ class StreamService:
         self.broker = RabbitBroker(settings.amqp_url, logger=None)
         self.hub = HubClient(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
         self.fanout = Fanout(settings, self, self.hub, self.metrics, tracing=tracing, on_demand_change=self._poke)
+        queue = f"tributary.stream.{settings.instance_id}"
+        dead_letters = DeadLetterOutbox(
+            queue,
+            self.metrics.dead_lettered,
+            self.metrics.dead_letters_lost,
+            max_bytes=settings.dead_letter_outbox_bytes,
+            log_interval_s=settings.dead_letter_log_interval_s,
+        )
         self.link = BrokerLink(
             settings.amqp_url,
-            f"tributary.stream.{settings.instance_id}",
+            queue,
             self.fanout.on_message,
             self._restored,
+            dead_letters,
             prefetch=settings.prefetch,
             reconnect_initial_s=settings.reconnect_initial_s,
             reconnect_max_s=settings.reconnect_max_s,

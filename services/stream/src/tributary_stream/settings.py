@@ -39,9 +39,12 @@ class StreamSettings(CommonSettings):
     history_page_size: int = Field(default=500, ge=1, le=1000)
     # History ids remembered for the seam: those with time >= subscribe time minus this margin.
     seam_margin_s: float = Field(default=60.0, ge=0)
-    # A replay waits until this long after the bind, so that what was published just before the bind has
-    # reached history (the hub's recorders write in batches): longer than the recorders' batch delay.
+    # A replay goes live no sooner than this long after the bind, and, for events, only once history holds one of
+    # the live events buffered since the bind (so that what was published just before the bind is in it).
     replay_settle_s: float = Field(default=1.0, ge=0)
+    # An events replay whose history has not reached the live events by then goes live with a `gap`
+    # (`history_behind`): the hub's recorder lags this much.
+    replay_catchup_max_s: float = Field(default=30.0, gt=0)
 
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     # Broker reconnect backoff (seconds), doubled up to the max.
@@ -49,3 +52,11 @@ class StreamSettings(CommonSettings):
     reconnect_max_s: float = Field(default=5.0, gt=0)
     # Consumer prefetch of the instance queue.
     prefetch: int = Field(default=1000, ge=1)
+
+    # Broker messages the stream cannot use go to `tributary.dead` (dead_letters.py). An event envelope above this
+    # is one (`too_large`; the hub refuses it at publish with the same setting).
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024, le=8 * 1024 * 1024)
+    # Letters waiting for the broker's confirm, in bytes; beyond, a letter is counted as lost.
+    dead_letter_outbox_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # At most one log line per reason per interval, saying how many letters it stands for.
+    dead_letter_log_interval_s: float = Field(default=60.0, gt=0)
