@@ -67,7 +67,7 @@ def test_a_request_is_logged_with_its_id_principal_client_status_and_duration(st
 def test_a_hostile_request_id_is_replaced(stack: Stack, hostile: str) -> None:
     r = httpx.get(
         stack.hub_url + "/whoami",
-        headers={"Authorization": f"Bearer {stack.token}", "X-Request-ID": hostile.encode()},
+        headers={b"Authorization": f"Bearer {stack.token}".encode(), b"X-Request-ID": hostile.encode()},
         timeout=30,
     )
     assert r.status_code == 200
