@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -10,7 +12,18 @@ import jwt
 import pytest
 import websockets
 
-from tests.stream.support import SECRET, connect, recv, send, subscribe, token
+from tests.stream.support import (
+    SECRET,
+    RunningStream,
+    connect,
+    recv,
+    send,
+    settings_for,
+    start_stream,
+    subscribe,
+    token,
+)
+from tests.support.jwks import Jwks
 
 
 async def _refused(stream, **connect_kw) -> tuple[dict[str, Any], int | None]:
@@ -97,3 +110,37 @@ async def test_connection_closes_when_the_token_expires(stream):
         assert frame["type"] == "error" and frame["code"] == "token_expired"
         await ws.wait_closed()
         assert ws.close_code == 1008
+
+
+# ---- credentials that cannot be checked now: "try again", not "unauthorized" ------------------------------------
+
+
+@pytest.fixture
+async def jwks_away_stream(amqp_url: str) -> AsyncIterator[RunningStream]:
+    """A stream whose identity provider does not answer (a port bound, never listening: connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/jwks"
+        running = await start_stream(settings_for(amqp_url, jwks_url=url, jwt_algorithms=["RS256"], rpc_timeout_s=1.0))
+        try:
+            yield running
+        finally:
+            await running.stop()
+
+
+async def test_unreachable_identity_provider_or_hub_is_try_again_later(jwks_away_stream: RunningStream) -> None:
+    """An RS256 token whose keys cannot be fetched, an API key while no hub answers: websockets close with 1013 (try
+    again later) and `auth_unavailable`, SSE answers 503; before, 1008 `unauthorized` / 401 told the client its
+    credentials were bad."""
+    idp = Jwks()
+    idp.add("k1")
+    try:
+        for credential in (idp.token("k1"), "tk_some-api-key"):
+            frame, code = await _refused(jwks_away_stream, additional_headers={"Authorization": f"Bearer {credential}"})
+            assert (frame["code"], code) == ("auth_unavailable", 1013), (frame, code)
+            async with httpx.AsyncClient(base_url=jwks_away_stream.base, timeout=30) as http:
+                r = await http.get("/events/a.%23", headers={"Authorization": f"Bearer {credential}"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "auth_unavailable", r.text
+            assert r.headers.get("Retry-After")
+    finally:
+        idp.close()

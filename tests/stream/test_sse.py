@@ -41,12 +41,29 @@ async def test_sse_events_live_with_ids_and_keepalive(amqp_url, publisher):
 async def test_sse_bad_requests(stream):
     auth = {"Authorization": f"Bearer {token()}"}
     async with httpx.AsyncClient(base_url=stream.base, timeout=10) as http:
+        # 422 invalid_request, as the hub answers the same mistakes (issue 10 follow-up: it was 400 here).
         r = await http.get("/events/a..b", headers=auth)
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_pattern"
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
         assert r.json()["error"]["details"][0]["loc"] == "/path/pattern"
         r = await http.get("/unitops/-bad/stream", headers=auth)
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_unitop"
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+        assert r.json()["error"]["details"][0]["loc"] == "/path/name"
         r = await http.get("/unitops/pump/stream", headers=auth, params={"since": "yesterday"})
-        assert r.status_code == 400 and r.json()["error"]["details"][0]["loc"] == "/query/since"
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "/query/since"
         r = await http.get("/unitops/pump/stream", headers={**auth, "Last-Event-ID": "{broken"})
-        assert r.status_code == 400 and r.json()["error"]["details"][0]["loc"] == "/header/Last-Event-ID"
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "/header/Last-Event-ID"
+        r = await http.get("/events/a.%23", headers=auth, params={"since": ""})
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "/query/since"
+
+
+async def test_sse_and_hub_refuse_a_bad_pattern_alike(stream, hub):
+    """The same bad pattern gets the same status and error body from both edges."""
+    async with httpx.AsyncClient(base_url=stream.base, timeout=10) as http:
+        from_stream = await http.get("/events/hs.a..b", headers={"Authorization": f"Bearer {token()}"})
+    await hub.create_topic("hs")
+    from_hub = await hub.http.get("/topics/hs/events", params={"subject": "a..b"})
+    assert from_stream.status_code == from_hub.status_code == 422
+    stream_error, hub_error = from_stream.json()["error"], from_hub.json()["error"]
+    assert stream_error.keys() == hub_error.keys() == {"code", "message", "details"}
+    assert stream_error["code"] == hub_error["code"] == "invalid_request"
+    assert [d.keys() for d in stream_error["details"]] == [d.keys() for d in hub_error["details"]] == [{"loc", "msg"}]

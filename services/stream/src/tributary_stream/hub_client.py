@@ -11,7 +11,7 @@ import orjson
 from faststream.rabbit import RabbitBroker
 
 from tributary_common import rpc_contracts as rc
-from tributary_common.auth import AuthError, Principal, principal_from_claims
+from tributary_common.auth import AuthUnavailable, Principal, principal_from_claims
 from tributary_common.rpc import RpcError, call
 
 
@@ -78,8 +78,8 @@ class HubClient:
             request = rc.ApiKeyVerifyRequest(key=key, fresh=fresh).model_dump(exclude_defaults=True)
             result = await self._call(rc.APIKEY_VERIFY, request)
         except RpcError as exc:
-            # The hub being unreachable is not the key's fault: no verdict, nothing cached.
-            raise AuthError(f"cannot verify the API key now ({exc.code})") from exc
+            # The hub being unreachable is not the key's fault: no verdict, nothing cached; retry later (503 / 1013).
+            raise AuthUnavailable(f"cannot verify the API key now ({exc.code}); retry later") from exc
         claims = rc.ApiKeyVerified.model_validate(result).claims
         principal = None if claims is None else principal_from_claims(claims, kind="api_key")
         if len(self._keys) > 10_000:

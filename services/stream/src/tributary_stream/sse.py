@@ -31,7 +31,7 @@ SSE_SUB_ID = "sse"
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
-        (400, "Bad pattern, name or since"),
+        (422, "Bad pattern, name or since (`invalid_request`, as the hub answers)"),
         (401, "No or invalid token"),
         (403, "Token lacks the scope or pattern"),
         (429, "Too many open streams of this principal"),
@@ -71,7 +71,7 @@ def _events(
     try:
         validate_pattern(pattern)
     except NameError_ as exc:
-        raise ApiError(400, "invalid_pattern", str(exc), [{"loc": "/path/pattern", "msg": str(exc)}]) from None
+        raise _invalid(str(exc), "/path/pattern") from None
     client.principal.require("events:read")
     if not client.principal.may_pattern(pattern):
         raise Forbidden(f"pattern {pattern!r} is outside the token's topics")
@@ -80,7 +80,7 @@ def _events(
     try:
         parsed = None if resume is None else protocol.events_since(resume, where=where)
     except protocol.FrameError as exc:
-        raise ApiError(400, exc.code, exc.message, [{"loc": where, "msg": exc.message}]) from None
+        raise _invalid(exc.message, where) from None
     response = SseResponse(service, client, ticket)
     service.fanout.subscribe_events(client, protocol.SubscribeEvents(id=SSE_SUB_ID, pattern=pattern, since=parsed))
     return response
@@ -119,7 +119,7 @@ def _unitop(
     try:
         validate_unitop_name(name)
     except NameError_ as exc:
-        raise ApiError(400, "invalid_unitop", str(exc), [{"loc": "/path/name", "msg": str(exc)}]) from None
+        raise _invalid(str(exc), "/path/name") from None
     client.principal.require("unitops:read")
     if not client.principal.may_unitop(name):
         raise Forbidden(f"unitop {name!r} is outside the token's unitops")
@@ -135,12 +135,17 @@ def _unitop(
             parsed = protocol.unitop_since(since, where=where)
     except (protocol.FrameError, orjson.JSONDecodeError) as exc:
         msg = exc.message if isinstance(exc, protocol.FrameError) else f"not valid JSON: {exc}"
-        raise ApiError(400, "invalid_since", msg, [{"loc": where, "msg": msg}]) from None
+        raise _invalid(msg, where) from None
     response = SseResponse(service, client, ticket)
     service.fanout.subscribe_unitop(
         client, protocol.SubscribeUnitop(id=SSE_SUB_ID, name=name, items=wanted, since=parsed)
     )
     return response
+
+
+def _invalid(message: str, loc: str) -> ApiError:
+    # The hub's answer to the same mistakes (a bad pattern, name or time): one contract for both edges.
+    return ApiError(422, "invalid_request", message, [{"loc": loc, "msg": message}])
 
 
 def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:

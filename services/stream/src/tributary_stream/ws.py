@@ -1,8 +1,9 @@
 """The websocket endpoint `/ws`: admit and authenticate, then read client frames while a writer drains the queue.
 
 Close codes: 1008 (policy violation) for bad credentials, an expired token or revoked key, a client that floods
-frames or does not read the replies to its own frames; 1013 (try again later) for the connection limits and a
-slow reader of data; 1012 while the server restarts.
+frames or does not read the replies to its own frames; 1013 (try again later) for the connection limits, a slow
+reader of data, and credentials that cannot be checked now (the identity provider's keys or the hub out of
+reach: `auth_unavailable`); 1012 while the server restarts.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import cast
 
 from fastapi import Request, WebSocket
 
-from tributary_common.auth import AuthError
+from tributary_common.auth import AuthError, AuthUnavailable
 from tributary_common.http_auth import bearer_token
 
 from . import protocol
 from .clients import Client, WsEncoder
-from .limits import POLICY_VIOLATION, FrameRate, Refused, Verdict
+from .limits import POLICY_VIOLATION, TRY_AGAIN_LATER, FrameRate, Refused, Verdict
 from .service import RECONNECT_CODE, StreamService
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         try:
             principal, api_key = await service.authenticate(token)
             ticket.admit(principal.subject)
+        except AuthUnavailable as exc:
+            # Not the credentials' fault: they may be fine; the client should retry later, not give up.
+            await _refuse(websocket, service, "auth_unavailable", str(exc), TRY_AGAIN_LATER)
+            return
         except AuthError as exc:
             await _refuse(websocket, service, "unauthorized", str(exc), POLICY_VIOLATION)
             return
