@@ -30,6 +30,34 @@ class Broker:
     ca: TestCA
     client: Pem
     log: Path
+    conf: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        before = self.log.read_text().count("Opening ipv4 listen socket") if self.log.exists() else 0
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = self.proc
+        platform.wait_for(
+            lambda: (
+                proc.poll() is None
+                and self.log.exists()
+                and self.log.read_text().count("Opening ipv4 listen socket") > before
+            ),
+            timeout=10,
+            what="mosquitto listening",
+        )
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
 
     def connections(self, prefix: str) -> int:
         """Clients with an id starting with `prefix` that the broker accepted (CONNACK success)."""
@@ -63,7 +91,6 @@ class Broker:
 def mosquitto(folder: Path) -> Iterator[Broker]:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         raise RuntimeError("mosquitto is not installed (deploy/local/services.sh up mosquitto installs it)")
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
     ca = TestCA()
     server = ca.issue(SERVER_NAME, dns=(SERVER_NAME,), server=True, client=False)
@@ -96,21 +123,12 @@ def mosquitto(folder: Path) -> Iterator[Broker]:
     if os.getuid() == 0:
         lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    broker = Broker(port, folder, ca, client, log, conf)
+    broker.start()
     try:
-        platform.wait_for(
-            lambda: proc.poll() is None and log.exists() and "Opening ipv4 listen socket" in log.read_text(),
-            timeout=10,
-            what="mosquitto listening",
-        )
-        yield Broker(port, folder, ca, client, log)
+        yield broker
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        broker.stop()
 
 
 async def publish_until(check: object, publish: object, what: str, every_s: float = 0.1, tries: int = 300) -> None:

@@ -114,6 +114,41 @@ async def test_tls_client_certificate_password_one_connection_qos1(
     amqp_bus.assert_strictly_increasing()
 
 
+async def test_a_broker_restart_reconnects_every_sid_on_one_new_connection(
+    tmp_path: Path, amqp_url: str, cache_namespace: str, amqp_bus: Bus
+) -> None:
+    with mosquitto(tmp_path / "own-broker") as b:
+        folder = tmp_path / "secrets"
+        folder.mkdir()
+        (folder / "mqtt-key").write_bytes(b.client.key)
+        (folder / "mqtt-password").write_text(PASSWORD)
+        subs = [sub("mqtt", {**connection(b), "topic": f"r/{n}", "payload": "plain"}) for n in range(2)]
+        async with engine(settings(amqp_url, cache_namespace, b, folder), {"mqtt": MqttSource}):
+            amqp_bus.demand("mqtt", subs)
+
+            async def publish_all(i: int) -> None:
+                async with b.publisher() as pub:
+                    for n in range(2):
+                        await pub.publish(f"r/{n}", str(i), qos=1)
+
+            def each(k: int) -> bool:
+                return all(len(values(amqp_bus, s.sid)) >= k for s in subs)
+
+            await publish_until(lambda: each(2), publish_all, "values before the restart", every_s=0.2)
+            assert b.connections("tributary-") == 1
+            b.stop()  # the broker goes away: every sid on the connection fails, then comes back after backoff
+            seen = {s.sid: len(values(amqp_bus, s.sid)) for s in subs}
+            b.start()
+            await publish_until(
+                lambda: all(len(values(amqp_bus, s.sid)) > seen[s.sid] for s in subs),
+                publish_all,
+                "values after the restart",
+                every_s=0.2,
+            )
+            assert b.connections("tributary-") == 2  # one new shared connection, not one per sid
+    amqp_bus.assert_strictly_increasing()
+
+
 def _birth(kind: type[Any], t: int) -> bytes:
     metrics = [
         spb.Metric(timestamp=t, name="Temperature", datatype=spb.DataType.INT16, value=-40, alias=1),

@@ -45,6 +45,7 @@ from .pinned import pinned_address
 log = logging.getLogger(__name__)
 MAX_PEM = 16384
 MAX_QUEUED = 10_000  # messages received but not yet handed out, per connection; more are dropped by aiomqtt
+MAX_NAME = 1024  # longest topic or metric name browsing lists
 FILE_PATTERN = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$"
 
 
@@ -392,6 +393,8 @@ class MqttSource(Connector[MqttParams]):
 
 
 def _seen(seen: dict[tuple[str, str | None], BrowseItem], births: sparkplug.Births, topic: str, payload: Any) -> None:
+    if len(topic) > MAX_NAME:
+        return  # a topic (or metric) no item could name: a listing is for people, not a dump of the broker
     parsed = sparkplug.parse_topic(topic)
     if parsed is None or parsed.kind not in sparkplug.DATA_TYPES:
         seen.setdefault((topic, None), BrowseItem(name=topic, path=topic, kind="topic", params={"topic": topic}))
@@ -406,7 +409,7 @@ def _seen(seen: dict[tuple[str, str | None], BrowseItem], births: sparkplug.Birt
     except DecodeError:
         return
     for m in metrics:
-        if m.name.startswith("alias ") and m.problem:
+        if (m.name.startswith("alias ") and m.problem) or len(m.name) > MAX_NAME:
             continue
         seen.setdefault(
             (filt, m.name),
