@@ -220,6 +220,7 @@ async def test_browse_topics_and_sparkplug_metrics(broker: Broker, secrets: Path
     assert {i.name for i in topics.items} == {f"{base}/a", f"{base}/b/c"}
     assert topics.items[0].params is not None and topics.items[0].params["topic"] == f"{base}/a"
     assert topics.items[0].params["password"] == {"secret": "mqtt-password"}  # references, never values
+    assert "listen_s" not in topics.items[0].params  # a subscription's params: what only browsing takes is left out
     metrics = await browser.browse({"path": f"spBv1.0/{group}/#", "params": params})
     assert {i.name for i in metrics.items} == {"Temperature", "Running", "Speed"}
     item = next(i for i in metrics.items if i.name == "Speed")

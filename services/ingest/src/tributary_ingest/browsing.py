@@ -56,9 +56,15 @@ class Browser:
         except Exception as exc:
             log.info("browsing %s at %r failed", self.source, request.path, exc_info=True)
             raise RpcError("browse_failed", f"{type(exc).__name__}: {_short(exc)}") from None
-        # An item's params complete the request's as given (secrets stay references, never resolved values).
+        # An item's params complete the request's as given (secrets stay references, never resolved values), less
+        # what only browsing takes (mqtt's listen_s): they are a subscription's params.
+        fields = type(self.connector).params_model.model_fields
         items = [
-            item if item.params is None else item.model_copy(update={"params": {**request.params, **item.params}})
+            item
+            if item.params is None
+            else item.model_copy(
+                update={"params": {k: v for k, v in {**request.params, **item.params}.items() if k in fields}}
+            )
             for item in listing.items[: request.limit]
         ]
         return rc.BrowseResult(
