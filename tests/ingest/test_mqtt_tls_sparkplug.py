@@ -230,6 +230,10 @@ async def test_browse_topics_and_sparkplug_metrics(broker: Broker, secrets: Path
     with pytest.raises(RpcError) as outside:
         await browser.browse({"params": {**params, "ca_file": "../../../etc/ssl/certs/ca-certificates.crt"}})
     assert outside.value.code == "refused" and "outside" in outside.value.message
+    (broker.folder / ".ca.pem").write_bytes(broker.ca.pem)
+    with pytest.raises(RpcError) as hidden:
+        await browser.browse({"params": {**params, "ca_file": ".ca.pem"}})
+    assert hidden.value.code == "refused" and "hidden" in hidden.value.message
     with pytest.raises(RpcError) as hostile:
         await browser.browse({"path": "a/#/b", "params": params})
     assert hostile.value.code == "browse_failed"

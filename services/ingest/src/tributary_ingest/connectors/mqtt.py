@@ -351,6 +351,8 @@ class MqttSource(Connector[MqttParams]):
         path = (root / name).resolve()
         if not path.is_relative_to(root):
             raise Refused(f"{what} {name!r} is outside TRIBUTARY_MQTT_TLS_DIR")
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            raise Refused(f"{what} {name!r} is hidden (a dot file or folder): never read")
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_PEM + 1)
