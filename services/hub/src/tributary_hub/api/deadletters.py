@@ -5,10 +5,12 @@ What is stored, the body limit and the replay semantics: see ../deadletters.py.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
 
 from tributary_common.auth import Principal
 from tributary_common.deadletters import REASON_PATTERN
@@ -18,7 +20,7 @@ from tributary_common.timeutil import format_time
 from .. import cursors
 from ..deadletters import LETTER_ID_RE, full, letter_filter, replay_message, summary
 from ..errors import Invalid
-from .deps import hub_of, media_type, query_time, read_body, require, scope_doc
+from .deps import cursor_query, hub_of, media_type, query_time, read_body, require, scope_doc, time_query
 
 router = APIRouter(tags=["dead letters"])
 
@@ -30,7 +32,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such dead letter"}}
 QUEUE_MAX = 255  # an AMQP short string
-CURSOR_MAX = 4096
+
+
+class LetterIdConvertor(Convertor[str]):
+    """Routes match only well-formed ids, so `/deadletters/{id}` never takes `<id>:replay` (a 405 for it would
+    name GET and DELETE); any other segment is a 404."""
+
+    regex = LETTER_ID_RE.pattern.strip("^$")
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("deadletter_id", LetterIdConvertor())
 
 LetterId = Annotated[
     str, Path(description="The letter's id (32 hex)", pattern=LETTER_ID_RE.pattern, min_length=32, max_length=32)
@@ -73,6 +90,17 @@ class Purged(BaseModel):
     deleted: int
 
 
+def bound(value: str | None, name: str) -> datetime | None:
+    """A time bound: absent is no bound, but an empty string is not a date-time (the document says so)."""
+    if value == "":
+        raise Invalid(
+            f"{name} is empty; leave it out or give an RFC 3339 time",
+            [{"loc": f"/query/{name}", "msg": "not a date-time"}],
+            code="invalid_request",
+        )
+    return query_time(value, name)
+
+
 def _filters(
     reason: str | None = Query(
         None, description="A reason, e.g. not_a_cloudevent", pattern=REASON_PATTERN.pattern, max_length=64
@@ -96,15 +124,15 @@ def _filters(
 async def list_letters(
     request: Request,
     filters: dict[str, Any] = Depends(_filters),
-    start: str | None = Query(None, description="RFC 3339, inclusive", max_length=64),
-    end: str | None = Query(None, description="RFC 3339, exclusive", max_length=64),
+    start: str | None = time_query("RFC 3339, inclusive"),
+    end: str | None = time_query("RFC 3339, exclusive"),
     limit: int | None = Query(None, ge=1, le=10_000, description="Page size (at most the history maximum)"),
-    cursor: str | None = Query(None, description="`next` of the previous page", max_length=CURSOR_MAX),
+    cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("admin")),
 ) -> Any:
     hub = hub_of(request)
-    t0, t1 = query_time(start, "start"), query_time(end, "end")
-    position = cursors.decode(cursor) if cursor else None
+    t0, t1 = bound(start, "start"), bound(end, "end")
+    position = cursors.decode(cursor) if cursor is not None else None  # "" is not a cursor either
     query = letter_filter(
         **filters,
         start=format_time(t0) if t0 else None,
@@ -120,30 +148,31 @@ async def list_letters(
     "/deadletters",
     response_model=Purged,
     summary="Purge dead letters",
-    description="Deletes every letter matching the filters (`reason`, `queue`, `replayed`, `before`: recorded "
-    "before this RFC 3339 time); at least one is required. Answers how many were deleted. Requires `admin`.",
+    description="Deletes every letter recorded before `before` (required, RFC 3339: a purge is always bounded; "
+    "the current time purges everything) that matches the optional `reason`, `queue` and `replayed`. Answers how "
+    "many were deleted. Requires `admin`.",
     responses=ERRORS,
     openapi_extra=scope_doc("admin"),
 )
 async def purge_letters(
     request: Request,
     filters: dict[str, Any] = Depends(_filters),
-    before: str | None = Query(None, description="RFC 3339: recorded before this time", max_length=64),
+    before: str = Query(
+        description="RFC 3339: letters recorded before this time",
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"format": "date-time"},
+    ),
     principal: Principal = Depends(require("admin")),
 ) -> Any:
-    t1 = query_time(before, "before")
-    if t1 is None and all(v is None for v in filters.values()):
-        raise Invalid(
-            "say what to purge: reason, queue, replayed or before (before=<now> purges everything)",
-            [{"loc": "/query", "msg": "at least one of reason, queue, replayed, before"}],
-            code="invalid_request",
-        )
-    query = letter_filter(**filters, end=format_time(t1) if t1 else None)
+    t1 = bound(before, "before")
+    assert t1 is not None  # bound() refuses the empty string
+    query = letter_filter(**filters, end=format_time(t1))
     return {"deleted": await hub_of(request).deadletters.purge(query)}
 
 
 @router.get(
-    "/deadletters/{letter_id}",
+    "/deadletters/{letter_id:deadletter_id}",
     response_model=DeadLetter,
     summary="One dead letter with its headers and body",
     description="The body as `body_text` when it is UTF-8, else `body_base64`; for a `truncated` letter only its "
@@ -156,7 +185,7 @@ async def get_letter(request: Request, letter_id: LetterId, principal: Principal
 
 
 @router.post(
-    "/deadletters/{letter_id}:replay",
+    "/deadletters/{letter_id:deadletter_id}:replay",
     response_model=DeadLetterSummary,
     summary="Republish a dead letter to where it was published",
     description="Publishes the letter, with publisher confirms, to its original exchange and routing key (its "
@@ -193,7 +222,7 @@ async def replay_letter(request: Request, letter_id: LetterId, principal: Princi
 
 
 @router.delete(
-    "/deadletters/{letter_id}",
+    "/deadletters/{letter_id:deadletter_id}",
     status_code=204,
     summary="Delete a dead letter",
     responses={**ERRORS, **NOT_FOUND},
