@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup services services-down services-status test test-fast lint format up clean bench
+.PHONY: setup tools services services-down services-status test test-fast lint format up clean bench
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -17,6 +17,19 @@ $(STAMP): constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	@touch $@
+
+# What the tests check documents and rules with: the official AsyncAPI JSON Schemas (npm `@asyncapi/specs`,
+# pinned) and promtool (Debian's `prometheus` package).
+TOOLS := .local/tools
+ASYNCAPI_SPECS_VERSION := 6.11.1
+ASYNCAPI_SPECS := $(TOOLS)/node_modules/@asyncapi/specs/package.json
+
+tools: $(ASYNCAPI_SPECS) ## the AsyncAPI schemas and promtool
+	@command -v promtool >/dev/null || deploy/local/services.sh packages prometheus
+
+$(ASYNCAPI_SPECS): Makefile
+	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)
 	@touch $@
 
 services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
@@ -28,7 +41,7 @@ services-down: ## stop them
 services-status:
 	deploy/local/services.sh status
 
-test: setup services ## everything the tests need, then the tests
+test: setup tools services ## everything the tests need, then the tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -183,5 +183,6 @@ case $action in
   up) for c in "${components[@]}"; do "up_$c"; done ;;
   down) for c in "${components[@]}"; do "down_$c"; done ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [component ...]" >&2; exit 2 ;;
+  packages) need_packages "$@" ;; # Debian packages the tests use (promtool: prometheus)
+  *) echo "usage: $0 up|down|status [component ...] | packages <debian package ...>" >&2; exit 2 ;;
 esac

@@ -237,6 +237,9 @@ def test_every_image_is_pinned(overlay: str) -> None:
 
 # Routes for probes, Prometheus and API browsing: served on the pod, never through the Ingress.
 OPERATIONAL = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
+# Internal contracts: the hub's AsyncAPI document describes its AMQP exchanges, not a public interface (the
+# stream's describes the public websocket protocol and is routed).
+INTERNAL = {"tributary-hub": ("/asyncapi.json",), "tributary-stream": ()}
 
 
 def _app_paths(app: Any) -> set[str]:
@@ -258,9 +261,10 @@ def test_ingresses_route_the_public_api_and_nothing_operational(overlay: str) ->
         prefixes = [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
         assert all(p["pathType"] == "Prefix" for rule in ing["spec"]["rules"] for p in rule["http"]["paths"])
         assert "/" not in prefixes, f"{name}: `/` routes the operational endpoints too"
-        for path in OPERATIONAL:
+        hidden = OPERATIONAL + INTERNAL[name]
+        for path in hidden:
             assert not any(path.startswith(p) for p in prefixes), f"{name}: {path} is reachable from outside"
-        public = {p for p in apps[name] if not p.startswith(OPERATIONAL)}
+        public = {p for p in apps[name] if not p.startswith(hidden)}
         for path in public:
             # ingress-nginx matches Prefix paths element by element: /topics covers /topics/{topic}/events.
             assert any(path == p or path.startswith(p + "/") for p in prefixes), f"{name}: {path} is not routed"

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from tributary_common.access_log import AccessLog, parse_networks
+from tributary_common.asyncapi import asyncapi_router
+from tributary_common.asyncapi_apis import HUB
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
@@ -87,6 +89,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(deadletters.router)
     app.include_router(identity.router)
     app.include_router(audit.router)
+    app.include_router(asyncapi_router(HUB))
     install_openapi(app, extend=add_links)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample

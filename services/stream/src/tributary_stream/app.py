@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tributary_common.access_log import AccessLog, parse_networks
+from tributary_common.asyncapi import asyncapi_router
+from tributary_common.asyncapi_apis import STREAM
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
@@ -55,6 +57,7 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
         app.include_router(health_router(checks, registry=service.metrics.registry))
     app.include_router(sse.router)
     app.include_router(identity.router)
+    app.include_router(asyncapi_router(STREAM))
     app.add_api_websocket_route("/ws", websocket_endpoint)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
