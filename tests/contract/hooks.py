@@ -4,9 +4,9 @@ lines; each item goes on its own line."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 import schemathesis
 from schemathesis.transport import SerializationContext
 
@@ -14,4 +14,5 @@ from schemathesis.transport import SerializationContext
 @schemathesis.serializer("application/x-ndjson", "application/jsonl")
 def json_lines(ctx: SerializationContext, value: Any) -> bytes:
     items = value if isinstance(value, list) else [value]
-    return b"".join(orjson.dumps(item) + b"\n" for item in items)
+    # The standard library, not orjson: generated bodies may hold integers beyond 64 bits, which are valid JSON.
+    return b"".join(json.dumps(item, ensure_ascii=False, allow_nan=False).encode() + b"\n" for item in items)
