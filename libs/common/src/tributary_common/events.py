@@ -14,6 +14,16 @@ from .timeutil import format_time
 UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str)]
 TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 EVENT_ID_MAX = 256
+# Who published an event: `<kind>:<subject>` (kind `token` or `api_key`), the CloudEvents extension attribute
+# `publisher`. The hub always sends it in this AMQP header (the recorder keeps it beside the envelope); the
+# envelope itself carries it only for a topic with `expose_publisher`, so subscribers see it only then.
+PUBLISHER_HEADER = "tributary-publisher"
+PUBLISHER_MAX = 512
+
+
+def publisher_of(kind: str, subject: str) -> str:
+    """The `publisher` value of a principal, bounded (a token's `sub` is whatever the issuer put there)."""
+    return f"{kind}:{subject}"[:PUBLISHER_MAX]
 
 
 def dataschema_for(topic: str, version: int) -> str:
@@ -35,6 +45,7 @@ class CloudEvent(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     data: Any = None
     traceparent: str | None = None
+    publisher: str | None = Field(default=None, min_length=1, max_length=PUBLISHER_MAX)
 
     @field_validator("type")
     @classmethod

@@ -15,7 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from tributary_common.deadletters import declare_dead_letters
-from tributary_common.events import CloudEvent
+from tributary_common.events import PUBLISHER_HEADER, CloudEvent
 from tributary_common.exchanges import EVENTS, SAMPLES
 from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import inject_headers
@@ -82,6 +82,8 @@ class EventPublisher:
         if self._exchange is None:
             raise Unavailable("the broker connection is not open", code="broker_unavailable")
         headers: dict[str, Any] = inject_headers() if event.traceparent is None else {"traceparent": event.traceparent}
+        if event.publisher is not None:
+            headers[PUBLISHER_HEADER] = event.publisher
         message = aio_pika.Message(
             body if body is not None else event.model_dump_json().encode(),
             content_type=CONTENT_TYPE,

@@ -29,6 +29,7 @@ class TopicDoc(Document):
     compatibility: Compatibility = "none"
     retention_days: float | None = None
     description: str | None = None
+    expose_publisher: bool = False  # subscribers see the `publisher` attribute of its events
     created_at: datetime
     updated_at: datetime
     created_by: str | None = None  # None: written before who-did-what was kept

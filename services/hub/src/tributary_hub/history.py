@@ -25,10 +25,12 @@ SORT_ASC = [("time", 1), ("_id", 1)]
 SORT_DESC = [("time", -1), ("_id", -1)]
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ["id", "time", "type", "subject", "source", "dataschema", "traceparent", "data"]
+PUBLISHER_COLUMN = "publisher"
 
 
-def envelope(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored document as the CloudEvent it was (optional attributes only when set)."""
+def envelope(doc: dict[str, Any], admin: bool = False) -> dict[str, Any]:
+    """A stored document as the CloudEvent it was (optional attributes only when set). The `publisher`
+    extension attribute (who published it) for an admin, or for anyone when subscribers saw it too."""
     out: dict[str, Any] = {
         "specversion": "1.0",
         # Documents recorded before ids were per topic have no `eid`: their `_id` is the id.
@@ -44,6 +46,8 @@ def envelope(doc: dict[str, Any]) -> dict[str, Any]:
     out["data"] = orjson.loads(doc["data_json"])
     if doc.get("traceparent"):
         out["traceparent"] = doc["traceparent"]
+    if doc.get("publisher") and (admin or doc.get("publisher_exposed")):
+        out["publisher"] = doc["publisher"]
     return out
 
 
@@ -122,24 +126,26 @@ class EventHistory:
             raise NotFound(f"no recorded event with id {event_id!r}", code="unknown_event")
         return doc["time"], doc["_id"]
 
-    async def page(self, query: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    async def page(
+        self, query: dict[str, Any], limit: int, *, admin: bool = False
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` envelopes oldest first, and the cursor of the next page (None when there is none)."""
         docs = await self.collection.find(query).sort(SORT_ASC).limit(limit + 1).to_list()
         more = len(docs) > limit
         docs = docs[:limit]
         nxt = cursors.encode(docs[-1]["time"], docs[-1]["_id"]) if more and docs else None
-        return [envelope(d) for d in docs], nxt
+        return [envelope(d, admin) for d in docs], nxt
 
-    async def stream(self, query: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, query: dict[str, Any], *, admin: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Every matching envelope, oldest first, read in chunks: never the whole result in memory."""
         cursor = self.collection.find(query).sort(SORT_ASC).batch_size(self.chunk_rows)
         try:
             async for doc in cursor:
-                yield envelope(doc)
+                yield envelope(doc, admin)
         finally:
             await cursor.close()
 
-    async def latest(self, topic: str, pattern: str) -> list[dict[str, Any]]:
+    async def latest(self, topic: str, pattern: str, *, admin: bool = False) -> list[dict[str, Any]]:
         """The newest event of each subject under `pattern` (no $group/$first: FerretDB lacks `$first`)."""
         query = await self.filter(pattern=pattern, topic=topic)
         subjects = sorted(await self.collection.distinct("subject", query), key=lambda s: (s is not None, s or ""))
@@ -154,7 +160,7 @@ class EventHistory:
                 return doc
 
         docs = await asyncio.gather(*(newest(s) for s in subjects))
-        return [envelope(d) for d in docs if d is not None]
+        return [envelope(d, admin) for d in docs if d is not None]
 
 
 async def export_lines(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
@@ -196,9 +202,12 @@ def _data_cell(data: Any) -> Any:
     return orjson.dumps(data).decode()
 
 
-async def export_csv(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
-    """CSV with a header; `data` is the event's JSON."""
-    yield csv_chunk([CSV_COLUMNS])
+async def export_csv(
+    items: AsyncIterator[dict[str, Any]], chunk_rows: int, *, publisher: bool = False
+) -> AsyncIterator[bytes]:
+    """CSV with a header; `data` is the event's JSON. `publisher`: a last column with who published each event
+    (an admin's export; empty where an event has none recorded)."""
+    yield csv_chunk([[*CSV_COLUMNS, PUBLISHER_COLUMN] if publisher else CSV_COLUMNS])
     rows: list[list[Any]] = []
     async for item in items:
         rows.append(
@@ -211,6 +220,7 @@ async def export_csv(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> A
                 item["dataschema"],
                 item.get("traceparent", ""),
                 _data_cell(item["data"]),
+                *([item.get("publisher", "")] if publisher else []),
             ]
         )
         if len(rows) >= chunk_rows:

@@ -83,10 +83,13 @@ class EventFactory:
         self.max_event_bytes = max_event_bytes
 
     async def build(
-        self, topic: str, raws: list[Any], *, envelope: bool, batch: bool
+        self, topic: str, raws: list[Any], *, envelope: bool, batch: bool, publisher: str | None = None
     ) -> tuple[TopicRef, list[CloudEvent], list[bytes]]:
         """Validate every raw event against the topic's current schema (`Invalid` listing every problem), then
-        encode each envelope (`TooLarge` listing every one over the limit); the bodies are what to publish."""
+        encode each envelope (`TooLarge` listing every one over the limit); the bodies are what to publish.
+
+        `publisher` is set on every event (the AMQP publisher sends it as a header for the recorder); the body
+        carries it only when the topic has `expose_publisher`."""
         ref = await self.topics.resolve(topic)
         validator = await self.topics.validator(ref)
         problems: list[dict[str, str]] = []
@@ -113,6 +116,7 @@ class EventFactory:
                     dataschema=ref.dataschema,
                     data=item.data,
                     traceparent=traceparent,
+                    publisher=publisher,
                 )
             )
         if problems:
@@ -120,7 +124,8 @@ class EventFactory:
             raise Invalid(
                 f"the {what} invalid against {ref.dataschema}; nothing was published", problems, code="invalid_event"
             )
-        bodies = [e.model_dump_json().encode() for e in events]
+        hidden = None if ref.expose_publisher else {"publisher"}
+        bodies = [e.model_dump_json(exclude=hidden).encode() for e in events]
         too_large = [
             {"loc": f"/{index}" if batch else "/", "msg": f"the envelope encodes to {len(body)} bytes"}
             for index, body in enumerate(bodies)

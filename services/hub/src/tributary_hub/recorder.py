@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from tributary_common import deadletters
 from tributary_common.deadletters import DeadLetters
-from tributary_common.events import CloudEvent
+from tributary_common.events import PUBLISHER_HEADER, PUBLISHER_MAX, CloudEvent
 from tributary_common.exchanges import DEADLETTERS_QUEUE
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
@@ -353,7 +353,17 @@ class TopicRetention:
         return None if days is None else time_ + timedelta(days=days)
 
 
-def event_document(event: CloudEvent, expire_at: datetime | None) -> dict[str, Any]:
+def publisher_header(headers: Any) -> str | None:
+    """The `tributary-publisher` header the hub sets; anything else (absent, not text, unbounded) is None."""
+    value = headers.get(PUBLISHER_HEADER) if isinstance(headers, dict) else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) and 0 < len(value) <= PUBLISHER_MAX else None
+
+
+def event_document(event: CloudEvent, expire_at: datetime | None, publisher: str | None = None) -> dict[str, Any]:
+    """`publisher` (who published it, from the AMQP header) is kept beside the envelope; `publisher_exposed`
+    says whether subscribers saw it (the envelope carried it): history shows it to others only then."""
     return {
         "_id": event_key(event.type, event.id),
         "eid": event.id,
@@ -365,6 +375,8 @@ def event_document(event: CloudEvent, expire_at: datetime | None) -> dict[str, A
         "dataschema": event.dataschema,
         "data_json": orjson.dumps(event.data).decode(),
         "traceparent": event.traceparent,
+        "publisher": publisher or event.publisher,
+        "publisher_exposed": event.publisher is not None,
         "expire_at": expire_at,
     }
 
@@ -392,7 +404,7 @@ def events_to_docs(retention: TopicRetention, max_event_bytes: int) -> ToDocs:
             except PyMongoError as exc:
                 log.warning("events recorder: topic lookup failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
-        return [event_document(event, expire_at)]
+        return [event_document(event, expire_at, publisher_header(message.headers))]
 
     return convert
 

@@ -50,7 +50,10 @@ def register_rpc(server: RpcServer, hub: Hub) -> None:
         except HubError as exc:
             raise _rpc_error(exc) from exc
         page = rc.EventsHistoryPage(items=[CloudEvent.model_validate(i) for i in items], next=nxt)
-        return page.model_dump(mode="json", exclude_none=False)
+        # Catch-up replays what subscribers saw live: `publisher` only where the topic exposed it, never as null
+        # (`page` leaves it out for everyone else: no admin view over RPC).
+        events = [e.model_dump(mode="json", exclude=None if e.publisher else {"publisher"}) for e in page.items]
+        return {"items": events, "next": page.next}
 
     async def samples_history(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.SamplesHistoryRequest.model_validate(params)

@@ -40,6 +40,7 @@ class TopicRef:
     uid: str
     version: int
     retention_days: float | None
+    expose_publisher: bool = False
 
     @property
     def dataschema(self) -> str:
@@ -73,6 +74,7 @@ def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str,
         "compatibility": doc.compatibility,
         "retention_days": doc.retention_days,
         "description": doc.description,
+        "expose_publisher": doc.expose_publisher,
         "created_at": doc.created_at,
         "updated_at": doc.updated_at,
         "created_by": doc.created_by,
@@ -114,6 +116,7 @@ class TopicService:
         compatibility: Compatibility,
         retention_days: float | None,
         description: str | None,
+        expose_publisher: bool = False,
         by: str = "system",
     ) -> dict[str, Any]:
         self._accept(schema)
@@ -137,6 +140,7 @@ class TopicService:
             compatibility=compatibility.value,
             retention_days=retention_days,
             description=description,
+            expose_publisher=expose_publisher,
             created_at=now,
             updated_at=now,
             created_by=by,
@@ -315,9 +319,20 @@ class TopicService:
             cached = orjson.loads(raw)
         else:
             doc = await self._doc(name)
-            cached = {"uid": doc.uid, "version": doc.version, "retention_days": doc.retention_days}
+            cached = {
+                "uid": doc.uid,
+                "version": doc.version,
+                "retention_days": doc.retention_days,
+                "expose_publisher": doc.expose_publisher,
+            }
             await self._cache_set(f"topic:{name}", orjson.dumps(cached))
-        return TopicRef(name, cached["uid"], int(cached["version"]), cached.get("retention_days"))
+        return TopicRef(
+            name,
+            cached["uid"],
+            int(cached["version"]),
+            cached.get("retention_days"),
+            cached.get("expose_publisher") is True,
+        )
 
     async def validator(self, ref: TopicRef) -> jsonschema_rs.Draft202012Validator:
         key = (ref.name, ref.uid, ref.version)

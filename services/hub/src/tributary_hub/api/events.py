@@ -12,7 +12,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from tributary_common.auth import Forbidden, Principal
-from tributary_common.events import BatchAccepted, EventIn, PublishAccepted
+from tributary_common.events import BatchAccepted, EventIn, PublishAccepted, publisher_of
 from tributary_common.exchanges import EVENTS
 from tributary_common.http_errors import ErrorBody
 from tributary_common.names import NameError_, validate_pattern
@@ -144,7 +144,11 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
     with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
         try:
             ref, events, bodies = await hub.events.build(
-                topic, [raw], envelope=kind == "application/cloudevents+json", batch=False
+                topic,
+                [raw],
+                envelope=kind == "application/cloudevents+json",
+                batch=False,
+                publisher=publisher_of(principal.kind, principal.subject),
             )
         except Invalid:
             REJECTED.labels("one").inc()
@@ -252,7 +256,9 @@ async def publish_batch(topic: str, request: Request, principal: Principal = Dep
         try:
             # A CloudEvents batch holds structured envelopes, each checked like a single one (`type` = topic).
             envelope = kind == "application/cloudevents-batch+json"
-            ref, events, bodies = await hub.events.build(topic, items, envelope=envelope, batch=True)
+            ref, events, bodies = await hub.events.build(
+                topic, items, envelope=envelope, batch=True, publisher=publisher_of(principal.kind, principal.subject)
+            )
         except Invalid:
             REJECTED.labels("batch").inc()
             raise
@@ -342,11 +348,11 @@ async def history(
     )
     if fmt == "json":
         size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
-        items, nxt = await hub.history.page(query, size)
+        items, nxt = await hub.history.page(query, size, admin=principal.is_admin)
         return {"items": items, "next": nxt}
-    rows = hub.history.stream(query)
+    rows = hub.history.stream(query, admin=principal.is_admin)
     chunks: AsyncIterator[bytes] = (
-        export_csv(rows, hub.settings.export_chunk_rows)
+        export_csv(rows, hub.settings.export_chunk_rows, publisher=principal.is_admin)
         if fmt == "csv"
         else export_lines(rows, hub.settings.export_chunk_rows)
     )
@@ -375,4 +381,4 @@ async def latest(
     see_topic(principal, topic)
     pattern = history_pattern(principal, topic, subject)
     await hub.topics.resolve(topic)
-    return {"items": await hub.history.latest(topic, pattern)}
+    return {"items": await hub.history.latest(topic, pattern, admin=principal.is_admin)}

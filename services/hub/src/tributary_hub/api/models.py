@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from tributary_common.auth import SCOPES
@@ -65,6 +65,11 @@ class TopicCreate(BaseModel):
     compatibility: Compatibility = Compatibility.NONE
     retention_days: float | None = Field(default=None, gt=0, le=36500)
     description: str | None = Field(default=None, max_length=2000)
+    expose_publisher: StrictBool = Field(
+        default=False,
+        description="Send each event's `publisher` attribute (`<kind>:<subject>` of who published it) to "
+        "subscribers and in history to everyone; otherwise only admins see it in history and exports",
+    )
 
     @field_validator("name")
     @classmethod
@@ -90,6 +95,10 @@ class TopicPatch(BaseModel):
     compatibility: Compatibility | SkipJsonSchema[None] = None
     retention_days: float | None = Field(default=None, gt=0, le=36500)
     description: str | None = Field(default=None, max_length=2000)
+    # Not optional: null is refused as "not a boolean"; left out, the stored value stays (exclude_unset).
+    expose_publisher: StrictBool = Field(
+        default=False, description="See `TopicCreate.expose_publisher`; absent keeps the stored value"
+    )
 
     # Validators do not run on defaults, so only an explicit null reaches them.
     _not_null = field_validator("compatibility")(refuse_null)
@@ -112,6 +121,7 @@ class Topic(BaseModel):
     compatibility: Compatibility
     retention_days: float | None = None
     description: str | None = None
+    expose_publisher: bool = False
     created_at: datetime
     updated_at: datetime
     created_by: str | None = None

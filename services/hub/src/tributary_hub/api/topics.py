@@ -94,6 +94,7 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
         compatibility=body.compatibility,
         retention_days=body.retention_days,
         description=body.description,
+        expose_publisher=body.expose_publisher,
         by=principal.subject,
     )
     await hub.audit.record(principal.subject, "topic.created", body.name, None, view)
