@@ -15,6 +15,7 @@ from tributary_common.asyncapi_apis import HUB
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
+from tributary_common.http_metrics import HttpMetrics
 from tributary_common.openapi import install_openapi
 
 from .api import apikeys, audit, deadletters, events, identity, sources, topics, unitops
@@ -91,6 +92,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(asyncapi_router(HUB))
     install_openapi(app, extend=add_links)
+    app.add_middleware(HttpMetrics)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
     )

@@ -13,6 +13,7 @@ from tributary_common.asyncapi_apis import STREAM
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
+from tributary_common.http_metrics import HttpMetrics
 
 from . import identity, sse
 from .service import StreamService
@@ -59,6 +60,7 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     app.include_router(identity.router)
     app.include_router(asyncapi_router(STREAM))
     app.add_api_websocket_route("/ws", websocket_endpoint)
+    app.add_middleware(HttpMetrics, registry=service.metrics.registry)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
     )
