@@ -51,27 +51,36 @@ class CloudEventIn(BaseModel):
         return None if v is None else validate_subject(v)
 
 
-def _pydantic_details(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
+def _pydantic_details(exc: ValidationError, prefix: str, binary: bool = False) -> list[dict[str, str]]:
     return [
-        {"loc": prefix + "".join(f"/{p}" for p in e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        {"loc": _attribute_loc(e.get("loc", ()), prefix, binary), "msg": str(e.get("msg", ""))} for e in exc.errors()
     ]
 
 
+def _attribute_loc(loc: tuple[int | str, ...], prefix: str, binary: bool) -> str:
+    """A JSON pointer into the body; in binary mode an attribute is its `ce-` header (the body is `data`)."""
+    if binary and loc and loc[0] != "data":
+        return f"/headers/ce-{loc[0]}"
+    return prefix + "".join(f"/{p}" for p in loc)
+
+
 def parse_item(
-    raw: Any, topic: str, *, envelope: bool, prefix: str = ""
+    raw: Any, topic: str, *, envelope: bool, prefix: str = "", binary: bool = False
 ) -> tuple[EventIn | None, list[dict[str, str]]]:
-    """The publish request of one event, or the problems with it."""
+    """The publish request of one event, or the problems with it. `binary`: `raw` holds the attributes of a
+    CloudEvents HTTP binary-mode request (from its `ce-` headers) and its body as `data`."""
     if not isinstance(raw, dict):
         return None, [{"loc": prefix or "/", "msg": "an event must be a JSON object"}]
     try:
         if envelope:
             ce = CloudEventIn.model_validate(raw)
             if ce.type != topic:
-                return None, [{"loc": f"{prefix}/type", "msg": f"type {ce.type!r} must be the topic {topic!r}"}]
+                loc = _attribute_loc(("type",), prefix, binary)
+                return None, [{"loc": loc, "msg": f"type {ce.type!r} must be the topic {topic!r}"}]
             return EventIn(data=ce.data, subject=ce.subject, id=ce.id, source=ce.source), []
         return EventIn.model_validate(raw), []
     except ValidationError as exc:
-        return None, _pydantic_details(exc, prefix)
+        return None, _pydantic_details(exc, prefix, binary)
 
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -83,7 +92,14 @@ class EventFactory:
         self.max_event_bytes = max_event_bytes
 
     async def build(
-        self, topic: str, raws: list[Any], *, envelope: bool, batch: bool, publisher: str | None = None
+        self,
+        topic: str,
+        raws: list[Any],
+        *,
+        envelope: bool,
+        batch: bool,
+        publisher: str | None = None,
+        binary: bool = False,
     ) -> tuple[TopicRef, list[CloudEvent], list[bytes]]:
         """Validate every raw event against the topic's current schema (`Invalid` listing every problem), then
         encode each envelope (`TooLarge` listing every one over the limit); the bodies are what to publish.
@@ -98,7 +114,7 @@ class EventFactory:
         now = utcnow()
         for index, raw in enumerate(raws):
             prefix = f"/{index}" if batch else ""
-            item, item_problems = parse_item(raw, topic, envelope=envelope, prefix=prefix)
+            item, item_problems = parse_item(raw, topic, envelope=envelope, prefix=prefix, binary=binary)
             if item is None:
                 problems += item_problems
                 continue

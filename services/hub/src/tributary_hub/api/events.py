@@ -23,9 +23,11 @@ from .. import cursors
 from ..errors import HubError, Invalid, TooLarge, Unavailable
 from ..history import export_csv, export_lines
 from ..publishing import CloudEventIn
+from .ce_binary import binary_envelope, ce_headers
 from .deps import (
     cursor_query,
     hub_of,
+    media_type,
     negotiate,
     parse_json,
     query_time,
@@ -114,7 +116,11 @@ def may_publish(principal: Principal, keys: list[str]) -> None:
     response_model=PublishAccepted,
     summary="Publish one event",
     description="Body `{data, subject?, id?, source?}` as `application/json`, or a structured CloudEvents envelope "
-    "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub). "
+    "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub), "
+    "or a CloudEvents HTTP binary-mode event: attributes in `ce-specversion`, `ce-id`, `ce-source`, `ce-type` (the "
+    "topic), `ce-subject` headers (percent-encoded; `ce-time` is ignored, the hub sets the time; at most 16 `ce-` "
+    "headers of 2048 characters each) and the data as the body (`application/json` or no Content-Type; empty: "
+    "null). Binary mode answers as structured does; a bad attribute is reported at `/headers/ce-<name>`. "
     "The 202 comes after the broker confirmed the persistent message. Resending the same `id` to the same topic "
     "never duplicates it in history (ids are unique per topic). Requires `events:publish` and a topics ACL "
     "covering `<topic>[.<subject>]`.",
@@ -139,16 +145,24 @@ def may_publish(principal: Principal, keys: list[str]) -> None:
 async def publish_one(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
-    kind = require_json(request, *ONE_TYPES)
-    raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
+    # CloudEvents binary mode: `ce-` headers and a body that is not a structured envelope.
+    attributes = ce_headers(request.headers) if media_type(request) != "application/cloudevents+json" else []
+    if attributes:
+        body = await read_body(request, hub.settings.max_body_bytes)
+        raw, envelope = binary_envelope(attributes, media_type(request), body, parse_json), True
+    else:
+        kind = require_json(request, *ONE_TYPES)
+        raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
+        envelope = kind == "application/cloudevents+json"
     with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
         try:
             ref, events, bodies = await hub.events.build(
                 topic,
                 [raw],
-                envelope=kind == "application/cloudevents+json",
+                envelope=envelope,
                 batch=False,
                 publisher=publisher_of(principal.kind, principal.subject),
+                binary=bool(attributes),
             )
         except Invalid:
             REJECTED.labels("one").inc()
