@@ -15,7 +15,9 @@ from tests.deploy.manifests import KUBERNETES_VERSION, OVERLAYS, SECRET_NAME, of
 
 KEDA_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
 PODMONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
-CRD_KINDS = KEDA_KINDS | {PODMONITOR}
+# PrometheusRule: its structure, rules and tests are checked in test_monitoring.py.
+PROMETHEUSRULE = ("monitoring.coreos.com/v1", "PrometheusRule")
+CRD_KINDS = KEDA_KINDS | {PODMONITOR, PROMETHEUSRULE}
 
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
 _METADATA = {
