@@ -46,6 +46,7 @@ def _registry_names(registry: CollectorRegistry) -> set[str]:
 def real_metrics() -> set[str]:
     """Every metric name the services expose, from their own registries."""
     import tributary_hub.api.events
+    import tributary_hub.queue_depth
     import tributary_hub.recorder
     import tributary_hub.stored  # noqa: F401 - their metrics register on import
     from tributary_common.http_metrics import metrics_for

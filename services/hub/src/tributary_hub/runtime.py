@@ -32,6 +32,7 @@ from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
 from .history import EventHistory
 from .publishing import EventFactory
+from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
 from .rpc_handlers import register_rpc
 from .samples_history import SampleHistory
@@ -59,6 +60,7 @@ class Hub:
     retention: list[Retention] = field(default_factory=list)
     demand: DemandLoop | None = None
     _recorder_connection: aio_pika.abc.AbstractRobustConnection | None = None
+    queue_depth: QueueDepth | None = None
     started: bool = False  # start() completed: everything connected, indexes created
 
     # Services (set by start)
@@ -135,6 +137,8 @@ class Hub:
             self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
+            self.queue_depth = QueueDepth()
+            self.queue_depth.start(self._recorder_connection)
         self.started = True
         log.info("hub started (api=%s, recorders=%s)", self.api, self.recorders_enabled)
 
@@ -201,6 +205,8 @@ class Hub:
             await self.demand.stop()
         if self.broker is not None:
             await self.broker.stop()
+        if self.queue_depth is not None:
+            await self.queue_depth.stop()
         for recorder in self.recorders:
             await recorder.stop(drain_timeout_s=self.settings.shutdown_grace_seconds / 2)
         if self._recorder_connection is not None:
