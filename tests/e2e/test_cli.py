@@ -60,7 +60,7 @@ def test_topics_publish_history_and_tail(e2e: Platform, tmp_path: Path) -> None:
     assert len(many["ids"]) == 4
 
     bad = cli(e2e, "publish", topic, '{"value": "warm"}', check=False)
-    assert bad.returncode == 1
+    assert bad.returncode == 7  # refused as invalid (ExitCode.INVALID)
     assert "/data/value" in bad.stderr  # the error names where the data is wrong
 
     out = tmp_path / "export.jsonl"
@@ -94,5 +94,5 @@ def test_unitops_commands(e2e: Platform) -> None:
     assert name in {u["name"] for u in json.loads(cli(e2e, "--json", "unitops", "list", "--prefix", "cli-").stdout)}
     cli(e2e, "unitops", "delete", name)
     missing = cli(e2e, "unitops", "show", name, check=False)
-    assert missing.returncode == 1
+    assert missing.returncode == 6  # not found (ExitCode.NOT_FOUND)
     assert "404" in missing.stderr

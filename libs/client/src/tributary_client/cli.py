@@ -2,17 +2,26 @@
 
 Human-friendly output by default, `--json` for scripts. Connection settings come from options or from
 `TRIBUTARY_HUB_URL`, `TRIBUTARY_STREAM_URL` and `TRIBUTARY_TOKEN`.
+
+An expected failure (platform unreachable, 401/403/404/409/422/5xx) is one line on stderr naming the cause and
+what to do, the platform's violations each on its own line, and a distinct exit code (`errors.ExitCode`); the
+traceback only with `--debug`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import socket
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -22,12 +31,20 @@ from rich.table import Table
 from tributary_common.auth import SCOPES, mint_token
 from tributary_common.settings import CommonSettings
 
-from .errors import TributaryError
+from .errors import ExitCode, TributaryError
 from .hub import EXPORT_TYPES, HubClient
 from .stream import StreamClient
 
 T = TypeVar("T")
-app = typer.Typer(help="Tributary: validated events and timeseries, live and replayable.", no_args_is_help=True)
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 unexpected error; 2 usage or bad local input; 3 hub or stream unreachable; "
+    "4 not authenticated (401: no, invalid or expired token); 5 forbidden (403: missing scope or outside the ACL); "
+    "6 not found (404); 7 request refused as invalid (400, 413, 415, 422); 8 conflict (409); "
+    "9 platform unavailable (503, 5xx: retry); 130 interrupted. --debug shows the traceback of a failure."
+)
+app = typer.Typer(
+    help="Tributary: validated events and timeseries, live and replayable.", no_args_is_help=True, epilog=EXIT_CODES
+)
 topics_app = typer.Typer(help="Topics and their JSON Schemas.", no_args_is_help=True)
 unitops_app = typer.Typer(help="Unitops: named groups of subscriptions (assets).", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -39,11 +56,12 @@ err = Console(stderr=True)
 
 
 class Ctx:
-    def __init__(self, hub: str, stream: str, token: str | None, as_json: bool) -> None:
+    def __init__(self, hub: str, stream: str, token: str | None, as_json: bool, debug: bool = False) -> None:
         self.hub = hub
         self.stream = stream
         self.token = token
         self.as_json = as_json
+        self.debug = debug
 
     def client(self) -> HubClient:
         return HubClient(self.hub, self.token)
@@ -56,18 +74,76 @@ def _options(
     stream: Annotated[str, typer.Option(envvar="TRIBUTARY_STREAM_URL", help="Stream URL")] = "ws://127.0.0.1:8001",
     token: Annotated[str | None, typer.Option(envvar="TRIBUTARY_TOKEN", help="Bearer token or API key")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure")] = False,
 ) -> None:
-    ctx.obj = Ctx(hub, stream, token, as_json)
+    ctx.obj = _current[0] = Ctx(hub, stream, token, as_json, debug)
+
+
+# The options of this invocation, for `_run` to explain a failure (one command per process).
+_current: list[Ctx | None] = [None]
+
+
+MAX_DETAILS = 50
+MISSING_SCOPE = re.compile(r"missing scope '([^']+)'")
+
+
+def _explain(exc: TributaryError, c: Ctx | None) -> list[str]:
+    """What went wrong and what to do, first line alone; then the violations, one per line with its pointer."""
+    where = f" ({exc.status} {exc.code})"
+    if exc.status == 401:
+        if "expired" in exc.message:
+            head = f"the credentials have expired: {exc.message}; get a new token and set TRIBUTARY_TOKEN or --token"
+        elif c is not None and not c.token:
+            head = "not authenticated: no token given; set TRIBUTARY_TOKEN or --token"
+        else:
+            head = f"not authenticated: {exc.message}; check TRIBUTARY_TOKEN or --token"
+    elif exc.status == 403:
+        scope = MISSING_SCOPE.search(exc.message)
+        head = (
+            f"forbidden: the token lacks the scope {scope.group(1)!r} (or admin)"
+            if scope
+            else f"forbidden: {exc.message}"
+        )
+    else:
+        head = exc.message
+    lines = [f"error: {head}{where}"]
+    lines += [f"  {d.get('loc', '')}: {d.get('msg', '')}" for d in exc.details[:MAX_DETAILS]]
+    if len(exc.details) > MAX_DETAILS:
+        lines.append(f"  ... and {len(exc.details) - MAX_DETAILS} more")
+    return lines
+
+
+def _unreachable(exc: BaseException, c: Ctx | None) -> str:
+    url: object = c.hub if c else "the platform"
+    if isinstance(exc, httpx.RequestError):
+        with contextlib.suppress(RuntimeError):  # RuntimeError: no request attached
+            url = exc.request.url
+    elif c is not None:
+        url = c.stream  # a websocket connection (OSError from the stream client)
+    what = "no answer in time from" if isinstance(exc, httpx.TimeoutException) else "cannot reach"
+    return (
+        f"error: {what} {url} ({type(exc).__name__}); is the platform running? `make up` starts a local one "
+        "(or set --hub / TRIBUTARY_HUB_URL, --stream / TRIBUTARY_STREAM_URL)"
+    )
+
+
+def _fail(lines: list[str], code: ExitCode, exc: BaseException, c: Ctx | None) -> typer.Exit:
+    if c is not None and c.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write("\n".join(lines) + "\n")  # plain text: messages may hold brackets rich would eat
+    return typer.Exit(int(code))
 
 
 def _run(coro: Awaitable[T]) -> T:
+    c = _current[0]
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except TributaryError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(_explain(exc, c), exc.exit_code, exc, c) from exc
+    except (httpx.TransportError, ConnectionError, socket.gaierror) as exc:
+        raise _fail([_unreachable(exc, c)], ExitCode.UNREACHABLE, exc, c) from exc
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
 def _emit(c: Ctx, value: Any, human: Callable[[Any], None] | None = None) -> None:
