@@ -16,6 +16,7 @@ from tributary_common.stream_frames import (
     PingFrame,
     PongFrame,
     SamplesFrame,
+    SseSamples,
     SubscribedFrame,
     SubscribeEventsFrame,
     SubscribeUnitopFrame,
@@ -113,3 +114,16 @@ def test_server_frames_of_the_encoders_fit_the_models() -> None:
     ]
     for model, text in frames:
         model.model_validate_json(text)
+
+
+def test_sse_records_fit_the_models() -> None:
+    from tributary_common.events import CloudEvent
+    from tributary_stream.clients import SseEncoder
+
+    encoder = SseEncoder()
+    record = encoder.message("gap", {"sub": "s1", "last": {"id": "e1"}, "reason": "slow_client"}, None)
+    data = record.split("data: ", 1)[1].strip()
+    GapFrame.model_validate_json(data)
+    body = protocol.samples_body("r1", "temp", "sid1", json.dumps([{"t": T, "v": True}]))
+    SseSamples.model_validate_json("{" + body + "}")
+    CloudEvent.model_validate(EVENT)

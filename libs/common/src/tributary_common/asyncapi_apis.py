@@ -214,7 +214,13 @@ SERVER = (
     _frame(sf.UnsubscribedFrame, "A subscription ended"),
     _frame(sf.PongFrame, "The answer to a ping"),
 )
-SSE_FRAMES = tuple(m for m in SERVER if m.name in ("eventFrame", "samplesFrame", "gapFrame", "subscribedFrame"))
+# SSE records: `event: <type>`, the data below (an `id:` resumes with `Last-Event-ID`); control records carry the
+# websocket's frames.
+SSE_FRAMES = (
+    Message("sseEvent", "`event: event`: the CloudEvent itself", CloudEvent),
+    Message("sseSamples", "`event: samples`: samples of one item", sf.SseSamples),
+    *(m for m in SERVER if m.name in ("gapFrame", "subscribedFrame", "unsubscribedFrame", "errorFrame")),
+)
 STREAM_SERVERS = {
     "public": {
         "host": "stream.tributary.example.com",

@@ -119,6 +119,15 @@ class PongFrame(_Frame):
     id: str | None
 
 
+class SseSamples(_Frame):
+    """The data of an SSE `event: samples` record (an `event: event` record's data is the CloudEvent itself)."""
+
+    unitop: str
+    item: str
+    sid: str
+    samples: list[Sample]
+
+
 CLIENT_FRAMES = (SubscribeEventsFrame, SubscribeUnitopFrame, UnsubscribeFrame, PingFrame)
 SERVER_FRAMES = (
     EventFrame,
