@@ -96,7 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
-        return error_response(422, "invalid_request", "the request does not match the API", details)
+        # Name the first problem in the message too: a client that prints only the message still learns what.
+        first = f": {details[0]['loc']}: {details[0]['msg']}" if details else ""
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return error_response(422, "invalid_request", f"the request does not match the API{first}{more}", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

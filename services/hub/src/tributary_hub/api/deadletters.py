@@ -207,7 +207,23 @@ async def get_letter(request: Request, letter_id: LetterId, principal: Principal
         **scope_doc("admin"),
         "requestBody": {
             "required": False,
-            "content": {"application/cloudevents+json": {"schema": {"type": "object"}}, "*/*": {}},
+            "content": {
+                "application/cloudevents+json": {
+                    "schema": {"type": "object"},
+                    "example": {
+                        "specversion": "1.0",
+                        "id": "reading-0001",
+                        "source": "/plant1/line3",
+                        "type": "sensor-reading",
+                        "subject": "plant1.line3",
+                        "time": "2026-11-30T10:00:00.000000Z",
+                        "dataschema": "/topics/sensor-reading/schemas/1",
+                        "datacontenttype": "application/json",
+                        "data": {"value": 21.5, "unit": "C"},
+                    },
+                },
+                "*/*": {},
+            },
         },
     },
 )
