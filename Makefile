@@ -29,6 +29,7 @@ tools: $(ASYNCAPI_SPECS) ## the AsyncAPI schemas and promtool
 	@command -v promtool >/dev/null || deploy/local/services.sh packages prometheus
 
 $(ASYNCAPI_SPECS): Makefile
+	@command -v npm >/dev/null || deploy/local/services.sh packages npm
 	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)
 	@touch $@
 
