@@ -13,7 +13,7 @@ import hashlib
 import logging
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -113,7 +113,8 @@ class ApiKeyService:
             created_at=now,
             updated_by=created_by,
             updated_at=now,
-            expires_at=expires_at,
+            # Whole seconds, like a token's `exp`: the listing, the hub and the stream then agree on the instant.
+            expires_at=None if expires_at is None else expires_at.astimezone(UTC).replace(microsecond=0),
         )
         await doc.insert()
         return key_view(doc), secret
