@@ -61,6 +61,14 @@ def test_no_hub_running_is_one_line_naming_the_url_and_make_up() -> None:
     assert debug.stderr.strip().splitlines()[-1] == line  # the same explanation after the traceback
 
 
+def test_no_stream_running_is_one_line_naming_the_url() -> None:
+    url = f"ws://127.0.0.1:{_free_port()}"
+    env_url = f"http://127.0.0.1:{_free_port()}"
+    result = cli(env_url, "whatever", "--stream", url, "tail", "orders.#")
+    line = _one_line(result)
+    assert result.returncode == ExitCode.UNREACHABLE and url in line and "make up" in line, line
+
+
 def test_authentication_and_scope_failures_say_what_is_missing(stack: Stack) -> None:
     reader = mint_token(SECRET, subject="cli-reader", scopes=["events:read"])
     result = cli(stack.hub_url, reader, "topics", "list")

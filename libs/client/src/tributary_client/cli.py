@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from websockets.exceptions import WebSocketException
 
 from tributary_common.auth import SCOPES, mint_token
 from tributary_common.settings import CommonSettings
@@ -119,8 +120,8 @@ def _unreachable(exc: BaseException, c: Ctx | None) -> str:
         with contextlib.suppress(RuntimeError):  # RuntimeError: no request attached
             url = exc.request.url
     elif c is not None:
-        url = c.stream  # a websocket connection (OSError from the stream client)
-    what = "no answer in time from" if isinstance(exc, httpx.TimeoutException) else "cannot reach"
+        url = c.stream  # the stream client's websocket
+    what = "no answer in time from" if isinstance(exc, httpx.TimeoutException | TimeoutError) else "cannot reach"
     return (
         f"error: {what} {url} ({type(exc).__name__}); is the platform running? `make up` starts a local one "
         "(or set --hub / TRIBUTARY_HUB_URL, --stream / TRIBUTARY_STREAM_URL)"
@@ -140,7 +141,7 @@ def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except TributaryError as exc:
         raise _fail(_explain(exc, c), exc.exit_code, exc, c) from exc
-    except (httpx.TransportError, ConnectionError, socket.gaierror) as exc:
+    except (httpx.TransportError, ConnectionError, TimeoutError, socket.gaierror, WebSocketException) as exc:
         raise _fail([_unreachable(exc, c)], ExitCode.UNREACHABLE, exc, c) from exc
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -391,6 +392,7 @@ def tail(
         raise typer.Exit(2)
     client = StreamClient(c.stream, c.token)
     sub = client.unitop(unitop, items=item, since=since) if unitop else client.events(str(pattern), since=since)
+    sub.first_connect_attempts = 3  # then "cannot reach" (once subscribed, it resumes after any drop)
 
     async def go() -> None:
         seen = 0

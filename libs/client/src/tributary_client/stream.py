@@ -64,6 +64,10 @@ class Subscription:
         self.reconnect = reconnect
         self.max_backoff_s = max_backoff_s
         self.reconnects = 0
+        # Before the first subscription is confirmed, give up after this many failed connections (None: never):
+        # a command line wants "the stream is unreachable" rather than retrying a wrong URL forever.
+        self.first_connect_attempts: int | None = None
+        self._subscribed_once = False
         self.id = f"s{next(_ids)}"
         self._closed = False
 
@@ -107,6 +111,7 @@ class Subscription:
                             raise TributaryError(400, str(frame.get("code", "error")), str(frame.get("message", "")))
                         if kind == "subscribed":
                             attempt = 0
+                            self._subscribed_once = True
                             continue
                         if kind in ("event", "samples", "gap"):
                             self._advance(frame)
@@ -126,6 +131,9 @@ class Subscription:
                 if not self.reconnect or self._closed:
                     raise
                 attempt += 1
+                limit = self.first_connect_attempts
+                if not self._subscribed_once and limit is not None and attempt >= limit:
+                    raise
                 self.reconnects += 1
                 delay = min(self.max_backoff_s, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
                 log.info("stream connection lost (%s); resuming from %s in %.1f s", exc, self.position, delay)
