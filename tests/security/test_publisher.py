@@ -119,6 +119,18 @@ async def test_subscribers_see_the_publisher_only_when_the_topic_opts_in(stack: 
     assert [e["publisher"] for e in shown_events] == ["token:line-gateway"] * 2
 
 
+def test_an_api_key_publisher_is_named_by_its_id(stack: Stack) -> None:
+    _, shown = _topics(stack)
+    with _client(stack, stack.token) as admin:
+        created = admin.post("/apikeys", json={"name": "line3-gateway", "scopes": ["events:publish"]})
+        assert created.status_code == 201, created.text
+        key = created.json()
+    with _client(stack, key["key"]) as hub:
+        assert hub.post(f"/topics/{shown}/events", json={"data": {"v": 1}}).status_code == 202
+    with _client(stack, stack.token) as admin:
+        assert [i["publisher"] for i in _history(admin, shown, 1)] == [f"api_key:{key['id']}"]
+
+
 def test_expose_publisher_is_validated(stack: Stack) -> None:
     hidden, _ = _topics(stack)
     with _client(stack, stack.token) as admin:

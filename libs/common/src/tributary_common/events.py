@@ -22,7 +22,11 @@ PUBLISHER_MAX = 512
 
 
 def publisher_of(kind: str, subject: str) -> str:
-    """The `publisher` value of a principal, bounded (a token's `sub` is whatever the issuer put there)."""
+    """The `publisher` value of a principal, bounded (a token's `sub` is whatever the issuer put there): an API
+    key as `api_key:<key id>` (its subject's own `apikey:` prefix dropped), a token as `token:<sub>`; the kind
+    keeps a token whose `sub` looks like a key id apart from the key."""
+    if kind == "api_key":
+        subject = subject.removeprefix("apikey:")
     return f"{kind}:{subject}"[:PUBLISHER_MAX]
 
 
