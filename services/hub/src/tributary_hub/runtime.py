@@ -161,7 +161,7 @@ class Hub:
         broker = RabbitBroker(
             self.settings.amqp_url, logger=None, graceful_timeout=self.settings.shutdown_grace_seconds
         )
-        rpc = RpcServer()
+        rpc = RpcServer(concurrency=self.settings.rpc_concurrency)
         register_rpc(rpc, self)
         rpc.attach(broker, rc.HUB_QUEUE)
         sources = self.sources

@@ -19,6 +19,8 @@ class HubSettings(CommonSettings, MongoSettings):
     # Publishing: confirmed publishes in flight at once across all requests of this process.
     publish_window: int = Field(default=500, ge=1, le=100_000)
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    # RPC requests (the stream's history pages, API key checks, ...) handled at once; also the queue's prefetch.
+    rpc_concurrency: int = Field(default=16, ge=1, le=1024)
 
     # Limits: each a precise 413 or 422.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # one event's request body

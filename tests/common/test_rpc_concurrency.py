@@ -1,0 +1,109 @@
+"""RPC on the real broker: a server works on up to `concurrency` requests at once and never more, callers on one
+broker connection wait together, and every reply reaches the request it answers (correlation ids).
+
+The handlers hold at a gate that opens only once `concurrency` of them run together, so "slow requests complete
+in about one handler's time, not one after the other" is checked as a structural fact: the most handlers ever
+running at once reaches the limit and never exceeds it. Serialised requests would never open the gate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from tributary_common.rpc import RpcServer, call
+
+QUEUE = "tributary.rpc.test"
+LIMIT = 4
+
+
+class Gate:
+    """Counts the handlers running at once; each waits until `limit` run together (or gives up: a failure)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.peak = 0
+        self.opened = asyncio.Event()
+
+    async def handler(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if self.running >= self.limit:
+                self.opened.set()
+            async with asyncio.timeout(5):
+                await self.opened.wait()
+            await asyncio.sleep(0.01)  # still busy while others are delivered: they must wait for a slot
+            return {"echo": params["n"]}
+        finally:
+            self.running -= 1
+
+
+@pytest.fixture
+async def served(amqp_url: str) -> AsyncIterator[tuple[Gate, RabbitBroker]]:
+    gate = Gate(LIMIT)
+    server = RpcServer(concurrency=LIMIT)
+    server.register("slow", gate.handler)
+    broker = RabbitBroker(amqp_url, logger=None)
+    server.attach(broker, QUEUE)
+    await broker.start()
+    caller = RabbitBroker(amqp_url, logger=None)
+    await caller.start()
+    yield gate, caller
+    await caller.stop()
+    await broker.stop()
+
+
+async def test_calls_on_one_broker_run_together_up_to_the_limit(served: tuple[Gate, RabbitBroker]) -> None:
+    gate, caller = served
+    results = await asyncio.gather(*(call(caller, QUEUE, "slow", {"n": n}, timeout=15) for n in range(LIMIT)))
+    assert gate.opened.is_set() and gate.peak == LIMIT
+    assert [r["echo"] for r in results] == list(range(LIMIT))
+
+
+async def test_a_burst_over_the_limit_never_exceeds_it(served: tuple[Gate, RabbitBroker]) -> None:
+    gate, caller = served
+    n = 10 * LIMIT
+    results = await asyncio.gather(*(call(caller, QUEUE, "slow", {"n": i}, timeout=30) for i in range(n)))
+    assert [r["echo"] for r in results] == list(range(n))  # each caller got the reply to its own request
+    assert gate.peak == LIMIT
+    print(f"rpc: {n} requests, at most {gate.peak} handlers at once (limit {LIMIT})")
+
+
+async def test_the_server_bounds_requests_from_any_client(served: tuple[Gate, RabbitBroker], amqp_url: str) -> None:
+    """Requests published straight to the queue, more than the limit, each with its own correlation id: the
+    server holds to its limit and every reply carries the id of the request it answers; none stays unacked."""
+    gate, _ = served
+    n = 8 * LIMIT
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        got: dict[str, Any] = {}
+        all_in = asyncio.Event()
+
+        async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            got[message.correlation_id or ""] = orjson.loads(message.body)
+            if len(got) == n:
+                all_in.set()
+
+        await replies.consume(on_reply, no_ack=True)
+        for i in range(n):
+            body = orjson.dumps({"method": "slow", "params": {"n": i}})
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, correlation_id=f"c{i}", reply_to=replies.name), routing_key=QUEUE
+            )
+        async with asyncio.timeout(30):
+            await all_in.wait()
+        assert got == {f"c{i}": {"ok": True, "result": {"echo": i}} for i in range(n)}
+        assert gate.peak == LIMIT
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        assert queue.declaration_result.message_count == 0
+    finally:
+        await connection.close()
