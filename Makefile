@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools services services-down services-status test test-fast lint format up clean bench
+.PHONY: setup tools services services-down services-status test test-fast lint format up clean bench soak
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -57,8 +57,11 @@ format: setup
 up: setup services ## the whole platform with a demo
 	@if [ -x deploy/local/up.sh ]; then deploy/local/up.sh; else echo "platform services are running; the Tributary services are not built yet"; fi
 
-bench: setup services
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+bench: setup services ## every benchmark but the soak, each with its baseline in the same run
+	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+soak: setup services ## ten minutes of steady load on the whole platform; memory of each process (bench/soak.py)
+	$(BIN)/python bench/soak.py
 
 clean: services-down
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
