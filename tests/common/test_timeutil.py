@@ -10,17 +10,17 @@ from tributary_common.timeutil import format_time, parse_time
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("value", "reason"),
     [
-        "9999-12-31T23:00:00-05:00",  # past the last representable instant once in UTC
-        "0001-01-01T00:30:00+01:00",  # before the first
-        "2026-01-01T00:00:00",  # no offset
-        "not a time",
-        "2026-13-01T00:00:00Z",
+        ("9999-12-31T23:00:00-05:00", "out of range"),  # past the last representable instant once in UTC
+        ("0001-01-01T00:30:00+01:00", "out of range"),  # before the first
+        ("2026-01-01T00:00:00", "no UTC offset"),
+        ("not a time", "Invalid isoformat"),
+        ("2026-13-01T00:00:00Z", "month must be"),
     ],
 )
-def test_bad_times_are_value_errors(value: str) -> None:
-    with pytest.raises(ValueError):
+def test_bad_times_are_value_errors(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         parse_time(value)
 
 
