@@ -83,13 +83,21 @@ def check_document(base_url: str) -> dict[str, Any]:
     return doc
 
 
-def run_schemathesis(base_url: str, token: str, workdir: Path, *extra: str, max_examples: int = 25) -> Run:
+def run_schemathesis(
+    base_url: str,
+    token: str,
+    workdir: Path,
+    *extra: str,
+    max_examples: int = 25,
+    config: str = "schemathesis.toml",
+    request_timeout: float = 20,
+) -> Run:
     report = workdir / "schemathesis.json"
     cmd = [
         str(SCHEMATHESIS),
         "--no-color",
         "--config-file",
-        str(HERE / "schemathesis.toml"),
+        str(HERE / config),
         "run",
         f"{base_url}/openapi.json",
         "--checks",
@@ -103,7 +111,7 @@ def run_schemathesis(base_url: str, token: str, workdir: Path, *extra: str, max_
         "--workers",
         "1",
         "--request-timeout",
-        "20",
+        str(request_timeout),
         "--header",
         f"Authorization: Bearer {token}",
         "--report",

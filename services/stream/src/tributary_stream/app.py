@@ -14,6 +14,7 @@ from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
 from tributary_common.http_metrics import HttpMetrics
+from tributary_common.openapi import install_openapi
 
 from . import identity, sse
 from .service import StreamService
@@ -54,6 +55,7 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     )
     app.state.service = service
     install_error_handlers(app)
+    install_openapi(app)
     if settings.ops_port is None:  # otherwise on the ops port (the lifespan above), never on the public port
         app.include_router(health_router(checks, registry=service.metrics.registry))
     app.include_router(sse.router)

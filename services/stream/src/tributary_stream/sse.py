@@ -16,9 +16,12 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from tributary_common.auth import Forbidden
+from tributary_common.events import EVENT_ID_MAX
 from tributary_common.http_auth import bearer_token
-from tributary_common.http_errors import ApiError, ErrorBody
-from tributary_common.names import NameError_, validate_pattern, validate_unitop_name
+from tributary_common.http_errors import ApiError
+from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, NameError_, validate_pattern, validate_unitop_name
+from tributary_common.openapi import error_responses
+from tributary_common.stream_frames import UnitopSinceMark
 
 from . import protocol
 from .clients import Client, SseEncoder
@@ -28,15 +31,31 @@ from .transports import abort_handle
 
 router = APIRouter(tags=["stream"])
 SSE_SUB_ID = "sse"
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (422, "Bad pattern, name or since (`invalid_request`, as the hub answers)"),
-        (401, "No or invalid token"),
-        (403, "Token lacks the scope or pattern"),
-        (429, "Too many open streams of this principal"),
-        (503, "Too many connections, or shutting down"),
-    )
+ERRORS = error_responses(
+    (422, "Bad pattern, name, since or Last-Event-ID (`invalid_request`, as the hub answers)"),
+    (401, "No or invalid token"),
+    (403, "Token lacks the scope or pattern"),
+    (429, "Too many open streams of this principal"),
+    (503, "Too many connections, shutting down, or credentials cannot be checked now"),
+)
+# What each parameter accepts, in the document: each a 422 naming it otherwise (the checks stay ours, so the
+# answer is the hub's `invalid_request` with the parameter's location).
+TIME_MAX = 64
+TIME = {"format": "date-time"}
+PATTERN_SCHEMA = {"pattern": r"^(\*|#|[A-Za-z0-9_-]+)(\.(\*|#|[A-Za-z0-9_-]+))*$", "maxLength": MAX_ROUTING_KEY}
+# A unitop stream's SSE id: `{"items": {item: time}}` (JSON), or a bare time.
+UNITOP_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 16384,
+    "anyOf": [
+        TIME,
+        {
+            "pattern": r"^\{",
+            "contentMediaType": "application/json",
+            "contentSchema": UnitopSinceMark.model_json_schema(),
+        },
+    ],
 }
 
 
@@ -48,9 +67,22 @@ ERRORS: dict[int | str, dict[str, object]] = {
 )
 async def events_stream(
     request: Request,
-    pattern: str = Path(description="AMQP pattern over `<topic>.<subject>`, e.g. `orders.eu.#`"),
-    since: str | None = Query(default=None, description="A time (RFC 3339) or the last event id seen"),
-    last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
+    pattern: str = Path(
+        description="AMQP pattern over `<topic>.<subject>`, e.g. `orders.eu.#`", json_schema_extra=PATTERN_SCHEMA
+    ),
+    since: str | None = Query(
+        default=None,
+        min_length=1,
+        max_length=EVENT_ID_MAX,
+        description="A time (RFC 3339: events from it) or the last event id seen (events after it)",
+    ),
+    last_event_id: str | None = Header(
+        default=None,
+        alias="Last-Event-ID",
+        min_length=1,
+        max_length=EVENT_ID_MAX,
+        description="The `id` of the last record received: resume after it (wins over `since`)",
+    ),
 ) -> StreamingResponse:
     service, client, ticket = await _open(request)
     try:
@@ -94,10 +126,22 @@ def _events(
 )
 async def unitop_stream(
     request: Request,
-    name: str = Path(description="Unitop name"),
-    items: str | None = Query(default=None, description="Comma-separated item names (default: all)"),
-    since: str | None = Query(default=None, description="A time (RFC 3339): samples after it"),
-    last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
+    name: str = Path(description="Unitop name", json_schema_extra={"pattern": UNITOP_RE.pattern}),
+    items: str | None = Query(default=None, max_length=16384, description="Comma-separated item names (default: all)"),
+    since: str | None = Query(
+        default=None,
+        min_length=1,
+        max_length=TIME_MAX,
+        description="A time (RFC 3339): samples after it",
+        json_schema_extra=TIME,
+    ),
+    last_event_id: str | None = Header(
+        default=None,
+        alias="Last-Event-ID",
+        min_length=1,
+        description='The `id` of the last record received (`{"items": {item: time}}`) or a time: resume after it',
+        json_schema_extra=UNITOP_ID_SCHEMA,
+    ),
 ) -> StreamingResponse:
     service, client, ticket = await _open(request)
     try:
@@ -125,14 +169,16 @@ def _unitop(
         raise Forbidden(f"unitop {name!r} is outside the token's unitops")
     wanted = tuple(i for i in (items or "").split(",") if i) or None
     parsed = None
-    where = "/header/Last-Event-ID" if last_event_id else "/query/since"
+    # Both are checked when both are given (a bad `since` is a 422 even though Last-Event-ID wins).
+    where = "/query/since"
     try:
-        if last_event_id:
+        if since is not None:
+            parsed = protocol.unitop_since(since, where=where)
+        if last_event_id is not None:
+            where = "/header/Last-Event-ID"
             # Our SSE ids for samples are `{"items": {item: time}}`; a bare time works too.
             value = orjson.loads(last_event_id) if last_event_id.startswith("{") else last_event_id
             parsed = protocol.unitop_since(value, where=where)
-        elif since:
-            parsed = protocol.unitop_since(since, where=where)
     except (protocol.FrameError, orjson.JSONDecodeError) as exc:
         msg = exc.message if isinstance(exc, protocol.FrameError) else f"not valid JSON: {exc}"
         raise _invalid(msg, where) from None
