@@ -1,5 +1,6 @@
-"""RPC on the real broker: a server works on up to `concurrency` requests at once and never more, callers on one
-broker connection wait together, and every reply reaches the request it answers (correlation ids).
+"""RPC on the real broker: a server works on up to `concurrency` requests at once and never more, and every reply
+reaches the request it answers (correlation ids). Callers are several connections (FastStream's `request` makes
+one call at a time per connection) or raw AMQP publishes.
 
 The handlers hold at a gate that opens only once `concurrency` of them run together, so "slow requests complete
 in about one handler's time, not one after the other" is checked as a structural fact: the most handlers ever
@@ -45,38 +46,45 @@ class Gate:
             self.running -= 1
 
 
+CALLERS = 2 * LIMIT
+
+
 @pytest.fixture
-async def served(amqp_url: str) -> AsyncIterator[tuple[Gate, RabbitBroker]]:
+async def served(amqp_url: str) -> AsyncIterator[tuple[Gate, list[RabbitBroker]]]:
     gate = Gate(LIMIT)
     server = RpcServer(concurrency=LIMIT)
     server.register("slow", gate.handler)
     broker = RabbitBroker(amqp_url, logger=None)
     server.attach(broker, QUEUE)
     await broker.start()
-    caller = RabbitBroker(amqp_url, logger=None)
-    await caller.start()
-    yield gate, caller
-    await caller.stop()
+    callers = [RabbitBroker(amqp_url, logger=None) for _ in range(CALLERS)]
+    for caller in callers:
+        await caller.start()
+    yield gate, callers
+    for caller in callers:
+        await caller.stop()
     await broker.stop()
 
 
-async def test_calls_on_one_broker_run_together_up_to_the_limit(served: tuple[Gate, RabbitBroker]) -> None:
-    gate, caller = served
-    results = await asyncio.gather(*(call(caller, QUEUE, "slow", {"n": n}, timeout=15) for n in range(LIMIT)))
+async def test_slow_calls_run_together_up_to_the_limit(served: tuple[Gate, list[RabbitBroker]]) -> None:
+    gate, callers = served
+    results = await asyncio.gather(*(call(callers[n], QUEUE, "slow", {"n": n}, timeout=15) for n in range(LIMIT)))
     assert gate.opened.is_set() and gate.peak == LIMIT
     assert [r["echo"] for r in results] == list(range(LIMIT))
 
 
-async def test_a_burst_over_the_limit_never_exceeds_it(served: tuple[Gate, RabbitBroker]) -> None:
-    gate, caller = served
-    n = 10 * LIMIT
-    results = await asyncio.gather(*(call(caller, QUEUE, "slow", {"n": i}, timeout=30) for i in range(n)))
+async def test_a_burst_over_the_limit_never_exceeds_it(served: tuple[Gate, list[RabbitBroker]]) -> None:
+    gate, callers = served
+    n = 5 * CALLERS
+    results = await asyncio.gather(*(call(callers[i % CALLERS], QUEUE, "slow", {"n": i}, timeout=30) for i in range(n)))
     assert [r["echo"] for r in results] == list(range(n))  # each caller got the reply to its own request
     assert gate.peak == LIMIT
-    print(f"rpc: {n} requests, at most {gate.peak} handlers at once (limit {LIMIT})")
+    print(f"rpc: {n} requests from {CALLERS} connections, at most {gate.peak} handlers at once (limit {LIMIT})")
 
 
-async def test_the_server_bounds_requests_from_any_client(served: tuple[Gate, RabbitBroker], amqp_url: str) -> None:
+async def test_the_server_bounds_requests_from_any_client(
+    served: tuple[Gate, list[RabbitBroker]], amqp_url: str
+) -> None:
     """Requests published straight to the queue, more than the limit, each with its own correlation id: the
     server holds to its limit and every reply carries the id of the request it answers; none stays unacked."""
     gate, _ = served
