@@ -20,13 +20,15 @@ $(STAMP): constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/
 	@touch $@
 
 # What the tests check documents and rules with: the official AsyncAPI JSON Schemas (npm `@asyncapi/specs`,
-# pinned) and promtool (Debian's `prometheus` package).
+# pinned) and promtool (Debian's `prometheus` package); Debian's `chromium`, which Playwright (pip, pinned) drives
+# in tests/console (Playwright's own browser download is never used).
 TOOLS := .local/tools
 ASYNCAPI_SPECS_VERSION := 6.11.1
 ASYNCAPI_SPECS := $(TOOLS)/node_modules/@asyncapi/specs/package.json
 
-tools: $(ASYNCAPI_SPECS) ## the AsyncAPI schemas and promtool
+tools: $(ASYNCAPI_SPECS) ## the AsyncAPI schemas, promtool, and Chromium for the console's browser tests
 	@command -v promtool >/dev/null || deploy/local/services.sh packages prometheus
+	@test -x /usr/bin/chromium || deploy/local/services.sh packages chromium
 
 $(ASYNCAPI_SPECS): Makefile
 	@command -v npm >/dev/null || deploy/local/services.sh packages npm

@@ -74,7 +74,8 @@ def run_stack(
     per_service = per_service or {}
     procs: dict[str, ServiceProcess] = {}
     for name in services:
-        port = platform.free_port()
+        # A port given in per_service is kept: another process's settings may need it before the start.
+        port = int(per_service.get(name, {}).get("TRIBUTARY_HTTP_PORT") or platform.free_port())
         penv = {**common, **per_service.get(name, {}), "TRIBUTARY_HTTP_PORT": str(port)}
         procs[name] = ServiceProcess(MODULES[name], ["serve"], penv, logs / f"{name}.log", port)
     try:

@@ -58,6 +58,9 @@ class CommonSettings(BaseSettings):
     auth_enabled: bool = True
     # Local development: accept the public default secret and disabled auth. Never in production.
     dev_mode: bool = False
+    # Browser apps on other origins allowed to call this service (comma-separated, e.g.
+    # `https://console.example.com`; `*` any origin). Empty: no CORS headers, same-origin only (cors.py).
+    cors_origins: str = Field(default="", max_length=4096)
 
     # Demand heartbeats (SPEC flow 3): sent every interval; demand lapses after ttl without one.
     demand_interval_s: float = 5.0

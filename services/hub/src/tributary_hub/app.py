@@ -12,13 +12,14 @@ from pymongo.errors import PyMongoError
 from tributary_common.access_log import AccessLog, parse_networks
 from tributary_common.asyncapi import asyncapi_router
 from tributary_common.asyncapi_apis import HUB
+from tributary_common.cors import install_cors
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import error_response, install_error_handlers
 from tributary_common.http_metrics import HttpMetrics
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, audit, deadletters, events, identity, sources, topics, unitops
+from .api import apikeys, audit, console, deadletters, events, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .errors import HubError
 from .runtime import Hub
@@ -91,9 +92,11 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(audit.router)
     app.include_router(asyncapi_router(HUB))
+    console.mount(app, settings)
     install_openapi(app, extend=add_links)
     app.add_middleware(HttpMetrics)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
     )
+    install_cors(app, settings.cors_origins)  # outermost: preflights are answered before anything else
     return app

@@ -55,6 +55,12 @@ class HubSettings(CommonSettings, MongoSettings):
     # this one within it; through this one, at once).
     topic_local_ttl_s: float = Field(default=1.0, ge=0)
 
+    # The web console (/console/): where browsers reach the stream (its /ws), e.g. wss://stream.example.com.
+    # Unset: the console offers no live tail. Strict: its origin goes into the console's CSP header.
+    console_stream_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^(wss?|https?)://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+    )
+
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)
     history_max_limit: int = Field(default=1000, ge=1)

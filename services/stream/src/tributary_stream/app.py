@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from tributary_common.access_log import AccessLog, parse_networks
 from tributary_common.asyncapi import asyncapi_router
 from tributary_common.asyncapi_apis import STREAM
+from tributary_common.cors import install_cors
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
@@ -66,4 +67,5 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
     app.add_middleware(
         AccessLog, trusted_proxies=parse_networks(settings.trusted_proxies), sample=settings.access_log_sample
     )
+    install_cors(app, settings.cors_origins)  # outermost: preflights are answered before anything else
     return app
