@@ -37,6 +37,7 @@ def settings_for(amqp_url: str, **overrides: Any) -> StreamSettings:
         "shutdown_grace_seconds": 5.0,
         "reconnect_initial_s": 0.2,
         "reconnect_max_s": 1.0,
+        "replay_unknown_id_wait_s": 1.0,
     }
     values.update(overrides)
     return StreamSettings(**values)

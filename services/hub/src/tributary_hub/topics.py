@@ -182,6 +182,14 @@ class TopicService:
         doc = await self._doc(name)
         return topic_view(doc, await self._schema(doc.id, doc.uid, doc.version))
 
+    async def snapshot(self, name: str) -> dict[str, Any]:
+        """The topic's view for the audit trail before a change; an unreadable topic's stored fields as they are
+        (it can still be repaired or deleted). A missing topic is the usual 404."""
+        try:
+            return await self.get(name)
+        except Conflict:
+            return {k: v for k, v in (await self._raw(name)).items() if k != "_id"} | {"name": name}
+
     async def all(self) -> list[dict[str, Any]]:
         return [topic_view(d) async for d in readable(TopicDoc, {}, [("_id", 1)])]
 

@@ -179,6 +179,7 @@ class Fanout:
         floor = format_time(started - timedelta(seconds=self.settings.seam_margin_s))
         settled_at = started + timedelta(seconds=self.settings.replay_settle_s)
         give_up_at = started + timedelta(seconds=self.settings.replay_catchup_max_s)
+        unknown_until = started + timedelta(seconds=self.settings.replay_unknown_id_wait_s)
         cursor: str | None = None
         last: str | None = None  # the last history event sent
         first = True
@@ -193,6 +194,11 @@ class Fanout:
                         limit=self.settings.history_page_size,
                     )
                 except RpcError as exc:
+                    if first and exc.code == "not_found" and since.after_id and utcnow() < unknown_until:
+                        # An id the client saw live may not be recorded yet (the recorder lags): ask again
+                        # for a while before calling it unknown.
+                        await asyncio.sleep(REPLAY_POLL_S)
+                        continue
                     if first and exc.code in ("invalid", "not_found"):
                         # The `since` itself is wrong: refuse the subscription as a whole.
                         self.unsubscribe(client, sub.id, notify=False)

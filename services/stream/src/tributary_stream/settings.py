@@ -45,6 +45,9 @@ class StreamSettings(CommonSettings):
     # An events replay whose history has not reached the live events by then goes live with a `gap`
     # (`history_behind`): the hub's recorder lags this much.
     replay_catchup_max_s: float = Field(default=30.0, gt=0)
+    # A `since` id not (yet) in history: asked again this long before it is refused as unknown. A client resumes
+    # from the last id it saw live, which a lagging recorder may not have written yet.
+    replay_unknown_id_wait_s: float = Field(default=10.0, ge=0)
 
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     # Broker reconnect backoff (seconds), doubled up to the max.

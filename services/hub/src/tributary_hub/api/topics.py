@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from tributary_common.auth import Forbidden, Principal
 from tributary_common.names import TOPIC_RE
 
-from ..errors import HubError, NotFound
+from ..errors import NotFound
 from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
@@ -137,7 +137,7 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     hub = hub_of(request)
     body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
     changes = body.model_dump(exclude_unset=True, mode="json")
-    before = await hub.topics.get(topic)
+    before = await hub.topics.snapshot(topic)
     after = await hub.topics.update_settings(topic, changes, by=principal.subject)
     await hub.audit.record(principal.subject, "topic.updated", topic, before, after)
     return after
@@ -211,10 +211,7 @@ async def delete_topic(
 ) -> Response:
     own_topic(principal, topic)
     hub = hub_of(request)
-    try:
-        before: dict[str, Any] | None = await hub.topics.get(topic)
-    except HubError:
-        before = None  # an unreadable topic can still be deleted (a missing one is the 404 below)
+    before = await hub.topics.snapshot(topic)
     await hub.topics.delete(topic, force=force)
     await hub.audit.record(principal.subject, "topic.deleted", topic, before, {"events_deleted": force})
     return Response(status_code=204)
