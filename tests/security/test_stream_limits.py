@@ -329,7 +329,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 async def test_replies_a_client_never_reads_are_bounded_then_closed_1008(tight: Stack) -> None:
-    client = await asyncio.to_thread(RawWs, tight.procs["stream"].port or 0, tight.mint(scopes=READ))
+    subject = f"flooder-{uuid.uuid4().hex[:8]}"
+    client = await asyncio.to_thread(RawWs, tight.procs["stream"].port or 0, tight.mint(subject=subject, scopes=READ))
     base = rss_mb(tight)
 
     def flood() -> None:
@@ -343,7 +344,13 @@ async def test_replies_a_client_never_reads_are_bounded_then_closed_1008(tight: 
     code = await asyncio.to_thread(client.read_until_closed)
     client.close()
     assert grown < 50, f"stream RSS grew by {grown:.0f} MB"
-    assert code == 1008, f"close code {code} after {len(client.frames)} frames"
+    if code is None:
+        # The close frame sat behind replies the client was not reading; when the flood outlasts the server's
+        # close timeout the server drops the connection and the frame is lost with it. Its decision is logged.
+        log = (tight.logs / "stream.log").read_text(errors="replace")
+        assert f"closing a client ({subject}) with 1008" in log, f"no close after {len(client.frames)} frames"
+    else:
+        assert code == 1008, f"close code {code} after {len(client.frames)} frames"
 
 
 async def test_data_a_client_never_reads_is_bounded_then_closed_for_ws_and_sse(tight: Stack) -> None:
