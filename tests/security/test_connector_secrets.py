@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,14 +96,8 @@ def stack(tmp_path: Path, secrets_dir: Path, services: None) -> Iterator[Stack]:
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.3)
+    """The shared poller, positional for `asyncio.to_thread`."""
+    return platform.wait_for(predicate, timeout=timeout, interval=0.3, what=what)
 
 
 def http_item(url: str, headers: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.platform import wait_for
 from tests.support.stack import Stack, run_stack
 
 
@@ -33,17 +34,6 @@ def stack(tmp_path: Path, csv_root: Path, services: None) -> Iterator[Stack]:
     ingest = {"TRIBUTARY_ENABLED_SOURCES": "csv", "TRIBUTARY_CSV_ROOTS": str(csv_root)}
     with run_stack(tmp_path / "logs", ("hub", "ingest"), per_service={"ingest": ingest}) as s:
         yield s
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.3)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -74,7 +64,7 @@ def test_bad_times_are_refused_and_counted_and_the_source_carries_on(stack: Stac
         },
     }
     hub = httpx.Client(base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=10)
-    wait_for(lambda: hub.get("/sources").json()["items"], 30, "the csv source announced")
+    wait_for(lambda: hub.get("/sources").json()["items"], timeout=30, interval=0.3, what="the csv source announced")
     r = hub.post("/unitops", json=unitop)
     assert r.status_code == 201, r.text
 
@@ -86,14 +76,14 @@ def test_bad_times_are_refused_and_counted_and_the_source_carries_on(stack: Stac
         return out
 
     expected = {"overflow": [1, 7, 8], "future": [1, 7, 8]}
-    wait_for(lambda: recorded() == expected, 60, f"the real rows {expected} (have {recorded()})")
+    wait_for(lambda: recorded() == expected, timeout=60, interval=0.3, what=f"the real rows {expected}")
 
     # Rows appended after the bad ones still flow: the read did not restart, the watermark did not jump.
     for name in ("overflow", "future"):
         with (csv_root / name / "a.csv").open("a") as f:
             f.write(f"{time.time():.3f},9\n")
     expected = {"overflow": [1, 7, 8, 9], "future": [1, 7, 8, 9]}
-    wait_for(lambda: recorded() == expected, 60, f"the appended rows (have {recorded()})")
+    wait_for(lambda: recorded() == expected, timeout=60, interval=0.3, what="the appended rows")
 
     ingest = httpx.Client(base_url=stack.url("ingest"), timeout=10)
     status = ingest.get("/status").json()["sources"]["csv"]
