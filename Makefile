@@ -50,7 +50,7 @@ test: setup tools services ## everything the tests need, then the tests
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src libs/client/src services/hub/src services/ingest/src services/stream/src tests deploy/local/demo.py $(wildcard bench/*.py)
+	$(BIN)/mypy libs/common/src libs/client/src services/hub/src services/ingest/src services/stream/src tests deploy/local/demo.py $(wildcard bench/*.py bench/*/*.py)
 
 format: setup
 	$(BIN)/ruff check --fix .
@@ -59,7 +59,8 @@ format: setup
 up: setup services ## the whole platform with a demo
 	@if [ -x deploy/local/up.sh ]; then deploy/local/up.sh; else echo "platform services are running; the Tributary services are not built yet"; fi
 
-bench: setup services ## every benchmark but the soak, each with its baseline in the same run
+bench: setup services ## every benchmark but the soak, each with its baseline in the same run (HTTP load: wrk)
+	@command -v wrk >/dev/null || deploy/local/services.sh packages wrk
 	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 soak: setup services ## ten minutes of steady load on the whole platform; memory of each process (bench/soak.py)
