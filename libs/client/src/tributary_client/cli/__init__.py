@@ -7,11 +7,11 @@ An expected failure (platform unreachable, 401/403/404/409/422/5xx) is one line 
 what to do, the platform's violations each on its own line, and a distinct exit code (`errors.ExitCode`); the
 traceback only with `--debug`.
 
-Modules: `app` (the command tree and global options), one per resource (`topics`, `unitops`, `sources`,
+Modules: `root` (the command tree and global options), one per resource (`topics`, `unitops`, `sources`,
 `events`: publish, tail, history; `tokens`), `context` (the invocation's options), `failures` (what a failure
 prints and its exit code), `inputs` (JSON and NDJSON given by the user), `output` (tables, JSON, frames).
 """
 
-from .app import app, main
+from .root import app, main
 
 __all__ = ["app", "main"]
