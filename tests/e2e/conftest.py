@@ -14,9 +14,10 @@ import pytest
 from tests.support import platform
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import ServiceProcess
-from tributary_common.auth import mint_token
+from tests.support.tokens import Minter
 
 SECRET = "e2e-secret-0123456789-0123456789-abcdef"
+MINT = Minter(SECRET)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             p.wait_healthy(60)
             p.wait_healthy(60, path="/readyz")
         hub, ingest, stream = procs
-        yield Platform(hub, ingest, stream, otlp=otlp, env=common, token=mint_token(SECRET, subject="e2e"))
+        yield Platform(hub, ingest, stream, otlp=otlp, env=common, token=MINT(subject="e2e"))
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import SECRET, Stack, run_stack
+from tests.support.stack import MINT, Stack, run_stack
 from tributary_client.errors import ExitCode
-from tributary_common.auth import mint_token
 
 SCHEMA = '{"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}'
 
@@ -70,11 +69,11 @@ def test_no_stream_running_is_one_line_naming_the_url() -> None:
 
 
 def test_authentication_and_scope_failures_say_what_is_missing(stack: Stack) -> None:
-    reader = mint_token(SECRET, subject="cli-reader", scopes=["events:read"])
+    reader = MINT(["events:read"], subject="cli-reader")
     result = cli(stack.hub_url, reader, "topics", "list")
     assert result.returncode == ExitCode.FORBIDDEN == 5, result.stderr
     assert "'topics:read'" in _one_line(result)
-    expired = mint_token(SECRET, subject="cli-old", ttl_s=-60)
+    expired = MINT(subject="cli-old", ttl_s=-60)
     result = cli(stack.hub_url, expired, "topics", "list")
     assert result.returncode == ExitCode.UNAUTHENTICATED == 4, result.stderr
     assert "expired" in _one_line(result)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
 from tests.e2e.conftest import Platform
+from tests.support.polling import eventually
 from tributary_client import HubClient, StreamClient
 from tributary_client.sse import sse_events
 from tributary_common.sid import compute_sid
@@ -32,17 +32,6 @@ async def _first_frames(sub: Any, n: int, timeout: float = 30) -> list[dict[str,
     return frames
 
 
-async def _wait(predicate: Any, timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def test_event_published_over_http_arrives_live_in_history_and_in_one_trace(e2e: Platform) -> None:
     topic = f"e2e-{uuid.uuid4().hex[:8]}"
     async with HubClient(e2e.hub_url, e2e.token) as hub:
@@ -62,7 +51,7 @@ async def test_event_published_over_http_arrives_live_in_history_and_in_one_trac
         async def recorded() -> list[Any]:
             return [ev async for ev in hub.history(topic, subject="plant1.#")]
 
-        history = await _wait(recorded, what="the event in history")
+        history = await eventually(recorded, 20, interval=0.2, what="the event in history")
         assert [ev.id for ev in history] == [accepted["id"]]
 
     # One trace: the HTTP publish and the recorder (hub) and the websocket send (stream).
@@ -74,7 +63,7 @@ async def test_event_published_over_http_arrives_live_in_history_and_in_one_trac
         services = {s.service for s in e2e.otlp.trace(trace_id)}
         return services if {"tributary-hub", "tributary-stream"} <= services else set()
 
-    await _wait(spans_of_all, what=f"spans of hub and stream in trace {trace_id}")
+    await eventually(spans_of_all, 20, interval=0.2, what=f"spans of hub and stream in trace {trace_id}")
     spans = e2e.otlp.trace(trace_id)
     hub_spans = [s for s in spans if s.service == "tributary-hub"]
     assert len(hub_spans) >= 2, [s.name for s in spans]  # the HTTP publish and the recording
@@ -90,7 +79,7 @@ async def test_unitop_stream_delivers_simulator_samples_in_one_trace(e2e: Platfo
         async def simulator_announced() -> bool:
             return any(s["name"] == "simulator" for s in await hub.sources())
 
-        await _wait(simulator_announced, 30, "ingest to announce the simulator")
+        await eventually(simulator_announced, 30, "ingest to announce the simulator", interval=0.2)
         await hub.create_unitop({"name": name, "items": {"flow": {"source": "simulator", "params": params}}})
 
     sub = StreamClient(e2e.stream_url, e2e.token).unitop(name)
@@ -111,7 +100,7 @@ async def test_unitop_stream_delivers_simulator_samples_in_one_trace(e2e: Platfo
                     return services
         return set()
 
-    services = await _wait(sample_trace, 30, "a trace from ingest to stream")
+    services = await eventually(sample_trace, 30, "a trace from ingest to stream", interval=0.2)
     assert {"tributary-ingest", "tributary-stream"} <= services
 
 
@@ -135,7 +124,7 @@ async def test_client_resumes_without_loss_after_stream_restart(e2e: Platform) -
         published: list[str] = []
         for i in range(10):
             published.append((await hub.publish(topic, {"value": i}, subject="a"))["id"])
-        await _wait(lambda: _true_if(len(received) >= 10), what="the first ten events")
+        await eventually(lambda: len(received) >= 10, 20, interval=0.2, what="the first ten events")
 
         # The stream process restarts; events published while it is down come back from history.
         e2e.stream.terminate()
@@ -157,10 +146,6 @@ async def test_client_resumes_without_loss_after_stream_restart(e2e: Platform) -
         assert sub.reconnects >= 1
 
 
-async def _true_if(value: bool) -> bool:
-    return value
-
-
 async def test_sse_through_the_client_resumes_with_last_event_id(e2e: Platform) -> None:
     topic = f"e2e-{uuid.uuid4().hex[:8]}"
     async with HubClient(e2e.hub_url, e2e.token) as hub:
@@ -170,7 +155,7 @@ async def test_sse_through_the_client_resumes_with_last_event_id(e2e: Platform) 
         async def recorded() -> bool:
             return len([ev async for ev in hub.history(topic)]) == 4
 
-        await _wait(recorded, what="four events in history")
+        await eventually(recorded, 20, interval=0.2, what="four events in history")
 
     async def read(n: int, **resume: str) -> list[tuple[str, str, Any]]:
         got: list[tuple[str, str, Any]] = []

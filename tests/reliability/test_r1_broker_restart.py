@@ -26,8 +26,7 @@ from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
 from tests.support import platform
 from tests.support.processes import ServiceProcess
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
-from tests.support.stack import SECRET
-from tributary_common.auth import mint_token
+from tests.support.stack import MINT, SECRET
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -125,4 +124,4 @@ async def scenario(base: str, token: str, rabbit: PrivateRabbit) -> None:
 
 
 def test_r1_broker_restart_during_a_10000_event_publish(rabbit: PrivateRabbit, hub: ServiceProcess) -> None:
-    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", mint_token(SECRET, subject="r1"), rabbit))
+    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", MINT(subject="r1"), rabbit))

@@ -26,8 +26,7 @@ from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
 from tests.support import platform
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.processes import ServiceProcess
-from tests.support.stack import SECRET
-from tributary_common.auth import mint_token
+from tests.support.stack import MINT, SECRET
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -147,4 +146,4 @@ async def scenario(base: str, token: str, database: PrivateFerretDB) -> None:
 
 
 def test_r2_database_stopped_for_30_s_while_publishing(database: PrivateFerretDB, hub: ServiceProcess) -> None:
-    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", mint_token(SECRET, subject="r2"), database))
+    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", MINT(subject="r2"), database))

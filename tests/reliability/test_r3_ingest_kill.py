@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.helpers import LEASE_TTL_S, Received, bus, eventually, ingest_process
+from tests.ingest.helpers import LEASE_TTL_S, ingest_process
 from tests.ingest.test_leases_processes import owners, processes, sim_subs
+from tests.support.bus import Received, bus
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 from tributary_common.cache import Cache
 

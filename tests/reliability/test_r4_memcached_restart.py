@@ -26,10 +26,11 @@ import httpx
 import pymongo
 import pytest
 
-from tests.ingest.helpers import bus, eventually
 from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
 from tests.support import platform
+from tests.support.bus import bus
 from tests.support.memcached import PrivateMemcached, private_memcached
+from tests.support.polling import eventually
 from tests.support.stack import Stack, run_stack
 from tributary_common.cache import Cache
 from tributary_common.timeutil import format_time

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
 import orjson
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tests.support.bus import Bus
 from tests.support.stack import Stack, run_stack
 
 FRAMES = 10_000
@@ -276,10 +276,7 @@ class Observer:
 async def publish(amqp_url: str, topic: str, stop: asyncio.Event) -> list[str]:
     """Events straight to the broker at PUBLISH_RATE (the stream alone is under test), ids in publish order."""
     ids: list[str] = []
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange("tributary.events", aio_pika.ExchangeType.TOPIC, durable=True)
+    async with Bus(amqp_url, collect=False) as bus:
         next_at = time.monotonic()
         while not stop.is_set():
             eid = f"r6-{len(ids):06d}"
@@ -292,12 +289,10 @@ async def publish(amqp_url: str, topic: str, stop: asyncio.Event) -> list[str]:
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
                 "data": {"n": len(ids)},
             }
-            await exchange.publish(aio_pika.Message(orjson.dumps(envelope)), routing_key=f"{topic}.x")
+            await bus.raw("tributary.events", f"{topic}.x", orjson.dumps(envelope))
             ids.append(eid)
             next_at += 1 / PUBLISH_RATE
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-    finally:
-        await connection.close()
     return ids
 
 

@@ -7,14 +7,16 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pymongo
 
 from tests.support import platform
 from tests.support.processes import ServiceProcess
-from tributary_common.auth import mint_token
+from tests.support.tokens import Minter
 
 SECRET = "stack-secret-0123456789-0123456789-abcdef"
+MINT = Minter(SECRET)
 MODULES = {"hub": "tributary_hub", "ingest": "tributary_ingest", "stream": "tributary_stream"}
 
 
@@ -27,6 +29,7 @@ class Stack:
     token: str
     logs: Path
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
+    mint: ClassVar[Minter] = MINT  # tokens the stack's services accept
 
     def url(self, name: str, scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.procs[name].port}"
@@ -42,9 +45,6 @@ class Stack:
     @property
     def stream_http_url(self) -> str:
         return self.url("stream")
-
-    def mint(self, **kwargs: object) -> str:
-        return mint_token(SECRET, **kwargs)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -84,7 +84,7 @@ def run_stack(
         for p in procs.values():
             p.wait_healthy(60)
             p.wait_healthy(60, path="/readyz")
-        yield Stack(procs, common, vhost, db, mint_token(SECRET, subject="sec-admin"), logs, per_service)
+        yield Stack(procs, common, vhost, db, MINT(subject="sec-admin"), logs, per_service)
     finally:
         for p in reversed(list(procs.values())):
             p.terminate()

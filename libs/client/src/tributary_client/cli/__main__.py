@@ -1,0 +1,5 @@
+"""`python -m tributary_client.cli`, the same as the `tributary` console script."""
+
+from . import main
+
+main()
