@@ -8,6 +8,7 @@ import aio_pika
 from tests.support import platform
 from tributary_common import exchanges, rpc_contracts
 from tributary_common.amqp import topology as t
+from tributary_common.control import Demand, SourceAnnouncement, UnitopChange, control_key
 from tributary_common.events import CloudEvent, dataschema_for
 from tributary_hub import amqp as hub_amqp
 from tributary_hub import runtime as hub_runtime
@@ -100,3 +101,24 @@ async def test_declaring_the_hub_topology_twice_and_with_todays_declarations(vho
     assert sources == {("tributary.hub.sources", "source.#")}
     dead = {(b["destination"], b["routing_key"]) for b in platform.bindings(vhost, "tributary.dead")}
     assert dead == {("tributary.deadletters", "#")}
+
+
+def test_control_messages_know_their_routing_key() -> None:
+    now = "2026-01-01T00:00:00Z"
+    demand = Demand.model_validate(
+        {"source": "csv", "requester": "hub", "subscriptions": [], "ttl_s": 5, "sent_at": now}
+    )
+    announcement = SourceAnnouncement.model_validate(
+        {
+            "source": "sim",
+            "instance_id": "i",
+            "subscription_schema": {},
+            "capacity": 1,
+            "free": 1,
+            "leases": 0,
+            "ttl_s": 5,
+            "sent_at": now,
+        }
+    )
+    change = UnitopChange.model_validate({"action": "deleted", "name": "press-1", "sent_at": now})
+    assert [control_key(m) for m in (demand, announcement, change)] == ["demand.csv", "source.sim", "unitop.press-1"]
