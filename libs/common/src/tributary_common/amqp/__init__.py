@@ -19,13 +19,16 @@
 - `consumer.Consumer`: its own channel, prefetch, callback or `inbox`, run-time `bind`/`unbind`, `cancel`,
   `close`, `alive()` (for readiness) and `closed()` (for a supervisor that reconnects).
 - `publisher.ConfirmedPublisher`: confirms, a bounded window in flight, timeouts, persistent, trace headers.
+- `rpc`: `serve_rpc` and `RpcClient`, the aio-pika transport of `tributary_common.rpc` (same wire format).
 
-Dead letters (`tributary_common.deadletters`) and RPC (`tributary_common.rpc`) keep their own modules.
+Dead letters (`tributary_common.deadletters`) keep their module; control messages give their routing key with
+`tributary_common.control.control_key`.
 """
 
 from .connection import connect, connect_retrying, connect_robust
 from .consumer import Consumer, OnMessage
 from .publisher import ConfirmedPublisher, PublishFailed
+from .rpc import RpcClient, serve_rpc
 from .topology import (
     ALL,
     CONTROL,
@@ -76,6 +79,7 @@ __all__ = [
     "OnMessage",
     "PublishFailed",
     "QueueSpec",
+    "RpcClient",
     "connect",
     "connect_retrying",
     "connect_robust",
@@ -87,6 +91,7 @@ __all__ = [
     "ingest_instance_queue",
     "is_unitop_key",
     "sample_key",
+    "serve_rpc",
     "source_key",
     "source_rpc_queue",
     "stream_instance_queue",
