@@ -178,3 +178,31 @@ async def test_closed_returns_when_the_connection_goes(amqp_url: str) -> None:
     await asyncio.wait_for(waiter, 5)
     await consumer.cancel()  # on a closed channel: nothing to do, no error
     await consumer.close()
+
+
+async def test_start_again_on_a_new_connection_with_the_wanted_bindings(vhost: str, amqp_url: str) -> None:
+    """What the stream does after a lost plain connection: a new queue, every wanted key bound before delivery."""
+    got: list[bytes] = []
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        got.append(message.body)
+
+    spec = QueueSpec(platform.unique("q"), exclusive=True, auto_delete=True)
+    consumer = Consumer(spec, on_message, no_ack=True, prefetch=100)
+    first = await connect(amqp_url, name="test-first", robust=False)
+    await consumer.start(first, bindings=[(X, "a"), ("tributary.control", "unitop.u")])
+    assert consumer.bindings == {(X.name, "a"), (OTHER.name, "unitop.u")}
+    await first.close()
+    await consumer.closed()
+    second = await connect(amqp_url, name="test-second", robust=False)
+    try:
+        await consumer.start(second, bindings=sorted(consumer.bindings))
+        assert consumer.consumer_tag is not None and await consumer.alive()
+        assert _binding_keys(vhost, OTHER.name, spec.name) == {"unitop.u"}
+        await _publish(second, X, "a", b"again")
+        await _eventually(lambda: got == [b"again"])
+        await consumer.unbind("tributary.events", "a")
+        assert consumer.bindings == {(OTHER.name, "unitop.u")}
+    finally:
+        await consumer.close()
+        await second.close()

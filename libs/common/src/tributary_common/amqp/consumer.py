@@ -9,15 +9,16 @@
 
 With a callback, deliveries are awaited one by one in broker order (`no_ack=True` for fire-and-forget queues such
 as the stream's and ingest's control queue). Bindings may change at run time (`bind`/`unbind`); `bindings` is
-what is bound now, so a supervisor that reconnects can bind them again. `closed()` returns when the channel or
-its connection is gone (a plain, non-robust connection does not come back: reconnect and `start` anew).
+what is bound now. `closed()` returns when the channel or its connection is gone: on a robust connection
+aio-pika restores channel, queue, bindings and consumer itself; on a plain one, reconnect and `start` again,
+passing the bindings wanted (`start(connection, bindings=...)`), all made before the first delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aio_pika.abc import (
@@ -33,6 +34,7 @@ from .topology import ExchangeSpec, QueueSpec, declare_exchange, declare_queue
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[AbstractIncomingMessage], Awaitable[Any]]
+Exchange = ExchangeSpec | str  # a spec, or the name of a durable topic exchange
 
 
 class Consumer:
@@ -68,9 +70,17 @@ class Consumer:
             raise RuntimeError(f"consumer of {self.name} not started")
         return self._queue
 
-    async def start(self, connection: AbstractConnection, *, consume: bool = True) -> None:
-        """Open the channel, declare the queue with its bindings, and (unless `consume=False`) consume it."""
+    async def start(
+        self,
+        connection: AbstractConnection,
+        *,
+        bindings: Iterable[tuple[Exchange, str]] = (),
+        consume: bool = True,
+    ) -> None:
+        """Open the channel, declare the queue with the spec's bindings and `bindings`, and (unless
+        `consume=False`) consume it. Again after a lost plain connection: a new channel, queue and consumer."""
         self._connection = connection
+        self.consumer_tag = None
         channel = await connection.channel(publisher_confirms=False)
         if self.prefetch:
             await channel.set_qos(prefetch_count=self.prefetch)
@@ -78,6 +88,8 @@ class Consumer:
         self._exchanges.clear()
         self._queue = await declare_queue(channel, self.spec)
         self.bindings = {(exchange.name, key) for exchange, key in self.spec.bindings}
+        for exchange, key in bindings:
+            await self.bind(exchange, key)
         if consume:
             await self.consume()
 
@@ -86,17 +98,19 @@ class Consumer:
         if self.consumer_tag is None:
             self.consumer_tag = await self.queue.consume(self._on_message, no_ack=self.no_ack)
 
-    async def bind(self, exchange: ExchangeSpec, key: str) -> None:
-        """Bind `key` on `exchange` (declared first, once per channel)."""
-        target = self._exchanges.get(exchange.name)
+    async def bind(self, exchange: Exchange, key: str) -> None:
+        """Bind `key` on `exchange` (declared first, once per channel; a name is a durable topic exchange)."""
+        spec = exchange if isinstance(exchange, ExchangeSpec) else ExchangeSpec(exchange)
+        target = self._exchanges.get(spec.name)
         if target is None:
-            target = self._exchanges[exchange.name] = await declare_exchange(self.channel, exchange)
+            target = self._exchanges[spec.name] = await declare_exchange(self.channel, spec)
         await self.queue.bind(target, routing_key=key)
-        self.bindings.add((exchange.name, key))
+        self.bindings.add((spec.name, key))
 
-    async def unbind(self, exchange: ExchangeSpec, key: str) -> None:
-        self.bindings.discard((exchange.name, key))
-        await self.queue.unbind(exchange.name, routing_key=key)
+    async def unbind(self, exchange: Exchange, key: str) -> None:
+        name = exchange.name if isinstance(exchange, ExchangeSpec) else exchange
+        self.bindings.discard((name, key))
+        await self.queue.unbind(name, routing_key=key)
 
     async def cancel(self) -> None:
         """Stop deliveries (graceful shutdown); bindings and unacked messages stay. Idempotent, never raises."""
