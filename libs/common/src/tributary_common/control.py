@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .amqp.topology import demand_key, source_key, unitop_key
 from .events import UtcTime
 from .unitops import Unitop
 
@@ -58,3 +59,15 @@ class UnitopChange(BaseModel):
     name: str
     unitop: Unitop | None = None
     sent_at: UtcTime
+
+
+ControlMessage = Demand | SourceAnnouncement | UnitopChange
+
+
+def control_key(message: ControlMessage) -> str:
+    """Its routing key on `tributary.control`."""
+    if isinstance(message, Demand):
+        return demand_key(message.source)
+    if isinstance(message, SourceAnnouncement):
+        return source_key(message.source)
+    return unitop_key(message.name)

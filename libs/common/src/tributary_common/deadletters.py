@@ -47,7 +47,8 @@ import aio_pika
 import uuid_utils
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from .exchanges import DEAD, DEADLETTERS_QUEUE
+from .amqp.topology import DEAD, DEADLETTERS, declare_exchange, declare_queue
+from .backoff import Backoff
 from .timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,8 @@ def letter_headers(message: AbstractIncomingMessage, *, reason: str, detail: str
 
 async def declare_dead_letters(channel: AbstractChannel) -> AbstractExchange:
     """`tributary.dead` and the durable `tributary.deadletters` queue bound to it with `#`."""
-    exchange = await channel.declare_exchange(DEAD.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(DEADLETTERS_QUEUE, durable=True)
-    await queue.bind(exchange, routing_key="#")
+    exchange = await declare_exchange(channel, DEAD)
+    await declare_queue(channel, DEADLETTERS)
     return exchange
 
 
@@ -143,7 +143,7 @@ class DeadLetters:
         """`send`, retried with backoff while the broker is away or does not confirm."""
         if self._exchange is None:
             raise RuntimeError("dead letters not started")
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s, jitter=False)
         while True:
             try:
                 await self.send(message, queue=queue, reason=reason, detail=detail)
@@ -151,6 +151,6 @@ class DeadLetters:
             except ValueError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
+                delay = backoff.next_delay()
                 log.warning("dead letter from %s not confirmed (%s); retrying in %.1f s", queue, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)

@@ -7,30 +7,26 @@ from __future__ import annotations
 
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
-EVENTS = RabbitExchange("tributary.events", type=ExchangeType.TOPIC, durable=True)
-SAMPLES = RabbitExchange("tributary.samples", type=ExchangeType.TOPIC, durable=True)
-CONTROL = RabbitExchange("tributary.control", type=ExchangeType.TOPIC, durable=True)
-# Messages a consumer can never use, with their reason in headers (x-death-reason, x-original-exchange,
-# x-original-routing-key, x-first-failure); the routing key names the queue they came from.
-DEAD = RabbitExchange("tributary.dead", type=ExchangeType.TOPIC, durable=True)
+from .amqp import topology
+from .amqp.topology import demand_key, source_key, unitop_key
+
+__all__ = ["demand_key", "source_key", "unitop_key"]
+
+
+def _faststream(spec: topology.ExchangeSpec) -> RabbitExchange:
+    return RabbitExchange(spec.name, type=ExchangeType(spec.type.value), durable=spec.durable)
+
+
+# The faststream view of `amqp.topology`'s exchanges (the RPC broker and the control messages use faststream).
+EVENTS = _faststream(topology.EVENTS)
+SAMPLES = _faststream(topology.SAMPLES)
+CONTROL = _faststream(topology.CONTROL)
+DEAD = _faststream(topology.DEAD)
 ALL = (EVENTS, SAMPLES, CONTROL, DEAD)
 
-# Bound to DEAD with `#` so that dead letters are kept until an operator replays or deletes them.
-DEADLETTERS_QUEUE = "tributary.deadletters"
+DEADLETTERS_QUEUE = topology.DEADLETTERS.name
 
-RPC_HUB_QUEUE = "tributary.rpc.hub"
-
-
-def demand_key(source: str) -> str:
-    return f"demand.{source}"
-
-
-def source_key(source: str) -> str:
-    return f"source.{source}"
-
-
-def unitop_key(name: str) -> str:
-    return f"unitop.{name}"
+RPC_HUB_QUEUE = topology.RPC_HUB.name
 
 
 async def declare_exchanges(broker: RabbitBroker) -> None:

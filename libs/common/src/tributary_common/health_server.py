@@ -15,23 +15,14 @@ the service connects to anything, so that the process is seen alive while its de
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .health import ReadinessCheck, health_router
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The owning process handles SIGTERM (drain first, then stop this server).
-        yield
+from .http_server import Server, server_config
 
 
 class HealthServer:
@@ -47,37 +38,16 @@ class HealthServer:
         app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(health_router(checks, registry=registry))
         self.app = app
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
-        self._server = _QuietServer(config)
-        self._task: asyncio.Task[None] | None = None
+        config = server_config(app, host=host, port=port, lifespan="off", proxy_headers=True)
+        # The owning process handles SIGTERM (drain first, then stop this server).
+        self._server = Server(config, signals="owner", name="health server")
 
     async def start(self, timeout_s: float = 10.0) -> None:
         """Listening when this returns; an OSError when the port cannot be bound."""
-        config = self._server.config
-        # Bound here, not by uvicorn: its bind failure is a SystemExit that would end the whole process.
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((config.host, config.port))
-        except OSError:
-            sock.close()
-            raise
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="health-server")
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not self._server.started:
-            if self._task.done() or asyncio.get_running_loop().time() > deadline:
-                await self.stop()
-                raise TimeoutError(f"health server did not start on {config.host}:{config.port}")
-            await asyncio.sleep(0.01)
+        await self._server.start(timeout_s)
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, SystemExit):
-            await self._task
-        self._task = None
+        await self._server.stop()
 
 
 @contextlib.asynccontextmanager

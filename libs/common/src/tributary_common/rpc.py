@@ -56,6 +56,11 @@ class RpcServer:
     def register(self, method: str, handler: Handler) -> None:
         self._handlers[method] = handler
 
+    async def handle(self, body: bytes) -> bytes:
+        """`dispatch` within the server's concurrency."""
+        async with self._slots:
+            return await self.dispatch(body)
+
     async def dispatch(self, body: bytes) -> bytes:
         try:
             req = RpcRequest.model_validate_json(body)
@@ -85,8 +90,7 @@ class RpcServer:
             RabbitQueue(queue, durable=False, auto_delete=False), channel=Channel(prefetch_count=self.concurrency)
         )
         async def _serve(message: RabbitMessage) -> bytes:
-            async with self._slots:
-                return await self.dispatch(message.body)
+            return await self.handle(message.body)
 
 
 def _default(value: Any) -> Any:
@@ -107,7 +111,7 @@ async def call(
     FastStream's `broker.request` holds a lock per connection: one call in flight per broker. (A concurrent
     caller, replies matched by correlation id, made the R5 stream restart test see duplicated events: the
     stream's replay has relied on this order; left for its own change.)"""
-    body = orjson.dumps({"method": method, "params": params or {}}, default=_default)
+    body = encode_request(method, params)
     try:
         # The expiration drops a request that no server picked up before the caller gave up.
         msg = await broker.request(
@@ -115,7 +119,16 @@ async def call(
         )
     except TimeoutError as exc:
         raise RpcError("timeout", f"{method} on {queue}: no reply within {timeout} s") from exc
-    reply = orjson.loads(msg.body)
+    return decode_reply(msg.body)
+
+
+def encode_request(method: str, params: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"method": method, "params": params or {}}, default=_default)
+
+
+def decode_reply(body: bytes) -> Any:
+    """The result of a reply; `RpcError` with the remote code for an error reply."""
+    reply = orjson.loads(body)
     if not reply.get("ok"):
         err = reply.get("error") or {}
         raise RpcError(str(err.get("code", "internal")), str(err.get("message", "")))

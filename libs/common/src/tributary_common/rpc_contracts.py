@@ -12,11 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .amqp.topology import RPC_HUB, source_rpc_queue
 from .events import CloudEvent, UtcTime
 from .samples import Quality, SampleValue
 from .unitops import Unitop
 
-HUB_QUEUE = "tributary.rpc.hub"
+HUB_QUEUE = RPC_HUB.name
 MAX_PAGE = 1000
 
 EVENTS_HISTORY = "events.history"
@@ -95,7 +96,7 @@ MAX_BROWSE_ITEMS = 1000
 
 def source_queue(source: str) -> str:
     """The RPC queue of one source: every ingest instance serving it consumes it, and one of them answers."""
-    return f"tributary.rpc.source.{source}"
+    return source_rpc_queue(source).name
 
 
 class BrowseRequest(BaseModel):

@@ -1,0 +1,155 @@
+"""The confirmed publisher: one channel with publisher confirms, at most `window` publishes unconfirmed at once.
+
+    publisher = ConfirmedPublisher(window=256, timeout_s=5.0)
+    await publisher.start(connection, EVENTS, SAMPLES)       # opens its channel, declares the exchanges
+    await publisher.publish(EVENTS, event.routing_key, body, message_id=event.id,
+                            content_type="application/cloudevents+json")
+    failures = await publisher.publish_many([(EVENTS, key, body) ...])   # None per confirmed publish
+
+Each publish returns once the broker confirmed it, and raises `PublishFailed` on a nack, a timeout or a lost
+connection: the broker may or may not hold the message, so the caller retries (with the same id) or reports.
+Messages are persistent unless `persistent=False`; the current trace context is carried in the headers
+(`traceparent`), unless the caller's headers carry one already. Nothing is published `mandatory` (an unroutable
+message is dropped by the broker, as everywhere in Tributary), so no returns are handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+from ..ratelog import LogThrottle
+from ..telemetry import inject_headers
+from .topology import ExchangeSpec, declare_exchange
+
+log = logging.getLogger(__name__)
+
+Target = ExchangeSpec | str  # a spec, or the name of a topic exchange ("" for the default exchange)
+Outgoing = tuple[Target, str, bytes]  # (exchange, routing key, body)
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm: `cause` says why (nack, timeout, lost connection)."""
+
+    def __init__(self, exchange: str, routing_key: str, cause: BaseException) -> None:
+        super().__init__(f"publish to {exchange!r} with key {routing_key!r} not confirmed: {type(cause).__name__}")
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.cause = cause
+
+
+class ConfirmedPublisher:
+    def __init__(self, *, window: int, timeout_s: float, log_interval_s: float = 10.0) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, not {window}")
+        self.window = window
+        self.timeout_s = timeout_s
+        self.in_flight = 0
+        self._slots = asyncio.Semaphore(window)
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        # A broker outage fails every publish in flight: one line per kind of failure per interval.
+        self._throttle = LogThrottle(log_interval_s)
+
+    async def start(self, connection: AbstractConnection, *exchanges: ExchangeSpec) -> None:
+        """Open the confirmed channel (on a robust connection it comes back with it) and declare `exchanges`."""
+        self._channel = await connection.channel(publisher_confirms=True)
+        self._exchanges.clear()
+        for spec in exchanges:
+            self._exchanges[spec.name] = await declare_exchange(self._channel, spec)
+
+    @property
+    def channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise RuntimeError("publisher not started")
+        return self._channel
+
+    @property
+    def ready(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            await channel.close()
+
+    async def _exchange(self, target: Target) -> AbstractExchange:
+        name = target.name if isinstance(target, ExchangeSpec) else target
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            if name == "":
+                exchange = self.channel.default_exchange
+            else:
+                spec = target if isinstance(target, ExchangeSpec) else ExchangeSpec(name)
+                exchange = await declare_exchange(self.channel, spec)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def publish(
+        self,
+        exchange: Target,
+        routing_key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        persistent: bool = True,
+        trace: bool = True,
+    ) -> None:
+        carried: dict[str, Any] = dict(headers or {})
+        if trace and "traceparent" not in carried:
+            carried = inject_headers(carried)
+        message = aio_pika.Message(
+            body,
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            headers=carried or None,
+        )
+        await self.publish_message(exchange, routing_key, message)
+
+    async def publish_message(self, exchange: Target, routing_key: str, message: aio_pika.Message) -> None:
+        """A message as it is (e.g. a dead letter's replay), confirmed; `PublishFailed` when not."""
+        name = exchange.name if isinstance(exchange, ExchangeSpec) else exchange
+        async with self._slots:
+            self.in_flight += 1
+            try:
+                target = await self._exchange(exchange)
+                await target.publish(message, routing_key=routing_key, mandatory=False, timeout=self.timeout_s)
+            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                self._throttle.log(
+                    log,
+                    logging.WARNING,
+                    type(exc).__name__,
+                    "publish to %s %r not confirmed: %s",
+                    name,
+                    routing_key,
+                    exc,
+                )
+                raise PublishFailed(name, routing_key, exc) from exc
+            finally:
+                self.in_flight -= 1
+
+    async def publish_many(self, messages: Sequence[Outgoing], **options: Any) -> list[PublishFailed | None]:
+        """All of them concurrently (bounded by the window), each waited for; per message None when confirmed,
+        else why not. `options` are `publish`'s keyword arguments, the same for every message."""
+        results = await asyncio.gather(
+            *(self.publish(x, key, body, **options) for x, key, body in messages), return_exceptions=True
+        )
+        outcome: list[PublishFailed | None] = []
+        for result in results:
+            if isinstance(result, PublishFailed):
+                outcome.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcome.append(None)
+        return outcome
