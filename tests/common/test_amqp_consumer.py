@@ -4,15 +4,14 @@ prefetch, ack or not) → cancel (idempotent) → close; `alive` and `closed` fo
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from tests.support import platform
+from tests.support.polling import eventually
 from tributary_common.amqp import Consumer, ExchangeSpec, QueueSpec, connect, declare_exchange
 
 X = ExchangeSpec("tributary.events")
@@ -31,16 +30,6 @@ async def _publish(connection: AbstractConnection, exchange: ExchangeSpec, key: 
     target = await declare_exchange(channel, exchange)
     await target.publish(aio_pika.Message(body), routing_key=key)
     await channel.close()
-
-
-async def _eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-    """Until `predicate` (sync or async) is truthy; TimeoutError after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = predicate()
-            if await value if inspect.isawaitable(value) else value:
-                return
-            await asyncio.sleep(0.02)
 
 
 def _binding_keys(vhost: str, exchange: str, queue: str) -> set[str]:
@@ -62,7 +51,7 @@ async def test_declare_bind_unbind_at_run_time(vhost: str, connection: AbstractC
     assert _binding_keys(vhost, OTHER.name, spec.name) == {"unitop.u1"}
     await _publish(connection, X, "a.b", b"1")
     await _publish(connection, OTHER, "unitop.u1", b"2")
-    await _eventually(lambda: len(got) == 2)
+    await eventually(lambda: len(got) == 2, 5.0, interval=0.02)
     assert got == [("a.b", b"1"), ("unitop.u1", b"2")]
 
     await consumer.unbind(OTHER, "unitop.u1")
@@ -71,7 +60,7 @@ async def test_declare_bind_unbind_at_run_time(vhost: str, connection: AbstractC
     assert _binding_keys(vhost, OTHER.name, spec.name) == set()
     await _publish(connection, OTHER, "unitop.u1", b"3")
     await _publish(connection, X, "a.c", b"4")
-    await _eventually(lambda: len(got) == 3)
+    await eventually(lambda: len(got) == 3, 5.0, interval=0.02)
     assert got[2] == ("a.c", b"4")
     await consumer.close()
 
@@ -90,7 +79,7 @@ async def test_callback_deliveries_in_order(connection: AbstractConnection) -> N
     exchange = await declare_exchange(channel, X)
     for i in range(200):
         await exchange.publish(aio_pika.Message(str(i).encode()), routing_key="k")
-    await _eventually(lambda: len(got) == 200)
+    await eventually(lambda: len(got) == 200, 5.0, interval=0.02)
     assert got == [str(i).encode() for i in range(200)]
     await consumer.close()
 
@@ -101,13 +90,13 @@ async def test_inbox_with_prefetch_and_manual_ack(connection: AbstractConnection
     await consumer.start(connection)
     for i in range(10):
         await _publish(connection, X, "k", str(i).encode())
-    await _eventually(lambda: consumer.inbox.qsize() == 3)
+    await eventually(lambda: consumer.inbox.qsize() == 3, 5.0, interval=0.02)
     await asyncio.sleep(0.2)
     assert consumer.inbox.qsize() == 3  # no more than the prefetch while nothing is acked
     first = await consumer.inbox.get()
     assert first.body == b"0"
     await first.ack()
-    await _eventually(lambda: consumer.inbox.qsize() == 3)  # one acked, one more delivered
+    await eventually(lambda: consumer.inbox.qsize() == 3, 5.0, interval=0.02)  # one acked, one more delivered
     # Closing returns the unacked ones to the queue.
     await consumer.close()
     probe = await connection.channel()
@@ -143,7 +132,7 @@ async def test_cancel_and_close_are_idempotent(connection: AbstractConnection) -
     await asyncio.sleep(0.3)
     assert got == []  # cancelled: nothing delivered, the queue keeps it
     await consumer.consume()  # deliveries resume on the same channel
-    await _eventually(lambda: got == [b"after cancel"])
+    await eventually(lambda: got == [b"after cancel"], 5.0, interval=0.02)
     await consumer.close()
     await consumer.close()
     await consumer.cancel()
@@ -159,7 +148,7 @@ async def test_alive_turns_false_when_the_queue_is_deleted(connection: AbstractC
     assert await consumer.alive()
     channel = await connection.channel()
     await channel.queue_delete(spec.name)
-    await _eventually(lambda: _not(consumer.alive()))
+    await eventually(lambda: _not(consumer.alive()), 5.0, interval=0.02)
     await consumer.close()
 
 
@@ -200,7 +189,7 @@ async def test_start_again_on_a_new_connection_with_the_wanted_bindings(vhost: s
         assert consumer.consumer_tag is not None and await consumer.alive()
         assert _binding_keys(vhost, OTHER.name, spec.name) == {"unitop.u"}
         await _publish(second, X, "a", b"again")
-        await _eventually(lambda: got == [b"again"])
+        await eventually(lambda: got == [b"again"], 5.0, interval=0.02)
         await consumer.unbind("tributary.events", "a")
         assert consumer.bindings == {(OTHER.name, "unitop.u")}
     finally:
