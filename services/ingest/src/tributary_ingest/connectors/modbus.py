@@ -25,13 +25,13 @@ from typing import Any, ClassVar, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client import AsyncModbusTcpClient
 
-from tributary_common.egress import SCHEMA_MARK, SCHEME_MARK, EgressPolicy
+from tributary_common.egress import EgressPolicy
 from tributary_common.timeutil import utcnow
 
 from ..sdk import Connector, Listing, SampleValue, Sink
 from ..settings import IngestSettings
 from .links import LinkedConnector
-from .pinned import pinned_address
+from .pinned import host_field, pinned_address
 
 log = logging.getLogger(__name__)
 MAX_GAP = 8  # registers (or bits) read in between two wanted ones rather than a second request
@@ -49,12 +49,7 @@ NOTE = (
 class ModbusDevice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(
-        min_length=1,
-        max_length=253,
-        description="Modbus TCP device or gateway",
-        json_schema_extra={SCHEMA_MARK: "host", SCHEME_MARK: "modbus"},
-    )
+    host: str = host_field("modbus", "Modbus TCP device or gateway")
     port: int = Field(default=502, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255, description="Unit (slave) id")
     timeout_s: float = Field(default=3.0, gt=0, le=60)

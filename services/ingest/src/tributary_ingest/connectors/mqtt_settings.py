@@ -12,10 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tributary_common.egress import SCHEMA_MARK, SCHEME_MARK
-
 from ..sdk import Secret
 from ..values import validate_pointer
+from .pinned import host_field
 
 MAX_PEM = 16384
 FILE_PATTERN = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$"
@@ -36,12 +35,7 @@ class MqttConnection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(
-        min_length=1,
-        max_length=253,
-        description="MQTT broker host",
-        json_schema_extra={SCHEMA_MARK: "host", SCHEME_MARK: "mqtt"},
-    )
+    host: str = host_field("mqtt", "MQTT broker host")
     port: int = Field(default=1883, ge=1, le=65535, description="1883; usually 8883 with TLS")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     username: str | None = Field(default=None, min_length=1, max_length=256, description="MQTT user name")
