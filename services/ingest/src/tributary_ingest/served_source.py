@@ -86,6 +86,7 @@ class ServedSource:
             counter.labels(name)
 
     def _fail(self, sid: str, error: BaseException) -> None:
+        # Late-bound: the sink (and the connector holding it) exists before the ownership that handles failures.
         self.ownership.fail(sid, error)
 
     def on_demand(self, demand: Demand) -> None:
