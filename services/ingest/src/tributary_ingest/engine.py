@@ -1,4 +1,4 @@
-"""The ingest engine: the broker and Memcached adapters, the control queue, and one runtime per source."""
+"""The ingest engine: the broker and Memcached adapters, the control queue, and one served source each."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from .leases import Leases
 from .metrics import IngestMetrics
 from .publisher import SamplePublisher
 from .registry import configure_sources
-from .runtime import SourceRuntime
 from .sdk import Connector
+from .served_source import ServedSource
 from .settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Engine:
             settings.memcached_host, settings.memcached_port, settings.cache_namespace, settings.memcached_pool_size
         )
         self._renewals: list[Future[None]] = []
-        self.runtimes: dict[str, SourceRuntime] = {}
+        self.runtimes: dict[str, ServedSource] = {}  # by source name
         self.started = asyncio.Event()
         self.failed: BaseException | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -77,13 +77,13 @@ class Engine:
         )
         for name, cls in self.connectors.items():
             leases = Leases(self.lease_io.cache, name, self.settings.instance_id, self.settings.lease_ttl_s)
-            runtime = SourceRuntime(name, cls, self.settings, leases, self.lease_io, publisher, self.metrics)
+            served = ServedSource(name, cls, self.settings, leases, self.lease_io, publisher, self.metrics)
             try:
-                await runtime.start()
+                await served.start()
             except Exception:  # one broken connector must not keep the others down
                 log.exception("connector %s failed to start; not serving it", name)
                 continue
-            self.runtimes[name] = runtime
+            self.runtimes[name] = served
         control = await self.broker.declare_exchange(CONTROL)
         self._queue = await self.broker.declare_queue(RabbitQueue(self.queue_name, exclusive=True, auto_delete=True))
         # On the queue's channel (publisher confirms on): a robust one, restored with the connection.
@@ -95,16 +95,16 @@ class Engine:
             # Peers' announcements tell each instance how many share a source, for a fair split of the leases.
             await self._queue.bind(control, routing_key=source_key(name))
         self._consumer_tag = await self._queue.consume(self._on_control, no_ack=True)
-        for name, runtime in self.runtimes.items():
+        for name, served in self.runtimes.items():
             browser = Browser(
-                name, runtime.connector, runtime.secrets, self.settings.instance_id, self.settings.browse_timeout_s
+                name, served.connector, served.secrets, self.settings.instance_id, self.settings.browse_timeout_s
             )
             # Shared by the instances serving the source (one answers), gone with the last of them.
             queue = await self.broker.declare_queue(RabbitQueue(source_queue(name), auto_delete=True))
             await queue.consume(functools.partial(self._on_browse, browser), no_ack=True)
-        for runtime in self.runtimes.values():
-            self._loops.append(asyncio.create_task(self._reconcile_loop(runtime), name=f"reconcile:{runtime.name}"))
-            self._renewals.append(self.lease_io.submit(runtime.renew_forever()))
+        for served in self.runtimes.values():
+            self._loops.append(asyncio.create_task(self._reconcile_loop(served), name=f"reconcile:{served.name}"))
+            self._renewals.append(self.lease_io.submit(served.renew_forever()))
         self._loops.append(asyncio.create_task(self._announce_loop(), name="announce"))
         self.started.set()
         log.info("ingest %s serving %s", self.settings.instance_id, ", ".join(self.runtimes) or "nothing")
@@ -126,14 +126,14 @@ class Engine:
         except Unusable as exc:
             await self.dead.send(message, exc.reason, exc.detail)
             return
-        runtime = self.runtimes.get(decoded.source)
-        if runtime is None:
+        served = self.runtimes.get(decoded.source)
+        if served is None:
             return  # a source this instance does not serve (its queue binds only the ones it does)
         try:
             if isinstance(decoded, Demand):
-                runtime.on_demand(decoded)
+                served.on_demand(decoded)
             else:
-                runtime.on_announcement(decoded)
+                served.on_announcement(decoded)
         except Exception as exc:  # noqa: BLE001 - a bug: logged, and the message kept where an operator sees it
             await self.dead.failed(message, exc)
 
@@ -152,33 +152,33 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - the caller times out and says so
             log.warning("replying to a browse of %s failed: %s", browser.source, exc)
 
-    async def _reconcile_loop(self, runtime: SourceRuntime) -> None:
+    async def _reconcile_loop(self, served: ServedSource) -> None:
         while True:
             try:
-                await runtime.reconcile()
+                await served.reconcile()
             except Exception:  # Memcached may be down; try again next tick
-                self.metrics.errors.labels(runtime.name, "lease").inc()
-                log.warning("reconcile of %s failed", runtime.name, exc_info=True)
-            runtime.wake.clear()
+                self.metrics.errors.labels(served.name, "lease").inc()
+                log.warning("reconcile of %s failed", served.name, exc_info=True)
+            served.wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.reconcile_interval_s):
-                    await runtime.wake.wait()
+                    await served.wake.wait()
 
     async def _announce_loop(self) -> None:
         interval = self.settings.announce_interval_s
         while True:
-            for runtime in self.runtimes.values():
+            for served in self.runtimes.values():
                 try:
                     await self.broker.publish(
-                        runtime.announcement(interval).model_dump_json().encode(),
+                        served.announcement(interval).model_dump_json().encode(),
                         exchange=CONTROL,
-                        routing_key=source_key(runtime.name),
+                        routing_key=source_key(served.name),
                         content_type="application/json",
                         mandatory=False,
                         timeout=self.settings.publish_timeout_s,
                     )
                 except Exception as exc:  # noqa: BLE001 - the next one will do
-                    log.warning("announcing %s failed: %s", runtime.name, exc)
+                    log.warning("announcing %s failed: %s", served.name, exc)
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:

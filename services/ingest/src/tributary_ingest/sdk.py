@@ -27,13 +27,18 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ValidationError
 
 from tributary_common.rpc_contracts import BrowseItem
-from tributary_common.secrets import HEADERS_SCHEMA, SECRET_FIELD_SCHEMA, SecretNameError, check_secret_name
+
+# Part of the SDK, re-exported: the credential field types and what resolves them.
+from .secret_fields import SECRET_ERROR
+from .secret_fields import SECRETS_CONTEXT as SECRETS_CONTEXT
+from .secret_fields import Headers as Headers
+from .secret_fields import Secret as Secret
+from .secret_fields import SecretResolver as SecretResolver
 
 if TYPE_CHECKING:
     from .settings import IngestSettings
@@ -98,61 +103,6 @@ class SecretRefused(BadParams):
     """A secret reference in the parameters that cannot be resolved (unknown name, unreadable file)."""
 
 
-class SecretResolver(Protocol):
-    def resolve(self, name: str) -> str:
-        """The value of secret `name`; raises `LookupError` (its message names the secret, never a value)."""
-
-
-# The key of the validation context that carries the `SecretResolver`.
-SECRETS_CONTEXT = "tributary.secrets"
-_SECRET_ERROR = "secret"
-
-
-class _Redacted(str):
-    """A resolved credential: an ordinary `str`, except that repr() (of params, in logs and errors) hides it."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, dict):
-        return value  # a literal: the hub refuses those, but what an older unitop holds is still read
-    name = value.get("secret")
-    if len(value) != 1 or not isinstance(name, str):
-        raise PydanticCustomError("secret_reference", 'a secret reference is exactly {"secret": "NAME"}')
-    try:
-        check_secret_name(name)
-    except SecretNameError as exc:
-        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": str(exc)}) from None
-    resolver = (info.context or {}).get(SECRETS_CONTEXT)
-    if resolver is None:
-        raise PydanticCustomError(_SECRET_ERROR, "no secret store to resolve secret {name!r}", {"name": name})
-    try:
-        return resolver.resolve(name)
-    except LookupError as exc:
-        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": str(exc)}) from None
-    except Exception as exc:  # noqa: BLE001 - a broken store refuses this subscription, not the whole demand
-        problem = f"secret {name!r} cannot be resolved ({type(exc).__name__})"
-        raise PydanticCustomError(_SECRET_ERROR, "{problem}", {"problem": problem}) from None
-
-
-Secret = Annotated[
-    str,
-    BeforeValidator(_resolve_secret),
-    AfterValidator(_Redacted),
-    WithJsonSchema(SECRET_FIELD_SCHEMA),
-]
-"""A credential in a params model: `{"secret": "NAME"}` on the wire, the resolved `str` in the connector."""
-
-Headers = Annotated[dict[str, Secret], WithJsonSchema(HEADERS_SCHEMA)]
-"""Name -> value (HTTP headers and the like): a literal string, or a `{"secret": "NAME"}` reference resolved like a
-`Secret`. Under a credential-bearing name (Authorization, Proxy-Authorization, Cookie, or containing key, token,
-secret, auth, password or session, any case) the hub accepts only a reference."""
-
-
 def describe_validation_error(exc: ValidationError, prefix: str = "params") -> str:
     """`params.rate_hz: Input should be greater than 0; params.signal: Field required` - one line, every error."""
     parts = []
@@ -187,7 +137,7 @@ class Connector(Generic[P]):
         try:
             return cls.params_model.model_validate(params, context=context)  # type: ignore[return-value]
         except ValidationError as exc:
-            error = SecretRefused if any(e["type"] == _SECRET_ERROR for e in exc.errors()) else BadParams
+            error = SecretRefused if any(e["type"] == SECRET_ERROR for e in exc.errors()) else BadParams
             raise error(describe_validation_error(exc)) from None
 
     @classmethod
@@ -198,7 +148,7 @@ class Connector(Generic[P]):
         try:
             return cls.browse_model.model_validate(params, context={SECRETS_CONTEXT: secrets})
         except ValidationError as exc:
-            error = SecretRefused if any(e["type"] == _SECRET_ERROR for e in exc.errors()) else BadParams
+            error = SecretRefused if any(e["type"] == SECRET_ERROR for e in exc.errors()) else BadParams
             raise error(describe_validation_error(exc)) from None
 
     @classmethod

@@ -1,4 +1,5 @@
-"""One live connection per endpoint, shared by every sid that reads through it (reference-counted).
+"""One live connection per endpoint, shared by every sid that reads through it (reference-counted), and the base
+class of the connectors that read that way (`LinkedConnector`).
 
 The first `attach` of a key opens the link; later ones wait for the same opening; the last `detach` closes it. A
 link that breaks calls `lost(key, link, error)`: every sid attached to it is failed (`on_lost`), so the framework
@@ -13,7 +14,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from ..sdk import Connector, P, Sink
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +104,60 @@ class SharedLinks(Generic[L]):
             await entry.opening.result().close()
         except Exception:
             log.debug("closing a link failed", exc_info=True)
+
+
+class LinkedConnector(Connector[P], Generic[P, L]):
+    """A push-style connector whose sids share links: subscribing attaches the sid to its link (opening it first if
+    needed) and joins it there; unsubscribing leaves and detaches; stopping closes every link.
+
+    Subclasses say which link a sid's params go to (`link_key`), how to open one (`open_link`), and how a sid joins
+    and leaves an open link (`join`, `leave`).
+    """
+
+    # How long leaving a link may take before the sid is detached regardless; None: wait, and let errors out.
+    leave_timeout_s: ClassVar[float | None] = 5.0
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(sink)
+        self.links: SharedLinks[L] = SharedLinks(sink.fail)
+        self._keys: dict[str, Hashable] = {}
+
+    def link_key(self, params: P) -> Hashable:
+        raise NotImplementedError
+
+    async def open_link(self, params: P, key: Hashable) -> L:
+        raise NotImplementedError
+
+    async def join(self, link: L, sid: str, params: P) -> None:
+        raise NotImplementedError
+
+    async def leave(self, link: L, sid: str) -> None:
+        raise NotImplementedError
+
+    async def subscribe(self, sid: str, params: P) -> None:
+        await self.unsubscribe(sid)
+        key = self.link_key(params)
+        link = await self.links.attach(key, sid, lambda: self.open_link(params, key))
+        self._keys[sid] = key
+        try:
+            await self.join(link, sid, params)
+        except BaseException:
+            await self.unsubscribe(sid)
+            raise
+
+    async def unsubscribe(self, sid: str) -> None:
+        key = self._keys.pop(sid, None)
+        if key is None:
+            return
+        link = self.links.get(key)
+        if link is not None:
+            if self.leave_timeout_s is None:
+                await self.leave(link, sid)
+            else:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.leave_timeout_s):
+                        await self.leave(link, sid)
+        await self.links.detach(key, sid)
+
+    async def stop(self) -> None:
+        await self.links.close_all()

@@ -25,13 +25,13 @@ from typing import Any, ClassVar, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client import AsyncModbusTcpClient
 
-from tributary_common.egress import SCHEMA_MARK, SCHEME_MARK, EgressPolicy
+from tributary_common.egress import EgressPolicy
 from tributary_common.timeutil import utcnow
 
 from ..sdk import Connector, Listing, SampleValue, Sink
 from ..settings import IngestSettings
-from .links import SharedLinks
-from .pinned import pinned_address
+from .links import LinkedConnector
+from .pinned import host_field, pinned_address
 
 log = logging.getLogger(__name__)
 MAX_GAP = 8  # registers (or bits) read in between two wanted ones rather than a second request
@@ -49,12 +49,7 @@ NOTE = (
 class ModbusDevice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(
-        min_length=1,
-        max_length=253,
-        description="Modbus TCP device or gateway",
-        json_schema_extra={SCHEMA_MARK: "host", SCHEME_MARK: "modbus"},
-    )
+    host: str = host_field("modbus", "Modbus TCP device or gateway")
     port: int = Field(default=502, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255, description="Unit (slave) id")
     timeout_s: float = Field(default=3.0, gt=0, le=60)
@@ -186,23 +181,22 @@ class _Device:
         self.client.close()
 
 
-class ModbusSource(Connector[ModbusParams]):
+class ModbusSource(LinkedConnector[ModbusParams, _Device]):
     params_model = ModbusParams
     browse_model = ModbusDevice
     capacity = 5000
     # Unconfigured (outside an engine): public addresses only.
     policy: ClassVar[EgressPolicy] = EgressPolicy()
-
-    def __init__(self, sink: Sink) -> None:
-        super().__init__(sink)
-        self.links: SharedLinks[_Device] = SharedLinks(sink.fail)
-        self._keys: dict[str, Hashable] = {}
+    leave_timeout_s = None  # leaving only stops a poller
 
     @classmethod
     def configure(cls, settings: IngestSettings) -> type[Connector[Any]]:
         return cast(type[Connector[Any]], type(cls.__name__, (cls,), {"policy": settings.egress_policy()}))
 
-    async def _open(self, p: ModbusParams, key: Hashable) -> _Device:
+    def link_key(self, params: ModbusParams) -> Hashable:
+        return (params.host, params.port, params.timeout_s)
+
+    async def open_link(self, p: ModbusParams, key: Hashable) -> _Device:
         address = await pinned_address(self.policy, p.host, "modbus", p.port, timeout_s=p.timeout_s)
         client = AsyncModbusTcpClient(address, port=p.port, timeout=p.timeout_s, retries=0, reconnect_delay=0)
         if not await client.connect():
@@ -210,24 +204,11 @@ class ModbusSource(Connector[ModbusParams]):
             raise ConnectionError(f"Modbus device {p.host}:{p.port} does not answer")
         return _Device(client, self.sink, lambda device, exc: self.links.lost(key, device, exc))
 
-    async def subscribe(self, sid: str, params: ModbusParams) -> None:
-        await self.unsubscribe(sid)
-        key = (params.host, params.port, params.timeout_s)
-        device = await self.links.attach(key, sid, lambda: self._open(params, key))
-        self._keys[sid] = key
-        device.add(sid, params)
+    async def join(self, link: _Device, sid: str, params: ModbusParams) -> None:
+        link.add(sid, params)
 
-    async def unsubscribe(self, sid: str) -> None:
-        key = self._keys.pop(sid, None)
-        if key is None:
-            return
-        device = self.links.get(key)
-        if device is not None:
-            await device.remove(sid)
-        await self.links.detach(key, sid)
-
-    async def stop(self) -> None:
-        await self.links.close_all()
+    async def leave(self, link: _Device, sid: str) -> None:
+        await link.remove(sid)
 
     async def browse(self, path: str, params: Any, limit: int) -> Listing:
         return Listing(items=[], note=NOTE)

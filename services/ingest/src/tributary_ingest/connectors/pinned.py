@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tributary_common.egress import EgressPolicy, EgressRefused, Target
+from typing import Any
+
+from pydantic import Field
+
+from tributary_common.egress import SCHEMA_MARK, SCHEME_MARK, EgressPolicy, EgressRefused, Target
 from tributary_common.resolve import resolve
 
 from ..sdk import Refused
@@ -23,3 +27,13 @@ async def pinned_address(
 
 def netloc(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def host_field(scheme: str, description: str) -> Any:
+    """The `host` field of a connector that connects with `pinned_address`: marked for the hub's egress check."""
+    return Field(
+        min_length=1,
+        max_length=253,
+        description=description,
+        json_schema_extra={SCHEMA_MARK: "host", SCHEME_MARK: scheme},
+    )

@@ -43,7 +43,6 @@ _METRIC_FIELDS = [
     ("string_value", 15, _F.TYPE_STRING),
     ("bytes_value", 16, _F.TYPE_BYTES),
 ]
-_VALUE_FIELDS = [f[0] for f in _METRIC_FIELDS if f[1] >= 10]
 
 
 def _payload_class() -> type[message.Message]:
