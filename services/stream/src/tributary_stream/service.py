@@ -19,7 +19,7 @@ from .credentials import CredentialWatch
 from .dead_letters import DeadLetterOutbox
 from .demand import DemandSender
 from .fanout import Fanout
-from .hub_client import HubClient
+from .hub_rpc import HubRpc
 from .limits import Admission
 from .metrics import StreamMetrics
 from .settings import StreamSettings
@@ -36,7 +36,7 @@ class StreamService:
         self.metrics = StreamMetrics()
         # faststream for RPC to the hub and for publishing demand; the instance queue has its own link.
         self.broker = RabbitBroker(settings.amqp_url, logger=None)
-        self.hub = HubClient(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
+        self.hub = HubRpc(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
         self.fanout = Fanout(settings, self, self.hub, self.metrics, tracing=tracing, on_demand_change=self._poke)
         queue = f"tributary.stream.{settings.instance_id}"
         dead_letters = DeadLetterOutbox(
