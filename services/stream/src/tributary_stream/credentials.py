@@ -10,10 +10,10 @@ import logging
 import time
 
 from tributary_common.auth import AuthError
+from tributary_common.close_codes import POLICY_VIOLATION
 
 from .clients import Client
 from .hub_rpc import HubRpc
-from .limits import POLICY_VIOLATION
 
 log = logging.getLogger(__name__)
 

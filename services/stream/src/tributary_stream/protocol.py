@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 
 from tributary_common.names import NameError_, validate_pattern, validate_unitop_name
-from tributary_common.timeutil import format_time, parse_time
+from tributary_common.stream_frames import SUB_ID_MAX
+from tributary_common.timeutil import parse_time
 
-MAX_SUB_ID = 128
+MAX_SUB_ID = SUB_ID_MAX  # the published frame models' bound
 
 
 class FrameError(Exception):
@@ -274,7 +275,3 @@ def samples_body(unitop: str, item: str, sid: str, samples_json: str) -> str:
 
 def gap_frame(sub_id: str, last: Any, reason: str, extra: dict[str, Any] | None = None) -> str:
     return dumps({"type": "gap", "sub": sub_id, "last": last, "reason": reason, **(extra or {})})
-
-
-def time_str(t: datetime) -> str:
-    return format_time(t)

@@ -10,6 +10,7 @@ from datetime import datetime
 from faststream.rabbit import RabbitBroker
 
 from tributary_common.auth import JwtVerifier, Principal
+from tributary_common.close_codes import SERVICE_RESTART
 from tributary_common.exchanges import declare_exchanges
 from tributary_common.http_auth import Authenticator
 
@@ -25,9 +26,6 @@ from .metrics import StreamMetrics
 from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
-
-# Close code for "server restarting, reconnect" (RFC 6455 registry: 1012 Service Restart).
-RECONNECT_CODE = 1012
 
 
 class StreamService:
@@ -133,11 +131,11 @@ class StreamService:
         log.info("draining %d clients", len(self.fanout.clients))
         await self.link.stop_consuming()
         for client in list(self.fanout.clients):
-            client.finish(RECONNECT_CODE)
+            client.finish(SERVICE_RESTART)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.fanout.empty.wait(), grace_s)
         for client in list(self.fanout.clients):
-            client.kill(RECONNECT_CODE)
+            client.kill(SERVICE_RESTART)
 
     async def stop(self) -> None:
         await self.credentials.stop()
