@@ -6,6 +6,7 @@ the endpoint turns it into an `error` frame and keeps the connection open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,16 +128,8 @@ def _parse(frame: dict[str, Any]) -> ClientFrame:
 
 
 def _subscribe_events(sub_id: str, spec: Any) -> SubscribeEvents:
-    if not isinstance(spec, dict):
-        raise FrameError("invalid_frame", f"/events: must be an object, not {_kind(spec)}", sub_id)
-    _only(spec, {"pattern", "since"}, "/events")
-    pattern = spec.get("pattern")
-    if not isinstance(pattern, str):
-        raise FrameError("invalid_frame", f"/events/pattern: must be a string, not {_kind(pattern)}", sub_id)
-    try:
-        validate_pattern(pattern)
-    except NameError_ as exc:
-        raise FrameError("invalid_pattern", f"/events/pattern: {exc}", sub_id) from None
+    spec = _spec(spec, "/events", {"pattern", "since"}, sub_id)
+    pattern = _name(spec, "/events/pattern", validate_pattern, "invalid_pattern", sub_id)
     since = spec.get("since")
     return SubscribeEvents(id=sub_id, pattern=pattern, since=None if since is None else events_since(since, sub_id))
 
@@ -159,16 +152,8 @@ def events_since(value: Any, sub_id: str | None = None, where: str = "/events/si
 
 
 def _subscribe_unitop(sub_id: str, spec: Any) -> SubscribeUnitop:
-    if not isinstance(spec, dict):
-        raise FrameError("invalid_frame", f"/unitop: must be an object, not {_kind(spec)}", sub_id)
-    _only(spec, {"name", "items", "since"}, "/unitop")
-    name = spec.get("name")
-    if not isinstance(name, str):
-        raise FrameError("invalid_frame", f"/unitop/name: must be a string, not {_kind(name)}", sub_id)
-    try:
-        validate_unitop_name(name)
-    except NameError_ as exc:
-        raise FrameError("invalid_unitop", f"/unitop/name: {exc}", sub_id) from None
+    spec = _spec(spec, "/unitop", {"name", "items", "since"}, sub_id)
+    name = _name(spec, "/unitop/name", validate_unitop_name, "invalid_unitop", sub_id)
     items = spec.get("items")
     if items is not None:
         if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
@@ -195,6 +180,27 @@ def unitop_since(value: Any, sub_id: str | None = None, where: str = "/unitop/si
             parsed = {str(k): _time(v, f"{where}/items/{k}", sub_id) for k, v in items.items()}
         return UnitopSince(time=None if t is None else _time(t, f"{where}/time", sub_id), items=parsed)
     raise FrameError("invalid_since", f"{where}: a time or {{'time', 'items'}} is required", sub_id)
+
+
+def _spec(spec: Any, where: str, allowed: set[str], sub_id: str) -> dict[str, Any]:
+    """A subscribe frame's `events` or `unitop` object, with only the fields it may have."""
+    if not isinstance(spec, dict):
+        raise FrameError("invalid_frame", f"{where}: must be an object, not {_kind(spec)}", sub_id)
+    _only(spec, allowed, where)
+    return spec
+
+
+def _name(spec: dict[str, Any], where: str, validate: Callable[[str], object], code: str, sub_id: str) -> str:
+    """A pattern or unitop name, checked by common's rules (their `NameError_` becomes a `FrameError`)."""
+    key = where.rsplit("/", 1)[1]
+    value = spec.get(key)
+    if not isinstance(value, str):
+        raise FrameError("invalid_frame", f"{where}: must be a string, not {_kind(value)}", sub_id)
+    try:
+        validate(value)
+    except NameError_ as exc:
+        raise FrameError(code, f"{where}: {exc}", sub_id) from None
+    return value
 
 
 def _sub_id(frame: dict[str, Any]) -> str:

@@ -86,12 +86,7 @@ async def events_stream(
         description="The `id` of the last record received: resume after it (wins over `since`)",
     ),
 ) -> StreamingResponse:
-    service, client, ticket = await _open(request)
-    try:
-        return _events(service, client, ticket, pattern, since, last_event_id)
-    except BaseException:
-        _undo(service, client, ticket)
-        raise
+    return await _respond(request, lambda s, c, t: _events(s, c, t, pattern, since, last_event_id))
 
 
 def _events(
@@ -141,12 +136,7 @@ async def unitop_stream(
         json_schema_extra=UNITOP_ID_SCHEMA,
     ),
 ) -> StreamingResponse:
-    service, client, ticket = await _open(request)
-    try:
-        return _unitop(service, client, ticket, name, items, since, last_event_id)
-    except BaseException:
-        _undo(service, client, ticket)
-        raise
+    return await _respond(request, lambda s, c, t: _unitop(s, c, t, name, items, since, last_event_id))
 
 
 def _unitop(
@@ -203,6 +193,18 @@ def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
     # A refused request gives everything back; an accepted one keeps it until its response ends.
     service.close_client(client)
     ticket.release()
+
+
+async def _respond(
+    request: Request, subscribe: Callable[[StreamService, Client, Ticket], StreamingResponse]
+) -> StreamingResponse:
+    """Admit the request, then `subscribe` its client: the response, or everything given back if refused."""
+    service, client, ticket = await _open(request)
+    try:
+        return subscribe(service, client, ticket)
+    except BaseException:
+        _undo(service, client, ticket)
+        raise
 
 
 async def _open(request: Request) -> tuple[StreamService, Client, Ticket]:
