@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from tributary_common.auth import Principal
 
-from .clients import Client, Encoder
+from .clients import Client
+from .frames import Encoder
 from .limits import Refused, Ticket
 from .service import StreamService
 

@@ -24,12 +24,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from tributary_common.auth import Principal
 from tributary_common.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 
 from . import protocol
+from .frames import Encoder, SubscriptionView
 from .metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -46,62 +47,6 @@ END_GRACE_S = 10.0
 def frame_cost(frame: str) -> int:
     # `isascii` is O(1) in CPython (a flag on the string): most frames are ASCII JSON and need no encoding.
     return (len(frame) if frame.isascii() else len(frame.encode())) + FRAME_OVERHEAD
-
-
-class SubscriptionView(Protocol):
-    """What a client needs of its subscriptions (subscriptions.py builds on this module, not the reverse)."""
-
-    id: str
-    id_json: str
-    state: str
-
-    def sse_position(self) -> str | None: ...
-
-    def gap(self, reason: str, extra: dict[str, Any] | None = None) -> None: ...
-
-
-class Encoder(Protocol):
-    """Turns deliveries into the transport's frames (websocket JSON text or SSE records)."""
-
-    transport: str
-
-    def event(self, sub: SubscriptionView, envelope_json: str, event_id: str) -> str: ...
-
-    def samples(self, sub: SubscriptionView, body_json: str) -> str: ...
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str: ...
-
-
-class WsEncoder:
-    transport = "ws"
-
-    def event(self, sub: SubscriptionView, envelope_json: str, event_id: str) -> str:
-        return protocol.event_frame(sub.id_json, envelope_json)
-
-    def samples(self, sub: SubscriptionView, body_json: str) -> str:
-        return protocol.samples_frame(sub.id_json, body_json)
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str:
-        return protocol.dumps({"type": kind, **payload})
-
-
-class SseEncoder:
-    transport = "sse"
-
-    def event(self, sub: SubscriptionView, envelope_json: str, event_id: str) -> str:
-        return _sse("event", envelope_json, event_id)
-
-    def samples(self, sub: SubscriptionView, body_json: str) -> str:
-        return _sse("samples", "{" + body_json + "}", sub.sse_position())
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str:
-        return _sse(kind, protocol.dumps({"type": kind, **payload}), sse_id)
-
-
-def _sse(kind: str, data: str, sse_id: str | None) -> str:
-    # An id with a line break cannot be an SSE id (it would end the field); such events go without one.
-    head = f"id: {sse_id}\n" if sse_id and "\n" not in sse_id and "\r" not in sse_id else ""
-    return f"{head}event: {kind}\ndata: {data}\n\n"
 
 
 class Client:

@@ -1,4 +1,4 @@
-"""The websocket protocol: client frames (`op`) parsed and checked, server frames (`type`) encoded.
+"""The websocket protocol's client frames (`op`), parsed and checked (server frames: frames.py).
 
 Every problem with a client frame becomes a `FrameError` whose code and message say what is wrong and where;
 the endpoint turns it into an `error` frame and keeps the connection open.
@@ -248,36 +248,3 @@ def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
-
-
-# ---- server frames -------------------------------------------------------------------------------------------
-
-
-def dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def error_frame(code: str, message: str, frame_id: str | None = None) -> str:
-    return dumps({"type": "error", "id": frame_id, "code": code, "message": message})
-
-
-def pong_frame(frame_id: str | None) -> str:
-    return dumps({"type": "pong", "id": frame_id})
-
-
-def event_frame(sub_json: str, envelope_json: str) -> str:
-    # The envelope is encoded once per message and spliced into every subscriber's frame.
-    return '{"type":"event","sub":' + sub_json + ',"event":' + envelope_json + "}"
-
-
-def samples_frame(sub_json: str, body_json: str) -> str:
-    # `body_json` is `"unitop":..,"item":..,"sid":..,"samples":[..]` without braces, encoded once.
-    return '{"type":"samples","sub":' + sub_json + "," + body_json + "}"
-
-
-def samples_body(unitop: str, item: str, sid: str, samples_json: str) -> str:
-    return f'"unitop":{dumps(unitop)},"item":{dumps(item)},"sid":{dumps(sid)},"samples":{samples_json}'
-
-
-def gap_frame(sub_id: str, last: Any, reason: str, extra: dict[str, Any] | None = None) -> str:
-    return dumps({"type": "gap", "sub": sub_id, "last": last, "reason": reason, **(extra or {})})

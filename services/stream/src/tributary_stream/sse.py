@@ -26,7 +26,8 @@ from tributary_common.stream_frames import UnitopSinceMark
 
 from . import protocol
 from .admission import ShuttingDown, admit, open_client
-from .clients import Client, SseEncoder
+from .clients import Client
+from .frames import SseEncoder
 from .limits import Refused, Ticket
 from .service import StreamService
 from .transports import abort_handle

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from tributary_common.timeutil import format_time, parse_time
 
-from . import protocol
+from . import frames
 from .clients import Client
 
 REPLAYING, LIVE, CLOSED = "replaying", "live", "closed"
@@ -34,7 +34,7 @@ class ClientSubscription(Generic[Buffered]):
     def __init__(self, client: Client, sub_id: str, buffer_max: int) -> None:
         self.client = client
         self.id = sub_id
-        self.id_json = protocol.dumps(sub_id)
+        self.id_json = frames.dumps(sub_id)
         self.state = REPLAYING
         self.buffer_max = buffer_max
         self.buffer: list[Buffered] = []
@@ -154,12 +154,12 @@ class UnitopSubscription(ClientSubscription[BufferedSamples]):
                 continue
             if seen is not None and first_t <= seen:
                 # Overlaps what was sent already (history seam or a repeat): send only the newer samples.
-                body_for_item = protocol.dumps([s for s in samples if _t(s) > seen])
+                body_for_item = frames.dumps([s for s in samples if _t(s) > seen])
             else:
                 body_for_item = body
             # The position moves first so that an SSE record carries the position *after* it.
             self.last_t[item] = last_t
-            frame = self.client.encoder.samples(self, protocol.samples_body(self.name, item, sid, body_for_item))
+            frame = self.client.encoder.samples(self, frames.samples_body(self.name, item, sid, body_for_item))
             if not self.client.offer(frame, self):
                 self._restore(item, seen)
 
@@ -170,7 +170,7 @@ class UnitopSubscription(ClientSubscription[BufferedSamples]):
             if not fresh:
                 continue
             self.last_t[item] = _t(fresh[-1])
-            body = protocol.samples_body(self.name, item, sid, protocol.dumps(fresh))
+            body = frames.samples_body(self.name, item, sid, frames.dumps(fresh))
             await self.client.put_wait(self.client.encoder.samples(self, body))
 
     def _restore(self, item: str, seen: datetime | None) -> None:

@@ -19,9 +19,10 @@ from tributary_common.auth import AuthError, AuthUnavailable
 from tributary_common.close_codes import NORMAL, POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
 from tributary_common.http_auth import bearer_token
 
-from . import protocol
+from . import frames, protocol
 from .admission import ShuttingDown, admit, open_client
-from .clients import Client, WsEncoder
+from .clients import Client
+from .frames import WsEncoder
 from .limits import FrameRate, Refused, Verdict
 from .service import StreamService
 
@@ -94,7 +95,7 @@ async def _serve(websocket: WebSocket, client: Client, service: StreamService) -
 async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:
     await websocket.accept()
     with contextlib.suppress(Exception):
-        await websocket.send_text(protocol.error_frame(code, message))
+        await websocket.send_text(frames.error_frame(code, message))
         await websocket.close(close_code, reason=code)
 
 
