@@ -191,15 +191,22 @@ def _spec(spec: Any, where: str, allowed: set[str], sub_id: str) -> dict[str, An
 
 
 def _name(spec: dict[str, Any], where: str, validate: Callable[[str], object], code: str, sub_id: str) -> str:
-    """A pattern or unitop name, checked by common's rules (their `NameError_` becomes a `FrameError`)."""
     key = where.rsplit("/", 1)[1]
     value = spec.get(key)
     if not isinstance(value, str):
         raise FrameError("invalid_frame", f"{where}: must be a string, not {_kind(value)}", sub_id)
+    return checked_name(value, validate, code, where, sub_id)
+
+
+def checked_name(
+    value: str, validate: Callable[[str], object], code: str, where: str = "", sub_id: str | None = None
+) -> str:
+    """A pattern or unitop name by common's rules: their `NameError_` becomes a `FrameError`, the one error type
+    of what clients send (its message names `where`, when given)."""
     try:
         validate(value)
     except NameError_ as exc:
-        raise FrameError(code, f"{where}: {exc}", sub_id) from None
+        raise FrameError(code, f"{where}: {exc}" if where else str(exc), sub_id) from None
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -20,7 +21,7 @@ from tributary_common.auth import Forbidden, Principal
 from tributary_common.events import EVENT_ID_MAX
 from tributary_common.http_auth import bearer_token
 from tributary_common.http_errors import ApiError
-from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, NameError_, validate_pattern, validate_unitop_name
+from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, validate_pattern, validate_unitop_name
 from tributary_common.openapi import error_responses
 from tributary_common.stream_frames import UnitopSinceMark
 
@@ -99,7 +100,7 @@ def _events(
     last_event_id: str | None,
 ) -> StreamingResponse:
     with _invalid_at("/path/pattern"):
-        validate_pattern(pattern)
+        protocol.checked_name(pattern, validate_pattern, "invalid_pattern")
     client.principal.require("events:read")
     if not client.principal.may_pattern(pattern):
         raise Forbidden(f"pattern {pattern!r} is outside the token's topics")
@@ -150,7 +151,7 @@ def _unitop(
     last_event_id: str | None,
 ) -> StreamingResponse:
     with _invalid_at("/path/name"):
-        validate_unitop_name(name)
+        protocol.checked_name(name, validate_unitop_name, "invalid_unitop")
     client.principal.require("unitops:read")
     if not client.principal.may_unitop(name):
         raise Forbidden(f"unitop {name!r} is outside the token's unitops")
@@ -163,9 +164,7 @@ def _unitop(
     if last_event_id is not None:
         where = "/header/Last-Event-ID"
         with _invalid_at(where):
-            # Our SSE ids for samples are `{"items": {item: time}}`; a bare time works too.
-            value = orjson.loads(last_event_id) if last_event_id.startswith("{") else last_event_id
-            parsed = protocol.unitop_since(value, where=where)
+            parsed = protocol.unitop_since(_unitop_position(last_event_id), where=where)
     response = SseResponse(service, client, ticket)
     service.fanout.subscribe_unitop(
         client, protocol.SubscribeUnitop(id=SSE_SUB_ID, name=name, items=wanted, since=parsed)
@@ -173,21 +172,24 @@ def _unitop(
     return response
 
 
+def _unitop_position(last_event_id: str) -> Any:
+    # Our SSE ids for samples are `{"items": {item: time}}`; a bare time works too.
+    if not last_event_id.startswith("{"):
+        return last_event_id
+    try:
+        return orjson.loads(last_event_id)
+    except orjson.JSONDecodeError as exc:
+        raise protocol.FrameError("invalid_since", f"not valid JSON: {exc}") from None
+
+
 @contextmanager
 def _invalid_at(loc: str) -> Iterator[None]:
-    """What is wrong with the request part at `loc` becomes the hub's answer to the same mistakes (a bad pattern,
-    name or time): 422 `invalid_request`, one contract for both edges."""
+    """A `FrameError` about the request part at `loc` becomes the hub's answer to the same mistakes (a bad
+    pattern, name or time): 422 `invalid_request`, one contract for both edges."""
     try:
         yield
     except protocol.FrameError as exc:
-        message = exc.message  # it names the part already
-    except NameError_ as exc:
-        message = str(exc)
-    except orjson.JSONDecodeError as exc:
-        message = f"not valid JSON: {exc}"
-    else:
-        return
-    raise ApiError(422, "invalid_request", message, [{"loc": loc, "msg": message}]) from None
+        raise ApiError(422, "invalid_request", exc.message, [{"loc": loc, "msg": exc.message}]) from None
 
 
 def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
