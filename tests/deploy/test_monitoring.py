@@ -57,7 +57,7 @@ def real_metrics() -> set[str]:
     metrics_for(http)
     names = _registry_names(REGISTRY) | _registry_names(http)
     names |= _registry_names(IngestMetrics().registry) | _registry_names(StreamMetrics().registry)
-    assert "tributary_hub_events_published_total" in names and "stream_connections" in names
+    assert "tributary_hub_events_published_total" in names and "tributary_stream_connections" in names
     return names
 
 

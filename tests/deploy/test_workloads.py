@@ -133,7 +133,7 @@ def test_autoscaling(overlay: str) -> None:
     stream = scaled["tributary-stream"]["spec"]
     assert {t["type"] for t in stream["triggers"]} == {"cpu", "prometheus"}
     (connections,) = [t for t in stream["triggers"] if t["type"] == "prometheus"]
-    assert "stream_connections" in connections["metadata"]["query"]
+    assert "tributary_stream_connections" in connections["metadata"]["query"]
     # Scaling down the stream closes websockets: it must be slower than scaling up.
     behavior = stream["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300

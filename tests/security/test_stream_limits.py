@@ -142,7 +142,7 @@ def rss_mb(stack: Stack) -> float:
 async def connections(stack: Stack, transport: str) -> float:
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(f"{stack.stream_http_url}/metrics")).text
-    match = re.search(rf'^stream_connections{{transport="{transport}"}} (\S+)$', text, re.MULTILINE)
+    match = re.search(rf'^tributary_stream_connections{{transport="{transport}"}} (\S+)$', text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 

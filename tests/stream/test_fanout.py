@@ -160,7 +160,7 @@ async def test_slow_client_gets_gap_while_fast_client_keeps_receiving(amqp_url, 
         frame, _ = await recv_until(slow, lambda f: f.get("type") == "event" and f["event"]["id"] == after["id"])
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(f"{running.base}/metrics")).text
-        assert 'stream_gaps_total{reason="slow_client"} 1.0' in metrics
+        assert 'tributary_stream_gaps_total{reason="slow_client"} 1.0' in metrics
         await fast.close()
         await slow.close()
     finally:

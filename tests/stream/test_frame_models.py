@@ -23,6 +23,7 @@ from tributary_common.stream_frames import (
     UnsubscribedFrame,
     UnsubscribeFrame,
 )
+from tributary_stream import frames as server_frames
 from tributary_stream import protocol
 
 T = "2026-01-02T03:04:05.000000Z"
@@ -101,16 +102,16 @@ def test_server_frames_of_the_encoders_fit_the_models() -> None:
     sub = json.dumps("s1")
     samples = json.dumps([{"t": T, "v": 1.5, "q": None}])
     frames: list[tuple[type[BaseModel], str]] = [
-        (ErrorFrame, protocol.error_frame("invalid_frame", "/id: missing", None)),
-        (ErrorFrame, protocol.error_frame("invalid_pattern", "bad", "s1")),
-        (PongFrame, protocol.pong_frame("p")),
-        (PongFrame, protocol.pong_frame(None)),
-        (EventFrame, protocol.event_frame(sub, json.dumps(EVENT))),
-        (SamplesFrame, protocol.samples_frame(sub, protocol.samples_body("r1", "temp", "sid1", samples))),
-        (GapFrame, protocol.gap_frame("s1", {"id": "e1", "time": T}, "slow_client", {"dropped": 3})),
-        (GapFrame, protocol.gap_frame("u", {"time": T, "items": {"temp": T}}, "broker")),
-        (SubscribedFrame, protocol.dumps({"type": "subscribed", "id": "s1", "events": {"pattern": "orders.#"}})),
-        (UnsubscribedFrame, protocol.dumps({"type": "unsubscribed", "id": "s1", "reason": "unitop_deleted"})),
+        (ErrorFrame, server_frames.error_frame("invalid_frame", "/id: missing", None)),
+        (ErrorFrame, server_frames.error_frame("invalid_pattern", "bad", "s1")),
+        (PongFrame, server_frames.pong_frame("p")),
+        (PongFrame, server_frames.pong_frame(None)),
+        (EventFrame, server_frames.event_frame(sub, json.dumps(EVENT))),
+        (SamplesFrame, server_frames.samples_frame(sub, server_frames.samples_body("r1", "temp", "sid1", samples))),
+        (GapFrame, server_frames.gap_frame("s1", {"id": "e1", "time": T}, "slow_client", {"dropped": 3})),
+        (GapFrame, server_frames.gap_frame("u", {"time": T, "items": {"temp": T}}, "broker")),
+        (SubscribedFrame, server_frames.dumps({"type": "subscribed", "id": "s1", "events": {"pattern": "orders.#"}})),
+        (UnsubscribedFrame, server_frames.dumps({"type": "unsubscribed", "id": "s1", "reason": "unitop_deleted"})),
     ]
     for model, text in frames:
         model.model_validate_json(text)
@@ -118,12 +119,12 @@ def test_server_frames_of_the_encoders_fit_the_models() -> None:
 
 def test_sse_records_fit_the_models() -> None:
     from tributary_common.events import CloudEvent
-    from tributary_stream.clients import SseEncoder
+    from tributary_stream.frames import SseEncoder
 
     encoder = SseEncoder()
     record = encoder.message("gap", {"sub": "s1", "last": {"id": "e1"}, "reason": "slow_client"}, None)
     data = record.split("data: ", 1)[1].strip()
     GapFrame.model_validate_json(data)
-    body = protocol.samples_body("r1", "temp", "sid1", json.dumps([{"t": T, "v": True}]))
+    body = server_frames.samples_body("r1", "temp", "sid1", json.dumps([{"t": T, "v": True}]))
     SseSamples.model_validate_json("{" + body + "}")
     CloudEvent.model_validate(EVENT)

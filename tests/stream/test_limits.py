@@ -9,7 +9,8 @@ import pytest
 
 from tests.stream.support import RunningStream
 from tributary_common.auth import Principal
-from tributary_stream.clients import FRAME_OVERHEAD, Client, WsEncoder, frame_cost
+from tributary_stream.clients import FRAME_OVERHEAD, Client, frame_cost
+from tributary_stream.frames import WsEncoder
 from tributary_stream.limits import Admission, FrameRate, Refused, Verdict
 from tributary_stream.metrics import StreamMetrics
 from tributary_stream.subscriptions import LIVE, EventsSubscription

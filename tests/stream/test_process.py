@@ -44,15 +44,15 @@ async def test_serve_health_metrics_and_graceful_sigterm(amqp_url, tmp_path: Pat
             assert (await recv(ws))["event"]["id"] == sent["id"]
             metrics = (await http.get("/metrics")).text
             for line in (
-                'stream_connections{transport="ws"} 1.0',
-                'stream_subscriptions{kind="events"} 1.0',
-                "stream_bindings 1.0",
-                'stream_messages_in_total{exchange="tributary.events"} 1.0',
-                "stream_send_queue_depth 0.0",
-                "stream_broker_connected 1.0",
+                'tributary_stream_connections{transport="ws"} 1.0',
+                'tributary_stream_subscriptions{kind="events"} 1.0',
+                "tributary_stream_bindings 1.0",
+                'tributary_stream_messages_in_total{exchange="tributary.events"} 1.0',
+                "tributary_stream_send_queue_depth 0.0",
+                "tributary_stream_broker_connected 1.0",
             ):
                 assert line in metrics, line
-            assert 'stream_messages_out_total{transport="ws"}' in metrics
+            assert 'tributary_stream_messages_out_total{transport="ws"}' in metrics
 
         await send(ws, {"op": "ping", "id": "last"})
         assert await recv(ws) == {"type": "pong", "id": "last"}

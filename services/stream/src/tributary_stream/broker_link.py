@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from tributary_common.deadletters import DeadLetters
+from tributary_common.exchanges import CONTROL, EVENTS, SAMPLES
 from tributary_common.timeutil import utcnow
 
 from .dead_letters import DeadLetterOutbox, Unusable
@@ -31,7 +32,8 @@ Key = tuple[str, str]  # (exchange, binding key)
 OnMessage = Callable[[str, str, bytes, dict[str, Any]], None]
 OnRestored = Callable[[datetime, datetime], None]
 
-EXCHANGES = ("tributary.events", "tributary.samples", "tributary.control")
+# What the instance queue is bound to (declared here too: the link may connect before the service declared them).
+EXCHANGES = tuple(exchange.name for exchange in (EVENTS, SAMPLES, CONTROL))
 
 
 class BrokerUnavailable(Exception):

@@ -24,16 +24,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from tributary_common.auth import Principal
+from tributary_common.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 
 from . import protocol
-from .limits import POLICY_VIOLATION, TRY_AGAIN_LATER
+from .frames import Encoder, SubscriptionView
 from .metrics import StreamMetrics
-
-if TYPE_CHECKING:
-    from .subscriptions import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -49,50 +47,6 @@ END_GRACE_S = 10.0
 def frame_cost(frame: str) -> int:
     # `isascii` is O(1) in CPython (a flag on the string): most frames are ASCII JSON and need no encoding.
     return (len(frame) if frame.isascii() else len(frame.encode())) + FRAME_OVERHEAD
-
-
-class Encoder(Protocol):
-    """Turns deliveries into the transport's frames (websocket JSON text or SSE records)."""
-
-    transport: str
-
-    def event(self, sub: Subscription, envelope_json: str, event_id: str) -> str: ...
-
-    def samples(self, sub: Subscription, body_json: str) -> str: ...
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str: ...
-
-
-class WsEncoder:
-    transport = "ws"
-
-    def event(self, sub: Subscription, envelope_json: str, event_id: str) -> str:
-        return protocol.event_frame(sub.id_json, envelope_json)
-
-    def samples(self, sub: Subscription, body_json: str) -> str:
-        return protocol.samples_frame(sub.id_json, body_json)
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str:
-        return protocol.dumps({"type": kind, **payload})
-
-
-class SseEncoder:
-    transport = "sse"
-
-    def event(self, sub: Subscription, envelope_json: str, event_id: str) -> str:
-        return _sse("event", envelope_json, event_id)
-
-    def samples(self, sub: Subscription, body_json: str) -> str:
-        return _sse("samples", "{" + body_json + "}", sub.sse_position())
-
-    def message(self, kind: str, payload: dict[str, Any], sse_id: str | None = None) -> str:
-        return _sse(kind, protocol.dumps({"type": kind, **payload}), sse_id)
-
-
-def _sse(kind: str, data: str, sse_id: str | None) -> str:
-    # An id with a line break cannot be an SSE id (it would end the field); such events go without one.
-    head = f"id: {sse_id}\n" if sse_id and "\n" not in sse_id and "\r" not in sse_id else ""
-    return f"{head}event: {kind}\ndata: {data}\n\n"
 
 
 class Client:
@@ -113,12 +67,12 @@ class Client:
         self.max_bytes = max_bytes
         self.data_bytes = max_bytes - max_bytes // 4
         self.slow_timeout_s = slow_timeout_s
-        self.subs: dict[str, Subscription] = {}
+        self.subs: dict[str, SubscriptionView] = {}
         # (frame, cost, is a reply to the client's own frame)
         self.queue: deque[tuple[str, int, bool]] = deque()
         self.queued_bytes = 0
         self.reply_bytes = 0
-        self.lagging: dict[str, Subscription] = {}
+        self.lagging: dict[str, SubscriptionView] = {}
         self.closed = False
         # Set when the client must go: the endpoint closes the socket with this code.
         self.kill_code: int | None = None
@@ -144,7 +98,7 @@ class Client:
             self.reply_bytes += cost
         self._wake.set()
 
-    def offer(self, frame: str, sub: Subscription) -> bool:
+    def offer(self, frame: str, sub: SubscriptionView) -> bool:
         """Queue a live frame for `sub` unless the client is behind; False when it was not queued."""
         if self.closed:
             return False
@@ -269,6 +223,3 @@ class Client:
     @property
     def killed(self) -> bool:
         return self._abort
-
-    def drained(self) -> bool:
-        return not self.queue

@@ -10,10 +10,10 @@ import logging
 import time
 
 from tributary_common.auth import AuthError
+from tributary_common.close_codes import POLICY_VIOLATION
 
 from .clients import Client
-from .hub_client import HubClient
-from .limits import POLICY_VIOLATION
+from .hub_rpc import HubRpc
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ CHECK_CONCURRENCY = 32
 
 
 class CredentialWatch:
-    def __init__(self, hub: HubClient, period_s: float) -> None:
+    def __init__(self, hub: HubRpc, period_s: float) -> None:
         self.hub = hub
         # A period of 0 (no key cache) still checks, just often.
         self.period_s = max(period_s, 0.5)

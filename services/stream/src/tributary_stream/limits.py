@@ -10,9 +10,7 @@ import enum
 import time
 from collections.abc import Callable
 
-# Close codes (RFC 6455 registry).
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
+from tributary_common.close_codes import TRY_AGAIN_LATER
 
 
 class Refused(Exception):

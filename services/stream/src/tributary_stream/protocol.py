@@ -1,4 +1,4 @@
-"""The websocket protocol: client frames (`op`) parsed and checked, server frames (`type`) encoded.
+"""The websocket protocol's client frames (`op`), parsed and checked (server frames: frames.py).
 
 Every problem with a client frame becomes a `FrameError` whose code and message say what is wrong and where;
 the endpoint turns it into an `error` frame and keeps the connection open.
@@ -6,6 +6,7 @@ the endpoint turns it into an `error` frame and keeps the connection open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import orjson
 
 from tributary_common.names import NameError_, validate_pattern, validate_unitop_name
-from tributary_common.timeutil import format_time, parse_time
+from tributary_common.stream_frames import SUB_ID_MAX
+from tributary_common.timeutil import parse_time
 
-MAX_SUB_ID = 128
+MAX_SUB_ID = SUB_ID_MAX  # the published frame models' bound
 
 
 class FrameError(Exception):
@@ -126,16 +128,8 @@ def _parse(frame: dict[str, Any]) -> ClientFrame:
 
 
 def _subscribe_events(sub_id: str, spec: Any) -> SubscribeEvents:
-    if not isinstance(spec, dict):
-        raise FrameError("invalid_frame", f"/events: must be an object, not {_kind(spec)}", sub_id)
-    _only(spec, {"pattern", "since"}, "/events")
-    pattern = spec.get("pattern")
-    if not isinstance(pattern, str):
-        raise FrameError("invalid_frame", f"/events/pattern: must be a string, not {_kind(pattern)}", sub_id)
-    try:
-        validate_pattern(pattern)
-    except NameError_ as exc:
-        raise FrameError("invalid_pattern", f"/events/pattern: {exc}", sub_id) from None
+    spec = _spec(spec, "/events", {"pattern", "since"}, sub_id)
+    pattern = _name(spec, "/events/pattern", validate_pattern, "invalid_pattern", sub_id)
     since = spec.get("since")
     return SubscribeEvents(id=sub_id, pattern=pattern, since=None if since is None else events_since(since, sub_id))
 
@@ -158,16 +152,8 @@ def events_since(value: Any, sub_id: str | None = None, where: str = "/events/si
 
 
 def _subscribe_unitop(sub_id: str, spec: Any) -> SubscribeUnitop:
-    if not isinstance(spec, dict):
-        raise FrameError("invalid_frame", f"/unitop: must be an object, not {_kind(spec)}", sub_id)
-    _only(spec, {"name", "items", "since"}, "/unitop")
-    name = spec.get("name")
-    if not isinstance(name, str):
-        raise FrameError("invalid_frame", f"/unitop/name: must be a string, not {_kind(name)}", sub_id)
-    try:
-        validate_unitop_name(name)
-    except NameError_ as exc:
-        raise FrameError("invalid_unitop", f"/unitop/name: {exc}", sub_id) from None
+    spec = _spec(spec, "/unitop", {"name", "items", "since"}, sub_id)
+    name = _name(spec, "/unitop/name", validate_unitop_name, "invalid_unitop", sub_id)
     items = spec.get("items")
     if items is not None:
         if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
@@ -194,6 +180,34 @@ def unitop_since(value: Any, sub_id: str | None = None, where: str = "/unitop/si
             parsed = {str(k): _time(v, f"{where}/items/{k}", sub_id) for k, v in items.items()}
         return UnitopSince(time=None if t is None else _time(t, f"{where}/time", sub_id), items=parsed)
     raise FrameError("invalid_since", f"{where}: a time or {{'time', 'items'}} is required", sub_id)
+
+
+def _spec(spec: Any, where: str, allowed: set[str], sub_id: str) -> dict[str, Any]:
+    """A subscribe frame's `events` or `unitop` object, with only the fields it may have."""
+    if not isinstance(spec, dict):
+        raise FrameError("invalid_frame", f"{where}: must be an object, not {_kind(spec)}", sub_id)
+    _only(spec, allowed, where)
+    return spec
+
+
+def _name(spec: dict[str, Any], where: str, validate: Callable[[str], object], code: str, sub_id: str) -> str:
+    key = where.rsplit("/", 1)[1]
+    value = spec.get(key)
+    if not isinstance(value, str):
+        raise FrameError("invalid_frame", f"{where}: must be a string, not {_kind(value)}", sub_id)
+    return checked_name(value, validate, code, where, sub_id)
+
+
+def checked_name(
+    value: str, validate: Callable[[str], object], code: str, where: str = "", sub_id: str | None = None
+) -> str:
+    """A pattern or unitop name by common's rules: their `NameError_` becomes a `FrameError`, the one error type
+    of what clients send (its message names `where`, when given)."""
+    try:
+        validate(value)
+    except NameError_ as exc:
+        raise FrameError(code, f"{where}: {exc}" if where else str(exc), sub_id) from None
+    return value
 
 
 def _sub_id(frame: dict[str, Any]) -> str:
@@ -241,40 +255,3 @@ def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
-
-
-# ---- server frames -------------------------------------------------------------------------------------------
-
-
-def dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def error_frame(code: str, message: str, frame_id: str | None = None) -> str:
-    return dumps({"type": "error", "id": frame_id, "code": code, "message": message})
-
-
-def pong_frame(frame_id: str | None) -> str:
-    return dumps({"type": "pong", "id": frame_id})
-
-
-def event_frame(sub_json: str, envelope_json: str) -> str:
-    # The envelope is encoded once per message and spliced into every subscriber's frame.
-    return '{"type":"event","sub":' + sub_json + ',"event":' + envelope_json + "}"
-
-
-def samples_frame(sub_json: str, body_json: str) -> str:
-    # `body_json` is `"unitop":..,"item":..,"sid":..,"samples":[..]` without braces, encoded once.
-    return '{"type":"samples","sub":' + sub_json + "," + body_json + "}"
-
-
-def samples_body(unitop: str, item: str, sid: str, samples_json: str) -> str:
-    return f'"unitop":{dumps(unitop)},"item":{dumps(item)},"sid":{dumps(sid)},"samples":{samples_json}'
-
-
-def gap_frame(sub_id: str, last: Any, reason: str, extra: dict[str, Any] | None = None) -> str:
-    return dumps({"type": "gap", "sub": sub_id, "last": last, "reason": reason, **(extra or {})})
-
-
-def time_str(t: datetime) -> str:
-    return format_time(t)

@@ -10,6 +10,7 @@ from datetime import datetime
 from faststream.rabbit import RabbitBroker
 
 from tributary_common.auth import JwtVerifier, Principal
+from tributary_common.close_codes import SERVICE_RESTART
 from tributary_common.exchanges import declare_exchanges
 from tributary_common.http_auth import Authenticator
 
@@ -19,15 +20,12 @@ from .credentials import CredentialWatch
 from .dead_letters import DeadLetterOutbox
 from .demand import DemandSender
 from .fanout import Fanout
-from .hub_client import HubClient
+from .hub_rpc import HubRpc
 from .limits import Admission
 from .metrics import StreamMetrics
 from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
-
-# Close code for "server restarting, reconnect" (RFC 6455 registry: 1012 Service Restart).
-RECONNECT_CODE = 1012
 
 
 class StreamService:
@@ -36,7 +34,7 @@ class StreamService:
         self.metrics = StreamMetrics()
         # faststream for RPC to the hub and for publishing demand; the instance queue has its own link.
         self.broker = RabbitBroker(settings.amqp_url, logger=None)
-        self.hub = HubClient(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
+        self.hub = HubRpc(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
         self.fanout = Fanout(settings, self, self.hub, self.metrics, tracing=tracing, on_demand_change=self._poke)
         queue = f"tributary.stream.{settings.instance_id}"
         dead_letters = DeadLetterOutbox(
@@ -133,11 +131,11 @@ class StreamService:
         log.info("draining %d clients", len(self.fanout.clients))
         await self.link.stop_consuming()
         for client in list(self.fanout.clients):
-            client.finish(RECONNECT_CODE)
+            client.finish(SERVICE_RESTART)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.fanout.empty.wait(), grace_s)
         for client in list(self.fanout.clients):
-            client.kill(RECONNECT_CODE)
+            client.kill(SERVICE_RESTART)
 
     async def stop(self) -> None:
         await self.credentials.stop()

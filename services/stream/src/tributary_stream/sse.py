@@ -8,23 +8,27 @@ like a websocket's (clients.py), and a stuck stream is cut off, its connection a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tributary_common.auth import Forbidden
+from tributary_common.auth import Forbidden, Principal
 from tributary_common.events import EVENT_ID_MAX
 from tributary_common.http_auth import bearer_token
 from tributary_common.http_errors import ApiError
-from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, NameError_, validate_pattern, validate_unitop_name
+from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, validate_pattern, validate_unitop_name
 from tributary_common.openapi import error_responses
 from tributary_common.stream_frames import UnitopSinceMark
 
 from . import protocol
-from .clients import Client, SseEncoder
+from .admission import ShuttingDown, admit, open_client
+from .clients import Client
+from .frames import SseEncoder
 from .limits import Refused, Ticket
 from .service import StreamService
 from .transports import abort_handle
@@ -84,12 +88,7 @@ async def events_stream(
         description="The `id` of the last record received: resume after it (wins over `since`)",
     ),
 ) -> StreamingResponse:
-    service, client, ticket = await _open(request)
-    try:
-        return _events(service, client, ticket, pattern, since, last_event_id)
-    except BaseException:
-        _undo(service, client, ticket)
-        raise
+    return await _respond(request, lambda s, c, t: _events(s, c, t, pattern, since, last_event_id))
 
 
 def _events(
@@ -100,19 +99,15 @@ def _events(
     since: str | None,
     last_event_id: str | None,
 ) -> StreamingResponse:
-    try:
-        validate_pattern(pattern)
-    except NameError_ as exc:
-        raise _invalid(str(exc), "/path/pattern") from None
+    with _invalid_at("/path/pattern"):
+        protocol.checked_name(pattern, validate_pattern, "invalid_pattern")
     client.principal.require("events:read")
     if not client.principal.may_pattern(pattern):
         raise Forbidden(f"pattern {pattern!r} is outside the token's topics")
     resume = last_event_id or since
     where = "/header/Last-Event-ID" if last_event_id else "/query/since"
-    try:
+    with _invalid_at(where):
         parsed = None if resume is None else protocol.events_since(resume, where=where)
-    except protocol.FrameError as exc:
-        raise _invalid(exc.message, where) from None
     response = SseResponse(service, client, ticket)
     service.fanout.subscribe_events(client, protocol.SubscribeEvents(id=SSE_SUB_ID, pattern=pattern, since=parsed))
     return response
@@ -143,12 +138,7 @@ async def unitop_stream(
         json_schema_extra=UNITOP_ID_SCHEMA,
     ),
 ) -> StreamingResponse:
-    service, client, ticket = await _open(request)
-    try:
-        return _unitop(service, client, ticket, name, items, since, last_event_id)
-    except BaseException:
-        _undo(service, client, ticket)
-        raise
+    return await _respond(request, lambda s, c, t: _unitop(s, c, t, name, items, since, last_event_id))
 
 
 def _unitop(
@@ -160,28 +150,21 @@ def _unitop(
     since: str | None,
     last_event_id: str | None,
 ) -> StreamingResponse:
-    try:
-        validate_unitop_name(name)
-    except NameError_ as exc:
-        raise _invalid(str(exc), "/path/name") from None
+    with _invalid_at("/path/name"):
+        protocol.checked_name(name, validate_unitop_name, "invalid_unitop")
     client.principal.require("unitops:read")
     if not client.principal.may_unitop(name):
         raise Forbidden(f"unitop {name!r} is outside the token's unitops")
     wanted = tuple(i for i in (items or "").split(",") if i) or None
     parsed = None
     # Both are checked when both are given (a bad `since` is a 422 even though Last-Event-ID wins).
-    where = "/query/since"
-    try:
-        if since is not None:
-            parsed = protocol.unitop_since(since, where=where)
-        if last_event_id is not None:
-            where = "/header/Last-Event-ID"
-            # Our SSE ids for samples are `{"items": {item: time}}`; a bare time works too.
-            value = orjson.loads(last_event_id) if last_event_id.startswith("{") else last_event_id
-            parsed = protocol.unitop_since(value, where=where)
-    except (protocol.FrameError, orjson.JSONDecodeError) as exc:
-        msg = exc.message if isinstance(exc, protocol.FrameError) else f"not valid JSON: {exc}"
-        raise _invalid(msg, where) from None
+    if since is not None:
+        with _invalid_at("/query/since"):
+            parsed = protocol.unitop_since(since, where="/query/since")
+    if last_event_id is not None:
+        where = "/header/Last-Event-ID"
+        with _invalid_at(where):
+            parsed = protocol.unitop_since(_unitop_position(last_event_id), where=where)
     response = SseResponse(service, client, ticket)
     service.fanout.subscribe_unitop(
         client, protocol.SubscribeUnitop(id=SSE_SUB_ID, name=name, items=wanted, since=parsed)
@@ -189,9 +172,24 @@ def _unitop(
     return response
 
 
-def _invalid(message: str, loc: str) -> ApiError:
-    # The hub's answer to the same mistakes (a bad pattern, name or time): one contract for both edges.
-    return ApiError(422, "invalid_request", message, [{"loc": loc, "msg": message}])
+def _unitop_position(last_event_id: str) -> Any:
+    # Our SSE ids for samples are `{"items": {item: time}}`; a bare time works too.
+    if not last_event_id.startswith("{"):
+        return last_event_id
+    try:
+        return orjson.loads(last_event_id)
+    except orjson.JSONDecodeError as exc:
+        raise protocol.FrameError("invalid_since", f"not valid JSON: {exc}") from None
+
+
+@contextmanager
+def _invalid_at(loc: str) -> Iterator[None]:
+    """A `FrameError` about the request part at `loc` becomes the hub's answer to the same mistakes (a bad
+    pattern, name or time): 422 `invalid_request`, one contract for both edges."""
+    try:
+        yield
+    except protocol.FrameError as exc:
+        raise ApiError(422, "invalid_request", exc.message, [{"loc": loc, "msg": exc.message}]) from None
 
 
 def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
@@ -200,37 +198,32 @@ def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
     ticket.release()
 
 
+async def _respond(
+    request: Request, subscribe: Callable[[StreamService, Client, Ticket], StreamingResponse]
+) -> StreamingResponse:
+    """Admit the request, then `subscribe` its client: the response, or everything given back if refused."""
+    service, client, ticket = await _open(request)
+    try:
+        return subscribe(service, client, ticket)
+    except BaseException:
+        _undo(service, client, ticket)
+        raise
+
+
 async def _open(request: Request) -> tuple[StreamService, Client, Ticket]:
     service: StreamService = request.app.state.service
-    settings = service.settings
-    if service.draining:
-        raise ApiError(503, "shutting_down", "the server is restarting; reconnect")
-    try:
-        ticket = service.admission.enter()
-    except Refused as exc:
-        service.metrics.refused.labels(exc.code).inc()
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    try:
-        principal, api_key = await service.authenticate(bearer_token(request, allow_query=True))
+
+    def seen(principal: Principal) -> None:
         request.state.principal = principal.subject  # for the access log
-        ticket.admit(principal.subject)
+
+    try:
+        principal, api_key, ticket = await admit(service, bearer_token(request, allow_query=True), on_principal=seen)
+    except ShuttingDown as exc:
+        raise ApiError(503, exc.code, exc.message) from None
     except Refused as exc:
-        ticket.release()
-        service.metrics.refused.labels(exc.code).inc()
         raise ApiError(exc.status, exc.code, exc.message) from None
-    except BaseException:
-        ticket.release()
-        raise
-    client = Client(
-        principal,
-        SseEncoder(),
-        service.metrics,
-        max_queue=settings.send_queue_max,
-        max_bytes=settings.max_send_buffer_bytes,
-        slow_timeout_s=settings.slow_client_timeout_s,
-    )
-    service.open_client(client, api_key)
-    return service, client, ticket
+    # AuthError and AuthUnavailable go to the app's error handlers (401 / 503), as on the hub.
+    return service, open_client(service, principal, api_key, SseEncoder()), ticket
 
 
 async def _records(client: Client, keepalive_s: float) -> AsyncIterator[str]:

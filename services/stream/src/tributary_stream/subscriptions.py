@@ -9,28 +9,55 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tributary_common.timeutil import format_time, parse_time
 
-from . import protocol
+from . import frames
 from .clients import Client
 
 REPLAYING, LIVE, CLOSED = "replaying", "live", "closed"
 
+# What a subscription buffers of live messages while it replays.
+Buffered = TypeVar("Buffered")
+# An event: (id, time, envelope JSON).
+BufferedEvent = tuple[str, str, str]
+# A sample batch: (sid, samples).
+BufferedSamples = tuple[str, list[dict[str, Any]]]
 
-class Subscription:
+
+class ClientSubscription(Generic[Buffered]):
+    """One subscription of one connected client (not a source's subscription, nor the client library's)."""
+
     kind = "base"
 
     def __init__(self, client: Client, sub_id: str, buffer_max: int) -> None:
         self.client = client
         self.id = sub_id
-        self.id_json = protocol.dumps(sub_id)
+        self.id_json = frames.dumps(sub_id)
         self.state = REPLAYING
         self.buffer_max = buffer_max
+        self.buffer: list[Buffered] = []
         self.buffer_overflow = False
         # A gap noticed while replaying is reported once the replay is done (reason, extra).
         self.pending_gap: tuple[str, dict[str, Any]] | None = None
+
+    def buffer_live(self, item: Buffered) -> None:
+        """Keep a live message for after the replay (bounded: an overflow is reported as a gap then)."""
+        if len(self.buffer) < self.buffer_max:
+            self.buffer.append(item)
+        else:
+            self.buffer_overflow = True
+
+    def report_deferred_gaps(self) -> None:
+        """The replay is done: the gaps noticed meanwhile go out now."""
+        if self.buffer_overflow:
+            self.buffer_overflow = False
+            self.gap("replay_overflow")
+        if self.pending_gap is not None:
+            reason, extra = self.pending_gap
+            self.pending_gap = None
+            self.gap(reason, extra)
 
     def last(self) -> Any:
         raise NotImplementedError
@@ -50,7 +77,7 @@ class Subscription:
         self.client.send_message("gap", payload, reply=False)
 
 
-class EventsSubscription(Subscription):
+class EventsSubscription(ClientSubscription[BufferedEvent]):
     kind = "events"
 
     def __init__(self, client: Client, sub_id: str, pattern: str, buffer_max: int) -> None:
@@ -58,7 +85,6 @@ class EventsSubscription(Subscription):
         self.pattern = pattern
         self.last_id: str | None = None
         self.last_time: str | None = None
-        self.buffer: list[tuple[str, str, str]] = []
 
     def last(self) -> dict[str, str] | None:
         if self.last_id is None:
@@ -72,10 +98,7 @@ class EventsSubscription(Subscription):
         if self.state == LIVE:
             self.send_live(event_id, time, envelope_json)
         elif self.state == REPLAYING:
-            if len(self.buffer) < self.buffer_max:
-                self.buffer.append((event_id, time, envelope_json))
-            else:
-                self.buffer_overflow = True
+            self.buffer_live((event_id, time, envelope_json))
 
     def send_live(self, event_id: str, time: str, envelope_json: str) -> None:
         if self.client.offer(self.client.encoder.event(self, envelope_json, event_id), self):
@@ -86,7 +109,7 @@ class EventsSubscription(Subscription):
         self.last_id, self.last_time = event_id, time
 
 
-class UnitopSubscription(Subscription):
+class UnitopSubscription(ClientSubscription[BufferedSamples]):
     kind = "unitop"
 
     def __init__(self, client: Client, sub_id: str, name: str, wanted: tuple[str, ...] | None, buffer_max: int) -> None:
@@ -96,7 +119,6 @@ class UnitopSubscription(Subscription):
         self.item_sids: dict[str, str] = {}
         self.sid_items: dict[str, list[str]] = {}
         self.last_t: dict[str, datetime] = {}
-        self.buffer: list[tuple[str, list[dict[str, Any]]]] = []
 
     def select(self, sids: dict[str, str]) -> None:
         """Take the unitop's current items (item -> sid), keeping the client's choice of items."""
@@ -121,10 +143,7 @@ class UnitopSubscription(Subscription):
         if self.state == LIVE:
             self.send_live(sid, samples, first_t, last_t, body)
         elif self.state == REPLAYING:
-            if len(self.buffer) < self.buffer_max:
-                self.buffer.append((sid, samples))
-            else:
-                self.buffer_overflow = True
+            self.buffer_live((sid, samples))
 
     def send_live(
         self, sid: str, samples: list[dict[str, Any]], first_t: datetime, last_t: datetime, body: str
@@ -135,12 +154,12 @@ class UnitopSubscription(Subscription):
                 continue
             if seen is not None and first_t <= seen:
                 # Overlaps what was sent already (history seam or a repeat): send only the newer samples.
-                body_for_item = protocol.dumps([s for s in samples if _t(s) > seen])
+                body_for_item = frames.dumps([s for s in samples if _t(s) > seen])
             else:
                 body_for_item = body
             # The position moves first so that an SSE record carries the position *after* it.
             self.last_t[item] = last_t
-            frame = self.client.encoder.samples(self, protocol.samples_body(self.name, item, sid, body_for_item))
+            frame = self.client.encoder.samples(self, frames.samples_body(self.name, item, sid, body_for_item))
             if not self.client.offer(frame, self):
                 self._restore(item, seen)
 
@@ -151,7 +170,7 @@ class UnitopSubscription(Subscription):
             if not fresh:
                 continue
             self.last_t[item] = _t(fresh[-1])
-            body = protocol.samples_body(self.name, item, sid, protocol.dumps(fresh))
+            body = frames.samples_body(self.name, item, sid, frames.dumps(fresh))
             await self.client.put_wait(self.client.encoder.samples(self, body))
 
     def _restore(self, item: str, seen: datetime | None) -> None:

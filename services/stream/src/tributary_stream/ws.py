@@ -16,12 +16,15 @@ from typing import cast
 from fastapi import Request, WebSocket
 
 from tributary_common.auth import AuthError, AuthUnavailable
+from tributary_common.close_codes import NORMAL, POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
 from tributary_common.http_auth import bearer_token
 
-from . import protocol
-from .clients import Client, WsEncoder
-from .limits import POLICY_VIOLATION, TRY_AGAIN_LATER, FrameRate, Refused, Verdict
-from .service import RECONNECT_CODE, StreamService
+from . import frames, protocol
+from .admission import ShuttingDown, admit, open_client
+from .clients import Client
+from .frames import WsEncoder
+from .limits import FrameRate, Refused, Verdict
+from .service import StreamService
 
 log = logging.getLogger(__name__)
 
@@ -31,47 +34,36 @@ CLOSING_GRACE_S = 5.0
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     service: StreamService = websocket.app.state.service
-    if service.draining:
-        await _refuse(websocket, service, "shutting_down", "the server is restarting; reconnect", RECONNECT_CODE)
-        return
-    try:
-        ticket = service.admission.enter()
-    except Refused as exc:
-        await _refuse(websocket, service, exc.code, exc.message, exc.close_code)
-        return
     try:
         # A websocket has the same headers and query as a request; bearer_token only reads those.
-        token = bearer_token(cast(Request, websocket), allow_query=True)
-        try:
-            principal, api_key = await service.authenticate(token)
-            ticket.admit(principal.subject)
-        except AuthUnavailable as exc:
-            # Not the credentials' fault: they may be fine; the client should retry later, not give up.
-            await _refuse(websocket, service, "auth_unavailable", str(exc), TRY_AGAIN_LATER)
-            return
-        except AuthError as exc:
-            await _refuse(websocket, service, "unauthorized", str(exc), POLICY_VIOLATION)
-            return
-        except Refused as exc:
-            await _refuse(websocket, service, exc.code, exc.message, exc.close_code)
-            return
+        principal, api_key, ticket = await admit(service, bearer_token(cast(Request, websocket), allow_query=True))
+    except (ShuttingDown, Refused, AuthError) as exc:
+        code, message, close_code, counted = _refusal(exc)
+        if not counted:
+            service.metrics.refused.labels(code).inc()
+        await _refuse(websocket, code, message, close_code)
+        return
+    try:
         await websocket.accept()
-        settings = service.settings
-        client = Client(
-            principal,
-            WsEncoder(),
-            service.metrics,
-            max_queue=settings.send_queue_max,
-            max_bytes=settings.max_send_buffer_bytes,
-            slow_timeout_s=settings.slow_client_timeout_s,
-        )
-        service.open_client(client, api_key)
+        client = open_client(service, principal, api_key, WsEncoder())
         try:
             await _serve(websocket, client, service)
         finally:
             service.close_client(client)
     finally:
         ticket.release()
+
+
+def _refusal(exc: Exception) -> tuple[str, str, int, bool]:
+    """A connection refused: its error code, message and close code, and whether admission counted it already."""
+    if isinstance(exc, ShuttingDown):
+        return exc.code, exc.message, SERVICE_RESTART, False
+    if isinstance(exc, Refused):
+        return exc.code, exc.message, exc.close_code, True
+    if isinstance(exc, AuthUnavailable):
+        # Not the credentials' fault: they may be fine; the client should retry later, not give up.
+        return "auth_unavailable", str(exc), TRY_AGAIN_LATER, False
+    return "unauthorized", str(exc), POLICY_VIOLATION, False
 
 
 async def _serve(websocket: WebSocket, client: Client, service: StreamService) -> None:
@@ -92,7 +84,7 @@ async def _serve(websocket: WebSocket, client: Client, service: StreamService) -
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(websocket.close(client.kill_code), 2)
     finally:
-        client.kill(client.kill_code or 1000)
+        client.kill(client.kill_code or NORMAL)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
@@ -100,11 +92,10 @@ async def _serve(websocket: WebSocket, client: Client, service: StreamService) -
             await asyncio.wait_for(writer, 5)
 
 
-async def _refuse(websocket: WebSocket, service: StreamService, code: str, message: str, close_code: int) -> None:
-    service.metrics.refused.labels(code).inc()
+async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:
     await websocket.accept()
     with contextlib.suppress(Exception):
-        await websocket.send_text(protocol.error_frame(code, message))
+        await websocket.send_text(frames.error_frame(code, message))
         await websocket.close(close_code, reason=code)
 
 
@@ -157,4 +148,4 @@ async def _write(websocket: WebSocket, client: Client) -> None:
         log.debug("websocket send failed: %s", exc)
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(client.kill_code or 1000), 5)
+        await asyncio.wait_for(websocket.close(client.kill_code or NORMAL), 5)

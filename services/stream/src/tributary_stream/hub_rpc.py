@@ -15,7 +15,7 @@ from tributary_common.auth import AuthUnavailable, Principal, principal_from_cla
 from tributary_common.rpc import RpcError, call
 
 
-class HubClient:
+class HubRpc:
     def __init__(self, broker: RabbitBroker, *, timeout_s: float, api_key_cache_s: float) -> None:
         self.broker = broker
         self.timeout_s = timeout_s
