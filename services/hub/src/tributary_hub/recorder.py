@@ -47,6 +47,7 @@ from tributary_common.timeutil import format_time, utcnow
 from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, declare_topology
 from .deadletters import letter_document
 from .documents import TopicDoc, event_key
+from .errors import dotted
 
 log = logging.getLogger(__name__)
 _tracer = tracer("tributary_hub.recorder")
@@ -385,7 +386,7 @@ def _refusal(exc: ValidationError, what: str) -> Unrecordable:
     """`undecodable` (not JSON) or `not_a_<what>`, with the first problem but not the input (it may be huge)."""
     first = exc.errors()[0]
     reason = deadletters.UNDECODABLE if first["type"] in ("json_invalid", "json_type") else f"not_a_{what}"
-    return Unrecordable(reason, f"{'.'.join(str(p) for p in first['loc']) or '/'}: {first['msg']}")
+    return Unrecordable(reason, dotted(exc, 1)[0])
 
 
 def events_to_docs(retention: TopicRetention, max_event_bytes: int) -> ToDocs:

@@ -40,6 +40,7 @@ from .settings import HubSettings
 from .sources import SourceRegistry
 from .tokens import CachingJwtVerifier
 from .topics import TopicService
+from .unitop_samples import UnitopSamples
 from .unitops import UnitopService
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Hub:
     audit: AuditLog = field(init=False)
     auth: Authenticator = field(init=False)
     deadletters: DeadLetterStore = field(init=False)
+    unitop_samples: UnitopSamples = field(init=False)
 
     async def start(self) -> None:
         s = self.settings
@@ -95,6 +97,9 @@ class Hub:
             events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
         self.samples = SampleHistory(samples_coll, chunk_rows=s.export_chunk_rows)
+        self.unitop_samples = UnitopSamples(
+            self.samples, chunk_rows=s.export_chunk_rows, aligned_max_points=s.aligned_max_points
+        )
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
@@ -162,7 +167,7 @@ class Hub:
             self.settings.amqp_url, logger=None, graceful_timeout=self.settings.shutdown_grace_seconds
         )
         rpc = RpcServer(concurrency=self.settings.rpc_concurrency)
-        register_rpc(rpc, self)
+        register_rpc(rpc, self.history, self.samples, self.unitops, self.apikeys)
         rpc.attach(broker, rc.HUB_QUEUE)
         sources = self.sources
 

@@ -16,6 +16,8 @@ from beanie.odm.utils.parsing import parse_obj
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from .errors import dotted
+
 log = logging.getLogger(__name__)
 
 UNREADABLE = Counter(
@@ -34,7 +36,7 @@ Sort = list[tuple[str, int]]
 
 def problems(exc: ValidationError) -> str:
     """`field: message` for each problem, without the stored values (they may be large or secret)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '/'}: {e['msg']}" for e in exc.errors()[:5])
+    return "; ".join(dotted(exc, 5))
 
 
 def report_unreadable(collection: str, doc_id: Any, exc: ValidationError) -> None:

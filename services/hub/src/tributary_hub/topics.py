@@ -25,7 +25,7 @@ from tributary_common.timeutil import utcnow
 
 from .compatibility import Compatibility, check
 from .documents import EventDoc, SchemaDoc, TopicDoc
-from .errors import Conflict, Invalid, NotFound, TooLarge
+from .errors import Conflict, Invalid, NotFound, TooLarge, validation_details
 from .schemas import SchemaRejected, check_schema, compile_schema
 from .stored import problems, readable, report_unreadable
 
@@ -51,17 +51,15 @@ def _schema_id(topic: str, uid: str, version: int) -> str:
     return f"{topic}/{uid}/{version}"
 
 
-def _details(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"loc": "/" + "/".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-
-
 def _check_stored_form(merged: dict[str, Any], *, changed: set[str]) -> None:
     """Refuse a change that would store a topic this hub cannot read back (the domain's own guard, whatever
     the API let through); problems in fields not being changed are left for a later PATCH to repair."""
     try:
         parse_obj(TopicDoc, merged)
     except ValidationError as exc:
-        bad = [d for d, e in zip(_details(exc), exc.errors(), strict=True) if e["loc"] and e["loc"][0] in changed]
+        bad = [
+            d for d, e in zip(validation_details(exc), exc.errors(), strict=True) if e["loc"] and e["loc"][0] in changed
+        ]
         if bad:
             raise Invalid("the change would store an invalid topic", bad, code="invalid_request") from exc
 
@@ -164,7 +162,7 @@ class TopicService:
             raise Conflict(
                 f"topic {name!r} is stored in a form this hub cannot read ({problems(exc)}); "
                 "PATCH the fields named or DELETE the topic",
-                _details(exc),
+                validation_details(exc),
                 code="unreadable_topic",
             ) from exc
         if doc is None:

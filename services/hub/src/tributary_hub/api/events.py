@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -17,11 +16,9 @@ from tributary_common.exchanges import EVENTS
 from tributary_common.http_errors import ErrorBody
 from tributary_common.names import NameError_, validate_pattern
 from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, tracer
-from tributary_common.timeutil import format_time
 
-from .. import cursors
 from ..errors import HubError, Invalid, TooLarge, Unavailable
-from ..history import export_csv, export_lines
+from ..history import EventQuery, export_events
 from ..publishing import CloudEventIn
 from .ce_binary import binary_envelope, ce_headers
 from .deps import (
@@ -35,6 +32,7 @@ from .deps import (
     require,
     require_json,
     scope_doc,
+    streamed,
     time_query,
 )
 from .models import SUBJECT_MAX, SUBJECT_PATTERN, EventPage, LatestEvents
@@ -352,28 +350,14 @@ async def history(
     fmt = negotiate(request)
     t0, t1 = query_time(start, "start"), query_time(end, "end")
     await hub.topics.resolve(topic)  # 404 for an unknown topic
-    position = cursors.decode(cursor) if cursor else None
-    query = await hub.history.filter(
-        pattern=pattern,
-        topic=topic,
-        start=format_time(t0) if t0 else None,
-        end=format_time(t1) if t1 else None,
-        position=(position[0], position[1]) if position else None,
-    )
+    query = await hub.history.select(EventQuery(pattern=pattern, topic=topic, start=t0, end=t1, cursor=cursor))
     if fmt == "json":
         size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
         items, nxt = await hub.history.page(query, size, admin=principal.is_admin)
         return {"items": items, "next": nxt}
     rows = hub.history.stream(query, admin=principal.is_admin)
-    chunks: AsyncIterator[bytes] = (
-        export_csv(rows, hub.settings.export_chunk_rows, publisher=principal.is_admin)
-        if fmt == "csv"
-        else export_lines(rows, hub.settings.export_chunk_rows)
-    )
-    media = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl", "ndjson": "application/x-ndjson"}[fmt]
-    return StreamingResponse(
-        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{topic}.{fmt}"'}
-    )
+    chunks = export_events(fmt, rows, hub.settings.export_chunk_rows, publisher=principal.is_admin)
+    return streamed(chunks, fmt, f"{topic}.{fmt}")
 
 
 @router.get(

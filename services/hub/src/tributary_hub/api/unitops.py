@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Forbidden, Principal
 from tributary_common.names import SEGMENT_RE
-from tributary_common.timeutil import format_time
 from tributary_common.unitops import Unitop
 
-from .. import cursors
-from ..errors import Invalid, NotFound
-from ..history import csv_chunk
-from ..samples_history import build_filter
+from ..errors import Invalid
+from ..unitop_samples import select_items
 from .contract import JSON_BODY, errors
-from .deps import body_doc, cursor_query, hub_of, json_model, negotiate, query_time, require, scope_doc, time_query
+from .deps import (
+    body_doc,
+    cursor_query,
+    hub_of,
+    json_model,
+    negotiate,
+    query_time,
+    require,
+    scope_doc,
+    streamed,
+    time_query,
+)
 from .models import SourceList, UnitopList, UnitopView
 
 router = APIRouter(tags=["unitops"])
@@ -170,117 +173,19 @@ async def unitop_samples(
     may_unitop(principal, name)
     hub = hub_of(request)
     fmt = negotiate(request)
-    unitop = (await hub.unitops.resolve(name)).sids
-    chosen = list(unitop) if not items else [i.strip() for i in items.split(",") if i.strip()]
-    unknown = [i for i in chosen if i not in unitop]
-    if unknown or not chosen:
-        raise NotFound(
-            f"unitop {name!r} has no items {unknown}",
-            [{"loc": "/query/items", "msg": f"unknown {unknown}"}],
-            code="unknown_item",
-        )
-    sids = {item: unitop[item] for item in chosen}
-    items_of: dict[str, list[str]] = {}
-    for item, sid in sids.items():
-        items_of.setdefault(sid, []).append(item)
+    sel = await select_items(hub.unitops, name, items)
     t0, t1 = query_time(start, "start"), query_time(end, "end")
-    chunk = hub.settings.export_chunk_rows
-
+    samples = hub.unitop_samples
     if interval_s is not None:
-        if t0 is None or t1 is None or t1 <= t0:
-            raise Invalid(
-                "aligned history needs start < end",
-                [{"loc": "/query/start", "msg": "start and end required"}],
-                code="invalid_request",
-            )
-        points = math.ceil((t1 - t0).total_seconds() / interval_s)
-        if points > hub.settings.aligned_max_points:
-            raise Invalid(
-                f"{points} points requested, over the limit of {hub.settings.aligned_max_points}",
-                [{"loc": "/query/interval_s", "msg": "too many points; widen the interval"}],
-                code="too_many_points",
-            )
-        grid = hub.samples.aligned(list(items_of), t0, t1, timedelta(seconds=interval_s))
-
-        async def aligned_rows() -> AsyncIterator[dict[str, Any]]:
-            async for t, values in grid:
-                yield {"t": t, "values": {item: values[sid] for item, sid in sids.items()}}
-
+        rows = samples.aligned(sel, t0, t1, interval_s)
         if fmt == "json":
-            return {"items": [r async for r in aligned_rows()], "next": None}
-        if fmt == "csv":
-            return _stream(_aligned_csv(aligned_rows(), chosen, chunk), "csv", name)
-        return _stream(_lines(aligned_rows(), chunk), fmt, name)
-
-    position = cursors.decode(cursor) if cursor else None
-    query = build_filter(
-        list(items_of),
-        start=format_time(t0) if t0 else None,
-        end=format_time(t1) if t1 else None,
-        position=(position[0], position[1]) if position else None,
-    )
-
-    def explode(row: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"item": item, **row} for item in items_of[row["sid"]]]
-
+            return {"items": [r async for r in rows], "next": None}
+        return streamed(samples.export_aligned(fmt, sel, rows), fmt, f"{name}-samples.{fmt}")
+    query = samples.raw_query(sel, t0, t1, cursor)
     if fmt == "json":
-        rows, nxt = await hub.samples.page(query, limit)
-        return {"items": [r for row in rows for r in explode(row)], "next": nxt}
-
-    async def raw_rows() -> AsyncIterator[dict[str, Any]]:
-        async for row in hub.samples.stream(query):
-            for r in explode(row):
-                yield r
-
-    if fmt == "csv":
-        return _stream(_raw_csv(raw_rows(), chunk), "csv", name)
-    return _stream(_lines(raw_rows(), chunk), fmt, name)
-
-
-def _stream(chunks: AsyncIterator[bytes], fmt: str, name: str) -> StreamingResponse:
-    media = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl", "ndjson": "application/x-ndjson"}[fmt]
-    return StreamingResponse(
-        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}-samples.{fmt}"'}
-    )
-
-
-async def _lines(rows: AsyncIterator[dict[str, Any]], chunk: int) -> AsyncIterator[bytes]:
-    buf: list[bytes] = []
-    async for row in rows:
-        buf.append(orjson.dumps(row))
-        if len(buf) >= chunk:
-            yield b"\n".join(buf) + b"\n"
-            buf = []
-    if buf:
-        yield b"\n".join(buf) + b"\n"
-
-
-def _cell(v: Any) -> Any:
-    return "" if v is None else ("true" if v is True else "false" if v is False else v)
-
-
-async def _raw_csv(rows: AsyncIterator[dict[str, Any]], chunk: int) -> AsyncIterator[bytes]:
-    yield csv_chunk([["t", "item", "sid", "v", "q"]])
-    buf: list[list[Any]] = []
-    async for r in rows:
-        buf.append([r["t"], r["item"], r["sid"], _cell(r["v"]), _cell(r["q"])])
-        if len(buf) >= chunk:
-            yield csv_chunk(buf)
-            buf = []
-    if buf:
-        yield csv_chunk(buf)
-
-
-async def _aligned_csv(rows: AsyncIterator[dict[str, Any]], items: list[str], chunk: int) -> AsyncIterator[bytes]:
-    yield csv_chunk([["t", *items]])
-    buf: list[list[Any]] = []
-    async for r in rows:
-        buf.append([r["t"], *(_cell(r["values"][i]) for i in items)])
-        if len(buf) >= chunk:
-            yield csv_chunk(buf)
-            buf = []
-    if buf:
-        yield csv_chunk(buf)
+        page, nxt = await samples.raw_page(sel, query, limit)
+        return {"items": page, "next": nxt}
+    return streamed(samples.export_raw(fmt, sel, query), fmt, f"{name}-samples.{fmt}")
 
 
 @router.get(
