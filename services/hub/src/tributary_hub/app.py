@@ -17,7 +17,7 @@ from tributary_common.http_errors import install_error_handlers
 from tributary_common.http_metrics import HttpMetrics
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, audit, console, deadletters, events, identity, sources, topics, unitops
+from .api import apikeys, audit, console, deadletters, events, history, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .api.errors import install_hub_errors
 from .runtime import Hub
@@ -70,6 +70,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         app.include_router(health_router(hub.readiness()))
     app.include_router(topics.router)
     app.include_router(events.router)
+    app.include_router(history.router)
     app.include_router(unitops.router)
     app.include_router(sources.router)
     app.include_router(apikeys.router)

@@ -153,7 +153,9 @@ class Recorder:
                         break
                     except Exception:
                         # Not a message's fault (those are dead-lettered): keep the batch and try again.
-                        log.exception("%s recorder: batch failed; retrying in %.1f s", self.kind, self.writer.retry_max_s)
+                        log.exception(
+                            "%s recorder: batch failed; retrying in %.1f s", self.kind, self.writer.retry_max_s
+                        )
                         await asyncio.sleep(self.writer.retry_max_s)
                 # Acknowledge only now that the batch is stored (or dead-lettered).
                 for message in batch:

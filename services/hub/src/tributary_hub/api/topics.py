@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from tributary_common.auth import Forbidden, Principal
-from tributary_common.names import TOPIC_RE
+from tributary_common.auth import Principal
 
-from ..errors import NotFound
+from .access import ERRORS, TOPIC, own_topic, see_topic
 from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
@@ -24,35 +23,6 @@ from .models import (
 )
 
 router = APIRouter(tags=["topics"])
-TOPIC: tuple[tuple[int, str], ...] = (
-    (403, "Missing scope, or the topic is outside the caller's ACL"),
-    (404, "Unknown topic"),
-)
-ERRORS = errors(*TOPIC)
-
-
-def known_name(topic: str) -> str:
-    if not TOPIC_RE.fullmatch(topic):
-        raise NotFound(f"topic {topic!r} does not exist (not a valid topic name)", code="unknown_topic")
-    return topic
-
-
-# Authorization before disclosure: the ACL is checked before anything that depends on the topic (404 for an
-# unknown or impossible name, 422 against its schema), so a caller outside it cannot probe which topics exist.
-
-
-def see_topic(principal: Principal, topic: str) -> str:
-    """403 unless the caller's ACL touches `topic`; then 404 for a name no topic can have."""
-    if not principal.may_topic(topic):
-        raise Forbidden(f"topic {topic!r} is outside the token's topics ACL")
-    return known_name(topic)
-
-
-def own_topic(principal: Principal, topic: str) -> str:
-    """403 unless the caller's ACL covers all of `topic`; then 404 for a name no topic can have."""
-    if not principal.may_pattern(f"{topic}.#"):
-        raise Forbidden(f"the token's topics ACL does not cover all of topic {topic!r}")
-    return known_name(topic)
 
 
 @router.post(
