@@ -20,7 +20,7 @@ from tributary_common.openapi import install_openapi
 from .api import apikeys, audit, console, deadletters, events, history, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .api.errors import install_hub_errors
-from .runtime import Hub
+from .composition import Hub
 from .settings import HubSettings
 
 DESCRIPTION = """

@@ -19,14 +19,14 @@ from beanie import Document
 from pydantic import Field
 from pymongo import IndexModel
 
-Compatibility = str  # "none" | "backward" | "forward" | "full", validated by the API models
+from .compatibility import Compatibility
 
 
 class TopicDoc(Document):
     id: str  # type: ignore[assignment]  # the topic name
     uid: str  # changes when a topic is deleted and created again, so caches never mix generations
     version: int
-    compatibility: Compatibility = "none"
+    compatibility: Compatibility = Compatibility.NONE
     retention_days: float | None = None
     description: str | None = None
     expose_publisher: bool = False  # subscribers see the `publisher` attribute of its events

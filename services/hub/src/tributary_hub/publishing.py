@@ -21,7 +21,8 @@ from tributary_common.timeutil import utcnow
 
 from .errors import Invalid, Loc, TooLarge, pointer, validation_details
 from .schemas import violations
-from .topics import TopicRef, TopicService
+from .topic_lookup import TopicRef
+from .topics import TopicService
 
 DEFAULT_SOURCE = "/tributary/hub"
 

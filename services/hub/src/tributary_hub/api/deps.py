@@ -17,9 +17,9 @@ from tributary_common.auth import Principal
 from tributary_common.timeutil import parse_time
 
 from .. import cursors
+from ..composition import Hub
 from ..errors import HubError, Invalid, NotAcceptable, TooLarge, UnsupportedMedia, validation_details
 from ..exports import MEDIA_TYPES
-from ..runtime import Hub
 
 M = TypeVar("M", bound=BaseModel)
 
