@@ -3,13 +3,15 @@ be repaired), guarding what a change would store, and the topic's view."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from beanie.odm.utils.parsing import parse_obj
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tributary_common.events import dataschema_for
 
+from .compatibility import Compatibility
 from .documents import TopicDoc
 from .errors import Conflict, Invalid, NotFound, validation_details
 from .stored import problems, report_unreadable
@@ -56,7 +58,26 @@ def check_stored_form(merged: dict[str, Any], *, changed: set[str]) -> None:
             raise Invalid("the change would store an invalid topic", bad, code="invalid_request") from exc
 
 
-def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+class Topic(BaseModel):
+    """A topic as the API shows it (the one view of a topic; `schema` where the answer carries it)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    version: int
+    dataschema: str
+    compatibility: Compatibility
+    retention_days: float | None = None
+    description: str | None = None
+    expose_publisher: bool = False
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> Topic:
     view: dict[str, Any] = {
         "name": doc.id,
         "version": doc.version,
@@ -72,4 +93,4 @@ def topic_view(doc: TopicDoc, schema: dict[str, Any] | None = None) -> dict[str,
     }
     if schema is not None:
         view["schema"] = schema
-    return view
+    return Topic.model_validate(view)

@@ -19,7 +19,7 @@ from .errors import Conflict, Invalid, NotFound, TooLarge
 from .schemas import SchemaRejected, check_schema
 from .stored import readable
 from .topic_lookup import TopicLookup, TopicRef
-from .topic_store import check_stored_form, read_raw, read_topic, schema_id, topic_view
+from .topic_store import Topic, check_stored_form, read_raw, read_topic, schema_id, topic_view
 
 
 class TopicService:
@@ -51,7 +51,7 @@ class TopicService:
         description: str | None,
         expose_publisher: bool = False,
         by: str = "system",
-    ) -> dict[str, Any]:
+    ) -> Topic:
         self._accept(schema)
         if await TopicDoc.get(name) is not None:
             raise Conflict(f"topic {name!r} already exists", code="topic_exists")
@@ -89,11 +89,11 @@ class TopicService:
         await self.lookup.invalidate(name)
         return topic_view(doc, schema)
 
-    async def get(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str) -> Topic:
         doc = await read_topic(name)
         return topic_view(doc, await self.lookup.schema(doc.id, doc.uid, doc.version))
 
-    async def snapshot(self, name: str) -> dict[str, Any]:
+    async def snapshot(self, name: str) -> Topic | dict[str, Any]:
         """The topic's view for the audit trail before a change; an unreadable topic's stored fields as they are
         (it can still be repaired or deleted). A missing topic is the usual 404."""
         try:
@@ -101,10 +101,10 @@ class TopicService:
         except Conflict:
             return {k: v for k, v in (await read_raw(name)).items() if k != "_id"} | {"name": name}
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def all(self) -> list[Topic]:
         return [topic_view(d) async for d in readable(TopicDoc, {}, [("_id", 1)])]
 
-    async def update_schema(self, name: str, schema: dict[str, Any], *, by: str = "system") -> dict[str, Any]:
+    async def update_schema(self, name: str, schema: dict[str, Any], *, by: str = "system") -> Topic:
         self._accept(schema)
         doc = await read_topic(name)
         previous = await self.lookup.schema(doc.id, doc.uid, doc.version)
@@ -139,7 +139,7 @@ class TopicService:
         doc.version, doc.updated_at, doc.updated_by = version, now, by
         return topic_view(doc, schema)
 
-    async def update_settings(self, name: str, changes: dict[str, Any], *, by: str = "system") -> dict[str, Any]:
+    async def update_settings(self, name: str, changes: dict[str, Any], *, by: str = "system") -> Topic:
         raw = await read_raw(name)
         if changes:
             changes["updated_at"], changes["updated_by"] = utcnow(), by

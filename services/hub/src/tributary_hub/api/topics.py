@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tributary_common.auth import Principal
@@ -54,7 +52,7 @@ router = APIRouter(tags=["topics"])
         ),
     },
 )
-async def create_topic(request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def create_topic(request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     hub = hub_of(request)
     body = await json_model(request, TopicCreate, hub.settings.max_body_bytes)
     own_topic(principal, body.name)
@@ -78,9 +76,9 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     responses=errors(),
     openapi_extra=scope_doc("topics:read"),
 )
-async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> TopicList:
     items = await hub_of(request).topics.all()
-    return {"items": [t for t in items if principal.may_topic(t["name"])]}
+    return TopicList(items=[t for t in items if principal.may_topic(t.name)])
 
 
 @router.get(
@@ -90,7 +88,7 @@ async def list_topics(request: Request, principal: Principal = Depends(require("
     responses=ERRORS,
     openapi_extra=scope_doc("topics:read"),
 )
-async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Topic:
     see_topic(principal, topic)
     return await hub_of(request).topics.get(topic)
 
@@ -102,7 +100,7 @@ async def get_topic(topic: str, request: Request, principal: Principal = Depends
     responses=errors(*TOPIC, *JSON_BODY),
     openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
 )
-async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
@@ -128,7 +126,7 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     ),
     openapi_extra={**scope_doc("topics:write"), **body_doc(SchemaUpdate, {"v2": {"schema": EXAMPLE_SCHEMA}})},
 )
-async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, SchemaUpdate, hub.settings.max_body_bytes)
@@ -145,9 +143,11 @@ async def put_schema(topic: str, request: Request, principal: Principal = Depend
     responses=ERRORS,
     openapi_extra=scope_doc("topics:read"),
 )
-async def list_schemas(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def list_schemas(
+    topic: str, request: Request, principal: Principal = Depends(require("topics:read"))
+) -> SchemaVersionList:
     see_topic(principal, topic)
-    return {"items": await hub_of(request).topics.versions(topic)}
+    return SchemaVersionList.model_validate({"items": await hub_of(request).topics.versions(topic)})
 
 
 @router.get(
@@ -159,9 +159,9 @@ async def list_schemas(topic: str, request: Request, principal: Principal = Depe
 )
 async def get_schema(
     topic: str, version: int, request: Request, principal: Principal = Depends(require("topics:read"))
-) -> Any:
+) -> SchemaVersionBody:
     see_topic(principal, topic)
-    return await hub_of(request).topics.schema_version(topic, version)
+    return SchemaVersionBody.model_validate(await hub_of(request).topics.schema_version(topic, version))
 
 
 @router.delete(
