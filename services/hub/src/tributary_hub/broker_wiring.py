@@ -7,6 +7,7 @@ import logging
 
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
+from pydantic import BaseModel
 
 from tributary_common import rpc_contracts as rc
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
@@ -53,21 +54,19 @@ def make_broker(
     return broker
 
 
-async def publish_unitop_change(broker: RabbitBroker, change: UnitopChange) -> None:
+async def _control(broker: RabbitBroker, message: BaseModel, routing_key: str) -> None:
     await broker.publish(
-        change.model_dump_json().encode(),
+        message.model_dump_json().encode(),
         exchange=CONTROL,
-        routing_key=unitop_key(change.name),
+        routing_key=routing_key,
         mandatory=False,
         content_type="application/json",
     )
+
+
+async def publish_unitop_change(broker: RabbitBroker, change: UnitopChange) -> None:
+    await _control(broker, change, unitop_key(change.name))
 
 
 async def publish_demand(broker: RabbitBroker, demand: Demand) -> None:
-    await broker.publish(
-        demand.model_dump_json().encode(),
-        exchange=CONTROL,
-        routing_key=demand_key(demand.source),
-        mandatory=False,
-        content_type="application/json",
-    )
+    await _control(broker, demand, demand_key(demand.source))

@@ -72,3 +72,13 @@ async def readable(model: type[D], query: Mapping[str, Any], sort: Sort | None =
                 yield doc
     finally:
         await cursor.close()
+
+
+async def insert_new(doc: Document, exists: Exception) -> None:
+    """Insert `doc`, raising `exists` when a document with its `_id` is already there (a concurrent create)."""
+    try:
+        await doc.insert()
+    except Exception as exc:
+        if "E11000" in str(exc) or "duplicate" in str(exc).lower():
+            raise exists from exc
+        raise

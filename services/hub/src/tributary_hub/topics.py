@@ -17,7 +17,7 @@ from .compatibility import Compatibility, check
 from .documents import EventDoc, SchemaDoc, TopicDoc
 from .errors import Conflict, Invalid, NotFound, TooLarge
 from .schemas import SchemaRejected, check_schema
-from .stored import readable
+from .stored import insert_new, readable
 from .topic_lookup import TopicLookup, TopicRef
 from .topic_store import Topic, check_stored_form, read_raw, read_topic, schema_id, topic_view
 
@@ -79,12 +79,7 @@ class TopicService:
             created_by=by,
             updated_by=by,
         )
-        try:
-            await doc.insert()
-        except Exception as exc:
-            if "duplicate key" in str(exc).lower() or "E11000" in str(exc):
-                raise Conflict(f"topic {name!r} already exists", code="topic_exists") from exc
-            raise
+        await insert_new(doc, Conflict(f"topic {name!r} already exists", code="topic_exists"))
         self.forget(name)
         await self.lookup.invalidate(name)
         return topic_view(doc, schema)

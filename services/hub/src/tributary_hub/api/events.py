@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -47,7 +46,9 @@ BATCH_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", 
     responses=PUBLISH_ERRORS,
     openapi_extra={**scope_doc("events:publish"), "requestBody": ONE_BODY},
 )
-async def publish_one(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+async def publish_one(
+    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
+) -> PublishAccepted:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
     # CloudEvents binary mode: `ce-` headers and a body that is not a structured envelope.
@@ -100,7 +101,9 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
     responses=BATCH_ERRORS,
     openapi_extra={**scope_doc("events:publish"), "requestBody": BATCH_BODY},
 )
-async def publish_batch(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+async def publish_batch(
+    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
+) -> BatchAccepted | JSONResponse:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
     kind = require_json(request, *BATCH_TYPES)
