@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Principal
 from tributary_common.http_errors import ErrorBody
@@ -48,7 +47,7 @@ async def history(
     limit: int | None = Query(None, ge=1, description="Page size (JSON only)"),
     cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("events:read")),
-) -> Any:
+) -> EventPage | StreamingResponse:
     hub = hub_of(request)
     see_topic(principal, topic)
     pattern = history_pattern(principal, topic, subject)
@@ -59,7 +58,7 @@ async def history(
     if fmt == "json":
         size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
         items, nxt = await hub.history.page(query, size, admin=principal.is_admin)
-        return {"items": items, "next": nxt}
+        return EventPage(items=items, next=nxt)
     rows = hub.history.stream(query, admin=principal.is_admin)
     chunks = export_events(fmt, rows, hub.settings.export_chunk_rows, publisher=principal.is_admin)
     return streamed(chunks, fmt, f"{topic}.{fmt}")
@@ -79,9 +78,9 @@ async def latest(
         None, description="AMQP pattern over the subject", max_length=SUBJECT_MAX, json_schema_extra=SUBJECT_PATTERN
     ),
     principal: Principal = Depends(require("events:read")),
-) -> Any:
+) -> LatestEvents:
     hub = hub_of(request)
     see_topic(principal, topic)
     pattern = history_pattern(principal, topic, subject)
     await hub.topics.resolve(topic)
-    return {"items": await hub.history.latest(topic, pattern, admin=principal.is_admin)}
+    return LatestEvents(items=await hub.history.latest(topic, pattern, admin=principal.is_admin))

@@ -55,13 +55,13 @@ def may_unitop(principal: Principal, name: str) -> None:
     responses=errors(UNITOP[0], *JSON_BODY, (409, "Exists"), (422, "Invalid unitop or items")),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
-async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
+async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> UnitopView:
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
     may_unitop(principal, body.name)
     view = await hub.unitops.create(body, by=principal.subject)
     await hub.audit.record(principal.subject, "unitop.created", body.name, None, view)
-    return view
+    return UnitopView.model_validate(view)
 
 
 @router.get(
@@ -79,7 +79,7 @@ async def list_unitops(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = cursor_query(1),
     principal: Principal = Depends(require("unitops:read")),
-) -> Any:
+) -> UnitopList:
     meta: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         if key.startswith("meta."):
@@ -98,7 +98,7 @@ async def list_unitops(
     items, nxt = await hub_of(request).unitops.search(
         prefix=prefix, meta=meta, limit=limit, cursor=cursor, allowed=principal.may_unitop
     )
-    return {"items": items, "next": nxt}
+    return UnitopList.model_validate({"items": items, "next": nxt})
 
 
 @router.get(
@@ -108,9 +108,11 @@ async def list_unitops(
     responses=ERRORS,
     openapi_extra=scope_doc("unitops:read"),
 )
-async def get_unitop(name: str, request: Request, principal: Principal = Depends(require("unitops:read"))) -> Any:
+async def get_unitop(
+    name: str, request: Request, principal: Principal = Depends(require("unitops:read"))
+) -> UnitopView:
     may_unitop(principal, name)
-    return await hub_of(request).unitops.get(name)
+    return UnitopView.model_validate(await hub_of(request).unitops.get(name))
 
 
 @router.put(
@@ -120,14 +122,16 @@ async def get_unitop(name: str, request: Request, principal: Principal = Depends
     responses=errors(*UNITOP, *JSON_BODY),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
-async def put_unitop(name: str, request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
+async def put_unitop(
+    name: str, request: Request, principal: Principal = Depends(require("unitops:write"))
+) -> UnitopView:
     may_unitop(principal, name)
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
     before = await hub.unitops.get(name)
     after = await hub.unitops.update(name, body, by=principal.subject)
     await hub.audit.record(principal.subject, "unitop.updated", name, before, after)
-    return after
+    return UnitopView.model_validate(after)
 
 
 @router.delete(
@@ -195,5 +199,5 @@ async def unitop_samples(
     responses=errors(),
     openapi_extra=scope_doc("unitops:read"),
 )
-async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> Any:
-    return {"items": await hub_of(request).sources.all()}
+async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> SourceList:
+    return SourceList.model_validate({"items": await hub_of(request).sources.all()})
