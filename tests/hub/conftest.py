@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from tributary_common.auth import SCOPES, mint_token
 from tributary_hub.app import create_app
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
 
 SECRET = "hub-tests-secret-0123456789-0123456789"

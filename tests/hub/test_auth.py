@@ -14,7 +14,7 @@ import pytest
 
 from tests.hub.conftest import SECRET, auth, make_topic, poll, recorded
 from tributary_common.auth import SCOPES
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 
 
 @dataclass

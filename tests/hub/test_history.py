@@ -14,7 +14,7 @@ import pytest
 
 from tests.hub.conftest import make_topic, poll, recorded
 from tributary_common.matcher import matches
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 
 SUBJECTS = [None, "a", "a.b", "a.b.c", "a.x", "b", "b.a", "c.a.b"]
 

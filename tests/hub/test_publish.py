@@ -16,7 +16,7 @@ from tests.support import platform
 from tributary_common.events import CloudEvent
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 
 
 @pytest.fixture

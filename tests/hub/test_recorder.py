@@ -17,8 +17,8 @@ from tests.support.ferretdb import PrivateFerretDB
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
-from tributary_hub.recorder import RETRIES
-from tributary_hub.runtime import Hub
+from tributary_hub.batch_writer import RETRIES
+from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
 
 

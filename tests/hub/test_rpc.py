@@ -16,7 +16,7 @@ from tributary_common import rpc_contracts as rc
 from tributary_common.rpc import RpcError, call
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import parse_time
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 
 
 @pytest.fixture

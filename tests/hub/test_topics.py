@@ -8,7 +8,7 @@ import httpx
 
 from tests.hub.conftest import SCHEMA, auth, make_topic, poll, recorded
 from tributary_hub.app import create_app
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
 
 

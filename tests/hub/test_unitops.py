@@ -20,7 +20,7 @@ from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import utcnow
 from tributary_common.unitops import Subscription
-from tributary_hub.runtime import Hub
+from tributary_hub.composition import Hub
 
 
 class SimulatorParams(BaseModel):

@@ -369,10 +369,10 @@ def test_documents_the_driver_refuses_are_classified_as_unwritable() -> None:
     from bson.errors import InvalidDocument
     from pymongo.errors import AutoReconnect, DocumentTooLarge, OperationFailure
 
-    from tributary_hub.recorder import _document_refusal
+    from tributary_hub.batch_writer import document_refusal
 
-    assert _document_refusal(DocumentTooLarge("BSON document too large"))
-    assert _document_refusal(InvalidDocument("cannot encode object"))
-    assert _document_refusal(OperationFailure("too large", code=10334))
-    assert not _document_refusal(AutoReconnect("connection refused"))
-    assert not _document_refusal(OperationFailure("not primary", code=10107))
+    assert document_refusal(DocumentTooLarge("BSON document too large"))
+    assert document_refusal(InvalidDocument("cannot encode object"))
+    assert document_refusal(OperationFailure("too large", code=10334))
+    assert not document_refusal(AutoReconnect("connection refused"))
+    assert not document_refusal(OperationFailure("not primary", code=10107))

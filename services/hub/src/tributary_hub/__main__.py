@@ -18,7 +18,7 @@ from tributary_common.startup import load_settings
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
-from .runtime import Hub
+from .composition import Hub
 from .settings import HubSettings
 
 log = logging.getLogger("tributary_hub")

@@ -22,7 +22,7 @@ from tributary_common.auth import SCOPES, AuthError, Principal, principal_from_c
 from tributary_common.names import NameError_, validate_pattern
 from tributary_common.timeutil import utcnow
 
-from .documents import ApiKeyDoc
+from .documents import ApiKeyDoc, ApiKeyFields
 from .errors import Invalid, NotFound
 from .stored import readable
 
@@ -39,15 +39,7 @@ def hash_key(secret: str) -> str:
 def key_view(doc: ApiKeyDoc) -> dict[str, Any]:
     return {
         "id": doc.id,
-        "name": doc.name,
-        "scopes": doc.scopes,
-        "topics": doc.topics,
-        "unitops": doc.unitops,
-        "created_by": doc.created_by,
-        "created_at": doc.created_at,
-        "updated_by": doc.updated_by,
-        "updated_at": doc.updated_at,
-        "expires_at": doc.expires_at,
+        **doc.model_dump(include=set(ApiKeyFields.model_fields)),
         "expired": doc.expires_at is not None and doc.expires_at <= utcnow(),
         "last_used_at": doc.last_used_at,
     }

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pymongo.errors import PyMongoError
+from fastapi import FastAPI
 
 from tributary_common.access_log import AccessLog, parse_networks
 from tributary_common.asyncapi import asyncapi_router
@@ -15,14 +13,14 @@ from tributary_common.asyncapi_apis import HUB
 from tributary_common.cors import install_cors
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
-from tributary_common.http_errors import error_response, install_error_handlers
+from tributary_common.http_errors import install_error_handlers
 from tributary_common.http_metrics import HttpMetrics
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, audit, console, deadletters, events, identity, sources, topics, unitops
+from .api import apikeys, audit, console, deadletters, events, history, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
-from .errors import HubError
-from .runtime import Hub
+from .api.errors import install_hub_errors
+from .composition import Hub
 from .settings import HubSettings
 
 DESCRIPTION = """
@@ -66,25 +64,13 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.hub = hub
     install_error_handlers(app)
-
-    @app.exception_handler(HubError)
-    async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
-
-    @app.exception_handler(PyMongoError)
-    async def _database(_: Request, exc: PyMongoError) -> JSONResponse:
-        # The database being away is not the client's fault, nor an internal error: say so, and when to retry.
-        return error_response(
-            503,
-            "database_unavailable",
-            f"the database did not answer: {type(exc).__name__}; retry later",
-            headers={"Retry-After": "5"},
-        )
+    install_hub_errors(app)
 
     if ops_port is None:  # otherwise on the ops port (the lifespan above), never on the API port
         app.include_router(health_router(hub.readiness()))
     app.include_router(topics.router)
     app.include_router(events.router)
+    app.include_router(history.router)
     app.include_router(unitops.router)
     app.include_router(sources.router)
     app.include_router(apikeys.router)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from tributary_common.secrets import MASK, is_credential_name, reference_name
 from tributary_common.timeutil import format_time, utcnow
@@ -23,6 +24,7 @@ from .documents import AuditDoc
 from .stored import readable
 
 MAX_DEPTH = 32
+Snapshot = dict[str, Any] | BaseModel  # a resource before or after a change
 
 
 def scrub(value: Any, depth: int = 0) -> Any:
@@ -51,6 +53,11 @@ def _unitop_safe(view: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**view, "items": items}
 
 
+def _plain(value: Snapshot | None) -> dict[str, Any] | None:
+    """A view model as the API shows it (without the fields it left unset); a dict as it is."""
+    return value.model_dump(by_alias=True, exclude_unset=True) if isinstance(value, BaseModel) else value
+
+
 def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
 
@@ -73,9 +80,10 @@ class AuditLog:
         actor: str,
         action: str,
         target: str,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
+        before: Snapshot | None = None,
+        after: Snapshot | None = None,
     ) -> None:
+        before, after = _plain(before), _plain(after)
         if action.startswith("unitop."):
             before, after = _unitop_safe(before), _unitop_safe(after)
         now = format_time(utcnow())

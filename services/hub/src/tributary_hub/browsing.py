@@ -21,7 +21,7 @@ from tributary_common.timeutil import utcnow
 
 from .documents import SourceInstanceDoc
 from .egress_fields import EgressCheck, marked_fields
-from .errors import HubError, Invalid, NotFound, Unavailable
+from .errors import Invalid, NotFound, Unavailable, UpstreamFailed, UpstreamTimeout
 
 # Longer than ingest's own browse timeout (TRIBUTARY_BROWSE_TIMEOUT_S, 10 s by default), so its answer comes first.
 TIMEOUT_S = 30.0
@@ -54,6 +54,6 @@ async def browse(
         if exc.code in _INVALID:
             raise Invalid(exc.message, [{"loc": "/params", "msg": exc.message}], code=exc.code) from None
         if exc.code == "timeout":
-            raise HubError(f"no ingest instance answered within {TIMEOUT_S} s", code="timeout", status=504) from None
-        raise HubError(exc.message, code=exc.code, status=502) from None
+            raise UpstreamTimeout(f"no ingest instance answered within {TIMEOUT_S} s") from None
+        raise UpstreamFailed(exc.message, code=exc.code) from None
     return rc.BrowseResult.model_validate(reply)

@@ -16,17 +16,17 @@ from typing import Any
 
 import pymongo
 from beanie import Document
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
-Compatibility = str  # "none" | "backward" | "forward" | "full", validated by the API models
+from .compatibility import Compatibility
 
 
 class TopicDoc(Document):
     id: str  # type: ignore[assignment]  # the topic name
     uid: str  # changes when a topic is deleted and created again, so caches never mix generations
     version: int
-    compatibility: Compatibility = "none"
+    compatibility: Compatibility = Compatibility.NONE
     retention_days: float | None = None
     description: str | None = None
     expose_publisher: bool = False  # subscribers see the `publisher` attribute of its events
@@ -166,12 +166,10 @@ class SourceInstanceDoc(Document):
         indexes = [IndexModel([("source", pymongo.ASCENDING), ("received_at", pymongo.DESCENDING)], name="source_seen")]
 
 
-class ApiKeyDoc(Document):
-    """An API key: only the SHA-256 of the secret is kept."""
+class ApiKeyFields(BaseModel):
+    """What the document and the API's views of an API key share: all but its secret's hash and last use."""
 
-    id: str  # type: ignore[assignment]  # public key id
     name: str
-    key_hash: str
     scopes: list[str]
     topics: list[str] | None = None
     unitops: list[str] | None = None
@@ -180,7 +178,17 @@ class ApiKeyDoc(Document):
     updated_by: str | None = None
     updated_at: datetime | None = None
     expires_at: datetime | None = None  # refused from then on (None: never)
-    last_used_at: datetime | None = None  # written at most once a minute per key and hub process
+
+
+LAST_USED = "Last use, to within a minute (written at most once a minute per hub process)"
+
+
+class ApiKeyDoc(Document, ApiKeyFields):
+    """An API key: only the SHA-256 of the secret is kept."""
+
+    id: str  # type: ignore[assignment]  # public key id
+    key_hash: str
+    last_used_at: datetime | None = Field(default=None, description=LAST_USED)
 
     class Settings:
         name = "api_keys"

@@ -6,10 +6,10 @@ through the shared matcher (`pattern_to_regex`), so history selects exactly what
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,9 +17,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from tributary_common.matcher import normalize_pattern, pattern_to_regex
+from tributary_common.timeutil import format_time
 
 from . import cursors
 from .errors import NotFound
+from .exports import export
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 SORT_DESC = [("time", -1), ("_id", -1)]
@@ -56,7 +58,7 @@ def after(position: tuple[str, str]) -> dict[str, Any]:
     return {"$or": [{"time": {"$gt": t}}, {"time": t, "_id": {"$gt": id_}}]}
 
 
-def build_filter(
+def event_filter(
     *,
     pattern: str = "#",
     topic: str | None = None,
@@ -91,6 +93,20 @@ def build_filter(
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """A history selection as both edges ask for it: `start` inclusive, `end` exclusive unless `end_inclusive`,
+    from after `cursor` (a previous page's `next`) or after the event `after_id` (an unknown id is `NotFound`)."""
+
+    pattern: str
+    topic: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    end_inclusive: bool = False
+    cursor: str | None = None
+    after_id: str | None = None
+
+
 class EventHistory:
     def __init__(self, collection: AsyncCollection[Any], *, chunk_rows: int, latest_max_subjects: int) -> None:
         self.collection = collection
@@ -112,8 +128,24 @@ class EventHistory:
         return self._atomic
 
     async def filter(self, **kwargs: Any) -> dict[str, Any]:
-        """`build_filter` in this server's regex dialect."""
-        return build_filter(**kwargs, atomic=await self.regex_atomic())
+        """`event_filter` in this server's regex dialect."""
+        return event_filter(**kwargs, atomic=await self.regex_atomic())
+
+    async def select(self, q: EventQuery) -> dict[str, Any]:
+        """The filter of `q`: its cursor (or the position of `after_id`) and time range over its pattern."""
+        position: tuple[str, ...] | None = None
+        if q.cursor:
+            position = cursors.decode(q.cursor)
+        elif q.after_id:
+            position = await self.position_of(q.after_id, q.pattern)
+        return await self.filter(
+            pattern=q.pattern,
+            topic=q.topic,
+            start=format_time(q.start) if q.start else None,
+            end=format_time(q.end) if q.end else None,
+            end_inclusive=q.end_inclusive,
+            position=(position[0], position[1]) if position else None,
+        )
 
     async def position_of(self, event_id: str, pattern: str = "#") -> tuple[str, str]:
         """The position of the event with that id. Ids are unique per topic: the pattern's topic (when it names
@@ -163,38 +195,6 @@ class EventHistory:
         return [envelope(d, admin) for d in docs if d is not None]
 
 
-async def export_lines(items: AsyncIterator[dict[str, Any]], chunk_rows: int) -> AsyncIterator[bytes]:
-    """JSON Lines / NDJSON: one envelope per line, flushed every `chunk_rows` lines."""
-    buf: list[bytes] = []
-    async for item in items:
-        buf.append(orjson.dumps(item))
-        if len(buf) >= chunk_rows:
-            yield b"\n".join(buf) + b"\n"
-            buf = []
-    if buf:
-        yield b"\n".join(buf) + b"\n"
-
-
-# What makes a spreadsheet evaluate a cell as a formula (OWASP "CSV injection"); tab and CR as well.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A cell no spreadsheet runs: a string that starts like a formula gets a leading `'`. Numbers are written
-    from numbers and stay numbers (-3.5 is not a formula); only strings can carry one."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def csv_chunk(rows: list[list[Any]]) -> bytes:
-    """CSV rows for every export, each cell through `spreadsheet_safe`."""
-    out = io.StringIO()
-    # RFC 4180 line ends: with them the writer quotes a cell holding a bare CR instead of letting it end the row.
-    csv.writer(out, lineterminator="\r\n").writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
-    return out.getvalue().encode()
-
-
 def _data_cell(data: Any) -> Any:
     """The event's JSON; a bare number as the number, so that it stays numeric in the sheet."""
     if isinstance(data, int | float) and not isinstance(data, bool):
@@ -202,29 +202,32 @@ def _data_cell(data: Any) -> Any:
     return orjson.dumps(data).decode()
 
 
-async def export_csv(
-    items: AsyncIterator[dict[str, Any]], chunk_rows: int, *, publisher: bool = False
+def csv_header(publisher: bool) -> list[str]:
+    """`publisher`: a last column with who published each event (an admin's export)."""
+    return [*CSV_COLUMNS, PUBLISHER_COLUMN] if publisher else CSV_COLUMNS
+
+
+def csv_cells(publisher: bool) -> Callable[[dict[str, Any]], list[Any]]:
+    """An envelope as its CSV row; `data` is the event's JSON, the publisher empty where none was recorded."""
+
+    def cells(item: dict[str, Any]) -> list[Any]:
+        return [
+            item["id"],
+            item["time"],
+            item["type"],
+            item.get("subject", ""),
+            item["source"],
+            item["dataschema"],
+            item.get("traceparent", ""),
+            _data_cell(item["data"]),
+            *([item.get("publisher", "")] if publisher else []),
+        ]
+
+    return cells
+
+
+def export_events(
+    fmt: str, items: AsyncIterator[dict[str, Any]], chunk_rows: int, *, publisher: bool = False
 ) -> AsyncIterator[bytes]:
-    """CSV with a header; `data` is the event's JSON. `publisher`: a last column with who published each event
-    (an admin's export; empty where an event has none recorded)."""
-    yield csv_chunk([[*CSV_COLUMNS, PUBLISHER_COLUMN] if publisher else CSV_COLUMNS])
-    rows: list[list[Any]] = []
-    async for item in items:
-        rows.append(
-            [
-                item["id"],
-                item["time"],
-                item["type"],
-                item.get("subject", ""),
-                item["source"],
-                item["dataschema"],
-                item.get("traceparent", ""),
-                _data_cell(item["data"]),
-                *([item.get("publisher", "")] if publisher else []),
-            ]
-        )
-        if len(rows) >= chunk_rows:
-            yield csv_chunk(rows)
-            rows = []
-    if rows:
-        yield csv_chunk(rows)
+    """Events as `fmt` (`csv`, `jsonl` or `ndjson`)."""
+    return export(fmt, items, chunk_rows, csv_header(publisher), csv_cells(publisher))

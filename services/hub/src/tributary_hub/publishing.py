@@ -19,9 +19,10 @@ from tributary_common.names import validate_subject
 from tributary_common.telemetry import current_traceparent
 from tributary_common.timeutil import utcnow
 
-from .errors import Invalid, TooLarge
+from .errors import Invalid, Loc, TooLarge, pointer, validation_details
 from .schemas import violations
-from .topics import TopicRef, TopicService
+from .topic_lookup import TopicRef
+from .topics import TopicService
 
 DEFAULT_SOURCE = "/tributary/hub"
 
@@ -51,17 +52,11 @@ class CloudEventIn(BaseModel):
         return None if v is None else validate_subject(v)
 
 
-def _pydantic_details(exc: ValidationError, prefix: str, binary: bool = False) -> list[dict[str, str]]:
-    return [
-        {"loc": _attribute_loc(e.get("loc", ()), prefix, binary), "msg": str(e.get("msg", ""))} for e in exc.errors()
-    ]
-
-
-def _attribute_loc(loc: tuple[int | str, ...], prefix: str, binary: bool) -> str:
+def _attribute_loc(loc: Loc, prefix: str, binary: bool) -> str:
     """A JSON pointer into the body; in binary mode an attribute is its `ce-` header (the body is `data`)."""
     if binary and loc and loc[0] != "data":
         return f"/headers/ce-{loc[0]}"
-    return prefix + "".join(f"/{p}" for p in loc)
+    return pointer(loc, prefix)
 
 
 def parse_item(
@@ -80,7 +75,7 @@ def parse_item(
             return EventIn(data=ce.data, subject=ce.subject, id=ce.id, source=ce.source), []
         return EventIn.model_validate(raw), []
     except ValidationError as exc:
-        return None, _pydantic_details(exc, prefix, binary)
+        return None, validation_details(exc, lambda loc: _attribute_loc(loc, prefix, binary))
 
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024

@@ -7,7 +7,8 @@ inclusive, rows by `(t, sid)`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tributary_common import rpc_contracts as rc
 from tributary_common.events import CloudEvent
@@ -16,39 +17,59 @@ from tributary_common.rpc import RpcError, RpcServer
 from tributary_common.timeutil import format_time
 
 from . import cursors
-from .errors import HubError
-from .samples_history import build_filter as samples_filter
+from .apikeys import ApiKeyService
+from .errors import ErrorKind, HubError
+from .history import EventHistory, EventQuery
+from .samples_history import SampleHistory, samples_filter
+from .unitops import UnitopService
 
-if TYPE_CHECKING:
-    from .runtime import Hub
+# The RPC edge of the domain errors: what is not listed is the caller's `invalid` request.
+RPC_CODES: dict[ErrorKind, str] = {ErrorKind.NOT_FOUND: "not_found"}
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _rpc_error(exc: HubError) -> RpcError:
-    return RpcError("not_found" if exc.status == 404 else "invalid", exc.message)
+    return RpcError(RPC_CODES.get(exc.kind, "invalid"), exc.message)
 
 
-def register_rpc(server: RpcServer, hub: Hub) -> None:
+def _mapped(handler: Handler) -> Handler:
+    """`handler` answering its domain errors with their RPC codes."""
+
+    async def run(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await handler(params)
+        except HubError as exc:
+            raise _rpc_error(exc) from exc
+
+    return run
+
+
+def register_rpc(
+    server: RpcServer,
+    history: EventHistory,
+    samples: SampleHistory,
+    unitops: UnitopService,
+    apikeys: ApiKeyService,
+) -> None:
     async def events_history(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.EventsHistoryRequest.model_validate(params)
         try:
             validate_pattern(req.pattern)
-            position: tuple[str, ...] | None = None
-            if req.cursor:
-                position = cursors.decode(req.cursor)
-            elif req.after_id:
-                position = await hub.history.position_of(req.after_id, req.pattern)
-            query = await hub.history.filter(
-                pattern=req.pattern,
-                start=format_time(req.since) if req.since and position is None else None,
-                end=format_time(req.until) if req.until else None,
-                end_inclusive=True,
-                position=(position[0], position[1]) if position else None,
-            )
-            items, nxt = await hub.history.page(query, req.limit)
         except NameError_ as exc:
             raise RpcError("invalid", str(exc)) from exc
-        except HubError as exc:
-            raise _rpc_error(exc) from exc
+        resumed = bool(req.cursor or req.after_id)
+        query = await history.select(
+            EventQuery(
+                pattern=req.pattern,
+                start=req.since if not resumed else None,
+                end=req.until,
+                end_inclusive=True,
+                cursor=req.cursor,
+                after_id=req.after_id,
+            )
+        )
+        items, nxt = await history.page(query, req.limit)
         page = rc.EventsHistoryPage(items=[CloudEvent.model_validate(i) for i in items], next=nxt)
         # Catch-up replays what subscribers saw live: `publisher` only where the topic exposed it, never as null
         # (`page` leaves it out for everyone else: no admin view over RPC).
@@ -57,36 +78,29 @@ def register_rpc(server: RpcServer, hub: Hub) -> None:
 
     async def samples_history(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.SamplesHistoryRequest.model_validate(params)
-        try:
-            position = cursors.decode(req.cursor) if req.cursor else None
-            query = samples_filter(
-                req.sids,
-                start=format_time(req.since) if req.since else None,
-                start_exclusive=True,
-                end=format_time(req.until) if req.until else None,
-                end_inclusive=True,
-                position=(position[0], position[1]) if position else None,
-            )
-            rows, nxt = await hub.samples.page(query, req.limit)
-        except HubError as exc:
-            raise _rpc_error(exc) from exc
+        position = cursors.decode(req.cursor) if req.cursor else None
+        query = samples_filter(
+            req.sids,
+            start=format_time(req.since) if req.since else None,
+            start_exclusive=True,
+            end=format_time(req.until) if req.until else None,
+            end_inclusive=True,
+            position=(position[0], position[1]) if position else None,
+        )
+        rows, nxt = await samples.page(query, req.limit)
         return rc.SamplesHistoryPage(items=[rc.SampleRow.model_validate(r) for r in rows], next=nxt).model_dump(
             mode="json"
         )
 
     async def unitop_resolve(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.UnitopResolveRequest.model_validate(params)
-        try:
-            resolved = await hub.unitops.resolve(req.name)
-        except HubError as exc:
-            raise _rpc_error(exc) from exc
-        return resolved.model_dump(mode="json")
+        return (await unitops.resolve(req.name)).model_dump(mode="json")
 
     async def apikey_verify(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.ApiKeyVerifyRequest.model_validate(params)
-        return rc.ApiKeyVerified(claims=await hub.apikeys.claims(req.key, fresh=req.fresh)).model_dump(mode="json")
+        return rc.ApiKeyVerified(claims=await apikeys.claims(req.key, fresh=req.fresh)).model_dump(mode="json")
 
-    server.register(rc.EVENTS_HISTORY, events_history)
-    server.register(rc.SAMPLES_HISTORY, samples_history)
-    server.register(rc.UNITOP_RESOLVE, unitop_resolve)
+    server.register(rc.EVENTS_HISTORY, _mapped(events_history))
+    server.register(rc.SAMPLES_HISTORY, _mapped(samples_history))
+    server.register(rc.UNITOP_RESOLVE, _mapped(unitop_resolve))
     server.register(rc.APIKEY_VERIFY, apikey_verify)

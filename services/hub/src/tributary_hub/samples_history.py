@@ -16,7 +16,7 @@ from . import cursors
 SORT_ASC = [("t", 1), ("sid", 1)]
 
 
-def build_filter(
+def samples_filter(
     sids: Sequence[str],
     *,
     start: str | None = None,
@@ -73,7 +73,7 @@ class SampleHistory:
             before = await self.collection.find_one({"sid": sid, "t": {"$lte": first}}, sort=[("t", -1)])
             if before is not None:
                 current[sid] = before.get("v")
-        inside = self.stream(build_filter(sids, start=first, start_exclusive=True, end=format_time(end)))
+        inside = self.stream(samples_filter(sids, start=first, start_exclusive=True, end=format_time(end)))
         pending: dict[str, Any] | None = None
         exhausted = False
         t = start

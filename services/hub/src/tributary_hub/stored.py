@@ -16,6 +16,8 @@ from beanie.odm.utils.parsing import parse_obj
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from .errors import dotted
+
 log = logging.getLogger(__name__)
 
 UNREADABLE = Counter(
@@ -34,7 +36,7 @@ Sort = list[tuple[str, int]]
 
 def problems(exc: ValidationError) -> str:
     """`field: message` for each problem, without the stored values (they may be large or secret)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '/'}: {e['msg']}" for e in exc.errors()[:5])
+    return "; ".join(dotted(exc, 5))
 
 
 def report_unreadable(collection: str, doc_id: Any, exc: ValidationError) -> None:
@@ -70,3 +72,13 @@ async def readable(model: type[D], query: Mapping[str, Any], sort: Sort | None =
                 yield doc
     finally:
         await cursor.close()
+
+
+async def insert_new(doc: Document, exists: Exception) -> None:
+    """Insert `doc`, raising `exists` when a document with its `_id` is already there (a concurrent create)."""
+    try:
+        await doc.insert()
+    except Exception as exc:
+        if "E11000" in str(exc) or "duplicate" in str(exc).lower():
+            raise exists from exc
+        raise

@@ -28,7 +28,7 @@ from . import cursors
 from .documents import UnitopDoc
 from .errors import Conflict, Invalid, NotFound
 from .sources import SourceRegistry
-from .stored import readable
+from .stored import insert_new, readable
 
 Notify = Callable[[UnitopChange], Awaitable[None]]
 Schemas = Mapping[str, Mapping[str, Any]]
@@ -145,12 +145,7 @@ class UnitopService:
             created_by=by,
             updated_by=by,
         )
-        try:
-            await doc.insert()
-        except Exception as exc:
-            if "E11000" in str(exc) or "duplicate" in str(exc).lower():
-                raise Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists") from exc
-            raise
+        await insert_new(doc, Conflict(f"unitop {unitop.name!r} already exists", code="unitop_exists"))
         await self.notify(UnitopChange(action="created", name=unitop.name, unitop=masked(unitop, schemas), sent_at=now))
         return unitop_view(doc, schemas)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request, Response
 
 from tributary_common.auth import Principal
@@ -32,7 +30,7 @@ ADMIN = (403, "Not an admin")
         ),
     },
 )
-async def create_key(request: Request, principal: Principal = Depends(require("admin"))) -> Any:
+async def create_key(request: Request, principal: Principal = Depends(require("admin"))) -> ApiKeyCreated:
     hub = hub_of(request)
     body = await json_model(request, ApiKeyCreate, hub.settings.max_body_bytes)
     view, secret = await hub.apikeys.create(
@@ -44,7 +42,7 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
         expires_at=body.expires_at,
     )
     await hub.audit.record(principal.subject, "apikey.created", view["id"], None, view)  # never the secret
-    return {**view, "key": secret}
+    return ApiKeyCreated.model_validate({**view, "key": secret})
 
 
 @router.get(
@@ -54,8 +52,8 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
     responses=errors(ADMIN),
     openapi_extra=scope_doc("admin"),
 )
-async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> Any:
-    return {"items": await hub_of(request).apikeys.all()}
+async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> ApiKeyList:
+    return ApiKeyList.model_validate({"items": await hub_of(request).apikeys.all()})
 
 
 @router.delete(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query, Request
 
 from tributary_common.auth import Principal
@@ -37,7 +35,7 @@ async def list_audit(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("admin")),
-) -> Any:
+) -> AuditPage:
     items, nxt = await hub_of(request).audit.page(
         limit=limit,
         cursor=cursor,
@@ -47,4 +45,4 @@ async def list_audit(
         start=query_time(start, "start"),
         end=query_time(end, "end"),
     )
-    return {"items": items, "next": nxt}
+    return AuditPage.model_validate({"items": items, "next": nxt})

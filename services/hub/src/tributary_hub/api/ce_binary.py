@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from starlette.datastructures import Headers
 
-from ..errors import HubError, Invalid
+from ..errors import Invalid, UnsupportedMedia
 
 CE_PREFIX = "ce-"
 # Each header is bounded before it is decoded; the model bounds each attribute further (id 256, source 1024).
@@ -48,11 +48,9 @@ def binary_envelope(
     if too_long:
         raise Invalid("a ce- header is too long; nothing was published", too_long, code="invalid_event")
     if media not in DATA_TYPES:
-        raise HubError(
+        raise UnsupportedMedia(
             f"unsupported Content-Type {media!r} for a binary-mode CloudEvent; the data must be application/json",
             [{"loc": "/headers/content-type", "msg": "expected application/json (or none)"}],
-            code="unsupported_media_type",
-            status=415,
         )
     names = [name for name, _ in attributes]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -129,7 +129,7 @@ async def list_letters(
     limit: int | None = Query(None, ge=1, le=10_000, description="Page size (at most the history maximum)"),
     cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("admin")),
-) -> Any:
+) -> DeadLetterPage:
     hub = hub_of(request)
     t0, t1 = bound(start, "start"), bound(end, "end")
     position = cursors.decode(cursor) if cursor is not None else None  # "" is not a cursor either
@@ -141,7 +141,7 @@ async def list_letters(
     )
     size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
     items, nxt = await hub.deadletters.page(query, size)
-    return {"items": items, "next": nxt}
+    return DeadLetterPage.model_validate({"items": items, "next": nxt})
 
 
 @router.delete(
@@ -164,11 +164,11 @@ async def purge_letters(
         json_schema_extra={"format": "date-time"},
     ),
     principal: Principal = Depends(require("admin")),
-) -> Any:
+) -> Purged:
     t1 = bound(before, "before")
     assert t1 is not None  # bound() refuses the empty string
     query = letter_filter(**filters, end=format_time(t1))
-    return {"deleted": await hub_of(request).deadletters.purge(query)}
+    return Purged(deleted=await hub_of(request).deadletters.purge(query))
 
 
 @router.get(
@@ -180,8 +180,10 @@ async def purge_letters(
     responses={**ERRORS, **NOT_FOUND},
     openapi_extra=scope_doc("admin"),
 )
-async def get_letter(request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))) -> Any:
-    return full(await hub_of(request).deadletters.get(letter_id))
+async def get_letter(
+    request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))
+) -> DeadLetter:
+    return DeadLetter.model_validate(full(await hub_of(request).deadletters.get(letter_id)))
 
 
 @router.post(
@@ -227,14 +229,16 @@ async def get_letter(request: Request, letter_id: LetterId, principal: Principal
         },
     },
 )
-async def replay_letter(request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))) -> Any:
+async def replay_letter(
+    request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))
+) -> DeadLetterSummary:
     hub = hub_of(request)
     body = await read_body(request, hub.settings.dead_letter_body_max_bytes) or None
     doc = await hub.deadletters.get(letter_id)
     exchange, routing_key, message = replay_message(doc, body, media_type(request) or None)
     assert hub.publisher is not None
     await hub.publisher.republish(exchange, routing_key, message)
-    return summary(await hub.deadletters.mark_replayed(letter_id))
+    return DeadLetterSummary.model_validate(summary(await hub.deadletters.mark_replayed(letter_id)))
 
 
 @router.delete(

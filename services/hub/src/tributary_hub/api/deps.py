@@ -3,12 +3,13 @@ content negotiation and query-time parsing."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Query, Request, Security
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
@@ -16,8 +17,9 @@ from tributary_common.auth import Principal
 from tributary_common.timeutil import parse_time
 
 from .. import cursors
-from ..errors import HubError, Invalid, TooLarge
-from ..runtime import Hub
+from ..composition import Hub
+from ..errors import HubError, Invalid, NotAcceptable, TooLarge, UnsupportedMedia, validation_details
+from ..exports import MEDIA_TYPES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -82,11 +84,9 @@ def parse_json(raw: bytes, loc: str = "/") -> Any:
 def require_json(request: Request, *allowed: str) -> str:
     kind = media_type(request)
     if kind not in allowed:
-        raise HubError(
+        raise UnsupportedMedia(
             f"unsupported Content-Type {kind or '(none)'!r}; send one of {list(allowed)}",
             [{"loc": "/headers/content-type", "msg": f"expected one of {list(allowed)}"}],
-            code="unsupported_media_type",
-            status=415,
         )
     return kind
 
@@ -98,10 +98,7 @@ async def json_model(request: Request, model: type[M], limit: int) -> M:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        details = [
-            {"loc": "/" + "/".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
+        details = validation_details(exc)
         raise Invalid("the request body does not match the API", details, code="invalid_request") from exc
 
 
@@ -179,9 +176,14 @@ def negotiate(request: Request) -> str:
             return EXPORT_TYPES[media]
         if media in ("application/json", "*/*", "application/*"):
             return "json"
-    raise HubError(
+    raise NotAcceptable(
         f"cannot answer with any of {offered}; use application/json, text/csv, application/jsonl or application/x-ndjson",
         [{"loc": "/headers/accept", "msg": "no acceptable type"}],
-        code="not_acceptable",
-        status=406,
+    )
+
+
+def streamed(chunks: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingResponse:
+    """An export in `fmt` (negotiated), streamed as an attachment named `filename`."""
+    return StreamingResponse(
+        chunks, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )

@@ -1,44 +1,23 @@
-"""`/topics/{topic}/events`: publish one or a batch, history pages, exports by Accept, latest per subject."""
+"""`/topics/{topic}/events` (POST) and `/topics/{topic}/events:batch`: publish one event or a batch."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
-import orjson
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from tributary_common.auth import Forbidden, Principal
-from tributary_common.events import BatchAccepted, EventIn, PublishAccepted, publisher_of
+from tributary_common.auth import Principal
+from tributary_common.events import BatchAccepted, PublishAccepted, publisher_of
 from tributary_common.exchanges import EVENTS
-from tributary_common.http_errors import ErrorBody
-from tributary_common.names import NameError_, validate_pattern
 from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, tracer
-from tributary_common.timeutil import format_time
 
-from .. import cursors
-from ..errors import HubError, Invalid, TooLarge, Unavailable
-from ..history import export_csv, export_lines
-from ..publishing import CloudEventIn
+from ..errors import Invalid
+from .access import may_publish, see_topic
+from .batches import partially_confirmed, split_batch
 from .ce_binary import binary_envelope, ce_headers
-from .deps import (
-    cursor_query,
-    hub_of,
-    media_type,
-    negotiate,
-    parse_json,
-    query_time,
-    read_body,
-    require,
-    require_json,
-    scope_doc,
-    time_query,
-)
-from .models import SUBJECT_MAX, SUBJECT_PATTERN, EventPage, LatestEvents
-from .topics import ERRORS, see_topic
+from .deps import hub_of, media_type, parse_json, read_body, require, require_json, scope_doc
+from .publish_docs import BATCH_BODY, BATCH_ERRORS, ONE_BODY, PUBLISH_ERRORS
 
 router = APIRouter(tags=["events"])
 _tracer = tracer("tributary_hub.publish")
@@ -48,66 +27,6 @@ REJECTED = Counter("tributary_hub_events_rejected_total", "Publish requests refu
 
 ONE_TYPES = ("application/json", "application/cloudevents+json")
 BATCH_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/cloudevents-batch+json")
-PUBLISH_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    400: {"model": ErrorBody, "description": "Malformed JSON"},
-    413: {"model": ErrorBody, "description": "Body, batch or the event's encoded envelope over the limit"},
-    415: {"model": ErrorBody, "description": "Unsupported Content-Type"},
-    422: {
-        "model": ErrorBody,
-        "description": "Invalid against the topic's schema: every violation with its JSON pointer",
-        "content": {
-            "application/json": {
-                "example": {
-                    "error": {
-                        "code": "invalid_event",
-                        "message": "the event is invalid against /topics/sensor-reading/schemas/1; "
-                        "nothing was published",
-                        "details": [{"loc": "/data/temperature", "msg": '"hot" is not of type "number"'}],
-                    }
-                }
-            }
-        },
-    },
-    503: {"model": ErrorBody, "description": "The broker did not confirm; retry with the same ids"},
-}
-BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
-    **PUBLISH_ERRORS,
-    413: {"model": ErrorBody, "description": "Body, batch or one event's encoded envelope (`/<index>`) over the limit"},
-    503: {
-        "description": "Not every event was confirmed: `ids` (every event's id, in order) and `confirmed` (per "
-        "event); resend the batch with these ids, history keeps each (topic, id) once",
-        "content": {
-            "application/json": {
-                "example": {
-                    "error": {
-                        "code": "partially_confirmed",
-                        "message": "the broker confirmed 1 of 2 events; resend the batch with these ids",
-                        "details": [{"loc": "/1", "msg": "not confirmed: ..."}],
-                    },
-                    "ids": ["reading-0001", "reading-0002"],
-                    "confirmed": [True, False],
-                }
-            }
-        },
-    },
-}
-
-EVENT_EXAMPLE = {"data": {"temperature": 21.5, "unit": "C"}, "subject": "plant1.line3"}
-ENVELOPE_EXAMPLE = {
-    "specversion": "1.0",
-    "id": "reading-0001",
-    "source": "/plant1/gateway",
-    "type": "sensor-reading",
-    "subject": "plant1.line3",
-    "data": {"temperature": 21.5},
-}
-
-
-def may_publish(principal: Principal, keys: list[str]) -> None:
-    denied = sorted({k for k in keys if not principal.may_key(k)})
-    if denied:
-        raise Forbidden(f"the token's topics ACL does not allow publishing to {denied[:5]}")
 
 
 @router.post(
@@ -125,24 +44,11 @@ def may_publish(principal: Principal, keys: list[str]) -> None:
     "never duplicates it in history (ids are unique per topic). Requires `events:publish` and a topics ACL "
     "covering `<topic>[.<subject>]`.",
     responses=PUBLISH_ERRORS,
-    openapi_extra={
-        **scope_doc("events:publish"),
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": EventIn.model_json_schema(),
-                    "examples": {"event": {"value": EVENT_EXAMPLE}},
-                },
-                "application/cloudevents+json": {
-                    "schema": CloudEventIn.model_json_schema(),
-                    "examples": {"envelope": {"value": ENVELOPE_EXAMPLE}},
-                },
-            },
-        },
-    },
+    openapi_extra={**scope_doc("events:publish"), "requestBody": ONE_BODY},
 )
-async def publish_one(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+async def publish_one(
+    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
+) -> PublishAccepted:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
     # CloudEvents binary mode: `ce-` headers and a body that is not a structured envelope.
@@ -178,46 +84,6 @@ async def publish_one(topic: str, request: Request, principal: Principal = Depen
     return PublishAccepted(id=events[0].id, dataschema=ref.dataschema)
 
 
-def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
-    """A JSON array, or NDJSON (one JSON value per non-empty line); each line's errors say which line."""
-    if kind in ("application/json", "application/cloudevents-batch+json"):
-        value = parse_json(raw)
-        if not isinstance(value, list):
-            raise Invalid(
-                "a batch must be a JSON array (or NDJSON)", [{"loc": "/", "msg": "not an array"}], code="invalid_batch"
-            )
-        items = value
-    else:
-        lines = [(n, line) for n, line in enumerate(raw.split(b"\n"), start=1) if line.strip()]
-        if len(lines) > limit:
-            raise TooLarge(
-                f"a batch holds at most {limit} events",
-                [{"loc": "/", "msg": f"{len(lines)} lines"}],
-                code="batch_too_large",
-            )
-        items = []
-        for index, (n, line) in enumerate(lines):
-            try:
-                items.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                raise HubError(
-                    f"malformed JSON on line {n}: {exc}",
-                    [{"loc": f"/{index}", "msg": f"line {n}: {exc}"}],
-                    code="malformed_json",
-                ) from exc
-    if not items:
-        raise Invalid(
-            "the batch is empty", [{"loc": "/", "msg": "at least one event is required"}], code="invalid_batch"
-        )
-    if len(items) > limit:
-        raise TooLarge(
-            f"a batch holds at most {limit} events",
-            [{"loc": "/", "msg": f"more than {limit} events"}],
-            code="batch_too_large",
-        )
-    return items
-
-
 @router.post(
     "/topics/{topic}/events:batch",
     status_code=202,
@@ -233,32 +99,11 @@ def split_batch(raw: bytes, kind: str, limit: int) -> list[Any]:
     "`TRIBUTARY_MAX_EVENT_BYTES` encoded (413 beyond). If the broker confirms only some events, the 503 lists every "
     "id and which were confirmed: resend with those ids.",
     responses=BATCH_ERRORS,
-    openapi_extra={
-        **scope_doc("events:publish"),
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"type": "array", "items": EventIn.model_json_schema()},
-                    "examples": {"batch": {"value": [EVENT_EXAMPLE, {"data": {"temperature": 22}}]}},
-                },
-                "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": CloudEventIn.model_json_schema()},
-                    "examples": {"envelopes": {"value": [ENVELOPE_EXAMPLE]}},
-                },
-                # JSON lines: described as the array of the lines (OpenAPI 3.2's `itemSchema`), one JSON value each.
-                **{
-                    media: {
-                        "schema": {"type": "array", "items": EventIn.model_json_schema()},
-                        "examples": {"lines": {"value": [{"data": {"temperature": 21.5}}, EVENT_EXAMPLE]}},
-                    }
-                    for media in ("application/x-ndjson", "application/jsonl")
-                },
-            },
-        },
-    },
+    openapi_extra={**scope_doc("events:publish"), "requestBody": BATCH_BODY},
 )
-async def publish_batch(topic: str, request: Request, principal: Principal = Depends(require("events:publish"))) -> Any:
+async def publish_batch(
+    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
+) -> BatchAccepted | JSONResponse:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
     kind = require_json(request, *BATCH_TYPES)
@@ -283,116 +128,3 @@ async def publish_batch(topic: str, request: Request, principal: Principal = Dep
     if any(failures):
         return partially_confirmed([e.id for e in events], failures)
     return BatchAccepted(ids=[e.id for e in events], dataschema=ref.dataschema)
-
-
-def partially_confirmed(ids: list[str], failures: list[Unavailable | None]) -> JSONResponse:
-    """503 with every id and which ones the broker confirmed: resending the batch with these ids is exactly-once
-    in history (the recorder keeps one event per topic and id)."""
-    details = [{"loc": f"/{i}", "msg": f"not confirmed: {f.message}"} for i, f in enumerate(failures) if f]
-    body = {
-        "error": {
-            "code": "partially_confirmed",
-            "message": f"the broker confirmed {failures.count(None)} of {len(ids)} events; "
-            "resend the batch with these ids (confirmed ones are not recorded twice)",
-            "details": details,
-        },
-        "ids": ids,
-        "confirmed": [f is None for f in failures],
-    }
-    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
-
-
-def history_pattern(principal: Principal, topic: str, subject: str | None) -> str:
-    """`<topic>.<subject pattern>` (or the whole topic), checked against the caller's ACL."""
-    pattern = f"{topic}.{subject}" if subject else f"{topic}.#"
-    try:
-        validate_pattern(pattern)
-    except NameError_ as exc:
-        raise Invalid(str(exc), [{"loc": "/query/subject", "msg": str(exc)}], code="invalid_request") from exc
-    if not principal.may_pattern(pattern):
-        raise Forbidden(f"the token's topics ACL does not cover {pattern!r}")
-    return pattern
-
-
-@router.get(
-    "/topics/{topic}/events",
-    response_model=EventPage,
-    summary="History (a page of JSON), or an export streamed as CSV / JSON Lines / NDJSON chosen by Accept",
-    description="Oldest first by position `(time, id)`. `subject` is an AMQP pattern under the topic (`*` one "
-    "segment, `#` zero or more: the broker's semantics). `start` inclusive, `end` exclusive (RFC 3339). JSON answers "
-    "`{items, next}`; pass `next` back as `cursor`. With `Accept: text/csv`, `application/jsonl` or "
-    "`application/x-ndjson` the whole selection is streamed (from `cursor` if given; `limit` is ignored). Requires "
-    "`events:read` and a topics ACL covering the pattern.",
-    responses={
-        **ERRORS,
-        406: {"model": ErrorBody, "description": "Unsupported Accept"},
-        200: {"content": {"text/csv": {}, "application/jsonl": {}, "application/x-ndjson": {}}},
-    },
-    openapi_extra=scope_doc("events:read"),
-)
-async def history(
-    topic: str,
-    request: Request,
-    subject: str | None = Query(
-        None,
-        description="AMQP pattern over the subject",
-        examples=["plant1.#"],
-        max_length=SUBJECT_MAX,
-        json_schema_extra=SUBJECT_PATTERN,
-    ),
-    start: str | None = time_query("RFC 3339, inclusive"),
-    end: str | None = time_query("RFC 3339, exclusive"),
-    limit: int | None = Query(None, ge=1, description="Page size (JSON only)"),
-    cursor: str | None = cursor_query(2),
-    principal: Principal = Depends(require("events:read")),
-) -> Any:
-    hub = hub_of(request)
-    see_topic(principal, topic)
-    pattern = history_pattern(principal, topic, subject)
-    fmt = negotiate(request)
-    t0, t1 = query_time(start, "start"), query_time(end, "end")
-    await hub.topics.resolve(topic)  # 404 for an unknown topic
-    position = cursors.decode(cursor) if cursor else None
-    query = await hub.history.filter(
-        pattern=pattern,
-        topic=topic,
-        start=format_time(t0) if t0 else None,
-        end=format_time(t1) if t1 else None,
-        position=(position[0], position[1]) if position else None,
-    )
-    if fmt == "json":
-        size = min(limit or hub.settings.history_default_limit, hub.settings.history_max_limit)
-        items, nxt = await hub.history.page(query, size, admin=principal.is_admin)
-        return {"items": items, "next": nxt}
-    rows = hub.history.stream(query, admin=principal.is_admin)
-    chunks: AsyncIterator[bytes] = (
-        export_csv(rows, hub.settings.export_chunk_rows, publisher=principal.is_admin)
-        if fmt == "csv"
-        else export_lines(rows, hub.settings.export_chunk_rows)
-    )
-    media = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl", "ndjson": "application/x-ndjson"}[fmt]
-    return StreamingResponse(
-        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{topic}.{fmt}"'}
-    )
-
-
-@router.get(
-    "/topics/{topic}/events:latest",
-    response_model=LatestEvents,
-    summary="The newest event of each subject (optionally under a subject pattern)",
-    responses=ERRORS,
-    openapi_extra=scope_doc("events:read"),
-)
-async def latest(
-    topic: str,
-    request: Request,
-    subject: str | None = Query(
-        None, description="AMQP pattern over the subject", max_length=SUBJECT_MAX, json_schema_extra=SUBJECT_PATTERN
-    ),
-    principal: Principal = Depends(require("events:read")),
-) -> Any:
-    hub = hub_of(request)
-    see_topic(principal, topic)
-    pattern = history_pattern(principal, topic, subject)
-    await hub.topics.resolve(topic)
-    return {"items": await hub.history.latest(topic, pattern, admin=principal.is_admin)}

@@ -14,6 +14,8 @@ from tributary_common.names import MAX_ROUTING_KEY, TOPIC_RE, validate_topic
 from tributary_common.unitops import MetaValue
 
 from ..compatibility import Compatibility
+from ..documents import LAST_USED, ApiKeyFields
+from ..topic_store import Topic as Topic  # the one view of a topic (the domain returns it), with the API models
 
 T = TypeVar("T")
 
@@ -110,23 +112,6 @@ class SchemaUpdate(BaseModel):
     )
 
     schema_: dict[str, Any] = Field(alias="schema")
-
-
-class Topic(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    name: str
-    version: int
-    dataschema: str
-    compatibility: Compatibility
-    retention_days: float | None = None
-    description: str | None = None
-    expose_publisher: bool = False
-    created_at: datetime
-    updated_at: datetime
-    created_by: str | None = None
-    updated_by: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 class TopicList(BaseModel):
@@ -228,35 +213,15 @@ class ApiKeyCreate(BaseModel):
     )
 
 
-class ApiKeyCreated(BaseModel):
+class ApiKeyCreated(ApiKeyFields):
     id: str
     key: str = Field(description="The secret: shown once, store it now (only its hash is kept)")
-    name: str
-    scopes: list[str]
-    topics: list[str] | None = None
-    unitops: list[str] | None = None
-    created_by: str
-    created_at: datetime
-    updated_by: str | None = None
-    updated_at: datetime | None = None
-    expires_at: datetime | None = None
 
 
-class ApiKeyView(BaseModel):
+class ApiKeyView(ApiKeyFields):
     id: str
-    name: str
-    scopes: list[str]
-    topics: list[str] | None = None
-    unitops: list[str] | None = None
-    created_by: str
-    created_at: datetime
-    updated_by: str | None = None
-    updated_at: datetime | None = None
-    expires_at: datetime | None = None
     expired: bool = False
-    last_used_at: datetime | None = Field(
-        default=None, description="Last use, to within a minute (written at most once a minute per hub process)"
-    )
+    last_used_at: datetime | None = Field(default=None, description=LAST_USED)
 
 
 class ApiKeyList(BaseModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -59,7 +57,7 @@ async def browse_source(
     path: str = Query("", max_length=1024, description="Where to list (empty: the top)", examples=["ns=2;i=1"]),
     limit: int = Query(200, ge=1, le=MAX_BROWSE_ITEMS),
     principal: Principal = Depends(require("unitops:write")),
-) -> Any:
+) -> BrowseResult:
     params = request.query_params.get("params", "{}")
     if len(params) > MAX_PARAMS_CHARS:
         raise Invalid(f"params is over {MAX_PARAMS_CHARS} characters", [{"loc": "/query/params", "msg": "too long"}])

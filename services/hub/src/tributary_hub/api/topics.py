@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from tributary_common.auth import Forbidden, Principal
-from tributary_common.names import TOPIC_RE
+from tributary_common.auth import Principal
 
-from ..errors import NotFound
+from .access import ERRORS, TOPIC, own_topic, see_topic
 from .contract import JSON_BODY, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
@@ -24,35 +21,6 @@ from .models import (
 )
 
 router = APIRouter(tags=["topics"])
-TOPIC: tuple[tuple[int, str], ...] = (
-    (403, "Missing scope, or the topic is outside the caller's ACL"),
-    (404, "Unknown topic"),
-)
-ERRORS = errors(*TOPIC)
-
-
-def known_name(topic: str) -> str:
-    if not TOPIC_RE.fullmatch(topic):
-        raise NotFound(f"topic {topic!r} does not exist (not a valid topic name)", code="unknown_topic")
-    return topic
-
-
-# Authorization before disclosure: the ACL is checked before anything that depends on the topic (404 for an
-# unknown or impossible name, 422 against its schema), so a caller outside it cannot probe which topics exist.
-
-
-def see_topic(principal: Principal, topic: str) -> str:
-    """403 unless the caller's ACL touches `topic`; then 404 for a name no topic can have."""
-    if not principal.may_topic(topic):
-        raise Forbidden(f"topic {topic!r} is outside the token's topics ACL")
-    return known_name(topic)
-
-
-def own_topic(principal: Principal, topic: str) -> str:
-    """403 unless the caller's ACL covers all of `topic`; then 404 for a name no topic can have."""
-    if not principal.may_pattern(f"{topic}.#"):
-        raise Forbidden(f"the token's topics ACL does not cover all of topic {topic!r}")
-    return known_name(topic)
 
 
 @router.post(
@@ -84,7 +52,7 @@ def own_topic(principal: Principal, topic: str) -> str:
         ),
     },
 )
-async def create_topic(request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def create_topic(request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     hub = hub_of(request)
     body = await json_model(request, TopicCreate, hub.settings.max_body_bytes)
     own_topic(principal, body.name)
@@ -108,9 +76,9 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     responses=errors(),
     openapi_extra=scope_doc("topics:read"),
 )
-async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> TopicList:
     items = await hub_of(request).topics.all()
-    return {"items": [t for t in items if principal.may_topic(t["name"])]}
+    return TopicList(items=[t for t in items if principal.may_topic(t.name)])
 
 
 @router.get(
@@ -120,7 +88,7 @@ async def list_topics(request: Request, principal: Principal = Depends(require("
     responses=ERRORS,
     openapi_extra=scope_doc("topics:read"),
 )
-async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Topic:
     see_topic(principal, topic)
     return await hub_of(request).topics.get(topic)
 
@@ -132,7 +100,7 @@ async def get_topic(topic: str, request: Request, principal: Principal = Depends
     responses=errors(*TOPIC, *JSON_BODY),
     openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
 )
-async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, TopicPatch, hub.settings.max_body_bytes)
@@ -158,7 +126,7 @@ async def patch_topic(topic: str, request: Request, principal: Principal = Depen
     ),
     openapi_extra={**scope_doc("topics:write"), **body_doc(SchemaUpdate, {"v2": {"schema": EXAMPLE_SCHEMA}})},
 )
-async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Any:
+async def put_schema(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     own_topic(principal, topic)
     hub = hub_of(request)
     body = await json_model(request, SchemaUpdate, hub.settings.max_body_bytes)
@@ -175,9 +143,11 @@ async def put_schema(topic: str, request: Request, principal: Principal = Depend
     responses=ERRORS,
     openapi_extra=scope_doc("topics:read"),
 )
-async def list_schemas(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Any:
+async def list_schemas(
+    topic: str, request: Request, principal: Principal = Depends(require("topics:read"))
+) -> SchemaVersionList:
     see_topic(principal, topic)
-    return {"items": await hub_of(request).topics.versions(topic)}
+    return SchemaVersionList.model_validate({"items": await hub_of(request).topics.versions(topic)})
 
 
 @router.get(
@@ -189,9 +159,9 @@ async def list_schemas(topic: str, request: Request, principal: Principal = Depe
 )
 async def get_schema(
     topic: str, version: int, request: Request, principal: Principal = Depends(require("topics:read"))
-) -> Any:
+) -> SchemaVersionBody:
     see_topic(principal, topic)
-    return await hub_of(request).topics.schema_version(topic, version)
+    return SchemaVersionBody.model_validate(await hub_of(request).topics.schema_version(topic, version))
 
 
 @router.delete(

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Forbidden, Principal
 from tributary_common.names import SEGMENT_RE
-from tributary_common.timeutil import format_time
 from tributary_common.unitops import Unitop
 
-from .. import cursors
-from ..errors import Invalid, NotFound
-from ..history import csv_chunk
-from ..samples_history import build_filter
+from ..errors import Invalid
+from ..unitop_samples import select_items
 from .contract import JSON_BODY, errors
-from .deps import body_doc, cursor_query, hub_of, json_model, negotiate, query_time, require, scope_doc, time_query
+from .deps import (
+    body_doc,
+    cursor_query,
+    hub_of,
+    json_model,
+    negotiate,
+    query_time,
+    require,
+    scope_doc,
+    streamed,
+    time_query,
+)
 from .models import SourceList, UnitopList, UnitopView
 
 router = APIRouter(tags=["unitops"])
@@ -52,13 +55,13 @@ def may_unitop(principal: Principal, name: str) -> None:
     responses=errors(UNITOP[0], *JSON_BODY, (409, "Exists"), (422, "Invalid unitop or items")),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
-async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
+async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> UnitopView:
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
     may_unitop(principal, body.name)
     view = await hub.unitops.create(body, by=principal.subject)
     await hub.audit.record(principal.subject, "unitop.created", body.name, None, view)
-    return view
+    return UnitopView.model_validate(view)
 
 
 @router.get(
@@ -76,7 +79,7 @@ async def list_unitops(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = cursor_query(1),
     principal: Principal = Depends(require("unitops:read")),
-) -> Any:
+) -> UnitopList:
     meta: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         if key.startswith("meta."):
@@ -95,7 +98,7 @@ async def list_unitops(
     items, nxt = await hub_of(request).unitops.search(
         prefix=prefix, meta=meta, limit=limit, cursor=cursor, allowed=principal.may_unitop
     )
-    return {"items": items, "next": nxt}
+    return UnitopList.model_validate({"items": items, "next": nxt})
 
 
 @router.get(
@@ -105,9 +108,11 @@ async def list_unitops(
     responses=ERRORS,
     openapi_extra=scope_doc("unitops:read"),
 )
-async def get_unitop(name: str, request: Request, principal: Principal = Depends(require("unitops:read"))) -> Any:
+async def get_unitop(
+    name: str, request: Request, principal: Principal = Depends(require("unitops:read"))
+) -> UnitopView:
     may_unitop(principal, name)
-    return await hub_of(request).unitops.get(name)
+    return UnitopView.model_validate(await hub_of(request).unitops.get(name))
 
 
 @router.put(
@@ -117,14 +122,16 @@ async def get_unitop(name: str, request: Request, principal: Principal = Depends
     responses=errors(*UNITOP, *JSON_BODY),
     openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
 )
-async def put_unitop(name: str, request: Request, principal: Principal = Depends(require("unitops:write"))) -> Any:
+async def put_unitop(
+    name: str, request: Request, principal: Principal = Depends(require("unitops:write"))
+) -> UnitopView:
     may_unitop(principal, name)
     hub = hub_of(request)
     body = await json_model(request, Unitop, hub.settings.max_body_bytes)
     before = await hub.unitops.get(name)
     after = await hub.unitops.update(name, body, by=principal.subject)
     await hub.audit.record(principal.subject, "unitop.updated", name, before, after)
-    return after
+    return UnitopView.model_validate(after)
 
 
 @router.delete(
@@ -170,117 +177,19 @@ async def unitop_samples(
     may_unitop(principal, name)
     hub = hub_of(request)
     fmt = negotiate(request)
-    unitop = (await hub.unitops.resolve(name)).sids
-    chosen = list(unitop) if not items else [i.strip() for i in items.split(",") if i.strip()]
-    unknown = [i for i in chosen if i not in unitop]
-    if unknown or not chosen:
-        raise NotFound(
-            f"unitop {name!r} has no items {unknown}",
-            [{"loc": "/query/items", "msg": f"unknown {unknown}"}],
-            code="unknown_item",
-        )
-    sids = {item: unitop[item] for item in chosen}
-    items_of: dict[str, list[str]] = {}
-    for item, sid in sids.items():
-        items_of.setdefault(sid, []).append(item)
+    sel = await select_items(hub.unitops, name, items)
     t0, t1 = query_time(start, "start"), query_time(end, "end")
-    chunk = hub.settings.export_chunk_rows
-
+    samples = hub.unitop_samples
     if interval_s is not None:
-        if t0 is None or t1 is None or t1 <= t0:
-            raise Invalid(
-                "aligned history needs start < end",
-                [{"loc": "/query/start", "msg": "start and end required"}],
-                code="invalid_request",
-            )
-        points = math.ceil((t1 - t0).total_seconds() / interval_s)
-        if points > hub.settings.aligned_max_points:
-            raise Invalid(
-                f"{points} points requested, over the limit of {hub.settings.aligned_max_points}",
-                [{"loc": "/query/interval_s", "msg": "too many points; widen the interval"}],
-                code="too_many_points",
-            )
-        grid = hub.samples.aligned(list(items_of), t0, t1, timedelta(seconds=interval_s))
-
-        async def aligned_rows() -> AsyncIterator[dict[str, Any]]:
-            async for t, values in grid:
-                yield {"t": t, "values": {item: values[sid] for item, sid in sids.items()}}
-
+        rows = samples.aligned(sel, t0, t1, interval_s)
         if fmt == "json":
-            return {"items": [r async for r in aligned_rows()], "next": None}
-        if fmt == "csv":
-            return _stream(_aligned_csv(aligned_rows(), chosen, chunk), "csv", name)
-        return _stream(_lines(aligned_rows(), chunk), fmt, name)
-
-    position = cursors.decode(cursor) if cursor else None
-    query = build_filter(
-        list(items_of),
-        start=format_time(t0) if t0 else None,
-        end=format_time(t1) if t1 else None,
-        position=(position[0], position[1]) if position else None,
-    )
-
-    def explode(row: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"item": item, **row} for item in items_of[row["sid"]]]
-
+            return {"items": [r async for r in rows], "next": None}
+        return streamed(samples.export_aligned(fmt, sel, rows), fmt, f"{name}-samples.{fmt}")
+    query = samples.raw_query(sel, t0, t1, cursor)
     if fmt == "json":
-        rows, nxt = await hub.samples.page(query, limit)
-        return {"items": [r for row in rows for r in explode(row)], "next": nxt}
-
-    async def raw_rows() -> AsyncIterator[dict[str, Any]]:
-        async for row in hub.samples.stream(query):
-            for r in explode(row):
-                yield r
-
-    if fmt == "csv":
-        return _stream(_raw_csv(raw_rows(), chunk), "csv", name)
-    return _stream(_lines(raw_rows(), chunk), fmt, name)
-
-
-def _stream(chunks: AsyncIterator[bytes], fmt: str, name: str) -> StreamingResponse:
-    media = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl", "ndjson": "application/x-ndjson"}[fmt]
-    return StreamingResponse(
-        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}-samples.{fmt}"'}
-    )
-
-
-async def _lines(rows: AsyncIterator[dict[str, Any]], chunk: int) -> AsyncIterator[bytes]:
-    buf: list[bytes] = []
-    async for row in rows:
-        buf.append(orjson.dumps(row))
-        if len(buf) >= chunk:
-            yield b"\n".join(buf) + b"\n"
-            buf = []
-    if buf:
-        yield b"\n".join(buf) + b"\n"
-
-
-def _cell(v: Any) -> Any:
-    return "" if v is None else ("true" if v is True else "false" if v is False else v)
-
-
-async def _raw_csv(rows: AsyncIterator[dict[str, Any]], chunk: int) -> AsyncIterator[bytes]:
-    yield csv_chunk([["t", "item", "sid", "v", "q"]])
-    buf: list[list[Any]] = []
-    async for r in rows:
-        buf.append([r["t"], r["item"], r["sid"], _cell(r["v"]), _cell(r["q"])])
-        if len(buf) >= chunk:
-            yield csv_chunk(buf)
-            buf = []
-    if buf:
-        yield csv_chunk(buf)
-
-
-async def _aligned_csv(rows: AsyncIterator[dict[str, Any]], items: list[str], chunk: int) -> AsyncIterator[bytes]:
-    yield csv_chunk([["t", *items]])
-    buf: list[list[Any]] = []
-    async for r in rows:
-        buf.append([r["t"], *(_cell(r["values"][i]) for i in items)])
-        if len(buf) >= chunk:
-            yield csv_chunk(buf)
-            buf = []
-    if buf:
-        yield csv_chunk(buf)
+        page, nxt = await samples.raw_page(sel, query, limit)
+        return {"items": page, "next": nxt}
+    return streamed(samples.export_raw(fmt, sel, query), fmt, f"{name}-samples.{fmt}")
 
 
 @router.get(
@@ -290,5 +199,5 @@ async def _aligned_csv(rows: AsyncIterator[dict[str, Any]], items: list[str], ch
     responses=errors(),
     openapi_extra=scope_doc("unitops:read"),
 )
-async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> Any:
-    return {"items": await hub_of(request).sources.all()}
+async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> SourceList:
+    return SourceList.model_validate({"items": await hub_of(request).sources.all()})

@@ -10,23 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from faststream.rabbit import RabbitBroker, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from tributary_common import rpc_contracts as rc
 from tributary_common.cache import Cache
-from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
-from tributary_common.exchanges import CONTROL, declare_exchanges, demand_key, unitop_key
+from tributary_common.control import Demand, UnitopChange
+from tributary_common.exchanges import declare_exchanges
 from tributary_common.health import ReadinessCheck
 from tributary_common.http_auth import Authenticator
 from tributary_common.mongo import Retention, connect, ping
-from tributary_common.rpc import RpcServer
 
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
 from .audit import AuditLog
+from .broker_wiring import make_broker, publish_demand, publish_unitop_change
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
@@ -34,17 +32,15 @@ from .history import EventHistory
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
-from .rpc_handlers import register_rpc
 from .samples_history import SampleHistory
 from .settings import HubSettings
 from .sources import SourceRegistry
 from .tokens import CachingJwtVerifier
 from .topics import TopicService
+from .unitop_samples import UnitopSamples
 from .unitops import UnitopService
 
-log = logging.getLogger(__name__)
-
-SOURCES_QUEUE = "tributary.hub.sources"
+log = logging.getLogger("tributary_hub.runtime")  # the name operators know these messages by
 
 
 @dataclass
@@ -74,6 +70,7 @@ class Hub:
     audit: AuditLog = field(init=False)
     auth: Authenticator = field(init=False)
     deadletters: DeadLetterStore = field(init=False)
+    unitop_samples: UnitopSamples = field(init=False)
 
     async def start(self) -> None:
         s = self.settings
@@ -95,6 +92,9 @@ class Hub:
             events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
         self.samples = SampleHistory(samples_coll, chunk_rows=s.export_chunk_rows)
+        self.unitop_samples = UnitopSamples(
+            self.samples, chunk_rows=s.export_chunk_rows, aligned_max_points=s.aligned_max_points
+        )
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
@@ -158,46 +158,27 @@ class Hub:
                 delay = min(delay * 2, 5.0)
 
     def _make_broker(self) -> RabbitBroker:
-        broker = RabbitBroker(
-            self.settings.amqp_url, logger=None, graceful_timeout=self.settings.shutdown_grace_seconds
+        s = self.settings
+        return make_broker(
+            s.amqp_url,
+            graceful_timeout=s.shutdown_grace_seconds,
+            rpc_concurrency=s.rpc_concurrency,
+            history=self.history,
+            samples=self.samples,
+            unitops=self.unitops,
+            apikeys=self.apikeys,
+            sources=self.sources,
         )
-        rpc = RpcServer(concurrency=self.settings.rpc_concurrency)
-        register_rpc(rpc, self)
-        rpc.attach(broker, rc.HUB_QUEUE)
-        sources = self.sources
-
-        @broker.subscriber(RabbitQueue(SOURCES_QUEUE, durable=True, routing_key="source.#"), CONTROL)
-        async def _announcement(message: RabbitMessage) -> None:
-            try:
-                announcement = SourceAnnouncement.model_validate_json(message.body)
-            except ValueError:
-                log.warning("ignoring a malformed source announcement")
-                return
-            await sources.record(announcement)
-
-        return broker
 
     async def _notify_unitop(self, change: UnitopChange) -> None:
         if self.broker is not None:
-            await self.broker.publish(
-                change.model_dump_json().encode(),
-                exchange=CONTROL,
-                routing_key=unitop_key(change.name),
-                mandatory=False,
-                content_type="application/json",
-            )
+            await publish_unitop_change(self.broker, change)
         if self.demand is not None:
             self.demand.poke()
 
     async def _send_demand(self, demand: Demand) -> None:
         assert self.broker is not None
-        await self.broker.publish(
-            demand.model_dump_json().encode(),
-            exchange=CONTROL,
-            routing_key=demand_key(demand.source),
-            mandatory=False,
-            content_type="application/json",
-        )
+        await publish_demand(self.broker, demand)
 
     async def stop(self) -> None:
         """Reverse order: stop taking work (RPC, control, demand), drain the recorders, then close."""

@@ -1,0 +1,156 @@
+"""A recorder's storage side: a batch of converted messages written with `insert_many(ordered=False)`,
+duplicates counted as written, retried with backoff while the database is away; a document the database refuses
+for what it is is isolated and its message dead-lettered (confirmed before the original is acked)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from bson.errors import InvalidDocument
+from prometheus_client import Counter
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+
+from tributary_common import deadletters
+from tributary_common.deadletters import DeadLetters
+from tributary_common.ratelog import LogThrottle
+
+log = logging.getLogger("tributary_hub.recorder")  # the recorders' log, whichever part writes
+
+RECORDED = Counter("tributary_hub_recorded_total", "Documents written (duplicates included)", ["kind"])
+DUPLICATES = Counter(
+    "tributary_hub_recorder_duplicates_total", "Documents already present (a redelivery or a resent id)", ["kind"]
+)
+DEAD_LETTERED = Counter(
+    "tributary_hub_recorder_dead_lettered_total",
+    "Messages that can never be stored, sent to tributary.dead",
+    ["kind", "reason"],
+)
+DEAD_LETTERS_LOST = Counter(
+    "tributary_hub_deadletters_unrecordable_total", "Dead letters the database refused (logged, then dropped)"
+)
+RETRIES = Counter("tributary_hub_recorder_retries_total", "Failed writes retried", ["kind"])
+
+DUPLICATE_KEY = 11000
+# Server errors that refuse a document for what it is (retrying cannot help), unlike the database being away:
+# BadValue, TypeMismatch, DollarPrefixedFieldName, DottedFieldName, KeyTooLong, BSONObjectTooLarge.
+DOCUMENT_ERRORS = frozenset({2, 14, 52, 57, 17280, 10334})
+DETAIL_MAX = 300
+
+Row = tuple[AbstractIncomingMessage, list[dict[str, Any]]]
+Refusal = tuple[AbstractIncomingMessage, str, str]
+
+
+def document_refusal(exc: BaseException) -> bool:
+    """Whether the database refused the documents themselves (isolate and dead-letter) rather than being away."""
+    if isinstance(exc, InvalidDocument):  # includes DocumentTooLarge, raised by the driver before sending
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in DOCUMENT_ERRORS
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        kind: str,
+        queue: str,
+        collection: AsyncCollection[Any],
+        *,
+        retry_min_s: float,
+        retry_max_s: float,
+        throttle: LogThrottle,
+    ) -> None:
+        self.kind = kind
+        self.queue_name = queue
+        self.collection = collection
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.throttle = throttle
+        self._dead: DeadLetters | None = None
+        self.written = 0
+
+    async def start_dead_letters(self, connection: AbstractRobustConnection) -> None:
+        """Send what can never be written to the dead-letter exchange (without: log and drop it)."""
+        self._dead = DeadLetters(
+            await connection.channel(publisher_confirms=True),
+            retry_min_s=self.retry_min_s,
+            retry_max_s=self.retry_max_s,
+        )
+        await self._dead.start()
+
+    async def write(self, rows: list[Row]) -> list[Refusal]:
+        """Write every row, retrying while the database is away; what it refuses for what it is is returned."""
+        delay = self.retry_min_s
+        while True:
+            try:
+                return await self._insert(rows)
+            except Exception as exc:
+                if document_refusal(exc):
+                    if len(rows) == 1:
+                        too_large = "too large" in str(exc).lower()
+                        reason = deadletters.TOO_LARGE if too_large else deadletters.REFUSED_BY_DATABASE
+                        return [(rows[0][0], reason, str(exc)[:DETAIL_MAX])]
+                    # One document spoils the whole call: write them one message at a time to find it.
+                    return [r for row in rows for r in await self.write([row])]
+                if not isinstance(exc, PyMongoError):
+                    raise
+                RETRIES.labels(self.kind).inc()
+                log.warning(
+                    "%s recorder: write of %d messages failed (%s); retrying in %.1f s",
+                    self.kind,
+                    len(rows),
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+
+    async def _insert(self, rows: list[Row]) -> list[Refusal]:
+        docs = [doc for _, row_docs in rows for doc in row_docs]
+        owners = [message for message, row_docs in rows for _ in row_docs]
+        if not docs:
+            return []
+        refused: dict[int, Refusal] = {}
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            duplicates = [e for e in errors if e.get("code") == DUPLICATE_KEY]
+            DUPLICATES.labels(self.kind).inc(len(duplicates))
+            for e in errors:
+                if e.get("code") != DUPLICATE_KEY:
+                    # The server refused this document itself: retrying cannot help.
+                    owner = owners[e["index"]]
+                    refused[id(owner)] = (owner, deadletters.REFUSED_BY_DATABASE, str(e.get("errmsg", ""))[:DETAIL_MAX])
+        RECORDED.labels(self.kind).inc(len(docs))
+        self.written += len(docs)
+        return list(refused.values())
+
+    async def dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+        """Until the broker confirms it: the original is acked only after."""
+        DEAD_LETTERED.labels(self.kind, reason).inc()
+        if self._dead is None:
+            DEAD_LETTERS_LOST.inc()
+            self.throttle.log(
+                log,
+                logging.ERROR,
+                (self.kind, reason),
+                "%s recorder: dropping a dead letter it cannot store (%s): %s",
+                self.kind,
+                reason,
+                detail,
+            )
+            return
+        self.throttle.log(
+            log,
+            logging.ERROR,
+            (self.kind, reason),
+            "%s recorder: dead-lettered message %s (%s): %s",
+            self.kind,
+            message.message_id,
+            reason,
+            detail,
+        )
+        await self._dead.send_until_confirmed(message, queue=self.queue_name, reason=reason, detail=detail)
