@@ -261,8 +261,8 @@ async def test_republishing_an_id_never_duplicates_history(client: httpx.AsyncCl
 
 async def _queue_empty(hub: Hub) -> bool:
     recorder = hub.recorders[0]
-    assert recorder._queue is not None
-    declared = await recorder._queue.channel.declare_queue(recorder.queue_name, durable=True, passive=True)
+    assert recorder.consumer.queue is not None
+    declared = await recorder.consumer.queue.channel.declare_queue(recorder.queue_name, durable=True, passive=True)
     return declared.declaration_result.message_count == 0 and recorder._inbox.empty()
 
 
