@@ -11,7 +11,8 @@ import httpx
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from tests.hub.conftest import make_topic, poll, recorded
+from tests.hub.conftest import make_topic, recorded
+from tests.support.polling import eventually
 from tributary_common import rpc_contracts as rc
 from tributary_common.rpc import RpcError, call
 from tributary_common.samples import Sample, SampleBatch
@@ -41,7 +42,7 @@ async def test_events_history(client: httpx.AsyncClient, hub: Hub, caller: Rabbi
     async def done() -> bool:
         return len(await recorded(hub, "t")) == 12 and len(await recorded(hub, "u")) == 4
 
-    await poll(done, what="events recorded")
+    await eventually(done, what="events recorded", interval=0.05)
 
     async def history(**params: Any) -> rc.EventsHistoryPage:
         return rc.EventsHistoryPage.model_validate(
@@ -103,7 +104,7 @@ async def test_samples_history_and_unitop_resolve(
     async def stored() -> bool:
         return await hub.samples.collection.count_documents({}) == 10
 
-    await poll(stored, what="samples recorded")
+    await eventually(stored, what="samples recorded", interval=0.05)
     params: dict[str, Any] = {
         "sids": ["s1", "s2"],
         "since": t0.isoformat(),
