@@ -35,6 +35,12 @@ SCHEMA: dict[str, Any] = {
 MINT = Minter(SECRET, subject="tester")
 
 
+def admin_client(app: FastAPI, **options: Any) -> httpx.AsyncClient:
+    """An admin's client of the hub `app`, in-process."""
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"]), **options)
+
+
 @pytest.fixture
 def hub_settings(amqp_url: str, mongo_url: str, mongo_db_name: str, cache_namespace: str) -> HubSettings:
     return HubSettings(
@@ -69,10 +75,7 @@ def hub(app: FastAPI) -> Hub:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"]), timeout=30
-    ) as c:
+    async with admin_client(app, timeout=30) as c:
         yield c
 
 

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.hub.conftest import MINT, make_topic, recorded
+from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.events import CloudEvent
@@ -270,17 +270,13 @@ async def _queue_empty(hub: Hub) -> bool:
 async def test_memcached_down_falls_back_to_the_database(hub_settings: Any, mongo_client: Any) -> None:
     settings = hub_settings.model_copy(update={"memcached_port": platform.free_port()})  # nothing listens there
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"])
-        ) as client:
-            await make_topic(client)
-            r = await client.post("/topics/readings/events", json={"data": {"temp": 1}})
-            assert r.status_code == 202, r.text
-            r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
-            assert r.status_code == 422
-            # Memcached is a cache: without it the hub serves (from the database), so it stays ready.
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            assert "memcached" not in ready.json()["checks"]
+    async with app.router.lifespan_context(app), admin_client(app) as client:
+        await make_topic(client)
+        r = await client.post("/topics/readings/events", json={"data": {"temp": 1}})
+        assert r.status_code == 202, r.text
+        r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
+        assert r.status_code == 422
+        # Memcached is a cache: without it the hub serves (from the database), so it stays ready.
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert "memcached" not in ready.json()["checks"]

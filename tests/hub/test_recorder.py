@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.hub.conftest import MINT, make_topic, recorded
+from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.polling import eventually
 from tributary_common.samples import Sample, SampleBatch
@@ -99,10 +99,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     app: FastAPI = create_app(settings)
     async with app.router.lifespan_context(app):
         hub: Hub = app.state.hub
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"])
-        ) as client:
+        async with admin_client(app) as client:
             await make_topic(client, "readings")
             published: list[str] = []
 
@@ -154,10 +151,7 @@ async def test_restart_mid_stream_loses_nothing(hub_settings: HubSettings, mongo
         app: FastAPI = create_app(hub_settings)
         async with app.router.lifespan_context(app):
             hub: Hub = app.state.hub
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"])
-            ) as client:
+            async with admin_client(app) as client:
                 if round_ == 0:
                     await make_topic(client, "readings")
                     for _ in range(10):

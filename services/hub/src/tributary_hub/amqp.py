@@ -114,14 +114,10 @@ class EventPublisher:
         """All of them, concurrently (bounded by the window), each waited for to the end; per event, None when
         the broker confirmed it, else why not."""
         encoded: Sequence[bytes | None] = bodies if bodies is not None else [None] * len(events)
-        outcome: list[Unavailable | None] = []
-        for result in await asyncio.gather(
+        results = await asyncio.gather(
             *(self.publish(e, b) for e, b in zip(events, encoded, strict=True)), return_exceptions=True
-        ):
-            if isinstance(result, Unavailable):
-                outcome.append(result)
-            elif isinstance(result, BaseException):
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Unavailable):
                 raise result
-            else:
-                outcome.append(None)
-        return outcome
+        return [result if isinstance(result, Unavailable) else None for result in results]
