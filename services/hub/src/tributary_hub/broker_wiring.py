@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
@@ -47,7 +47,7 @@ class _InFlight:
         self._idle.set()
 
     @contextlib.asynccontextmanager
-    async def track(self) -> Any:
+    async def track(self) -> AsyncIterator[None]:
         self.count += 1
         self._idle.clear()
         try:
