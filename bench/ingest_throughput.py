@@ -19,8 +19,8 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import platform
-from tributary_common.control import Demand, DemandedSubscription
 from tributary_common.amqp.topology import CONTROL, SAMPLES, demand_key
+from tributary_common.control import Demand, DemandedSubscription
 from tributary_common.sid import compute_sid
 from tributary_common.timeutil import utcnow
 from tributary_ingest.connectors.simulator import SimulatorSource
