@@ -18,21 +18,22 @@ from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 
 
-async def test_serve_health_metrics_and_graceful_sigterm(amqp_url, tmp_path: Path):
+def _serve(amqp_url: str, tmp_path: Path, env: dict[str, str]) -> tuple[ServiceProcess, int]:
+    """The stream as a process on a free port, started (ready)."""
     port = platform.free_port()
     proc = ServiceProcess(
         "tributary_stream",
         ["serve"],
-        {
-            "TRIBUTARY_AMQP_URL": amqp_url,
-            "TRIBUTARY_HTTP_PORT": str(port),
-            "TRIBUTARY_JWT_SECRET": SECRET,
-            "TRIBUTARY_SHUTDOWN_GRACE_SECONDS": "10",
-        },
+        {"TRIBUTARY_AMQP_URL": amqp_url, "TRIBUTARY_HTTP_PORT": str(port), "TRIBUTARY_JWT_SECRET": SECRET, **env},
         tmp_path / "stream.log",
         port,
     )
     proc.start(timeout=60)
+    return proc, port
+
+
+async def test_serve_health_metrics_and_graceful_sigterm(amqp_url, tmp_path: Path):
+    proc, port = _serve(amqp_url, tmp_path, {"TRIBUTARY_SHUTDOWN_GRACE_SECONDS": "10"})
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert (await http.get("/healthz")).json() == {"status": "ok"}
@@ -70,20 +71,7 @@ async def test_fanout_span_continues_the_publishers_trace(amqp_url, tmp_path: Pa
     from tests.support.otlp import OtlpReceiver
 
     receiver = OtlpReceiver().start()
-    port = platform.free_port()
-    proc = ServiceProcess(
-        "tributary_stream",
-        ["serve"],
-        {
-            "TRIBUTARY_AMQP_URL": amqp_url,
-            "TRIBUTARY_HTTP_PORT": str(port),
-            "TRIBUTARY_JWT_SECRET": SECRET,
-            **receiver.env("tributary-stream"),
-        },
-        tmp_path / "stream.log",
-        port,
-    )
-    proc.start(timeout=60)
+    proc, port = _serve(amqp_url, tmp_path, receiver.env("tributary-stream"))
     try:
         ws = await websockets.connect(
             f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {token()}"}
