@@ -19,8 +19,8 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import platform
+from tributary_common.amqp.topology import CONTROL, SAMPLES, demand_key
 from tributary_common.control import Demand, DemandedSubscription
-from tributary_common.exchanges import CONTROL, SAMPLES, demand_key
 from tributary_common.sid import compute_sid
 from tributary_common.timeutil import utcnow
 from tributary_ingest.connectors.simulator import SimulatorSource
@@ -73,9 +73,9 @@ async def framework(url: str, n: int) -> tuple[float, float, float]:
             await asyncio.sleep(0.1)
         await asyncio.sleep(WARMUP_S)
         batches = engine.metrics.batches.labels("simulator")
-        s0, b0, t0 = runtime.published, batches._value.get(), time.perf_counter()
+        s0, b0, t0 = runtime.published.count, batches._value.get(), time.perf_counter()
         await asyncio.sleep(MEASURE_S)
-        s1, b1, t1 = runtime.published, batches._value.get(), time.perf_counter()
+        s1, b1, t1 = runtime.published.count, batches._value.get(), time.perf_counter()
         lost = engine.metrics.registry.get_sample_value("tributary_ingest_leases_lost_total", {"source": "simulator"})
     finally:
         await conn.close()

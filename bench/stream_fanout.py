@@ -265,6 +265,8 @@ async def main() -> None:
             "TRIBUTARY_HTTP_PORT": str(stream_port),
             "TRIBUTARY_JWT_SECRET": SECRET,
             "TRIBUTARY_LOG_LEVEL": "WARNING",
+            # Every load-generator connection is one principal: above the production per-principal cap (100).
+            "TRIBUTARY_MAX_CONNECTIONS_PER_PRINCIPAL": "5000",
         }
         print("stream service (tributary_stream):", flush=True)
         ours = await run_server(

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.ingest.helpers import Bus, bus
+from tests.support.bus import Bus, bus
 
 
 @pytest.fixture

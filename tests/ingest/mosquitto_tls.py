@@ -18,6 +18,7 @@ import aiomqtt
 
 from tests.support import platform
 from tests.support.certs import Pem, TestCA
+from tests.support.polling import wait_for
 
 SERVER_NAME = "broker.test"
 USER, PASSWORD = "operator", "pa55-word"
@@ -38,7 +39,7 @@ class Broker:
         before = self.log.read_text().count("Opening ipv4 listen socket") if self.log.exists() else 0
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc = self.proc
-        platform.wait_for(
+        wait_for(
             lambda: (
                 proc.poll() is None
                 and self.log.exists()

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ingest.helpers import bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
 from tests.support import platform
+from tests.support.bus import bus
+from tests.support.polling import eventually
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 from tributary_ingest.connectors.simulator import SimulatorSource
 

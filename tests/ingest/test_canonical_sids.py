@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 from tests.support import platform
 from tests.support.stack import Stack, run_stack
+from tributary_common.amqp import SAMPLES
 from tributary_common.canonical import canonical_params, canonical_sid
-from tributary_common.exchanges import SAMPLES
 from tributary_common.sid import compute_sid
 from tributary_ingest.connectors.mqtt import MqttParams
 from tributary_ingest.connectors.simulator import SimulatorParams

@@ -12,9 +12,11 @@ import aio_pika
 import pytest
 from pydantic import BaseModel, model_validator
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common import deadletters
-from tributary_common.exchanges import DEAD
+from tributary_common.amqp import DEAD
 from tributary_ingest.connectors.simulator import SimulatorSource
 from tributary_ingest.sdk import Connector
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common.rpc import RpcError
 from tributary_common.timeutil import format_time, utcnow
 from tributary_ingest.browsing import Browser

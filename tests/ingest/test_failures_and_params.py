@@ -10,10 +10,12 @@ from typing import Any
 import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
-from tributary_common.exchanges import demand_key
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
+from tributary_common.amqp import demand_key
+from tributary_common.backoff import Backoff
 from tributary_common.timeutil import utcnow
-from tributary_ingest.backoff import Backoff
 from tributary_ingest.connectors.csv_files import CsvSource
 from tributary_ingest.connectors.http_poll import HttpSource
 from tributary_ingest.connectors.mqtt import MqttSource

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common.timeutil import utcnow
 from tributary_ingest.leases import Leases
 from tributary_ingest.sdk import Connector

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common.egress import EgressPolicy, EgressRefused
 from tributary_ingest.connectors import checked_http
 from tributary_ingest.connectors.checked_http import CheckedTransport

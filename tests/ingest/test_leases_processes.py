@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ingest.helpers import LEASE_TTL_S, Bus, eventually, http_get, ingest_process, status, sub
-from tests.support import platform
+from tests.ingest.helpers import LEASE_TTL_S, http_get, ingest_process, status, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually, wait_for
 from tests.support.processes import ServiceProcess
 from tributary_common.cache import Cache
 
@@ -29,7 +30,7 @@ def processes(procs: list[ServiceProcess]) -> Iterator[list[ServiceProcess]]:
         # Ready when every instance serves and has heard the others' announcements (for the fair split).
         for p in procs:
             p.wait_healthy(60, "/readyz")
-            platform.wait_for(
+            wait_for(
                 lambda p=p: _peers(p) == len(procs) - 1, 30, what=f"{p.env['TRIBUTARY_INSTANCE_ID']} sees its peers"
             )
         yield procs

@@ -13,8 +13,10 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
 from tests.support import platform
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_ingest.connectors.modbus import NOTE, ModbusSource
 
 

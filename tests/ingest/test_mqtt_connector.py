@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import pytest
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
 from tests.support import platform
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_ingest.connectors.mqtt import MqttSource
 
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
 from tests.ingest.opcua_server import URI, plant
 from tests.support import platform
+from tests.support.bus import Bus
 from tests.support.certs import TestCA
+from tests.support.polling import eventually
 from tributary_common import rpc_contracts as rc
 from tributary_common.rpc import RpcError
 from tributary_ingest.browsing import Browser

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import IntEnum
 
-from tests.ingest.helpers import eventually
+from tests.support.polling import eventually
+from tributary_common.backoff import Backoff
 from tributary_common.samples import SampleBatch
 from tributary_ingest.admission import MAX_QUALITY_CHARS, MAX_TEXT_CHARS, Refusal, SampleAdmission
-from tributary_ingest.backoff import Backoff
 from tributary_ingest.pipeline import Row, SidPipeline
 from tributary_ingest.publisher import encode_batch
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import platform
+from tests.support.polling import wait_for
 from tests.support.processes import ROOT, ServiceProcess
 
 
@@ -23,7 +24,7 @@ def test_healthz_up_readyz_names_the_broker_while_it_is_unreachable(tmp_path: Pa
         checks = ready.json()["checks"]
         assert checks["engine"].startswith("failed") and checks["broker"].startswith("failed")
         assert checks["memcached"] == "ok"
-        platform.wait_for(lambda: "broker not reachable" in proc.log_path.read_text(), 30, what="the retry logged")
+        wait_for(lambda: "broker not reachable" in proc.log_path.read_text(), 30, what="the retry logged")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
         assert proc.terminate() == 0, proc.tail()

@@ -9,7 +9,9 @@ from types import ModuleType
 
 import pytest
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_ingest.registry import RegistryError, load_sources
 from tributary_ingest.sdk import BadParams
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.ingest.helpers import Bus, engine, eventually, make_settings, sub
+from tests.ingest.helpers import engine, make_settings, sub
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common.timeutil import format_time
 from tributary_ingest.connectors.signals import make_signal
 from tributary_ingest.connectors.simulator import SimulatorParams, SimulatorSource

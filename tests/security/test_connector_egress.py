@@ -26,7 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ingest.helpers import Bus, bus, eventually, sub
+from tests.ingest.helpers import sub
+from tests.support.bus import Bus, bus
+from tests.support.polling import eventually
 from tests.support.stack import Stack, run_stack
 
 RABBIT_MGMT = {

@@ -26,8 +26,9 @@ import pymongo
 import pytest
 
 from tests.support import platform
+from tests.support.polling import wait_for
 from tests.support.stack import Stack, run_stack
-from tributary_common.exchanges import CONTROL
+from tributary_common.amqp import CONTROL
 from tributary_common.secrets import SECRET_FIELD_SCHEMA
 from tributary_common.sid import compute_sid
 from tributary_common.unitops import Unitop
@@ -95,11 +96,6 @@ def stack(tmp_path: Path, secrets_dir: Path, services: None) -> Iterator[Stack]:
         yield s
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    """The shared poller, positional for `asyncio.to_thread`."""
-    return platform.wait_for(predicate, timeout=timeout, interval=0.3, what=what)
-
-
 def http_item(url: str, headers: dict[str, Any]) -> dict[str, Any]:
     # Canonical (interval_s is a float), so that the sid is the hash of these params as they are.
     return {"source": "http", "params": {"url": url, "pointer": "/v", "interval_s": 1.0, "headers": headers}}
@@ -143,6 +139,7 @@ async def test_a_referenced_secret_reaches_the_target_and_nothing_else(
         lambda: len(httpx.get(f"{stack.hub_url}/sources", headers=hub.headers).json()["items"]) >= 2,
         30,
         "http and mqtt announced",
+        0.3,
     )
 
     env_ref = {"Authorization": {"secret": "api-token"}}
@@ -161,6 +158,7 @@ async def test_a_referenced_secret_reaches_the_target_and_nothing_else(
         lambda: endpoint.got("authorization", ENV_TOKEN) and endpoint.got("x-api-key", FILE_TOKEN),
         30,
         "both secret headers at the endpoint",
+        0.3,
     )
 
     # The sid is the hash of the (canonical) params: the reference, never the value.
@@ -206,6 +204,7 @@ async def test_literal_credentials_are_refused_and_stored_ones_masked(stack: Sta
         lambda: len(httpx.get(f"{stack.hub_url}/sources", headers=hub.headers).json()["items"]) >= 2,
         30,
         "http and mqtt announced",
+        0.3,
     )
 
     literal = "Bearer literal-9b8a7c6d5e"
@@ -276,6 +275,7 @@ async def test_an_unresolvable_secret_is_a_counted_refusal_of_that_subscription(
         lambda: len(httpx.get(f"{stack.hub_url}/sources", headers=hub.headers).json()["items"]) >= 2,
         30,
         "http and mqtt announced",
+        0.3,
     )
     items = {
         "missing": http_item(endpoint.url + "?missing", {"Authorization": {"secret": "not-there"}}),
@@ -284,7 +284,7 @@ async def test_an_unresolvable_secret_is_a_counted_refusal_of_that_subscription(
     }
     r = await hub.post("/unitops", json={"name": "mixed", "record": True, "items": items})
     assert r.status_code == 201, r.text
-    await asyncio.to_thread(wait_for, lambda: endpoint.got("authorization", ENV_TOKEN), 30, "the good item read")
+    await asyncio.to_thread(wait_for, lambda: endpoint.got("authorization", ENV_TOKEN), 30, "the good item read", 0.3)
     ingest = httpx.AsyncClient(base_url=stack.url("ingest"), timeout=10)
 
     async def rejected() -> dict[str, str]:
@@ -317,6 +317,7 @@ async def test_plain_headers_are_literals_credential_headers_references(stack: S
         lambda: len(httpx.get(f"{stack.hub_url}/sources", headers=hub.headers).json()["items"]) >= 2,
         30,
         "http and mqtt announced",
+        0.3,
     )
     literal = "literal-credential-4e5f6a"
     for name in (
@@ -351,6 +352,7 @@ async def test_plain_headers_are_literals_credential_headers_references(stack: S
         ),
         30,
         "the literal and the resolved headers at the endpoint",
+        0.3,
     )
     # A reference is fine for any header (a credential under a name the rule does not know).
     item = http_item(endpoint.url, {"X-Signature": {"secret": "api-token"}})

@@ -4,7 +4,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.stream.support import Publisher, RunningStream, settings_for, start_stream
+from tests.stream.support import RunningStream, settings_for, start_stream
+from tests.support.bus import Bus
 
 
 @pytest.fixture
@@ -15,8 +16,8 @@ async def stream(amqp_url: str) -> AsyncIterator[RunningStream]:
 
 
 @pytest.fixture
-async def publisher(amqp_url: str) -> AsyncIterator[Publisher]:
-    async with Publisher(amqp_url) as pub:
+async def publisher(amqp_url: str) -> AsyncIterator[Bus]:
+    async with Bus(amqp_url, collect=False) as pub:
         yield pub
 
 

@@ -12,12 +12,14 @@ import httpx
 
 from tests.stream.support import SECRET
 from tests.support import platform
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
-from tributary_common.auth import mint_token
+from tests.support.tokens import Minter
+from tributary_common.amqp import CONTROL, declare_exchange, source_key
 from tributary_common.control import SourceAnnouncement
 from tributary_common.timeutil import utcnow
 
-ADMIN = mint_token(SECRET, subject="test-admin")
+ADMIN = Minter(SECRET, subject="test-admin")()
 
 
 class Hub:
@@ -62,12 +64,13 @@ class Hub:
 
     async def wait_recorded(self, topic: str, ids: list[str], timeout: float = 60) -> list[dict[str, Any]]:
         want = set(ids)
-        for _ in range(int(timeout * 4)):
+
+        async def recorded() -> list[dict[str, Any]] | None:
             items = await self.history(topic)
-            if want <= {i["id"] for i in items}:
-                return items
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"events of {topic} not recorded within {timeout} s")
+            return items if want <= {i["id"] for i in items} else None
+
+        items: list[dict[str, Any]] = await eventually(recorded, timeout, f"the events of {topic} recorded", 0.25)
+        return items
 
     async def announce_simulator(self, amqp_url: str) -> None:
         """What an ingest instance does: announce the `simulator` source, so that unitops may use it."""
@@ -84,14 +87,14 @@ class Hub:
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             channel = await connection.channel()
-            x = await channel.declare_exchange("tributary.control", aio_pika.ExchangeType.TOPIC, durable=True)
-            for _ in range(120):
-                await x.publish(aio_pika.Message(ann.model_dump_json().encode()), routing_key="source.simulator")
+            x = await declare_exchange(channel, CONTROL)
+
+            async def registered() -> bool:
+                await x.publish(aio_pika.Message(ann.model_dump_json().encode()), routing_key=source_key("simulator"))
                 sources = await self.ok("GET", "/sources")
-                if any(s["name"] == "simulator" for s in sources["items"]):
-                    return
-                await asyncio.sleep(0.25)
-        raise AssertionError("the hub did not register the simulator source")
+                return any(s["name"] == "simulator" for s in sources["items"])
+
+            await eventually(registered, 30, "the hub to register the simulator source", 0.25)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -1,4 +1,5 @@
-"""Helpers for the stream tests: an in-process server on a free port, websocket clients, publishing."""
+"""Helpers for the stream tests: an in-process server on a free port, websocket clients, SSE records (publishing:
+`tests.support.bus.Bus`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-import aio_pika
 import orjson
 import websockets
+from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection
 
 from tests.support import platform
-from tributary_common.auth import mint_token
-from tributary_common.ids import new_event_id
-from tributary_common.timeutil import format_time, utcnow
-from tributary_stream.__main__ import DrainingServer, build_server
+from tests.support.tokens import Minter
+from tributary_common.http_server import Server
+from tributary_stream.__main__ import build_server
 from tributary_stream.service import StreamService
 from tributary_stream.settings import StreamSettings
 
@@ -43,19 +43,19 @@ def settings_for(amqp_url: str, **overrides: Any) -> StreamSettings:
     return StreamSettings(**values)
 
 
-def token(scopes: list[str] | None = None, **kw: Any) -> str:
-    return mint_token(SECRET, scopes=scopes or READ_SCOPES, **kw)
+token = Minter(SECRET, scopes=READ_SCOPES)
 
 
 @dataclass
 class RunningStream:
-    server: DrainingServer
+    server: Server
     task: asyncio.Task[None]
     settings: StreamSettings
 
     @property
     def service(self) -> StreamService:
-        return self.server.service
+        service: StreamService = cast(FastAPI, self.server.config.app).state.service
+        return service
 
     @property
     def port(self) -> int:
@@ -151,49 +151,6 @@ async def quiet(ws: ClientConnection, seconds: float = 0.5) -> list[dict[str, An
         while True:
             out.append(await recv(ws, seconds))
     return out
-
-
-def envelope(topic: str, subject: str | None, data: Any = None, eid: str | None = None) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": eid or new_event_id(),
-        "source": "test",
-        "type": topic,
-        "subject": subject,
-        "time": format_time(utcnow()),
-        "dataschema": f"/topics/{topic}/schemas/1",
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-
-
-@dataclass
-class Publisher:
-    """Publishes straight to the exchanges, as the hub (events) and ingest (samples) do."""
-
-    url: str
-    connection: Any = None
-    channel: Any = None
-    exchanges: dict[str, Any] = field(default_factory=dict)
-
-    async def __aenter__(self) -> Publisher:
-        self.connection = await aio_pika.connect(self.url)
-        self.channel = await self.connection.channel()
-        for name in ("tributary.events", "tributary.samples", "tributary.control"):
-            self.exchanges[name] = await self.channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.connection.close()
-
-    async def raw(self, exchange: str, key: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
-        await self.exchanges[exchange].publish(aio_pika.Message(body, headers=headers or {}), routing_key=key)
-
-    async def event(self, topic: str, subject: str | None = None, data: Any = None) -> dict[str, Any]:
-        env = envelope(topic, subject, data)
-        key = f"{topic}.{subject}" if subject else topic
-        await self.raw("tributary.events", key, orjson.dumps(env))
-        return env
 
 
 class SseReader:

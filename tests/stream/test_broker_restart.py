@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stream.support import Publisher, connect, recv, recv_until, settings_for, start_stream, subscribe
+from tests.stream.support import connect, recv, recv_until, settings_for, start_stream, subscribe
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 
 pytestmark = pytest.mark.timeout(240)
@@ -22,14 +24,6 @@ def rabbit() -> Iterator[PrivateRabbit]:
         yield node
 
 
-async def _wait(predicate, what: str, timeout: float = 60) -> None:
-    for _ in range(int(timeout * 10)):
-        if await asyncio.to_thread(predicate):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_broker_restart_restores_bindings_and_reports_gap(rabbit):
     running = await start_stream(settings_for(rabbit.url))
     queue = f"tributary.stream.{running.settings.instance_id}"
@@ -38,14 +32,14 @@ async def test_broker_restart_restores_bindings_and_reports_gap(rabbit):
         ws = await connect(running)
         await subscribe(ws, "r", events={"pattern": "r.#"})
         await subscribe(ws, "idle", events={"pattern": "idle.*"})
-        async with Publisher(rabbit.url) as pub:
+        async with Bus(rabbit.url, collect=False) as pub:
             before = await pub.event("r", "a")
         frame = await recv(ws)
         assert frame["event"]["id"] == before["id"]
         assert await asyncio.to_thread(rabbit.bindings, queue) == expected
 
         await asyncio.to_thread(rabbit.run, "down")
-        await _wait(lambda: not running.service.link.connected, "the stream to notice the outage")
+        await eventually(lambda: not running.service.link.connected, 60, "the stream to notice the outage")
         async with httpx.AsyncClient() as http:
             r = await http.get(f"{running.base}/readyz")
             assert r.status_code == 503 and "broker" in r.json()["checks"]
@@ -62,7 +56,7 @@ async def test_broker_restart_restores_bindings_and_reports_gap(rabbit):
         assert outage["from"] < outage["to"]
         # The queue and both bindings are back, and live delivery resumes.
         assert await asyncio.to_thread(rabbit.bindings, queue) == expected
-        async with Publisher(rabbit.url) as pub:
+        async with Bus(rabbit.url, collect=False) as pub:
             after = await pub.event("r", "b")
         frame, others = await recv_until(ws, lambda f: f["type"] == "event")
         assert frame["event"]["id"] == after["id"] and others == []

@@ -17,10 +17,11 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from tests.stream.support import Publisher, collect_events, connect, envelope, recv_until, subscribe
+from tests.stream.support import collect_events, connect, recv_until, subscribe
 from tests.stream.test_unitops import _unitop
+from tests.support.bus import Bus, envelope
+from tributary_common.amqp import DEAD
 from tributary_common.deadletters import FIRST_FAILURE, ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, REASON
-from tributary_common.exchanges import DEAD
 from tributary_common.timeutil import parse_time
 
 FLOOD = 40
@@ -70,7 +71,7 @@ def _metric(text: str, reason: str) -> float:
 
 
 async def test_unusable_events_are_dead_lettered_and_the_stream_goes_on(
-    amqp_url: str, stream: Any, publisher: Publisher, caplog: pytest.LogCaptureFixture
+    amqp_url: str, stream: Any, publisher: Bus, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tributary_stream.dead_letters")
     ws = await connect(stream)
@@ -124,7 +125,7 @@ async def test_unusable_events_are_dead_lettered_and_the_stream_goes_on(
 
 
 async def test_unusable_samples_and_unitop_changes_are_dead_lettered(
-    amqp_url: str, hub: Any, stream: Any, publisher: Publisher
+    amqp_url: str, hub: Any, stream: Any, publisher: Bus
 ) -> None:
     sids = await _unitop(hub, amqp_url, "dl-pump")
     ws = await connect(stream)

@@ -23,6 +23,7 @@ from tests.stream.support import (
     subscribe,
 )
 from tests.support import platform
+from tests.support.polling import eventually
 from tributary_common.matcher import matches
 
 
@@ -32,12 +33,10 @@ def _instance_bindings(vhost: str, stream, exchange: str = "tributary.events") -
 
 
 async def _bindings_eventually(vhost, stream, expected: list[str]) -> None:
-    for _ in range(100):
-        got = await asyncio.to_thread(_instance_bindings, vhost, stream)
-        if got == sorted(expected):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"bindings {got}, expected {sorted(expected)}")
+    async def bound() -> bool:
+        return await asyncio.to_thread(_instance_bindings, vhost, stream) == sorted(expected)
+
+    await eventually(bound, 10, f"the bindings {sorted(expected)}")
 
 
 async def _drain_until_sentinel(ws, sentinel_id: str) -> list[dict[str, Any]]:

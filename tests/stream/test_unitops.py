@@ -11,7 +11,9 @@ import aio_pika
 import httpx
 import orjson
 
-from tests.stream.support import Publisher, SseReader, connect, recv, recv_until, send, subscribe, token
+from tests.stream.support import SseReader, connect, recv, recv_until, send, subscribe, token
+from tests.support.bus import Bus
+from tests.support.polling import eventually
 from tributary_common.control import Demand
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import format_time, parse_time, utcnow
@@ -37,8 +39,13 @@ def _batch(sid: str, start, n: int, v0: float = 0.0) -> SampleBatch:
     )
 
 
-async def _publish_batch(pub: Publisher, batch: SampleBatch) -> None:
+async def _publish_batch(pub: Bus, batch: SampleBatch) -> None:
     await pub.raw("tributary.samples", batch.routing_key, batch.model_dump_json().encode())
+
+
+async def _recorded(hub: Any, unitop: str, count: int) -> bool:
+    page = await hub.ok("GET", f"/unitops/{unitop}/samples", params={"limit": 1000})
+    return len(page["items"]) == count
 
 
 async def test_unitop_subscription_sends_demand_and_samples_arrive(amqp_url, hub, stream, publisher):
@@ -50,16 +57,15 @@ async def test_unitop_subscription_sends_demand_and_samples_arrive(amqp_url, hub
     demand_q = await channel.declare_queue(exclusive=True)
     await demand_q.bind(control, "demand.simulator")
 
+    async def ours() -> Demand | None:
+        """The next message, if it is this stream's demand (others are skipped)."""
+        msg = await demand_q.get(no_ack=True, fail=False)
+        d = None if msg is None else Demand.model_validate_json(msg.body)
+        return d if d is not None and d.requester == stream.settings.instance_id else None
+
     async def next_demand(timeout: float = 30) -> Demand:
-        for _ in range(int(timeout * 10)):
-            msg = await demand_q.get(no_ack=True, fail=False)
-            if msg is not None:
-                d = Demand.model_validate_json(msg.body)
-                if d.requester == stream.settings.instance_id:
-                    return d
-            else:
-                await asyncio.sleep(0.1)
-        raise AssertionError("no demand heartbeat")
+        demand: Demand = await eventually(ours, timeout, "a demand heartbeat")
+        return demand
 
     try:
         async with await connect(stream) as ws:
@@ -113,13 +119,7 @@ async def test_unitop_since_replays_sample_history_then_live(amqp_url, hub, stre
     for b in old:
         await _publish_batch(publisher, b)
     # Wait until the hub's samples recorder has them.
-    for _ in range(240):
-        page = await hub.ok("GET", "/unitops/pump-2/samples", params={"limit": 1000})
-        if len(page["items"]) == 80:
-            break
-        await asyncio.sleep(0.25)
-    else:
-        raise AssertionError("samples not recorded")
+    await eventually(lambda: _recorded(hub, "pump-2", 80), 60, "the samples recorded", 0.25)
 
     async with await connect(stream) as ws:
         since = format_time(t0 + timedelta(milliseconds=195))  # exclusive: flow from sample 20 on
@@ -168,10 +168,7 @@ async def test_unitop_sse_with_last_event_id(amqp_url, hub, stream, publisher):
     sids = await _unitop(hub, amqp_url, "pump-4")
     t0 = utcnow() - timedelta(minutes=1)
     await _publish_batch(publisher, _batch(sids["flow"], t0, 10))
-    for _ in range(240):
-        if len((await hub.ok("GET", "/unitops/pump-4/samples"))["items"]) == 10:
-            break
-        await asyncio.sleep(0.25)
+    await eventually(lambda: _recorded(hub, "pump-4", 10), 60, "the samples recorded", 0.25)
     headers = {
         "Authorization": f"Bearer {token()}",
         "Last-Event-ID": orjson.dumps({"items": {"flow": format_time(t0 + timedelta(milliseconds=45))}}).decode(),

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
+from tributary_common.http_server import Server, server_config
 from tributary_common.logs import setup_logging
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
@@ -22,34 +20,13 @@ from .registry import RegistryError, configure_sources, load_sources
 from .settings import IngestSettings
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after shutdown; we exit normally instead, once the engine has drained."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-
 async def serve(settings: IngestSettings) -> bool:
     """Serve until SIGTERM; False when the engine could not start."""
     sources = load_sources(settings.enabled_sources or None)
     engine = Engine(settings, sources)
-    config = uvicorn.Config(
-        create_app(engine),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    await _Server(config).serve()
+    config = server_config(create_app(engine), host=settings.http_host, port=settings.http_port, lifespan="on")
+    # SIGTERM ends serve() normally once the engine has drained (uvicorn would re-raise it).
+    await Server(config, signals="quiet").serve()
     return engine.failed is None
 
 

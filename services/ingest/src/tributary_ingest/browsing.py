@@ -1,6 +1,6 @@
 """`source.browse` over RPC: what a source can subscribe under a path, answered by any instance serving it.
 
-Every instance serving a source consumes the source's RPC queue (`rpc_contracts.source_queue`), so the hub's
+Every instance serving a source consumes the source's RPC queue (`amqp.source_rpc_queue`), so the hub's
 request reaches one of them. The connector lists with the connection parameters of the request (validated by its
 `browse_model`, secrets resolved like a subscription's, targets checked by the egress policy like a read's).
 """

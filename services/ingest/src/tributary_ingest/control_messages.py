@@ -15,6 +15,7 @@ import logging
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
+from tributary_common.amqp.topology import DEMAND_PREFIX, SOURCE_PREFIX
 from tributary_common.control import Demand, SourceAnnouncement
 from tributary_common.deadletters import NOT_A_CONTROL_MESSAGE, UNDECODABLE, UNEXPECTED_ERROR, DeadLetters
 from tributary_common.ratelog import LogThrottle
@@ -27,6 +28,7 @@ LOG_EVERY_S = 30.0
 MAX_IN_FLIGHT = 64
 
 ControlMessage = Demand | SourceAnnouncement
+_MODELS: dict[str, type[ControlMessage]] = {DEMAND_PREFIX: Demand, SOURCE_PREFIX: SourceAnnouncement}
 
 
 class Unusable(Exception):
@@ -42,12 +44,8 @@ def decode(message: AbstractIncomingMessage) -> ControlMessage:
     """The demand or announcement `message` carries; raises `Unusable` (never quoting the body)."""
     key = message.routing_key or ""
     kind, _, source = key.partition(".")
-    model: type[ControlMessage]
-    if kind == "demand":
-        model = Demand
-    elif kind == "source":
-        model = SourceAnnouncement
-    else:
+    model = _MODELS.get(f"{kind}.")  # the prefixes `demand_key` and `source_key` build
+    if model is None:
         raise Unusable(NOT_A_CONTROL_MESSAGE, f"unexpected routing key {key[:200]!r}")
     try:
         decoded = model.model_validate_json(message.body)

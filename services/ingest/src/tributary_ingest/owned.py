@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .backoff import Backoff
+from tributary_common.backoff import Backoff
+
 from .pipeline import Row, SidPipeline
 
 

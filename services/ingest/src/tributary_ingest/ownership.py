@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+from tributary_common.backoff import Backoff
+
 from .admission import Refusal, SampleAdmission
 from .backfill import Backfill
-from .backoff import Backoff
 from .demand import DemandTracker
 from .lease_thread import LeaseThread
 from .leases import Leases

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from tributary_common.backoff import Backoff
+
 from .admission import BUFFER_FULL, NOT_INCREASING, Refusal, SampleAdmission
-from .backoff import Backoff
 from .sdk import Quality, SampleValue
 
 log = logging.getLogger(__name__)

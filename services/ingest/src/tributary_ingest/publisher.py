@@ -1,24 +1,21 @@
-"""Publishing sample batches on `tributary.samples`, one span per batch, its traceparent in the AMQP headers."""
+"""Publishing from ingest: sample batches on `tributary.samples` (one span per batch, its traceparent in the AMQP
+headers), confirmed by the shared `ConfirmedPublisher`; every message marked with the instance id (`app_id`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import orjson
-from faststream.rabbit import RabbitBroker
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from tributary_common.exchanges import SAMPLES
+from tributary_common.amqp import SAMPLES, ConfirmedPublisher, sample_key
 from tributary_common.telemetry import inject_headers, messaging_attributes
 from tributary_common.timeutil import format_time
 
 from .pipeline import Row
-
-
-class PublishRefused(RuntimeError):
-    pass
 
 
 def _utc_text(t: datetime) -> str:
@@ -39,15 +36,39 @@ def encode_batch(source: str, sid: str, rows: list[Row]) -> bytes:
     return orjson.dumps({"sid": sid, "source": source, "samples": samples})
 
 
+def outgoing(
+    body: bytes,
+    *,
+    app_id: str,
+    persistent: bool,
+    headers: dict[str, Any] | None = None,
+    correlation_id: str | None = None,
+) -> aio_pika.Message:
+    """A JSON message from this instance: `app_id` tells consumers which instance published a batch (failover
+    tests and operators follow a sid across instances by it), so every message carries it."""
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT,
+        headers=headers or None,
+        correlation_id=correlation_id,
+        timestamp=datetime.now(UTC),
+        app_id=app_id,
+    )
+
+
 class SamplePublisher:
-    def __init__(self, broker: RabbitBroker, tracer: trace.Tracer, *, persistent: bool, timeout_s: float) -> None:
-        self._broker = broker
+    """Sample batches through `confirmed`: `publish` returns once the broker confirmed the batch and raises
+    `PublishFailed` when it did not (the sid's pipeline sends the batch again)."""
+
+    def __init__(self, confirmed: ConfirmedPublisher, tracer: trace.Tracer, *, app_id: str, persistent: bool) -> None:
+        self._confirmed = confirmed
         self._tracer = tracer
+        self._app_id = app_id
         self._persistent = persistent
-        self._timeout = timeout_s
 
     async def publish(self, source: str, sid: str, rows: list[Row]) -> None:
-        routing_key = f"{source}.{sid}"
+        routing_key = sample_key(source, sid)
         with self._tracer.start_as_current_span(
             "ingest read batch",
             kind=SpanKind.PRODUCER,
@@ -58,15 +79,10 @@ class SamplePublisher:
                 "tributary.samples": len(rows),
             },
         ):
-            confirm = await self._broker.publish(
+            message = outgoing(
                 encode_batch(source, sid, rows),
-                exchange=SAMPLES,
-                routing_key=routing_key,
+                app_id=self._app_id,
+                persistent=self._persistent,
                 headers=inject_headers(),
-                content_type="application/json",
-                persist=self._persistent,
-                mandatory=False,
-                timeout=self._timeout,
             )
-        if confirm is not None and type(confirm).__name__ == "Nack":
-            raise PublishRefused(f"broker refused the batch for {routing_key}")
+            await self._confirmed.publish_message(SAMPLES, routing_key, message)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from types import FrameType
 
-import uvicorn
-
+from tributary_common.http_server import Server, server_config
 from tributary_common.logs import setup_logging
 from tributary_common.settings import InsecureSettings
 from tributary_common.startup import load_settings
@@ -22,53 +20,22 @@ from .transports import StreamHttpProtocol, StreamWebSocketProtocol
 log = logging.getLogger("tributary_stream")
 
 
-class DrainingServer(uvicorn.Server):
+def build_server(settings: StreamSettings, *, tracing: bool = False) -> Server:
     """On the first SIGTERM/SIGINT: stop consuming, send what is queued, close sockets with 1012, then exit."""
-
-    def __init__(self, config: uvicorn.Config, service: StreamService, grace_s: float) -> None:
-        super().__init__(config)
-        self.service = service
-        self.grace_s = grace_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._drain_task: asyncio.Task[None] | None = None
-
-    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)  # type: ignore[arg-type]
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_task is not None or self._loop is None:
-            super().handle_exit(sig, frame)  # a second signal: exit now
-            return
-        self._loop.call_soon_threadsafe(self._start_drain)
-
-    def _start_drain(self) -> None:
-        async def drain() -> None:
-            try:
-                await self.service.drain(self.grace_s)
-            finally:
-                self.should_exit = True
-
-        self._drain_task = asyncio.create_task(drain())
-
-
-def build_server(settings: StreamSettings, *, tracing: bool = False) -> DrainingServer:
     app = create_app(settings, tracing=tracing)
-    config = uvicorn.Config(
+    service: StreamService = app.state.service
+    config = server_config(
         app,
         host=settings.http_host,
         port=settings.http_port,
+        graceful_s=5,
         # uvicorn's httptools and websockets-sansio protocols, able to drop peers that stop reading (transports.py).
         http=StreamHttpProtocol,
         ws=StreamWebSocketProtocol,
         ws_max_size=settings.ws_max_bytes,
         ws_per_message_deflate=settings.ws_per_message_deflate,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is read by the access log, from TRIBUTARY_TRUSTED_PROXIES only
-        timeout_graceful_shutdown=5,
     )
-    return DrainingServer(config, app.state.service, settings.shutdown_grace_seconds)
+    return Server(config, drain=lambda: service.drain(settings.shutdown_grace_seconds), name="stream server")
 
 
 def serve(settings: StreamSettings) -> None:

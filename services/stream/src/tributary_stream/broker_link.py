@@ -17,11 +17,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from tributary_common.amqp import STREAM_EXCHANGES, Consumer, QueueSpec, connect, declare
+from tributary_common.backoff import Backoff
 from tributary_common.deadletters import DeadLetters
-from tributary_common.exchanges import CONTROL, EVENTS, SAMPLES
 from tributary_common.timeutil import utcnow
 
 from .dead_letters import DeadLetterOutbox, Unusable
@@ -32,9 +32,6 @@ Key = tuple[str, str]  # (exchange, binding key)
 OnMessage = Callable[[str, str, bytes, dict[str, Any]], None]
 OnRestored = Callable[[datetime, datetime], None]
 
-# What the instance queue is bound to (declared here too: the link may connect before the service declared them).
-EXCHANGES = tuple(exchange.name for exchange in (EVENTS, SAMPLES, CONTROL))
-
 
 class BrokerUnavailable(Exception):
     """A binding could not be made in time: the broker is down or unreachable."""
@@ -44,7 +41,7 @@ class BrokerLink:
     def __init__(
         self,
         url: str,
-        queue_name: str,
+        queue: QueueSpec,
         on_message: OnMessage,
         on_restored: OnRestored,
         dead_letters: DeadLetterOutbox,
@@ -54,23 +51,18 @@ class BrokerLink:
         reconnect_max_s: float = 5.0,
     ) -> None:
         self.url = url
-        self.queue_name = queue_name
         self.on_message = on_message
         self.on_restored = on_restored
         self.dead_letters = dead_letters
-        self.prefetch = prefetch
-        self.reconnect_initial_s = reconnect_initial_s
-        self.reconnect_max_s = reconnect_max_s
+        self.backoff = Backoff(reconnect_initial_s, reconnect_max_s, jitter=False)
         self.wanted: dict[Key, int] = {}
-        self.bound: set[Key] = set()
         self._dirty: set[Key] = set()
         self._dirty_event = asyncio.Event()
         self._bound_event = asyncio.Event()
         self._connected = asyncio.Event()
         self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
+        # Started again on each new connection; its `bindings` are what is bound now.
+        self.consumer = Consumer(queue, self._deliver, prefetch=prefetch, no_ack=True)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.connected_once = asyncio.Event()
@@ -78,6 +70,15 @@ class BrokerLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def queue_name(self) -> str:
+        return self.consumer.name
+
+    @property
+    def bound(self) -> set[Key]:
+        """What the instance queue is bound to now (nothing while disconnected: all is bound again on reconnect)."""
+        return self.consumer.bindings if self.connected else set()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -88,12 +89,8 @@ class BrokerLink:
 
     async def stop_consuming(self) -> None:
         """Stop taking messages (graceful shutdown); bindings stay until the connection closes."""
-        if self._queue is not None and self._consumer_tag is not None and self.connected:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception as exc:  # noqa: BLE001 - shutting down: log and go on
-                log.warning("cancelling the consumer failed: %s", exc)
-            self._consumer_tag = None
+        if self.connected:
+            await self.consumer.cancel()
 
     async def close(self) -> None:
         self._stopping = True
@@ -159,33 +156,29 @@ class BrokerLink:
                 self._dirty_event.set()
 
     async def _apply(self, k: Key) -> None:
-        queue = self._queue
-        if queue is None:
+        if not self.connected:
             raise ConnectionError("no queue")
         exchange, key = k
         if k in self.wanted and k not in self.bound:
-            await queue.bind(exchange, routing_key=key)
-            self.bound.add(k)
+            await self.consumer.bind(exchange, key)
             self._bound_event.set()
         elif k not in self.wanted and k in self.bound:
-            self.bound.discard(k)
-            await queue.unbind(exchange, routing_key=key)
+            await self.consumer.unbind(exchange, key)
 
     # ---- connection ---------------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        delay = self.reconnect_initial_s
         lost_at: datetime | None = None
         while not self._stopping:
             try:
                 await self._connect()
             except Exception as exc:  # noqa: BLE001 - retried with backoff
+                delay = self.backoff.next_delay()
                 log.warning("broker connection failed: %s; retrying in %.1f s", exc, delay)
                 await self._drop_connection()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reconnect_max_s)
                 continue
-            delay = self.reconnect_initial_s
+            self.backoff.reset()
             self._connected.set()
             self._bound_event.set()
             if lost_at is not None:
@@ -193,14 +186,9 @@ class BrokerLink:
                 self.on_restored(lost_at, utcnow())
             self.connected_once.set()
             self._dirty_event.set()
-            assert self._connection is not None and self._channel is not None
-            await asyncio.wait(
-                [asyncio.ensure_future(self._connection.closed()), asyncio.ensure_future(self._channel.closed())],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await self.consumer.closed()
             self._connected.clear()
             self.dead_letters.attach(None)
-            self.bound.clear()
             if self._stopping:
                 return
             lost_at = utcnow()
@@ -208,28 +196,22 @@ class BrokerLink:
             await self._drop_connection()
 
     async def _connect(self) -> None:
-        connection = await aio_pika.connect(self.url, timeout=10)
+        # A plain connection: this link reconnects itself, to report the outage to the clients.
+        connection = await connect(self.url, name=f"tributary-stream ({self.queue_name})", robust=False)
         self._connection = connection
-        channel = await connection.channel(publisher_confirms=False)
-        self._channel = channel
-        await channel.set_qos(prefetch_count=self.prefetch)
-        for name in EXCHANGES:
-            await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
-        self._queue = queue
-        # Everything wanted is bound before messages flow, and before the outage is reported.
-        self.bound.clear()
-        for exchange, key in list(self.wanted):
-            await queue.bind(exchange, routing_key=key)
-            self.bound.add((exchange, key))
-        dead = DeadLetters(await connection.channel(publisher_confirms=True))
+        # The exchanges first: the link may connect before the service declared them.
+        dead_channel = await connection.channel(publisher_confirms=True)
+        await declare(dead_channel, *STREAM_EXCHANGES)
+        dead = DeadLetters(dead_channel)
         await dead.start()
+        # Everything wanted is bound before messages flow, and before the outage is reported.
+        await self.consumer.start(connection, bindings=list(self.wanted), consume=False)
         self.dead_letters.attach(dead)
-        self._consumer_tag = await queue.consume(self._deliver, no_ack=True)
+        await self.consumer.consume()
 
     async def _drop_connection(self) -> None:
         self.dead_letters.attach(None)
-        conn, self._connection, self._channel, self._queue = self._connection, None, None, None
+        conn, self._connection = self._connection, None
         if conn is not None and not conn.is_closed:
             with contextlib.suppress(Exception):  # it is already broken
                 await conn.close()

@@ -5,12 +5,12 @@ knows the key (checked every `api_key_cache_s`: one RPC per distinct key per per
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from tributary_common.auth import AuthError
 from tributary_common.close_codes import POLICY_VIOLATION
+from tributary_common.heartbeat import Heartbeat
 
 from .clients import Client
 from .hub_rpc import HubRpc
@@ -29,7 +29,14 @@ class CredentialWatch:
         self._timers: dict[Client, asyncio.TimerHandle] = {}
         self._keys: dict[str, set[Client]] = {}
         self._key_of: dict[Client, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        # A round every period; a failed round is logged (with its traceback) and the next one goes on.
+        self._rounds = Heartbeat(
+            self.check_keys,
+            interval_s=self.period_s,
+            name="checking the API keys of open streams",
+            first_at_once=False,
+            traceback=True,
+        )
 
     def watch(self, client: Client, api_key: str | None) -> None:
         exp = client.principal.claims.get("exp")
@@ -60,23 +67,10 @@ class CredentialWatch:
     # ---- API keys -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="credential-watch")
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.period_s)
-            try:
-                await self.check_keys()
-            except Exception:  # the watch must outlive any one failed round
-                log.exception("checking the API keys of open streams failed")
+        await self._rounds.stop()
 
     async def check_keys(self) -> None:
         """Ask the hub about every API key in use now; end the streams of those it no longer knows."""

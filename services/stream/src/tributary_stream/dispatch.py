@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from tributary_common.amqp import CONTROL, EVENTS, SAMPLES, is_unitop_key
 from tributary_common.control import UnitopChange
 from tributary_common.deadletters import (
     NOT_A_CLOUDEVENT,
@@ -25,7 +26,6 @@ from tributary_common.deadletters import (
     UNDECODABLE,
     UNEXPECTED_ERROR,
 )
-from tributary_common.exchanges import CONTROL, EVENTS, SAMPLES
 from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import extract_context, messaging_attributes
 from tributary_common.timeutil import parse_time
@@ -74,7 +74,7 @@ class Dispatcher:
                     self._dispatch(exchange, routing_key, body)
             elif exchange in DATA_EXCHANGES:
                 self._dispatch(exchange, routing_key, body)
-            elif exchange == CONTROL.name and routing_key.startswith("unitop."):
+            elif exchange == CONTROL.name and is_unitop_key(routing_key):
                 self.on_unitop_change(_unitop_change(body))
         except Unusable:
             raise  # the broker link sends it to the dead letters

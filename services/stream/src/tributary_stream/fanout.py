@@ -13,8 +13,8 @@ from datetime import datetime
 
 from opentelemetry import trace
 
+from tributary_common.amqp import CONTROL, EVENTS, unitop_key
 from tributary_common.control import UnitopChange
-from tributary_common.exchanges import CONTROL, EVENTS, unitop_key
 from tributary_common.rpc import RpcError
 from tributary_common.timeutil import utcnow
 from tributary_common.unitops import Subscription as SourceSubscription

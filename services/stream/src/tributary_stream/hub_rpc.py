@@ -8,23 +8,25 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from faststream.rabbit import RabbitBroker
 
 from tributary_common import rpc_contracts as rc
+from tributary_common.amqp import RpcClient
 from tributary_common.auth import AuthUnavailable, Principal, principal_from_claims
-from tributary_common.rpc import RpcError, call
+from tributary_common.rpc import RpcError
+from tributary_common.ttl_cache import TtlCache
 
 
 class HubRpc:
-    def __init__(self, broker: RabbitBroker, *, timeout_s: float, api_key_cache_s: float) -> None:
-        self.broker = broker
+    def __init__(self, rpc: RpcClient, *, timeout_s: float, api_key_cache_s: float) -> None:
+        # One call at a time (RpcClient's default): the catch-up's replay relies on that order.
+        self.rpc = rpc
         self.timeout_s = timeout_s
         self.api_key_cache_s = api_key_cache_s
-        self._keys: dict[str, tuple[float, Principal | None]] = {}
+        self._keys: TtlCache[str, Principal | None] = TtlCache(api_key_cache_s, max_entries=10_000)
         self._pages: dict[str, asyncio.Future[tuple[list[dict[str, Any]], str | None]]] = {}
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
-        return await call(self.broker, rc.HUB_QUEUE, method, params, timeout=self.timeout_s)
+        return await self.rpc.call(rc.HUB_QUEUE, method, params, timeout=self.timeout_s)
 
     async def events_page_raw(
         self, pattern: str, *, since: datetime | None, after_id: str | None, cursor: str | None, limit: int
@@ -70,10 +72,10 @@ class HubRpc:
     async def verify_api_key(self, key: str, *, fresh: bool = False) -> Principal | None:
         """The key's principal, or None when the hub does not know it; verdicts are cached briefly.
         `fresh`: ask the hub, which asks its database (re-verification of open streams); the verdict is cached."""
-        now = time.monotonic()
+        now = time.monotonic()  # a verdict is fresh for api_key_cache_s from when it was asked for
         hit = self._keys.get(key)
-        if hit is not None and hit[0] > now and not fresh:
-            return hit[1]
+        if hit is not None and not fresh:
+            return hit.value
         try:
             request = rc.ApiKeyVerifyRequest(key=key, fresh=fresh).model_dump(exclude_defaults=True)
             result = await self._call(rc.APIKEY_VERIFY, request)
@@ -82,7 +84,5 @@ class HubRpc:
             raise AuthUnavailable(f"cannot verify the API key now ({exc.code}); retry later") from exc
         claims = rc.ApiKeyVerified.model_validate(result).claims
         principal = None if claims is None else principal_from_claims(claims, kind="api_key")
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[key] = (now + self.api_key_cache_s, principal)
+        self._keys.put(key, principal, expires=now + self.api_key_cache_s)
         return principal

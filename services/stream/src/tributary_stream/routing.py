@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tributary_common.exchanges import CONTROL, SAMPLES, unitop_key
+from tributary_common.amqp import CONTROL, SAMPLES, sample_key, unitop_key
 from tributary_common.matcher import matches
 from tributary_common.unitops import Subscription as SourceSubscription
 
@@ -98,7 +98,7 @@ class Routes:
         items = self.unitop_items.get(sub.name, {})
         keys = [(CONTROL.name, unitop_key(sub.name))]
         for item, sid in sub.item_sids.items():
-            keys.append((SAMPLES.name, f"{items[item][0].source}.{sid}"))
+            keys.append((SAMPLES.name, sample_key(items[item][0].source, sid)))
         return list(dict.fromkeys(keys))
 
     def demand(self) -> dict[str, dict[str, dict[str, Any]]]:

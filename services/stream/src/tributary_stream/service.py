@@ -1,4 +1,8 @@
-"""Composition of one stream instance: broker connections, hub client, fan-out, demand, and draining."""
+"""Composition of one stream instance: broker connections, hub client, fan-out, demand, and draining.
+
+Two connections to the broker: the instance queue's (broker_link.py, reconnected by the link itself, which
+reports the outage to the clients), and a robust one for RPC to the hub and for publishing demand.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,18 @@ import contextlib
 import logging
 from datetime import datetime
 
-from faststream.rabbit import RabbitBroker
+from aio_pika.abc import AbstractConnection
 
+from tributary_common.amqp import EXCHANGES, ConfirmedPublisher, RpcClient, connect, stream_instance_queue
 from tributary_common.auth import JwtVerifier, Principal
 from tributary_common.close_codes import SERVICE_RESTART
-from tributary_common.exchanges import declare_exchanges
 from tributary_common.http_auth import Authenticator
 
 from .broker_link import BrokerLink
 from .clients import Client
 from .credentials import CredentialWatch
 from .dead_letters import DeadLetterOutbox
-from .demand import DemandSender
+from .demand import demand_heartbeat
 from .fanout import Fanout
 from .hub_rpc import HubRpc
 from .limits import Admission
@@ -27,18 +31,26 @@ from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
+# Demand heartbeats in flight at once, and how long one waits for the broker's confirm (the next one retries).
+PUBLISH_WINDOW = 16
+PUBLISH_TIMEOUT_S = 10.0
+# Readiness: how long the RPC connection may take to answer (be connected).
+PING_TIMEOUT_S = 2.0
+
 
 class StreamService:
     def __init__(self, settings: StreamSettings, *, tracing: bool = False) -> None:
         self.settings = settings
         self.metrics = StreamMetrics()
-        # faststream for RPC to the hub and for publishing demand; the instance queue has its own link.
-        self.broker = RabbitBroker(settings.amqp_url, logger=None)
-        self.hub = HubRpc(self.broker, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
+        # RPC to the hub and publishing demand; the instance queue has its own link (and connection).
+        self.connection: AbstractConnection | None = None
+        self.rpc = RpcClient()
+        self.publisher = ConfirmedPublisher(window=PUBLISH_WINDOW, timeout_s=PUBLISH_TIMEOUT_S)
+        self.hub = HubRpc(self.rpc, timeout_s=settings.rpc_timeout_s, api_key_cache_s=settings.api_key_cache_s)
         self.fanout = Fanout(settings, self, self.hub, self.metrics, tracing=tracing, on_demand_change=self._poke)
-        queue = f"tributary.stream.{settings.instance_id}"
+        queue = stream_instance_queue(settings.instance_id)
         dead_letters = DeadLetterOutbox(
-            queue,
+            queue.name,
             self.metrics.dead_lettered,
             self.metrics.dead_letters_lost,
             max_bytes=settings.dead_letter_outbox_bytes,
@@ -54,8 +66,8 @@ class StreamService:
             reconnect_initial_s=settings.reconnect_initial_s,
             reconnect_max_s=settings.reconnect_max_s,
         )
-        self.demand = DemandSender(
-            self.broker,
+        self.demand = demand_heartbeat(
+            self.publisher,
             self.fanout.demand,
             requester=settings.instance_id,
             interval_s=settings.demand_interval_s,
@@ -109,8 +121,9 @@ class StreamService:
         self.fanout.on_restored(started, ended)
 
     async def start(self) -> None:
-        await self.broker.connect()
-        await declare_exchanges(self.broker)
+        self.connection = await connect(self.settings.amqp_url, name=self.settings.service_name)
+        await self.publisher.start(self.connection, *EXCHANGES)  # declared at start-up, as every service does
+        await self.rpc.start(self.connection)
         await self.link.start()
         self.metrics.broker_connected.set(1)
         self.demand.start()
@@ -120,8 +133,12 @@ class StreamService:
         if self.draining:
             raise ConnectionError("shutting down")
         await self.link.check()
-        if not await self.broker.ping(timeout=2.0):
-            raise ConnectionError("RPC connection to the broker does not answer")
+        try:
+            if self.connection is None:
+                raise TimeoutError
+            await asyncio.wait_for(self.connection.connected.wait(), PING_TIMEOUT_S)
+        except TimeoutError:
+            raise ConnectionError("RPC connection to the broker does not answer") from None
 
     async def drain(self, grace_s: float) -> None:
         """Graceful shutdown: take no new clients or messages, send what is queued, close with 1012."""
@@ -141,4 +158,7 @@ class StreamService:
         await self.credentials.stop()
         await self.demand.stop()
         await self.link.close()
-        await self.broker.stop()
+        await self.rpc.close()
+        await self.publisher.close()
+        if self.connection is not None:
+            await self.connection.close()

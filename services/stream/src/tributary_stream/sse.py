@@ -1,37 +1,28 @@
-"""Server-sent events: one subscription per stream, `Last-Event-ID` resume, keep-alive comments.
-
-A stream ends (after an `event: error` record when there is something to say) when its token expires or its API
-key is revoked, when the subscription is refused or ends, and when the client does not read: its queue is bounded
-like a websocket's (clients.py), and a stuck stream is cut off, its connection aborted.
-"""
+"""Server-sent events: the routes, one subscription per stream, `Last-Event-ID` resume (the response itself, its
+keep-alives and its end: sse_response.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
-from tributary_common.auth import Forbidden, Principal
+from tributary_common.auth import Forbidden
 from tributary_common.events import EVENT_ID_MAX
-from tributary_common.http_auth import bearer_token
 from tributary_common.http_errors import ApiError
 from tributary_common.names import MAX_ROUTING_KEY, UNITOP_RE, validate_pattern, validate_unitop_name
 from tributary_common.openapi import error_responses
 from tributary_common.stream_frames import UnitopSinceMark
 
 from . import protocol
-from .admission import ShuttingDown, admit, open_client
 from .clients import Client
-from .frames import SseEncoder
-from .limits import Refused, Ticket
+from .limits import Ticket
 from .service import StreamService
-from .transports import abort_handle
+from .sse_response import SseResponse, respond
 
 router = APIRouter(tags=["stream"])
 SSE_SUB_ID = "sse"
@@ -88,7 +79,7 @@ async def events_stream(
         description="The `id` of the last record received: resume after it (wins over `since`)",
     ),
 ) -> StreamingResponse:
-    return await _respond(request, lambda s, c, t: _events(s, c, t, pattern, since, last_event_id))
+    return await respond(request, lambda s, c, t: _events(s, c, t, pattern, since, last_event_id))
 
 
 def _events(
@@ -138,7 +129,7 @@ async def unitop_stream(
         json_schema_extra=UNITOP_ID_SCHEMA,
     ),
 ) -> StreamingResponse:
-    return await _respond(request, lambda s, c, t: _unitop(s, c, t, name, items, since, last_event_id))
+    return await respond(request, lambda s, c, t: _unitop(s, c, t, name, items, since, last_event_id))
 
 
 def _unitop(
@@ -190,84 +181,3 @@ def _invalid_at(loc: str) -> Iterator[None]:
         yield
     except protocol.FrameError as exc:
         raise ApiError(422, "invalid_request", exc.message, [{"loc": loc, "msg": exc.message}]) from None
-
-
-def _undo(service: StreamService, client: Client, ticket: Ticket) -> None:
-    # A refused request gives everything back; an accepted one keeps it until its response ends.
-    service.close_client(client)
-    ticket.release()
-
-
-async def _respond(
-    request: Request, subscribe: Callable[[StreamService, Client, Ticket], StreamingResponse]
-) -> StreamingResponse:
-    """Admit the request, then `subscribe` its client: the response, or everything given back if refused."""
-    service, client, ticket = await _open(request)
-    try:
-        return subscribe(service, client, ticket)
-    except BaseException:
-        _undo(service, client, ticket)
-        raise
-
-
-async def _open(request: Request) -> tuple[StreamService, Client, Ticket]:
-    service: StreamService = request.app.state.service
-
-    def seen(principal: Principal) -> None:
-        request.state.principal = principal.subject  # for the access log
-
-    try:
-        principal, api_key, ticket = await admit(service, bearer_token(request, allow_query=True), on_principal=seen)
-    except ShuttingDown as exc:
-        raise ApiError(503, exc.code, exc.message) from None
-    except Refused as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    # AuthError and AuthUnavailable go to the app's error handlers (401 / 503), as on the hub.
-    return service, open_client(service, principal, api_key, SseEncoder()), ticket
-
-
-async def _records(client: Client, keepalive_s: float) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
-    while True:
-        frame = await client.next_frame(timeout=keepalive_s)
-        if frame is not None:
-            yield frame
-            if not client.subs and not client.queue:
-                return  # the subscription was refused or ended; its last event went out
-            continue
-        if client.closed or not client.subs:
-            # Shut down, too slow, credentials ended, or the subscription was refused (its error went out).
-            return
-        yield ": keep-alive\n\n"
-
-
-class SseResponse(StreamingResponse):
-    """The records of one client. It owns the client: released however the response ends, and cut off (its
-    connection aborted) when the client is killed, e.g. while stuck on a send to a peer that does not read."""
-
-    def __init__(self, service: StreamService, client: Client, ticket: Ticket) -> None:
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        super().__init__(
-            _records(client, service.settings.sse_keepalive_s), media_type="text/event-stream", headers=headers
-        )
-        self.service = service
-        self.client = client
-        self.ticket = ticket
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = self.client
-        abort: Callable[[], None] | None = abort_handle(scope)
-        task = asyncio.ensure_future(super().__call__(scope, receive, send))
-        client.on_abort = task.cancel
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not client.killed:
-                raise  # the server is stopping, not this client
-            # Killed mid-send: nothing more can be written in order; drop the connection (buffer and all).
-            if abort is not None:
-                abort()
-                await asyncio.sleep(0.05)  # let the transport report the loss before the server checks
-        finally:
-            client.on_abort = None
-            _undo(self.service, client, self.ticket)
