@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faststream.rabbit import RabbitBroker
 
 from tests.hub.conftest import MINT, SECRET
 from tests.support import platform
@@ -17,7 +16,7 @@ from tests.support.otlp import OtlpReceiver
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 from tributary_common import rpc_contracts as rc
-from tributary_common.rpc import call
+from tributary_common.amqp import RpcClient, connect
 
 
 @pytest.fixture
@@ -96,14 +95,15 @@ async def test_serve_and_recorder_processes(
 
         await eventually(all_recorded, timeout=60, what="the recorder process writing every event", interval=0.05)
 
-        broker = RabbitBroker(amqp_url, logger=None)
-        await broker.start()
+        connection = await connect(amqp_url, name="test-rpc-caller")
         try:
+            caller = RpcClient()
+            await caller.start(connection)
             page = rc.EventsHistoryPage.model_validate(
-                await call(broker, rc.HUB_QUEUE, rc.EVENTS_HISTORY, {"pattern": "proc.s1"}, timeout=20)
+                await caller.call(rc.HUB_QUEUE, rc.EVENTS_HISTORY, {"pattern": "proc.s1"}, timeout=20)
             )
         finally:
-            await broker.stop()
+            await connection.close()
         assert len(page.items) == 10
         assert {e.subject for e in page.items} == {"s1"}
 
