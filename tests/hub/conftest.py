@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
-from tributary_common.auth import SCOPES, mint_token
+from tests.support.tokens import Minter
 from tributary_hub.app import create_app
 from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
@@ -33,12 +32,13 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def token(*scopes: str, topics: list[str] | None = None, unitops: list[str] | None = None, sub: str = "tester") -> str:
-    return mint_token(SECRET, subject=sub, scopes=list(scopes or SCOPES), topics=topics, unitops=unitops)
+MINT = Minter(SECRET, subject="tester")
 
 
-def auth(*scopes: str, topics: list[str] | None = None, unitops: list[str] | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(*scopes, topics=topics, unitops=unitops)}"}
+def admin_client(app: FastAPI, **options: Any) -> httpx.AsyncClient:
+    """An admin's client of the hub `app`, in-process."""
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://hub", headers=MINT.bearer(["admin"]), **options)
 
 
 @pytest.fixture
@@ -75,8 +75,7 @@ def hub(app: FastAPI) -> Hub:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin"), timeout=30) as c:
+    async with admin_client(app, timeout=30) as c:
         yield c
 
 
@@ -86,18 +85,6 @@ async def anon(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=30) as c:
         yield c
-
-
-async def poll(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll an async predicate until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def make_topic(

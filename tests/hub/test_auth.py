@@ -12,7 +12,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.hub.conftest import SECRET, auth, make_topic, poll, recorded
+from tests.hub.conftest import MINT, SECRET, make_topic, recorded
+from tests.support.polling import eventually
 from tributary_common.auth import SCOPES
 from tributary_hub.composition import Hub
 
@@ -139,15 +140,15 @@ async def test_matrix(client: httpx.AsyncClient, anon: httpx.AsyncClient) -> Non
         assert r.headers["www-authenticate"] == "Bearer"
         r = await send(anon, route, {"Authorization": "Bearer not.a.jwt"})
         assert r.status_code == 401, where
-        r = await send(anon, route, auth(*scopes_without(route.scope)))
+        r = await send(anon, route, MINT.bearer(scopes_without(route.scope)))
         assert r.status_code == 403, (where, r.text)
         assert route.scope in r.json()["error"]["message"]
         if route.outside is not None:
-            r = await send(anon, route, auth(route.scope, **route.outside))
+            r = await send(anon, route, MINT.bearer([route.scope], **route.outside))
             assert r.status_code == 403, (where, r.text)
             assert "ACL" in r.json()["error"]["message"]
         claims = route.inside or {}
-        r = await send(anon, route, auth(route.scope, **claims))
+        r = await send(anon, route, MINT.bearer([route.scope], **claims))
         assert r.status_code not in (401, 403), (where, r.text)
         assert r.status_code < 500, (where, r.text)
 
@@ -167,9 +168,9 @@ async def test_expired_and_forged_tokens(anon: httpx.AsyncClient) -> None:
 async def test_listings_are_filtered_by_acl(client: httpx.AsyncClient, anon: httpx.AsyncClient) -> None:
     await setup_world(client)
     assert (await client.post("/unitops", json={**UNITOP, "name": "valve-1"})).status_code == 201
-    r = await anon.get("/topics", headers=auth("topics:read", topics=["t.#"]))
+    r = await anon.get("/topics", headers=MINT.bearer(["topics:read"], topics=["t.#"]))
     assert [t["name"] for t in r.json()["items"]] == ["t"]
-    r = await anon.get("/unitops", headers=auth("unitops:read", unitops=["valve-*"]))
+    r = await anon.get("/unitops", headers=MINT.bearer(["unitops:read"], unitops=["valve-*"]))
     assert [u["name"] for u in r.json()["items"]] == ["valve-1"]
 
 
@@ -177,8 +178,8 @@ async def test_history_patterns_must_be_covered(client: httpx.AsyncClient, anon:
     await setup_world(client)
     for subject in ("a.b", "a.c", "z"):
         assert (await client.post("/topics/t/events", json={"data": {}, "subject": subject})).status_code == 202
-    await poll(lambda: _n(hub, 3), what="events recorded")
-    reader = auth("events:read", topics=["t.a.#"])
+    await eventually(lambda: _n(hub, 3), what="events recorded", interval=0.05)
+    reader = MINT.bearer(["events:read"], topics=["t.a.#"])
     r = await anon.get("/topics/t/events", params={"subject": "a.*"}, headers=reader)
     assert r.status_code == 200
     assert {e["subject"] for e in r.json()["items"]} == {"a.b", "a.c"}

@@ -26,6 +26,7 @@ import orjson
 import pytest
 
 from tests.support import platform
+from tests.support.polling import wait_for
 from tests.support.processes import ServiceProcess
 from tests.support.stack import Stack, run_stack
 
@@ -70,7 +71,7 @@ def recorder(stack: Stack) -> Iterator[ServiceProcess]:
         ("tributary.events", "garbage.b", orjson.dumps({"not": "a cloudevent", "n": i}), None) for i in range(N // 2)
     ]
     asyncio.run(publish_raw(stack.env["TRIBUTARY_AMQP_URL"], bad))
-    assert platform.wait_for(
+    assert wait_for(
         lambda: (platform.queue_info(stack.vhost, EVENTS_QUEUE) or {}).get("messages") == N,
         timeout=20,
         what="2,000 messages waiting",
@@ -111,7 +112,7 @@ def wait_letters(http: httpx.Client, want: int, timeout: float = 60, **params: A
         found = list_all(http, **params)
         return len(found) >= want
 
-    platform.wait_for(enough, timeout=timeout, interval=0.5, what=f"{want} dead letters ({params})")
+    wait_for(enough, timeout=timeout, interval=0.5, what=f"{want} dead letters ({params})")
     return found
 
 
@@ -127,7 +128,7 @@ def test_a_queue_of_2000_bad_messages_is_dead_lettered_listed_and_one_replayed_a
     letters = wait_letters(http, N, queue=EVENTS_QUEUE)
     assert len(letters) == N and len({d["id"] for d in letters}) == N
     # The management API's figures lag by a few seconds.
-    platform.wait_for(
+    wait_for(
         lambda: (platform.queue_info(stack.vhost, EVENTS_QUEUE) or {}).get("messages") == 0,
         timeout=30,
         what="the recorder queue emptied",
@@ -171,7 +172,7 @@ def test_a_queue_of_2000_bad_messages_is_dead_lettered_listed_and_one_replayed_a
     )
     assert r.status_code == 200, r.text
     assert r.json()["replays"] == 1 and r.json()["replayed_at"]
-    platform.wait_for(
+    wait_for(
         lambda: [e["id"] for e in http.get(f"/topics/{topic}/events").json()["items"]] == ["fixed-1"],
         timeout=20,
         what="the fixed event recorded",
@@ -188,7 +189,7 @@ def letter_where(http: httpx.Client, timeout: float = 20, **want: Any) -> dict[s
         assert len(found) <= 1, found
         return found[0] if found else None
 
-    letter: dict[str, Any] = platform.wait_for(find, timeout=timeout, interval=0.5, what=f"the letter {want}")
+    letter: dict[str, Any] = wait_for(find, timeout=timeout, interval=0.5, what=f"the letter {want}")
     return letter
 
 

@@ -12,7 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.hub.conftest import make_topic, poll, recorded
+from tests.hub.conftest import make_topic, recorded
+from tests.support.polling import eventually
 from tributary_common.matcher import matches
 from tributary_hub.composition import Hub
 
@@ -34,7 +35,7 @@ async def seed(client: httpx.AsyncClient, hub: Hub, rounds: int = 3) -> list[dic
     async def done() -> bool:
         return len(await recorded(hub, "t")) == n and len(await recorded(hub, "other")) == rounds
 
-    await poll(done, what="seeded events recorded")
+    await eventually(done, what="seeded events recorded", interval=0.05)
     items: list[dict[str, Any]] = (await client.get("/topics/t/events", params={"limit": 1000})).json()["items"]
     return items
 

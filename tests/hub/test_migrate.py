@@ -21,6 +21,7 @@ import pymongo
 import pytest
 
 from tests.support import platform
+from tests.support.polling import wait_for
 from tests.support.stack import Stack, run_stack
 
 OLD = 1200
@@ -86,7 +87,7 @@ def test_old_event_documents_are_rekeyed_once_and_resent_ids_stay_single(stack: 
         # The bug: an old id sent again after the upgrade is a second document.
         r = http.post(f"/topics/{topics[0]}/events", json={"id": "old-4", "data": {"n": 4}})
         assert r.status_code == 202, r.text
-        platform.wait_for(lambda: history(http, topics[0]).count("old-4") == 2, timeout=20, what="the resend")
+        wait_for(lambda: history(http, topics[0]).count("old-4") == 2, timeout=20, what="the resend")
 
         out = migrate(stack, "--batch-size", "250")
         print(f"\n{out.strip()}")

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faststream.rabbit import RabbitBroker
 
-from tests.hub.conftest import SECRET, auth, poll
+from tests.hub.conftest import MINT, SECRET
 from tests.support import platform
 from tests.support.otlp import OtlpReceiver
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 from tributary_common import rpc_contracts as rc
-from tributary_common.rpc import call
+from tributary_common.amqp import RpcClient, connect
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def test_serve_and_recorder_processes(
 ) -> None:
     api, recorder = processes
     base = f"http://127.0.0.1:{api.port}"
-    async with httpx.AsyncClient(base_url=base, headers=auth("admin"), timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, headers=MINT.bearer(["admin"]), timeout=30) as http:
         r = await http.post("/topics", json={"name": "proc", "schema": {"type": "object", "required": ["v"]}})
         assert r.status_code == 201, r.text
         r = await http.post(
@@ -93,21 +93,22 @@ async def test_serve_and_recorder_processes(
         async def all_recorded() -> bool:
             return sorted(await history()) == sorted(ids)
 
-        await poll(all_recorded, timeout=60, what="the recorder process writing every event")
+        await eventually(all_recorded, timeout=60, what="the recorder process writing every event", interval=0.05)
 
-        broker = RabbitBroker(amqp_url, logger=None)
-        await broker.start()
+        connection = await connect(amqp_url, name="test-rpc-caller")
         try:
+            caller = RpcClient()
+            await caller.start(connection)
             page = rc.EventsHistoryPage.model_validate(
-                await call(broker, rc.HUB_QUEUE, rc.EVENTS_HISTORY, {"pattern": "proc.s1"}, timeout=20)
+                await caller.call(rc.HUB_QUEUE, rc.EVENTS_HISTORY, {"pattern": "proc.s1"}, timeout=20)
             )
         finally:
-            await broker.stop()
+            await connection.close()
         assert len(page.items) == 10
         assert {e.subject for e in page.items} == {"s1"}
 
     # One trace from the HTTP request through the broker to the recorder process.
-    async with httpx.AsyncClient(base_url=base, headers=auth("admin"), timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, headers=MINT.bearer(["admin"]), timeout=30) as http:
         r = await http.post("/topics/proc/events", json={"data": {"v": 1}, "subject": "traced"})
         assert r.status_code == 202
         event_id = r.json()["id"]
@@ -118,7 +119,7 @@ async def test_serve_and_recorder_processes(
             ).json()["items"]
             return items
 
-        (event,) = await poll(traced_event, what="the traced event recorded")
+        (event,) = await eventually(traced_event, what="the traced event recorded", interval=0.05)
         assert event["id"] == event_id
     assert "traceparent" in event, event
     traceparent = str(event["traceparent"])
@@ -128,7 +129,7 @@ async def test_serve_and_recorder_processes(
         services = {s.service: s.name for s in otlp.trace(trace_id)}
         return {"tributary-hub", "tributary-hub-recorder"} <= set(services)
 
-    await poll(spans_of_both, what="spans of the hub and the recorder in one trace")
+    await eventually(spans_of_both, what="spans of the hub and the recorder in one trace", interval=0.05)
     names = {(s.service, s.name) for s in otlp.trace(trace_id)}
     assert ("tributary-hub", "publish event") in names
     assert ("tributary-hub-recorder", "record events") in names

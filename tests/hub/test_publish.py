@@ -11,8 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.hub.conftest import auth, make_topic, poll, recorded
+from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support import platform
+from tests.support.polling import eventually
 from tributary_common.events import CloudEvent
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
@@ -39,7 +40,7 @@ async def take(queue: aio_pika.abc.AbstractQueue, n: int) -> list[aio_pika.abc.A
             got.append(msg)
         return len(got) >= n
 
-    await poll(more, what=f"{n} messages on the broker")
+    await eventually(more, what=f"{n} messages on the broker", interval=0.05)
     return got
 
 
@@ -227,7 +228,7 @@ async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, hub: Hub, tap:
     async def all_recorded() -> bool:
         return len(await recorded(hub, "readings")) == 52
 
-    await poll(all_recorded, what="52 recorded events")
+    await eventually(all_recorded, what="52 recorded events", interval=0.05)
 
 
 async def test_republishing_an_id_never_duplicates_history(client: httpx.AsyncClient, hub: Hub) -> None:
@@ -250,9 +251,9 @@ async def test_republishing_an_id_never_duplicates_history(client: httpx.AsyncCl
     async def marker_recorded() -> bool:
         return "marker" in {d["eid"] for d in await recorded(hub, "readings")}
 
-    await poll(marker_recorded, what="the marker event")
+    await eventually(marker_recorded, what="the marker event", interval=0.05)
     # The recorder drains in order; give any straggling duplicate the time of one more batch.
-    await poll(lambda: _queue_empty(hub), what="the recorder queue drained")
+    await eventually(lambda: _queue_empty(hub), what="the recorder queue drained", interval=0.05)
     ids = [d["eid"] for d in await recorded(hub, "readings")]
     assert sorted(ids) == ["marker", "once", "twice"]
     page = (await client.get("/topics/readings/events")).json()["items"]
@@ -261,23 +262,21 @@ async def test_republishing_an_id_never_duplicates_history(client: httpx.AsyncCl
 
 async def _queue_empty(hub: Hub) -> bool:
     recorder = hub.recorders[0]
-    assert recorder._queue is not None
-    declared = await recorder._queue.channel.declare_queue(recorder.queue_name, durable=True, passive=True)
+    assert recorder.consumer.queue is not None
+    declared = await recorder.consumer.queue.channel.declare_queue(recorder.queue_name, durable=True, passive=True)
     return declared.declaration_result.message_count == 0 and recorder._inbox.empty()
 
 
 async def test_memcached_down_falls_back_to_the_database(hub_settings: Any, mongo_client: Any) -> None:
     settings = hub_settings.model_copy(update={"memcached_port": platform.free_port()})  # nothing listens there
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
-            await make_topic(client)
-            r = await client.post("/topics/readings/events", json={"data": {"temp": 1}})
-            assert r.status_code == 202, r.text
-            r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
-            assert r.status_code == 422
-            # Memcached is a cache: without it the hub serves (from the database), so it stays ready.
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            assert "memcached" not in ready.json()["checks"]
+    async with app.router.lifespan_context(app), admin_client(app) as client:
+        await make_topic(client)
+        r = await client.post("/topics/readings/events", json={"data": {"temp": 1}})
+        assert r.status_code == 202, r.text
+        r = await client.post("/topics/readings/events", json={"data": {"temp": "x"}})
+        assert r.status_code == 422
+        # Memcached is a cache: without it the hub serves (from the database), so it stays ready.
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert "memcached" not in ready.json()["checks"]

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.hub.conftest import auth, make_topic, poll, recorded
+from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support.ferretdb import PrivateFerretDB
+from tests.support.polling import eventually
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
@@ -27,8 +28,8 @@ async def test_retention_sets_expire_at_per_topic(client: httpx.AsyncClient, hub
     await make_topic(client, "forever")
     for topic in ("kept", "forever"):
         assert (await client.post(f"/topics/{topic}/events", json={"data": {"temp": 1}})).status_code == 202
-    await poll(lambda: recorded(hub, "kept"), what="kept recorded")
-    await poll(lambda: recorded(hub, "forever"), what="forever recorded")
+    await eventually(lambda: recorded(hub, "kept"), what="kept recorded", interval=0.05)
+    await eventually(lambda: recorded(hub, "forever"), what="forever recorded", interval=0.05)
     (kept,) = await recorded(hub, "kept")
     (forever,) = await recorded(hub, "forever")
     # BSON dates keep milliseconds only.
@@ -66,7 +67,7 @@ async def test_samples_recorded_once_per_sid_and_time(hub: Hub, amqp_url: str) -
     async def count() -> bool:
         return await samples.count_documents({}) == 16 and await samples.count_documents({"sid": "sid-b"}) == 1
 
-    await poll(count, what="16 samples")
+    await eventually(count, what="16 samples", interval=0.05)
     docs = await samples.find({"sid": "sid-a"}).sort("t", 1).to_list()
     assert [d["v"] for d in docs] == [float(i) for i in range(15)]
     assert docs[0]["t"] == "2026-01-01T00:00:00.000000Z"
@@ -98,8 +99,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     app: FastAPI = create_app(settings)
     async with app.router.lifespan_context(app):
         hub: Hub = app.state.hub
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
+        async with admin_client(app) as client:
             await make_topic(client, "readings")
             published: list[str] = []
 
@@ -112,7 +112,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
                     await asyncio.sleep(0.01)
 
             await publish(10)
-            await poll(lambda: _count(hub, 1), what="the first events recorded")
+            await eventually(lambda: _count(hub, 1), what="the first events recorded", interval=0.05)
             retries_before = RETRIES.labels("events")._value.get()
             private_db.stop()  # the database goes away mid-stream
             await publish(10)  # publishing does not need the database: topic and schema come from the caches
@@ -123,14 +123,14 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
             r = await client.get("/topics/readings/events")
             assert r.status_code == 503
             assert r.json()["error"]["code"] == "database_unavailable"
-            await poll(lambda: _retried(retries_before), what="the recorder retrying its write")
+            await eventually(lambda: _retried(retries_before), what="the recorder retrying its write", interval=0.05)
             private_db.start()
             await publish(5)
 
             async def everything() -> bool:
                 return await _count(hub, len(published))
 
-            await poll(everything, timeout=60, what="every published event recorded")
+            await eventually(everything, timeout=60, what="every published event recorded", interval=0.05)
             ids = [d["eid"] for d in await recorded(hub, "readings")]
             assert len(ids) == len(set(ids)) == 250
             assert set(ids) == set(published)
@@ -151,8 +151,7 @@ async def test_restart_mid_stream_loses_nothing(hub_settings: HubSettings, mongo
         app: FastAPI = create_app(hub_settings)
         async with app.router.lifespan_context(app):
             hub: Hub = app.state.hub
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://hub", headers=auth("admin")) as client:
+            async with admin_client(app) as client:
                 if round_ == 0:
                     await make_topic(client, "readings")
                     for _ in range(10):
@@ -166,7 +165,9 @@ async def test_restart_mid_stream_loses_nothing(hub_settings: HubSettings, mongo
                     async def everything(hub: Hub = hub) -> bool:
                         return await _count(hub, len(published))
 
-                    await poll(everything, timeout=60, what="every event recorded after the restart")
+                    await eventually(
+                        everything, timeout=60, what="every event recorded after the restart", interval=0.05
+                    )
                     ids = [d["eid"] for d in await recorded(hub, "readings")]
                     assert len(ids) == len(set(ids)) == 500
                     assert set(ids) == set(published)

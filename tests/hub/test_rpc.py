@@ -9,25 +9,29 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-from faststream.rabbit import RabbitBroker
 
-from tests.hub.conftest import make_topic, poll, recorded
+from tests.hub.conftest import make_topic, recorded
+from tests.support.polling import eventually
 from tributary_common import rpc_contracts as rc
-from tributary_common.rpc import RpcError, call
+from tributary_common.amqp import RpcClient, connect
+from tributary_common.rpc import RpcError
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import parse_time
 from tributary_hub.composition import Hub
 
 
 @pytest.fixture
-async def caller(amqp_url: str, app: Any) -> AsyncIterator[RabbitBroker]:
-    broker = RabbitBroker(amqp_url, logger=None)
-    await broker.start()
-    yield broker
-    await broker.stop()
+async def caller(amqp_url: str, app: Any) -> AsyncIterator[RpcClient]:
+    """The caller the stream uses (one call at a time, direct reply-to)."""
+    connection = await connect(amqp_url, name="test-rpc-caller")
+    client = RpcClient()
+    await client.start(connection)
+    yield client
+    await client.close()
+    await connection.close()
 
 
-async def test_events_history(client: httpx.AsyncClient, hub: Hub, caller: RabbitBroker) -> None:
+async def test_events_history(client: httpx.AsyncClient, hub: Hub, caller: RpcClient) -> None:
     await make_topic(client, "t", {"type": "object"})
     await make_topic(client, "u", {"type": "object"})
     subjects = ["a", "a.b", "b"]
@@ -41,11 +45,11 @@ async def test_events_history(client: httpx.AsyncClient, hub: Hub, caller: Rabbi
     async def done() -> bool:
         return len(await recorded(hub, "t")) == 12 and len(await recorded(hub, "u")) == 4
 
-    await poll(done, what="events recorded")
+    await eventually(done, what="events recorded", interval=0.05)
 
     async def history(**params: Any) -> rc.EventsHistoryPage:
         return rc.EventsHistoryPage.model_validate(
-            await call(caller, rc.HUB_QUEUE, rc.EVENTS_HISTORY, params, timeout=10)
+            await caller.call(rc.HUB_QUEUE, rc.EVENTS_HISTORY, params, timeout=10)
         )
 
     everything = await history(pattern="#", limit=1000)
@@ -87,7 +91,7 @@ async def test_events_history(client: httpx.AsyncClient, hub: Hub, caller: Rabbi
 
 
 async def test_samples_history_and_unitop_resolve(
-    client: httpx.AsyncClient, hub: Hub, caller: RabbitBroker, amqp_url: str
+    client: httpx.AsyncClient, hub: Hub, caller: RpcClient, amqp_url: str
 ) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     connection = await aio_pika.connect(amqp_url)
@@ -103,14 +107,14 @@ async def test_samples_history_and_unitop_resolve(
     async def stored() -> bool:
         return await hub.samples.collection.count_documents({}) == 10
 
-    await poll(stored, what="samples recorded")
+    await eventually(stored, what="samples recorded", interval=0.05)
     params: dict[str, Any] = {
         "sids": ["s1", "s2"],
         "since": t0.isoformat(),
         "until": (t0 + timedelta(seconds=3)).isoformat(),
         "limit": 4,
     }
-    page = rc.SamplesHistoryPage.model_validate(await call(caller, rc.HUB_QUEUE, rc.SAMPLES_HISTORY, params))
+    page = rc.SamplesHistoryPage.model_validate(await caller.call(rc.HUB_QUEUE, rc.SAMPLES_HISTORY, params))
     # since exclusive, until inclusive, ordered by (t, sid)
     assert [(r.t, r.sid) for r in page.items] == [
         (t0 + timedelta(seconds=1), "s1"),
@@ -120,7 +124,7 @@ async def test_samples_history_and_unitop_resolve(
     ]
     assert page.next is not None
     rest = rc.SamplesHistoryPage.model_validate(
-        await call(caller, rc.HUB_QUEUE, rc.SAMPLES_HISTORY, {**params, "cursor": page.next})
+        await caller.call(rc.HUB_QUEUE, rc.SAMPLES_HISTORY, {**params, "cursor": page.next})
     )
     assert [(r.t, r.sid, r.v) for r in rest.items] == [
         (t0 + timedelta(seconds=3), "s1", 3),
@@ -129,19 +133,19 @@ async def test_samples_history_and_unitop_resolve(
     assert rest.next is None
 
     with pytest.raises(RpcError) as missing:
-        await call(caller, rc.HUB_QUEUE, rc.UNITOP_RESOLVE, {"name": "pump-404"})
+        await caller.call(rc.HUB_QUEUE, rc.UNITOP_RESOLVE, {"name": "pump-404"})
     assert missing.value.code == "not_found"
     assert parse_time("2026-01-01T00:00:00Z") == t0
 
 
-async def test_apikey_verify(client: httpx.AsyncClient, caller: RabbitBroker) -> None:
+async def test_apikey_verify(client: httpx.AsyncClient, caller: RpcClient) -> None:
     r = await client.post("/apikeys", json={"name": "gw", "scopes": ["events:read"], "topics": ["t.#"]})
     assert r.status_code == 201, r.text
     key = r.json()["key"]
-    verified = rc.ApiKeyVerified.model_validate(await call(caller, rc.HUB_QUEUE, rc.APIKEY_VERIFY, {"key": key}))
+    verified = rc.ApiKeyVerified.model_validate(await caller.call(rc.HUB_QUEUE, rc.APIKEY_VERIFY, {"key": key}))
     assert verified.claims is not None
     assert verified.claims["scope"] == "events:read"
     assert verified.claims["topics"] == ["t.#"]
     assert verified.claims["sub"] == f"apikey:{r.json()['id']}"
-    unknown = rc.ApiKeyVerified.model_validate(await call(caller, rc.HUB_QUEUE, rc.APIKEY_VERIFY, {"key": "trk_nope"}))
+    unknown = rc.ApiKeyVerified.model_validate(await caller.call(rc.HUB_QUEUE, rc.APIKEY_VERIFY, {"key": "trk_nope"}))
     assert unknown.claims is None

@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.hub.conftest import SCHEMA, auth, make_topic, poll, recorded
+from tests.hub.conftest import MINT, SCHEMA, make_topic, recorded
+from tests.support.polling import eventually
 from tributary_hub.app import create_app
 from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
@@ -49,7 +50,7 @@ async def test_lifecycle(client: httpx.AsyncClient, hub: Hub) -> None:
     r = await client.post("/topics/orders/events", json={"data": {"temp": 1, "note": "v2 field"}})
     assert r.status_code == 202, r.text
     assert r.json()["dataschema"] == "/topics/orders/schemas/2"
-    await poll(lambda: recorded(hub, "orders"), what="the event recorded")
+    await eventually(lambda: recorded(hub, "orders"), what="the event recorded", interval=0.05)
 
     refused = await client.delete("/topics/orders")
     assert refused.status_code == 409
@@ -120,8 +121,12 @@ async def test_schema_change_reaches_another_hub_instance(hub_settings: HubSetti
     invalidation, then at most topic_local_ttl_s of in-process memory)."""
     first, second = create_app(hub_settings), create_app(hub_settings)
     async with first.router.lifespan_context(first), second.router.lifespan_context(second):
-        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a", headers=auth("admin"))
-        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b", headers=auth("admin"))
+        a = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=first), base_url="http://a", headers=MINT.bearer(["admin"])
+        )
+        b = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=second), base_url="http://b", headers=MINT.bearer(["admin"])
+        )
         async with a, b:
             await make_topic(a, "shared", {"type": "object"})
             assert (await b.post("/topics/shared/events", json={"data": {"x": 1}})).status_code == 202
@@ -132,6 +137,6 @@ async def test_schema_change_reaches_another_hub_instance(hub_settings: HubSetti
                 r = await b.post("/topics/shared/events", json={"data": {"x": 1}})
                 return r.status_code == 422
 
-            await poll(enforced_by_b, timeout=10, what="the second hub enforcing schema version 2")
+            await eventually(enforced_by_b, timeout=10, what="the second hub enforcing schema version 2", interval=0.05)
             r = await b.post("/topics/shared/events", json={"data": {"y": 1}})
             assert r.json()["dataschema"] == "/topics/shared/schemas/2"

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.hub.conftest import poll
+from tests.support.polling import eventually
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import utcnow
@@ -81,7 +81,7 @@ async def announced(client: httpx.AsyncClient, exchange: aio_pika.abc.AbstractEx
         items: list[dict[str, Any]] = (await client.get("/sources")).json()["items"]
         return items
 
-    return list(await poll(listed, what="the announced source listed"))
+    return list(await eventually(listed, what="the announced source listed", interval=0.05))
 
 
 async def messages(queue: aio_pika.abc.AbstractQueue, key_prefix: str, n: int) -> list[bytes]:
@@ -93,7 +93,7 @@ async def messages(queue: aio_pika.abc.AbstractQueue, key_prefix: str, n: int) -
             got.append(msg.body)
         return len(got) >= n
 
-    await poll(more, what=f"{n} messages {key_prefix}*")
+    await eventually(more, what=f"{n} messages {key_prefix}*", interval=0.05)
     return got
 
 
@@ -239,7 +239,7 @@ async def test_demand_heartbeats_for_recorded_unitops(client: httpx.AsyncClient,
             and not Demand.model_validate_json(msg.body).subscriptions
         )
 
-    await poll(emptied, what="an empty demand after the last recorded unitop went")
+    await eventually(emptied, what="an empty demand after the last recorded unitop went", interval=0.05)
 
 
 async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hub, control: Any, amqp_url: str) -> None:
@@ -268,7 +268,7 @@ async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hu
     async def stored() -> bool:
         return await hub.samples.collection.count_documents({}) == 5
 
-    await poll(stored, what="samples recorded")
+    await eventually(stored, what="samples recorded", interval=0.05)
     start, end = "2026-01-01T00:00:00Z", "2026-01-01T00:00:06Z"
     r = await client.get("/unitops/pump-101/samples", params={"start": start, "end": end, "limit": 3})
     assert r.status_code == 200, r.text

@@ -34,6 +34,7 @@ import pymongo
 import pytest
 
 from tests.support import platform
+from tests.support.polling import wait_for
 from tests.support.processes import ServiceProcess
 from tests.support.stack import SECRET, Stack, run_stack
 
@@ -146,7 +147,7 @@ def test_the_same_event_id_on_two_topics_is_two_events(stack: Stack, http: httpx
     for topic in (a, b):
         r = http.post(f"/topics/{topic}/events", json={"id": "reading-0001", "data": {"v": topic}, "subject": "s"})
         assert r.status_code == 202, r.text
-    platform.wait_for(lambda: history_ids(http, b) == ["reading-0001"], timeout=20, what="b's event in history")
+    wait_for(lambda: history_ids(http, b) == ["reading-0001"], timeout=20, what="b's event in history")
     assert history_ids(http, a) == ["reading-0001"]
     page = http.get(f"/topics/{b}/events").json()["items"]
     assert page[0]["data"] == {"v": b} and page[0]["type"] == b
@@ -154,7 +155,7 @@ def test_the_same_event_id_on_two_topics_is_two_events(stack: Stack, http: httpx
     # A true duplicate (same topic, same id) is ignored and counted.
     r = http.post(f"/topics/{a}/events", json={"id": "reading-0001", "data": {"v": "again"}, "subject": "s"})
     assert r.status_code == 202
-    platform.wait_for(
+    wait_for(
         lambda: metric(http, "tributary_hub_recorder_duplicates_total", kind="events") > duplicates_before,
         timeout=20,
         what="the duplicate counted",
@@ -168,7 +169,7 @@ def test_history_pages_through_events_of_one_time_across_topics(stack: Stack, ht
     ids = [f"e{i:02d}" for i in range(7)]
     r = http.post(f"/topics/{topic}/events:batch", json=[{"id": i, "data": {"v": i}} for i in ids])
     assert r.status_code == 202, r.text
-    platform.wait_for(lambda: len(history_ids(http, topic)) == 7, timeout=20, what="the batch in history")
+    wait_for(lambda: len(history_ids(http, topic)) == 7, timeout=20, what="the batch in history")
     seen: list[str] = []
     cursor: str | None = None
     while True:
@@ -242,10 +243,8 @@ def test_what_a_recorder_cannot_write_is_dead_lettered_and_the_recorder_carries_
     asyncio.run(_publish_raw(stack, bad))
     r = http.post(f"/topics/{topic}/events", json={"id": "after", "data": {"v": 1}})
     assert r.status_code == 202
-    platform.wait_for(lambda: history_ids(http, topic) == ["after"], timeout=20, what="a later event recorded")
-    letters = platform.wait_for(
-        lambda: len(found := _dead_letters(http, topic)) == 3 and found, timeout=10, what="dead letters"
-    )
+    wait_for(lambda: history_ids(http, topic) == ["after"], timeout=20, what="a later event recorded")
+    letters = wait_for(lambda: len(found := _dead_letters(http, topic)) == 3 and found, timeout=10, what="dead letters")
     reasons = sorted(d["reason"] for d in letters)
     assert reasons == ["not_a_cloudevent", "too_large", "undecodable"], reasons
     for letter in letters:
@@ -280,7 +279,7 @@ def test_a_recorder_whose_consumer_stops_turns_readyz_red(services: None, comman
         proc.start(timeout=60)
         proc.wait_healthy(60, path="/readyz")
         _delete_queue(vhost, EVENTS_QUEUE)  # the broker cancels the recorder's consumer
-        platform.wait_for(
+        wait_for(
             lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 503,
             timeout=10,
             what="/readyz red",
@@ -335,7 +334,7 @@ def test_a_partly_confirmed_batch_says_which_and_a_retry_is_exactly_once(stack: 
     retry = [{**e, "id": i} for e, i in zip(batch, body["ids"], strict=True)]
     r = http.post(f"/topics/{topic}/events:batch", json=retry)
     assert r.status_code == 202, r.text
-    platform.wait_for(lambda: len(history_ids(http, topic)) >= 4, timeout=20, what="the batch in history")
+    wait_for(lambda: len(history_ids(http, topic)) >= 4, timeout=20, what="the batch in history")
     time.sleep(1.0)
     assert sorted(history_ids(http, topic)) == sorted(body["ids"])
 
@@ -353,8 +352,8 @@ def test_a_sample_the_driver_refuses_is_dead_lettered_and_later_ones_recorded(st
         with database(stack.db) as db:
             return db["samples"].count_documents({"sid": sid}) == 1
 
-    platform.wait_for(recorded, timeout=30, what="the later sample recorded")
-    letters = platform.wait_for(
+    wait_for(recorded, timeout=30, what="the later sample recorded")
+    letters = wait_for(
         lambda: _dead_letters(http, f"x.{sid}-huge", "tributary.hub.recorder.samples"),
         timeout=10,
         what="the refused sample dead-lettered",

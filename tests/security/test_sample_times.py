@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.platform import wait_for
+from tests.support.polling import wait_for
 from tests.support.stack import Stack, run_stack
 
 

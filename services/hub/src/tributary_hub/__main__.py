@@ -9,9 +9,8 @@ import contextlib
 import logging
 import signal
 
-import uvicorn
-
 from tributary_common.health_server import HealthServer
+from tributary_common.http_server import Server, server_config
 from tributary_common.logs import setup_logging
 from tributary_common.settings import InsecureSettings
 from tributary_common.startup import load_settings
@@ -26,18 +25,15 @@ log = logging.getLogger("tributary_hub")
 
 def serve(settings: HubSettings) -> None:
     app = create_app(settings)
-    config = uvicorn.Config(
+    # uvicorn handles SIGTERM: stop accepting, finish requests, then the lifespan stops the hub.
+    config = server_config(
         app,
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is read by the access log, from TRIBUTARY_TRUSTED_PROXIES only
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        graceful_s=settings.shutdown_grace_seconds,
         lifespan="on",
     )
-    # uvicorn handles SIGTERM: stop accepting, finish requests, then the lifespan stops the hub.
-    uvicorn.Server(config).run()
+    Server(config).run()
 
 
 async def record(settings: HubSettings) -> None:

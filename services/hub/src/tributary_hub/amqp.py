@@ -1,48 +1,48 @@
-"""aio-pika adapters: the confirmed event publisher and the topology the recorders consume.
-
-The hot path uses aio-pika directly (one channel with publisher confirms, many publishes in flight) rather
-than going through faststream: fewer layers per message. faststream serves RPC and control messages.
-"""
+"""The hub's event publisher (the publishing hot path) and the topology every hub process declares, over the
+shared AMQP layer (`tributary_common.amqp`): broker failures become the domain's `Unavailable`."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from tributary_common.deadletters import declare_dead_letters
+from tributary_common.amqp import (
+    EVENTS,
+    HUB_RECORDER_EVENTS,
+    HUB_RECORDER_SAMPLES,
+    HUB_RECORDER_TOPOLOGY,
+    SAMPLES,
+    ConfirmedPublisher,
+    PublishFailed,
+    connect_robust,
+    declare,
+)
 from tributary_common.events import PUBLISHER_HEADER, CloudEvent
-from tributary_common.exchanges import EVENTS, SAMPLES
-from tributary_common.ratelog import LogThrottle
-from tributary_common.telemetry import inject_headers
 
 from .errors import Unavailable
 
-log = logging.getLogger(__name__)
-
-EVENTS_RECORDER_QUEUE = "tributary.hub.recorder.events"
-SAMPLES_RECORDER_QUEUE = "tributary.hub.recorder.samples"
+# The recorders' queues by name (deployments and dashboards know them so).
+EVENTS_RECORDER_QUEUE = HUB_RECORDER_EVENTS.name
+SAMPLES_RECORDER_QUEUE = HUB_RECORDER_SAMPLES.name
 CONTENT_TYPE = "application/cloudevents+json"
 
 
-async def declare_topology(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractExchange]:
-    """The events and samples exchanges, and the recorders' durable queues bound to them with `#`; the
-    dead-letter exchange and the durable queue that keeps what lands there.
+async def declare_topology(channel: AbstractChannel) -> None:
+    """The events and samples exchanges, the recorders' durable queues bound to them with `#`, and the
+    dead-letter exchange with the durable queue that keeps what lands there.
 
     Declared by every hub process at start-up, recorders enabled or not, so that nothing confirmed to a
     publisher is dropped for want of a queue while no recorder runs.
     """
-    events = await channel.declare_exchange(EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    samples = await channel.declare_exchange(SAMPLES.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    await declare_dead_letters(channel)
-    for queue_name, exchange in ((EVENTS_RECORDER_QUEUE, events), (SAMPLES_RECORDER_QUEUE, samples)):
-        queue = await channel.declare_queue(queue_name, durable=True)
-        await queue.bind(exchange, routing_key="#")
-    return events, samples
+    await declare(channel, EVENTS, SAMPLES, *HUB_RECORDER_TOPOLOGY)
+
+
+def _not_open() -> Unavailable:
+    return Unavailable("the broker connection is not open", code="broker_unavailable")
 
 
 class EventPublisher:
@@ -52,23 +52,18 @@ class EventPublisher:
         self.url = url
         self.window = window
         self.timeout_s = timeout_s
-        self._slots = asyncio.Semaphore(window)
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
-        # A broker outage fails every publish in flight: one line per kind of failure per interval, not per event.
-        self._throttle = LogThrottle(10.0)
+        self._publisher = ConfirmedPublisher(window=window, timeout_s=timeout_s)
+        self._started = False
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": "hub-publisher"}
-        )
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange, _ = await declare_topology(channel)
-        self._channel = channel
+        self._connection = await connect_robust(self.url, name="hub-publisher")
+        await self._publisher.start(self._connection, EVENTS, SAMPLES)
+        await declare_topology(self._publisher.channel)
+        self._started = True
 
     async def stop(self) -> None:
+        self._started = False
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -79,53 +74,39 @@ class EventPublisher:
 
     async def publish(self, event: CloudEvent, body: bytes | None = None) -> None:
         """`body` is the encoded envelope when the caller has it already (it checked its size)."""
-        if self._exchange is None:
-            raise Unavailable("the broker connection is not open", code="broker_unavailable")
-        headers: dict[str, Any] = inject_headers() if event.traceparent is None else {"traceparent": event.traceparent}
+        if not self._started:
+            raise _not_open()
+        headers: dict[str, Any] = {} if event.traceparent is None else {"traceparent": event.traceparent}
         if event.publisher is not None:
             headers[PUBLISHER_HEADER] = event.publisher
-        message = aio_pika.Message(
-            body if body is not None else event.model_dump_json().encode(),
-            content_type=CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=event.id,
-            headers=headers or None,
-        )
-        async with self._slots:
-            try:
-                await self._exchange.publish(
-                    message, routing_key=event.routing_key, mandatory=False, timeout=self.timeout_s
-                )
-            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                # A nack (a queue refused it), a timeout or a lost connection: the broker may or may not
-                # hold it, so the client retries with the same id and the recorder keeps it once.
-                self._throttle.log(
-                    log, logging.WARNING, type(exc).__name__, "publish of %s not confirmed: %s", event.id, exc
-                )
-                raise Unavailable(
-                    f"the broker did not confirm event {event.id!r}: {type(exc).__name__}; retry with the same id",
-                    code="broker_unavailable",
-                ) from exc
+        try:
+            await self._publisher.publish(
+                EVENTS,
+                event.routing_key,
+                body if body is not None else event.model_dump_json().encode(),
+                content_type=CONTENT_TYPE,
+                message_id=event.id,
+                headers=headers,
+            )
+        except PublishFailed as exc:
+            # A nack (a queue refused it), a timeout or a lost connection: the broker may or may not hold it,
+            # so the client retries with the same id and the recorder keeps it once.
+            raise Unavailable(
+                f"the broker did not confirm event {event.id!r}: {type(exc.cause).__name__}; retry with the same id",
+                code="broker_unavailable",
+            ) from exc
 
     async def republish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
         """A message as it is (a dead letter's replay) to a topic exchange, confirmed; `Unavailable` when not."""
-        if self._channel is None:
-            raise Unavailable("the broker connection is not open", code="broker_unavailable")
-        async with self._slots:
-            try:
-                target = self._exchanges.get(exchange)
-                if target is None:
-                    target = await self._channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-                    self._exchanges[exchange] = target
-                await target.publish(message, routing_key=routing_key, mandatory=False, timeout=self.timeout_s)
-            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                self._throttle.log(
-                    log, logging.WARNING, type(exc).__name__, "republish to %s not confirmed: %s", exchange, exc
-                )
-                raise Unavailable(
-                    f"the broker did not confirm the republished message: {type(exc).__name__}; retry",
-                    code="broker_unavailable",
-                ) from exc
+        if not self._started:
+            raise _not_open()
+        try:
+            await self._publisher.publish_message(exchange, routing_key, message)
+        except PublishFailed as exc:
+            raise Unavailable(
+                f"the broker did not confirm the republished message: {type(exc.cause).__name__}; retry",
+                code="broker_unavailable",
+            ) from exc
 
     async def publish_many(
         self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None
@@ -136,12 +117,7 @@ class EventPublisher:
         results = await asyncio.gather(
             *(self.publish(e, b) for e, b in zip(events, encoded, strict=True)), return_exceptions=True
         )
-        outcome: list[Unavailable | None] = []
         for result in results:
-            if isinstance(result, Unavailable):
-                outcome.append(result)
-            elif isinstance(result, BaseException):
+            if isinstance(result, BaseException) and not isinstance(result, Unavailable):
                 raise result
-            else:
-                outcome.append(None)
-        return outcome
+        return [result if isinstance(result, Unavailable) else None for result in results]

@@ -21,6 +21,7 @@ from pymongo.errors import PyMongoError
 from tributary_common.auth import SCOPES, AuthError, Principal, principal_from_claims
 from tributary_common.names import NameError_, validate_pattern
 from tributary_common.timeutil import utcnow
+from tributary_common.ttl_cache import TtlCache
 
 from .documents import ApiKeyDoc, ApiKeyFields
 from .errors import Invalid, NotFound
@@ -59,8 +60,8 @@ def key_claims(doc: ApiKeyDoc) -> dict[str, Any]:
 class ApiKeyService:
     def __init__(self, cache_s: float) -> None:
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
-        self._used: dict[str, float] = {}  # key id -> monotonic time its last use was written
+        self._cache: TtlCache[str, dict[str, Any] | None] = TtlCache(cache_s)  # key hash -> claims (None: no key)
+        self._used: TtlCache[str, None] = TtlCache(LAST_USED_EVERY_S)  # key ids whose last use was written lately
         self._writes: set[asyncio.Task[None]] = set()
 
     async def create(
@@ -132,15 +133,12 @@ class ApiKeyService:
     async def _lookup(self, secret: str, fresh: bool) -> dict[str, Any] | None:
         """The key's claims (an expired key's too: `exp` says so), from the cache unless `fresh`."""
         digest = hash_key(secret)
-        hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.cache_s and not fresh:
-            return hit[1]
+        hit = None if fresh else self._cache.get(digest)
+        if hit is not None:
+            return hit.value
         doc = await ApiKeyDoc.find_one(ApiKeyDoc.key_hash == digest) if secret.startswith(PREFIX) else None
         claims = key_claims(doc) if doc is not None else None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now, claims)
+        self._cache.put(digest, claims)
         return claims
 
     async def claims(self, secret: str, *, fresh: bool = False) -> dict[str, Any] | None:
@@ -163,12 +161,9 @@ class ApiKeyService:
 
     def _touch(self, key_id: str) -> None:
         """Record a use: at most one write per key per minute, never awaited by the request."""
-        now = time.monotonic()
-        if now - self._used.get(key_id, -LAST_USED_EVERY_S) < LAST_USED_EVERY_S:
+        if self._used.get(key_id) is not None:
             return
-        if len(self._used) > 10_000:
-            self._used.clear()
-        self._used[key_id] = now
+        self._used.put(key_id, None)
         task = asyncio.create_task(self._write_last_used(key_id, utcnow()), name="apikey-last-used")
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

@@ -15,6 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from tributary_common import deadletters
+from tributary_common.backoff import Backoff
 from tributary_common.deadletters import DeadLetters
 from tributary_common.ratelog import LogThrottle
 
@@ -82,7 +83,7 @@ class BatchWriter:
 
     async def write(self, rows: list[Row]) -> list[Refusal]:
         """Write every row, retrying while the database is away; what it refuses for what it is is returned."""
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s, jitter=False)
         while True:
             try:
                 return await self._insert(rows)
@@ -97,6 +98,7 @@ class BatchWriter:
                 if not isinstance(exc, PyMongoError):
                     raise
                 RETRIES.labels(self.kind).inc()
+                delay = backoff.next_delay()
                 log.warning(
                     "%s recorder: write of %d messages failed (%s); retrying in %.1f s",
                     self.kind,
@@ -105,7 +107,6 @@ class BatchWriter:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
 
     async def _insert(self, rows: list[Row]) -> list[Refusal]:
         docs = [doc for _, row_docs in rows for doc in row_docs]

@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from faststream.rabbit import RabbitBroker
 
 from tributary_common import rpc_contracts as rc
+from tributary_common.amqp import RpcClient, source_rpc_queue
 from tributary_common.egress import EgressPolicy
-from tributary_common.rpc import RpcError, call
+from tributary_common.rpc import RpcError
 from tributary_common.secrets import literal_secrets
 from tributary_common.timeutil import utcnow
 
@@ -29,7 +29,7 @@ _INVALID = {"invalid", "secret", "not_browsable", "refused"}
 
 
 async def browse(
-    broker: RabbitBroker | None,
+    rpc: RpcClient | None,
     policy: EgressPolicy,
     source: str,
     path: str,
@@ -40,7 +40,7 @@ async def browse(
     if not docs:
         raise NotFound(f"source {source!r} has not been announced by any ingest instance")
     now = utcnow()
-    if broker is None or not any(d.received_at + timedelta(seconds=d.ttl_s) >= now for d in docs):
+    if rpc is None or not any(d.received_at + timedelta(seconds=d.ttl_s) >= now for d in docs):
         raise Unavailable(f"no ingest instance serves source {source!r} now", code="no_instance")
     schema = orjson.loads(docs[0].subscription_schema_text)
     problems = [{"loc": f"/params{loc}", "msg": msg} for loc, msg in literal_secrets(schema, params)]
@@ -49,7 +49,7 @@ async def browse(
         raise Invalid(f"browse parameters of {source!r} refused", problems, code="invalid_params")
     request = rc.BrowseRequest(path=path, params=params, limit=limit)
     try:
-        reply = await call(broker, rc.source_queue(source), rc.SOURCE_BROWSE, request.model_dump(), timeout=TIMEOUT_S)
+        reply = await rpc.call(source_rpc_queue(source).name, rc.SOURCE_BROWSE, request.model_dump(), timeout=TIMEOUT_S)
     except RpcError as exc:
         if exc.code in _INVALID:
             raise Invalid(exc.message, [{"loc": "/params", "msg": exc.message}], code=exc.code) from None

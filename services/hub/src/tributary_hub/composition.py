@@ -9,14 +9,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
-from faststream.rabbit import RabbitBroker
+from aio_pika.abc import AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from tributary_common.amqp import connect_robust
+from tributary_common.backoff import Backoff
 from tributary_common.cache import Cache
 from tributary_common.control import Demand, UnitopChange
-from tributary_common.exchanges import declare_exchanges
 from tributary_common.health import ReadinessCheck
 from tributary_common.http_auth import Authenticator
 from tributary_common.mongo import Retention, connect, ping
@@ -24,7 +24,7 @@ from tributary_common.mongo import Retention, connect, ping
 from .amqp import EventPublisher
 from .apikeys import ApiKeyService
 from .audit import AuditLog
-from .broker_wiring import make_broker, publish_demand, publish_unitop_change
+from .broker_wiring import BrokerWiring
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
@@ -50,12 +50,12 @@ class Hub:
     recorders_enabled: bool = True
     mongo: AsyncMongoClient[Any] | None = None
     cache: Cache | None = None
-    broker: RabbitBroker | None = None
+    broker: BrokerWiring | None = None
     publisher: EventPublisher | None = None
     recorders: list[Recorder] = field(default_factory=list)
     retention: list[Retention] = field(default_factory=list)
     demand: DemandLoop | None = None
-    _recorder_connection: aio_pika.abc.AbstractRobustConnection | None = None
+    _recorder_connection: AbstractRobustConnection | None = None
     queue_depth: QueueDepth | None = None
     started: bool = False  # start() completed: everything connected, indexes created
 
@@ -114,8 +114,6 @@ class Hub:
             self.publisher = EventPublisher(s.amqp_url, window=s.publish_window, timeout_s=s.publish_timeout_s)
             await self.publisher.start()
             self.broker = self._make_broker()
-            await self.broker.connect()
-            await declare_exchanges(self.broker)
             await self.broker.start()
             if s.demand_enabled:
                 self.demand = DemandLoop(
@@ -131,9 +129,7 @@ class Hub:
                 retention = Retention(coll, sweep_interval_s=s.retention_sweep_interval_s)
                 await retention.start()
                 self.retention.append(retention)
-            self._recorder_connection = await aio_pika.connect_robust(
-                s.amqp_url, client_properties={"connection_name": "hub-recorders"}
-            )
+            self._recorder_connection = await connect_robust(s.amqp_url, name="hub-recorders")
             self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
@@ -146,22 +142,22 @@ class Hub:
         """Connect and create indexes, retrying while the database is not reachable yet (or drops us)."""
         s = self.settings
         deadline = asyncio.get_running_loop().time() + s.startup_timeout_s
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0, jitter=False)
         while True:
             try:
                 return await connect(s.mongodb_url, s.mongodb_db, ALL_DOCUMENTS, timeout_ms=s.mongodb_timeout_ms)
             except PyMongoError as exc:
+                delay = backoff.next_delay()
                 if asyncio.get_running_loop().time() + delay > deadline:
                     raise
                 log.warning("database not ready (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
-    def _make_broker(self) -> RabbitBroker:
+    def _make_broker(self) -> BrokerWiring:
         s = self.settings
-        return make_broker(
+        return BrokerWiring(
             s.amqp_url,
-            graceful_timeout=s.shutdown_grace_seconds,
+            graceful_s=s.shutdown_grace_seconds,
             rpc_concurrency=s.rpc_concurrency,
             history=self.history,
             samples=self.samples,
@@ -172,13 +168,13 @@ class Hub:
 
     async def _notify_unitop(self, change: UnitopChange) -> None:
         if self.broker is not None:
-            await publish_unitop_change(self.broker, change)
+            await self.broker.publish_control(change)
         if self.demand is not None:
             self.demand.poke()
 
     async def _send_demand(self, demand: Demand) -> None:
         assert self.broker is not None
-        await publish_demand(self.broker, demand)
+        await self.broker.publish_control(demand)
 
     async def stop(self) -> None:
         """Reverse order: stop taking work (RPC, control, demand), drain the recorders, then close."""
@@ -223,7 +219,7 @@ class Hub:
     async def check_broker(self) -> None:
         if self.publisher is not None and not self.publisher.connected:
             raise ConnectionError("publisher connection closed")
-        if self.broker is not None and not await self.broker.ping(timeout=2):
+        if self.broker is not None and not await self.broker.ping(timeout_s=2):
             raise ConnectionError("broker does not answer")
         if self._recorder_connection is not None and self._recorder_connection.is_closed:
             raise ConnectionError("recorder connection closed")

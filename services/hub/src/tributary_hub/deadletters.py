@@ -32,7 +32,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tributary_common import deadletters as dl
-from tributary_common.exchanges import CONTROL, EVENTS, SAMPLES
+from tributary_common.amqp import CONTROL, EVENTS, SAMPLES
 from tributary_common.timeutil import format_time, utcnow
 
 from . import cursors

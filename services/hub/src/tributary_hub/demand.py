@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
 
 from tributary_common.control import Demand, DemandedSubscription
+from tributary_common.heartbeat import Heartbeat
 from tributary_common.timeutil import utcnow
 
 from .unitops import UnitopService
-
-log = logging.getLogger(__name__)
 
 SendDemand = Callable[[Demand], Awaitable[None]]
 
@@ -44,17 +40,16 @@ class DemandLoop:
         self.requester = requester
         self.interval_s = interval_s
         self.ttl_s = ttl_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # Sources demanded last time: when a source's last recorded unitop goes, one empty heartbeat says so.
         self._previous: set[str] = set()
+        self._loop = Heartbeat(self.tick, interval_s=interval_s, name="demand heartbeat", traceback=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="demand-heartbeats")
+        self._loop.start()
 
     def poke(self) -> None:
         """Send now (a recorded unitop changed) rather than at the next tick."""
-        self._wake.set()
+        self._loop.poke()
 
     async def tick(self) -> list[Demand]:
         demands = await build_demands(self.unitops, self.requester, self.ttl_s)
@@ -68,18 +63,5 @@ class DemandLoop:
         self._previous = sources
         return demands
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.warning("demand heartbeat failed", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
-            self._wake.clear()
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from pymongo.errors import PyMongoError
 from tributary_common import deadletters
 from tributary_common.events import PUBLISHER_HEADER, PUBLISHER_MAX, CloudEvent
 from tributary_common.timeutil import format_time
+from tributary_common.ttl_cache import TtlCache
 
 from .documents import TopicDoc, event_key
 from .recording import ToDocs, Unrecordable, refusal
@@ -29,18 +29,17 @@ class TopicRetention:
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self._known: dict[str, tuple[float, float | None]] = {}
+        self._known: TtlCache[str, float | None] = TtlCache(ttl_s)
 
     async def days(self, topic: str) -> float | None:
-        now = time.monotonic()
         hit = self._known.get(topic)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
+        if hit is not None:
+            return hit.value
         # The raw field, so that a topic document that no longer parses cannot stop the recorder.
         raw = await TopicDoc.get_pymongo_collection().find_one({"_id": topic}, {"retention_days": 1})
         value = raw.get("retention_days") if raw is not None else None
         days = float(value) if isinstance(value, int | float) and value > 0 else None
-        self._known[topic] = (now, days)
+        self._known.put(topic, days)
         return days
 
     async def expire_at(self, topic: str, time_: datetime) -> datetime | None:

@@ -4,7 +4,6 @@ process, so several pods report the same queue: read it with `max by (queue)`.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -12,25 +11,34 @@ from collections.abc import Sequence
 import aio_pika.abc
 from prometheus_client import Gauge
 
-from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE
+from tributary_common.amqp import HUB_RECORDER_EVENTS, HUB_RECORDER_SAMPLES
+from tributary_common.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
 QUEUE_MESSAGES = Gauge(
     "tributary_hub_recorder_queue_messages", "Messages waiting in a recorder queue (ready, per the broker)", ["queue"]
 )
-RECORDER_QUEUES = (EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE)
+RECORDER_QUEUES = (HUB_RECORDER_EVENTS.name, HUB_RECORDER_SAMPLES.name)
 
 
 class QueueDepth:
     def __init__(self, queues: Sequence[str] = RECORDER_QUEUES, *, interval_s: float = 15.0) -> None:
         self.queues = tuple(queues)
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop: Heartbeat | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
     def start(self, connection: aio_pika.abc.AbstractConnection) -> None:
-        self._task = asyncio.create_task(self._run(connection), name="recorder-queue-depth")
+        async def beat() -> None:
+            try:
+                await self.poll(connection)
+            except Exception as exc:  # noqa: BLE001 - the broker is away; the recorders report that
+                log.debug("queue depth poll failed: %s", exc)
+                self._channel = None
+
+        self._loop = Heartbeat(beat, interval_s=self.interval_s, name="recorder-queue-depth")
+        self._loop.start()
 
     async def poll(self, connection: aio_pika.abc.AbstractConnection) -> None:
         for name in self.queues:
@@ -47,20 +55,9 @@ class QueueDepth:
             result = queue.declaration_result
             QUEUE_MESSAGES.labels(name).set(result.message_count or 0)
 
-    async def _run(self, connection: aio_pika.abc.AbstractConnection) -> None:
-        while True:
-            try:
-                await self.poll(connection)
-            except Exception as exc:  # noqa: BLE001 - the broker is away; the recorders report that
-                log.debug("queue depth poll failed: %s", exc)
-                self._channel = None
-            await asyncio.sleep(self.interval_s)
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._loop is not None:
+            await self._loop.stop()
         if self._channel is not None and not self._channel.is_closed:
             with contextlib.suppress(Exception):
                 await self._channel.close()

@@ -23,18 +23,17 @@ import logging
 import time
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from opentelemetry import trace
 from prometheus_client import Histogram
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tributary_common import deadletters
-from tributary_common.exchanges import DEADLETTERS_QUEUE
+from tributary_common.amqp import DEADLETTERS, HUB_RECORDER_EVENTS, HUB_RECORDER_SAMPLES, Consumer, QueueSpec
 from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import extract_context, tracer
 
-from .amqp import EVENTS_RECORDER_QUEUE, SAMPLES_RECORDER_QUEUE, declare_topology
+from .amqp import declare_topology
 from .batch_writer import BatchWriter, Refusal, Row
 from .event_records import TopicRetention, events_to_docs
 from .recording import ToDocs, Unrecordable
@@ -52,7 +51,7 @@ class Recorder:
     def __init__(
         self,
         kind: str,
-        queue: str,
+        queue: QueueSpec,
         collection: AsyncCollection[Any],
         to_docs: ToDocs,
         *,
@@ -65,7 +64,7 @@ class Recorder:
         dead_letters: bool = True,
     ) -> None:
         self.kind = kind
-        self.queue_name = queue
+        self.queue_name = queue.name
         self.collection = collection
         self.to_docs = to_docs
         self.batch_size = batch_size
@@ -75,44 +74,34 @@ class Recorder:
         # False for the recorder of dead letters: what it cannot write is logged and dropped, not sent round again.
         self.dead_letters = dead_letters
         self.writer = BatchWriter(
-            kind, queue, collection, retry_min_s=retry_min_s, retry_max_s=retry_max_s, throttle=self.throttle
+            kind, queue.name, collection, retry_min_s=retry_min_s, retry_max_s=retry_max_s, throttle=self.throttle
         )
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        # No callback: deliveries wait in `consumer.inbox` until a batch takes them (the prefetch bounds it).
+        self.consumer = Consumer(queue, prefetch=prefetch)
+        self._inbox = self.consumer.inbox
         self._task: asyncio.Task[None] | None = None
         self._writing = False
         self._batch_done = asyncio.Event()
-        self._consumer_tag: str | None = None
-        self._channel: AbstractChannel | None = None
-        self._queue: aio_pika.abc.AbstractQueue | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self.prefetch)
-        await declare_topology(channel)
+        # The whole topology before the first delivery (every hub process declares it: see amqp.py).
+        await self.consumer.start(connection, consume=False)
+        await declare_topology(self.consumer.channel)
         if self.dead_letters:
             await self.writer.start_dead_letters(connection)
-        self._channel = channel
-        self._queue = await channel.declare_queue(self.queue_name, durable=True)
-        self._consumer_tag = await self._queue.consume(self._inbox.put)
+        await self.consumer.consume()
         self._task = asyncio.create_task(self._run(), name=f"recorder-{self.kind}")
 
     async def alive(self) -> bool:
         """The consume loop runs and the broker still delivers to our consumer (it cancels it when the queue
         is deleted, and the channel is closed while the connection is lost)."""
-        if self._task is None or self._task.done() or self._channel is None:
+        if self._task is None or self._task.done():
             return False
-        try:
-            underlay = await self._channel.get_underlay_channel()
-        except Exception:  # noqa: BLE001 - a closed channel says "not alive", whatever the client raises
-            return False
-        consumers: dict[str, Any] = getattr(underlay, "consumers", {})
-        return not underlay.is_closed and self._consumer_tag in consumers
+        return await self.consumer.alive()
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Stop consuming, write what is already here (within `drain_timeout_s`), return the rest to the queue."""
-        if self._queue is not None and self._consumer_tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
+        await self.consumer.cancel()
         deadline = time.monotonic() + drain_timeout_s
         while (self._writing or not self._inbox.empty()) and (remaining := deadline - time.monotonic()) > 0:
             self._batch_done.clear()
@@ -211,15 +200,11 @@ def make_recorders(
     )
     retention = TopicRetention(settings.recorder_topic_cache_s)
     return [
-        Recorder(
-            "events", EVENTS_RECORDER_QUEUE, events, events_to_docs(retention, settings.max_event_bytes), **common
-        ),
-        Recorder(
-            "samples", SAMPLES_RECORDER_QUEUE, samples, samples_to_docs(settings.samples_retention_days), **common
-        ),
+        Recorder("events", HUB_RECORDER_EVENTS, events, events_to_docs(retention, settings.max_event_bytes), **common),
+        Recorder("samples", HUB_RECORDER_SAMPLES, samples, samples_to_docs(settings.samples_retention_days), **common),
         Recorder(
             "deadletters",
-            DEADLETTERS_QUEUE,
+            DEADLETTERS,
             letters,
             letters_to_docs(settings.dead_letter_body_max_bytes, throttle),
             dead_letters=False,

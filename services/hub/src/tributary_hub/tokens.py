@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from tributary_common.auth import JwtVerifier, Principal
+from tributary_common.ttl_cache import TtlCache
 
 MAX_REMEMBERED = 10_000
 
@@ -13,16 +14,15 @@ MAX_REMEMBERED = 10_000
 class CachingJwtVerifier(JwtVerifier):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._verified: dict[str, tuple[float, Principal]] = {}
+        # Each entry fresh until its token's `exp` (wall-clock time, as `exp` is).
+        self._verified: TtlCache[str, Principal] = TtlCache(0, max_entries=MAX_REMEMBERED, clock=time.time)
 
     async def verify(self, token: str) -> Principal:
         hit = self._verified.get(token)
-        if hit is not None and hit[0] > time.time():
-            return hit[1]
+        if hit is not None:
+            return hit.value
         principal = await super().verify(token)  # raises for a bad token: never cached
         exp = principal.claims.get("exp")
         if isinstance(exp, int | float):
-            if len(self._verified) >= MAX_REMEMBERED:
-                self._verified.clear()
-            self._verified[token] = (float(exp), principal)
+            self._verified.put(token, principal, expires=float(exp))
         return principal

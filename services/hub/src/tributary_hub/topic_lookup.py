@@ -9,7 +9,6 @@ database answers.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 
 from tributary_common.cache import Cache
 from tributary_common.events import dataschema_for
+from tributary_common.ttl_cache import TtlCache
 
 from .documents import SchemaDoc
 from .errors import NotFound
@@ -48,7 +48,7 @@ class TopicLookup:
         self.cache = cache
         self.cache_ttl_s = cache_ttl_s
         self.local_ttl_s = local_ttl_s
-        self._local: dict[str, tuple[float, TopicRef]] = {}
+        self._local: TtlCache[str, TopicRef] = TtlCache(local_ttl_s)
         self._validators: dict[tuple[str, str, int], jsonschema_rs.Draft202012Validator] = {}
 
     async def _cache_get(self, key: str) -> bytes | None:
@@ -77,17 +77,14 @@ class TopicLookup:
         # A very short in-process memory spares the hot path a Memcached round trip per request; changes made
         # through this process are seen at once (forget), changes through another hub within local_ttl_s.
         hit = self._local.get(name)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.local_ttl_s:
-            return hit[1]
+        if hit is not None:
+            return hit.value
         ref = await self._resolve(name)
-        if len(self._local) > 10_000:
-            self._local.clear()
-        self._local[name] = (now, ref)
+        self._local.put(name, ref)
         return ref
 
     def forget(self, name: str) -> None:
-        self._local.pop(name, None)
+        self._local.forget(name)
 
     async def _resolve(self, name: str) -> TopicRef:
         raw = await self._cache_get(f"topic:{name}")

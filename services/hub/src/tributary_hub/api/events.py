@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from tributary_common.amqp import EVENTS
 from tributary_common.auth import Principal
 from tributary_common.events import BatchAccepted, PublishAccepted, publisher_of
-from tributary_common.exchanges import EVENTS
 from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, tracer
 
 from ..errors import Invalid

@@ -68,4 +68,5 @@ async def browse_source(
     if not isinstance(parsed, dict):
         raise Invalid("params must be a JSON object", [{"loc": "/query/params", "msg": "not an object"}])
     hub = hub_of(request)
-    return await browse(hub.broker, hub.settings.egress_policy(), source, path, parsed, limit)
+    rpc = hub.broker.client if hub.broker is not None else None
+    return await browse(rpc, hub.settings.egress_policy(), source, path, parsed, limit)
