@@ -20,7 +20,7 @@ from tributary_common.matcher import (
     pattern_covers,
     pattern_to_regex,
 )
-from tributary_common.names import NameError_, validate_pattern
+from tributary_common.names import InvalidName, validate_pattern
 
 SEGS = ["a", "b", "c"]
 keys_st = st.lists(st.sampled_from(SEGS), min_size=1, max_size=5).map(".".join)
@@ -219,7 +219,7 @@ def test_wildcard_cap_in_the_shared_validation(pattern: str, ok: bool) -> None:
     if ok:
         assert validate_pattern(pattern) == pattern
     else:
-        with pytest.raises(NameError_, match=f"at most {MAX_WILDCARDS} wildcards"):
+        with pytest.raises(InvalidName, match=f"at most {MAX_WILDCARDS} wildcards"):
             validate_pattern(pattern)
 
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from tributary_common.events import CloudEvent, EventIn
-from tributary_common.names import NameError_, validate_pattern, validate_subject, validate_topic, validate_unitop_name
+from tributary_common.names import InvalidName, validate_pattern, validate_subject, validate_topic, validate_unitop_name
 from tributary_common.samples import SampleBatch
 from tributary_common.sid import SID_LENGTH, compute_sid
 from tributary_common.unitops import Unitop
@@ -39,19 +39,19 @@ def test_good_topics(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "Orders", "9lives", "a.b", "a b", "x" * 64, "é"])
 def test_bad_topics_say_why(name: str) -> None:
-    with pytest.raises(NameError_, match="invalid topic name"):
+    with pytest.raises(InvalidName, match="invalid topic name"):
         validate_topic(name)
 
 
 def test_subject_and_pattern_errors_name_the_segment() -> None:
     assert validate_subject("plant1.line3") == "plant1.line3"
-    with pytest.raises(NameError_, match="segment 1 ''"):
+    with pytest.raises(InvalidName, match="segment 1 ''"):
         validate_subject("plant1..x")
-    with pytest.raises(NameError_, match="segment 0 'a\\*'"):
+    with pytest.raises(InvalidName, match="segment 0 'a\\*'"):
         validate_pattern("a*.b")
     assert validate_pattern("orders.*.#") == "orders.*.#"
     assert validate_unitop_name("Pump-101") == "Pump-101"
-    with pytest.raises(NameError_):
+    with pytest.raises(InvalidName):
         validate_unitop_name("-pump")
 
 

@@ -23,7 +23,7 @@ import jwt
 from .claims import SCOPES as CLAIM_SCOPES
 from .claims import ClaimError, ClaimMap, grants
 from .matcher import matches, pattern_covers, topic_may_match
-from .names import NameError_, validate_pattern
+from .names import InvalidName, validate_pattern
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _patterns(claims: dict[str, Any], name: str) -> list[str] | None:
         for pattern in value:
             try:
                 validate_pattern(pattern)
-            except NameError_ as exc:
+            except InvalidName as exc:
                 raise AuthError(f"invalid token: 'topics' {exc}") from exc
     return list(value)
 

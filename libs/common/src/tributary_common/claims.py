@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from .names import NameError_, validate_pattern
+from .names import InvalidName, validate_pattern
 
 SCOPES = (
     "topics:read",
@@ -56,7 +56,7 @@ def _scope(value: str) -> str:
 def _topic_pattern(value: str) -> str:
     try:
         return validate_pattern(value)
-    except NameError_ as exc:
+    except InvalidName as exc:
         raise ValueError(str(exc)) from exc
 
 

@@ -13,13 +13,13 @@ UNITOP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_ROUTING_KEY = 255
 
 
-class NameError_(ValueError):
+class InvalidName(ValueError):
     """A name, subject, pattern or routing key that breaks the rules; the message says which rule."""
 
 
 def validate_topic(name: str) -> str:
     if not TOPIC_RE.fullmatch(name):
-        raise NameError_(
+        raise InvalidName(
             f"invalid topic name {name!r}: must match ^[a-z][a-z0-9_-]{{0,62}}$ "
             "(lowercase letter first, then up to 62 of a-z 0-9 _ -)"
         )
@@ -29,35 +29,37 @@ def validate_topic(name: str) -> str:
 def validate_subject(subject: str) -> str:
     """A subject is one or more dot-separated segments of [A-Za-z0-9_-]."""
     if subject == "":
-        raise NameError_("invalid subject '': must not be empty (omit it instead)")
+        raise InvalidName("invalid subject '': must not be empty (omit it instead)")
     for i, seg in enumerate(subject.split(".")):
         if not SEGMENT_RE.fullmatch(seg):
-            raise NameError_(f"invalid subject {subject!r}: segment {i} {seg!r} must be one or more of A-Z a-z 0-9 _ -")
+            raise InvalidName(
+                f"invalid subject {subject!r}: segment {i} {seg!r} must be one or more of A-Z a-z 0-9 _ -"
+            )
     if len(subject.encode()) > MAX_ROUTING_KEY - 64:
-        raise NameError_(f"invalid subject: longer than {MAX_ROUTING_KEY - 64} bytes")
+        raise InvalidName(f"invalid subject: longer than {MAX_ROUTING_KEY - 64} bytes")
     return subject
 
 
 def validate_unitop_name(name: str) -> str:
     if not UNITOP_RE.fullmatch(name):
-        raise NameError_(f"invalid unitop name {name!r}: must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,127}}$")
+        raise InvalidName(f"invalid unitop name {name!r}: must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,127}}$")
     return name
 
 
 def validate_pattern(pattern: str) -> str:
     """An AMQP topic pattern: dot-separated segments, each `*`, `#` or [A-Za-z0-9_-]+."""
     if pattern == "":
-        raise NameError_("invalid pattern '': must not be empty (use '#' for everything)")
+        raise InvalidName("invalid pattern '': must not be empty (use '#' for everything)")
     if len(pattern.encode()) > MAX_ROUTING_KEY:
-        raise NameError_(f"invalid pattern: longer than {MAX_ROUTING_KEY} bytes")
+        raise InvalidName(f"invalid pattern: longer than {MAX_ROUTING_KEY} bytes")
     for i, seg in enumerate(pattern.split(".")):
         if seg not in ("*", "#") and not SEGMENT_RE.fullmatch(seg):
-            raise NameError_(
+            raise InvalidName(
                 f"invalid pattern {pattern!r}: segment {i} {seg!r} must be '*', '#' or one or more of A-Z a-z 0-9 _ -"
             )
     wildcards = count_wildcards(pattern)
     if wildcards > MAX_WILDCARDS:
-        raise NameError_(f"invalid pattern: {wildcards} wildcards ('*' or '#'), at most {MAX_WILDCARDS} wildcards")
+        raise InvalidName(f"invalid pattern: {wildcards} wildcards ('*' or '#'), at most {MAX_WILDCARDS} wildcards")
     return pattern
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from tributary_common.auth import SCOPES, AuthError, Principal, principal_from_claims
-from tributary_common.names import NameError_, validate_pattern
+from tributary_common.names import InvalidName, validate_pattern
 from tributary_common.timeutil import utcnow
 from tributary_common.ttl_cache import TtlCache
 
@@ -90,7 +90,7 @@ class ApiKeyService:
         for i, p in enumerate(topics or []):
             try:
                 validate_pattern(p)
-            except NameError_ as exc:
+            except InvalidName as exc:
                 problems.append({"loc": f"/topics/{i}", "msg": str(exc)})
         if problems:
             raise Invalid("the API key request is invalid", problems, code="invalid_api_key")

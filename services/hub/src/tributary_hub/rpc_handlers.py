@@ -12,7 +12,7 @@ from typing import Any
 
 from tributary_common import rpc_contracts as rc
 from tributary_common.events import CloudEvent
-from tributary_common.names import NameError_, validate_pattern
+from tributary_common.names import InvalidName, validate_pattern
 from tributary_common.rpc import RpcError, RpcServer
 from tributary_common.timeutil import format_time
 
@@ -56,7 +56,7 @@ def register_rpc(
         req = rc.EventsHistoryRequest.model_validate(params)
         try:
             validate_pattern(req.pattern)
-        except NameError_ as exc:
+        except InvalidName as exc:
             raise RpcError("invalid", str(exc)) from exc
         resumed = bool(req.cursor or req.after_id)
         query = await history.select(

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tributary_common.names import NameError_, validate_pattern, validate_unitop_name
+from tributary_common.names import InvalidName, validate_pattern, validate_unitop_name
 from tributary_common.stream_frames import SUB_ID_MAX
 from tributary_common.timeutil import parse_time
 
@@ -201,11 +201,11 @@ def _name(spec: dict[str, Any], where: str, validate: Callable[[str], object], c
 def checked_name(
     value: str, validate: Callable[[str], object], code: str, where: str = "", sub_id: str | None = None
 ) -> str:
-    """A pattern or unitop name by common's rules: their `NameError_` becomes a `FrameError`, the one error type
+    """A pattern or unitop name by common's rules: their `InvalidName` becomes a `FrameError`, the one error type
     of what clients send (its message names `where`, when given)."""
     try:
         validate(value)
-    except NameError_ as exc:
+    except InvalidName as exc:
         raise FrameError(code, f"{where}: {exc}" if where else str(exc), sub_id) from None
     return value
 

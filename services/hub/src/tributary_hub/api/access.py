@@ -5,7 +5,7 @@ schema), so a caller outside it cannot probe which topics exist."""
 from __future__ import annotations
 
 from tributary_common.auth import Forbidden, Principal
-from tributary_common.names import TOPIC_RE, NameError_, validate_pattern
+from tributary_common.names import TOPIC_RE, InvalidName, validate_pattern
 
 from ..errors import Invalid, NotFound
 from .contract import errors
@@ -42,7 +42,7 @@ def history_pattern(principal: Principal, topic: str, subject: str | None) -> st
     pattern = f"{topic}.{subject}" if subject else f"{topic}.#"
     try:
         validate_pattern(pattern)
-    except NameError_ as exc:
+    except InvalidName as exc:
         raise Invalid(str(exc), [{"loc": "/query/subject", "msg": str(exc)}], code="invalid_request") from exc
     if not principal.may_pattern(pattern):
         raise Forbidden(f"the token's topics ACL does not cover {pattern!r}")
