@@ -27,8 +27,16 @@ class ErrorKind(StrEnum):
 
 
 class HubError(Exception):
+    """A domain error. Subclasses name their kind (and a default code: the kind's value unless given):
+    `class NotFound(HubError, kind=ErrorKind.NOT_FOUND)`."""
+
     kind: ClassVar[ErrorKind] = ErrorKind.BAD_REQUEST
     code = "bad_request"
+
+    def __init_subclass__(cls, kind: ErrorKind | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if kind is not None:
+            cls.kind, cls.code = kind, code or kind.value
 
     def __init__(self, message: str, details: Details | None = None, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -38,53 +46,33 @@ class HubError(Exception):
             self.code = code
 
 
-class NotFound(HubError):
-    kind = ErrorKind.NOT_FOUND
-    code = "not_found"
+class NotFound(HubError, kind=ErrorKind.NOT_FOUND): ...
 
 
-class Conflict(HubError):
-    kind = ErrorKind.CONFLICT
-    code = "conflict"
+class Conflict(HubError, kind=ErrorKind.CONFLICT): ...
 
 
-class Invalid(HubError):
-    kind = ErrorKind.INVALID
-    code = "invalid"
+class Invalid(HubError, kind=ErrorKind.INVALID): ...
 
 
-class TooLarge(HubError):
-    kind = ErrorKind.TOO_LARGE
-    code = "too_large"
+class TooLarge(HubError, kind=ErrorKind.TOO_LARGE): ...
 
 
-class Unavailable(HubError):
-    kind = ErrorKind.UNAVAILABLE
-    code = "unavailable"
+class Unavailable(HubError, kind=ErrorKind.UNAVAILABLE): ...
 
 
-class UnsupportedMedia(HubError):
-    kind = ErrorKind.UNSUPPORTED_MEDIA
-    code = "unsupported_media_type"
+class UnsupportedMedia(HubError, kind=ErrorKind.UNSUPPORTED_MEDIA): ...
 
 
-class NotAcceptable(HubError):
-    kind = ErrorKind.NOT_ACCEPTABLE
-    code = "not_acceptable"
+class NotAcceptable(HubError, kind=ErrorKind.NOT_ACCEPTABLE): ...
 
 
-class UpstreamTimeout(HubError):
+class UpstreamTimeout(HubError, kind=ErrorKind.UPSTREAM_TIMEOUT, code="timeout"):
     """A service the hub asked on the caller's behalf (an ingest instance) did not answer in time."""
 
-    kind = ErrorKind.UPSTREAM_TIMEOUT
-    code = "timeout"
 
-
-class UpstreamFailed(HubError):
+class UpstreamFailed(HubError, kind=ErrorKind.UPSTREAM_FAILED):
     """A service the hub asked on the caller's behalf answered with an error (its code is kept)."""
-
-    kind = ErrorKind.UPSTREAM_FAILED
-    code = "upstream_failed"
 
 
 Loc = Sequence[int | str]

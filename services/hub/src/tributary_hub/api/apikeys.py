@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from tributary_common.auth import Principal
 
-from .contract import JSON_BODY, errors
+from .contract import JSON_BODY, documented, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import ApiKeyCreate, ApiKeyCreated, ApiKeyList
 
@@ -49,8 +49,7 @@ async def create_key(request: Request, principal: Principal = Depends(require("a
     "/apikeys",
     response_model=ApiKeyList,
     summary="API keys (never their secrets), with their expiry and last use",
-    responses=errors(ADMIN),
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", errors(ADMIN)),
 )
 async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> ApiKeyList:
     return ApiKeyList.model_validate({"items": await hub_of(request).apikeys.all()})
@@ -60,8 +59,7 @@ async def list_keys(request: Request, principal: Principal = Depends(require("ad
     "/apikeys/{key_id}",
     status_code=204,
     summary="Revoke an API key",
-    responses=errors(ADMIN, (404, "Unknown API key")),
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", errors(ADMIN, (404, "Unknown API key"))),
 )
 async def delete_key(key_id: str, request: Request, principal: Principal = Depends(require("admin"))) -> Response:
     hub = hub_of(request)

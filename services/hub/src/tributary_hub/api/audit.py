@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tributary_common.auth import Principal
 
-from .contract import errors
-from .deps import cursor_query, hub_of, query_time, require, scope_doc, time_query
+from .contract import documented, errors
+from .deps import cursor_query, hub_of, query_time, require, time_query
 from .models import AuditPage
 
 router = APIRouter(tags=["audit"])
@@ -22,8 +22,7 @@ NAME = {"pattern": r"^[A-Za-z0-9_.:@/|-]{1,256}$"}
     "newest first. `before`/`after` are the resource as the API showed it, secrets in unitop params masked; an API "
     "key's secret is never there. `action` is a full action (`unitop.updated`) or a kind (`unitop`). `start` "
     "inclusive, `end` exclusive. Pass `next` back as `cursor`. Requires `admin`.",
-    responses=errors((403, "Not an admin")),
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", errors((403, "Not an admin"))),
 )
 async def list_audit(
     request: Request,

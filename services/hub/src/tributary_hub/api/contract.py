@@ -71,3 +71,9 @@ def add_links(doc: dict[str, Any]) -> None:
             for name, (target, params) in links.items()
             if target in operations
         }
+
+
+def documented(scope: str, responses: Responses, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every route's decorator states besides its path and model: the error responses it can give and the
+    scope it requires (`x-required-scope`), plus any other OpenAPI extras (`extra`)."""
+    return {"responses": responses, "openapi_extra": {"x-required-scope": scope, **(extra or {})}}

@@ -20,6 +20,7 @@ from tributary_common.timeutil import format_time
 from .. import cursors
 from ..deadletters import LETTER_ID_RE, full, letter_filter, replay_message, summary
 from ..errors import Invalid
+from .contract import documented
 from .deps import cursor_query, hub_of, media_type, query_time, read_body, require, scope_doc, time_query
 
 router = APIRouter(tags=["dead letters"])
@@ -115,11 +116,7 @@ def _filters(
     "/deadletters",
     response_model=DeadLetterPage,
     summary="Dead letters, oldest first (cursor pages)",
-    description="Messages that a consumer could not use, by the time the hub recorded them, without their bodies. "
-    "Filters: `reason`, `queue`, `start` (inclusive) and `end` (exclusive) RFC 3339 times, `replayed`. Pass `next` "
-    "back as `cursor`. Requires `admin`.",
-    responses=ERRORS,
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", ERRORS),
 )
 async def list_letters(
     request: Request,
@@ -130,6 +127,9 @@ async def list_letters(
     cursor: str | None = cursor_query(2),
     principal: Principal = Depends(require("admin")),
 ) -> DeadLetterPage:
+    """Messages that a consumer could not use, by the time the hub recorded them, without their bodies.
+    Filters: `reason`, `queue`, `start` (inclusive) and `end` (exclusive) RFC 3339 times, `replayed`. Pass `next`
+    back as `cursor`. Requires `admin`."""
     hub = hub_of(request)
     t0, t1 = bound(start, "start"), bound(end, "end")
     position = cursors.decode(cursor) if cursor is not None else None  # "" is not a cursor either
@@ -148,11 +148,7 @@ async def list_letters(
     "/deadletters",
     response_model=Purged,
     summary="Purge dead letters",
-    description="Deletes every letter recorded before `before` (required, RFC 3339: a purge is always bounded; "
-    "the current time purges everything) that matches the optional `reason`, `queue` and `replayed`. Answers how "
-    "many were deleted. Requires `admin`.",
-    responses=ERRORS,
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", ERRORS),
 )
 async def purge_letters(
     request: Request,
@@ -165,6 +161,9 @@ async def purge_letters(
     ),
     principal: Principal = Depends(require("admin")),
 ) -> Purged:
+    """Deletes every letter recorded before `before` (required, RFC 3339: a purge is always bounded; the current
+    time purges everything) that matches the optional `reason`, `queue` and `replayed`. Answers how many were
+    deleted. Requires `admin`."""
     t1 = bound(before, "before")
     assert t1 is not None  # bound() refuses the empty string
     query = letter_filter(**filters, end=format_time(t1))
@@ -177,8 +176,7 @@ async def purge_letters(
     summary="One dead letter with its headers and body",
     description="The body as `body_text` when it is UTF-8, else `body_base64`; for a `truncated` letter only its "
     "first bytes (its `size` and `sha256` are the whole body's). Requires `admin`.",
-    responses={**ERRORS, **NOT_FOUND},
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", {**ERRORS, **NOT_FOUND}),
 )
 async def get_letter(
     request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))
@@ -245,8 +243,7 @@ async def replay_letter(
     "/deadletters/{letter_id:deadletter_id}",
     status_code=204,
     summary="Delete a dead letter",
-    responses={**ERRORS, **NOT_FOUND},
-    openapi_extra=scope_doc("admin"),
+    **documented("admin", {**ERRORS, **NOT_FOUND}),
 )
 async def delete_letter(
     request: Request, letter_id: LetterId, principal: Principal = Depends(require("admin"))

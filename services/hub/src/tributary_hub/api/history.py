@@ -10,6 +10,7 @@ from tributary_common.http_errors import ErrorBody
 
 from ..history import EventQuery, export_events
 from .access import ERRORS, history_pattern, see_topic
+from .contract import documented
 from .deps import cursor_query, hub_of, negotiate, query_time, require, scope_doc, streamed, time_query
 from .models import SUBJECT_MAX, SUBJECT_PATTERN, EventPage, LatestEvents
 
@@ -68,8 +69,7 @@ async def history(
     "/topics/{topic}/events:latest",
     response_model=LatestEvents,
     summary="The newest event of each subject (optionally under a subject pattern)",
-    responses=ERRORS,
-    openapi_extra=scope_doc("events:read"),
+    **documented("events:read", ERRORS),
 )
 async def latest(
     topic: str,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from tributary_common.auth import Principal
 
 from .access import ERRORS, TOPIC, own_topic, see_topic
-from .contract import JSON_BODY, errors
+from .contract import JSON_BODY, documented, errors
 from .deps import body_doc, hub_of, json_model, require, scope_doc
 from .models import (
     EXAMPLE_SCHEMA,
@@ -73,8 +73,7 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     "/topics",
     response_model=TopicList,
     summary="List topics (those the caller's ACL touches)",
-    responses=errors(),
-    openapi_extra=scope_doc("topics:read"),
+    **documented("topics:read", errors()),
 )
 async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> TopicList:
     items = await hub_of(request).topics.all()
@@ -85,8 +84,7 @@ async def list_topics(request: Request, principal: Principal = Depends(require("
     "/topics/{topic}",
     response_model=Topic,
     summary="A topic with its current schema",
-    responses=ERRORS,
-    openapi_extra=scope_doc("topics:read"),
+    **documented("topics:read", ERRORS),
 )
 async def get_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:read"))) -> Topic:
     see_topic(principal, topic)
@@ -97,8 +95,7 @@ async def get_topic(topic: str, request: Request, principal: Principal = Depends
     "/topics/{topic}",
     response_model=Topic,
     summary="Change compatibility mode, retention or description",
-    responses=errors(*TOPIC, *JSON_BODY),
-    openapi_extra={**scope_doc("topics:write"), **body_doc(TopicPatch)},
+    **documented("topics:write", errors(*TOPIC, *JSON_BODY), body_doc(TopicPatch)),
 )
 async def patch_topic(topic: str, request: Request, principal: Principal = Depends(require("topics:write"))) -> Topic:
     own_topic(principal, topic)
@@ -140,8 +137,7 @@ async def put_schema(topic: str, request: Request, principal: Principal = Depend
     "/topics/{topic}/schemas",
     response_model=SchemaVersionList,
     summary="The topic's schema versions",
-    responses=ERRORS,
-    openapi_extra=scope_doc("topics:read"),
+    **documented("topics:read", ERRORS),
 )
 async def list_schemas(
     topic: str, request: Request, principal: Principal = Depends(require("topics:read"))
@@ -154,8 +150,7 @@ async def list_schemas(
     "/topics/{topic}/schemas/{version}",
     response_model=SchemaVersionBody,
     summary="One schema version (the target of an event's `dataschema`)",
-    responses=ERRORS,
-    openapi_extra=scope_doc("topics:read"),
+    **documented("topics:read", ERRORS),
 )
 async def get_schema(
     topic: str, version: int, request: Request, principal: Principal = Depends(require("topics:read"))
@@ -170,8 +165,7 @@ async def get_schema(
     summary="Delete a topic",
     description="Refused (409 `topic_has_events`) while recorded events exist, unless `force=true`, which deletes "
     "them too.",
-    responses=errors(*TOPIC, (409, "The topic has events")),
-    openapi_extra=scope_doc("topics:write"),
+    **documented("topics:write", errors(*TOPIC, (409, "The topic has events"))),
 )
 async def delete_topic(
     topic: str,

@@ -12,7 +12,7 @@ from tributary_common.unitops import Unitop
 
 from ..errors import Invalid
 from ..unitop_samples import select_items
-from .contract import JSON_BODY, errors
+from .contract import JSON_BODY, documented, errors
 from .deps import (
     body_doc,
     cursor_query,
@@ -21,7 +21,6 @@ from .deps import (
     negotiate,
     query_time,
     require,
-    scope_doc,
     streamed,
     time_query,
 )
@@ -52,8 +51,11 @@ def may_unitop(principal: Principal, name: str) -> None:
     'Fields the source marks `x-tributary-secret` (credentials) take `{"secret": "NAME"}`, resolved by ingest from '
     "its secrets folder or environment; a literal value there is a 422 naming the field, and views and change "
     'messages show any stored literal as `"***"`.',
-    responses=errors(UNITOP[0], *JSON_BODY, (409, "Exists"), (422, "Invalid unitop or items")),
-    openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
+    **documented(
+        "unitops:write",
+        errors(UNITOP[0], *JSON_BODY, (409, "Exists"), (422, "Invalid unitop or items")),
+        body_doc(Unitop, {"pump": UNITOP_EXAMPLE}),
+    ),
 )
 async def create_unitop(request: Request, principal: Principal = Depends(require("unitops:write"))) -> UnitopView:
     hub = hub_of(request)
@@ -70,8 +72,7 @@ async def create_unitop(request: Request, principal: Principal = Depends(require
     summary="List and search unitops",
     description="`prefix` matches the start of the name; every other `meta.<key>=<value>` query parameter must equal "
     "that meta value (strings, numbers and booleans are matched by value). Pages by name; pass `next` as `cursor`.",
-    responses=errors(UNITOP[0]),
-    openapi_extra=scope_doc("unitops:read"),
+    **documented("unitops:read", errors(UNITOP[0])),
 )
 async def list_unitops(
     request: Request,
@@ -105,8 +106,7 @@ async def list_unitops(
     "/unitops/{name}",
     response_model=UnitopView,
     summary="One unitop (items with their sids)",
-    responses=ERRORS,
-    openapi_extra=scope_doc("unitops:read"),
+    **documented("unitops:read", ERRORS),
 )
 async def get_unitop(
     name: str, request: Request, principal: Principal = Depends(require("unitops:read"))
@@ -119,8 +119,7 @@ async def get_unitop(
     "/unitops/{name}",
     response_model=UnitopView,
     summary="Replace a unitop",
-    responses=errors(*UNITOP, *JSON_BODY),
-    openapi_extra={**scope_doc("unitops:write"), **body_doc(Unitop, {"pump": UNITOP_EXAMPLE})},
+    **documented("unitops:write", errors(*UNITOP, *JSON_BODY), body_doc(Unitop, {"pump": UNITOP_EXAMPLE})),
 )
 async def put_unitop(
     name: str, request: Request, principal: Principal = Depends(require("unitops:write"))
@@ -138,8 +137,7 @@ async def put_unitop(
     "/unitops/{name}",
     status_code=204,
     summary="Delete a unitop",
-    responses=ERRORS,
-    openapi_extra=scope_doc("unitops:write"),
+    **documented("unitops:write", ERRORS),
 )
 async def delete_unitop(
     name: str, request: Request, principal: Principal = Depends(require("unitops:write"))
@@ -160,8 +158,7 @@ async def delete_unitop(
     "grid time `start + k*interval_s < end`, each item's last value at or before it (null before the first). "
     "`start` inclusive, `end` exclusive. JSON by default; `text/csv`, `application/jsonl` or `application/x-ndjson` "
     "by Accept (streamed).",
-    responses=errors(*UNITOP, 406),
-    openapi_extra=scope_doc("unitops:read"),
+    **documented("unitops:read", errors(*UNITOP, 406)),
 )
 async def unitop_samples(
     name: str,
@@ -196,8 +193,7 @@ async def unitop_samples(
     "/sources",
     response_model=SourceList,
     summary="Sources with their subscription JSON Schemas and the ingest instances serving them now",
-    responses=errors(),
-    openapi_extra=scope_doc("unitops:read"),
+    **documented("unitops:read", errors()),
 )
 async def list_sources(request: Request, principal: Principal = Depends(require("unitops:read"))) -> SourceList:
     return SourceList.model_validate({"items": await hub_of(request).sources.all()})
