@@ -134,3 +134,43 @@ def imports_any(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             found.add(node.module)
     return found
+
+
+HUB_METRICS = """
+import importlib, json, pkgutil
+from prometheus_client import REGISTRY
+import tributary_hub
+from tributary_common.http_metrics import metrics_for
+for module in pkgutil.walk_packages(tributary_hub.__path__, "tributary_hub."):
+    importlib.import_module(module.name)
+metrics_for(REGISTRY)
+print(json.dumps([m.name for m in REGISTRY.collect()]))
+"""
+RUNTIME_METRICS = ("python_", "process_", "platform_")
+
+
+def test_metric_names_follow_one_rule() -> None:
+    """`tributary_<service>_<what>` for a service's own metrics, `tributary_http_<what>` for the HTTP layer all
+    services share; nothing unprefixed (dashboards and alerts select by these names). The hub registers in the
+    default registry: read in a process of its own, where no test has registered anything."""
+    import json
+    import subprocess
+    import sys
+
+    from tributary_ingest.metrics import IngestMetrics
+    from tributary_stream.metrics import StreamMetrics
+
+    hub = json.loads(subprocess.run([sys.executable, "-c", HUB_METRICS], capture_output=True, check=True).stdout)
+    names = {
+        "hub": set(hub),
+        "ingest": {m.name for m in IngestMetrics().registry.collect()},
+        "stream": {m.name for m in StreamMetrics().registry.collect()},
+    }
+    assert all(names.values()), names
+    wrong = {
+        (service, name)
+        for service, found in names.items()
+        for name in found
+        if not name.startswith((f"tributary_{service}_", "tributary_http_", *RUNTIME_METRICS))
+    }
+    assert wrong == set()
