@@ -54,7 +54,7 @@ def _pascal(method: str) -> str:
 
 
 def _rpc_request(method: str, params: type[BaseModel]) -> type[BaseModel]:
-    """`{method, params}` of one method, as `rpc.call` sends it."""
+    """`{method, params}` of one method, as `RpcClient.call` sends it."""
     const: Any = Literal[method]  # a runtime Literal: the method name as a JSON schema `const`
     return create_model(_pascal(method) + "Call", method=(const, ...), params=(params, ...))
 
