@@ -1,5 +1,5 @@
-"""RPC over aio-pika: the same wire format as the faststream transport (each side talks to the other), error
-replies, timeouts, the server's concurrency, one call at a time by default."""
+"""RPC over aio-pika: replies and error replies, timeouts, the server's concurrency, one call at a time by
+default."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractConnection
-from faststream.rabbit import RabbitBroker
 
 from tests.support import platform
 from tributary_common import rpc
@@ -76,25 +75,3 @@ async def test_server_concurrency_and_concurrent_client(connection: AbstractConn
     await serial.close()
     await client.close()
     await consumer.close()
-
-
-async def test_wire_compatible_with_the_faststream_transport(amqp_url: str, connection: AbstractConnection) -> None:
-    aio_queue = QueueSpec(platform.unique("tributary.rpc.aio"))
-    fs_queue = platform.unique("tributary.rpc.fs")
-    consumer = await serve_rpc(_server(), connection, aio_queue)
-    broker = RabbitBroker(amqp_url, logger=None)
-    _server().attach(broker, fs_queue)
-    await broker.start()
-    client = RpcClient()
-    await client.start(connection)
-    try:
-        # faststream caller -> aio-pika server, and aio-pika caller -> faststream server.
-        assert await rpc.call(broker, aio_queue.name, "echo", {"x": "a"}) == {"echo": "a"}
-        assert await client.call(fs_queue, "echo", {"x": "b"}) == {"echo": "b"}
-        with pytest.raises(rpc.RpcError) as refused:
-            await client.call(fs_queue, "refuse")
-        assert refused.value.code == "not_found"
-    finally:
-        await client.close()
-        await broker.stop()
-        await consumer.close()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import aio_pika
 
 from tests.support import platform
-from tributary_common import exchanges, rpc_contracts
+from tributary_common import rpc_contracts
 from tributary_common.amqp import topology as t
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange, control_key
 from tributary_common.events import CloudEvent, dataschema_for
 from tributary_hub import amqp as hub_amqp
-from tributary_hub import runtime as hub_runtime
+from tributary_hub import broker_wiring as hub_runtime
 
 
 def test_exchange_names_and_kinds() -> None:
@@ -21,10 +21,6 @@ def test_exchange_names_and_kinds() -> None:
         ("tributary.control", "topic", True),
         ("tributary.dead", "topic", True),
     ]
-    # The faststream view used by the RPC broker is the same exchanges.
-    assert [(x.name, x.type.value, x.durable) for x in exchanges.ALL] == [
-        (x.name, x.type.value, x.durable) for x in t.EXCHANGES
-    ]
     assert [x.name for x in t.STREAM_EXCHANGES] == ["tributary.events", "tributary.samples", "tributary.control"]
 
 
@@ -32,8 +28,8 @@ def test_queue_names_equal_the_services_literals() -> None:
     assert t.HUB_RECORDER_EVENTS.name == hub_amqp.EVENTS_RECORDER_QUEUE == "tributary.hub.recorder.events"
     assert t.HUB_RECORDER_SAMPLES.name == hub_amqp.SAMPLES_RECORDER_QUEUE == "tributary.hub.recorder.samples"
     assert t.HUB_SOURCES.name == hub_runtime.SOURCES_QUEUE == "tributary.hub.sources"
-    assert t.DEADLETTERS.name == exchanges.DEADLETTERS_QUEUE == "tributary.deadletters"
-    assert t.RPC_HUB.name == rpc_contracts.HUB_QUEUE == exchanges.RPC_HUB_QUEUE == "tributary.rpc.hub"
+    assert t.DEADLETTERS.name == "tributary.deadletters"
+    assert t.RPC_HUB.name == rpc_contracts.HUB_QUEUE == "tributary.rpc.hub"
     assert t.source_rpc_queue("csv").name == rpc_contracts.source_queue("csv") == "tributary.rpc.source.csv"
     assert t.stream_instance_queue("s-1").name == "tributary.stream.s-1"
     assert t.ingest_instance_queue("i-1").name == "tributary.ingest.i-1"
@@ -62,9 +58,9 @@ def test_queue_flags_equal_todays_declarations() -> None:
 
 
 def test_routing_keys() -> None:
-    assert t.demand_key("csv") == exchanges.demand_key("csv") == "demand.csv"
-    assert t.source_key("csv") == exchanges.source_key("csv") == "source.csv"
-    assert t.unitop_key("press-1") == exchanges.unitop_key("press-1") == "unitop.press-1"
+    assert t.demand_key("csv") == "demand.csv"
+    assert t.source_key("csv") == "source.csv"
+    assert t.unitop_key("press-1") == "unitop.press-1"
     assert t.is_unitop_key("unitop.press-1") and not t.is_unitop_key("source.unitop")
     assert t.sample_key("csv", "abc") == "csv.abc"  # ingest's `f"{source}.{sid}"`, the stream's binding
     event = CloudEvent.model_validate(
@@ -88,7 +84,7 @@ async def test_declaring_the_hub_topology_twice_and_with_todays_declarations(vho
         await t.declare(channel, *t.EXCHANGES, *t.HUB_RECORDER_TOPOLOGY, t.HUB_SOURCES)
         await t.declare(channel, *t.HUB_RECORDER_TOPOLOGY)  # idempotent
         # Today's hand-written declarations are accepted on the same queues (no PRECONDITION_FAILED).
-        for name in (hub_amqp.EVENTS_RECORDER_QUEUE, hub_amqp.SAMPLES_RECORDER_QUEUE, exchanges.DEADLETTERS_QUEUE):
+        for name in (hub_amqp.EVENTS_RECORDER_QUEUE, hub_amqp.SAMPLES_RECORDER_QUEUE, t.DEADLETTERS.name):
             await channel.declare_queue(name, durable=True)
         await hub_amqp.declare_topology(channel)
         assert not channel.is_closed

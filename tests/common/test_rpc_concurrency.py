@@ -1,6 +1,6 @@
 """RPC on the real broker: a server works on up to `concurrency` requests at once and never more, and every reply
-reaches the request it answers (correlation ids). Callers are several connections (FastStream's `request` makes
-one call at a time per connection) or raw AMQP publishes.
+reaches the request it answers (correlation ids). Callers are several `RpcClient`s (each makes one call at a time,
+on its own channel) or raw AMQP publishes.
 
 The handlers hold at a gate that opens only once `concurrency` of them run together, so "slow requests complete
 in about one handler's time, not one after the other" is checked as a structural fact: the most handlers ever
@@ -15,9 +15,10 @@ from typing import Any
 import aio_pika
 import orjson
 import pytest
-from faststream.rabbit import RabbitBroker
+from aio_pika.abc import AbstractConnection
 
-from tributary_common.rpc import RpcServer, call
+from tributary_common.amqp import QueueSpec, RpcClient, connect, serve_rpc
+from tributary_common.rpc import RpcServer
 
 QUEUE = "tributary.rpc.test"
 LIMIT = 4
@@ -50,41 +51,42 @@ CALLERS = 2 * LIMIT
 
 
 @pytest.fixture
-async def served(amqp_url: str) -> AsyncIterator[tuple[Gate, list[RabbitBroker]]]:
+async def served(amqp_url: str) -> AsyncIterator[tuple[Gate, list[RpcClient]]]:
     gate = Gate(LIMIT)
     server = RpcServer(concurrency=LIMIT)
     server.register("slow", gate.handler)
-    broker = RabbitBroker(amqp_url, logger=None)
-    server.attach(broker, QUEUE)
-    await broker.start()
-    callers = [RabbitBroker(amqp_url, logger=None) for _ in range(CALLERS)]
+    # The server and its callers on connections of their own, as between services.
+    server_connection: AbstractConnection = await connect(amqp_url, name="test-rpc-server")
+    consumer = await serve_rpc(server, server_connection, QueueSpec(QUEUE))
+    callers_connection = await connect(amqp_url, name="test-rpc-callers")
+    callers = [RpcClient() for _ in range(CALLERS)]
     for caller in callers:
-        await caller.start()
+        await caller.start(callers_connection)
     yield gate, callers
     for caller in callers:
-        await caller.stop()
-    await broker.stop()
+        await caller.close()
+    await callers_connection.close()
+    await consumer.close()
+    await server_connection.close()
 
 
-async def test_slow_calls_run_together_up_to_the_limit(served: tuple[Gate, list[RabbitBroker]]) -> None:
+async def test_slow_calls_run_together_up_to_the_limit(served: tuple[Gate, list[RpcClient]]) -> None:
     gate, callers = served
-    results = await asyncio.gather(*(call(callers[n], QUEUE, "slow", {"n": n}, timeout=15) for n in range(LIMIT)))
+    results = await asyncio.gather(*(callers[n].call(QUEUE, "slow", {"n": n}, timeout=15) for n in range(LIMIT)))
     assert gate.opened.is_set() and gate.peak == LIMIT
     assert [r["echo"] for r in results] == list(range(LIMIT))
 
 
-async def test_a_burst_over_the_limit_never_exceeds_it(served: tuple[Gate, list[RabbitBroker]]) -> None:
+async def test_a_burst_over_the_limit_never_exceeds_it(served: tuple[Gate, list[RpcClient]]) -> None:
     gate, callers = served
     n = 5 * CALLERS
-    results = await asyncio.gather(*(call(callers[i % CALLERS], QUEUE, "slow", {"n": i}, timeout=30) for i in range(n)))
+    results = await asyncio.gather(*(callers[i % CALLERS].call(QUEUE, "slow", {"n": i}, timeout=30) for i in range(n)))
     assert [r["echo"] for r in results] == list(range(n))  # each caller got the reply to its own request
     assert gate.peak == LIMIT
-    print(f"rpc: {n} requests from {CALLERS} connections, at most {gate.peak} handlers at once (limit {LIMIT})")
+    print(f"rpc: {n} requests from {CALLERS} clients, at most {gate.peak} handlers at once (limit {LIMIT})")
 
 
-async def test_the_server_bounds_requests_from_any_client(
-    served: tuple[Gate, list[RabbitBroker]], amqp_url: str
-) -> None:
+async def test_the_server_bounds_requests_from_any_client(served: tuple[Gate, list[RpcClient]], amqp_url: str) -> None:
     """Requests published straight to the queue, more than the limit, each with its own correlation id: the
     server holds to its limit and every reply carries the id of the request it answers; none stays unacked."""
     gate, _ = served

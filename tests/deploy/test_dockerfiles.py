@@ -241,7 +241,7 @@ def test_the_lock_has_hashes_agrees_with_constraints_and_covers_the_image(servic
     missing = sorted(n for n in wanted if not n.startswith("tributary-") and n not in lock)
     assert not missing, f"the {service} image needs {missing}, which its lock does not list (run lock.py)"
     # The walk found the real dependencies, extras included (uvicorn[standard], pyjwt[crypto]).
-    assert {"fastapi", "uvicorn", "pydantic", "faststream", "uvloop", "cryptography"} <= wanted
+    assert {"fastapi", "uvicorn", "pydantic", "aio-pika", "uvloop", "cryptography"} <= wanted
 
 
 def test_the_build_backend_is_locked_too() -> None:

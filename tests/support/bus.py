@@ -15,8 +15,8 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from tributary_common.amqp import CONTROL, EVENTS, SAMPLES, demand_key
 from tributary_common.control import Demand, DemandedSubscription, SourceAnnouncement
-from tributary_common.exchanges import CONTROL, EVENTS, SAMPLES, demand_key
 from tributary_common.ids import new_event_id
 from tributary_common.samples import SampleBatch
 from tributary_common.timeutil import format_time, utcnow

@@ -10,10 +10,10 @@ from pydantic import BaseModel, RootModel, create_model
 from . import deadletters as dl
 from . import rpc_contracts as rc
 from . import stream_frames as sf
+from .amqp.topology import CONTROL, DEAD, DEADLETTERS, EVENTS, RPC_HUB, SAMPLES
 from .asyncapi import Api, Channel, Message, Operation, Reply, amqp_exchange, amqp_queue
 from .control import Demand, SourceAnnouncement, UnitopChange
 from .events import CloudEvent
-from .exchanges import CONTROL, DEAD, DEADLETTERS_QUEUE, EVENTS, RPC_HUB_QUEUE, SAMPLES
 from .samples import SampleBatch
 
 VERSION = "0.1.0"
@@ -54,7 +54,7 @@ def _pascal(method: str) -> str:
 
 
 def _rpc_request(method: str, params: type[BaseModel]) -> type[BaseModel]:
-    """`{method, params}` of one method, as `rpc.call` sends it."""
+    """`{method, params}` of one method, as `RpcClient.call` sends it."""
     const: Any = Literal[method]  # a runtime Literal: the method name as a JSON schema `const`
     return create_model(_pascal(method) + "Call", method=(const, ...), params=(params, ...))
 
@@ -131,16 +131,16 @@ HUB_CHANNELS = (
     Channel(
         "dead",
         DEAD.name,
-        f"Dead letters; routing key = the queue they came from; kept in `{DEADLETTERS_QUEUE}` until recorded",
+        f"Dead letters; routing key = the queue they came from; kept in `{DEADLETTERS.name}` until recorded",
         (DEAD_LETTER,),
         amqp_exchange(DEAD.name),
     ),
     Channel(
         "rpcHub",
-        RPC_HUB_QUEUE,
+        RPC_HUB.name,
         "Requests to the hub (AMQP RPC: `reply_to` and `correlation_id` set by the caller)",
         RPC_REQUESTS,
-        amqp_queue(RPC_HUB_QUEUE, durable=False),
+        amqp_queue(RPC_HUB.name, durable=False),
     ),
     Channel("rpcHubReply", None, "The caller's reply queue (its `reply_to`)", RPC_REPLIES),
     Channel(

@@ -6,6 +6,8 @@ for expected failures; anything else becomes an `internal` error reply, never a 
 
 A server works on up to `concurrency` requests at once (its prefetch is the same number; each request is acked
 after its reply is sent), from any number of callers.
+
+This module is the transport-free part; the transport is `amqp/rpc.py` (`serve_rpc`, `RpcClient`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,6 @@ class RpcServer:
             return _error("internal", f"{req.method} failed")
         return orjson.dumps({"ok": True, "result": result}, default=_default)
 
-    def attach(self, broker: RabbitBroker, queue: str) -> None:
-        """Consume `queue` on `broker` and reply to each request (acked once its reply is out)."""
-
-        # Its own channel, so that the prefetch is this consumer's: no more requests held than can be worked on
-        # (the others stay in the queue for another instance, and expire there if the caller gave up).
-        # Take the raw message: a `body: bytes` parameter would receive the JSON already decoded (a dict).
-        @broker.subscriber(
-            RabbitQueue(queue, durable=False, auto_delete=False), channel=Channel(prefetch_count=self.concurrency)
-        )
-        async def _serve(message: RabbitMessage) -> bytes:
-            return await self.handle(message.body)
-
 
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
@@ -101,25 +89,6 @@ def _default(value: Any) -> Any:
 
 def _error(code: str, message: str) -> bytes:
     return orjson.dumps({"ok": False, "error": {"code": code, "message": message}})
-
-
-async def call(
-    broker: RabbitBroker, queue: str, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
-) -> Any:
-    """Call `method` on the service consuming `queue`; raise `RpcError` with the remote code on failure.
-
-    FastStream's `broker.request` holds a lock per connection: one call in flight per broker. (A concurrent
-    caller, replies matched by correlation id, made the R5 stream restart test see duplicated events: the
-    stream's replay has relied on this order; left for its own change.)"""
-    body = encode_request(method, params)
-    try:
-        # The expiration drops a request that no server picked up before the caller gave up.
-        msg = await broker.request(
-            body, queue=queue, timeout=timeout, expiration=timeout, content_type="application/json"
-        )
-    except TimeoutError as exc:
-        raise RpcError("timeout", f"{method} on {queue}: no reply within {timeout} s") from exc
-    return decode_reply(msg.body)
 
 
 def encode_request(method: str, params: dict[str, Any] | None = None) -> bytes:

@@ -1,4 +1,4 @@
-"""Methods the hub answers on `tributary.rpc.hub` (see `rpc.call`), with their request and reply models.
+"""Methods the hub answers on `tributary.rpc.hub` (see `amqp.RpcClient.call`), with their request and reply models.
 
 History is ordered by position `(time, id)`, oldest first; `next` is an opaque cursor for the next page
 (None on the last page). `after_id` resumes after the event with that id (its position is looked up);

@@ -1,4 +1,4 @@
-"""`tributary_common.rpc` over aio-pika, wire-compatible with the faststream `RpcServer.attach` / `rpc.call`:
+"""The transport of `tributary_common.rpc` (its wire format, the server's dispatch), over aio-pika:
 
     server = RpcServer(concurrency=16); register_rpc(server, hub)
     consumer = await serve_rpc(server, connection, RPC_HUB)       # prefetch = concurrency, ack after the reply
@@ -7,8 +7,8 @@
     await client.start(connection)                                 # direct reply-to on a channel of its own
     page = await client.call(RPC_HUB.name, "events.history", {...}, timeout=10.0)
 
-The client makes one call at a time by default, as faststream's `broker.request` did (the stream's replay has
-relied on that order); `concurrent=True` lets calls overlap, replies matched by correlation id.
+The client makes one call at a time by default (the stream's replay relies on that order); `concurrent=True`
+lets calls overlap, replies matched by correlation id.
 """
 
 from __future__ import annotations
