@@ -40,7 +40,7 @@ class QueueSpec:
     bindings: tuple[tuple[ExchangeSpec, str], ...] = ()
 
 
-# -- exchanges (SPEC.md) ---------------------------------------------------------------------------------------
+# -- exchanges --------------------------------------------------------------------------------------------------
 
 EVENTS = ExchangeSpec("tributary.events")
 SAMPLES = ExchangeSpec("tributary.samples")
