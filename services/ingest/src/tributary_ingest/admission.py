@@ -50,7 +50,7 @@ class SampleAdmission:
         self._clock = clock
         # The window's bounds, recomputed at most every BOUNDS_TTL_S (reading the clock costs more than the rest of
         # a sample's checks); a time past the cached upper bound is always judged against a fresh one. Public: the
-        # pipeline repeats `time`'s first test inline (`in_window`), saving a call per sample.
+        # pipeline repeats `time`'s first test inline (`SidPipeline.add`), saving a call per sample.
         self.lo = self.hi = datetime.min.replace(tzinfo=UTC)
         self.fresh_until = -1.0
 
