@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import platform
 from tributary_common.amqp.topology import CONTROL, SAMPLES, demand_key
+from tributary_common.canonical import canonical_sid
 from tributary_common.control import Demand, DemandedSubscription
-from tributary_common.sid import compute_sid
 from tributary_common.timeutil import utcnow
 from tributary_ingest.connectors.simulator import SimulatorSource
 from tributary_ingest.engine import Engine
@@ -39,10 +39,12 @@ BASELINE_BATCHES_PER_SID_CAP = 400
 
 def subscriptions(n: int) -> list[DemandedSubscription]:
     rate = OFFERED_SAMPLES_PER_S / n
+    schema = SimulatorSource.params_schema()
     out = []
     for i in range(n):
         params = {"signal": "sine", "seed": i, "rate_hz": rate, "period_s": 10}
-        out.append(DemandedSubscription(sid=compute_sid("simulator", params), params=params))
+        # Canonical sids, as the hub makes them (else ingest warns once per sid, 1,000 lines at the widest size).
+        out.append(DemandedSubscription(sid=canonical_sid("simulator", schema, params), params=params))
     return out
 
 

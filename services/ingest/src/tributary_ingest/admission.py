@@ -49,23 +49,24 @@ class SampleAdmission:
         self.max_skew = timedelta(seconds=max_skew_s)
         self._clock = clock
         # The window's bounds, recomputed at most every BOUNDS_TTL_S (reading the clock costs more than the rest of
-        # a sample's checks); a time past the cached upper bound is always judged against a fresh one.
-        self._lo = self._hi = datetime.min.replace(tzinfo=UTC)
-        self._bounds_until = -1.0
+        # a sample's checks); a time past the cached upper bound is always judged against a fresh one. Public: the
+        # pipeline repeats `time`'s first test inline (`SidPipeline.add`), saving a call per sample.
+        self.lo = self.hi = datetime.min.replace(tzinfo=UTC)
+        self.fresh_until = -1.0
 
     def time(self, t: Any) -> datetime | Refusal:
         """`t` in UTC, or why it is refused. Naive means UTC."""
-        if type(t) is datetime and t.tzinfo is UTC and self._lo <= t <= self._hi and _monotonic() < self._bounds_until:
-            return t  # the common case, checked without calls
+        if type(t) is datetime and t.tzinfo is UTC and self.lo <= t <= self.hi and _monotonic() < self.fresh_until:
+            return t  # the common case, checked without calls (and repeated inline by the pipeline)
         if not isinstance(t, datetime):
             return Refusal("bad_time", f"time is a {type(t).__name__}, not a datetime")
         return self._in_window(t)
 
     def _bounds(self, fresh: bool) -> None:
         mono = _monotonic()
-        if fresh or mono >= self._bounds_until:
+        if fresh or mono >= self.fresh_until:
             now = self._clock()
-            self._lo, self._hi, self._bounds_until = now - self.max_age, now + self.max_skew, mono + BOUNDS_TTL_S
+            self.lo, self.hi, self.fresh_until = now - self.max_age, now + self.max_skew, mono + BOUNDS_TTL_S
 
     def _in_window(self, t: datetime) -> datetime | Refusal:
         try:
@@ -73,11 +74,11 @@ class SampleAdmission:
                 t = t.replace(tzinfo=UTC)
             self._bounds(fresh=False)
             # Compared before any conversion: converting a time near year 1 or 9999 to UTC can overflow.
-            if t > self._hi:
+            if t > self.hi:
                 self._bounds(fresh=True)
-                if t > self._hi:
+                if t > self.hi:
                     return Refusal("too_far_ahead", f"time {_show(t)} is more than {self.max_skew} ahead of now")
-            if t < self._lo:
+            if t < self.lo:
                 return Refusal("too_old", f"time {_show(t)} is more than {self.max_age} before now")
             return t if t.tzinfo is UTC else t.astimezone(UTC)
         except Exception as exc:  # noqa: BLE001 - a tzinfo whose utcoffset() fails or returns nonsense

@@ -26,14 +26,18 @@ def _utc_text(t: datetime) -> str:
 
 
 def encode_batch(source: str, sid: str, rows: list[Row]) -> bytes:
-    """The `SampleBatch` JSON body (`q` only when set), built without a model per sample for speed."""
+    """The `SampleBatch` JSON body (`q` only when set), built without a model per sample for speed.
+
+    A plain UTC datetime with a fraction of a second goes to orjson as it is: its `OPT_UTC_Z` text is then exactly
+    `_utc_text`'s, formatted in C. orjson leaves out a zero fraction, so whole seconds (and anything that is not a
+    plain UTC datetime) are formatted here, keeping the six digits every body has.
+    """
     samples: list[dict[str, Any]] = []
+    append = samples.append
     for t, v, q in rows:
-        s: dict[str, Any] = {"t": _utc_text(t), "v": v}
-        if q is not None:
-            s["q"] = q
-        samples.append(s)
-    return orjson.dumps({"sid": sid, "source": source, "samples": samples})
+        ts: datetime | str = t if t.microsecond and type(t) is datetime and t.tzinfo is UTC else _utc_text(t)
+        append({"t": ts, "v": v} if q is None else {"t": ts, "v": v, "q": q})
+    return orjson.dumps({"sid": sid, "source": source, "samples": samples}, option=orjson.OPT_UTC_Z)
 
 
 def outgoing(

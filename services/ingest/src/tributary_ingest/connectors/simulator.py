@@ -51,6 +51,7 @@ class SimulatorSource(Connector[SimulatorParams]):
         interval_us = max(1, round(1_000_000 / params.rate_hz))
         k = time.time_ns() // 1000 // interval_us + 1  # the next grid point
         emit = self.sink.emit
+        step = timedelta(microseconds=interval_us)
         while True:
             now_us = time.time_ns() // 1000
             due = now_us // interval_us
@@ -61,8 +62,10 @@ class SimulatorSource(Connector[SimulatorParams]):
                 k = due - int(MAX_LAG_S * 1e6 / interval_us)
             await self.sink.room(sid)  # never outrun the broker: a simulation can always wait
             end = min(due, k + MAX_BURST - 1)
+            # One datetime addition per sample (exact: whole microseconds), not a timedelta built for each.
+            t = EPOCH + timedelta(microseconds=k * interval_us)
             for i in range(k, end + 1):
-                t_us = i * interval_us
-                emit(sid, EPOCH + timedelta(microseconds=t_us), value(i, t_us / 1e6))
+                emit(sid, t, value(i, i * interval_us / 1e6))
+                t += step
             k = end + 1
             await asyncio.sleep(0)
