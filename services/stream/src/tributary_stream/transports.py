@@ -4,22 +4,71 @@
   (bounded by its high-water mark), and a peer that has not completed the closing handshake within uvicorn's
   close timeout is aborted, not merely closed (a plain close waits for the buffer to drain, i.e. forever).
 - HTTP: each request's scope carries `ABORT_EXTENSION`, with which the SSE route drops a stuck connection.
+- Websockets carry `SEND_NOW_EXTENSION`: a text frame written at once, without a task switch or an ASGI message
+  (fan-out writes one frame to many sockets in a row). Paths in `direct` skip the application's middleware and
+  routing (none of which act on websockets), which an idle connection would otherwise keep a frame of each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, cast
 
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
 
 ABORT_EXTENSION = "tributary.abort"
+SEND_NOW_EXTENSION = "tributary.send_now"
+
+# The last text written and its wire form: a broadcast frames one message once for all uncompressed sockets.
+_last_text: list[Any] = [None, b""]
+
+
+def _wire(text: str) -> bytes:
+    if _last_text[0] is not text:
+        _last_text[0] = text
+        _last_text[1] = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    return cast(bytes, _last_text[1])
 
 
 class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
+    direct: ClassVar[Mapping[str, ASGIApp]] = {}
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code != 101:
+            return
+        # The scope holds a copy of the headers; the parsed request is not needed any more.
+        del self.request
+        self.scope["extensions"][SEND_NOW_EXTENSION] = {"send": self.send_now}  # type: ignore[index]
+        app = self.direct.get(self.scope["path"])
+        if app is not None:
+            self.app = app  # run_asgi has not started yet
+
+    def send_now(self, text: str) -> bool:
+        """Write a text frame now; False when it cannot go at once (paused transport, closing, not accepted)."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or self.transport.is_closing()
+            or self.conn.state is not OPEN
+        ):
+            return False
+        if self.conn.extensions or self.conn.writes:  # compressed (per socket), or behind pending output
+            self.conn.send_text(text.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        else:
+            self.transport.write(_wire(text))
+        return True
+
     async def send(self, message: ASGISendEvent) -> None:
         closing = (
             message["type"] == "websocket.close"
@@ -37,6 +86,18 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+def direct_websockets(routes: Mapping[str, ASGIApp]) -> type[StreamWebSocketProtocol]:
+    """StreamWebSocketProtocol serving `routes` (path -> ASGI app) past the application."""
+    return type("DirectWebSocketProtocol", (StreamWebSocketProtocol,), {"direct": dict(routes)})
+
+
+def send_now_handle(scope: Scope) -> Callable[[str], bool] | None:
+    """The websocket's immediate text send, when the server provides one (not under other servers)."""
+    handle = (scope.get("extensions") or {}).get(SEND_NOW_EXTENSION) or {}
+    send = handle.get("send")
+    return cast(Callable[[str], bool], send) if callable(send) else None
 
 
 class StreamHttpProtocol(HttpToolsProtocol):
