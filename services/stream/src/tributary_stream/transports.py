@@ -20,7 +20,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN
+from websockets.protocol import OPEN, Protocol
+from websockets.streams import StreamReader
+
+from .waiters import Flag, Inbox
 
 ABORT_EXTENSION = "tributary.abort"
 SEND_NOW_EXTENSION = "tributary.send_now"
@@ -39,12 +42,22 @@ def _wire(text: str) -> bytes:
 class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
     direct: ClassVar[Mapping[str, ASGIApp]] = {}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code != 101:
             return
-        # The scope holds a copy of the headers; the parsed request is not needed any more.
+        # The scope holds a copy of the headers; the parsed request is not needed any more. The handshake's
+        # parser keeps it in a local for the connection's life: at a frame boundary, a fresh frame parser.
         del self.request
+        if _at_frame_boundary(self.conn.parser):
+            self.conn.parser = Protocol.parse(self.conn)
+            next(self.conn.parser)
         self.scope["extensions"][SEND_NOW_EXTENSION] = {"send": self.send_now}  # type: ignore[index]
         app = self.direct.get(self.scope["path"])
         if app is not None:
@@ -86,6 +99,13 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+def _at_frame_boundary(parser: Any) -> bool:
+    """Whether websockets' parser waits for the next frame (nothing of one consumed yet)."""
+    while getattr(parser, "gi_yieldfrom", None) is not None:
+        parser = parser.gi_yieldfrom
+    return getattr(parser, "gi_code", None) is StreamReader.at_eof.__code__
 
 
 def direct_websockets(routes: Mapping[str, ASGIApp]) -> type[StreamWebSocketProtocol]:
