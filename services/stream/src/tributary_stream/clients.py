@@ -55,6 +55,32 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 
 class Client:
+    # Thousands of idle connections: no per-instance dict.
+    __slots__ = (
+        "principal",
+        "encoder",
+        "metrics",
+        "max_queue",
+        "max_bytes",
+        "data_bytes",
+        "slow_timeout_s",
+        "subs",
+        "queue",
+        "queued_bytes",
+        "reply_bytes",
+        "lagging",
+        "closed",
+        "kill_code",
+        "_abort",
+        "on_abort",
+        "sink",
+        "_held",
+        "_sent",
+        "_wake",
+        "_room",
+        "_full_since",
+    )
+
     def __init__(
         self,
         principal: Principal,

@@ -92,6 +92,8 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         if not closing:
             await super().send(message)
+            if message["type"] == "websocket.accept":
+                self.__dict__.pop("response", None)  # sent: its headers are not needed any more
             return
         # The app stopped sending data; the close frame may go behind the bounded buffer even while paused.
         self.writable.set()
