@@ -130,11 +130,11 @@ async def main(n: int) -> None:
         "TRIBUTARY_MAX_CONNECTIONS_PER_PRINCIPAL": str(n + 100),
     }
     cmd = [sys.executable, "-m", "tributary_stream", "serve"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not platform.port_open(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError("the stream did not start")
             await asyncio.sleep(0.1)
         token = mint_token(SECRET, scopes=["events:read"])
@@ -154,8 +154,8 @@ async def main(n: int) -> None:
     finally:
         proc.terminate()
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
             proc.kill()
         platform.delete_vhost(vhost)
 
