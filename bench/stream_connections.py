@@ -29,17 +29,36 @@ SECRET = "bench-secret-0123456789abcdef-0123456789"
 BATCH = 250  # handshakes in flight at once (below uvicorn's listen backlog)
 
 
-def masked_text(text: str) -> bytes:
-    """A client text frame (masked, as the protocol requires of clients)."""
-    payload = text.encode()
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame (masked, as the protocol requires of clients)."""
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The complete server frames (opcode, payload) at the start of `buffer`, and what is left of it."""
+    out: list[tuple[int, bytes]] = []
+    while len(buffer) >= 2:
+        n, head = buffer[1] & 0x7F, 2
+        if n == 126:
+            if len(buffer) < 4:
+                break
+            n, head = int.from_bytes(buffer[2:4], "big"), 4
+        elif n == 127:
+            if len(buffer) < 10:
+                break
+            n, head = int.from_bytes(buffer[2:10], "big"), 10
+        if len(buffer) < head + n:
+            break
+        out.append((buffer[0] & 0x0F, buffer[head : head + n]))
+        buffer = buffer[head + n :]
+    return out, buffer
+
+
 class IdleClient(asyncio.Protocol):
-    """Handshake, one subscribe frame, then wait for `subscribed` and stay idle (reading and dropping frames)."""
+    """Handshake, one subscribe frame, then wait for `subscribed` and stay idle (answering pings)."""
 
     def __init__(self, host: str, port: int, token: str, ready: asyncio.Future[bool]) -> None:
         self.request = (
@@ -58,25 +77,27 @@ class IdleClient(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        if self.ready.done():
-            return
+        assert self.transport is not None
         self.buffer += data
         if not self.upgraded:
             head, sep, rest = self.buffer.partition(b"\r\n\r\n")
             if not sep:
                 return
             if not head.startswith(b"HTTP/1.1 101"):
-                self.ready.set_result(False)
+                if not self.ready.done():
+                    self.ready.set_result(False)
                 return
             self.upgraded, self.buffer = True, rest
             frame = {"op": "subscribe", "id": "s", "events": {"pattern": "idle.#"}}
-            assert self.transport is not None
-            self.transport.write(masked_text(orjson.dumps(frame).decode()))
-        if b'"subscribed"' in self.buffer:
-            self.ready.set_result(True)
-            self.buffer = b""
-        elif b'"error"' in self.buffer:
-            self.ready.set_result(False)
+            self.transport.write(masked(0x1, orjson.dumps(frame)))
+        received, self.buffer = frames(self.buffer)
+        for opcode, payload in received:
+            if opcode == 0x9:  # the server's keep-alive ping: an idle client still answers it
+                self.transport.write(masked(0xA, payload))
+            elif opcode == 0x1 and not self.ready.done():
+                kind = orjson.loads(payload).get("type")
+                if kind in ("subscribed", "error"):
+                    self.ready.set_result(kind == "subscribed")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
@@ -114,7 +135,7 @@ async def hold(port: int, token: str, n: int) -> tuple[int, list[asyncio.Transpo
     return held, transports
 
 
-async def main(n: int) -> None:
+async def main(n: int, hold_s: float) -> None:
     platform.require_services()
     vhost = platform.unique("bench-conns")
     amqp = platform.create_vhost(vhost)
@@ -143,10 +164,11 @@ async def main(n: int) -> None:
         t0 = time.monotonic()
         held, transports = await hold(port, token, n)
         took = time.monotonic() - t0
-        await asyncio.sleep(2.0)
+        # Past the server's keep-alive ping and its timeout (20 s + 20 s): held means answered, not just open.
+        await asyncio.sleep(hold_s)
         after = rss_kib(proc.pid)
         alive = sum(1 for t in transports if not t.is_closing())
-        print(f"connections: {held}/{n} subscribed in {took:.0f} s, {alive} still open after 2 s")
+        print(f"connections: {held}/{n} subscribed in {took:.0f} s, {alive} still open {hold_s:.0f} s later")
         print(f"stream RSS: {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with them")
         print(f"memory per idle connection: {(after - before) / max(held, 1):.1f} KiB")
         for t in transports:
@@ -163,4 +185,6 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=15000)
-    asyncio.run(main(parser.parse_args().connections))
+    parser.add_argument("--hold", type=float, default=45.0, help="seconds to hold them once all are subscribed")
+    args = parser.parse_args()
+    asyncio.run(main(args.connections, args.hold))
