@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, cast
 
@@ -39,6 +41,19 @@ def _wire(text: str) -> bytes:
     return cast(bytes, _last_text[1])
 
 
+# Sockets with frames written by `send_now` in this turn of the loop: flushed together on the next turn, one
+# system call per socket for all the messages fanned out meanwhile (the cost of a fan-out is its send calls).
+_unflushed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[StreamWebSocketProtocol]]
+_unflushed = weakref.WeakKeyDictionary()
+# Frames held for a socket beyond this are written at once (asyncio's write high-water mark is 64 KiB).
+FLUSH_BYTES = 32 * 1024
+
+
+def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
+    for protocol in _unflushed.pop(loop, ()):
+        protocol.flush()
+
+
 class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
     direct: ClassVar[Mapping[str, ASGIApp]] = {}
 
@@ -47,6 +62,8 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
+        self.unflushed: list[bytes] | None = None
+        self.unflushed_bytes = 0
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -76,13 +93,36 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         if self.conn.extensions or self.conn.writes:  # compressed (per socket), or behind pending output
+            self.flush()
             self.conn.send_text(text.encode())
             self.transport.write(b"".join(self.conn.data_to_send()))
+        elif self.unflushed is not None:
+            self.unflushed.append(_wire(text))
+            self.unflushed_bytes += len(self.unflushed[-1])
+            if self.unflushed_bytes >= FLUSH_BYTES:
+                self.flush()  # the transport sees it now: past its high-water mark it pauses us
         else:
-            self.transport.write(_wire(text))
+            self.unflushed = [_wire(text)]
+            self.unflushed_bytes = len(self.unflushed[0])
+            waiting = _unflushed.get(self.loop)
+            if waiting is None:
+                waiting = _unflushed[self.loop] = []
+                self.loop.call_soon(_flush_all, self.loop)
+            waiting.append(self)
         return True
 
+    def flush(self) -> None:
+        """Write the frames `send_now` took (before anything else is written to the socket)."""
+        frames, self.unflushed = self.unflushed, None
+        if frames and not self.transport.is_closing():
+            self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def shutdown(self) -> None:
+        self.flush()
+        super().shutdown()
+
     async def send(self, message: ASGISendEvent) -> None:
+        self.flush()
         closing = (
             message["type"] == "websocket.close"
             and self.handshake_complete
