@@ -22,10 +22,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.stream_fanout import SECRET, rss_kib, stop  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 
-SECRET = "bench-secret-0123456789abcdef-0123456789"
 BATCH = 250  # handshakes in flight at once (below uvicorn's listen backlog)
 
 
@@ -104,13 +104,6 @@ class IdleClient(asyncio.Protocol):
             self.ready.set_result(False)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def hold(port: int, token: str, n: int) -> tuple[int, list[asyncio.Transport]]:
     loop = asyncio.get_running_loop()
     transports: list[asyncio.Transport] = []
@@ -174,11 +167,7 @@ async def main(n: int, hold_s: float) -> None:
         for t in transports:
             t.close()
     finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
+        await stop(proc)
         platform.delete_vhost(vhost)
 
 
