@@ -246,12 +246,16 @@ async def run_server(
                 await asyncio.sleep(2.0)  # let the server finish closing the last scenario's sockets
         await connection.close()
     finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
+        await stop(proc)
     return results
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 20)
+    except TimeoutError:
+        proc.kill()
 
 
 async def main() -> None:

@@ -15,7 +15,8 @@ from tributary_common.telemetry import setup_tracing, shutdown_tracing
 from .app import create_app
 from .service import StreamService
 from .settings import StreamSettings
-from .transports import StreamHttpProtocol, StreamWebSocketProtocol
+from .transports import StreamHttpProtocol, StreamWebSocketProtocol, direct_websockets
+from .ws import direct_endpoint
 
 log = logging.getLogger("tributary_stream")
 
@@ -31,7 +32,8 @@ def build_server(settings: StreamSettings, *, tracing: bool = False) -> Server:
         graceful_s=5,
         # uvicorn's httptools and websockets-sansio protocols, able to drop peers that stop reading (transports.py).
         http=StreamHttpProtocol,
-        ws=StreamWebSocketProtocol,
+        # With tracing, through the application: FastAPI's own spans cover the websocket too.
+        ws=StreamWebSocketProtocol if tracing else direct_websockets({"/ws": direct_endpoint(app)}),
         ws_max_size=settings.ws_max_bytes,
         ws_per_message_deflate=settings.ws_per_message_deflate,
     )

@@ -49,7 +49,38 @@ def frame_cost(frame: str) -> int:
     return (len(frame) if frame.isascii() else len(frame.encode())) + FRAME_OVERHEAD
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class Client:
+    # Thousands of idle connections: no per-instance dict.
+    __slots__ = (
+        "_abort",
+        "_full_since",
+        "_held",
+        "_room",
+        "_sent",
+        "_wake",
+        "closed",
+        "data_bytes",
+        "encoder",
+        "kill_code",
+        "lagging",
+        "max_bytes",
+        "max_queue",
+        "metrics",
+        "on_abort",
+        "principal",
+        "queue",
+        "queued_bytes",
+        "reply_bytes",
+        "sink",
+        "slow_timeout_s",
+        "subs",
+    )
+
     def __init__(
         self,
         principal: Principal,
@@ -79,9 +110,14 @@ class Client:
         self._abort = False
         # Called on `kill`: the endpoint stops its writer at once (it may be stuck in a send that never ends).
         self.on_abort: Callable[[], object] | None = None
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        # Writes a frame at once if the transport takes it now (websockets under our server): a frame that finds
+        # the queue empty and no frame in the writer's hands skips the queue and the writer's task switch.
+        self.sink: Callable[[str], bool] | None = None
+        self._held = False  # the writer has taken a frame and not asked for the next one yet
+        self._sent = metrics.messages_out.labels(encoder.transport)
+        # Futures made only while someone waits (an idle connection keeps no event objects).
+        self._wake: asyncio.Future[None] | None = None  # the writer, for a frame
+        self._room: asyncio.Future[None] | None = None  # history replay, for room in the queue
         self._full_since: float | None = None
 
     # ---- producers ----------------------------------------------------------------------------------------
@@ -92,11 +128,14 @@ class Client:
         return len(self.queue) < self.max_queue and self.queued_bytes + cost <= self.data_bytes
 
     def _append(self, frame: str, cost: int, reply: bool) -> None:
+        if not self.queue and not self._held and self.sink is not None and self.sink(frame):
+            self._sent.inc()
+            return
         self.queue.append((frame, cost, reply))
         self.queued_bytes += cost
         if reply:
             self.reply_bytes += cost
-        self._wake.set()
+        _wake(self._wake)
 
     def offer(self, frame: str, sub: SubscriptionView) -> bool:
         """Queue a live frame for `sub` unless the client is behind; False when it was not queued."""
@@ -105,7 +144,6 @@ class Client:
         cost = frame_cost(frame)
         if not self._data_fits(cost):
             self.lagging[sub.id] = sub
-            self._room.clear()
             now = time.monotonic()
             if self._full_since is None:
                 self._full_since = now
@@ -142,8 +180,9 @@ class Client:
         """Queue a history frame, waiting for room: replay follows the client's pace."""
         cost = frame_cost(frame)
         while not self.closed and not self._data_fits(cost):
-            self._room.clear()
-            await self._room.wait()
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)  # several replays may wait on it; one cancelled spares the others
         if not self.closed:
             self._append(frame, cost, reply=False)
 
@@ -163,16 +202,20 @@ class Client:
 
     async def next_frame(self, timeout: float | None = None) -> str | None:
         """The next frame to write (None on timeout or when the client is closed)."""
+        self._held = False
         if self._abort:
             return None
         while not self.queue:
             if self.closed:
                 return None
-            self._wake.clear()
+            self._wake = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake, timeout)
             except TimeoutError:
                 return None
+            finally:
+                self._wake = None
+        self._held = True
         frame, cost, reply = self.queue.popleft()
         self.queued_bytes -= cost
         if reply:
@@ -183,8 +226,8 @@ class Client:
                 lagging, self.lagging = self.lagging, {}
                 for sub in lagging.values():
                     sub.gap("slow_client")
-            self._room.set()
-        self.metrics.messages_out.labels(self.encoder.transport).inc()
+            _wake(self._room)
+        self._sent.inc()
         return frame
 
     def _drop_queue(self) -> None:
@@ -204,8 +247,8 @@ class Client:
         if self.kill_code is None:
             self.kill_code = code
         self.closed = True
-        self._wake.set()
-        self._room.set()
+        _wake(self._wake)
+        _wake(self._room)
 
     def close_soon(self, code: int) -> None:
         """`finish`, and `kill` if the client has not gone after a grace (its writer may be stuck)."""

@@ -50,6 +50,10 @@ class SubscriptionView(Protocol):
     def gap(self, reason: str, extra: dict[str, Any] | None = None) -> None: ...
 
 
+# Frames of one event remembered at most (distinct subscription ids of the clients it reaches).
+MEMO_MAX = 64
+
+
 class Encoder(Protocol):
     """Turns deliveries into the transport's frames (websocket JSON text or SSE records)."""
 
@@ -63,10 +67,25 @@ class Encoder(Protocol):
 
 
 class WsEncoder:
+    """One may serve every websocket: it remembers the last event's frames by subscription id, so that a message
+    fanned out to many subscriptions with the same id is framed once (and written as one object)."""
+
     transport = "ws"
 
+    def __init__(self) -> None:
+        self._envelope: str | None = None
+        self._frames: dict[str, str] = {}
+
     def event(self, sub: SubscriptionView, envelope_json: str, event_id: str) -> str:
-        return event_frame(sub.id_json, envelope_json)
+        # By identity: the dispatcher decodes each message into one string, kept alive here while it is the last.
+        if envelope_json is not self._envelope:
+            self._envelope, self._frames = envelope_json, {}
+        frame = self._frames.get(sub.id_json)
+        if frame is None:
+            if len(self._frames) >= MEMO_MAX:
+                self._frames.clear()
+            frame = self._frames[sub.id_json] = event_frame(sub.id_json, envelope_json)
+        return frame
 
     def samples(self, sub: SubscriptionView, body_json: str) -> str:
         return samples_frame(sub.id_json, body_json)

@@ -30,6 +30,7 @@ class ClientSubscription(Generic[Buffered]):
     """One subscription of one connected client (not a source's subscription, nor the client library's)."""
 
     kind = "base"
+    __slots__ = ("buffer", "buffer_max", "buffer_overflow", "client", "id", "id_json", "pending_gap", "state")
 
     def __init__(self, client: Client, sub_id: str, buffer_max: int) -> None:
         self.client = client
@@ -79,6 +80,7 @@ class ClientSubscription(Generic[Buffered]):
 
 class EventsSubscription(ClientSubscription[BufferedEvent]):
     kind = "events"
+    __slots__ = ("last_id", "last_time", "pattern")
 
     def __init__(self, client: Client, sub_id: str, pattern: str, buffer_max: int) -> None:
         super().__init__(client, sub_id, buffer_max)
@@ -111,6 +113,7 @@ class EventsSubscription(ClientSubscription[BufferedEvent]):
 
 class UnitopSubscription(ClientSubscription[BufferedSamples]):
     kind = "unitop"
+    __slots__ = ("item_sids", "last_t", "name", "sid_items", "wanted")
 
     def __init__(self, client: Client, sub_id: str, name: str, wanted: tuple[str, ...] | None, buffer_max: int) -> None:
         super().__init__(client, sub_id, buffer_max)

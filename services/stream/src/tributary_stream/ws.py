@@ -13,7 +13,8 @@ import contextlib
 import logging
 from typing import cast
 
-from fastapi import Request, WebSocket
+from fastapi import FastAPI, Request, WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tributary_common.auth import AuthError, AuthUnavailable
 from tributary_common.close_codes import NORMAL, POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
@@ -25,11 +26,14 @@ from .clients import Client
 from .frames import WsEncoder
 from .limits import FrameRate, Refused, Verdict
 from .service import StreamService
+from .transports import send_now_handle
 
 log = logging.getLogger(__name__)
 
 # How long a closing connection (rate limit) may take to send its last frames and the close frame.
 CLOSING_GRACE_S = 5.0
+# One encoder for every websocket: an event's frame is built once for all subscriptions with the same id.
+ENCODER = WsEncoder()
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -45,13 +49,25 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     try:
         await websocket.accept()
-        client = open_client(service, principal, api_key, WsEncoder())
+        client = open_client(service, principal, api_key, ENCODER)
+        client.sink = send_now_handle(websocket.scope)
         try:
             await _serve(websocket, client, service)
         finally:
             service.close_client(client)
     finally:
         ticket.release()
+
+
+def direct_endpoint(app: FastAPI) -> ASGIApp:
+    """`/ws` as an ASGI app of its own, for a server that routes it past `app`'s middleware and router (none of
+    them acts on a websocket; each would keep a coroutine frame per idle connection)."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app  # what Starlette sets: the endpoint finds the service in app.state
+        await websocket_endpoint(WebSocket(scope, receive, send))
+
+    return endpoint
 
 
 def _refusal(exc: Exception) -> tuple[str, str, int, bool]:
