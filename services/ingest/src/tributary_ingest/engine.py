@@ -92,7 +92,15 @@ class Engine:
         )
         for name, cls in self.connectors.items():
             leases = Leases(self.lease_io.cache, name, self.settings.instance_id, self.settings.lease_ttl_s)
-            served = ServedSource(name, cls, self.settings, leases, self.lease_io, samples, self.metrics)
+            served = ServedSource(
+                name,
+                cls,
+                settings=self.settings,
+                leases=leases,
+                lease_io=self.lease_io,
+                publisher=samples,
+                metrics=self.metrics,
+            )
             try:
                 await served.start()
             except Exception:  # one broken connector must not keep the others down

@@ -41,6 +41,7 @@ class ServedSource:
         self,
         name: str,
         connector_cls: type[Connector[Any]],
+        *,
         settings: IngestSettings,
         leases: Leases,
         lease_io: LeaseThread,
@@ -48,11 +49,11 @@ class ServedSource:
         metrics: IngestMetrics,
     ) -> None:
         self.name = name
+        self.capacity = int(settings.capacity.get(name, connector_cls.capacity))
         self.settings = settings
         self.leases = leases
         self.lease_io = lease_io
         self.metrics = metrics
-        self.capacity = int(settings.capacity.get(name, connector_cls.capacity))
         self.wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self.secrets = SecretStore(settings.secrets_dir)

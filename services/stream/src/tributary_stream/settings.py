@@ -11,7 +11,7 @@ class StreamSettings(CommonSettings):
     service_name: str = "tributary-stream"
     http_port: int = 8001
 
-    # Limits (SPEC "Cross-cutting": subscriptions per socket, frame size).
+    # Limits: subscriptions per socket, frame size.
     max_connections: int = Field(default=10_000, ge=1)
     # Open websockets and SSE streams of one principal (a token's subject, an API key), beside max_connections.
     max_connections_per_principal: int = Field(default=100, ge=1)
