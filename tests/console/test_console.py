@@ -191,6 +191,8 @@ def test_console_in_a_browser(stack: Stack) -> None:
         expect(page.locator("#publish-form")).to_be_hidden()
         browser.close()
 
+    # The live tail's websockets carried the credential as a subprotocol, never in their URL.
+    assert sockets and all(stack.token not in ws.url and "access_token" not in ws.url for ws in sockets)
     # Chromium logs every non-2xx response as a console error: the one 422 this test provoked is the only one
     # allowed, matched by its URL; any other error (a script error, a failed asset, a 4xx/5xx) fails the test.
     provoked = f"console: Failed to load resource: the server responded with a status of 422 (Unprocessable Entity) @ {stack.hub_url}/topics/{TOPIC}/events"

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from tests.stream.support import (
     SECRET,
@@ -60,6 +61,31 @@ async def test_access_token_query_parameter_for_browsers(stream):
     async with websockets.connect(stream.ws_url(token()), open_timeout=10) as ws:
         await send(ws, {"op": "ping", "id": "q"})
         assert await recv(ws) == {"type": "pong", "id": "q"}
+
+
+async def test_browser_credential_as_a_subprotocol_never_in_the_url(stream):
+    """What the console does: `new WebSocket(url, ["tributary", "bearer." + token])`; the server selects
+    `tributary` and never echoes the credential."""
+    async with websockets.connect(
+        stream.ws_url(),
+        subprotocols=[Subprotocol("tributary"), Subprotocol(f"bearer.{token()}")],
+        open_timeout=10,
+    ) as ws:
+        assert ws.subprotocol == "tributary"
+        await send(ws, {"op": "ping", "id": "p"})
+        assert await recv(ws) == {"type": "pong", "id": "p"}
+
+
+async def test_a_bad_subprotocol_credential_is_refused_in_a_handshake_browsers_accept(stream):
+    ws = await websockets.connect(
+        stream.ws_url(),
+        subprotocols=[Subprotocol("tributary"), Subprotocol("bearer.not.a.jwt")],
+        open_timeout=10,
+    )
+    assert ws.subprotocol == "tributary"  # else a browser fails the handshake and never sees why
+    frame = await recv(ws)
+    await ws.wait_closed()
+    assert frame["code"] == "unauthorized" and ws.close_code == 1008
 
 
 async def test_scopes_and_patterns_are_enforced_per_subscription(stream, publisher):

@@ -34,21 +34,35 @@ log = logging.getLogger(__name__)
 CLOSING_GRACE_S = 5.0
 # One encoder for every websocket: an event's frame is built once for all subscriptions with the same id.
 ENCODER = WsEncoder()
+# Browsers cannot set headers on a websocket. Rather than in the URL (which proxies log), a browser hands its
+# credential over as a subprotocol: `new WebSocket(url, ["tributary", "bearer." + token])`; the server selects
+# `tributary` (never echoing the token).
+SUBPROTOCOL = "tributary"
+BEARER_PROTOCOL = "bearer."
+
+
+def offered_protocols(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The subprotocol to select (`tributary` when offered) and the credential offered as `bearer.<token>`."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    token = next((p.removeprefix(BEARER_PROTOCOL) for p in offered if p.startswith(BEARER_PROTOCOL)), None)
+    return (SUBPROTOCOL if SUBPROTOCOL in offered else None), (token or None)
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     service: StreamService = websocket.app.state.service
+    subprotocol, offered_token = offered_protocols(websocket)
+    # A websocket has the same headers and query as a request; bearer_token only reads those.
+    token = bearer_token(cast(Request, websocket)) or offered_token or bearer_token(cast(Request, websocket), True)
     try:
-        # A websocket has the same headers and query as a request; bearer_token only reads those.
-        principal, api_key, ticket = await admit(service, bearer_token(cast(Request, websocket), allow_query=True))
+        principal, api_key, ticket = await admit(service, token)
     except (ShuttingDown, Refused, AuthError) as exc:
         code, message, close_code, counted = _refusal(exc)
         if not counted:
             service.metrics.refused.labels(code).inc()
-        await _refuse(websocket, code, message, close_code)
+        await _refuse(websocket, code, message, close_code, subprotocol)
         return
     try:
-        await websocket.accept()
+        await websocket.accept(subprotocol)
         client = open_client(service, principal, api_key, ENCODER)
         client.sink = send_now_handle(websocket.scope)
         try:
@@ -108,8 +122,8 @@ async def _serve(websocket: WebSocket, client: Client, service: StreamService) -
             await asyncio.wait_for(writer, 5)
 
 
-async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:
-    await websocket.accept()
+async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int, subprotocol: str | None) -> None:
+    await websocket.accept(subprotocol)  # the browser then reads the error frame and the close code
     with contextlib.suppress(Exception):
         await websocket.send_text(frames.error_frame(code, message))
         await websocket.close(close_code, reason=code)

@@ -54,10 +54,9 @@ export class Tail {
   }
 
   connect() {
-    // Browsers cannot set headers on a websocket: the stream takes the credential as `access_token` (its
-    // documented browser path); it stays out of the console's own URL and history.
-    const url = `${this.streamUrl}/ws?access_token=${encodeURIComponent(credential() ?? "")}`;
-    const ws = new WebSocket(url);
+    // Browsers cannot set headers on a websocket: the credential travels as a subprotocol (`bearer.<token>`),
+    // never in a URL that proxies and histories keep; the stream selects `tributary`.
+    const ws = new WebSocket(`${this.streamUrl}/ws`, ["tributary", `bearer.${credential() ?? ""}`]);
     this.ws = ws;
     ws.onopen = () => {
       /** @type {Record<string, unknown>} */
