@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -16,10 +17,22 @@ from ..errors import Invalid
 from .access import may_publish, see_topic
 from .batches import partially_confirmed, split_batch
 from .ce_binary import binary_envelope, ce_headers
-from .deps import hub_of, media_type, parse_json, read_body, require, require_json, scope_doc
+from .deps import (
+    DirectRoute,
+    authenticated,
+    bearer_credentials,
+    direct,
+    hub_of,
+    media_type,
+    parse_json,
+    read_body,
+    require,
+    require_json,
+    scope_doc,
+)
 from .publish_docs import BATCH_BODY, BATCH_ERRORS, ONE_BODY, PUBLISH_ERRORS
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=DirectRoute)
 _tracer = tracer("tributary_hub.publish")
 
 PUBLISHED = Counter("tributary_hub_events_published_total", "Events confirmed by the broker", ["mode"])
@@ -29,26 +42,7 @@ ONE_TYPES = ("application/json", "application/cloudevents+json")
 BATCH_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/cloudevents-batch+json")
 
 
-@router.post(
-    "/topics/{topic}/events",
-    status_code=202,
-    response_model=PublishAccepted,
-    summary="Publish one event",
-    description="Body `{data, subject?, id?, source?}` as `application/json`, or a structured CloudEvents envelope "
-    "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub), "
-    "or a CloudEvents HTTP binary-mode event: attributes in `ce-specversion`, `ce-id`, `ce-source`, `ce-type` (the "
-    "topic), `ce-subject` headers (percent-encoded; `ce-time` is ignored, the hub sets the time; at most 16 `ce-` "
-    "headers of 2048 characters each) and the data as the body (`application/json` or no Content-Type; empty: "
-    "null). Binary mode answers as structured does; a bad attribute is reported at `/headers/ce-<name>`. "
-    "The 202 comes after the broker confirmed the persistent message. Resending the same `id` to the same topic "
-    "never duplicates it in history (ids are unique per topic). Requires `events:publish` and a topics ACL "
-    "covering `<topic>[.<subject>]`.",
-    responses=PUBLISH_ERRORS,
-    openapi_extra={**scope_doc("events:publish"), "requestBody": ONE_BODY},
-)
-async def publish_one(
-    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
-) -> PublishAccepted:
+async def _publish_one(topic: str, request: Request, principal: Principal) -> dict[str, str]:
     hub = hub_of(request)
     see_topic(principal, topic)  # before the body: no 404/422 for a topic outside the ACL
     # CloudEvents binary mode: `ce-` headers and a body that is not a structured envelope.
@@ -81,7 +75,39 @@ async def publish_one(
         assert hub.publisher is not None
         await hub.publisher.publish(events[0], bodies[0])
     PUBLISHED.labels("one").inc()
-    return PublishAccepted(id=events[0].id, dataschema=ref.dataschema)
+    return {"id": events[0].id, "dataschema": ref.dataschema}
+
+
+async def publish_one_now(request: Request) -> Response:
+    """`publish_one` by hand (the hot path, see `DirectRoute`): the same checks in the same order, and the
+    response model's JSON written directly."""
+    principal = await authenticated(request, "events:publish", bearer_credentials(request))
+    accepted = await _publish_one(request.path_params["topic"], request, principal)
+    return Response(orjson.dumps(accepted), status_code=202, media_type="application/json")
+
+
+@router.post(
+    "/topics/{topic}/events",
+    status_code=202,
+    response_model=PublishAccepted,
+    summary="Publish one event",
+    description="Body `{data, subject?, id?, source?}` as `application/json`, or a structured CloudEvents envelope "
+    "as `application/cloudevents+json` (its `type` must be the topic; `time` and `dataschema` are set by the hub), "
+    "or a CloudEvents HTTP binary-mode event: attributes in `ce-specversion`, `ce-id`, `ce-source`, `ce-type` (the "
+    "topic), `ce-subject` headers (percent-encoded; `ce-time` is ignored, the hub sets the time; at most 16 `ce-` "
+    "headers of 2048 characters each) and the data as the body (`application/json` or no Content-Type; empty: "
+    "null). Binary mode answers as structured does; a bad attribute is reported at `/headers/ce-<name>`. "
+    "The 202 comes after the broker confirmed the persistent message. Resending the same `id` to the same topic "
+    "never duplicates it in history (ids are unique per topic). Requires `events:publish` and a topics ACL "
+    "covering `<topic>[.<subject>]`.",
+    responses=PUBLISH_ERRORS,
+    openapi_extra={**scope_doc("events:publish"), "requestBody": ONE_BODY},
+)
+@direct(publish_one_now)
+async def publish_one(
+    topic: str, request: Request, principal: Principal = Depends(require("events:publish"))
+) -> PublishAccepted:
+    return PublishAccepted(**await _publish_one(topic, request, principal))  # served by publish_one_now
 
 
 @router.post(
