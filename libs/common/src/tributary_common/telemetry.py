@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -64,6 +65,14 @@ def shutdown_tracing() -> None:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManager[trace.Span]:
+    """`span_tracer.start_as_current_span(name, kind=PRODUCER)`; while no tracer provider is installed (tracing
+    off), the span it would make: the current one, non-recording. Making a no-op span costs a hot path ~5 %."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return nullcontext(trace.get_current_span())
+    return span_tracer.start_as_current_span(name, kind=trace.SpanKind.PRODUCER)
 
 
 def _sampled(ctx: Context | None = None) -> bool:

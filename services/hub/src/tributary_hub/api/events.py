@@ -5,13 +5,12 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from opentelemetry import trace
 from prometheus_client import Counter
 
 from tributary_common.amqp import EVENTS
 from tributary_common.auth import Principal
 from tributary_common.events import BatchAccepted, PublishAccepted, publisher_of
-from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, tracer
+from tributary_common.telemetry import cloudevent_attributes, messaging_attributes, producer_span, tracer
 
 from ..errors import Invalid
 from .access import may_publish, see_topic
@@ -54,7 +53,7 @@ async def _publish_one(topic: str, request: Request, principal: Principal) -> di
         kind = require_json(request, *ONE_TYPES)
         raw = parse_json(await read_body(request, hub.settings.max_body_bytes))
         envelope = kind == "application/cloudevents+json"
-    with _tracer.start_as_current_span("publish event", kind=trace.SpanKind.PRODUCER) as span:
+    with producer_span(_tracer, "publish event") as span:
         try:
             ref, events, bodies = await hub.events.build(
                 topic,
@@ -135,7 +134,7 @@ async def publish_batch(
     kind = require_json(request, *BATCH_TYPES)
     raw = await read_body(request, hub.settings.max_batch_bytes)
     items = split_batch(raw, kind, hub.settings.max_batch_events)
-    with _tracer.start_as_current_span("publish batch", kind=trace.SpanKind.PRODUCER) as span:
+    with producer_span(_tracer, "publish batch") as span:
         span.set_attributes(messaging_attributes("publish", EVENTS.name, topic))
         span.set_attribute("messaging.batch.message_count", len(items))
         try:
