@@ -19,6 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased
 
 _configured: TracerProvider | None = None
 
@@ -68,11 +69,26 @@ def tracer(name: str) -> trace.Tracer:
 
 
 def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManager[trace.Span]:
-    """`span_tracer.start_as_current_span(name, kind=PRODUCER)`; while no tracer provider is installed (tracing
-    off), the span it would make: the current one, non-recording. Making a no-op span costs a hot path ~5 %."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    """`span_tracer.start_as_current_span(name, kind=PRODUCER)`, unless the span could only be a non-recording
+    one that nothing sees (no trace context is propagated from it): then the current span stays current. So while
+    tracing is off (no tracer provider), and under an unsampled parent when sampling is parent-based (the
+    `parentbased_*` samplers drop such a child). Making such a span costs the publish hot path ~5 %."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return nullcontext(trace.get_current_span())
+    current = trace.get_current_span()
+    parent = current.get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled and _drops_unsampled_children(provider):
+        return nullcontext(current)
     return span_tracer.start_as_current_span(name, kind=trace.SpanKind.PRODUCER)
+
+
+def _drops_unsampled_children(provider: trace.TracerProvider) -> bool:
+    sampler = getattr(provider, "sampler", None)
+    if not isinstance(sampler, ParentBased):
+        return False
+    described = sampler.get_description()
+    return all(f"{p}ParentNotSampled:AlwaysOffSampler" in described for p in ("remote", "local"))
 
 
 def _sampled(ctx: Context | None = None) -> bool:
