@@ -87,7 +87,7 @@ def _drops_unsampled_children(provider: trace.TracerProvider) -> bool:
     sampler = getattr(provider, "sampler", None)
     if not isinstance(sampler, ParentBased):
         return False
-    described = sampler.get_description()
+    described: str = sampler.get_description()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
     return all(f"{p}ParentNotSampled:AlwaysOffSampler" in described for p in ("remote", "local"))
 
 

@@ -3,7 +3,7 @@ content negotiation and query-time parsing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -64,7 +64,7 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-DirectHandler = Callable[[Request], Awaitable[Response]]
+DirectHandler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def direct(handler: DirectHandler) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
