@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
@@ -85,8 +86,13 @@ def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManage
 
 def _drops_unsampled_children(provider: trace.TracerProvider) -> bool:
     sampler = getattr(provider, "sampler", None)
-    if not isinstance(sampler, ParentBased):
-        return False
+    return isinstance(sampler, ParentBased) and _parent_based_drops(sampler)
+
+
+@functools.lru_cache(maxsize=8)
+def _parent_based_drops(sampler: ParentBased) -> bool:
+    """Whether an unsampled parent's children are dropped (the `parentbased_*` samplers' default), remembered per
+    sampler (its description is built anew on every call)."""
     described: str = sampler.get_description()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
     return all(f"{p}ParentNotSampled:AlwaysOffSampler" in described for p in ("remote", "local"))
 
