@@ -9,7 +9,10 @@ enum. Cases, each a real process on the local RabbitMQ, FerretDB and Memcached i
 - hub, recorders in-process (the default of `tributary-hub serve`);
 - hub, recorders in their own process (`serve` with TRIBUTARY_RECORDERS_ENABLED=false + `tributary-hub recorder`);
 - hub traced at 10 % (parentbased_traceidratio) and at 100 %, exporting OTLP to a receiver in another process
-  (recorders in their own process, so that the ratio is tracing's alone).
+  (recorders in their own process, so that the ratio is tracing's alone);
+- hub, no recorder at all (`serve` with TRIBUTARY_RECORDERS_ENABLED=false alone; the recorders' queues fill): the
+  HTTP path's cost alone, without the recording (recorder, FerretDB) that shares the 2 cores in the other cases.
+  Measured after the others, so that no recorder has a backlog to drain while it is measured.
 
 The baseline runs first and last; the ratios use the mean of its two runs. Every response must be 202: a case
 with non-2xx answers is reported as failed. `.venv/bin/python bench/http_publish.py` (about 1.5 minutes).
@@ -106,13 +109,14 @@ def baseline(amqp_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def hub(env: dict[str, str], separate_recorders: bool) -> Iterator[str]:
+def hub(env: dict[str, str], separate_recorders: bool, recorder: bool = True) -> Iterator[str]:
     logs = Path(tempfile.mkdtemp())
     port = platform.free_port()
     env = {**env, "TRIBUTARY_HTTP_PORT": str(port)}
     processes = []
     if separate_recorders:
         env["TRIBUTARY_RECORDERS_ENABLED"] = "false"
+    if separate_recorders and recorder:
         recorder_env = {**env, "TRIBUTARY_HTTP_PORT": str(platform.free_port())}
         processes.append(
             ServiceProcess("tributary_hub", ["recorder"], recorder_env, logs / "recorder.log", None).start()
@@ -171,6 +175,8 @@ def main() -> None:
         for name, ratio in (("hub traced 10%", "0.1"), ("hub traced 100%", "1.0")):
             with hub({**env, **traced, "OTEL_TRACES_SAMPLER_ARG": ratio}, separate_recorders=True) as url:
                 results[name] = measure(url, token)
+        with hub(env, separate_recorders=True, recorder=False) as url:
+            results["hub, no recorder"] = measure(url, token)
         with baseline(amqp_url) as url:
             results["baseline (last)"] = measure(url)
     finally:

@@ -133,7 +133,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if status >= 400 or self.sample >= 1.0 or (self.sample > 0 and random.random() < self.sample):
+            logged = status >= 400 or self.sample >= 1.0 or (self.sample > 0 and random.random() < self.sample)
+            if logged and log.isEnabledFor(logging.INFO):  # the line's fields cost as much as writing it
                 peer = scope.get("client")
                 client = peer[0] if peer else None
                 if self.proxies is not None and forwarded is not None:

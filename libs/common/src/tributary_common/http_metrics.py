@@ -31,6 +31,23 @@ class _Metrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # The labelled children, remembered: `labels()` costs a lock and a lookup per call. Bounded as the label
+        # values are (methods, route templates, status codes).
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._counts: dict[tuple[str, str, int], Counter] = {}
+
+    def observe(self, labels: tuple[str, str], seconds: float) -> None:
+        child = self._durations.get(labels)
+        if child is None:
+            child = self._durations[labels] = self.duration.labels(*labels)
+        child.observe(seconds)
+
+    def count(self, labels: tuple[str, str], status: int) -> None:
+        key = (*labels, status)
+        child = self._counts.get(key)
+        if child is None:
+            child = self._counts[key] = self.requests.labels(*labels, str(status))
+        child.inc()
 
 
 # One set per registry: several apps (tests, one process) may share the default registry.
@@ -56,22 +73,22 @@ class HttpMetrics:
             return
         start = time.perf_counter()
         status = 500  # what the caller gets if the app fails before answering
-        started = False
+        labels: tuple[str, str] | None = None  # set when the response starts
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, labels
             if message["type"] == "http.response.start":
-                status, started = message["status"], True
-                self.metrics.duration.labels(*_labels(scope)).observe(time.perf_counter() - start)
+                status, labels = message["status"], _labels(scope)
+                self.metrics.observe(labels, time.perf_counter() - start)
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            method, route = _labels(scope)
-            if not started:
-                self.metrics.duration.labels(method, route).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            if labels is None:
+                labels = _labels(scope)
+                self.metrics.observe(labels, time.perf_counter() - start)
+            self.metrics.count(labels, status)
 
 
 def _labels(scope: Scope) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,9 +51,14 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         # election may take long): the kubelet sees a live process that is not ready yet, and does not kill it.
         async with ops_server(hub.readiness(), host=host, port=ops_port, title="Tributary hub"):
             await hub.start()
+            # What start-up made (routes, models, the OpenAPI document, clients) lives as long as the app: kept out
+            # of the collector, whose full passes over it cost a loaded hub ~3 % of its CPU.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()
                 await hub.stop()
 
     app = FastAPI(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tributary_common.events import EVENT_ID_MAX, CloudEvent, EventIn
@@ -78,6 +79,29 @@ def parse_item(
         return None, validation_details(exc, lambda loc: _attribute_loc(loc, prefix, binary))
 
 
+def encode(event: CloudEvent, time_text: str, *, expose_publisher: bool) -> bytes:
+    """The envelope exactly as `model_dump_json` writes it (fields, order, formats; `publisher` only when the topic
+    exposes it), `time_text` its formatted time, by orjson: half the cost on the publish hot path."""
+    fields = {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": time_text,
+        "dataschema": event.dataschema,
+        "datacontenttype": event.datacontenttype,
+        "data": event.data,
+        "traceparent": event.traceparent,
+    }
+    if expose_publisher:
+        fields["publisher"] = event.publisher
+    try:
+        return orjson.dumps(fields)
+    except orjson.JSONEncodeError:  # data nested one level short of pydantic's limit: pydantic decides
+        return event.model_dump_json(exclude=None if expose_publisher else {"publisher"}).encode()
+
+
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
 
@@ -135,8 +159,8 @@ class EventFactory:
             raise Invalid(
                 f"the {what} invalid against {ref.dataschema}; nothing was published", problems, code="invalid_event"
             )
-        hidden = None if ref.expose_publisher else {"publisher"}
-        bodies = [e.model_dump_json(exclude=hidden).encode() for e in events]
+        time_text = now.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"  # = format_time(now)
+        bodies = [encode(e, time_text, expose_publisher=ref.expose_publisher) for e in events]
         too_large = [
             {"loc": f"/{index}" if batch else "/", "msg": f"the envelope encodes to {len(body)} bytes"}
             for index, body in enumerate(bodies)

@@ -3,13 +3,14 @@ content negotiation and query-time parsing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Query, Request, Security
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
@@ -34,20 +35,56 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
+async def authenticated(request: Request, scope: str | None, token: str | None) -> Principal:
+    """The caller (401 without valid credentials) holding `scope` (403 without); None: any valid caller."""
+    principal = await hub_of(request).auth.authenticate(token)
+    request.state.principal = principal.subject  # for the access log
+    if scope is not None:
+        principal.require(scope)
+    return principal
+
+
+def bearer_credentials(request: Request) -> str | None:
+    """The bearer token exactly as `bearer` (HTTPBearer, auto_error=False) reads it, for routes that
+    authenticate without a dependency."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme and token and scheme.lower() == "bearer" else None
+
+
 def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
     """A dependency authenticating the caller (401) and checking `scope` (403); None: any valid caller."""
 
     async def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
     ) -> Principal:
-        principal = await hub_of(request).auth.authenticate(credentials.credentials if credentials else None)
-        request.state.principal = principal.subject  # for the access log
-        if scope is not None:
-            principal.require(scope)
-        return principal
+        return await authenticated(request, scope, credentials.credentials if credentials else None)
 
     dependency.__name__ = f"require_{(scope or 'any').replace(':', '_')}"
     return dependency
+
+
+DirectHandler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def direct(handler: DirectHandler) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Marks a documented endpoint as served by `handler` (see `DirectRoute`)."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        endpoint.direct_handler = handler  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+class DirectRoute(APIRoute):
+    """A route whose endpoint may be served by a hand-written `request -> response` handler (`direct`): on a hot
+    path FastAPI's dependency solving and response-model serialization cost as much as the work itself. The
+    endpoint's signature (dependencies, response model) still makes the OpenAPI document."""
+
+    def get_route_handler(self) -> DirectHandler:
+        handler: DirectHandler | None = getattr(self.endpoint, "direct_handler", None)
+        return handler if handler is not None else super().get_route_handler()
 
 
 def scope_doc(scope: str) -> dict[str, Any]:
