@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -52,25 +53,17 @@ def document_refusal(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in DOCUMENT_ERRORS
 
 
+@dataclass(eq=False)
 class BatchWriter:
-    def __init__(
-        self,
-        kind: str,
-        queue: str,
-        collection: AsyncCollection[Any],
-        *,
-        retry_min_s: float,
-        retry_max_s: float,
-        throttle: LogThrottle,
-    ) -> None:
-        self.kind = kind
-        self.queue_name = queue
-        self.collection = collection
-        self.retry_min_s = retry_min_s
-        self.retry_max_s = retry_max_s
-        self.throttle = throttle
-        self._dead: DeadLetters | None = None
-        self.written = 0
+    kind: str
+    queue_name: str
+    collection: AsyncCollection[Any]
+    _: KW_ONLY
+    retry_min_s: float
+    retry_max_s: float
+    throttle: LogThrottle
+    _dead: DeadLetters | None = field(init=False, default=None)
+    written: int = field(init=False, default=0)
 
     async def start_dead_letters(self, connection: AbstractRobustConnection) -> None:
         """Send what can never be written to the dead-letter exchange (without: log and drop it)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 import orjson
 
@@ -31,18 +32,20 @@ async def build_demands(unitops: UnitopService, requester: str, ttl_s: float) ->
     ]
 
 
+@dataclass(eq=False)
 class DemandLoop:
-    def __init__(
-        self, unitops: UnitopService, send: SendDemand, *, requester: str, interval_s: float, ttl_s: float
-    ) -> None:
-        self.unitops = unitops
-        self.send = send
-        self.requester = requester
-        self.interval_s = interval_s
-        self.ttl_s = ttl_s
-        # Sources demanded last time: when a source's last recorded unitop goes, one empty heartbeat says so.
-        self._previous: set[str] = set()
-        self._loop = Heartbeat(self.tick, interval_s=interval_s, name="demand heartbeat", traceback=True)
+    unitops: UnitopService
+    send: SendDemand
+    _: KW_ONLY
+    requester: str
+    interval_s: float
+    ttl_s: float
+    # Sources demanded last time: when a source's last recorded unitop goes, one empty heartbeat says so.
+    _previous: set[str] = field(init=False, default_factory=set)
+    _loop: Heartbeat = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._loop = Heartbeat(self.tick, interval_s=self.interval_s, name="demand heartbeat", traceback=True)
 
     def start(self) -> None:
         self._loop.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from tributary_common import rpc_contracts as rc
@@ -20,16 +21,16 @@ log = logging.getLogger(__name__)
 MAX_ERROR = 500
 
 
+@dataclass(eq=False)
 class Browser:
-    def __init__(
-        self, source: str, connector: Connector[Any], secrets: SecretResolver, instance_id: str, timeout_s: float
-    ) -> None:
-        self.source = source
-        self.connector = connector
-        self.secrets = secrets
-        self.instance_id = instance_id
-        self.timeout_s = timeout_s
-        self.rpc = RpcServer()
+    source: str
+    connector: Connector[Any]
+    secrets: SecretResolver
+    instance_id: str
+    timeout_s: float
+    rpc: RpcServer = field(init=False, default_factory=RpcServer)
+
+    def __post_init__(self) -> None:
         self.rpc.register(rc.SOURCE_BROWSE, self.browse)
 
     async def browse(self, raw: dict[str, Any]) -> rc.BrowseResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,33 +29,24 @@ log = logging.getLogger(__name__)
 UNSUBSCRIBE_TIMEOUT_S = 10.0
 
 
+@dataclass(eq=False)
 class Ownership:
-    def __init__(
-        self,
-        name: str,
-        owned: dict[str, Owned],
-        connector: Connector[Any],
-        settings: IngestSettings,
-        leases: Leases,
-        lease_io: LeaseThread,
-        metrics: IngestMetrics,
-        admission: SampleAdmission,
-        refusals: RefusalLog,
-        publish: Callable[[str, list[Row]], Awaitable[None]],
-    ) -> None:
-        self.name = name
-        self.owned = owned
-        self.connector = connector
-        self.settings = settings
-        self.leases = leases
-        self.lease_io = lease_io
-        self.metrics = metrics
-        self.admission = admission
-        self.refusals = refusals
-        self._publish = publish
-        self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.backfill = Backfill(name, connector, settings, metrics, self.holds)
+    name: str
+    owned: dict[str, Owned]
+    connector: Connector[Any]
+    settings: IngestSettings
+    leases: Leases
+    lease_io: LeaseThread
+    metrics: IngestMetrics
+    admission: SampleAdmission
+    refusals: RefusalLog
+    publish: Callable[[str, list[Row]], Awaitable[None]]
+    _loop: asyncio.AbstractEventLoop = field(init=False, default_factory=asyncio.get_running_loop)
+    _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
+    backfill: Backfill = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backfill = Backfill(self.name, self.connector, self.settings, self.metrics, self.holds)
 
     def holds(self, sid: str, entry: Owned) -> bool:
         return self.owned.get(sid) is entry
@@ -85,7 +77,7 @@ class Ownership:
             watermark = None
         pipeline = SidPipeline(
             sid,
-            self._publish,
+            self.publish,
             lambda refusal: self.refusals.refused(sid, refusal),
             max_size=self.settings.batch_max_size,
             max_delay_s=self.settings.batch_max_delay_s,

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from .admission import BUFFER_FULL
@@ -53,26 +54,17 @@ class PublishedSamples:
             self._rate_at, self._rate_count = now, self.count
 
 
+@dataclass(eq=False)
 class SampleSink:
     """Implements the connector's `Sink`: samples of the sids held go to their pipelines, others are ignored."""
 
-    def __init__(
-        self,
-        name: str,
-        owned: dict[str, Owned],
-        max_buffer_per_sid: int,
-        metrics: IngestMetrics,
-        refusals: RefusalLog,
-        on_fail: Callable[[str, BaseException], None],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.name = name
-        self.owned = owned
-        self.max_buffer_per_sid = max_buffer_per_sid
-        self.metrics = metrics
-        self.refusals = refusals
-        self._on_fail = on_fail
-        self._loop = loop
+    name: str
+    owned: dict[str, Owned]
+    max_buffer_per_sid: int
+    metrics: IngestMetrics
+    refusals: RefusalLog
+    on_fail: Callable[[str, BaseException], None]
+    loop: asyncio.AbstractEventLoop
 
     def emit(self, sid: str, t: datetime, v: SampleValue, q: Quality = None) -> None:
         entry = self.owned.get(sid)
@@ -95,10 +87,10 @@ class SampleSink:
     def warn(self, sid: str, message: str) -> None:
         self.metrics.errors.labels(self.name, "data").inc()
         entry = self.owned.get(sid)
-        now = self._loop.time()
+        now = self.loop.time()
         if entry is not None and now - entry.last_warn_at >= WARN_EVERY_S:
             entry.last_warn_at = now
             log.warning("%s/%s: %s", self.name, sid, message)
 
     def fail(self, sid: str, error: BaseException) -> None:
-        self._on_fail(sid, error)
+        self.on_fail(sid, error)

@@ -19,6 +19,10 @@ MAX_BURST = 500
 MAX_LAG_S = 5.0
 
 
+# The params that shape the signal, as `make_signal` takes them.
+SHAPE = {"seed", "offset", "amplitude", "period_s", "phase", "step"}
+
+
 class SimulatorParams(BaseModel):
     """One simulated signal. Samples fall on the grid t = k / rate_hz since the Unix epoch."""
 
@@ -39,15 +43,7 @@ class SimulatorSource(Connector[SimulatorParams]):
     capacity = 10000
 
     async def read(self, sid: str, params: SimulatorParams) -> None:
-        value = make_signal(
-            params.signal,
-            seed=params.seed,
-            offset=params.offset,
-            amplitude=params.amplitude,
-            period_s=params.period_s,
-            phase=params.phase,
-            step=params.step,
-        )
+        value = make_signal(params.signal, **params.model_dump(include=SHAPE))
         interval_us = max(1, round(1_000_000 / params.rate_hz))
         k = time.time_ns() // 1000 // interval_us + 1  # the next grid point
         emit = self.sink.emit
