@@ -136,19 +136,12 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make bench` installs it (deploy/local/services.sh packages wrk)")
     platform.require_services()
-    vhost = platform.unique("bench-http")
-    amqp_url = platform.create_vhost(vhost)
-    db = platform.unique("bench_http").replace("-", "_")
-    env = {
-        "TRIBUTARY_AMQP_URL": amqp_url,
-        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
-        "TRIBUTARY_MONGODB_DB": db,
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("bench"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_LOG_LEVEL": "WARNING",
-        "OTEL_SDK_DISABLED": "true",
-    }
+    with platform.isolated_env("bench-http", SECRET) as isolated:
+        run({**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"})
+
+
+def run(env: dict[str, str]) -> None:
+    amqp_url = env["TRIBUTARY_AMQP_URL"]
     token = mint_token(SECRET, subject="bench")
     receiver, endpoint = start_receiver()
     traced = {
@@ -181,10 +174,6 @@ def main() -> None:
             results["baseline (last)"] = measure(url)
     finally:
         receiver.kill()
-        platform.delete_vhost(vhost)
-        import pymongo
-
-        pymongo.MongoClient(platform.mongodb_url()).drop_database(db)
 
     base = (results["baseline (first)"].rate + results["baseline (last)"].rate) / 2
     untraced = results["hub, recorders own process"].rate

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pymongo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -80,30 +79,15 @@ def import_s(module: str) -> float:
 
 def main() -> None:
     platform.require_services()
-    vhost = platform.unique("bench-start")
-    db = platform.unique("bench_start").replace("-", "_")
-    env = {
-        "TRIBUTARY_AMQP_URL": platform.create_vhost(vhost),
-        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
-        "TRIBUTARY_MONGODB_DB": db,
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("bench"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_LOG_LEVEL": "WARNING",
-    }
     logs = Path(tempfile.mkdtemp())
-    try:
+    with platform.isolated_env("bench-start", SECRET) as isolated:
+        env = {**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING"}
         base = statistics.median(baseline_ready_s() for _ in range(RUNS))
         rows = []
         for name, module in MODULES.items():
             ready = statistics.median(service_ready_s(name, env, logs) for _ in range(RUNS))
             imported = statistics.median(import_s(module) for _ in range(RUNS))
             rows.append((name, ready, imported))
-    finally:
-        platform.delete_vhost(vhost)
-        client: pymongo.MongoClient[dict[str, object]]
-        with pymongo.MongoClient(platform.mongodb_url()) as client:
-            client.drop_database(db)
     print(f"startup to /readyz, median of {RUNS} (dependencies already answering; goal ≤ 2 s)")
     print(f"{'process':<10} {'ready s':>8} {'import s':>9} {'/baseline':>10}")
     print(f"{'baseline':<10} {base:>8.2f} {'':>9} {1.0:>10.2f}")

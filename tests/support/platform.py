@@ -3,12 +3,15 @@ Memcached namespace, so suites (and developers) can run side by side against one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
+import pymongo
 
 from tests.support.polling import wait_for as wait_for  # its old home, still imported from here
 
@@ -91,3 +94,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def isolated_env(prefix: str, jwt_secret: str) -> Iterator[dict[str, str]]:
+    """The settings of a service process in a vhost, database and cache namespace of its own (for benches and
+    tests that start real processes); the vhost and the database are removed afterwards."""
+    vhost = unique(prefix)
+    db = unique(prefix).replace("-", "_")
+    try:
+        yield {
+            "TRIBUTARY_AMQP_URL": create_vhost(vhost),
+            "TRIBUTARY_MONGODB_URL": mongodb_url(),
+            "TRIBUTARY_MONGODB_DB": db,
+            "TRIBUTARY_MEMCACHED_PORT": str(MEMCACHED_PORT),
+            "TRIBUTARY_CACHE_NAMESPACE": unique(prefix),
+            "TRIBUTARY_JWT_SECRET": jwt_secret,
+        }
+    finally:
+        delete_vhost(vhost)
+        client: pymongo.MongoClient[dict[str, object]]
+        with pymongo.MongoClient(mongodb_url()) as client:
+            client.drop_database(db)
