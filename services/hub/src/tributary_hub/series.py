@@ -1,0 +1,145 @@
+"""What the historian reads from sample storage, and the summary both sides agree on.
+
+Storage (`SeriesStore`) answers a sid's samples in time order, its latest sample, the samples next to a time,
+and summaries of whole minutes or hours; the historian reads (plot, summary, interpolation, boundaries) are
+computed from those in the service, so that they are the same on FerretDB and MongoDB. Times are integer
+microseconds since the Unix epoch (UTC): exact, and cheap to compare and subtract.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+MINUTE_US = 60_000_000
+HOUR_US = 3_600_000_000
+RESOLUTIONS = (MINUTE_US, HOUR_US)
+"""The summary resolutions storage keeps; an interval that is a whole multiple of one, aligned to it, can be
+answered from summaries instead of raw samples."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One stored sample: `t` in µs since the epoch, `v` a number, string, bool or None, `q` its quality."""
+
+    t: int
+    v: Any
+    q: Any = None
+
+
+def is_number(v: Any) -> bool:
+    """Numbers take part in min, max, sums and areas; bools, strings and None do not."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The samples of one sid with `start <= t < end`.
+
+    `count` counts every sample; the numeric fields are over numeric values only (`n` of them). `area_step` and
+    `area_linear` integrate the values between consecutive numeric samples inside the span (step: the earlier
+    value held; linear: the trapezoid), in value·µs; the stretch before the first and after the last sample is
+    left to whoever combines summaries, since it depends on the neighbours.
+    """
+
+    start: int
+    end: int
+    count: int
+    first: Point
+    last: Point
+    n: int = 0
+    total: float = 0.0  # sum of the numeric values
+    total_sq: float = 0.0  # sum of their squares
+    min: Point | None = None
+    max: Point | None = None
+    first_num: Point | None = None
+    last_num: Point | None = None
+    area_step: float = 0.0
+    area_linear: float = 0.0
+
+
+def summarize(points: Sequence[Point], start: int, end: int) -> Summary | None:
+    """The summary of `points` (in time order, unique times, all inside `[start, end)`); None when empty."""
+    if not points:
+        return None
+    n = 0
+    total = total_sq = area_step = area_linear = 0.0
+    lo: Point | None = None
+    hi: Point | None = None
+    first_num: Point | None = None
+    prev: Point | None = None
+    for p in points:
+        if not is_number(p.v):
+            continue
+        v = float(p.v)
+        n += 1
+        total += v
+        total_sq += v * v
+        if lo is None or v < lo.v:
+            lo = p
+        if hi is None or v > hi.v:
+            hi = p
+        if prev is None:
+            first_num = p
+        else:
+            dt = p.t - prev.t
+            area_step += prev.v * dt
+            area_linear += (prev.v + v) * dt / 2
+        prev = p
+    return Summary(
+        start=start,
+        end=end,
+        count=len(points),
+        first=points[0],
+        last=points[-1],
+        n=n,
+        total=total,
+        total_sq=total_sq,
+        min=lo,
+        max=hi,
+        first_num=first_num,
+        last_num=prev,
+        area_step=area_step,
+        area_linear=area_linear,
+    )
+
+
+def chunked(points: Iterable[Point], size: int) -> Iterable[list[Point]]:
+    chunk: list[Point] = []
+    for p in points:
+        chunk.append(p)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class SeriesStore(Protocol):
+    """Sample storage as the historian reads it. Every method reads one sid (or a few, for `latest`); chunks
+    are bounded in size so that a long read never holds a whole series in memory."""
+
+    def points(
+        self, sid: str, start: int | None = None, end: int | None = None, *, descending: bool = False
+    ) -> AsyncIterator[list[Point]]:
+        """Samples with `start <= t < end` (None: unbounded), one per time, in chunks, ascending or not."""
+        ...
+
+    async def latest(self, sids: Sequence[str]) -> dict[str, Point]:
+        """The newest sample of each sid that has one."""
+        ...
+
+    async def at_or_before(self, sid: str, t: int) -> Point | None:
+        """The newest sample with time `<= t`."""
+        ...
+
+    async def at_or_after(self, sid: str, t: int) -> Point | None:
+        """The oldest sample with time `>= t`."""
+        ...
+
+    def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[list[Summary]]:
+        """One `Summary` per `resolution` (one of `RESOLUTIONS`) span holding samples, spans aligned to it, in
+        time order, over `[start, end)` (both multiples of `resolution`). Empty spans are left out."""
+        ...
