@@ -65,86 +65,92 @@ def _pod_template_override(required: tuple[str, ...] = ()) -> dict[str, Any]:
     }
 
 
-RABBITMQ_CLUSTER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": RABBITMQ_CLUSTER[0]},
-        "kind": {"const": RABBITMQ_CLUSTER[1]},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "replicas": {"type": "integer", "minimum": 0},
-                "image": {"type": "string"},
-                "imagePullSecrets": {"type": "array", "items": {"type": "object"}},
-                "delayStartSeconds": {"type": "integer", "minimum": 0},
-                "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
-                "skipPostDeploySteps": {"type": "boolean"},
-                "persistence": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"storage": _QUANTITY, "storageClassName": {"type": "string"}},
-                },
-                "resources": _RESOURCES,
-                "rabbitmq": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "additionalConfig": {"type": "string", "maxLength": 2000},
-                        "additionalPlugins": {
-                            "type": "array",
-                            "maxItems": 100,
-                            "items": {"type": "string", "pattern": r"^\w+$", "maxLength": 100},
-                        },
-                        "advancedConfig": {"type": "string", "maxLength": 100000},
-                        "envConfig": {"type": "string", "maxLength": 100000},
+def _resource(key: tuple[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource of `key` (apiVersion, kind) whose spec is `spec`, nothing else at the top."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": key[0]},
+            "kind": {"const": key[1]},
+            "metadata": _METADATA,
+            "spec": {"type": "object", "additionalProperties": False, **spec},
+        },
+    }
+
+
+RABBITMQ_CLUSTER_SCHEMA = _resource(
+    RABBITMQ_CLUSTER,
+    {
+        "properties": {
+            "replicas": {"type": "integer", "minimum": 0},
+            "image": {"type": "string"},
+            "imagePullSecrets": {"type": "array", "items": {"type": "object"}},
+            "delayStartSeconds": {"type": "integer", "minimum": 0},
+            "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+            "skipPostDeploySteps": {"type": "boolean"},
+            "persistence": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"storage": _QUANTITY, "storageClassName": {"type": "string"}},
+            },
+            "resources": _RESOURCES,
+            "rabbitmq": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "additionalConfig": {"type": "string", "maxLength": 2000},
+                    "additionalPlugins": {
+                        "type": "array",
+                        "maxItems": 100,
+                        "items": {"type": "string", "pattern": r"^\w+$", "maxLength": 100},
                     },
+                    "advancedConfig": {"type": "string", "maxLength": 100000},
+                    "envConfig": {"type": "string", "maxLength": 100000},
                 },
-                "service": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"enum": ["ClusterIP", "LoadBalancer", "NodePort"]},
-                        "annotations": _STRING_MAP,
-                    },
+            },
+            "service": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"enum": ["ClusterIP", "LoadBalancer", "NodePort"]},
+                    "annotations": _STRING_MAP,
                 },
-                "affinity": {"type": "object"},  # a core/v1 Affinity: validated by kubernetes-validate in a pod
-                "tolerations": {"type": "array", "items": {"type": "object"}},
-                "tls": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "secretName": {"type": "string"},
-                        "caSecretName": {"type": "string"},
-                        "disableNonTLSListeners": {"type": "boolean"},
-                    },
+            },
+            "affinity": {"type": "object"},  # a core/v1 Affinity: validated by kubernetes-validate in a pod
+            "tolerations": {"type": "array", "items": {"type": "object"}},
+            "tls": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "secretName": {"type": "string"},
+                    "caSecretName": {"type": "string"},
+                    "disableNonTLSListeners": {"type": "boolean"},
                 },
-                "override": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "service": {"type": "object"},
-                        "statefulSet": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {
-                                        # The CRD requires containers in an overridden pod spec.
-                                        "template": _pod_template_override(required=("containers",))
-                                    },
-                                }
-                            },
+            },
+            "override": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "service": {"type": "object"},
+                    "statefulSet": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    # The CRD requires containers in an overridden pod spec.
+                                    "template": _pod_template_override(required=("containers",))
+                                },
+                            }
                         },
                     },
                 },
             },
         },
     },
-}
+)
 
 _SECRET_KEY_REF = {
     "type": "object",
@@ -152,104 +158,95 @@ _SECRET_KEY_REF = {
     "additionalProperties": False,
     "properties": {"name": _NAME, "key": {"type": "string", "minLength": 1}},
 }
-MONGODB_COMMUNITY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": MONGODB_COMMUNITY[0]},
-        "kind": {"const": MONGODB_COMMUNITY[1]},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["security", "type", "users", "version"],
-            "additionalProperties": False,
-            "properties": {
-                "members": {"type": "integer"},
-                "arbiters": {"type": "integer"},
-                "type": {"enum": ["ReplicaSet"]},
-                "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"},
-                "featureCompatibilityVersion": {"type": "string"},
-                "additionalMongodConfig": {"type": "object"},
-                "additionalConnectionStringConfig": {"type": "object"},
-                "replicaSetHorizons": {"type": "array", "items": _STRING_MAP},
-                "memberConfig": {"type": "array", "items": {"type": "object"}},
-                "agent": {"type": "object"},
-                "prometheus": {"type": "object", "required": ["passwordSecretRef", "username"]},
-                "security": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "authentication": {
-                            "type": "object",
-                            "required": ["modes"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "modes": {
-                                    "type": "array",
-                                    "items": {"enum": ["SCRAM", "SCRAM-SHA-256", "SCRAM-SHA-1", "X509"]},
-                                },
-                                "ignoreUnknownUsers": {"type": ["boolean", "null"]},
-                                "agentMode": {"enum": ["SCRAM", "SCRAM-SHA-256", "SCRAM-SHA-1", "X509"]},
-                                "agentCertificateSecretRef": {"type": "object"},
-                            },
-                        },
-                        "tls": {"type": "object", "required": ["enabled"]},
-                        "roles": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-                "users": {
-                    "type": "array",
-                    "items": {
+MONGODB_COMMUNITY_SCHEMA = _resource(
+    MONGODB_COMMUNITY,
+    {
+        "required": ["security", "type", "users", "version"],
+        "properties": {
+            "members": {"type": "integer"},
+            "arbiters": {"type": "integer"},
+            "type": {"enum": ["ReplicaSet"]},
+            "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"},
+            "featureCompatibilityVersion": {"type": "string"},
+            "additionalMongodConfig": {"type": "object"},
+            "additionalConnectionStringConfig": {"type": "object"},
+            "replicaSetHorizons": {"type": "array", "items": _STRING_MAP},
+            "memberConfig": {"type": "array", "items": {"type": "object"}},
+            "agent": {"type": "object"},
+            "prometheus": {"type": "object", "required": ["passwordSecretRef", "username"]},
+            "security": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "authentication": {
                         "type": "object",
-                        "required": ["name", "passwordSecretRef", "roles", "scramCredentialsSecretName"],
+                        "required": ["modes"],
                         "additionalProperties": False,
                         "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "db": {"type": "string"},
-                            "passwordSecretRef": _SECRET_KEY_REF,
-                            "roles": {
+                            "modes": {
                                 "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["db", "name"],
-                                    "additionalProperties": False,
-                                    "properties": {"db": {"type": "string"}, "name": {"type": "string"}},
-                                },
+                                "items": {"enum": ["SCRAM", "SCRAM-SHA-256", "SCRAM-SHA-1", "X509"]},
                             },
-                            "scramCredentialsSecretName": {
-                                "type": "string",
-                                "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-                            },
-                            "connectionStringSecretName": {"type": "string"},
-                            "connectionStringSecretNamespace": {"type": "string"},
-                            "additionalConnectionStringConfig": {"type": "object"},
+                            "ignoreUnknownUsers": {"type": ["boolean", "null"]},
+                            "agentMode": {"enum": ["SCRAM", "SCRAM-SHA-256", "SCRAM-SHA-1", "X509"]},
+                            "agentCertificateSecretRef": {"type": "object"},
                         },
                     },
+                    "tls": {"type": "object", "required": ["enabled"]},
+                    "roles": {"type": "array", "items": {"type": "object"}},
                 },
-                "statefulSet": {
+            },
+            "users": {
+                "type": "array",
+                "items": {
                     "type": "object",
-                    "required": ["spec"],
+                    "required": ["name", "passwordSecretRef", "roles", "scramCredentialsSecretName"],
                     "additionalProperties": False,
                     "properties": {
-                        "metadata": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"labels": _STRING_MAP, "annotations": _STRING_MAP},
-                        },
-                        "spec": {
-                            "type": "object",
-                            "properties": {
-                                "template": _pod_template_override(),
-                                "volumeClaimTemplates": {"type": "array", "items": {"type": "object"}},
+                        "name": {"type": "string", "minLength": 1},
+                        "db": {"type": "string"},
+                        "passwordSecretRef": _SECRET_KEY_REF,
+                        "roles": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["db", "name"],
+                                "additionalProperties": False,
+                                "properties": {"db": {"type": "string"}, "name": {"type": "string"}},
                             },
+                        },
+                        "scramCredentialsSecretName": {
+                            "type": "string",
+                            "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                        },
+                        "connectionStringSecretName": {"type": "string"},
+                        "connectionStringSecretNamespace": {"type": "string"},
+                        "additionalConnectionStringConfig": {"type": "object"},
+                    },
+                },
+            },
+            "statefulSet": {
+                "type": "object",
+                "required": ["spec"],
+                "additionalProperties": False,
+                "properties": {
+                    "metadata": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"labels": _STRING_MAP, "annotations": _STRING_MAP},
+                    },
+                    "spec": {
+                        "type": "object",
+                        "properties": {
+                            "template": _pod_template_override(),
+                            "volumeClaimTemplates": {"type": "array", "items": {"type": "object"}},
                         },
                     },
                 },
             },
         },
     },
-}
+)
 
 # The containers each operator puts in its pods (the overrides are merged into them by name): rabbitmq/cluster-operator
 # internal/resource/statefulset.go, mongodb-kubernetes-operator controllers/construct/mongodbstatefulset.go.
