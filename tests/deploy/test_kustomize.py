@@ -12,12 +12,14 @@ import kubernetes_validate
 import pytest
 
 from tests.deploy.manifests import KUBERNETES_VERSION, OVERLAYS, SECRET_NAME, of_kind, render
+from tests.deploy.operator_crds import OPERATOR_KINDS
 
 KEDA_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
 PODMONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
 # PrometheusRule: its structure, rules and tests are checked in test_monitoring.py.
 PROMETHEUSRULE = ("monitoring.coreos.com/v1", "PrometheusRule")
-CRD_KINDS = KEDA_KINDS | {PODMONITOR, PROMETHEUSRULE}
+# RabbitmqCluster and MongoDBCommunity (prod): their structure is checked in test_datastores.py.
+CRD_KINDS = KEDA_KINDS | {PODMONITOR, PROMETHEUSRULE} | OPERATOR_KINDS
 
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
 _METADATA = {

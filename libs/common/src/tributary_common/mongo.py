@@ -1,4 +1,5 @@
-"""MongoDB start-up (beanie on pymongo's async client) and one retention mechanism for MongoDB and FerretDB.
+"""MongoDB start-up (beanie on pymongo's async client, with the replica set's write and read options) and one
+retention mechanism for MongoDB and FerretDB.
 
 Retention is per document: each document carries an `expire_at` time. Where the server has TTL indexes
 (MongoDB) an index with `expireAfterSeconds=0` on that field deletes them; where it has none (FerretDB answers
@@ -19,20 +20,34 @@ from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
+from .mongo_options import ClientOptions
+
 log = logging.getLogger(__name__)
 
 RetentionMode = Literal["ttl-index", "sweeper"]
 TTL_INDEX_NAME = "retention_ttl"
 
 
-async def connect(url: str, db: str, models: Sequence[type[Document]], timeout_ms: int = 5000) -> AsyncMongoClient[Any]:
-    """A client with beanie initialised on `db` for `models`, their indexes created.
+def new_client(url: str, *, timeout_ms: int = 5000, options: ClientOptions | None = None) -> AsyncMongoClient[Any]:
+    """The one way a service makes a client: timezone-aware datetimes, bounded server selection, `options`."""
+    kw = (options or ClientOptions()).kwargs()
+    return AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, **kw)
+
+
+async def connect(
+    url: str,
+    db: str,
+    models: Sequence[type[Document]],
+    timeout_ms: int = 5000,
+    options: ClientOptions | None = None,
+) -> AsyncMongoClient[Any]:
+    """A client (`new_client`) with beanie initialised on `db` for `models`, their indexes created.
 
     Indexes are created one per command: FerretDB 1.24 closes the connection when one `createIndexes` command
     re-creates several indexes that already exist (what beanie sends at every start after the first), so a
     service restarting on an existing database would never start.
     """
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
+    client = new_client(url, timeout_ms=timeout_ms, options=options)
     try:
         await init_beanie(database=client[db], document_models=list(models), skip_indexes=True)
         for model in models:

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .access_log import list_setting, parse_networks
 from .claims import ClaimMap
 from .egress import EgressPolicy, parse_allow_list
+from .mongo_options import ClientOptions, ReadPreferenceName
 
 # The public development secret: anyone can sign tokens with it, so only a process in dev mode accepts it.
 DEFAULT_JWT_SECRET = "dev-secret-change-me-please-0123456789"
@@ -123,3 +124,29 @@ class MongoSettings(BaseSettings):
 
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
     mongodb_db: str = "tributary"
+    # On a replica set (docs/scaling.md): `majority` or a number of members (1-50). Never 0: the recorder acks the
+    # broker only after the database acknowledged the batch.
+    mongodb_write_concern: str = Field(default="majority", max_length=8)
+    mongodb_write_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
+    # `primary` reads every acknowledged write (catch-up needs it); a secondary may lag behind.
+    mongodb_read_preference: ReadPreferenceName = "primary"
+    mongodb_retry_writes: bool = True
+    # The replica set's name (also accepted in the URL as `replicaSet=`); unset for FerretDB or a standalone server.
+    mongodb_replica_set: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+    @field_validator("mongodb_write_concern")
+    @classmethod
+    def _write_concern(cls, v: str) -> str:
+        if v != "majority" and not (v.isdigit() and 1 <= int(v) <= 50):
+            raise ValueError(f"write concern {v!r}: `majority` or a number of members from 1 to 50 (0 loses writes)")
+        return v
+
+    def mongodb_options(self) -> ClientOptions:
+        w = self.mongodb_write_concern
+        return ClientOptions(
+            write_concern=int(w) if w.isdigit() else w,
+            write_timeout_ms=self.mongodb_write_timeout_ms,
+            read_preference=self.mongodb_read_preference,
+            retry_writes=self.mongodb_retry_writes,
+            replica_set=self.mongodb_replica_set,
+        )

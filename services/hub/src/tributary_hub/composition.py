@@ -145,7 +145,13 @@ class Hub:
         backoff = Backoff(0.2, 5.0, jitter=False)
         while True:
             try:
-                return await connect(s.mongodb_url, s.mongodb_db, ALL_DOCUMENTS, timeout_ms=s.mongodb_timeout_ms)
+                return await connect(
+                    s.mongodb_url,
+                    s.mongodb_db,
+                    ALL_DOCUMENTS,
+                    timeout_ms=s.mongodb_timeout_ms,
+                    options=s.mongodb_options(),
+                )
             except PyMongoError as exc:
                 delay = backoff.next_delay()
                 if asyncio.get_running_loop().time() + delay > deadline:

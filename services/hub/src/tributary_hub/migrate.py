@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
+
+from tributary_common.mongo import new_client
+from tributary_common.mongo_options import ClientOptions
 
 from .documents import EventDoc, event_key
 
@@ -94,8 +96,10 @@ async def migrate_events(collection: AsyncCollection[Any], *, batch_size: int = 
     return report
 
 
-async def migrate(url: str, db: str, *, batch_size: int, timeout_ms: int = 5000) -> MigrationReport:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
+async def migrate(
+    url: str, db: str, *, batch_size: int, timeout_ms: int = 5000, options: ClientOptions | None = None
+) -> MigrationReport:
+    client = new_client(url, timeout_ms=timeout_ms, options=options)
     try:
         return await migrate_events(client[db][EventDoc.Settings.name], batch_size=batch_size)
     finally:
@@ -105,7 +109,11 @@ async def migrate(url: str, db: str, *, batch_size: int, timeout_ms: int = 5000)
 async def run(settings: Any, batch_size: int) -> MigrationReport:
     """The `migrate` command: one line per batch in the log, the totals at the end (also on stdout)."""
     report = await migrate(
-        settings.mongodb_url, settings.mongodb_db, batch_size=batch_size, timeout_ms=settings.mongodb_timeout_ms
+        settings.mongodb_url,
+        settings.mongodb_db,
+        batch_size=batch_size,
+        timeout_ms=settings.mongodb_timeout_ms,
+        options=settings.mongodb_options(),
     )
     summary = (
         f"migrate: {report.migrated} event documents re-keyed, {report.already_there} already there, "
