@@ -11,6 +11,7 @@ from tributary_common.control import SourceAnnouncement
 from tributary_ingest.fair_share import FairShare, shed_choice, targets
 
 HOLD_OFF = 3.0
+PATIENCE = 0.75
 
 
 def announce(instance: str, capacity: int, leases: int = 0, ttl_s: float = 3.0) -> SourceAnnouncement:
@@ -87,12 +88,12 @@ def test_shed_choice_is_deterministic_and_prefers_reads_that_deliver_nothing() -
 
 
 def test_alone_never_sheds() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     assert fair.to_shed(running(60), 60, 0.0) == []
 
 
 def test_joined_peers_make_the_holder_shed_down_to_its_target() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100), 0.0)
     fair.on_announcement(announce("c", 100), 0.0)
     shed = fair.to_shed(running(60), 60, 1.0)
@@ -101,14 +102,14 @@ def test_joined_peers_make_the_holder_shed_down_to_its_target() -> None:
 
 
 def test_shedding_is_weighted_by_capacity() -> None:
-    fair = FairShare("a", 120, HOLD_OFF)
+    fair = FairShare("a", 120, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 60), 0.0)
     fair.on_announcement(announce("c", 60), 0.0)
     assert len(fair.to_shed(running(60), 60, 1.0)) == 30  # a keeps 30, b and c take 15 each
 
 
 def test_within_one_of_the_target_nothing_is_shed() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100, leases=29), 0.0)
     assert fair.to_shed(running(31), 60, 1.0) == []  # target 30: 31 is within one
     fair.on_announcement(announce("b", 100, leases=28), 0.0)
@@ -116,16 +117,16 @@ def test_within_one_of_the_target_nothing_is_shed() -> None:
 
 
 def test_no_more_is_shed_than_the_peers_have_room_for() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100, leases=25), 0.0)
     assert len(fair.to_shed(running(35), 60, 1.0)) == 5  # b's target 30, it holds 25
-    full = FairShare("a", 100, HOLD_OFF)
+    full = FairShare("a", 100, HOLD_OFF, PATIENCE)
     full.on_announcement(announce("b", 100, leases=30), 0.0)
     assert full.to_shed(running(40), 60, 1.0) == []  # b is at its target: nobody would take them
 
 
 def test_a_leaving_peer_capacity_zero_has_no_room_and_no_share() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100, leases=30), 0.0)
     assert fair.share(60, 1.0) == 30
     fair.on_announcement(announce("b", 0, leases=30), 1.0)  # b shuts down
@@ -134,7 +135,7 @@ def test_a_leaving_peer_capacity_zero_has_no_room_and_no_share() -> None:
 
 
 def test_hysteresis_one_shedding_per_hold_off() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100), 0.0)
     first = fair.to_shed(running(60), 60, 1.0)
     assert len(first) == 30
@@ -148,26 +149,54 @@ def test_hysteresis_one_shedding_per_hold_off() -> None:
 
 
 def test_a_shed_sid_is_not_taken_back_within_the_hold_off() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100), 0.0)
     shed = fair.to_shed(running(4), 4, 1.0)
     assert shed == ["s000", "s001"]
-    # Nobody took them: skipped on one tick, still not taken back on the next (they wait for b).
-    wanted, skipped = fair.choose(shed, {}, 2, 4, 1.1)
-    assert wanted == [] and skipped == set()
-    fair.end_tick(skipped, 1.1)
-    assert fair.choose(shed, {}, 2, 4, 1.2)[0] == []
-    # After the hold-off they are fair game again: skipped once, then taken if still free.
+    # Nobody took them: not even left "for later" while the hold-off lasts (they wait for b).
+    for t in (1.1, 1.0 + PATIENCE + 0.1, 1.0 + HOLD_OFF - 0.1):
+        wanted, skipped = fair.choose(shed, {}, 2, 4, t)
+        assert wanted == [] and skipped == {}
+        fair.end_tick(skipped, t)
+    # After the hold-off they are fair game again: left to the others for the patience, then taken if still free.
     fair.on_announcement(announce("b", 100, leases=2), 2.0)
-    fair.end_tick(set(), 1.0 + HOLD_OFF)
-    wanted, skipped = fair.choose(shed, {}, 2, 4, 1.0 + HOLD_OFF)
-    assert wanted == [] and skipped == set(shed)
-    fair.end_tick(skipped, 1.0 + HOLD_OFF)
-    assert fair.choose(shed, {}, 2, 4, 1.1 + HOLD_OFF)[0] == shed
+    start = 1.0 + HOLD_OFF
+    wanted, skipped = fair.choose(shed, {}, 2, 4, start)
+    assert wanted == [] and skipped == dict.fromkeys(shed, start)
+    fair.end_tick(skipped, start)
+    wanted, skipped = fair.choose(shed, {}, 2, 4, start + PATIENCE - 0.01)
+    assert wanted == [] and skipped == dict.fromkeys(shed, start)
+    fair.end_tick(skipped, start + PATIENCE - 0.01)
+    assert fair.choose(shed, {}, 2, 4, start + PATIENCE)[0] == shed
+
+
+def test_free_sids_under_the_share_are_taken_at_once_beyond_it_after_the_patience() -> None:
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
+    fair.on_announcement(announce("b", 100), 0.0)
+    free = [f"s{i}" for i in range(6)]
+    wanted, skipped = fair.choose(free, {}, 0, 6, 0.5)
+    assert wanted == free[:3] and set(skipped) == set(free[3:])
+    fair.end_tick(skipped, 0.5)
+    # b took two of them meanwhile; the third is still free after the patience: ours.
+    holders = {"s3": "b", "s4": "b"}
+    assert fair.choose(free[3:], holders, 3, 6, 0.5 + PATIENCE / 2)[0] == []
+    fair.end_tick(fair.choose(free[3:], holders, 3, 6, 0.5 + PATIENCE / 2)[1], 0.5 + PATIENCE / 2)
+    assert fair.choose(free[3:], holders, 3, 6, 0.5 + PATIENCE)[0] == ["s5"]
+
+
+def test_simulated_start_of_three_at_once_moves_nothing() -> None:
+    for seed in range(20):
+        rng = random.Random(seed)
+        cluster = Cluster(60)
+        for name in "abc":
+            cluster.join(name, 100)
+        for _ in range(int(3 * HOLD_OFF / 0.25)):
+            cluster.tick(rng)
+        assert cluster.moves == 0 and sorted(cluster.shares().values()) == [20, 20, 20], (seed, cluster.shares())
 
 
 def test_lapsed_peers_are_forgotten_and_do_not_count() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("b", 100, ttl_s=3.0), 0.0)
     assert fair.alive(1.0) == ["b"] and fair.share(60, 1.0) == 30
     assert fair.alive(3.0) == [] and fair.share(60, 3.0) == 60
@@ -177,7 +206,7 @@ def test_lapsed_peers_are_forgotten_and_do_not_count() -> None:
 
 
 def test_own_announcements_are_ignored() -> None:
-    fair = FairShare("a", 100, HOLD_OFF)
+    fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
     fair.on_announcement(announce("a", 100), 0.0)
     assert fair.peers == {} and fair.share(60, 0.5) == 60
 
@@ -197,7 +226,7 @@ class Cluster:
         self.moves = 0
 
     def join(self, name: str, capacity: int) -> None:
-        self.fair[name] = FairShare(name, capacity, HOLD_OFF)
+        self.fair[name] = FairShare(name, capacity, HOLD_OFF, PATIENCE)
         self.capacity[name] = capacity
 
     def leave(self, name: str) -> None:

@@ -48,13 +48,16 @@ def shed_choice(held: Mapping[str, str], count: int) -> list[str]:
 
 
 class FairShare:
-    def __init__(self, instance_id: str, capacity: int, hold_off_s: float) -> None:
+    def __init__(self, instance_id: str, capacity: int, hold_off_s: float, patience_s: float) -> None:
         self.instance_id = instance_id
         self.capacity = capacity
         # Hysteresis: a shed sid is not taken back, and nothing more is shed, for this long.
         self.hold_off_s = hold_off_s
+        # A free sid beyond this instance's share is left to the others this long (every live peer ticks in it and
+        # takes it if under its share), then taken: peers full, stuck or gone.
+        self.patience_s = patience_s
         self.peers: dict[str, Peer] = {}  # other instances serving this source
-        self._skipped: set[str] = set()  # left to the others on the last tick
+        self._skipped: dict[str, float] = {}  # free sids left to the others -> since when
         self._shed_at: dict[str, float] = {}  # sids shed lately -> when
         self._last_shed = -math.inf
 
@@ -79,18 +82,19 @@ class FairShare:
 
     def choose(
         self, candidates: list[str], holders: dict[str, str], held: int, demanded: int, now: float
-    ) -> tuple[list[str], set[str]]:
+    ) -> tuple[list[str], dict[str, float]]:
         """Which `candidates` (free sids, with their lease `holders`) to take, `held` being the leases held now; and
-        which to leave to the others on this tick (for `end_tick`)."""
+        which are left to the others (for `end_tick`)."""
         share = self.share(demanded, now)
         wanted: list[str] = []
-        skipped: set[str] = set()
+        skipped: dict[str, float] = {}
         for sid in candidates:
             if holders.get(sid, self.instance_id) != self.instance_id or self._recently_shed(sid, now):
                 continue
-            # Beyond our fair share, leave a sid to the others for one tick; if nobody took it, take it.
-            if held + len(wanted) >= share and sid not in self._skipped:
-                skipped.add(sid)
+            # Beyond our fair share, leave a sid to the others for a while; if nobody took it, take it.
+            since = self._skipped.get(sid, now)
+            if held + len(wanted) >= share and now - since < self.patience_s:
+                skipped[sid] = since
                 continue
             wanted.append(sid)
         return wanted, skipped
@@ -119,8 +123,9 @@ class FairShare:
         at = self._shed_at.get(sid)
         return at is not None and now - at < self.hold_off_s
 
-    def end_tick(self, skipped: set[str], now: float) -> None:
-        """A tick completed: `skipped` are taken on the next one if nobody took them; lapsed peers are forgotten."""
+    def end_tick(self, skipped: dict[str, float], now: float) -> None:
+        """A tick completed: `skipped` (from `choose`) are taken once patience ran out, if nobody took them meanwhile;
+        lapsed peers are forgotten."""
         self._skipped = skipped
         for peer in [p for p, v in self.peers.items() if v.until <= now]:
             del self.peers[peer]

@@ -59,7 +59,10 @@ class ServedSource:
         self.secrets = SecretStore(settings.secrets_dir)
         self.demand = DemandIntake(name, connector_cls, self.secrets, metrics)
         # Hysteresis of the rebalancing: one lease TTL between sheddings, as long as a handover may take.
-        self.fair = FairShare(settings.instance_id, self.capacity, settings.lease_ttl_s)
+        # A peer ticks at least once per reconcile interval: three of them to take a free sid before we do.
+        self.fair = FairShare(
+            settings.instance_id, self.capacity, settings.lease_ttl_s, 3 * settings.reconcile_interval_s
+        )
         self.owned: dict[str, Owned] = {}
         self.published = PublishedSamples(name, publisher, metrics)
         refusals = RefusalLog(name, metrics, WARN_EVERY_S, self._loop.time)
@@ -112,7 +115,7 @@ class ServedSource:
             self.ownership.shed(shed)
         free = self.capacity - len(self.owned)
         candidates = [sid for sid in active if sid not in self.owned]
-        skipped: set[str] = set()
+        skipped: dict[str, float] = {}
         if free > 0 and candidates:
             random.shuffle(candidates)  # instances racing for the same sids start at different ends
             holders = await self.lease_io.run(self.leases.holders(candidates))
