@@ -201,7 +201,7 @@ def test_lapsed_peers_are_forgotten_and_do_not_count() -> None:
     assert fair.alive(1.0) == ["b"] and fair.share(60, 1.0) == 30
     assert fair.alive(3.0) == [] and fair.share(60, 3.0) == 60
     assert fair.to_shed(running(60), 60, 3.0) == []
-    fair.end_tick(set(), 3.0)
+    fair.end_tick({}, 3.0)
     assert fair.peers == {}
 
 
