@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support import platform
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, start_all
 from tests.support.tokens import Minter
 
 SECRET = "replicas-secret-0123456789-0123456789-ab"
@@ -69,11 +69,7 @@ def run_replicas(
             MINT(subject="replicas"),
         )
         try:
-            for p in made.all():
-                p.start(wait=False)
-            for p in made.all():
-                p.wait_healthy(120)
-                p.wait_healthy(120, path="/readyz")
+            start_all(made.all(), 120)  # nine processes booting at once on a small machine
             yield made
         finally:
             for p in reversed(made.all()):
