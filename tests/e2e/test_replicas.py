@@ -165,10 +165,13 @@ async def test_unitop_demand_from_both_streams_keeps_one_reader_per_sid(rep: Rep
 
             async def balanced() -> bool:
                 shares = await watch.shares()
-                return sum(shares.values()) == len(sids) and sorted(shares.values()) == [3, 3, 3]
+                # Fair share +-1: within that band nobody sheds, so the window below sees no handover.
+                return (
+                    sum(shares.values()) == len(sids) and len(shares) == 3 and all(2 <= n <= 4 for n in shares.values())
+                )
 
             try:
-                await eventually(balanced, 30, "9 sids leased, 3 by each ingest instance")
+                await eventually(balanced, 30, "9 sids leased, 3 +-1 by each ingest instance")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}: {await watch.holders()}") from None
             start = time.monotonic()
