@@ -88,6 +88,9 @@ async def test_a_second_instance_takes_its_share_from_the_first_without_a_duplic
                 "the moved sids published by the second instance",
             )
             by_sid = amqp_bus.by_sid()  # before the second one stops (and hands them back)
+            handed = "tributary_ingest_leases_handed_over_total"
+            assert a.metrics.registry.get_sample_value(handed, {"source": "simulator"}) == 4
+            assert b.metrics.registry.get_sample_value(handed, {"source": "simulator"}) == 0
     for sid in moved:
         publishers = [r.app_id for r in by_sid[sid]]
         # One handover: the first instance's batches, then the second's, never interleaved.

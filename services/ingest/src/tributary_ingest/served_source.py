@@ -87,7 +87,7 @@ class ServedSource:
         metrics.capacity.labels(name).set(self.capacity)
         metrics.leases_held.labels(name).set(0)
         # Every per-source series exists from the start (at 0), so dashboards and alerts see it before it moves.
-        for counter in (metrics.reads, metrics.leases_lost):
+        for counter in (metrics.reads, metrics.leases_lost, metrics.leases_handed_over):
             counter.labels(name)
 
     def _fail(self, sid: str, error: BaseException) -> None:
@@ -113,6 +113,7 @@ class ServedSource:
         if shed:
             log.info("%s: handing over %d of %d leases to %s", self.name, len(shed), len(keeping), self.fair.alive(now))
             self.ownership.shed(shed)
+            self.metrics.leases_handed_over.labels(self.name).inc(len(shed))
         free = self.capacity - len(self.owned)
         candidates = [sid for sid in active if sid not in self.owned]
         skipped: dict[str, float] = {}
