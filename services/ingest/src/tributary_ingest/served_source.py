@@ -1,8 +1,9 @@
 """One source served on one instance: demand in, leases taken by fair share, the connector's reads, samples out.
 
 This is the framework side of the SDK (the connector sees only `subscribe`/`unsubscribe` and a `Sink`), composed
-of: `demand_intake` (what is demanded), `fair_share` (what this instance takes), `ownership` (the leases held and
-their reads), `lease_renewal` (on the lease thread) and `sample_sink` (samples in, batches published).
+of: `demand_intake` (what is demanded), `fair_share` (what this instance takes and what it hands over),
+`ownership` (the leases held and their reads), `lease_renewal` (on the lease thread) and `sample_sink` (samples
+in, batches published).
 """
 
 from __future__ import annotations
