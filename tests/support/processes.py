@@ -69,3 +69,12 @@ class ServiceProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_all(procs: list[ServiceProcess], timeout: float = 60) -> None:
+    """Start every process at once (they boot side by side), then wait until each is alive and ready."""
+    for p in procs:
+        p.start(wait=False)
+    for p in procs:
+        p.wait_healthy(timeout)
+        p.wait_healthy(timeout, path="/readyz")

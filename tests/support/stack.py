@@ -12,7 +12,7 @@ from typing import ClassVar
 import pymongo
 
 from tests.support import platform
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, start_all
 from tests.support.tokens import Minter
 
 SECRET = "stack-secret-0123456789-0123456789-abcdef"
@@ -79,11 +79,7 @@ def run_stack(
         penv = {**common, **per_service.get(name, {}), "TRIBUTARY_HTTP_PORT": str(port)}
         procs[name] = ServiceProcess(MODULES[name], ["serve"], penv, logs / f"{name}.log", port)
     try:
-        for p in procs.values():
-            p.start(wait=False)
-        for p in procs.values():
-            p.wait_healthy(60)
-            p.wait_healthy(60, path="/readyz")
+        start_all(list(procs.values()))
         yield Stack(procs, common, vhost, db, MINT(subject="sec-admin"), logs, per_service)
     finally:
         for p in reversed(list(procs.values())):

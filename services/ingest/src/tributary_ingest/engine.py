@@ -175,10 +175,10 @@ class Engine:
                 async with asyncio.timeout(self.settings.reconcile_interval_s):
                     await served.wake.wait()
 
-    async def _announce(self) -> None:
+    async def _announce(self, leaving: bool = False) -> None:
         interval = self.settings.announce_interval_s
         for served in self.runtimes.values():
-            announcement = served.announcement(interval).model_dump_json().encode()
+            announcement = served.announcement(interval, leaving=leaving).model_dump_json().encode()
             message = outgoing(announcement, app_id=self.settings.instance_id, persistent=False)
             try:
                 await self.publisher.publish_message(CONTROL, source_key(served.name), message)
@@ -191,6 +191,10 @@ class Engine:
             await self.control.cancel()
         if self._announcer is not None:
             await self._announcer.stop()
+            # Before the leases go back: the peers then take them by shares that no longer count this instance.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._announce(leaving=True)
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -31,6 +31,9 @@ class IngestMetrics:
             registry=r,
         )
         self.leases_lost = Counter(p + "leases_lost", "Leases lost to a failed renewal", ["source"], registry=r)
+        self.leases_handed_over = Counter(
+            p + "leases_handed_over", "Leases handed to other instances by rebalancing", ["source"], registry=r
+        )
         self.dead_lettered = Counter(
             p + "dead_lettered", "Control messages sent to tributary.dead, by reason", ["reason"], registry=r
         )

@@ -68,6 +68,15 @@ class Ownership:
                 entry.state = "starting"
                 self._spawn(self._subscribe(sid, entry))
 
+    def shed(self, sids: list[str]) -> None:
+        """Hand `sids` over to the other instances (rebalancing): each read stops, publishes what it buffered, writes
+        its watermark and deletes its lease, in that order, so the next owner starts after the last sample sent."""
+        for sid in sids:
+            entry = self.owned.get(sid)
+            if entry is not None and entry.state != "releasing":
+                entry.state = "releasing"
+                self._spawn(self._release(sid, entry, "rebalanced"))
+
     def take(self, sid: str, params: Any, watermark: datetime | None) -> None:
         """The lease of `sid` is ours: start its pipeline (resuming after `watermark`) and its read."""
         checked = None if watermark is None else self.admission.time(watermark)
@@ -144,7 +153,7 @@ class Ownership:
             log.exception("unsubscribe of %s/%s failed", self.name, sid)
 
     async def _release(self, sid: str, entry: Owned, why: str = "demand lapsed") -> None:
-        """Stop reading, publish what is buffered, give the lease back (demand lapsed, or shutdown)."""
+        """Stop reading, publish what is buffered, give the lease back (demand lapsed, rebalanced, or shutdown)."""
         await self._unsubscribe(sid)
         await entry.pipeline.drain(timeout=self.settings.publish_timeout_s)
         if not self.holds(sid, entry):
@@ -152,8 +161,8 @@ class Ownership:
         del self.owned[sid]
         self._count_held()
         try:
-            if entry.pipeline.published_t is not None:
-                await self.lease_io.run(self._give_back(sid, entry.pipeline.published_t))
+            # Even with nothing published: the lease must go now, or the next owner waits for it to expire.
+            await self.lease_io.run(self._give_back(sid, entry.pipeline.published_t))
         except Exception:  # noqa: BLE001 - the lease then simply expires
             log.warning("releasing %s/%s failed; it expires on its own", self.name, sid)
         log.info("released %s/%s (%s)", self.name, sid, why)

@@ -1,8 +1,9 @@
 """One source served on one instance: demand in, leases taken by fair share, the connector's reads, samples out.
 
 This is the framework side of the SDK (the connector sees only `subscribe`/`unsubscribe` and a `Sink`), composed
-of: `demand_intake` (what is demanded), `fair_share` (what this instance takes), `ownership` (the leases held and
-their reads), `lease_renewal` (on the lease thread) and `sample_sink` (samples in, batches published).
+of: `demand_intake` (what is demanded), `fair_share` (what this instance takes and what it hands over),
+`ownership` (the leases held and their reads), `lease_renewal` (on the lease thread) and `sample_sink` (samples
+in, batches published).
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ class ServedSource:
         self._loop = asyncio.get_running_loop()
         self.secrets = SecretStore(settings.secrets_dir)
         self.demand = DemandIntake(name, connector_cls, self.secrets, metrics)
-        self.fair = FairShare(settings.instance_id)
+        # Hysteresis of the rebalancing: one lease TTL between sheddings, as long as a handover may take.
+        # A peer ticks at least once per reconcile interval: three of them to take a free sid before we do.
+        self.fair = FairShare(
+            settings.instance_id, self.capacity, settings.lease_ttl_s, 3 * settings.reconcile_interval_s
+        )
         self.owned: dict[str, Owned] = {}
         self.published = PublishedSamples(name, publisher, metrics)
         refusals = RefusalLog(name, metrics, WARN_EVERY_S, self._loop.time)
@@ -83,7 +88,7 @@ class ServedSource:
         metrics.capacity.labels(name).set(self.capacity)
         metrics.leases_held.labels(name).set(0)
         # Every per-source series exists from the start (at 0), so dashboards and alerts see it before it moves.
-        for counter in (metrics.reads, metrics.leases_lost):
+        for counter in (metrics.reads, metrics.leases_lost, metrics.leases_handed_over):
             counter.labels(name)
 
     def _fail(self, sid: str, error: BaseException) -> None:
@@ -98,14 +103,21 @@ class ServedSource:
         self.fair.on_announcement(announcement, self._loop.time())
 
     async def reconcile(self) -> None:
-        """One tick: release lapsed, retry failed, acquire free sids up to the capacity and the fair share."""
+        """One tick: release lapsed, retry failed, shed what is over the fair share, acquire free sids up to the
+        capacity and the fair share."""
         now = self._loop.time()
         active = self.demand.tracker.active(now)
         self.metrics.demanded.labels(self.name).set(len(active))
         self.ownership.tick(self.demand.tracker, now)
+        keeping = {sid: e.state for sid, e in self.owned.items() if sid in active and e.state != "releasing"}
+        shed = self.fair.to_shed(keeping, len(active), now)
+        if shed:
+            log.info("%s: handing over %d of %d leases to %s", self.name, len(shed), len(keeping), self.fair.alive(now))
+            self.ownership.shed(shed)
+            self.metrics.leases_handed_over.labels(self.name).inc(len(shed))
         free = self.capacity - len(self.owned)
         candidates = [sid for sid in active if sid not in self.owned]
-        skipped: set[str] = set()
+        skipped: dict[str, float] = {}
         if free > 0 and candidates:
             random.shuffle(candidates)  # instances racing for the same sids start at different ends
             holders = await self.lease_io.run(self.leases.holders(candidates))
@@ -136,13 +148,16 @@ class ServedSource:
         except Exception:
             log.exception("stopping connector %s failed", self.name)
 
-    def announcement(self, interval_s: float) -> SourceAnnouncement:
+    def announcement(self, interval_s: float, *, leaving: bool = False) -> SourceAnnouncement:
+        """What this instance serves; `leaving` (at shutdown) announces capacity 0, so the peers' fair shares leave
+        it out at once and they take its leases as it hands them back."""
+        capacity = 0 if leaving else self.capacity
         return SourceAnnouncement(
             source=self.name,
             instance_id=self.settings.instance_id,
             subscription_schema=self.demand.schema,
-            capacity=self.capacity,
-            free=max(0, self.capacity - len(self.owned)),
+            capacity=capacity,
+            free=max(0, capacity - len(self.owned)),
             leases=len(self.owned),
             ttl_s=3 * interval_s,
             sent_at=utcnow(),
@@ -154,6 +169,7 @@ class ServedSource:
             "capacity": self.capacity,
             "free": max(0, self.capacity - len(self.owned)),
             "peers": self.fair.alive(now),
+            "target": self.fair.share(len(self.demand.tracker.active(now)), now),
             "demanded": len(self.demand.tracker.active(now)),
             "samples_published": self.published.count,
             "leases": {sid: e.state for sid, e in self.owned.items()},
