@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools services services-down services-status test test-fast lint format up clean bench soak
+.PHONY: setup tools console services services-down services-status test test-fast lint format up clean bench soak
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -35,6 +35,26 @@ $(ASYNCAPI_SPECS): Makefile
 	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)
 	@touch $@
 
+# The console's chart library (uPlot) and the checker of its JSDoc types (TypeScript), both from npm, pinned. uPlot
+# is copied into the hub's package (gitignored: built in, never committed; the image takes it from there).
+CONSOLE_TOOLS := $(TOOLS)/console
+UPLOT_VERSION := 1.6.32
+TYPESCRIPT_VERSION := 5.9.3
+CONSOLE_VENDOR := services/hub/src/tributary_hub/console/vendor
+TSC := $(CONSOLE_TOOLS)/node_modules/.bin/tsc
+
+console: $(CONSOLE_VENDOR)/uPlot.esm.js ## uPlot into the hub's console assets, TypeScript for `make lint`
+
+$(CONSOLE_TOOLS)/.installed: Makefile
+	@command -v npm >/dev/null || deploy/local/services.sh packages npm
+	npm install --silent --no-audit --no-fund --no-save --prefix $(CONSOLE_TOOLS) uplot@$(UPLOT_VERSION) typescript@$(TYPESCRIPT_VERSION)
+	@touch $@
+
+$(CONSOLE_VENDOR)/uPlot.esm.js: $(CONSOLE_TOOLS)/.installed
+	@mkdir -p $(CONSOLE_VENDOR)
+	cp $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.esm.js $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_TOOLS)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/
+	cp $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.d.ts $(CONSOLE_VENDOR)/uPlot.esm.d.ts
+
 services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
 	deploy/local/services.sh up
 
@@ -44,10 +64,11 @@ services-down: ## stop them
 services-status:
 	deploy/local/services.sh status
 
-test: setup tools services ## everything the tests need, then the tests
+test: setup tools console services ## everything the tests need, then the tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: setup console
+	$(TSC) -p services/hub/src/tributary_hub/console/jsconfig.json
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/client/src services/hub/src services/ingest/src services/stream/src tests deploy/local/demo.py $(wildcard bench/*.py bench/*/*.py)
