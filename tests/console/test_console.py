@@ -7,7 +7,6 @@ under .local/screenshots/ for review. Also: CORS preflights on hub and stream.""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from tests.console.browser import SHOTS, chromium_path
 from tests.support import platform
 from tests.support.stack import Stack, run_stack
 from tributary_common.cors import parse_origins
 from tributary_hub.settings import HubSettings
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
 ORIGIN = "https://console.example.test"
 TOPIC = "console-readings"
 SCHEMA = {
@@ -46,13 +44,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     ) as s:
         yield s
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if not found:
-        pytest.fail("Chromium not found at /usr/bin/chromium: run `make tools` (installs Debian's chromium)")
-    return found
 
 
 def test_console_in_a_browser(stack: Stack) -> None:
@@ -221,7 +212,7 @@ def test_console_assets_and_config(stack: Stack) -> None:
     assert "default-src 'self'" in csp and f"ws://127.0.0.1:{stack.procs['stream'].port}" in csp
     assert index.headers["x-frame-options"] == "DENY"
     config = httpx.get(f"{stack.hub_url}/console/config.json").json()
-    assert config == {"stream_url": f"ws://127.0.0.1:{stack.procs['stream'].port}"}
+    assert config == {"stream_url": f"ws://127.0.0.1:{stack.procs['stream'].port}", "chart": True}
     assert httpx.get(f"{stack.hub_url}/console/../openapi.json").status_code in (200, 404)  # normalised, not escaped
     assert httpx.get(f"{stack.hub_url}/console/nope.js").status_code == 404
 

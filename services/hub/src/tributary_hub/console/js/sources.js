@@ -17,7 +17,7 @@ export async function loadSources() {
     rows.push([`${s.name}: total`, `${s.instances.length} instance${s.instances.length === 1 ? "" : "s"}`, leases, "", ""]);
   }
   fillRows($("sources-table").tBodies[0], rows);
-  status(sources.length ? `${sources.length} sources` : "no source has been announced by an ingest instance");
+  status(sources.length ? `${sources.length} source${sources.length === 1 ? "" : "s"}` : "no source has been announced by an ingest instance");
 }
 
 export class DeadLetters {
