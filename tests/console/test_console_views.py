@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import httpx
@@ -22,6 +22,9 @@ from tests.console.browser import SHOTS, fits_the_screen, phone_page, sign_in
 from tests.support import platform
 from tests.support.polling import wait_for
 from tests.support.stack import Stack, run_stack
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, WebSocket
 
 TOPIC = "console-versions"
 UNITOP = "console-pump"
@@ -76,7 +79,7 @@ def seeded(stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
-def live_count(page: Any) -> int:
+def live_count(page: Page) -> int:
     found = re.match(r"live: (\d+) samples", page.locator("#chart-state").inner_text())
     return int(found.group(1)) if found else -1
 
@@ -88,7 +91,7 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
     samples_frames: list[dict[str, Any]] = []
     with phone_page() as (page, errors):
 
-        def watch(ws: Any) -> None:
+        def watch(ws: WebSocket) -> None:
             def received(payload: str | bytes) -> None:
                 frame = json.loads(payload)
                 if frame.get("type") == "samples":
@@ -204,7 +207,7 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
 
 def test_without_the_chart_library_the_console_says_so(stack: Stack, seeded: httpx.Client) -> None:
     """A dev checkout without `make console`: the hub says so in config.json and the console never asks for it."""
-    from playwright.sync_api import Route, expect
+    from playwright.sync_api import expect
 
     config = httpx.get(f"{stack.hub_url}/console/config.json").json()
     asked: list[str] = []
@@ -218,4 +221,3 @@ def test_without_the_chart_library_the_console_says_so(stack: Stack, seeded: htt
         assert page.locator("#chart canvas").count() == 0
     assert not [u for u in asked if "/vendor/" in u], asked
     assert errors == [], errors
-    assert Route  # the type the handler receives
