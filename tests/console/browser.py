@@ -1,4 +1,4 @@
-"""Debian's Chromium under Playwright for the console's tests: a phone-sized page that records every console
+"""The console's tests: a stack whose hub console knows the stream; Debian's Chromium under Playwright, a phone-sized page that records every console
 error and uncaught exception, and where screenshots go (.local/screenshots/, for review)."""
 
 from __future__ import annotations
@@ -11,12 +11,30 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support import platform
+from tests.support.stack import Stack, run_stack
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
 PHONE = {"width": 390, "height": 844}
+
+
+@contextlib.contextmanager
+def console_stack(
+    logs: Path, services: tuple[str, ...], env: dict[str, str], per_service: dict[str, dict[str, str]] | None = None
+) -> Iterator[Stack]:
+    """`run_stack` with the hub's console pointed at the stream (whose port is chosen first for that)."""
+    stream_port = platform.free_port()
+    per = per_service or {}
+    wiring = {
+        "hub": {**per.get("hub", {}), "TRIBUTARY_CONSOLE_STREAM_URL": f"ws://127.0.0.1:{stream_port}"},
+        "stream": {**per.get("stream", {}), "TRIBUTARY_HTTP_PORT": str(stream_port)},
+    }
+    with run_stack(logs, services=services, env=env, per_service={**per, **wiring}) as s:
+        yield s
 
 
 def chromium_path() -> str:

@@ -18,10 +18,9 @@ import aio_pika
 import httpx
 import pytest
 
-from tests.console.browser import SHOTS, fits_the_screen, phone_page, sign_in
-from tests.support import platform
+from tests.console.browser import SHOTS, console_stack, fits_the_screen, phone_page, sign_in
 from tests.support.polling import wait_for
-from tests.support.stack import Stack, run_stack
+from tests.support.stack import Stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, WebSocket
@@ -40,19 +39,14 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stream_port = platform.free_port()
-    with run_stack(
-        tmp_path_factory.mktemp("console-views"),
-        per_service={
-            "hub": {"TRIBUTARY_CONSOLE_STREAM_URL": f"ws://127.0.0.1:{stream_port}"},
-            "stream": {"TRIBUTARY_HTTP_PORT": str(stream_port)},
-            "ingest": {
-                "TRIBUTARY_INSTANCE_ID": INSTANCE,
-                "TRIBUTARY_ENABLED_SOURCES": "simulator",
-                "TRIBUTARY_ANNOUNCE_INTERVAL_S": "1",
-                "TRIBUTARY_BATCH_MAX_DELAY_S": "0.1",
-            },
-        },
+    ingest = {
+        "TRIBUTARY_INSTANCE_ID": INSTANCE,
+        "TRIBUTARY_ENABLED_SOURCES": "simulator",
+        "TRIBUTARY_ANNOUNCE_INTERVAL_S": "1",
+        "TRIBUTARY_BATCH_MAX_DELAY_S": "0.1",
+    }
+    with console_stack(
+        tmp_path_factory.mktemp("console-views"), ("hub", "ingest", "stream"), {}, {"ingest": ingest}
     ) as s:
         yield s
 
