@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools console services services-down services-status test test-fast lint format up clean bench soak
+.PHONY: setup tools console images services services-down services-status test test-fast lint format up clean bench soak
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -55,6 +55,10 @@ $(CONSOLE_VENDOR)/uPlot.esm.js: $(CONSOLE_TOOLS)/.installed
 	cp $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.esm.js $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_TOOLS)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/
 	cp $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.d.ts $(CONSOLE_VENDOR)/uPlot.esm.d.ts
 
+images: console ## the three images (PYTHON_DIGEST: the digest of python:3.11.13-slim-bookworm, deploy/README.md)
+	@test -n "$(PYTHON_DIGEST)" || { echo "PYTHON_DIGEST is required (deploy/README.md, Images)" >&2; exit 1; }
+	for svc in hub ingest stream; do docker build --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) -f deploy/docker/$$svc.Dockerfile -t tributary-$$svc:0.1.0 . || exit 1; done
+
 services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
 	deploy/local/services.sh up
 
@@ -77,7 +81,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-up: setup services ## the whole platform with a demo
+up: setup console services ## the whole platform with a demo
 	@if [ -x deploy/local/up.sh ]; then deploy/local/up.sh; else echo "platform services are running; the Tributary services are not built yet"; fi
 
 bench: setup services ## every benchmark but the soak, each with its baseline in the same run (HTTP load: wrk)
