@@ -24,7 +24,7 @@ MAX_LINES = 250
 def tsc(project: Path) -> subprocess.CompletedProcess[str]:
     if not TSC.exists():
         pytest.fail(f"{TSC} is missing: run `make console` (TypeScript and uPlot from npm, pinned in the Makefile)")
-    if not (project.parent / "vendor" / "uPlot.esm.js").exists():
+    if not (project.parent / "vendor" / "uPlot.min.js").exists():
         pytest.fail("the console's vendor/ (uPlot) is missing: run `make console`")
     return subprocess.run([str(TSC), "-p", str(project)], capture_output=True, text=True, timeout=300)
 
@@ -55,15 +55,15 @@ def test_each_module_is_small_and_checked() -> None:
 def test_without_the_chart_library_the_console_is_served_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(console, "CHART", tmp_path / "vendor" / "uPlot.esm.js")
+    monkeypatch.setattr(console, "CHART", tmp_path / "vendor" / "uPlot.min.js")
     app = FastAPI()
     console.mount(app, HubSettings(dev_mode=True, console_stream_url="wss://stream.example.com"))
     with TestClient(app) as client:
         assert client.get("/console/config.json").json() == {"stream_url": "wss://stream.example.com", "chart": False}
         assert client.get("/console/").status_code == 200
-    monkeypatch.setattr(console, "CHART", ASSETS / "vendor" / "uPlot.esm.js")
+    monkeypatch.setattr(console, "CHART", ASSETS / "vendor" / "uPlot.min.js")
     app = FastAPI()
     console.mount(app, HubSettings(dev_mode=True))
     with TestClient(app) as client:
         assert client.get("/console/config.json").json() == {"stream_url": None, "chart": True}
-        assert client.get("/console/vendor/uPlot.esm.js").headers["content-type"].startswith("text/javascript")
+        assert client.get("/console/vendor/uPlot.min.js").headers["content-type"].startswith("text/javascript")

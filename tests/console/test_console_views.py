@@ -34,6 +34,7 @@ ITEMS = {
     "flow": {"source": "simulator", "params": {"signal": "sine", "rate_hz": 5, "period_s": 20}},
     "level": {"source": "simulator", "params": {"signal": "ramp", "rate_hz": 5, "period_s": 30}},
 }
+SPEED = {"speed": {"source": "simulator", "params": {"signal": "sine", "rate_hz": 2, "seed": 3}}}
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -136,6 +137,17 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         assert all(f["unitop"] == UNITOP for f in samples_frames)
         page.screenshot(path=SHOTS / "unitops.png", full_page=True)
         assert fits_the_screen(page)
+        # The unitop changes: the stream says so, and the chart follows its new items.
+        body = {"name": UNITOP, "items": {**ITEMS, **SPEED}, "record": True, "meta": {"site": "plant1"}}
+        assert seeded.put(f"/unitops/{UNITOP}", json=body).status_code == 200
+        expect(page.locator("#chart-state")).to_contain_text("samples of 3 items")
+        expect(page.locator("#chart .u-legend")).to_contain_text("speed")
+
+        def saw_speed() -> bool:
+            page.wait_for_timeout(100)  # Playwright hands over the frames it received only while it is called
+            return "speed" in {f["item"] for f in samples_frames}
+
+        wait_for(saw_speed, 30, "the new item's samples")
 
         # Zoom: a drag across the chart shows that range, re-queried from history.
         page.locator("#chart").scroll_into_view_if_needed()
@@ -158,17 +170,17 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         page.press("#c-end", "Enter")
         expect(page.locator("#chart-state")).to_have_text(ranged)
 
-        # Sources: the simulator, its instance and the leases of the unitop's two items.
+        # Sources: the simulator, its instance and the leases of the unitop's three items.
         page.click("nav a[data-view=sources]")
         row = page.locator("#sources-table tbody tr", has_text=INSTANCE)
         expect(row).to_have_count(1)
         expect(row.locator("td").first).to_have_text("simulator")
 
-        def two_leases() -> bool:
+        def three_leases() -> bool:
             page.click("#sources-refresh")
-            return row.locator("td").nth(2).inner_text() == "2"
+            return row.locator("td").nth(2).inner_text() == "3"
 
-        wait_for(two_leases, 30, "two leases announced", interval=0.5)
+        wait_for(three_leases, 30, "three leases announced", interval=0.5)
         page.screenshot(path=SHOTS / "sources.png", full_page=True)
         assert fits_the_screen(page)
 
@@ -211,7 +223,8 @@ def test_without_the_chart_library_the_console_says_so(stack: Stack, seeded: htt
         sign_in(page, f"{stack.hub_url}/console/#unitops", stack.token)
         page.locator("#unitop-list button", has_text=UNITOP).click()
         expect(page.locator("#chart-state")).to_contain_text("no chart: the chart library is not installed")
-        expect(page.locator("#unitop-items tbody tr")).to_have_count(2)  # the rest of the view works
+        items = seeded.get(f"/unitops/{UNITOP}").json()["items"]
+        expect(page.locator("#unitop-items tbody tr")).to_have_count(len(items))  # the rest of the view works
         assert page.locator("#chart canvas").count() == 0
     assert not [u for u in asked if "/vendor/" in u], asked
     assert errors == [], errors

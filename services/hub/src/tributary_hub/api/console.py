@@ -14,7 +14,7 @@ from ..settings import HubSettings
 
 ASSETS = Path(__file__).resolve().parent.parent / "console"
 # uPlot, copied in by `make console` (gitignored): a dev checkout without it still serves the console, chart-less.
-CHART = ASSETS / "vendor" / "uPlot.esm.js"
+CHART = ASSETS / "vendor" / "uPlot.min.js"
 # The console's own pages may only load their own scripts and talk to the hub and the configured stream.
 CSP = "default-src 'self'; connect-src 'self' {stream}; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 

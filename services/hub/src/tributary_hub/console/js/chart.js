@@ -11,18 +11,20 @@ const MAX_POINTS = 20_000; // per item while following: the oldest drop out
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 
 /** @typedef {import("./samples.js").Series} Series */
-/** @typedef {typeof import("../vendor/uPlot.esm.js")} UPlot */
+/** @typedef {typeof import("../vendor/uPlot.js")} UPlot */
 
 /** @type {Promise<UPlot> | null} */
 let loading = null;
 
-/** The library and its stylesheet, fetched once, on the first chart. */
+/** The library (a classic script defining the global `uPlot`) and its stylesheet, fetched once, for the first chart. */
 function library() {
-  if (!loading) {
-    const css = Object.assign(document.createElement("link"), { rel: "stylesheet", href: "vendor/uPlot.min.css" });
-    document.head.append(css);
-    loading = import("../vendor/uPlot.esm.js").then((m) => m.default);
-  }
+  loading ??= new Promise((resolve, reject) => {
+    document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href: "vendor/uPlot.min.css" }));
+    const script = Object.assign(document.createElement("script"), { src: "vendor/uPlot.min.js" });
+    script.onload = () => resolve(/** @type {any} */ (window).uPlot);
+    script.onerror = () => reject(new Error("the chart library did not load"));
+    document.head.append(script);
+  });
   return loading;
 }
 
@@ -136,6 +138,13 @@ export class UnitopChart {
   frame(f) {
     if (f.type === "subscribed") {
       this.socket?.settled();
+      // Sent again when the unitop changes: a chart of its new items.
+      const items = Object.keys(f.unitop?.items ?? {});
+      if (this.lib && items.length && [...items].sort().join("\n") !== [...this.items].sort().join("\n")) {
+        this.items = items;
+        this.plot?.destroy();
+        this.plot = new this.lib(this.options(this.lib), this.data(), this.els.box);
+      }
       this.shown();
     } else if (f.type === "samples" && this.following) {
       for (const s of f.samples) this.add(f.item, seconds(s.t), plotted(s.v));
@@ -180,7 +189,7 @@ export class UnitopChart {
     this.state(`live: ${this.count} samples of ${this.items.length} item${this.items.length === 1 ? "" : "s"}`);
   }
 
-  /** @returns {import("../vendor/uPlot.esm.js").AlignedData} the items' samples on one time axis */
+  /** @returns {import("../vendor/uPlot.js").AlignedData} the items' samples on one time axis */
   data() {
     const tables = this.items.map((item) => /** @type {[number[], (number | null)[]]} */ ([this.series[item]?.t ?? [], this.series[item]?.v ?? []]));
     if (!this.lib || !tables.some(([t]) => t.length)) return [[], ...this.items.map(() => [])];
@@ -189,7 +198,7 @@ export class UnitopChart {
 
   /**
    * @param {UPlot} uPlot
-   * @returns {import("../vendor/uPlot.esm.js").Options}
+   * @returns {import("../vendor/uPlot.js").Options}
    */
   options(uPlot) {
     return {
