@@ -56,13 +56,13 @@ export class DeadLetters {
     fillRows(
       $("dl-table").tBodies[0],
       page.items.map((/** @type {any} */ d) => [
+        button(`Replay ${d.id.slice(0, 8)}`, () => this.replay(d.id).catch(failed)),
         d.time,
         d.reason,
         d.queue,
         d.routing_key,
         d.size,
         d.replays ? `${d.replays} (last ${d.replayed_at})` : "0",
-        button(`Replay ${d.id.slice(0, 8)}`, () => this.replay(d.id).catch(failed)),
       ]),
     );
     this.nextCursor = page.next;
