@@ -173,6 +173,8 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         page.fill("#c-end", (end - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S"))
         page.press("#c-end", "Enter")
         expect(page.locator("#chart-state")).to_have_text("the range's end must be after its start")
+        page.click("#c-live")
+        expect(page.locator("#chart-state")).to_contain_text("live: ")
 
         # Sources: the simulator, its instance and the leases of the unitop's three items.
         page.click("nav a[data-view=sources]")
@@ -187,6 +189,12 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         wait_for(three_leases, 30, "three leases announced", interval=0.5)
         page.screenshot(path=SHOTS / "sources.png", full_page=True)
         assert fits_the_screen(page)
+        # Back on the unitop: its chart stopped following while away, and "Live" follows again.
+        page.click("nav a[data-view=unitops]")
+        expect(page.locator("#chart-state")).to_have_text("paused while the view was left: Live follows again")
+        expect(page.locator("#c-live")).to_have_attribute("aria-pressed", "false")
+        page.click("#c-live")
+        expect(page.locator("#chart-state")).to_have_text(re.compile(r"^live: \d+ samples of 3 items$"))
 
         # Dead letters: listed, one replayed (it fails again: a new letter).
         page.click("nav a[data-view=deadletters]")

@@ -87,6 +87,14 @@ export class UnitopChart {
     this.socket?.close();
   }
 
+  /** The view is left: no subscription for a chart nobody sees; "Live" follows again. */
+  pause() {
+    if (!this.following) return;
+    this.close();
+    this.els.live.setAttribute("aria-pressed", "false");
+    this.state("paused while the view was left: Live follows again");
+  }
+
   /** Follow: the last minutes from history, then live samples (those arriving meanwhile merged in). */
   async live() {
     if (!this.plot) return;

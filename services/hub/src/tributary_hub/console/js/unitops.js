@@ -69,6 +69,6 @@ export class Unitops {
   }
 
   leave() {
-    this.chart.close();
+    this.chart.pause();
   }
 }
