@@ -67,3 +67,19 @@ def test_without_the_chart_library_the_console_is_served_and_says_so(
     with TestClient(app) as client:
         assert client.get("/console/config.json").json() == {"stream_url": None, "chart": True}
         assert client.get("/console/vendor/uPlot.min.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_the_chart_library_is_built_in_not_committed() -> None:
+    """Gitignored (copied in by `make console`), yet in the hub's wheel (hatch `artifacts`, which VCS ignores do
+    not drop) and so in the image, whose build refuses to go on without it."""
+    import fnmatch
+    import tomllib
+
+    chart = console.CHART.relative_to(ROOT / "services" / "hub").as_posix()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(console.CHART)], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, f"{chart} must be gitignored: it is built, never committed"
+    project = tomllib.loads((ROOT / "services" / "hub" / "pyproject.toml").read_text())
+    artifacts = project["tool"]["hatch"]["build"]["targets"]["wheel"]["artifacts"]
+    assert any(fnmatch.fnmatch(chart, pattern) for pattern in artifacts), f"{chart} is not in the wheel"
+    dockerfile = (ROOT / "deploy" / "docker" / "hub.Dockerfile").read_text()
+    assert f"test -f services/hub/{chart}" in dockerfile
