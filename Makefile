@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools services services-down services-status test test-fast lint format up clean bench soak
+.PHONY: setup tools console images services services-down services-status test test-fast lint format up clean bench soak
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -35,6 +35,31 @@ $(ASYNCAPI_SPECS): Makefile
 	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)
 	@touch $@
 
+# The console's chart library (uPlot) and the checker of its JSDoc types (TypeScript), both from npm, pinned. uPlot
+# is copied into the hub's package (gitignored: built in, never committed; the image takes it from there).
+CONSOLE_TOOLS := $(TOOLS)/console
+UPLOT_VERSION := 1.6.32
+TYPESCRIPT_VERSION := 5.9.3
+CONSOLE_VENDOR := services/hub/src/tributary_hub/console/vendor
+TSC := $(CONSOLE_TOOLS)/node_modules/.bin/tsc
+
+console: $(CONSOLE_VENDOR)/uPlot.min.js ## uPlot into the hub's console assets, TypeScript for `make lint`
+
+$(CONSOLE_TOOLS)/.installed: Makefile
+	@command -v npm >/dev/null || deploy/local/services.sh packages npm
+	npm install --silent --no-audit --no-fund --no-save --prefix $(CONSOLE_TOOLS) uplot@$(UPLOT_VERSION) typescript@$(TYPESCRIPT_VERSION)
+	@touch $@
+
+# The minified build (51 KB; the ES module build is 145 KB unminified), its types for tsc, its CSS and licence.
+$(CONSOLE_VENDOR)/uPlot.min.js: $(CONSOLE_TOOLS)/.installed
+	@mkdir -p $(CONSOLE_VENDOR)
+	cd $(CONSOLE_TOOLS)/node_modules/uplot && cp dist/uPlot.d.ts dist/uPlot.min.css LICENSE $(CURDIR)/$(CONSOLE_VENDOR)/
+	cp $(CONSOLE_TOOLS)/node_modules/uplot/dist/uPlot.iife.min.js $@
+
+images: console ## the three images (PYTHON_DIGEST: the digest of python:3.11.13-slim-bookworm, deploy/README.md)
+	@test -n "$(PYTHON_DIGEST)" || { echo "PYTHON_DIGEST is required (deploy/README.md, Images)" >&2; exit 1; }
+	for svc in hub ingest stream; do docker build --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) -f deploy/docker/$$svc.Dockerfile -t tributary-$$svc:0.1.0 . || exit 1; done
+
 services: ## start RabbitMQ, Memcached, FerretDB and Mosquitto (idempotent; waits until each answers)
 	deploy/local/services.sh up
 
@@ -44,10 +69,11 @@ services-down: ## stop them
 services-status:
 	deploy/local/services.sh status
 
-test: setup tools services ## everything the tests need, then the tests
+test: setup tools console services ## everything the tests need, then the tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: setup console
+	$(TSC) -p services/hub/src/tributary_hub/console/jsconfig.json
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/client/src services/hub/src services/ingest/src services/stream/src tests deploy/local/demo.py $(wildcard bench/*.py bench/*/*.py)
@@ -56,7 +82,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-up: setup services ## the whole platform with a demo
+up: setup console services ## the whole platform with a demo
 	@if [ -x deploy/local/up.sh ]; then deploy/local/up.sh; else echo "platform services are running; the Tributary services are not built yet"; fi
 
 bench: setup services ## every benchmark but the soak, each with its baseline in the same run (HTTP load: wrk)

@@ -17,6 +17,10 @@ WORKDIR /src
 COPY deploy/docker/requirements/build.txt deploy/docker/requirements/hub.txt ./
 COPY libs/common/ libs/common/
 COPY services/hub/ services/hub/
+# The console's chart library (uPlot from npm) is copied into the package by `make console`, gitignored: an image
+# is never built without it (a dev checkout's hub runs without it, its console saying so).
+RUN test -f services/hub/src/tributary_hub/console/vendor/uPlot.min.js \
+ || { echo "services/hub/src/tributary_hub/console/vendor is missing: run make console first" >&2; exit 1; }
 # The two local packages are built to wheels offline, with a hash-pinned build backend in a venv of its own
 # (it stays out of the runtime venv); then the runtime venv gets the locked distributions, hashes required, and
 # the two wheels from the local folder only. Not editable: the runtime stage copies the venv alone.

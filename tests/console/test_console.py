@@ -7,7 +7,6 @@ under .local/screenshots/ for review. Also: CORS preflights on hub and stream.""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from tests.support import platform
-from tests.support.stack import Stack, run_stack
+from tests.console.browser import SHOTS, console_stack, phone_page
+from tests.support.stack import Stack
 from tributary_common.cors import parse_origins
 from tributary_hub.settings import HubSettings
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
 ORIGIN = "https://console.example.test"
 TOPIC = "console-readings"
 SCHEMA = {
@@ -35,31 +32,13 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stream_port = platform.free_port()
-    with run_stack(
-        tmp_path_factory.mktemp("console"),
-        services=("hub", "stream"),
-        env={"TRIBUTARY_CORS_ORIGINS": ORIGIN},
-        per_service={
-            "hub": {"TRIBUTARY_CONSOLE_STREAM_URL": f"ws://127.0.0.1:{stream_port}"},
-            "stream": {"TRIBUTARY_HTTP_PORT": str(stream_port)},
-        },
-    ) as s:
+    with console_stack(tmp_path_factory.mktemp("console"), ("hub", "stream"), {"TRIBUTARY_CORS_ORIGINS": ORIGIN}) as s:
         yield s
 
 
-def chromium_path() -> str:
-    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if not found:
-        pytest.fail("Chromium not found at /usr/bin/chromium: run `make tools` (installs Debian's chromium)")
-    return found
-
-
 def test_console_in_a_browser(stack: Stack) -> None:
-    from playwright.sync_api import WebSocketRoute, expect, sync_playwright
+    from playwright.sync_api import WebSocketRoute, expect
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
     frames: list[dict[str, Any]] = []  # what the console sent the stream, over every connection
     sockets: list[WebSocketRoute] = []
 
@@ -75,16 +54,7 @@ def test_console_in_a_browser(stack: Stack) -> None:
         ws.on_message(to_server)
         server.on_message(ws.send)
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        page.on(
-            "console",
-            lambda m: errors.append(f"console: {m.text} @ {m.location['url']}") if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    with phone_page() as (page, errors):
         page.route_web_socket("**/ws*", through)
 
         # Sign in with the keyboard only; the credential never lands in the URL.
@@ -189,7 +159,6 @@ def test_console_in_a_browser(stack: Stack) -> None:
         page.locator("#topic-list button", has_text=TOPIC).click()
         expect(page.locator("#topic-title")).to_have_text(TOPIC)
         expect(page.locator("#publish-form")).to_be_hidden()
-        browser.close()
 
     # The live tail's websockets carried the credential as a subprotocol, never in their URL.
     assert sockets and all(stack.token not in ws.url and "access_token" not in ws.url for ws in sockets)
@@ -221,7 +190,7 @@ def test_console_assets_and_config(stack: Stack) -> None:
     assert "default-src 'self'" in csp and f"ws://127.0.0.1:{stack.procs['stream'].port}" in csp
     assert index.headers["x-frame-options"] == "DENY"
     config = httpx.get(f"{stack.hub_url}/console/config.json").json()
-    assert config == {"stream_url": f"ws://127.0.0.1:{stack.procs['stream'].port}"}
+    assert config == {"stream_url": f"ws://127.0.0.1:{stack.procs['stream'].port}", "chart": True}
     assert httpx.get(f"{stack.hub_url}/console/../openapi.json").status_code in (200, 404)  # normalised, not escaped
     assert httpx.get(f"{stack.hub_url}/console/nope.js").status_code == 404
 

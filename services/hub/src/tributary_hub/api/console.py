@@ -13,6 +13,8 @@ from starlette.staticfiles import StaticFiles
 from ..settings import HubSettings
 
 ASSETS = Path(__file__).resolve().parent.parent / "console"
+# uPlot, copied in by `make console` (gitignored): a dev checkout without it still serves the console, chart-less.
+CHART = ASSETS / "vendor" / "uPlot.min.js"
 # The console's own pages may only load their own scripts and talk to the hub and the configured stream.
 CSP = "default-src 'self'; connect-src 'self' {stream}; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 
@@ -44,9 +46,11 @@ class ConsoleFiles(StaticFiles):
 
 def mount(app: FastAPI, settings: HubSettings) -> None:
     stream_url = settings.console_stream_url
+    # Asked once: the console then never requests a chart library that is not there (a 404 is a console error).
+    config = {"stream_url": stream_url, "chart": CHART.is_file()}
 
     @app.get("/console/config.json", include_in_schema=False)
     async def console_config() -> JSONResponse:
-        return JSONResponse({"stream_url": stream_url}, headers={"Cache-Control": "no-cache"})
+        return JSONResponse(config, headers={"Cache-Control": "no-cache"})
 
     app.mount("/console", ConsoleFiles(CSP.format(stream=_stream_origin(stream_url))), name="console")

@@ -80,7 +80,7 @@ export function allows(who, scope) {
   return who.scopes.includes(scope) || who.scopes.includes("admin");
 }
 
-/** @returns {Promise<{stream_url: string | null}>} */
+/** @returns {Promise<{stream_url: string | null, chart: boolean}>} */
 export async function config() {
   const res = await fetch("config.json", { cache: "no-store" });
   return res.json();

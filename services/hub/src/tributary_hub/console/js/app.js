@@ -1,19 +1,16 @@
-// The console: sign-in, navigation by scope, and the three views of this slice (topics, live tail, history).
+// The console: sign-in, navigation by scope (what the credentials do not allow is not offered; the hub still
+// checks every request), and each view entered from its link.
 
 import { ApiError, allows, config, credential, json, setCredential } from "./api.js";
-import { build, clearErrors, read, showErrors } from "./form.js";
 import { History } from "./history.js";
+import { DeadLetters, loadSources } from "./sources.js";
 import { Tail } from "./tail.js";
-
-/** @param {string} id */
-const $ = (id) => /** @type {any} */ (document.getElementById(id));
+import { loadTopics } from "./topics.js";
+import { $, failed, onRefused, status, utc } from "./ui.js";
+import { Unitops } from "./unitops.js";
 
 /** @type {import("./api.js").WhoAmI | null} */
 let who = null;
-/** @type {{name: string, description?: string | null}[]} */
-let topics = [];
-/** @type {any} */
-let current = null;
 /** @type {Tail | null} */
 let tail = null;
 const history = new History({
@@ -24,28 +21,35 @@ const history = new History({
   jsonl: $("h-jsonl"),
   status,
 });
+const letters = new DeadLetters();
+const cfg = await config();
+const unitops = new Unitops(cfg.stream_url, cfg.chart);
 
-/** @param {string} text */
-function status(text) {
-  $("status").textContent = text;
-}
-
-/** @param {unknown} err */
-function failed(err) {
-  status(err instanceof ApiError ? `${err.status} ${err.code}: ${err.message}` : String(err));
-  if (err instanceof ApiError && err.status === 401) signOut("the credentials were refused; sign in again");
-}
+const topicNames = async () => {
+  if (who) await loadTopics(who);
+};
+/** What entering each view loads (the others need nothing until their form is used). */
+/** @type {Record<string, () => Promise<void>>} */
+const enter = {
+  topics: topicNames,
+  history: topicNames,
+  unitops: () => unitops.list(false),
+  sources: loadSources,
+  deadletters: () => letters.first(),
+};
 
 /** @param {string} [why] */
 function signOut(why) {
   setCredential(null);
   who = null;
   tail?.stop();
+  unitops.leave();
   $("nav").hidden = $("who").hidden = true;
   show("signin");
   $("credential").focus();
   if (why) status(why);
 }
+onRefused(signOut);
 
 /** @param {string} view */
 function show(view) {
@@ -54,9 +58,10 @@ function show(view) {
     if (a.getAttribute("data-view") === view) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  if (view !== "unitops") unitops.leave(); // a chart nobody sees keeps no subscription open
 }
 
-/** Hide what the credentials do not allow (the hub still checks every request). */
+/** Hide what the credentials do not allow. */
 function applyScopes() {
   if (!who) return;
   for (const el of document.querySelectorAll("[data-scope]")) {
@@ -91,46 +96,7 @@ function route() {
     return show("none");
   }
   show(view);
-  if (view === "topics" || view === "history") loadTopics().catch(failed);
-}
-
-async function loadTopics() {
-  if (!who || !allows(who, "topics:read")) return;
-  topics = (await json("GET", "/topics")).items;
-  renderTopics();
-  $("topic-names").replaceChildren(...topics.map((t) => new Option(t.name)));
-}
-
-function renderTopics() {
-  const q = /** @type {string} */ ($("topic-search").value).trim().toLowerCase();
-  const items = topics.filter((t) => !q || t.name.includes(q) || (t.description ?? "").toLowerCase().includes(q));
-  $("topic-list").replaceChildren(
-    ...items.map((t) => {
-      const li = document.createElement("li");
-      const b = document.createElement("button");
-      b.type = "button";
-      b.textContent = t.name;
-      b.addEventListener("click", () => openTopic(t.name).catch(failed));
-      li.append(b);
-      return li;
-    }),
-  );
-  if (!items.length) $("topic-list").textContent = q ? "no topic matches" : "no topics yet";
-}
-
-/** @param {string} name */
-async function openTopic(name) {
-  current = await json("GET", `/topics/${encodeURIComponent(name)}`);
-  $("topic-detail").hidden = false;
-  $("topic-title").textContent = current.name;
-  $("topic-meta").textContent = `schema v${current.version} · compatibility ${current.compatibility}${current.description ? ` · ${current.description}` : ""}`;
-  const fields = $("pub-fields");
-  fields.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "data" }));
-  build(fields, current.schema ?? {});
-  $("pub-result").textContent = "";
-  $("pub-error").textContent = "";
-  $("topic-title").tabIndex = -1;
-  $("topic-title").focus();
+  enter[view]?.().catch(failed);
 }
 
 $("signin-form").addEventListener("submit", (/** @type {SubmitEvent} */ e) => {
@@ -141,51 +107,6 @@ $("signin-form").addEventListener("submit", (/** @type {SubmitEvent} */ e) => {
 });
 $("signout").addEventListener("click", () => signOut("signed out"));
 window.addEventListener("hashchange", route);
-$("topic-search").addEventListener("input", renderTopics);
-
-$("create-form").addEventListener("submit", async (/** @type {SubmitEvent} */ e) => {
-  e.preventDefault();
-  $("create-error").textContent = "";
-  let schema;
-  try {
-    schema = JSON.parse($("new-schema").value);
-  } catch (err) {
-    $("create-error").textContent = `the schema is not JSON: ${err}`;
-    return;
-  }
-  try {
-    const t = await json("POST", "/topics", { name: $("new-name").value.trim(), schema, compatibility: $("new-compat").value });
-    status(`topic ${t.name} created`);
-    $("create-topic").open = false;
-    await loadTopics();
-    await openTopic(t.name);
-  } catch (err) {
-    $("create-error").textContent = err instanceof ApiError ? `${err.message} ${err.details.map((d) => `${d.loc}: ${d.msg}`).join("; ")}` : String(err);
-  }
-});
-
-$("publish-form").addEventListener("submit", async (/** @type {SubmitEvent} */ e) => {
-  e.preventDefault();
-  if (!current) return;
-  const form = $("publish-form");
-  clearErrors(form);
-  $("pub-error").textContent = "";
-  $("pub-result").textContent = "";
-  /** @type {Record<string, unknown>} */
-  const body = { data: read($("pub-fields")) };
-  const subject = $("pub-subject").value.trim();
-  if (subject) body.subject = subject;
-  try {
-    const r = await json("POST", `/topics/${encodeURIComponent(current.name)}/events`, body);
-    $("pub-result").textContent = `published: ${r.id ?? "accepted"}`;
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 422) {
-      $("pub-error").textContent = err.message;
-      showErrors(form, err.details, $("pub-error"));
-      if (!$("pub-error").textContent) $("pub-error").textContent = err.message;
-    } else failed(err);
-  }
-});
 
 $("tail-form").addEventListener("submit", (/** @type {SubmitEvent} */ e) => {
   e.preventDefault();
@@ -193,8 +114,6 @@ $("tail-form").addEventListener("submit", (/** @type {SubmitEvent} */ e) => {
 });
 $("tail-pause").addEventListener("click", () => tail?.togglePause());
 
-/** @param {string} v  a datetime-local value, taken as UTC */
-const utc = (v) => (v ? `${v.length === 16 ? `${v}:00` : v}Z` : undefined);
 $("history-form").addEventListener("submit", (/** @type {SubmitEvent} */ e) => {
   e.preventDefault();
   history
@@ -211,7 +130,6 @@ $("h-prev").addEventListener("click", () => history.prev().catch(failed));
 $("h-csv").addEventListener("click", () => history.export("csv").catch(failed));
 $("h-jsonl").addEventListener("click", () => history.export("jsonl").catch(failed));
 
-const cfg = await config();
 if (cfg.stream_url) {
   tail = new Tail(cfg.stream_url, { list: $("tail-list"), state: $("tail-state"), pause: $("tail-pause") });
 } else {

@@ -1,10 +1,9 @@
 // Live tail over the stream's websocket: one subscription at a time, pause/resume (events kept while paused),
 // gap notices, and after a lost connection a new one that resumes with `since` = the last event seen.
 
-import { credential } from "./api.js";
+import { StreamSocket } from "./stream.js";
 
 const MAX_SHOWN = 200;
-const RETRY_MS = [500, 1000, 2000, 5000];
 
 export class Tail {
   /**
@@ -12,35 +11,37 @@ export class Tail {
    * @param {{list: HTMLOListElement, state: HTMLElement, pause: HTMLButtonElement}} els
    */
   constructor(streamUrl, els) {
-    this.streamUrl = streamUrl.replace(/^http/, "ws").replace(/\/$/, "");
     this.els = els;
-    /** @type {WebSocket | null} */
-    this.ws = null;
     this.pattern = "";
     /** @type {{id?: string, time?: string} | null} */
     this.last = null;
     this.paused = false;
     /** @type {any[]} */
     this.held = [];
-    this.attempt = 0;
-    this.closed = true;
+    this.socket = new StreamSocket(streamUrl, {
+      subscribe: () => {
+        /** @type {Record<string, unknown>} */
+        const events = { pattern: this.pattern };
+        if (this.last) events.since = this.last;
+        return { op: "subscribe", id: "tail", events };
+      },
+      frame: (f) => this.frame(f),
+      lost: (s) => this.state(`connection lost; reconnecting in ${s} s${this.last ? " (resuming after the last event)" : ""}`),
+      refused: (reason) => this.state(`closed by the stream: ${reason}`),
+    });
   }
 
   /** @param {string} pattern */
   start(pattern) {
-    this.stop();
     this.pattern = pattern;
     this.last = null;
-    this.closed = false;
     this.els.list.replaceChildren();
     this.els.pause.disabled = false;
-    this.connect();
+    this.socket.open();
   }
 
   stop() {
-    this.closed = true;
-    this.ws?.close(1000);
-    this.ws = null;
+    this.socket.close();
   }
 
   togglePause() {
@@ -53,34 +54,10 @@ export class Tail {
     this.state(this.paused ? `paused (${this.held.length} held)` : `live: ${this.pattern}`);
   }
 
-  connect() {
-    // Browsers cannot set headers on a websocket: the credential travels as a subprotocol (`bearer.<token>`),
-    // never in a URL that proxies and histories keep; the stream selects `tributary`.
-    const ws = new WebSocket(`${this.streamUrl}/ws`, ["tributary", `bearer.${credential() ?? ""}`]);
-    this.ws = ws;
-    ws.onopen = () => {
-      /** @type {Record<string, unknown>} */
-      const events = { pattern: this.pattern };
-      if (this.last) events.since = this.last;
-      ws.send(JSON.stringify({ op: "subscribe", id: "tail", events }));
-    };
-    ws.onmessage = (msg) => this.frame(JSON.parse(msg.data));
-    ws.onclose = (ev) => {
-      if (this.ws !== ws || this.closed) return;
-      if (ev.code === 1008) {
-        this.state(`closed by the stream: ${ev.reason || "not allowed"}`);
-        return;
-      }
-      const delay = RETRY_MS[Math.min(this.attempt++, RETRY_MS.length - 1)];
-      this.state(`connection lost; reconnecting in ${delay / 1000} s${this.last ? " (resuming after the last event)" : ""}`);
-      setTimeout(() => !this.closed && this.ws === ws && this.connect(), delay);
-    };
-  }
-
   /** @param {any} f */
   frame(f) {
     if (f.type === "subscribed") {
-      this.attempt = 0;
+      this.socket.settled();
       this.state(this.last ? `live again: ${this.pattern} (resumed since ${this.last.id ?? this.last.time})` : `live: ${this.pattern}`);
     } else if (f.type === "event") {
       this.last = { id: f.event.id, time: f.event.time };
