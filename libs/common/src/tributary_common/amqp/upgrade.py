@@ -1,0 +1,182 @@
+"""Declaring durable queues on a broker that may still hold them as classic queues (Tributary before quorum
+queues): RabbitMQ refuses to redeclare a queue with another type (PRECONDITION_FAILED), so such a queue is moved.
+
+    await ensure_queues(connection, *DURABLE_QUEUES)    # the hub, at start, before anything consumes them
+
+For a queue `N` standing as classic where the spec wants quorum:
+1. declare the holding queue `N.upgrade` (the spec's type, arguments and bindings): from now on every publish
+   routed to `N` lands there too;
+2. unbind `N`: publishes now land only in the holding queue;
+3. move `N`'s messages into the holding queue (get, publish with confirm, then ack: nothing is acked before the
+   broker holds its copy), then delete `N` (only when empty and unused: while an old recorder still consumes it,
+   wait and move again, up to `wait_s`);
+4. declare `N` as the spec says, unbind the holding queue, move its messages into `N`, delete it.
+A message is moved through the fanout exchange `tributary.upgrade.<target>` so that it keeps its routing key (a
+dead letter's names the queue it came from); its exchange reads `tributary.upgrade.<target>` from then on.
+Each step may be repeated (another hub process upgrading at the same time, or a crash midway: the next start
+finds the holding queue and finishes). Duplicates are possible, losses are not; the recorders are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+
+from ..backoff import Backoff
+from .topology import ExchangeSpec, QueueSpec, declare_queue
+
+log = logging.getLogger(__name__)
+
+HOLDING_SUFFIX = ".upgrade"
+MOVE_EXCHANGE_PREFIX = "tributary.upgrade."
+DELIVERY_COUNT = "x-delivery-count"
+
+
+class UpgradeStuck(RuntimeError):
+    """The old queue could not be deleted in time (an old process still consumes it)."""
+
+
+def holding(spec: QueueSpec) -> QueueSpec:
+    return QueueSpec(
+        spec.name + HOLDING_SUFFIX,
+        durable=spec.durable,
+        arguments=spec.arguments,
+        bindings=spec.bindings,
+    )
+
+
+async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_s: float = 60.0) -> None:
+    """Declare each spec with its exchanges and bindings, upgrading a queue of another type in place."""
+    for spec in specs:
+        if await _declares(connection, spec):
+            # A holding queue left by an upgrade that stopped midway: finish it.
+            if await _exists(connection, holding(spec).name):
+                await _drain_holding(connection, spec)
+            continue
+        log.warning("queue %s exists with other arguments: upgrading it (see amqp/upgrade.py)", spec.name)
+        await upgrade(connection, spec, wait_s=wait_s)
+
+
+async def upgrade(connection: AbstractConnection, spec: QueueSpec, *, wait_s: float) -> None:
+    hold = holding(spec)
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        await declare_queue(channel, hold)
+        old = await channel.declare_queue(spec.name, passive=True)
+        for exchange, key in spec.bindings:
+            await old.unbind(exchange.name, routing_key=key)
+    finally:
+        await _close(channel)
+    moved = await _retire(connection, spec.name, hold.name, wait_s)
+    await _drain_holding(connection, spec)
+    log.warning("queue %s upgraded (%d messages moved)", spec.name, moved)
+
+
+async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: float) -> int:
+    """Move `name`'s messages into `into` and delete `name` once it is empty and unused."""
+    deadline = time.monotonic() + wait_s
+    backoff = Backoff(0.2, 5.0, jitter=False)
+    moved = 0
+    while True:
+        moved += await move(connection, name, into)
+        channel = await connection.channel()
+        try:
+            await channel.queue_delete(name, if_unused=True, if_empty=True)
+            return moved
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            if time.monotonic() > deadline:
+                raise UpgradeStuck(f"{name} still in use after {wait_s} s (stop the old consumers): {exc}") from exc
+            delay = backoff.next_delay()
+            log.warning("queue %s still in use or not empty (%s); moving again in %.1f s", name, exc, delay)
+            await asyncio.sleep(delay)
+        finally:
+            await _close(channel)
+
+
+async def _drain_holding(connection: AbstractConnection, spec: QueueSpec) -> None:
+    hold = holding(spec).name
+    channel = await connection.channel()
+    try:
+        await declare_queue(channel, spec)
+        queue = await channel.declare_queue(hold, passive=True)
+        for exchange, key in spec.bindings:
+            await queue.unbind(exchange.name, routing_key=key)
+    finally:
+        await _close(channel)
+    await move(connection, hold, spec.name)
+    channel = await connection.channel()
+    try:
+        # A quorum queue refuses if_unused/if_empty (NOT_IMPLEMENTED): it was drained and is bound to nothing.
+        await channel.queue_delete(hold, if_unused=False, if_empty=False)
+    finally:
+        await _close(channel)
+
+
+async def move(connection: AbstractConnection, source: str, target: str) -> int:
+    """Every ready message of `source` into `target`, each acked once the broker confirmed its copy."""
+    channel = await connection.channel(publisher_confirms=True)
+    mover = ExchangeSpec(MOVE_EXCHANGE_PREFIX + target, aio_pika.ExchangeType.FANOUT, durable=False)
+    moved = 0
+    try:
+        exchange = await channel.declare_exchange(mover.name, mover.type, durable=False)
+        target_queue = await channel.declare_queue(target, passive=True)
+        await target_queue.bind(exchange)
+        queue: AbstractQueue = await channel.declare_queue(source, passive=True)
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            copy = aio_pika.Message(
+                message.body,
+                # The broker's count of deliveries from the queue it leaves is not the message's.
+                headers={k: v for k, v in (message.headers or {}).items() if k != DELIVERY_COUNT} or None,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=message.priority,
+                correlation_id=message.correlation_id,
+                reply_to=message.reply_to,
+                message_id=message.message_id,
+                timestamp=message.timestamp,
+                type=message.type,
+                app_id=message.app_id,
+            )
+            await exchange.publish(copy, routing_key=message.routing_key or "")
+            await message.ack()
+            moved += 1
+        await exchange.delete()
+    finally:
+        await _close(channel)
+    return moved
+
+
+async def _declares(connection: AbstractConnection, spec: QueueSpec) -> bool:
+    """Declared as the spec says (True), or refused because it exists otherwise (False)."""
+    channel = await connection.channel()
+    try:
+        await declare_queue(channel, spec)
+        return True
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        return False
+    finally:
+        await _close(channel)
+
+
+async def _exists(connection: AbstractConnection, name: str) -> bool:
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(name, passive=True)
+        return True
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        await _close(channel)
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        try:
+            await channel.close()
+        except Exception as exc:  # noqa: BLE001 - a channel the broker closed is closed
+            log.debug("closing a channel: %s", exc)
