@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,8 @@ def _pid(node: PrivateRabbit) -> int | None:
 
 
 def _remove(node: PrivateRabbit) -> None:
-    try:
+    with suppress(subprocess.SubprocessError, OSError):
         node.run("down")
-    except (subprocess.SubprocessError, OSError):
-        pass
     pid = _pid(node)
     if pid is not None:
         os.kill(pid, signal.SIGKILL)

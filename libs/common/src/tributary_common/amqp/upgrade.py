@@ -52,7 +52,7 @@ def holding(spec: QueueSpec) -> QueueSpec:
 async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_s: float = 60.0) -> None:
     """Declare each spec with its exchanges and bindings, upgrading a queue of another type in place."""
     for spec in specs:
-        if await _declares(connection, spec):
+        if await declare_if_compatible(connection, spec):
             # A holding queue left by an upgrade that stopped midway: finish it.
             if await _exists(connection, holding(spec).name):
                 await _drain_holding(connection, spec)
@@ -151,8 +151,9 @@ async def move(connection: AbstractConnection, source: str, target: str) -> int:
     return moved
 
 
-async def _declares(connection: AbstractConnection, spec: QueueSpec) -> bool:
-    """Declared as the spec says (True), or refused because it exists otherwise (False)."""
+async def declare_if_compatible(connection: AbstractConnection, spec: QueueSpec) -> bool:
+    """Declared as the spec says (True), or refused because it exists otherwise (False: a process other than
+    the hub then uses it as it is, and the hub upgrades it)."""
     channel = await connection.channel()
     try:
         await declare_queue(channel, spec)
