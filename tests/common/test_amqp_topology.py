@@ -14,6 +14,7 @@ from tributary_common.control import Demand, SourceAnnouncement, UnitopChange, c
 from tributary_common.events import CloudEvent, dataschema_for
 from tributary_hub import amqp as hub_amqp
 from tributary_hub import broker_wiring as hub_runtime
+from tributary_hub import deadletters as hub_letters
 
 
 def test_exchange_names_and_kinds() -> None:
@@ -173,6 +174,14 @@ async def test_a_message_never_acked_is_dead_lettered_by_the_broker_with_its_que
         assert fields[deadletters.ORIGINAL_ROUTING_KEY] == "press.a"
         assert t.HUB_RECORDER_EVENTS.name in fields[deadletters.DETAIL]
         assert fields[deadletters.FIRST_FAILURE] is not None
+        # The hub keeps it as a letter like its own ones: why, from which queue, where it had been published.
+        doc = hub_letters.letter_document(letter, body_max_bytes=1024)
+        assert (doc["reason"], doc["queue"], doc["exchange"], doc["routing_key"]) == (
+            "delivery_limit",
+            t.HUB_RECORDER_EVENTS.name,
+            t.EVENTS.name,
+            "press.a",
+        )
     finally:
         await connection.close()
 

@@ -16,8 +16,10 @@ replicated on a majority of nodes and carries on while one is down):
 - `tributary.hub.sources`: quorum, so that no hub loses its announcements consumer with a node; a delivery limit
   but no dead-lettering (a rejected announcement is dropped, as before: the next one comes in seconds).
 - `tributary.rpc.hub`: classic, not durable. A request is worth nothing after its caller's timeout (it carries
-  that as its expiration), and replicating every call to disk would cost each one latency; a hub that reconnects
-  declares it again on its new node.
+  that as its expiration), and replicating every call to disk would cost each one latency. When its node is
+  lost, every hub declares it again on the node it is connected to and consumes it anew (aio-pika's robust
+  channel does so after a reconnection, and after the broker cancels a consumer); a call in flight times out
+  and its caller retries.
 - Per-instance queues (stream, ingest) and a source's RPC queue: classic, exclusive or auto-delete; they go
   with their instance.
 
@@ -43,6 +45,9 @@ class ExchangeSpec:
     name: str
     type: aio_pika.ExchangeType = aio_pika.ExchangeType.TOPIC
     durable: bool = True
+
+
+QUEUE_TYPE = "x-queue-type"
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,6 @@ def is_unitop_key(key: str) -> bool:
 
 # -- queues ------------------------------------------------------------------------------------------------------
 
-QUEUE_TYPE = "x-queue-type"
 # Deliveries without an ack before the broker dead-letters (or, without dead-lettering, drops) a message: RabbitMQ
 # 4's default, made explicit (3.x has no limit).
 DELIVERY_LIMIT = 20
