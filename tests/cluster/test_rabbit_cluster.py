@@ -20,14 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pymongo
 import pytest
 
 from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
-from tests.support import platform
 from tests.support.processes import ServiceProcess
 from tests.support.rabbit_cluster import Cluster, rabbit_cluster
-from tests.support.stack import MINT, SECRET
+from tests.support.stack import MINT, serving_hub
 from tributary_common.amqp import HUB_RECORDER_EVENTS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -47,31 +45,9 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def hub(cluster: Cluster, tmp_path: Path) -> Iterator[ServiceProcess]:
-    platform.require_services()
-    db = platform.unique("cl").replace("-", "_")
-    port = platform.free_port()
-    env = {
-        "TRIBUTARY_AMQP_URL": cluster.urls,
-        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
-        "TRIBUTARY_MONGODB_DB": db,
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("cl"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_HTTP_PORT": str(port),
-        "TRIBUTARY_DEMAND_ENABLED": "false",
-        # A publish the cluster cannot confirm (its queue electing a new leader) is a 503 after this long.
-        "TRIBUTARY_PUBLISH_TIMEOUT_S": "3",
-    }
-    proc = ServiceProcess("tributary_hub", ["serve"], env, tmp_path / "hub.log", port)
-    try:
-        proc.start(timeout=60)
-        proc.wait_healthy(60, path="/readyz")
+    # A publish the cluster cannot confirm (its queue electing a new leader) is a 503 after 3 s.
+    with serving_hub(cluster.urls, tmp_path, "cl", {"TRIBUTARY_PUBLISH_TIMEOUT_S": "3"}) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        client: pymongo.MongoClient[dict[str, object]]
-        with pymongo.MongoClient(platform.mongodb_url()) as client:
-            client.drop_database(db)
 
 
 def _leader(cluster: Cluster) -> str:

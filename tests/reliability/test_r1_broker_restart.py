@@ -19,14 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pymongo
 import pytest
 
 from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
-from tests.support import platform
 from tests.support.processes import ServiceProcess
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
-from tests.support.stack import MINT, SECRET
+from tests.support.stack import MINT, serving_hub
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,31 +44,9 @@ def rabbit() -> Iterator[PrivateRabbit]:
 
 @pytest.fixture
 def hub(rabbit: PrivateRabbit, tmp_path: Path) -> Iterator[ServiceProcess]:
-    platform.require_services()
-    db = platform.unique("r1").replace("-", "_")
-    port = platform.free_port()
-    env = {
-        "TRIBUTARY_AMQP_URL": rabbit.url,
-        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
-        "TRIBUTARY_MONGODB_DB": db,
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("r1"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_HTTP_PORT": str(port),
-        "TRIBUTARY_DEMAND_ENABLED": "false",
-        # A publish the broker cannot confirm is a 503 after this long (the client then retries).
-        "TRIBUTARY_PUBLISH_TIMEOUT_S": "3",
-    }
-    proc = ServiceProcess("tributary_hub", ["serve"], env, tmp_path / "hub.log", port)
-    try:
-        proc.start(timeout=60)
-        proc.wait_healthy(60, path="/readyz")
+    # A publish the broker cannot confirm is a 503 after 3 s (the client then retries).
+    with serving_hub(rabbit.url, tmp_path, "r1", {"TRIBUTARY_PUBLISH_TIMEOUT_S": "3"}) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        client: pymongo.MongoClient[dict[str, object]]
-        with pymongo.MongoClient(platform.mongodb_url()) as client:
-            client.drop_database(db)
 
 
 async def scenario(base: str, token: str, rabbit: PrivateRabbit) -> None:

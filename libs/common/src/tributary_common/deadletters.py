@@ -44,6 +44,7 @@ it into the same fields.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -148,13 +149,27 @@ class DeadLetters:
 
     def __init__(self, channel: AbstractChannel, *, retry_min_s: float = 0.2, retry_max_s: float = 5.0) -> None:
         self._channel = channel
+        self._connection: AbstractConnection | None = None
+        self._renewing = asyncio.Lock()
         self._exchange: AbstractExchange | None = None
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
 
     async def start(self, connection: AbstractConnection | None = None) -> None:
         """Declare what letters go through (see `declare_dead_letters`: pass the channel's connection)."""
+        self._connection = connection
         self._exchange = await declare_dead_letters(self._channel, connection)
+
+    async def _renew(self, nacked_on: AbstractChannel) -> None:
+        """A new channel after a nack (with the connection given to `start`): see amqp/publisher.py for why."""
+        async with self._renewing:
+            if self._connection is None or nacked_on is not self._channel:
+                return  # no connection to open one on, or replaced already
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_exchange(channel, DEAD)
+            self._channel = channel
+        if not nacked_on.is_closed:
+            await nacked_on.close()
 
     async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
         """Once; raises when the broker does not confirm (keep the original unacked and retry)."""
@@ -179,12 +194,16 @@ class DeadLetters:
             raise RuntimeError("dead letters not started")
         backoff = Backoff(self.retry_min_s, self.retry_max_s, jitter=False)
         while True:
+            channel = self._channel
             try:
                 await self.send(message, queue=queue, reason=reason, detail=detail)
                 return
             except ValueError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
+                if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                    with contextlib.suppress(Exception):
+                        await self._renew(channel)
                 delay = backoff.next_delay()
                 log.warning("dead letter from %s not confirmed (%s); retrying in %.1f s", queue, exc, delay)
                 await asyncio.sleep(delay)
