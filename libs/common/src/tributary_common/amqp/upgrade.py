@@ -68,14 +68,18 @@ async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_
 async def upgrade(connection: AbstractConnection, spec: QueueSpec, *, wait_s: float) -> None:
     hold = holding(spec)
     channel = await connection.channel(publisher_confirms=True)
+    moved, gone = 0, False
     try:
         await declare_queue(channel, hold)
         old = await channel.declare_queue(spec.name, passive=True)
         for exchange, key in spec.bindings:
             await old.unbind(exchange.name, routing_key=key)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        gone = True  # another hub process retired it meanwhile
     finally:
         await _close(channel)
-    moved = await _retire(connection, spec.name, hold.name, wait_s)
+    if not gone:
+        moved = await _retire(connection, spec.name, hold.name, wait_s)
     await _drain_holding(connection, spec)
     log.warning("queue %s upgraded (%d messages moved)", spec.name, moved)
 
