@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
+from tests.reliability.hub_clients import Tally, figures, publish_with_fault, send, wait_recorded
 from tests.support.processes import ServiceProcess
 from tests.support.rabbit_cluster import Cluster, rabbit_cluster
 from tests.support.stack import MINT, serving_hub
@@ -31,10 +31,6 @@ from tributary_common.amqp import HUB_RECORDER_EVENTS
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 EVENTS = 10_000
-SINGLE = 2_000
-BATCH = 100
-CLIENTS_PER_MODE = 4
-FAULT_AT = 0.25  # of the events accepted
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +63,7 @@ async def _until(check: object, timeout: float, what: str) -> None:
 
 async def scenario(base: str, token: str, cluster: Cluster) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=2 * CLIENTS_PER_MODE + 2)
+    limits = httpx.Limits(max_connections=10)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=15, limits=limits) as http:
         topic = f"cl{uuid.uuid4().hex[:8]}"
         r = await http.post("/topics", json={"name": topic, "schema": {"type": "object"}})
@@ -75,29 +71,11 @@ async def scenario(base: str, token: str, cluster: Cluster) -> None:
         members = cluster.queue(HUB_RECORDER_EVENTS.name)["members"]
         assert sorted(members) == sorted(n.node for n in cluster.nodes)  # replicated on all three
         leader = _leader(cluster)
-        ids = [f"cl-{n:05d}" for n in range(EVENTS)]
-        singles = [[i] for i in ids[:SINGLE]]
-        batches = [ids[k : k + BATCH] for k in range(SINGLE, EVENTS, BATCH)]
-        tally = Tally()
-        deadline = time.monotonic() + 150
-
-        async def client(work: list[list[str]], batch: bool) -> None:
-            for chunk in work:
-                await send(http, topic, chunk, tally, deadline=deadline, batch=batch)
 
         async def fault() -> None:
-            while len(tally.accepted) < FAULT_AT * EVENTS:  # noqa: ASYNC110 - polls a plain counter
-                await asyncio.sleep(0.05)
             cluster.kill(cluster.node(leader))
 
-        started = time.monotonic()
-        fault_task = asyncio.create_task(fault())
-        await asyncio.gather(
-            *(client(singles[k::CLIENTS_PER_MODE], False) for k in range(CLIENTS_PER_MODE)),
-            *(client(batches[k::CLIENTS_PER_MODE], True) for k in range(CLIENTS_PER_MODE)),
-        )
-        published = time.monotonic()
-        await fault_task
+        tally, started, published = await publish_with_fault(http, topic, "cl", fault)
         assert tally.unexpected == [], tally.unexpected[:5]
         await _until(lambda: _leader(cluster) != leader, 30, "a new leader for the recorders' queue")
         after = _leader(cluster)

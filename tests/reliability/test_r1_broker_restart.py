@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
+from tests.reliability.hub_clients import figures, publish_with_fault, wait_recorded
 from tests.support.processes import ServiceProcess
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
 from tests.support.stack import MINT, serving_hub
@@ -56,35 +56,27 @@ async def scenario(base: str, token: str, rabbit: PrivateRabbit) -> None:
         topic = f"r1{uuid.uuid4().hex[:8]}"
         r = await http.post("/topics", json={"name": topic, "schema": {"type": "object"}})
         assert r.status_code == 201, r.text
-        ids = [f"r1-{n:05d}" for n in range(EVENTS)]
-        singles = [[i] for i in ids[:SINGLE]]
-        batches = [ids[k : k + BATCH] for k in range(SINGLE, EVENTS, BATCH)]
-        tally = Tally()
-        deadline = time.monotonic() + 150
-
-        async def client(work: list[list[str]], batch: bool) -> None:
-            for chunk in work:
-                await send(http, topic, chunk, tally, deadline=deadline, batch=batch)
-
         outage: dict[str, float] = {}
 
         async def fault() -> None:
-            while len(tally.accepted) < FAULT_AT * EVENTS:  # noqa: ASYNC110 - polls a plain counter
-                await asyncio.sleep(0.05)
             outage["down"] = time.monotonic()
             await asyncio.to_thread(rabbit.run, "down")
             await asyncio.sleep(DOWN_S)
             await asyncio.to_thread(rabbit.run, "up")
             outage["up"] = time.monotonic()
 
-        started = time.monotonic()
-        fault_task = asyncio.create_task(fault())
-        await asyncio.gather(
-            *(client(singles[k::CLIENTS_PER_MODE], False) for k in range(CLIENTS_PER_MODE)),
-            *(client(batches[k::CLIENTS_PER_MODE], True) for k in range(CLIENTS_PER_MODE)),
+        # The broker is back before history is read.
+        tally, started, published = await publish_with_fault(
+            http,
+            topic,
+            "r1",
+            fault,
+            events=EVENTS,
+            single=SINGLE,
+            batch=BATCH,
+            clients_per_mode=CLIENTS_PER_MODE,
+            fault_at=FAULT_AT,
         )
-        published = time.monotonic()
-        await fault_task  # the broker is back before history is read
         assert tally.unexpected == [], tally.unexpected[:5]
         history, recorded = await wait_recorded(http, topic, tally.accepted)
         lost, duplicated = figures(history, tally.accepted)
