@@ -13,7 +13,8 @@ from aio_pika.abc import AbstractConnection
 
 from tests.support import platform
 from tributary_common.amqp import topology as t
-from tributary_common.amqp.upgrade import UpgradeStuck, ensure_queues, holding, move
+from tributary_common.amqp.topology import upgrade_holding as holding
+from tributary_common.amqp.upgrade import UpgradeStuck, ensure_queues, move
 
 N = 500
 

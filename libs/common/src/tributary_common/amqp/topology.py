@@ -155,6 +155,16 @@ DURABLE_QUEUES = (*HUB_RECORDER_TOPOLOGY, HUB_SOURCES)
 RPC_HUB = QueueSpec("tributary.rpc.hub")
 
 
+def upgrade_holding(spec: QueueSpec) -> QueueSpec:
+    """Where `spec`'s messages wait while its classic queue is replaced (amqp/upgrade.py): same type and bindings."""
+    return QueueSpec(f"{spec.name}.upgrade", durable=spec.durable, arguments=spec.arguments, bindings=spec.bindings)
+
+
+def upgrade_mover(target: str) -> ExchangeSpec:
+    """The exchange that moves messages into `target` keeping their routing keys (bound to `target` alone)."""
+    return ExchangeSpec(f"tributary.upgrade.{target}", aio_pika.ExchangeType.FANOUT, durable=False)
+
+
 def source_rpc_queue(source: str) -> QueueSpec:
     """Browsing one source: every ingest instance serving it consumes it, gone with the last of them."""
     return QueueSpec(f"tributary.rpc.source.{source}", auto_delete=True)

@@ -7,8 +7,8 @@ For a queue `N` standing as classic where the spec wants quorum:
 1. declare the holding queue `N.upgrade` (the spec's type, arguments and bindings): from now on every publish
    routed to `N` lands there too;
 2. unbind `N`: publishes now land only in the holding queue;
-3. move `N`'s messages into the holding queue (get, publish with confirm, then ack: nothing is acked before the
-   broker holds its copy), then delete `N` (only when empty and unused: while an old recorder still consumes it,
+3. move `N`'s messages into the holding queue (consumed in batches, their copies published with confirms, acked
+   only then: nothing is acked before the broker holds its copy), then delete `N` (only when empty and unused: while an old recorder still consumes it,
    wait and move again, up to `wait_s`);
 4. declare `N` as the spec says, unbind the holding queue, move its messages into `N`, delete it.
 A message is moved through the fanout exchange `tributary.upgrade.<target>` so that it keeps its routing key (a
@@ -27,12 +27,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from ..backoff import Backoff
-from .topology import ExchangeSpec, QueueSpec, declare_queue
+from .topology import QueueSpec, declare_queue, upgrade_mover
+from .topology import upgrade_holding as holding
 
 log = logging.getLogger(__name__)
 
-HOLDING_SUFFIX = ".upgrade"
-MOVE_EXCHANGE_PREFIX = "tributary.upgrade."
 DELIVERY_COUNT = "x-delivery-count"
 # Messages consumed before their copies are published together and acked (one at a time: 92/s, measured).
 MOVE_WINDOW = 500
@@ -42,15 +41,6 @@ MOVE_IDLE_S = 0.5
 
 class UpgradeStuck(RuntimeError):
     """The old queue could not be deleted in time (an old process still consumes it)."""
-
-
-def holding(spec: QueueSpec) -> QueueSpec:
-    return QueueSpec(
-        spec.name + HOLDING_SUFFIX,
-        durable=spec.durable,
-        arguments=spec.arguments,
-        bindings=spec.bindings,
-    )
 
 
 async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_s: float = 60.0) -> None:
@@ -130,7 +120,7 @@ async def move(connection: AbstractConnection, source: str, target: str, *, wind
     `source`). Returns once a `basic.get` finds `source` empty."""
     channel = await connection.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=window)
-    mover = ExchangeSpec(MOVE_EXCHANGE_PREFIX + target, aio_pika.ExchangeType.FANOUT, durable=False)
+    mover = upgrade_mover(target)
     moved = 0
     try:
         exchange = await channel.declare_exchange(mover.name, mover.type, durable=False)
