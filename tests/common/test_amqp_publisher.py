@@ -135,3 +135,25 @@ async def test_a_closed_connection_is_publish_failed(amqp_url: str) -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         ConfirmedPublisher(window=0, timeout_s=1.0)
+
+
+async def test_a_nack_replaces_the_channel_and_later_publishes_go_through(connection: AbstractConnection) -> None:
+    """RabbitMQ 3.10 nacks every later publish of a channel that met a quorum queue without a leader (see
+    tests/cluster): after a nack the publisher takes a new channel. Here a full queue makes the nack."""
+    name = platform.unique("full")
+    channel = await connection.channel()
+    full = await channel.declare_queue(
+        name, exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
+    publisher = ConfirmedPublisher(window=4, timeout_s=5.0)
+    await publisher.start(connection)
+    await publisher.publish("", name, b"1")
+    first = publisher.channel
+    with pytest.raises(PublishFailed):
+        await publisher.publish("", name, b"2")
+    assert publisher.channel is not first and first.is_closed and publisher.ready
+    await full.purge()
+    await publisher.publish("", name, b"3")  # on the new channel
+    assert (await full.get(no_ack=True)).body == b"3"
+    await publisher.close()
+    await channel.close()

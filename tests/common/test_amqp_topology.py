@@ -3,15 +3,18 @@ queue spec against the real broker gives the queue, its exchanges and its bindin
 
 from __future__ import annotations
 
+import asyncio
+
 import aio_pika
 
 from tests.support import platform
-from tributary_common import rpc_contracts
+from tributary_common import deadletters, rpc_contracts
 from tributary_common.amqp import topology as t
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange, control_key
 from tributary_common.events import CloudEvent, dataschema_for
 from tributary_hub import amqp as hub_amqp
 from tributary_hub import broker_wiring as hub_runtime
+from tributary_hub import deadletters as hub_letters
 
 
 def test_exchange_names_and_kinds() -> None:
@@ -39,8 +42,23 @@ def test_queue_flags_equal_todays_declarations() -> None:
     def flags(q: t.QueueSpec) -> tuple[bool, bool, bool, object]:
         return q.durable, q.exclusive, q.auto_delete, q.arguments
 
-    for durable in (t.DEADLETTERS, t.HUB_RECORDER_EVENTS, t.HUB_RECORDER_SAMPLES, t.HUB_SOURCES):
-        assert flags(durable) == (True, False, False, None)
+    dead_lettered = {
+        "x-dead-letter-exchange": "tributary.dead",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    for recorded in (t.HUB_RECORDER_EVENTS, t.HUB_RECORDER_SAMPLES):
+        assert flags(recorded) == (
+            True,
+            False,
+            False,
+            {"x-queue-type": "quorum", "x-delivery-limit": 20, "x-dead-letter-routing-key": recorded.name}
+            | dead_lettered,
+        )
+    assert flags(t.HUB_SOURCES) == (True, False, False, {"x-queue-type": "quorum", "x-delivery-limit": 20})
+    assert flags(t.DEADLETTERS) == (True, False, False, {"x-queue-type": "quorum"})  # the last stop: no limit
+    assert (*t.HUB_RECORDER_TOPOLOGY, t.HUB_SOURCES) == t.DURABLE_QUEUES
+    assert all(q.quorum for q in t.DURABLE_QUEUES) and not t.RPC_HUB.quorum
     assert flags(t.RPC_HUB) == (False, False, False, None)
     assert flags(t.source_rpc_queue("x")) == (False, False, True, None)
     assert flags(t.stream_instance_queue("x")) == (False, True, True, None)
@@ -77,22 +95,21 @@ def _queue_info(vhost: str, name: str) -> dict[str, object]:
     return info
 
 
-async def test_declaring_the_hub_topology_twice_and_with_todays_declarations(vhost: str, amqp_url: str) -> None:
+async def test_declaring_the_hub_topology_twice(vhost: str, amqp_url: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
         await t.declare(channel, *t.EXCHANGES, *t.HUB_RECORDER_TOPOLOGY, t.HUB_SOURCES)
         await t.declare(channel, *t.HUB_RECORDER_TOPOLOGY)  # idempotent
-        # Today's hand-written declarations are accepted on the same queues (no PRECONDITION_FAILED).
-        for name in (hub_amqp.EVENTS_RECORDER_QUEUE, hub_amqp.SAMPLES_RECORDER_QUEUE, t.DEADLETTERS.name):
-            await channel.declare_queue(name, durable=True)
         await hub_amqp.declare_topology(channel)
+        await hub_amqp.upgrade_topology(connection)  # nothing to upgrade: the same queues
         assert not channel.is_closed
     finally:
         await connection.close()
-    for q in t.HUB_RECORDER_TOPOLOGY:
+    for q in (*t.HUB_RECORDER_TOPOLOGY, t.HUB_SOURCES):
         info = _queue_info(vhost, q.name)
-        assert (info["durable"], info["exclusive"], info["auto_delete"], info["arguments"]) == (True, False, False, {})
+        assert (info["durable"], info["exclusive"], info["auto_delete"], info["type"]) == (True, False, False, "quorum")
+        assert info["arguments"] == dict(q.arguments or {})
     sources = {(b["destination"], b["routing_key"]) for b in platform.bindings(vhost, "tributary.control")}
     assert sources == {("tributary.hub.sources", "source.#")}
     dead = {(b["destination"], b["routing_key"]) for b in platform.bindings(vhost, "tributary.dead")}
@@ -118,3 +135,61 @@ def test_control_messages_know_their_routing_key() -> None:
     )
     change = UnitopChange.model_validate({"action": "deleted", "name": "press-1", "sent_at": now})
     assert [control_key(m) for m in (demand, announcement, change)] == ["demand.csv", "source.sim", "unitop.press-1"]
+
+
+async def test_a_message_never_acked_is_dead_lettered_by_the_broker_with_its_queue_and_why(
+    vhost: str, amqp_url: str
+) -> None:
+    """A recorder that crashes on a message again and again: after DELIVERY_LIMIT deliveries the broker sends
+    it to tributary.dead (routing key = the queue), and the letter's fields say why and where it came from."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await t.declare(channel, *t.EXCHANGES, *t.HUB_RECORDER_TOPOLOGY)
+        events = await channel.get_exchange(t.EVENTS.name)
+        await events.publish(aio_pika.Message(b"poison", message_id="p1"), routing_key="press.a")
+        queue = await channel.get_queue(t.HUB_RECORDER_EVENTS.name)
+        deliveries = 0
+        while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
+            deliveries += 1
+            await message.nack(requeue=True)
+            assert deliveries <= t.DELIVERY_LIMIT + 1
+        assert deliveries == t.DELIVERY_LIMIT + 1  # the limit counts redeliveries
+        letters = await channel.get_queue(t.DEADLETTERS.name)
+        letter = None
+        for _ in range(50):
+            letter = await letters.get(no_ack=True, fail=False)
+            if letter is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert letter is not None
+        assert (letter.body, letter.routing_key, letter.exchange) == (
+            b"poison",
+            t.HUB_RECORDER_EVENTS.name,
+            "tributary.dead",
+        )
+        fields = deadletters.broker_death(dict(letter.headers or {}))
+        assert fields[deadletters.REASON] == "delivery_limit"
+        assert fields[deadletters.ORIGINAL_EXCHANGE] == t.EVENTS.name
+        assert fields[deadletters.ORIGINAL_ROUTING_KEY] == "press.a"
+        assert t.HUB_RECORDER_EVENTS.name in fields[deadletters.DETAIL]
+        assert fields[deadletters.FIRST_FAILURE] is not None
+        # The hub keeps it as a letter like its own ones: why, from which queue, where it had been published.
+        doc = hub_letters.letter_document(letter, body_max_bytes=1024)
+        assert (doc["reason"], doc["queue"], doc["exchange"], doc["routing_key"]) == (
+            "delivery_limit",
+            t.HUB_RECORDER_EVENTS.name,
+            t.EVENTS.name,
+            "press.a",
+        )
+    finally:
+        await connection.close()
+
+
+def test_broker_death_without_x_death_or_with_a_strange_one() -> None:
+    assert deadletters.broker_death({}) == {}
+    assert deadletters.broker_death({"x-death": "nonsense"}) == {}
+    assert deadletters.broker_death({"x-death": [1]}) == {}
+    odd = deadletters.broker_death({"x-death": [{"reason": "Not A Word!", "routing-keys": "x"}]})
+    assert odd[deadletters.REASON] == deadletters.UNEXPECTED_ERROR
+    assert (odd[deadletters.ORIGINAL_ROUTING_KEY], odd[deadletters.FIRST_FAILURE]) == ("", None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,3 +92,45 @@ async def wait_recorded(
 def figures(ids: list[str], accepted: set[str]) -> tuple[int, int]:
     """(lost, duplicated): ids answered 202 missing from history, and extra copies of any id in history."""
     return len(accepted - set(ids)), len(ids) - len(set(ids))
+
+
+async def publish_with_fault(
+    http: httpx.AsyncClient,
+    topic: str,
+    prefix: str,
+    fault: Callable[[], Awaitable[None]],
+    *,
+    events: int = 10_000,
+    single: int = 2_000,
+    batch: int = 100,
+    clients_per_mode: int = 4,
+    fault_at: float = 0.25,
+    deadline_s: float = 150,
+) -> tuple[Tally, float, float]:
+    """`events` events with ids `<prefix>-NNNNN`: `clients_per_mode` clients send the first `single` one by one,
+    as many send the rest in batches of `batch`; `fault` runs once `fault_at` of them were accepted. Returns the
+    tally and when publishing started and ended (`time.monotonic()`); the fault is over by the return."""
+    ids = [f"{prefix}-{n:05d}" for n in range(events)]
+    singles = [[i] for i in ids[:single]]
+    batches = [ids[k : k + batch] for k in range(single, events, batch)]
+    tally = Tally()
+    deadline = time.monotonic() + deadline_s
+
+    async def client(work: list[list[str]], batched: bool) -> None:
+        for chunk in work:
+            await send(http, topic, chunk, tally, deadline=deadline, batch=batched)
+
+    async def strike() -> None:
+        while len(tally.accepted) < fault_at * events:  # noqa: ASYNC110 - polls a plain counter
+            await asyncio.sleep(0.05)
+        await fault()
+
+    started = time.monotonic()
+    fault_task = asyncio.create_task(strike())
+    await asyncio.gather(
+        *(client(singles[k::clients_per_mode], False) for k in range(clients_per_mode)),
+        *(client(batches[k::clients_per_mode], True) for k in range(clients_per_mode)),
+    )
+    published = time.monotonic()
+    await fault_task
+    return tally, started, published

@@ -19,14 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pymongo
 import pytest
 
-from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
-from tests.support import platform
+from tests.reliability.hub_clients import figures, publish_with_fault, wait_recorded
 from tests.support.processes import ServiceProcess
 from tests.support.rabbitmq import PrivateRabbit, private_rabbit
-from tests.support.stack import MINT, SECRET
+from tests.support.stack import MINT, serving_hub
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,31 +44,9 @@ def rabbit() -> Iterator[PrivateRabbit]:
 
 @pytest.fixture
 def hub(rabbit: PrivateRabbit, tmp_path: Path) -> Iterator[ServiceProcess]:
-    platform.require_services()
-    db = platform.unique("r1").replace("-", "_")
-    port = platform.free_port()
-    env = {
-        "TRIBUTARY_AMQP_URL": rabbit.url,
-        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
-        "TRIBUTARY_MONGODB_DB": db,
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("r1"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_HTTP_PORT": str(port),
-        "TRIBUTARY_DEMAND_ENABLED": "false",
-        # A publish the broker cannot confirm is a 503 after this long (the client then retries).
-        "TRIBUTARY_PUBLISH_TIMEOUT_S": "3",
-    }
-    proc = ServiceProcess("tributary_hub", ["serve"], env, tmp_path / "hub.log", port)
-    try:
-        proc.start(timeout=60)
-        proc.wait_healthy(60, path="/readyz")
+    # A publish the broker cannot confirm is a 503 after 3 s (the client then retries).
+    with serving_hub(rabbit.url, tmp_path, "r1", {"TRIBUTARY_PUBLISH_TIMEOUT_S": "3"}) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        client: pymongo.MongoClient[dict[str, object]]
-        with pymongo.MongoClient(platform.mongodb_url()) as client:
-            client.drop_database(db)
 
 
 async def scenario(base: str, token: str, rabbit: PrivateRabbit) -> None:
@@ -80,35 +56,27 @@ async def scenario(base: str, token: str, rabbit: PrivateRabbit) -> None:
         topic = f"r1{uuid.uuid4().hex[:8]}"
         r = await http.post("/topics", json={"name": topic, "schema": {"type": "object"}})
         assert r.status_code == 201, r.text
-        ids = [f"r1-{n:05d}" for n in range(EVENTS)]
-        singles = [[i] for i in ids[:SINGLE]]
-        batches = [ids[k : k + BATCH] for k in range(SINGLE, EVENTS, BATCH)]
-        tally = Tally()
-        deadline = time.monotonic() + 150
-
-        async def client(work: list[list[str]], batch: bool) -> None:
-            for chunk in work:
-                await send(http, topic, chunk, tally, deadline=deadline, batch=batch)
-
         outage: dict[str, float] = {}
 
         async def fault() -> None:
-            while len(tally.accepted) < FAULT_AT * EVENTS:  # noqa: ASYNC110 - polls a plain counter
-                await asyncio.sleep(0.05)
             outage["down"] = time.monotonic()
             await asyncio.to_thread(rabbit.run, "down")
             await asyncio.sleep(DOWN_S)
             await asyncio.to_thread(rabbit.run, "up")
             outage["up"] = time.monotonic()
 
-        started = time.monotonic()
-        fault_task = asyncio.create_task(fault())
-        await asyncio.gather(
-            *(client(singles[k::CLIENTS_PER_MODE], False) for k in range(CLIENTS_PER_MODE)),
-            *(client(batches[k::CLIENTS_PER_MODE], True) for k in range(CLIENTS_PER_MODE)),
+        # The broker is back before history is read.
+        tally, started, published = await publish_with_fault(
+            http,
+            topic,
+            "r1",
+            fault,
+            events=EVENTS,
+            single=SINGLE,
+            batch=BATCH,
+            clients_per_mode=CLIENTS_PER_MODE,
+            fault_at=FAULT_AT,
         )
-        published = time.monotonic()
-        await fault_task  # the broker is back before history is read
         assert tally.unexpected == [], tally.unexpected[:5]
         history, recorded = await wait_recorded(http, topic, tally.accepted)
         lost, duplicated = figures(history, tally.accepted)

@@ -26,7 +26,7 @@ from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
 from tests.support import platform
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.processes import ServiceProcess
-from tests.support.stack import MINT, SECRET
+from tests.support.stack import MINT, serving_hub
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,25 +51,15 @@ def database(tmp_path: Path) -> Iterator[PrivateFerretDB]:
 def hub(database: PrivateFerretDB, tmp_path: Path) -> Iterator[ServiceProcess]:
     platform.require_services()
     vhost = platform.unique("r2")
-    port = platform.free_port()
-    env = {
-        "TRIBUTARY_AMQP_URL": platform.create_vhost(vhost),
-        "TRIBUTARY_MONGODB_URL": database.url,
-        "TRIBUTARY_MONGODB_DB": "r2",
-        "TRIBUTARY_MONGODB_TIMEOUT_MS": "2000",
-        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
-        "TRIBUTARY_CACHE_NAMESPACE": platform.unique("r2"),
-        "TRIBUTARY_JWT_SECRET": SECRET,
-        "TRIBUTARY_HTTP_PORT": str(port),
-        "TRIBUTARY_DEMAND_ENABLED": "false",
-    }
-    proc = ServiceProcess("tributary_hub", ["serve"], env, tmp_path / "hub.log", port)
     try:
-        proc.start(timeout=60)
-        proc.wait_healthy(60, path="/readyz")
-        yield proc
+        database_env = {
+            "TRIBUTARY_MONGODB_URL": database.url,
+            "TRIBUTARY_MONGODB_DB": "r2",
+            "TRIBUTARY_MONGODB_TIMEOUT_MS": "2000",
+        }
+        with serving_hub(platform.create_vhost(vhost), tmp_path, "r2", database_env) as proc:
+            yield proc
     finally:
-        proc.terminate()
         platform.delete_vhost(vhost)
 
 

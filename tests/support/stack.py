@@ -88,3 +88,33 @@ def run_stack(
         client: pymongo.MongoClient[dict[str, object]]
         with pymongo.MongoClient(platform.mongodb_url()) as client:
             client.drop_database(db)
+
+
+@contextlib.contextmanager
+def serving_hub(amqp_url: str, logs: Path, prefix: str, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
+    """`tributary-hub serve` (recorders in-process) on `amqp_url` (one URL or several), with a database and cache
+    namespace of its own and demand off; ready before it is yielded, stopped and its database dropped after."""
+    platform.require_services()
+    db = platform.unique(prefix).replace("-", "_")
+    port = platform.free_port()
+    settings = {
+        "TRIBUTARY_AMQP_URL": amqp_url,
+        "TRIBUTARY_MONGODB_URL": platform.mongodb_url(),
+        "TRIBUTARY_MONGODB_DB": db,
+        "TRIBUTARY_MEMCACHED_PORT": str(platform.MEMCACHED_PORT),
+        "TRIBUTARY_CACHE_NAMESPACE": platform.unique(prefix),
+        "TRIBUTARY_JWT_SECRET": SECRET,
+        "TRIBUTARY_HTTP_PORT": str(port),
+        "TRIBUTARY_DEMAND_ENABLED": "false",
+        **(env or {}),
+    }
+    proc = ServiceProcess("tributary_hub", ["serve"], settings, logs / "hub.log", port)
+    try:
+        proc.start(timeout=60)
+        proc.wait_healthy(60, path="/readyz")
+        yield proc
+    finally:
+        proc.terminate()
+        client: pymongo.MongoClient[dict[str, object]]
+        with pymongo.MongoClient(platform.mongodb_url()) as client:
+            client.drop_database(db)

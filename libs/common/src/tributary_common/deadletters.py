@@ -3,7 +3,7 @@
 Use (any aio-pika consumer):
 
     dead = DeadLetters(await connection.channel(publisher_confirms=True))
-    await dead.start()                      # declares tributary.dead and the tributary.deadletters queue
+    await dead.start(connection)            # declares tributary.dead and the tributary.deadletters queue
     ...
     await dead.send_until_confirmed(message, queue=MY_QUEUE, reason=NOT_A_CLOUDEVENT, detail="data: missing")
     await message.ack()                     # only now: the dead letter is confirmed by the broker
@@ -33,21 +33,30 @@ Reasons (a small fixed vocabulary, used as a metric label; say more in the detai
     refused_by_database  the database refused the document itself (retrying cannot help)
     unexpected_error     the consumer failed on it in an unforeseen way (a bug: see the consumer's log)
 
-`tributary.deadletters` (durable, bound `#`) keeps every letter until the hub records it for admins.
+`tributary.deadletters` (a quorum queue, bound `#`) keeps every letter until the hub records it for admins.
+
+The broker dead-letters too: a message of a recorder queue delivered DELIVERY_LIMIT times without an ack goes
+to `tributary.dead` with routing key = its queue (see amqp/topology.py), without the headers above but with the
+broker's `x-death` list (reason `delivery_limit`, queue, exchange, routing keys, time): `broker_death` reads
+it into the same fields.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
 import uuid_utils
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from .amqp.topology import DEAD, DEADLETTERS, declare_exchange, declare_queue
+from .amqp.upgrade import declare_if_compatible
 from .backoff import Backoff
 from .timeutil import format_time, utcnow
 
@@ -99,10 +108,35 @@ def letter_headers(message: AbstractIncomingMessage, *, reason: str, detail: str
     return headers
 
 
-async def declare_dead_letters(channel: AbstractChannel) -> AbstractExchange:
-    """`tributary.dead` and the durable `tributary.deadletters` queue bound to it with `#`."""
+def broker_death(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The dead-letter fields (REASON, DETAIL, ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, FIRST_FAILURE) of a
+    message the broker dead-lettered, from its `x-death` header (the latest death first); {} when there is none."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list | tuple) or not deaths or not isinstance(deaths[0], Mapping):
+        return {}
+    death = deaths[0]
+    reason = str(death.get("reason", ""))
+    keys = death.get("routing-keys")
+    first = death.get("time")
+    return {
+        REASON: reason if is_reason(reason) else UNEXPECTED_ERROR,
+        DETAIL: f"dead-lettered by the broker from {death.get('queue')!s} ({reason}, count {death.get('count')!s})",
+        ORIGINAL_EXCHANGE: str(death.get("exchange", "")),
+        ORIGINAL_ROUTING_KEY: str(keys[0]) if isinstance(keys, list | tuple) and keys else "",
+        FIRST_FAILURE: format_time(first) if isinstance(first, dt.datetime) else None,
+    }
+
+
+async def declare_dead_letters(
+    channel: AbstractChannel, connection: AbstractConnection | None = None
+) -> AbstractExchange:
+    """`tributary.dead` and the `tributary.deadletters` queue bound to it with `#`. With `connection`, the queue
+    is declared on a channel of its own and an older (classic) one is used as it is until the hub upgrades it."""
     exchange = await declare_exchange(channel, DEAD)
-    await declare_queue(channel, DEADLETTERS)
+    if connection is None:
+        await declare_queue(channel, DEADLETTERS)
+    elif not await declare_if_compatible(connection, DEADLETTERS):
+        log.info("%s is still a classic queue: the hub upgrades it at its start", DEADLETTERS.name)
     return exchange
 
 
@@ -115,12 +149,27 @@ class DeadLetters:
 
     def __init__(self, channel: AbstractChannel, *, retry_min_s: float = 0.2, retry_max_s: float = 5.0) -> None:
         self._channel = channel
+        self._connection: AbstractConnection | None = None
+        self._renewing = asyncio.Lock()
         self._exchange: AbstractExchange | None = None
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
 
-    async def start(self) -> None:
-        self._exchange = await declare_dead_letters(self._channel)
+    async def start(self, connection: AbstractConnection | None = None) -> None:
+        """Declare what letters go through (see `declare_dead_letters`: pass the channel's connection)."""
+        self._connection = connection
+        self._exchange = await declare_dead_letters(self._channel, connection)
+
+    async def _renew(self, nacked_on: AbstractChannel) -> None:
+        """A new channel after a nack (with the connection given to `start`): see amqp/publisher.py for why."""
+        async with self._renewing:
+            if self._connection is None or nacked_on is not self._channel:
+                return  # no connection to open one on, or replaced already
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_exchange(channel, DEAD)
+            self._channel = channel
+        if not nacked_on.is_closed:
+            await nacked_on.close()
 
     async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
         """Once; raises when the broker does not confirm (keep the original unacked and retry)."""
@@ -145,12 +194,16 @@ class DeadLetters:
             raise RuntimeError("dead letters not started")
         backoff = Backoff(self.retry_min_s, self.retry_max_s, jitter=False)
         while True:
+            channel = self._channel
             try:
                 await self.send(message, queue=queue, reason=reason, detail=detail)
                 return
             except ValueError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker being away: keep the message, try again
+                if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                    with contextlib.suppress(Exception):
+                        await self._renew(channel)
                 delay = backoff.next_delay()
                 log.warning("dead letter from %s not confirmed (%s); retrying in %.1f s", queue, exc, delay)
                 await asyncio.sleep(delay)

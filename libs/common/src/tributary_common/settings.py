@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .access_log import list_setting, parse_networks
+from .amqp.connection import parse_urls
 from .claims import ClaimMap
 from .egress import EgressPolicy, parse_allow_list
 from .mongo_options import ClientOptions, ReadPreferenceName
@@ -37,7 +38,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # One URL, or a RabbitMQ cluster's nodes comma-separated: connections go to any node that answers and move to
+    # the next when theirs is lost (amqp/connection.py).
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", max_length=8192)
     memcached_host: str = "127.0.0.1"
     memcached_port: int = 11211
     memcached_pool_size: int = 8
@@ -91,6 +94,12 @@ class CommonSettings(BaseSettings):
         values = list_setting(v)
         parse_networks(values)  # refuse a bad CIDR at start, naming it
         return values
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: str) -> str:
+        parse_urls(v)  # refuse a malformed node at start, naming it (without its password)
+        return v
 
     @field_validator("http_allow", mode="before")
     @classmethod

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractRobustConnection
 
 from tributary_common.amqp import (
+    DURABLE_QUEUES,
     EVENTS,
     HUB_RECORDER_EVENTS,
     HUB_RECORDER_SAMPLES,
@@ -20,6 +21,7 @@ from tributary_common.amqp import (
     PublishFailed,
     connect_robust,
     declare,
+    ensure_queues,
 )
 from tributary_common.events import PUBLISHER_HEADER, CloudEvent
 
@@ -41,6 +43,12 @@ async def declare_topology(channel: AbstractChannel) -> None:
     await declare(channel, EVENTS, SAMPLES, *HUB_RECORDER_TOPOLOGY)
 
 
+async def upgrade_topology(connection: AbstractConnection) -> None:
+    """Every durable queue as `amqp/topology` says (quorum), classic ones of an older Tributary moved in place
+    (`amqp/upgrade`); run at start before anything declares or consumes them."""
+    await ensure_queues(connection, *DURABLE_QUEUES)
+
+
 def _not_open() -> Unavailable:
     return Unavailable("the broker connection is not open", code="broker_unavailable")
 
@@ -58,6 +66,7 @@ class EventPublisher:
 
     async def start(self) -> None:
         self._connection = await connect_robust(self.url, name="hub-publisher")
+        await upgrade_topology(self._connection)
         await self._publisher.start(self._connection, EVENTS, SAMPLES)
         await declare_topology(self._publisher.channel)
         self._started = True

@@ -72,7 +72,7 @@ class BatchWriter:
             retry_min_s=self.retry_min_s,
             retry_max_s=self.retry_max_s,
         )
-        await self._dead.start()
+        await self._dead.start(connection)
 
     async def write(self, rows: list[Row]) -> list[Refusal]:
         """Write every row, retrying while the database is away; what it refuses for what it is is returned."""

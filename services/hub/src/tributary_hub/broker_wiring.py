@@ -19,6 +19,7 @@ from tributary_common.amqp import (
     Consumer,
     RpcClient,
     connect_robust,
+    ensure_queues,
     serve_rpc,
 )
 from tributary_common.control import ControlMessage, SourceAnnouncement, control_key
@@ -102,6 +103,7 @@ class BrokerWiring:
         await self.publisher.start(connection, *EXCHANGES)  # every exchange, declared before anything uses it
         await self.client.start(connection)
         self._consumers.append(await serve_rpc(self.rpc, connection, RPC_HUB))
+        await ensure_queues(connection, HUB_SOURCES)  # quorum, moved from a classic one (amqp/upgrade)
         announcements = Consumer(HUB_SOURCES, self._on_announcement)
         await announcements.start(connection)
         self._consumers.append(announcements)

@@ -21,7 +21,7 @@ from tributary_common.health import ReadinessCheck
 from tributary_common.http_auth import Authenticator
 from tributary_common.mongo import Retention, connect, ping
 
-from .amqp import EventPublisher
+from .amqp import EventPublisher, upgrade_topology
 from .apikeys import ApiKeyService
 from .audit import AuditLog
 from .broker_wiring import BrokerWiring
@@ -130,6 +130,7 @@ class Hub:
                 await retention.start()
                 self.retention.append(retention)
             self._recorder_connection = await connect_robust(s.amqp_url, name="hub-recorders")
+            await upgrade_topology(self._recorder_connection)
             self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)

@@ -108,6 +108,8 @@ def reason_of(headers: dict[str, Any]) -> str:
 
 def letter_document(message: AbstractIncomingMessage, *, body_max_bytes: int) -> dict[str, Any]:
     headers: dict[str, Any] = dict(message.headers or {})
+    # Our own dead-letter headers, else what the broker says of a letter it dead-lettered (delivery limit).
+    fields = dl.broker_death(headers) | {h: headers[h] for h in dl.HEADERS if h in headers}
     body = message.body
     sha256 = hashlib.sha256(body).hexdigest()
     truncated = len(body) > body_max_bytes
@@ -116,12 +118,12 @@ def letter_document(message: AbstractIncomingMessage, *, body_max_bytes: int) ->
     return {
         "_id": _letter_id(message, headers, sha256),
         "time": format_time(utcnow()),
-        "reason": reason_of(headers),
-        "detail": _text(headers.get(dl.DETAIL), dl.DETAIL_MAX),
+        "reason": reason_of(fields),
+        "detail": _text(fields.get(dl.DETAIL), dl.DETAIL_MAX),
         "queue": _text(message.routing_key) or "",
-        "exchange": _text(headers.get(dl.ORIGINAL_EXCHANGE)) or "",
-        "routing_key": _text(headers.get(dl.ORIGINAL_ROUTING_KEY)) or "",
-        "first_failure": _text(headers.get(dl.FIRST_FAILURE), 64),
+        "exchange": _text(fields.get(dl.ORIGINAL_EXCHANGE)) or "",
+        "routing_key": _text(fields.get(dl.ORIGINAL_ROUTING_KEY)) or "",
+        "first_failure": _text(fields.get(dl.FIRST_FAILURE), 64),
         "message_id": _text(message.message_id),
         "correlation_id": _text(message.correlation_id),
         "content_type": _text(message.content_type),

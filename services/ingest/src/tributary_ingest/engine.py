@@ -114,7 +114,7 @@ class Engine:
         # Dead letters on a confirmed channel of their own (robust: restored with the connection), ready before
         # the first control message arrives.
         sender = DeadLetters(await connection.channel(publisher_confirms=True))
-        await sender.start()
+        await sender.start(connection)
         self.dead.sender = sender
         await self.control.consume()
         for name, served in self.runtimes.items():

@@ -203,7 +203,7 @@ class BrokerLink:
         dead_channel = await connection.channel(publisher_confirms=True)
         await declare(dead_channel, *STREAM_EXCHANGES)
         dead = DeadLetters(dead_channel)
-        await dead.start()
+        await dead.start(connection)
         # Everything wanted is bound before messages flow, and before the outage is reported.
         await self.consumer.start(connection, bindings=list(self.wanted), consume=False)
         self.dead_letters.attach(dead)

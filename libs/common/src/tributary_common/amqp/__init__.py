@@ -14,7 +14,9 @@
     await control.cancel()          # stop taking messages (idempotent), then drain the work in hand
     await control.close(); await publisher.close(); await connection.close()
 
-- `topology`: every exchange, queue (or queue-name builder) and routing key, as data, and `declare*`.
+- `topology`: every exchange, queue (or queue-name builder) and routing key, as data, and `declare*`; which
+  queues are quorum queues and why.
+- `upgrade`: `ensure_queues` declares durable queues, moving a classic one of an older Tributary in place.
 - `connection`: `connect` / `connect_retrying` (with `Backoff`).
 - `consumer.Consumer`: its own channel, prefetch, callback or `inbox`, run-time `bind`/`unbind`, `cancel`,
   `close`, `alive()` (for readiness) and `closed()` (for a supervisor that reconnects).
@@ -34,6 +36,8 @@ from .topology import (
     CONTROL,
     DEAD,
     DEADLETTERS,
+    DELIVERY_LIMIT,
+    DURABLE_QUEUES,
     EVENTS,
     EXCHANGES,
     HUB_RECORDER_EVENTS,
@@ -52,18 +56,22 @@ from .topology import (
     event_key,
     ingest_instance_queue,
     is_unitop_key,
+    quorum_queue,
     sample_key,
     source_key,
     source_rpc_queue,
     stream_instance_queue,
     unitop_key,
 )
+from .upgrade import declare_if_compatible, ensure_queues
 
 __all__ = [
     "ALL",
     "CONTROL",
     "DEAD",
     "DEADLETTERS",
+    "DELIVERY_LIMIT",
+    "DURABLE_QUEUES",
     "EVENTS",
     "EXCHANGES",
     "HUB_RECORDER_EVENTS",
@@ -85,11 +93,14 @@ __all__ = [
     "connect_robust",
     "declare",
     "declare_exchange",
+    "declare_if_compatible",
     "declare_queue",
     "demand_key",
+    "ensure_queues",
     "event_key",
     "ingest_instance_queue",
     "is_unitop_key",
+    "quorum_queue",
     "sample_key",
     "serve_rpc",
     "source_key",

@@ -11,12 +11,18 @@ connection: the broker may or may not hold the message, so the caller retries (w
 Messages are persistent unless `persistent=False`; the current trace context is carried in the headers
 (`traceparent`), unless the caller's headers carry one already. Nothing is published `mandatory` (an unroutable
 message is dropped by the broker, as everywhere in Tributary), so no returns are handled.
+
+A nack also replaces the channel (at most once per RENEW_INTERVAL_S): RabbitMQ 3.10 nacks every publish, for
+good, of a channel that first published to a quorum queue while the queue's leader was unreachable (a node just
+lost; measured with tests/cluster), and a new channel is not affected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Target = ExchangeSpec | str  # a spec, or the name of a topic exchange ("" for the default exchange)
 Outgoing = tuple[Target, str, bytes]  # (exchange, routing key, body)
+RENEW_INTERVAL_S = 1.0
 
 
 class PublishFailed(Exception):
@@ -52,16 +59,39 @@ class ConfirmedPublisher:
         self.in_flight = 0
         self._slots = asyncio.Semaphore(window)
         self._channel: AbstractChannel | None = None
+        self._connection: AbstractConnection | None = None
+        self._declared: tuple[ExchangeSpec, ...] = ()
+        self._renewing = asyncio.Lock()
+        self._renewed_at = 0.0
         self._exchanges: dict[str, AbstractExchange] = {}
         # A broker outage fails every publish in flight: one line per kind of failure per interval.
         self._throttle = LogThrottle(log_interval_s)
 
     async def start(self, connection: AbstractConnection, *exchanges: ExchangeSpec) -> None:
         """Open the confirmed channel (on a robust connection it comes back with it) and declare `exchanges`."""
+        self._connection, self._declared = connection, exchanges
+        await self._open(connection)
+
+    async def _open(self, connection: AbstractConnection) -> None:
         self._channel = await connection.channel(publisher_confirms=True)
         self._exchanges.clear()
-        for spec in exchanges:
+        for spec in self._declared:
             self._exchanges[spec.name] = await declare_exchange(self._channel, spec)
+
+    async def _renew(self, nacked_on: AbstractChannel | None) -> None:
+        """A new channel in place of the one that nacked (see the module docstring); publishes in flight on the
+        old one fail (and are retried by their callers)."""
+        async with self._renewing:
+            now = time.monotonic()
+            if nacked_on is not self._channel or self._connection is None or now - self._renewed_at < RENEW_INTERVAL_S:
+                return
+            self._renewed_at = now
+            old = self._channel
+            await self._open(self._connection)
+            log.info("publisher channel replaced after a nack")
+        if old is not None and not old.is_closed:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     @property
     def channel(self) -> AbstractChannel:
@@ -121,10 +151,14 @@ class ConfirmedPublisher:
         name = exchange.name if isinstance(exchange, ExchangeSpec) else exchange
         async with self._slots:
             self.in_flight += 1
+            channel = self._channel
             try:
                 target = await self._exchange(exchange)
                 await target.publish(message, routing_key=routing_key, mandatory=False, timeout=self.timeout_s)
             except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                    with contextlib.suppress(Exception):  # the broker away: its own recovery reopens the channel
+                        await self._renew(channel)
                 self._throttle.log(
                     log,
                     logging.WARNING,

@@ -1,0 +1,203 @@
+"""Declaring durable queues on a broker that may still hold them as classic queues (Tributary before quorum
+queues): RabbitMQ refuses to redeclare a queue with another type (PRECONDITION_FAILED), so such a queue is moved.
+
+    await ensure_queues(connection, *DURABLE_QUEUES)    # the hub, at start, before anything consumes them
+
+For a queue `N` standing as classic where the spec wants quorum:
+1. declare the holding queue `N.upgrade` (the spec's type, arguments and bindings): from now on every publish
+   routed to `N` lands there too;
+2. unbind `N`: publishes now land only in the holding queue;
+3. move `N`'s messages into the holding queue (consumed in batches, their copies published with confirms, acked
+   only then: nothing is acked before the broker holds its copy), then delete `N` (only when empty and unused: while an old recorder still consumes it,
+   wait and move again, up to `wait_s`);
+4. declare `N` as the spec says, unbind the holding queue, move its messages into `N`, delete it.
+A message is moved through the fanout exchange `tributary.upgrade.<target>` so that it keeps its routing key (a
+dead letter's names the queue it came from); its exchange reads `tributary.upgrade.<target>` from then on.
+Each step may be repeated (another hub process upgrading at the same time, or a crash midway: the next start
+finds the holding queue and finishes). Duplicates are possible, losses are not; the recorders are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+
+from ..backoff import Backoff
+from .topology import QueueSpec, declare_queue, upgrade_mover
+from .topology import upgrade_holding as holding
+
+log = logging.getLogger(__name__)
+
+DELIVERY_COUNT = "x-delivery-count"
+# Messages consumed before their copies are published together and acked (one at a time: 92/s, measured).
+MOVE_WINDOW = 500
+# No delivery for this long: the source looks empty (then checked with a get).
+MOVE_IDLE_S = 0.5
+
+
+class UpgradeStuck(RuntimeError):
+    """The old queue could not be deleted in time (an old process still consumes it)."""
+
+
+async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_s: float = 60.0) -> None:
+    """Declare each spec with its exchanges and bindings, upgrading a queue of another type in place."""
+    for spec in specs:
+        if await declare_if_compatible(connection, spec):
+            # A holding queue left by an upgrade that stopped midway: finish it.
+            if await _exists(connection, holding(spec).name):
+                await _drain_holding(connection, spec)
+            continue
+        log.warning("queue %s exists with other arguments: upgrading it (see amqp/upgrade.py)", spec.name)
+        await upgrade(connection, spec, wait_s=wait_s)
+
+
+async def upgrade(connection: AbstractConnection, spec: QueueSpec, *, wait_s: float) -> None:
+    hold = holding(spec)
+    channel = await connection.channel(publisher_confirms=True)
+    moved, gone = 0, False
+    try:
+        await declare_queue(channel, hold)
+        old = await channel.declare_queue(spec.name, passive=True)
+        for exchange, key in spec.bindings:
+            await old.unbind(exchange.name, routing_key=key)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        gone = True  # another hub process retired it meanwhile
+    finally:
+        await _close(channel)
+    if not gone:
+        moved = await _retire(connection, spec.name, hold.name, wait_s)
+    await _drain_holding(connection, spec)
+    log.warning("queue %s upgraded (%d messages moved)", spec.name, moved)
+
+
+async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: float) -> int:
+    """Move `name`'s messages into `into` and delete `name` once it is empty and unused."""
+    deadline = time.monotonic() + wait_s
+    backoff = Backoff(0.2, 5.0, jitter=False)
+    moved = 0
+    while True:
+        moved += await move(connection, name, into)
+        channel = await connection.channel()
+        try:
+            await channel.queue_delete(name, if_unused=True, if_empty=True)
+            return moved
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            if time.monotonic() > deadline:
+                raise UpgradeStuck(f"{name} still in use after {wait_s} s (stop the old consumers): {exc}") from exc
+            delay = backoff.next_delay()
+            log.warning("queue %s still in use or not empty (%s); moving again in %.1f s", name, exc, delay)
+            await asyncio.sleep(delay)
+        finally:
+            await _close(channel)
+
+
+async def _drain_holding(connection: AbstractConnection, spec: QueueSpec) -> None:
+    hold = holding(spec).name
+    channel = await connection.channel()
+    try:
+        await declare_queue(channel, spec)
+        queue = await channel.declare_queue(hold, passive=True)
+        for exchange, key in spec.bindings:
+            await queue.unbind(exchange.name, routing_key=key)
+    finally:
+        await _close(channel)
+    await move(connection, hold, spec.name)
+    channel = await connection.channel()
+    try:
+        # A quorum queue refuses if_unused/if_empty (NOT_IMPLEMENTED): it was drained and is bound to nothing.
+        await channel.queue_delete(hold, if_unused=False, if_empty=False)
+    finally:
+        await _close(channel)
+
+
+async def move(connection: AbstractConnection, source: str, target: str, *, window: int = MOVE_WINDOW) -> int:
+    """Every message of `source` into `target`, in batches of up to `window`: consumed, the copies published
+    together, then acked once the broker confirmed each (a failure closes the channel: the unacked ones stay in
+    `source`). Returns once a `basic.get` finds `source` empty."""
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.set_qos(prefetch_count=window)
+    mover = upgrade_mover(target)
+    moved = 0
+    try:
+        exchange = await channel.declare_exchange(mover.name, mover.type, durable=False)
+        target_queue = await channel.declare_queue(target, passive=True)
+        await target_queue.bind(exchange)
+        queue: AbstractQueue = await channel.declare_queue(source, passive=True)
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        tag = await queue.consume(inbox.put)
+        while True:
+            try:
+                batch = [await asyncio.wait_for(inbox.get(), MOVE_IDLE_S)]
+            except TimeoutError:
+                await queue.cancel(tag)
+                batch = [inbox.get_nowait() for _ in range(inbox.qsize())]
+                # Delivered meanwhile, or (quorum queues count lazily) still there: a get is the last word.
+                if not batch and (last := await queue.get(no_ack=False, fail=False)) is not None:
+                    batch = [last]
+                if not batch:
+                    break
+                tag = await queue.consume(inbox.put)
+            while len(batch) < window and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            await asyncio.gather(*(exchange.publish(_copy(m), routing_key=m.routing_key or "") for m in batch))
+            for message in batch:
+                await message.ack()
+            moved += len(batch)
+        await exchange.delete()
+    finally:
+        await _close(channel)
+    return moved
+
+
+def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        # The broker's count of deliveries from the queue it leaves is not the message's.
+        headers={k: v for k, v in (message.headers or {}).items() if k != DELIVERY_COUNT} or None,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
+
+
+async def declare_if_compatible(connection: AbstractConnection, spec: QueueSpec) -> bool:
+    """Declared as the spec says (True), or refused because it exists otherwise (False: a process other than
+    the hub then uses it as it is, and the hub upgrades it)."""
+    channel = await connection.channel()
+    try:
+        await declare_queue(channel, spec)
+        return True
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        return False
+    finally:
+        await _close(channel)
+
+
+async def _exists(connection: AbstractConnection, name: str) -> bool:
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(name, passive=True)
+        return True
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        await _close(channel)
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        try:
+            await channel.close()
+        except Exception as exc:  # noqa: BLE001 - a channel the broker closed is closed
+            log.debug("closing a channel: %s", exc)
