@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
 from yarl import URL
 
 from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.amqp import QueueSpec, connect
 from tributary_common.amqp import connection as amqp_connection
+from tributary_common.settings import CommonSettings
 
 
 class Relay:
@@ -122,3 +124,12 @@ async def test_a_robust_connection_that_loses_its_node_goes_on_through_the_next(
     await out.queue_delete(spec.name)
     await publisher.close()
     await connection.close()
+
+
+def test_a_refused_url_setting_never_echoes_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic prints a refused setting's input unless told not to: the password must not reach the log."""
+    monkeypatch.setenv("TRIBUTARY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/,http://user:s3cret@rabbit/")
+    with pytest.raises(ValidationError) as caught:
+        CommonSettings()
+    assert "amqp_url" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
