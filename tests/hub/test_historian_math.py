@@ -6,6 +6,7 @@ unique times (storage deduplicates), in order (storage sorts)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from typing import Any
 
@@ -84,7 +85,7 @@ def run(coro: Any) -> Any:
 def test_merged_summaries_of_sub_spans_equal_the_summary_of_all(points: list[Point], cuts: list[int]) -> None:
     edges = sorted({T0, T0 + SPAN + 1, *cuts})
     merged: Summary | None = None
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         merged = merge(merged, summarize(inside(points, a, b), a, b))
     whole = summarize(points, T0, T0 + SPAN + 1)
     if merged is not None:
@@ -97,7 +98,7 @@ def test_plan_covers_the_range_with_aligned_summaries_inside_intervals(cuts: lis
     edges = sorted(cuts)
     runs = plan(edges)
     assert runs[0].start == edges[0] and runs[-1].end == edges[-1]
-    assert all(r.end == n.start for r, n in zip(runs, runs[1:], strict=False))
+    assert all(r.end == n.start for r, n in itertools.pairwise(runs))
     assert all(r.start < r.end for r in runs)
     for r in runs:
         if r.res is not None:
@@ -128,7 +129,7 @@ def test_fold_from_summaries_equals_the_raw_reference(points: list[Point], n: in
     folded = run(fold(store, "s", edges))
     raw = run(fold(store, "s", edges, min_span=10 * SPAN))  # every part read raw
     assert len(folded) == len(edges) - 1
-    for k, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+    for k, (a, b) in enumerate(itertools.pairwise(edges)):
         reference = summarize(inside(points, a, b), a, b)
         assert same(folded[k], reference), (k, a, b)
         assert same(raw[k], reference)
@@ -143,7 +144,7 @@ def test_long_plots_read_summaries() -> None:
     folded = run(fold(store, "s", edges))
     assert {kind for kind, _ in store.reads} == {"summaries"}
     assert [plot_points(s) for s in folded] == [
-        plot_points(summarize(inside(points, a, b), a, b)) for a, b in zip(edges, edges[1:], strict=False)
+        plot_points(summarize(inside(points, a, b), a, b)) for a, b in itertools.pairwise(edges)
     ]
 
 
@@ -184,8 +185,15 @@ def test_interpolated_values_equal_the_reference(points: list[Point], ts: list[i
 def test_interpolation_kinds() -> None:
     pts = [Point(T0 + 10, 0.0, "good"), Point(T0 + 20, 10.0, "bad"), Point(T0 + 30, "x"), Point(T0 + 40, 1)]
     got = list(interpolate(None, pts, [T0, T0 + 15, T0 + 20, T0 + 25, T0 + 35, T0 + 50]))
-    assert [(p.v, p.q) for p in got] == [(None, NO_DATA), (5.0, "good"), (10.0, "bad"), (10.0, "bad"), ("x", None), (1, None)]
-    assert list(interpolate(None, pts, [T0 + 15], stepped=True))[0].v == 0.0
+    assert [(p.v, p.q) for p in got] == [
+        (None, NO_DATA),
+        (5.0, "good"),
+        (10.0, "bad"),
+        (10.0, "bad"),
+        ("x", None),
+        (1, None),
+    ]
+    assert next(iter(interpolate(None, pts, [T0 + 15], stepped=True))).v == 0.0
 
 
 def reference_integral(points: list[Point], a: int, b: int, stepped: bool) -> tuple[float, int] | None:
@@ -221,7 +229,7 @@ def test_summary_calcs_equal_the_reference(points: list[Point], n: int, stepped:
     sel = ItemSelection("u", ["x"], {"x": "s"}, {"s": ["x"]}, {"x"} if stepped else set())
     rows = run(_collect(Historian(store, block_cells=10).summary(sel, start, end, step, CALCS)))
     edges = grid(start, end, step)
-    assert [(from_iso(r["start"]), from_iso(r["end"])) for r in rows] == list(zip(edges, edges[1:], strict=False))
+    assert [(from_iso(r["start"]), from_iso(r["end"])) for r in rows] == list(itertools.pairwise(edges))
     for r in rows:
         a, b = from_iso(r["start"]), from_iso(r["end"])
         ins = inside(points, a, b)
