@@ -61,8 +61,7 @@ def sample_rows(request: Request, fmt: str, rows: list[Row], name: str) -> Strea
     return answer(request, fmt, _listed(rows), f"{name}-samples.{fmt}", RAW_COLUMNS, sample_cells)
 
 
-async def _selected(request: Request, principal: Principal, name: str, items: str | None) -> ItemSelection:
-    may_unitop(principal, name)
+async def _selected(request: Request, name: str, items: str | None) -> ItemSelection:
     return await select_items(hub_of(request).unitops, name, items)
 
 
@@ -113,8 +112,9 @@ async def raw_extras(
 async def samples_current(
     name: str, request: Request, items: str | None = ITEMS, principal: Principal = Depends(require("unitops:read"))
 ) -> StreamingResponse:
+    may_unitop(principal, name)
     fmt = negotiate(request)
-    sel = await _selected(request, principal, name, items)
+    sel = await _selected(request, name, items)
     return sample_rows(request, fmt, await hub_of(request).historian.current(sel), name)
 
 
@@ -138,6 +138,7 @@ async def samples_interpolated(
     times: str | None = Query(None, max_length=64_000, description="Comma-separated RFC 3339 times, instead"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
+    may_unitop(principal, name)  # before anything about the unitop or its parameters
     fmt = negotiate(request)
     settings = hub_of(request).settings
     grid: range | list[int]
@@ -148,7 +149,7 @@ async def samples_interpolated(
         if interval is None:
             raise params.invalid("interval", "interval (or times) is required")
         grid = params.grid_times(t0, t1, params.duration_us(interval, "interval"), settings.aligned_max_points)
-    sel = await _selected(request, principal, name, items)
+    sel = await _selected(request, name, items)
     rows = hub_of(request).historian.interpolated(sel, grid)
 
     def cells(r: Row) -> list[Any]:
@@ -175,12 +176,13 @@ async def samples_plot(
     intervals: int = Query(..., ge=1, le=100_000, description="How many intervals (e.g. pixels)"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
+    may_unitop(principal, name)  # before anything about the unitop or its parameters
     fmt = negotiate(request)
     limit = hub_of(request).settings.historian_max_intervals
     t0, t1 = params.time_range(query_time(start, "start"), query_time(end, "end"))
     if intervals > limit:
         raise params.invalid("intervals", f"over the limit of {limit}", "too_many_points")
-    sel = await _selected(request, principal, name, items)
+    sel = await _selected(request, name, items)
     rows = hub_of(request).historian.plot(sel, t0, t1, intervals)
     if fmt == "csv":
         rows = _point_lines(rows)
@@ -221,13 +223,14 @@ async def samples_summary(
     calc: str = Query("count,min,max,mean", max_length=128, description="Comma-separated calcs"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
+    may_unitop(principal, name)  # before anything about the unitop or its parameters
     fmt = negotiate(request)
     limit = hub_of(request).settings.historian_max_intervals
     t0, t1 = params.time_range(query_time(start, "start"), query_time(end, "end"))
     step = params.duration_us(interval, "interval") if interval is not None else t1 - t0
     params.count_of(t1 - t0, step, limit, "interval")
     calcs = params.calc_list(calc)
-    sel = await _selected(request, principal, name, items)
+    sel = await _selected(request, name, items)
     rows = hub_of(request).historian.summary(sel, t0, t1, step, calcs)
     header = ["item", "start", "end", "no_data", *calcs]
 

@@ -173,10 +173,10 @@ async def unitop_samples(
     may_unitop(principal, name)
     hub = hub_of(request)
     fmt = negotiate(request)
+    edge = boundary_of(boundary)
     sel = await select_items(hub.unitops, name, items)
     t0, t1 = query_time(start, "start"), query_time(end, "end")
     samples = hub.unitop_samples
-    edge = boundary_of(boundary)
     if interval_s is None and (last is not None or edge != "inside"):
         return await raw_extras(request, fmt, sel, (t0, t1), cursor, limit, last, edge)
     if interval_s is not None:

@@ -5,6 +5,7 @@ intervals, or one block of times × items, in memory; rows are produced as they 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -134,7 +135,7 @@ class Historian:
         """Per item and interval `{item, start, end, points}`; interval edges may be snapped to summaries."""
         edges = snapped_edges(start, end, intervals)
         for item, sid in sel.sids.items():
-            for a, b, s in zip(edges, edges[1:], await fold(self.store, sid, edges), strict=True):
+            for (a, b), s in zip(itertools.pairwise(edges), await fold(self.store, sid, edges), strict=True):
                 yield {"item": item, "start": iso(a), "end": iso(b), "points": [point_json(p) for p in plot_points(s)]}
 
     async def summary(
