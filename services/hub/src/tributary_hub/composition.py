@@ -167,7 +167,7 @@ class Hub:
             graceful_s=s.shutdown_grace_seconds,
             rpc_concurrency=s.rpc_concurrency,
             history=self.history,
-            samples=self.samples,
+            series=self.series,
             unitops=self.unitops,
             apikeys=self.apikeys,
             sources=self.sources,
