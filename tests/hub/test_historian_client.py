@@ -21,6 +21,7 @@ from tests.hub.conftest import MINT
 from tests.hub.test_historian import at, kiln  # noqa: F401  (the fixture)
 from tests.hub.test_unitops import control  # noqa: F401  (the fixture)
 from tests.support.platform import free_port
+from tests.support.polling import eventually
 from tributary_client.cli.root import app as cli_app
 from tributary_client.errors import TributaryError
 from tributary_client.hub import HubClient
@@ -53,8 +54,11 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await eventually(started, what="uvicorn serving", interval=0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
