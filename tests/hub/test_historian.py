@@ -216,6 +216,22 @@ async def test_bad_parameters_are_4xx_with_their_place(client: httpx.AsyncClient
             assert loc in [d["loc"] for d in r.json()["error"]["details"]], (path, params, r.text)
 
 
+async def test_the_edges_of_time_are_answered(client: httpx.AsyncClient, kiln: str) -> None:
+    first, last = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"
+    r = await get(client, "samples:interpolated", items="temp", times=f"{first},{last}")
+    assert [x["values"]["temp"] for x in r.json()["items"]] == [None, 0.0]
+    r = await get(client, "samples", items="temp", start=first, end=last, boundary="outside")
+    assert [x["v"] for x in r.json()["items"]] == [0.0, 10.0, 20.0, 0.0]
+    r = await get(client, "samples", items="temp", start=first, end=last, boundary="interpolated")
+    assert r.status_code == 200 and r.json()["items"][-1]["v"] == 0.0
+    r = await get(client, "samples:plot", items="temp", start=first, end=last, intervals=3)
+    assert sum(len(x["points"]) for x in r.json()["items"]) == 3  # first, last and max: 0, 20, 0 at 40
+    r = await get(
+        client, "samples:summary", items="temp", start=first, end=last, interval="999999999999d", calc="count"
+    )
+    assert [x["count"] for x in r.json()["items"]] == [4]
+
+
 async def test_scope_acl_and_accept(client: httpx.AsyncClient, kiln: str) -> None:
     window = {"start": at(0), "end": at(40)}
     reads: dict[str, dict[str, Any]] = {

@@ -8,6 +8,8 @@ from tributary_common.timeutil import format_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
+FIRST_US = (datetime.min.replace(tzinfo=UTC) - EPOCH) // ONE_US
+LAST_US = (datetime.max.replace(tzinfo=UTC) - EPOCH) // ONE_US
 
 
 def to_us(t: datetime) -> int:
@@ -15,7 +17,9 @@ def to_us(t: datetime) -> int:
 
 
 def to_datetime(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+    """Clamped to what `datetime` holds: a bound one µs past the last instant (an end after a query's
+    `9999-12-31T23:59:59.999999Z`) still compares as intended against every stored time."""
+    return EPOCH + timedelta(microseconds=min(max(us, FIRST_US), LAST_US))
 
 
 def iso(us: int) -> str:
