@@ -25,6 +25,8 @@ from .deps import hub_of, negotiate, query_time, require, streamed, time_query
 
 router = APIRouter(tags=["unitops"])
 ERRORS = errors(*UNITOP, 406)
+DURATION = r"^\d{1,12}(\.\d{1,6})?(us|ms|s|m|h|d)?$"
+CALC = r"^(count|min|max|mean|tavg|total|std|range)(,(count|min|max|mean|tavg|total|std|range)){0,15}$"
 ITEMS = Query(None, max_length=130_000, description="Comma-separated item names (default all)", examples=["flow"])
 FORMATS = "JSON by default (rows streamed); `text/csv`, `application/jsonl` or `application/x-ndjson` by Accept."
 
@@ -134,7 +136,9 @@ async def samples_interpolated(
     items: str | None = ITEMS,
     start: str | None = time_query("RFC 3339, the first time"),
     end: str | None = time_query("RFC 3339, the last time (included when on the grid)"),
-    interval: str | None = Query(None, max_length=32, description="Grid step: 30, 1.5s, 500ms, 15m, 1h, 1d"),
+    interval: str | None = Query(
+        None, max_length=32, pattern=DURATION, description="Grid step: 30, 1.5s, 500ms, 15m, 1h, 1d"
+    ),
     times: str | None = Query(None, max_length=64_000, description="Comma-separated RFC 3339 times, instead"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
@@ -219,8 +223,10 @@ async def samples_summary(
     items: str | None = ITEMS,
     start: str | None = time_query("RFC 3339, inclusive"),
     end: str | None = time_query("RFC 3339, exclusive"),
-    interval: str | None = Query(None, max_length=32, description="Interval: 30, 1.5s, 500ms, 15m, 1h, 1d"),
-    calc: str = Query("count,min,max,mean", max_length=128, description="Comma-separated calcs"),
+    interval: str | None = Query(
+        None, max_length=32, pattern=DURATION, description="Interval: 30, 1.5s, 500ms, 15m, 1h, 1d"
+    ),
+    calc: str = Query("count,min,max,mean", max_length=128, pattern=CALC, description="Comma-separated calcs"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
     may_unitop(principal, name)  # before anything about the unitop or its parameters

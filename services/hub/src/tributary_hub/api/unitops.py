@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -167,7 +167,7 @@ async def unitop_samples(
     limit: int = Query(1000, ge=1, le=10_000),
     cursor: str | None = cursor_query(2),
     last: int | None = Query(None, ge=1, le=10_000, description="The newest N samples of each item (not paged)"),
-    boundary: str | None = Query(None, max_length=16, description="inside (default), outside or interpolated"),
+    boundary: Literal["inside", "outside", "interpolated"] | None = Query(None, description="Range boundaries"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> Any:
     may_unitop(principal, name)
