@@ -21,6 +21,8 @@ samples_app = typer.Typer(help="Historian reads of a unitop's items.", no_args_i
 Items = Annotated[str | None, typer.Option(help="Comma-separated items (default all)")]
 Start = Annotated[str | None, typer.Option(help="From this time (RFC 3339)")]
 End = Annotated[str | None, typer.Option(help="Until this time (RFC 3339)")]
+Since = Annotated[str, typer.Option(help="From this time (RFC 3339)")]
+Until = Annotated[str, typer.Option(help="Until this time (RFC 3339)")]
 Format = Annotated[str, typer.Option("--format", help="table | csv | ndjson | jsonl")]
 Output = Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file")]
 
@@ -116,8 +118,8 @@ def interpolated(
 def plot(
     ctx: typer.Context,
     unitop: str,
-    start: Annotated[str, typer.Option(help="From this time (RFC 3339)")],
-    end: Annotated[str, typer.Option(help="Until this time (RFC 3339)")],
+    start: Since,
+    end: Until,
     intervals: Annotated[int, typer.Option(help="Intervals (pixels)")] = 1000,
     items: Items = None,
     fmt: Format = "table",
@@ -132,8 +134,8 @@ def plot(
 def summary(
     ctx: typer.Context,
     unitop: str,
-    start: Annotated[str, typer.Option(help="From this time (RFC 3339)")],
-    end: Annotated[str, typer.Option(help="Until this time (RFC 3339)")],
+    start: Since,
+    end: Until,
     interval: Annotated[str | None, typer.Option(help="Interval: 15m, 1h, 1d (default: the whole range)")] = None,
     calc: Annotated[str, typer.Option(help="count,min,max,mean,tavg,total,std,range")] = "count,min,max,mean",
     items: Items = None,

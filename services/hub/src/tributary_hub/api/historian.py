@@ -27,6 +27,9 @@ router = APIRouter(tags=["unitops"])
 ERRORS = errors(*UNITOP, 406)
 DURATION = r"^\d{1,12}(\.\d{1,6})?(us|ms|s|m|h|d)?$"
 CALC = r"^(count|min|max|mean|tavg|total|std|range)(,(count|min|max|mean|tavg|total|std|range)){0,15}$"
+START = time_query("RFC 3339, inclusive")
+END = time_query("RFC 3339, exclusive")
+INTERVAL = Query(None, max_length=32, pattern=DURATION, description="Interval: 30, 1.5s, 500ms, 15m, 1h, 1d")
 ITEMS = Query(None, max_length=130_000, description="Comma-separated item names (default all)", examples=["flow"])
 FORMATS = "JSON by default (rows streamed); `text/csv`, `application/jsonl` or `application/x-ndjson` by Accept."
 
@@ -61,6 +64,12 @@ def sample_cells(r: Row) -> list[Any]:
 
 def sample_rows(request: Request, fmt: str, rows: list[Row], name: str) -> StreamingResponse:
     return answer(request, fmt, _listed(rows), f"{name}-samples.{fmt}", RAW_COLUMNS, sample_cells)
+
+
+def _ranged(request: Request, start: str | None, end: str | None) -> tuple[str, int, int]:
+    """The negotiated format and the checked range `[start, end)` in µs."""
+    fmt = negotiate(request)
+    return (fmt, *params.time_range(query_time(start, "start"), query_time(end, "end")))
 
 
 async def _selected(request: Request, name: str, items: str | None) -> ItemSelection:
@@ -134,11 +143,9 @@ async def samples_interpolated(
     name: str,
     request: Request,
     items: str | None = ITEMS,
-    start: str | None = time_query("RFC 3339, the first time"),
+    start: str | None = START,
     end: str | None = time_query("RFC 3339, the last time (included when on the grid)"),
-    interval: str | None = Query(
-        None, max_length=32, pattern=DURATION, description="Grid step: 30, 1.5s, 500ms, 15m, 1h, 1d"
-    ),
+    interval: str | None = INTERVAL,
     times: str | None = Query(None, max_length=64_000, description="Comma-separated RFC 3339 times, instead"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
@@ -175,15 +182,14 @@ async def samples_plot(
     name: str,
     request: Request,
     items: str | None = ITEMS,
-    start: str | None = time_query("RFC 3339, inclusive"),
-    end: str | None = time_query("RFC 3339, exclusive"),
+    start: str | None = START,
+    end: str | None = END,
     intervals: int = Query(..., ge=1, le=100_000, description="How many intervals (e.g. pixels)"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
     may_unitop(principal, name)  # before anything about the unitop or its parameters
-    fmt = negotiate(request)
+    fmt, t0, t1 = _ranged(request, start, end)
     limit = hub_of(request).settings.historian_max_intervals
-    t0, t1 = params.time_range(query_time(start, "start"), query_time(end, "end"))
     if intervals > limit:
         raise params.invalid("intervals", f"over the limit of {limit}", "too_many_points")
     sel = await _selected(request, name, items)
@@ -221,18 +227,15 @@ async def samples_summary(
     name: str,
     request: Request,
     items: str | None = ITEMS,
-    start: str | None = time_query("RFC 3339, inclusive"),
-    end: str | None = time_query("RFC 3339, exclusive"),
-    interval: str | None = Query(
-        None, max_length=32, pattern=DURATION, description="Interval: 30, 1.5s, 500ms, 15m, 1h, 1d"
-    ),
+    start: str | None = START,
+    end: str | None = END,
+    interval: str | None = INTERVAL,
     calc: str = Query("count,min,max,mean", max_length=128, pattern=CALC, description="Comma-separated calcs"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
     may_unitop(principal, name)  # before anything about the unitop or its parameters
-    fmt = negotiate(request)
+    fmt, t0, t1 = _ranged(request, start, end)
     limit = hub_of(request).settings.historian_max_intervals
-    t0, t1 = params.time_range(query_time(start, "start"), query_time(end, "end"))
     step = params.duration_us(interval, "interval") if interval is not None else t1 - t0
     params.count_of(t1 - t0, step, limit, "interval")
     calcs = params.calc_list(calc)
