@@ -136,6 +136,13 @@ def test_fold_from_summaries_equals_the_raw_reference(points: list[Point], n: in
         assert plot_points(folded[k]) == plot_points(reference) == plot_points(raw[k])
 
 
+def test_plans_switch_resolution_only_at_the_ragged_ends() -> None:
+    hours = [T0 + 90_000_000, *range(T0 + HOUR_US, T0 + 48 * HOUR_US, 7 * HOUR_US), T0 + 50 * HOUR_US + 5]
+    assert [r.res for r in plan(hours)] == [None, MINUTE_US, HOUR_US, None]
+    minutes = [T0, *range(T0 + 43 * MINUTE_US, T0 + 48 * HOUR_US, 43 * MINUTE_US), T0 + 48 * HOUR_US]
+    assert [r.res for r in plan(minutes)] == [MINUTE_US]
+
+
 def test_long_plots_read_summaries() -> None:
     points = [Point(T0 + i * 1_000_000, float(i % 97)) for i in range(0, 6 * 3600, 7)]
     store = MemorySeriesStore({"s": points}, chunk=500)

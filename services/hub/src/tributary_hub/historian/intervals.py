@@ -61,10 +61,14 @@ class Run:
 
 def plan(edges: Sequence[int], min_span: int = 1) -> list[Run]:
     """The reads covering `[edges[0], edges[-1])` such that no summary crosses an edge, adjacent reads of the
-    same kind merged. A part holding fewer than `min_span` µs of whole summaries is read raw."""
+    same kind merged. A part holding fewer than `min_span` µs of whole summaries is read raw. Hours are used only
+    when every inner edge is on one: else each interval holding an hour would switch between minutes and hours,
+    one more read each time."""
+    minute, hour = RESOLUTIONS
+    top = hour if all(e % hour == 0 for e in edges[1:-1]) else minute
     runs: list[Run] = []
     for a, b in itertools.pairwise(edges):
-        for run in split(a, b, min_span):
+        for run in split(a, b, min_span, top):
             if run.start >= run.end:
                 continue
             if runs and runs[-1].res == run.res and runs[-1].end == run.start:
@@ -74,14 +78,14 @@ def plan(edges: Sequence[int], min_span: int = 1) -> list[Run]:
     return runs
 
 
-def split(a: int, b: int, min_span: int = 1) -> list[Run]:
-    """`[a, b)` as raw head, minutes, hours, minutes, raw tail (any of them possibly empty)."""
+def split(a: int, b: int, min_span: int = 1, top: int = RESOLUTIONS[-1]) -> list[Run]:
+    """`[a, b)` as raw head, minutes, hours (when `top` allows), minutes, raw tail (any of them possibly empty)."""
     minute, hour = RESOLUTIONS
     m0, m1 = ceil_to(a, minute), floor_to(b, minute)
     if m1 - m0 < max(minute, min_span):
         return [Run(a, b, None)]
     h0, h1 = ceil_to(m0, hour), floor_to(m1, hour)
-    if h1 - h0 < hour:
+    if h1 - h0 < hour or top < hour:
         return [Run(a, m0, None), Run(m0, m1, minute), Run(m1, b, None)]
     return [Run(a, m0, None), Run(m0, h0, minute), Run(h0, h1, hour), Run(h1, m1, minute), Run(m1, b, None)]
 
