@@ -200,7 +200,7 @@ BAD: list[tuple[str, dict[str, Any], int, str | None]] = [
     ("samples:interpolated", {"start": at(0), "end": at(86_400), "interval": "1ms"}, 422, "/query/interval"),
     ("samples:interpolated", {"times": f"{at(5)},{at(1)}"}, 422, "/query/times/1"),
     ("samples:interpolated", {"times": "2026-02-01T00:00:00"}, 422, "/query/times/0"),
-    ("samples:interpolated", {"times": ",".join([at(i) for i in range(1001)])}, 422, "/query/times"),
+    ("samples:interpolated", {"times": ",".join([at(i) for i in range(251)])}, 422, "/query/times"),
     ("samples", {"boundary": "around"}, 422, "/query/boundary"),
     ("samples", {"last": 0}, 422, None),
     ("samples", {"last": 10_001}, 422, None),

@@ -71,7 +71,7 @@ class HubSettings(CommonSettings, MongoSettings):
     # Historian reads: intervals per plot or summary request, times in a `times=` list, rows of `last=N`, and how
     # many item values an interpolated read computes before writing them (its memory bound).
     historian_max_intervals: int = Field(default=10_000, ge=1)
-    historian_max_times: int = Field(default=1000, ge=1)
+    historian_max_times: int = Field(default=250, ge=1)
     historian_max_last_rows: int = Field(default=100_000, ge=1)
     historian_block_cells: int = Field(default=50_000, ge=1)
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
