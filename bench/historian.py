@@ -41,6 +41,10 @@ T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 BATCH = 1000
 
 
+def say(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
 def value(i: int) -> float:
     return float((i * 7919) % 1000) / 10  # deterministic, every interval has a spread
 
@@ -62,7 +66,7 @@ async def load(hub: Hub, amqp_url: str, n: int) -> float:
         latest = (await hub.series.latest([SID])).get(SID)
         return latest is not None and latest.t >= last
 
-    await eventually(stored, timeout=7200, what="every sample stored", interval=1.0)
+    await eventually(stored, timeout=7200, what="every sample stored", interval=2.0)
     return n / (time.perf_counter() - began)
 
 
@@ -81,7 +85,9 @@ async def measure(days: float) -> None:
         hub = Hub(settings, api=False)
         await hub.start()
         try:
+            say(f"recording {n:,} samples")
             record_rate = await load(hub, settings.amqp_url, n)
+            say("raw read")
             sel = ItemSelection("bench", ["x"], {"x": SID}, {SID: ["x"]})
 
             began = time.perf_counter()
@@ -90,10 +96,12 @@ async def measure(days: float) -> None:
                 count += len(chunk)
             raw_s = time.perf_counter() - began
 
+            say("plot")
             began = time.perf_counter()
             plot = [row async for row in hub.historian.plot(sel, start, end, 1000)]
             plot_s = time.perf_counter() - began
 
+            say("summary")
             began = time.perf_counter()
             summary = [row async for row in hub.historian.summary(sel, start, end, HOUR_US, ("count", "tavg"))]
             summary_s = time.perf_counter() - began

@@ -143,6 +143,12 @@ def test_plans_switch_resolution_only_at_the_ragged_ends() -> None:
     assert [r.res for r in plan(minutes)] == [MINUTE_US]
 
 
+def test_many_ragged_edges_are_read_raw_in_one_go() -> None:
+    ragged = list(range(T0 + 7, T0 + 24 * HOUR_US, 86_400_000))  # a 1-day plot of 1,000 intervals
+    assert plan(ragged) == [plan(ragged)[0]] and plan(ragged)[0].res is None
+    assert len(plan(ragged[:20])) > 1  # a few ragged edges still use minutes between them
+
+
 def test_long_plots_read_summaries() -> None:
     points = [Point(T0 + i * 1_000_000, float(i % 97)) for i in range(0, 6 * 3600, 7)]
     store = MemorySeriesStore({"s": points}, chunk=500)

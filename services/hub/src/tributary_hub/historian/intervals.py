@@ -59,11 +59,15 @@ class Run:
     res: int | None
 
 
-def plan(edges: Sequence[int], min_span: int = 1) -> list[Run]:
+MAX_RUNS = 64
+
+
+def plan(edges: Sequence[int], min_span: int = 1, max_runs: int = MAX_RUNS) -> list[Run]:
     """The reads covering `[edges[0], edges[-1])` such that no summary crosses an edge, adjacent reads of the
     same kind merged. A part holding fewer than `min_span` µs of whole summaries is read raw. Hours are used only
     when every inner edge is on one: else each interval holding an hour would switch between minutes and hours,
-    one more read each time."""
+    one more read each time. Edges off the minute need raw reads around each: past `max_runs` reads, one raw
+    read of everything costs less (a read per interval is a query per interval)."""
     minute, hour = RESOLUTIONS
     top = hour if all(e % hour == 0 for e in edges[1:-1]) else minute
     runs: list[Run] = []
@@ -75,7 +79,7 @@ def plan(edges: Sequence[int], min_span: int = 1) -> list[Run]:
                 runs[-1] = Run(runs[-1].start, run.end, run.res)
             else:
                 runs.append(run)
-    return runs
+    return runs if len(runs) <= max_runs else [Run(edges[0], edges[-1], None)]
 
 
 def split(a: int, b: int, min_span: int = 1, top: int = RESOLUTIONS[-1]) -> list[Run]:
