@@ -6,7 +6,8 @@ stored by the hub's recorder (a `Hub` in recorder mode, in this process), into a
 on the local FerretDB and RabbitMQ. The reads go through whatever `SeriesStore` `composition.Hub` wires (today the
 one-document-per-sample adapter `series_docs.DocSeriesStore`, whose summaries are computed from raw samples: it
 scans), so that the same script measures the bucketed store once it is merged. Reported: recording rate, raw
-read rate, plot and summary seconds (each read once; a check that the summary counts every sample). The default
+read rate, plot and summary seconds (each read once), checked against the raw samples: the plot equals one computed
+in plain Python from the samples in memory (the baseline, timed), the summary counts every sample. The default
 of 1 day keeps a run to minutes on the adapter; `--days 30` is the issue's load.
 `.venv/bin/python bench/historian.py [--days N]`.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import sys
 import time
+from array import array
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from tests.support import platform  # noqa: E402
 from tests.support.polling import eventually  # noqa: E402
 from tributary_common.samples import Sample, SampleBatch  # noqa: E402
 from tributary_hub.composition import Hub  # noqa: E402
-from tributary_hub.historian.times import to_datetime  # noqa: E402
+from tributary_hub.historian.times import from_iso, to_datetime  # noqa: E402
 from tributary_hub.series import HOUR_US  # noqa: E402
 from tributary_hub.settings import HubSettings  # noqa: E402
 from tributary_hub.unitop_samples import ItemSelection  # noqa: E402
@@ -91,10 +94,12 @@ async def measure(days: float) -> None:
             sel = ItemSelection("bench", ["x"], {"x": SID}, {SID: ["x"]})
 
             began = time.perf_counter()
-            count = 0
+            times, values = array("q"), array("d")
             async for chunk in hub.series.points(SID, start, end):
-                count += len(chunk)
+                times.extend(p.t for p in chunk)
+                values.extend(p.v for p in chunk)
             raw_s = time.perf_counter() - began
+            count = len(times)
 
             say("plot")
             began = time.perf_counter()
@@ -108,14 +113,30 @@ async def measure(days: float) -> None:
         finally:
             await hub.stop()
     assert count == n and sum(r["count"] for r in summary) == n, "the store lost samples"
+    began = time.perf_counter()
+    reference = [reference_plot(times, values, from_iso(r["start"]), from_iso(r["end"])) for r in plot]
+    reference_s = time.perf_counter() - began
+    assert [[from_iso(p["t"]) for p in r["points"]] for r in plot] == reference, "plot differs from the raw samples"
     print(f"store: {type(hub.series).__name__}; {n:,} samples ({days:g} days at 1 Hz, one item)\n")
     print("| measure | result | issue 14 goal |")
     print("|---|---:|---:|")
     print(f"| recorder (publish → stored) | {record_rate:,.0f} samples/s | ≥ 100,000 samples/s |")
     print(f"| raw read (SeriesStore.points) | {count / raw_s:,.0f} samples/s | ≥ 200,000 samples/s |")
     print(f"| plot, 1,000 intervals ({len(plot)} stated) | {plot_s:.2f} s | ≤ 1 s at 30 days |")
+    print(f"| baseline: the same plot in Python from the samples in memory | {reference_s:.2f} s | (equal: checked) |")
     print(f"| hourly tavg summary ({len(summary)} hours) | {summary_s:.2f} s | ≤ 1 s at 30 days |")
     print(f"\nspan {timedelta(microseconds=end - start)}")
+
+
+def reference_plot(times: array[int], values: array[float], a: int, b: int) -> list[int]:
+    """The times of the first, last, lowest and highest sample in `[a, b)` (earliest of equal extremes)."""
+    i, j = bisect.bisect_left(times, a), bisect.bisect_left(times, b)
+    if i == j:
+        return []
+    part = values[i:j]
+    lo = i + part.index(min(part))
+    hi = i + part.index(max(part))
+    return sorted({times[i], times[j - 1], times[lo], times[hi]})
 
 
 def main() -> None:
