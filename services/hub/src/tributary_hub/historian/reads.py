@@ -143,10 +143,11 @@ class Historian:
     ) -> AsyncIterator[Row]:
         """Per item and interval `{item, start, end, no_data, <calc>: value}` (see `calcs`)."""
         edges = grid(start, end, interval)
+        weighted = bool({"tavg", "total"} & set(calcs))  # only these need the samples around the range
         for item, sid in sel.sids.items():
             folded = await fold(self.store, sid, edges)
-            befores = await self._befores(sid, start, folded)
-            after = await self.store.at_or_after(sid, end)
+            befores = await self._befores(sid, start if weighted else None, folded)
+            after = await self.store.at_or_after(sid, end) if weighted else None
             afters: list[Point | None] = []
             for s in reversed(folded):
                 afters.append(after)
@@ -156,8 +157,8 @@ class Historian:
                 values = calculate(s, a, b, befores[k], afters[-1 - k], calcs, stepped=item in sel.stepped)
                 yield {"item": item, "start": iso(a), "end": iso(b), "no_data": s is None, **values}
 
-    async def _befores(self, sid: str, start: int, folded: list[Summary | None]) -> list[Point | None]:
-        before = await self.store.at_or_before(sid, start - 1)
+    async def _befores(self, sid: str, start: int | None, folded: list[Summary | None]) -> list[Point | None]:
+        before = await self.store.at_or_before(sid, start - 1) if start is not None else None
         out: list[Point | None] = []
         for s in folded:
             out.append(before)
