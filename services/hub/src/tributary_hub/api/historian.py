@@ -30,7 +30,14 @@ CALC = r"^(count|min|max|mean|tavg|total|std|range)(,(count|min|max|mean|tavg|to
 START = time_query("RFC 3339, inclusive")
 END = time_query("RFC 3339, exclusive")
 INTERVAL = Query(None, max_length=32, pattern=DURATION, description="Interval: 30, 1.5s, 500ms, 15m, 1h, 1d")
-ITEMS = Query(None, max_length=8_000, description="Comma-separated item names (default all)", examples=["flow"])
+# ASCII only, like item names and times, so that a request at every bound still fits a request head (16 KiB).
+ITEMS = Query(
+    None,
+    max_length=4_000,
+    pattern=r"^[A-Za-z0-9_, -]*$",
+    description="Comma-separated item names (default all)",
+    examples=["flow"],
+)
 FORMATS = "JSON by default (rows streamed); `text/csv`, `application/jsonl` or `application/x-ndjson` by Accept."
 
 
@@ -146,7 +153,9 @@ async def samples_interpolated(
     start: str | None = START,
     end: str | None = time_query("RFC 3339, the last time (included when on the grid)"),
     interval: str | None = INTERVAL,
-    times: str | None = Query(None, max_length=8_000, description="Comma-separated RFC 3339 times, instead"),
+    times: str | None = Query(
+        None, max_length=8_000, pattern=r"^[0-9TtZz:.,+ -]*$", description="Comma-separated RFC 3339 times, instead"
+    ),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
     may_unitop(principal, name)  # before anything about the unitop or its parameters
