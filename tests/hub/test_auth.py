@@ -106,6 +106,22 @@ ROUTES = [
     Route(
         "GET", "/unitops/pump-1/samples", "unitops:read", outside={"unitops": ["valve-*"]}, inside={"unitops": ["*"]}
     ),
+    *(
+        Route(
+            "GET",
+            f"/unitops/pump-1/samples{read}",
+            "unitops:read",
+            params={"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", **params},
+            outside={"unitops": ["valve-*"]},
+            inside={"unitops": ["pump-*"]},
+        )
+        for read, params in (
+            (":current", {}),
+            (":interpolated", {"interval": "1h"}),
+            (":plot", {"intervals": "10"}),
+            (":summary", {"interval": "1h", "calc": "tavg"}),
+        )
+    ),
     Route(
         "DELETE", "/unitops/pump-1", "unitops:write", outside={"unitops": ["valve-*"]}, inside={"unitops": ["pump-*"]}
     ),

@@ -24,9 +24,15 @@ def _time(value: datetime | str | None) -> str | None:
 class HubClient:
     """`async with HubClient(url, token) as hub: await hub.publish("orders", {...})`."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        token: str | None = None,
+        timeout: float = 30,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> HubClient:
         return self
@@ -140,8 +146,13 @@ class HubClient:
         params = {
             k: v for k, v in (("subject", subject), ("start", _time(start)), ("end", _time(end))) if v is not None
         }
+        async for chunk in self._stream(f"/topics/{topic}/events", params, fmt):
+            yield chunk
+
+    async def _stream(self, path: str, params: dict[str, Any], fmt: str) -> AsyncIterator[bytes]:
+        """A streamed answer in `fmt` (`csv`, `jsonl` or `ndjson`), chunk by chunk."""
         headers = {"Accept": EXPORT_TYPES[fmt]}
-        async with self._http.stream("GET", f"/topics/{topic}/events", params=params, headers=headers) as response:
+        async with self._http.stream("GET", path, params=params, headers=headers) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise TributaryError.from_response(response)
@@ -181,6 +192,43 @@ class HubClient:
         result: dict[str, Any] = await self._request("GET", f"/sources/{source}/browse", params=query)
         return result
 
+    # Historian reads of a unitop's items (see `samples_params` for the parameters)
+    async def samples_current(self, unitop: str, items: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The latest sample of each item: `{item, sid, t, v, q}` (`q` `no_data` for an item without one)."""
+        result = await self._request("GET", f"/unitops/{unitop}/samples:current", params=samples_params(items=items))
+        return list(result["items"])
+
+    async def samples(self, unitop: str, read: str = "raw", **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """The rows of `read` (`raw`, `interpolated`, `plot` or `summary`), streamed as NDJSON so that a long
+        read is never held whole."""
+        buf = b""
+        async for chunk in self.samples_export(unitop, read, "ndjson", **params):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line:
+                    yield orjson.loads(line)
+        if buf.strip():
+            yield orjson.loads(buf)
+
+    def samples_export(self, unitop: str, read: str = "raw", fmt: str = "csv", **params: Any) -> AsyncIterator[bytes]:
+        """`read` streamed as `fmt` (`csv`, `jsonl` or `ndjson`); interpolated CSV is the wide table."""
+        path = f"/unitops/{unitop}/samples" + ("" if read == "raw" else f":{read}")
+        return self._stream(path, samples_params(**params), fmt)
+
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/readyz")
         return result
+
+
+def samples_params(**params: Any) -> dict[str, Any]:
+    """Query parameters of the sample reads: `items`, `times` (lists or comma-separated), `start`, `end`
+    (datetimes or RFC 3339), `interval` (`"15m"`, seconds), `intervals`, `calc`, `last`, `boundary`."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key in ("items", "times", "calc") and not isinstance(value, str):
+            value = ",".join(_time(v) or "" for v in value)
+        out[key] = _time(value) if isinstance(value, datetime) else value
+    return out

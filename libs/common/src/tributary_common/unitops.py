@@ -21,6 +21,9 @@ class Subscription(BaseModel):
 
     source: str = Field(pattern=SOURCE_RE)
     params: dict[str, Any] = Field(default_factory=dict)
+    # Historian reads hold its value between samples instead of interpolating; not part of the sid. Left out
+    # of dumps when false, so that unitops without it look as they always did.
+    stepped: bool = Field(default=False, exclude_if=lambda v: not v)
 
     @property
     def sid(self) -> str:

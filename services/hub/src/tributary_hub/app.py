@@ -18,7 +18,7 @@ from tributary_common.http_errors import install_error_handlers
 from tributary_common.http_metrics import HttpMetrics
 from tributary_common.openapi import install_openapi
 
-from .api import apikeys, audit, console, deadletters, events, history, identity, sources, topics, unitops
+from .api import apikeys, audit, console, deadletters, events, historian, history, identity, sources, topics, unitops
 from .api.contract import add_links, operation_id
 from .api.errors import install_hub_errors
 from .composition import Hub
@@ -78,6 +78,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(history.router)
     app.include_router(unitops.router)
+    app.include_router(historian.router)
     app.include_router(sources.router)
     app.include_router(apikeys.router)
     app.include_router(deadletters.router)

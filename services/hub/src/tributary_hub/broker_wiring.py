@@ -28,7 +28,7 @@ from tributary_common.rpc import RpcServer
 from .apikeys import ApiKeyService
 from .history import EventHistory
 from .rpc_handlers import register_rpc
-from .samples_history import SampleHistory
+from .series import SeriesStore
 from .sources import SourceRegistry
 from .unitops import UnitopService
 
@@ -81,7 +81,7 @@ class BrokerWiring:
         graceful_s: float,
         rpc_concurrency: int,
         history: EventHistory,
-        samples: SampleHistory,
+        series: SeriesStore,
         unitops: UnitopService,
         apikeys: ApiKeyService,
         sources: SourceRegistry,
@@ -91,7 +91,7 @@ class BrokerWiring:
         self.sources = sources
         self._in_flight = _InFlight()
         self.rpc = _TrackedRpcServer(rpc_concurrency, self._in_flight)
-        register_rpc(self.rpc, history, samples, unitops, apikeys)
+        register_rpc(self.rpc, history, series, unitops, apikeys)
         # Confirmed, not persistent: control messages are heartbeats and notices, for queues that come and go.
         self.publisher = ConfirmedPublisher(window=CONTROL_WINDOW, timeout_s=10.0)
         self.client = RpcClient()

@@ -28,11 +28,14 @@ from .broker_wiring import BrokerWiring
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
 from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
+from .historian.reads import Historian
 from .history import EventHistory
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
 from .samples_history import SampleHistory
+from .series import SeriesStore
+from .series_docs import DocSeriesStore
 from .settings import HubSettings
 from .sources import SourceRegistry
 from .tokens import CachingJwtVerifier
@@ -71,6 +74,8 @@ class Hub:
     auth: Authenticator = field(init=False)
     deadletters: DeadLetterStore = field(init=False)
     unitop_samples: UnitopSamples = field(init=False)
+    series: SeriesStore = field(init=False)
+    historian: Historian = field(init=False)
 
     async def start(self) -> None:
         s = self.settings
@@ -95,6 +100,8 @@ class Hub:
         self.unitop_samples = UnitopSamples(
             self.samples, chunk_rows=s.export_chunk_rows, aligned_max_points=s.aligned_max_points
         )
+        self.series = DocSeriesStore(samples_coll, chunk=s.export_chunk_rows)
+        self.historian = Historian(self.series, block_cells=s.historian_block_cells)
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
         self.apikeys = ApiKeyService(s.api_key_cache_s)
@@ -167,7 +174,7 @@ class Hub:
             graceful_s=s.shutdown_grace_seconds,
             rpc_concurrency=s.rpc_concurrency,
             history=self.history,
-            samples=self.samples,
+            series=self.series,
             unitops=self.unitops,
             apikeys=self.apikeys,
             sources=self.sources,

@@ -2,7 +2,7 @@
 
 `events.history`: `since` inclusive, `until` inclusive, `after_id` resumes after that event's position (an
 unknown id is `not_found`), `cursor` continues a previous page. `samples.history`: `since` exclusive, `until`
-inclusive, rows by `(t, sid)`.
+inclusive, rows by `(t, sid)`, read through the historian's `SeriesStore` (`historian.catchup`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from tributary_common import rpc_contracts as rc
 from tributary_common.events import CloudEvent
 from tributary_common.names import InvalidName, validate_pattern
 from tributary_common.rpc import RpcError, RpcServer
-from tributary_common.timeutil import format_time
 
 from . import cursors
 from .apikeys import ApiKeyService
 from .errors import ErrorKind, HubError
+from .historian.catchup import sample_page
+from .historian.times import from_iso, iso, to_datetime, to_us
 from .history import EventHistory, EventQuery
-from .samples_history import SampleHistory, samples_filter
+from .series import SeriesStore
 from .unitops import UnitopService
 
 # The RPC edge of the domain errors: what is not listed is the caller's `invalid` request.
@@ -45,10 +46,20 @@ def _mapped(handler: Handler) -> Handler:
     return run
 
 
+def _position(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    t, sid = cursors.decode(cursor)
+    try:
+        return from_iso(t), sid
+    except ValueError as exc:
+        raise RpcError("invalid", f"cursor is not one this method returned: {exc}") from exc
+
+
 def register_rpc(
     server: RpcServer,
     history: EventHistory,
-    samples: SampleHistory,
+    series: SeriesStore,
     unitops: UnitopService,
     apikeys: ApiKeyService,
 ) -> None:
@@ -78,19 +89,17 @@ def register_rpc(
 
     async def samples_history(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.SamplesHistoryRequest.model_validate(params)
-        position = cursors.decode(req.cursor) if req.cursor else None
-        query = samples_filter(
+        rows, nxt = await sample_page(
+            series,
             req.sids,
-            start=format_time(req.since) if req.since else None,
-            start_exclusive=True,
-            end=format_time(req.until) if req.until else None,
-            end_inclusive=True,
-            position=(position[0], position[1]) if position else None,
+            since=to_us(req.since) if req.since else None,
+            until=to_us(req.until) if req.until else None,
+            position=_position(req.cursor),
+            limit=req.limit,
         )
-        rows, nxt = await samples.page(query, req.limit)
-        return rc.SamplesHistoryPage(items=[rc.SampleRow.model_validate(r) for r in rows], next=nxt).model_dump(
-            mode="json"
-        )
+        items = [rc.SampleRow(sid=sid, t=to_datetime(p.t), v=p.v, q=p.q) for sid, p in rows]
+        page = rc.SamplesHistoryPage(items=items, next=cursors.encode(iso(nxt[0]), nxt[1]) if nxt else None)
+        return page.model_dump(mode="json")
 
     async def unitop_resolve(params: dict[str, Any]) -> dict[str, Any]:
         req = rc.UnitopResolveRequest.model_validate(params)

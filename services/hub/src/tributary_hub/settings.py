@@ -68,6 +68,12 @@ class HubSettings(CommonSettings, MongoSettings):
     latest_max_subjects: int = Field(default=1000, ge=1)
     # Aligned samples: at most this many points per request.
     aligned_max_points: int = Field(default=100_000, ge=1)
+    # Historian reads: intervals per plot or summary request, times in a `times=` list, rows of `last=N`, and how
+    # many item values an interpolated read computes before writing them (its memory bound).
+    historian_max_intervals: int = Field(default=10_000, ge=1)
+    historian_max_times: int = Field(default=250, ge=1)
+    historian_max_last_rows: int = Field(default=100_000, ge=1)
+    historian_block_cells: int = Field(default=50_000, ge=1)
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
     # Start-up waits this long for the database before giving up.
     startup_timeout_s: float = Field(default=60.0, gt=0)

@@ -29,6 +29,7 @@ class ItemSelection:
     items: list[str]
     sids: dict[str, str]  # item -> sid
     items_of: dict[str, list[str]] = field(default_factory=dict)  # sid -> items
+    stepped: set[str] = field(default_factory=set)  # items whose value is held between samples
 
     def explode(self, row: Row) -> list[Row]:
         """A stored row once per item reading that sid."""
@@ -37,7 +38,8 @@ class ItemSelection:
 
 async def select_items(unitops: UnitopService, name: str, items: str | None) -> ItemSelection:
     """`items` (comma-separated; None: all) of unitop `name`; an unknown item is `NotFound`."""
-    unitop = (await unitops.resolve(name)).sids
+    resolved = await unitops.resolve(name)
+    unitop = resolved.sids
     chosen = list(unitop) if not items else [i.strip() for i in items.split(",") if i.strip()]
     unknown = [i for i in chosen if i not in unitop]
     if unknown or not chosen:
@@ -47,6 +49,7 @@ async def select_items(unitops: UnitopService, name: str, items: str | None) -> 
             code="unknown_item",
         )
     selection = ItemSelection(name, chosen, {item: unitop[item] for item in chosen})
+    selection.stepped = {item for item in chosen if resolved.unitop.items[item].stepped}
     for item, sid in selection.sids.items():
         selection.items_of.setdefault(sid, []).append(item)
     return selection

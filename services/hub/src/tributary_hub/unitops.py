@@ -38,7 +38,10 @@ def to_unitop(doc: UnitopDoc) -> Unitop:
     return Unitop(
         name=doc.id,
         items={
-            k: Subscription(source=v["source"], params=orjson.loads(v["params_json"])) for k, v in doc.items.items()
+            k: Subscription(
+                source=v["source"], params=orjson.loads(v["params_json"]), stepped=v.get("stepped") == "true"
+            )
+            for k, v in doc.items.items()
         },
         meta=doc.meta,
         record=doc.record,
@@ -51,7 +54,7 @@ def masked(unitop: Unitop, schemas: Schemas) -> Unitop:
     for name, sub in unitop.items.items():
         schema = schemas.get(sub.source)
         params = sub.params if schema is None else mask_secrets(schema, sub.params)
-        items[name] = sub if params is sub.params else Subscription(source=sub.source, params=params)
+        items[name] = sub if params is sub.params else sub.model_copy(update={"params": params})
     return unitop.model_copy(update={"items": items})
 
 
@@ -115,7 +118,7 @@ class UnitopService:
             except UnrepresentableParams as exc:
                 problems.append({"loc": f"/items/{name}/params{exc.loc}", "msg": exc.msg})
                 continue
-            items[name] = Subscription(source=sub.source, params=params)
+            items[name] = sub.model_copy(update={"params": params})
         if problems or secret_problems:
             message = f"unitop {unitop.name!r} has invalid items"
             if secret_problems:
@@ -127,6 +130,7 @@ class UnitopService:
     def _items(unitop: Unitop) -> dict[str, dict[str, str]]:
         return {
             name: {"source": sub.source, "sid": sub.sid, "params_json": orjson.dumps(sub.params).decode()}
+            | ({"stepped": "true"} if sub.stepped else {})
             for name, sub in unitop.items.items()
         }
 

@@ -15,7 +15,7 @@ from ..hub import EXPORT_TYPES, HubClient
 from ..stream import StreamClient
 from .context import Ctx
 from .inputs import load_json, ndjson_lines
-from .output import emit, err, out, print_frame
+from .output import emit, err, out, print_frame, write_export
 from .runner import call_hub, run
 
 
@@ -124,23 +124,6 @@ def history(
             out.print(rows)
 
     async def export(hub: HubClient) -> None:
-        sink = output.open("wb") if output else sys.stdout.buffer
-        try:
-            with Progress(
-                TextColumn("exporting"),
-                TextColumn("{task.completed:,.0f} bytes"),
-                TimeElapsedColumn(),
-                console=err,
-                disable=output is None,
-            ) as progress:
-                task = progress.add_task("export", total=None)
-                async for chunk in hub.export(topic, fmt, subject=subject, start=start, end=end):
-                    sink.write(chunk)
-                    progress.advance(task, len(chunk))
-        finally:
-            if output:
-                sink.close()
-            else:
-                sink.flush()
+        await write_export(hub.export(topic, fmt, subject=subject, start=start, end=end), output)
 
     call_hub(c, table if fmt == "table" else export)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .context import Ctx
@@ -58,3 +60,25 @@ def print_frame(c: Ctx, frame: dict[str, Any]) -> None:
             out.print(f"[dim]{s['t']}[/dim] [green]{frame.get('unitop', '')}/{label}[/green] {s['v']}")
     elif kind == "gap":
         out.print(f"[yellow]gap[/yellow]: {frame.get('reason', '')} (resume from {frame.get('last')})")
+
+
+async def write_export(chunks: AsyncIterator[bytes], output: Path | None) -> None:
+    """A streamed export to `output` (stdout when None), with its progress (bytes, time) on stderr for a file."""
+    sink = output.open("wb") if output else sys.stdout.buffer
+    try:
+        with Progress(
+            TextColumn("exporting"),
+            TextColumn("{task.completed:,.0f} bytes"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=output is None,
+        ) as progress:
+            task = progress.add_task("export", total=None)
+            async for chunk in chunks:
+                sink.write(chunk)
+                progress.advance(task, len(chunk))
+    finally:
+        if output:
+            sink.close()
+        else:
+            sink.flush()

@@ -9,6 +9,7 @@ import typer
 from .context import Ctx, current
 from .events import history, publish, tail
 from .failures import EXIT_CODES
+from .samples import samples_app
 from .sources import sources_app
 from .tokens import token as token_command
 from .topics import topics_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(topics_app, name="topics")
 app.add_typer(unitops_app, name="unitops")
 app.add_typer(sources_app, name="sources")
+app.add_typer(samples_app, name="samples")
 
 
 @app.callback()

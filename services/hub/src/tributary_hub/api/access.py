@@ -1,4 +1,4 @@
-"""Who may touch which topic, shared by the topic and event routes. Authorization before disclosure: the ACL
+"""Who may touch which topic (shared by the topic and event routes) and which unitop. Authorization before disclosure: the ACL
 is checked before anything that depends on the topic (404 for an unknown or impossible name, 422 against its
 schema), so a caller outside it cannot probe which topics exist."""
 
@@ -15,6 +15,15 @@ TOPIC: tuple[tuple[int, str], ...] = (
     (404, "Unknown topic"),
 )
 ERRORS = errors(*TOPIC)
+UNITOP: tuple[tuple[int, str], ...] = (
+    (403, "Missing scope, or the unitop is outside the caller's ACL"),
+    (404, "Unknown unitop"),
+)
+
+
+def may_unitop(principal: Principal, name: str) -> None:
+    if not principal.may_unitop(name):
+        raise Forbidden(f"unitop {name!r} is outside the token's unitops ACL")
 
 
 def known_name(topic: str) -> str:

@@ -174,6 +174,11 @@ class SubscriptionView(BaseModel):
     source: str
     params: dict[str, Any]
     sid: str = Field(description="The subscription's identity, from its source and params")
+    stepped: bool = Field(
+        default=False,
+        exclude_if=lambda v: not v,
+        description="Historian reads hold the value between samples (no interpolation); shown when true",
+    )
 
 
 class UnitopView(BaseModel):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from tributary_common.auth import Forbidden, Principal
+from tributary_common.auth import Principal
 from tributary_common.names import SEGMENT_RE
 from tributary_common.unitops import Unitop
 
 from ..errors import Invalid
+from ..historian.params import boundary_of
 from ..unitop_samples import select_items
+from .access import UNITOP, may_unitop
 from .contract import JSON_BODY, documented, errors
 from .deps import (
     body_doc,
@@ -24,20 +26,12 @@ from .deps import (
     streamed,
     time_query,
 )
+from .historian import raw_extras
 from .models import SourceList, UnitopList, UnitopView
 
 router = APIRouter(tags=["unitops"])
-UNITOP: tuple[tuple[int, str], ...] = (
-    (403, "Missing scope, or the unitop is outside the caller's ACL"),
-    (404, "Unknown unitop"),
-)
 ERRORS = errors(*UNITOP)
 UNITOP_EXAMPLE = Unitop.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
-
-
-def may_unitop(principal: Principal, name: str) -> None:
-    if not principal.may_unitop(name):
-        raise Forbidden(f"unitop {name!r} is outside the token's unitops ACL")
 
 
 @router.post(
@@ -156,7 +150,10 @@ async def delete_unitop(
     description="`items` (comma-separated) selects items, default all. Raw: rows `{item, sid, t, v, q}` ordered by "
     "`(t, sid)`, paged with `limit`/`cursor`. Aligned (`interval_s` given, `start` and `end` required): one row per "
     "grid time `start + k*interval_s < end`, each item's last value at or before it (null before the first). "
-    "`start` inclusive, `end` exclusive. JSON by default; `text/csv`, `application/jsonl` or `application/x-ndjson` "
+    "`start` inclusive, `end` exclusive. `last=N`: the newest N samples of each item in the range instead (one "
+    "answer, ordered like raw rows). `boundary=outside` adds each item's sample just before `start` (unless one "
+    "is at it) and the one at or after `end`; `interpolated` adds its value at `start` and at `end` (see "
+    "`samples:interpolated`); the first page gets the start rows, the last one the end rows. JSON by default; `text/csv`, `application/jsonl` or `application/x-ndjson` "
     "by Accept (streamed).",
     **documented("unitops:read", errors(*UNITOP, 406)),
 )
@@ -169,14 +166,19 @@ async def unitop_samples(
     interval_s: float | None = Query(None, gt=0, description="Align to this interval (seconds), LOCF"),
     limit: int = Query(1000, ge=1, le=10_000),
     cursor: str | None = cursor_query(2),
+    last: int | None = Query(None, ge=1, le=10_000, description="The newest N samples of each item (not paged)"),
+    boundary: Literal["inside", "outside", "interpolated"] | None = Query(None, description="Range boundaries"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> Any:
     may_unitop(principal, name)
     hub = hub_of(request)
     fmt = negotiate(request)
+    edge = boundary_of(boundary)
     sel = await select_items(hub.unitops, name, items)
     t0, t1 = query_time(start, "start"), query_time(end, "end")
     samples = hub.unitop_samples
+    if interval_s is None and (last is not None or edge != "inside"):
+        return await raw_extras(request, fmt, sel, (t0, t1), cursor, limit, last, edge)
     if interval_s is not None:
         rows = samples.aligned(sel, t0, t1, interval_s)
         if fmt == "json":
