@@ -95,6 +95,8 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
             ws.on("framereceived", received)
 
         page.on("websocket", watch)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
         sign_in(page, console, stack.token)
 
         # The sections in tab order, each link showing its focus; Enter follows a link.
@@ -169,6 +171,9 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         page.fill("#c-end", end.strftime("%Y-%m-%dT%H:%M:%S"))
         page.press("#c-end", "Enter")
         expect(page.locator("#chart-state")).to_have_text(ranged)
+        # History comes from the plot read (first/last/min/max per interval), never from raw pages.
+        history = [u for u in requested if f"/unitops/{UNITOP}/samples" in u]
+        assert history and all("/samples:plot?" in u and "intervals=" in u for u in history), history
         # A range that ends before it starts is refused at the form, with why.
         page.fill("#c-end", (end - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S"))
         page.press("#c-end", "Enter")

@@ -31,7 +31,9 @@ def _default_instance_id() -> str:
 class CommonSettings(BaseSettings):
     """Read from `TRIBUTARY_*` environment variables (and a `.env` file when present)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", env_file=".env", extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRIBUTARY_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     service_name: str = "tributary"
     instance_id: str = Field(default_factory=_default_instance_id)
@@ -129,7 +131,9 @@ class CommonSettings(BaseSettings):
 class MongoSettings(BaseSettings):
     """Mixin for the service that owns MongoDB (the hub)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", env_file=".env", extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRIBUTARY_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
     mongodb_db: str = "tributary"

@@ -133,13 +133,13 @@ export class UnitopChart {
     this.els.live.setAttribute("aria-pressed", "false");
     this.els.start.value = localValue(startMs);
     this.els.end.value = localValue(endMs);
-    const { series, truncated } = await backfill(this.name, startMs, endMs);
+    const { series } = await backfill(this.name, startMs, endMs);
     if (this.following) return; // "Live" was pressed meanwhile
     this.series = series;
     this.draw();
     const n = Object.values(series).reduce((sum, s) => sum + s.t.length, 0);
     const span = `${new Date(startMs).toISOString()} – ${new Date(endMs).toISOString()}`;
-    this.state(`range ${span}: ${n} samples${truncated ? " (the first of more: narrow the range)" : ""}`);
+    this.state(`range ${span}: ${n} samples`);
   }
 
   /** @param {any} f */
