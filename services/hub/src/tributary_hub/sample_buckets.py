@@ -1,0 +1,182 @@
+"""Sample buckets, pure logic: an hour of one sid's samples packed into one orjson column blob, merged with
+what is already stored (the first sample stored at a time wins, as the one-document-per-sample `_id` did), and
+the hour's summary documents (the hour and its minutes, computed with `series.summarize`).
+
+FerretDB decodes every document a query passes over, field by field: one binary blob per hour instead of
+3,600 documents (or a BSON array of 3,600 elements) is what makes a month readable in a second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from tributary_common.timeutil import format_time
+
+from .series import HOUR_US, MINUTE_US, Point, Summary, summarize
+
+NONFINITE = "$f"  # a float orjson cannot write (inf, nan) travels as {"$f": "inf"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+
+def to_us(t: datetime) -> int:
+    return (t - EPOCH) // US
+
+
+def from_us(t: int) -> datetime:
+    return EPOCH + t * US
+
+
+def time_text(t: int) -> str:
+    """`format_time` of a time in µs."""
+    return format_time(from_us(t))
+
+
+def hour_of(t: int) -> int:
+    return t - t % HOUR_US
+
+
+def bucket_id(sid: str, hour: int) -> str:
+    """The `_id` of a sid's hour, in its raw and its summary collection alike."""
+    return f"{sid}|{hour}"
+
+
+def _value_out(v: Any) -> Any:
+    return {NONFINITE: repr(v)} if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _value_in(v: Any) -> Any:
+    return float(v[NONFINITE]) if isinstance(v, dict) else v
+
+
+def pack_points(points: Sequence[Point], hour: int) -> bytes:
+    """Columns: time offsets from the hour (µs), values, qualities (null when all are)."""
+    qs = [p.q for p in points]
+    return orjson.dumps(
+        {
+            "t": [p.t - hour for p in points],
+            "v": [_value_out(p.v) for p in points],
+            "q": qs if any(q is not None for q in qs) else None,
+        }
+    )
+
+
+def unpack_points(blob: bytes, hour: int) -> list[Point]:
+    cols = orjson.loads(blob)
+    ts, vs, qs = cols["t"], cols["v"], cols["q"]
+    if qs is None:
+        qs = [None] * len(ts)
+    return [Point(hour + t, _value_in(v), q) for t, v, q in zip(ts, vs, qs, strict=True)]
+
+
+def merge(stored: Sequence[Point], new: Iterable[Point]) -> tuple[list[Point], int]:
+    """`stored` plus the new samples at times not stored yet, in time order, and how many were added. A time
+    repeated among `new` keeps its first sample, as an insert refused by a unique key would have."""
+    by_t: dict[int, Point] = {p.t: p for p in stored}
+    before = len(by_t)
+    for p in new:
+        by_t.setdefault(p.t, p)
+    added = len(by_t) - before
+    if not added:
+        return list(stored), 0
+    return [by_t[t] for t in sorted(by_t)], added
+
+
+def _point_out(p: Point | None) -> list[Any] | None:
+    return None if p is None else [p.t, _value_out(p.v), p.q]
+
+
+def _point_in(p: list[Any] | None) -> Point | None:
+    return None if p is None else Point(p[0], _value_in(p[1]), p[2])
+
+
+def _float_out(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def summary_row(s: Summary) -> list[Any]:
+    return [
+        s.start,
+        s.end,
+        s.count,
+        _point_out(s.first),
+        _point_out(s.last),
+        s.n,
+        _float_out(s.total),
+        _float_out(s.total_sq),
+        _point_out(s.min),
+        _point_out(s.max),
+        _point_out(s.first_num),
+        _point_out(s.last_num),
+        _float_out(s.area_step),
+        _float_out(s.area_linear),
+    ]
+
+
+def summary_from_row(r: list[Any]) -> Summary:
+    first, last = _point_in(r[3]), _point_in(r[4])
+    assert first is not None and last is not None
+    return Summary(
+        start=r[0],
+        end=r[1],
+        count=r[2],
+        first=first,
+        last=last,
+        n=r[5],
+        total=float(r[6]),
+        total_sq=float(r[7]),
+        min=_point_in(r[8]),
+        max=_point_in(r[9]),
+        first_num=_point_in(r[10]),
+        last_num=_point_in(r[11]),
+        area_step=float(r[12]),
+        area_linear=float(r[13]),
+    )
+
+
+def minute_summaries(points: Sequence[Point]) -> list[Summary]:
+    """One summary per minute holding samples (`points` in time order)."""
+    out: list[Summary] = []
+    i = 0
+    while i < len(points):
+        minute = points[i].t - points[i].t % MINUTE_US
+        j = i
+        while j < len(points) and points[j].t < minute + MINUTE_US:
+            j += 1
+        s = summarize(points[i:j], minute, minute + MINUTE_US)
+        assert s is not None
+        out.append(s)
+        i = j
+    return out
+
+
+def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
+    return {
+        "_id": bucket_id(sid, hour),
+        "sid": sid,
+        "start": hour,
+        "end": hour + HOUR_US,
+        "version": version,
+        "count": len(points),
+        "data": pack_points(points, hour),
+    }
+
+
+def summary_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
+    """The hour's summary and its minutes', tagged with the bucket version they were computed from."""
+    whole = summarize(points, hour, hour + HOUR_US)
+    assert whole is not None
+    return {
+        "_id": bucket_id(sid, hour),
+        "sid": sid,
+        "start": hour,
+        "end": hour + HOUR_US,
+        "version": version,
+        "hour": orjson.dumps(summary_row(whole)),
+        "minutes": orjson.dumps([summary_row(m) for m in minute_summaries(points)]),
+    }

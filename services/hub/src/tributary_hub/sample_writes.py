@@ -1,0 +1,97 @@
+"""Writing samples into buckets: read the hour's bucket, merge, write it back only if nobody else did meanwhile
+(optimistic concurrency on `version`), then the summary document of that version, then the sid's current value.
+
+Why read-modify-write with a version rather than append-only batch documents compacted later: a read then finds
+one document per hour, never a pile of overlapping batches to merge, and the summary of an hour is always that of
+one stored bucket version. It costs rewriting the hour on every batch that touches it (the recorder groups a
+whole batch of messages per hour first, so a bulk load writes each hour about once).
+
+Crash-safety without transactions: the recorder acks only after `write` returns, so a crash anywhere here means a
+redelivery; merging it again adds nothing, and then a summary older than its bucket is rewritten (the summary's
+conditional replace keeps the newest version). Every step is idempotent and conditional, so concurrent recorders
+and replays never count a sample twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import DuplicateKeyError
+
+from .sample_buckets import bucket_doc, bucket_id, hour_of, merge, summary_doc, unpack_points
+from .series import Point
+
+if TYPE_CHECKING:
+    from .sample_store import SampleStore
+
+
+async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]]]) -> int:
+    hours: dict[tuple[str, int], list[Point]] = defaultdict(list)
+    for sid, points in batches:
+        for p in points:
+            hours[(sid, hour_of(p.t))].append(p)
+    if not hours:
+        return 0
+    by_sid: dict[str, list[int]] = defaultdict(list)
+    for sid, hour in hours:
+        by_sid[sid].append(hour)
+    await asyncio.gather(*(store.note_partitions(sid, hs) for sid, hs in by_sid.items()))
+    gate = asyncio.Semaphore(store.concurrency)
+
+    async def one(key: tuple[str, int]) -> tuple[int, Point]:
+        async with gate:
+            return await write_hour(store, key[0], key[1], hours[key])
+
+    keys = sorted(hours)
+    results = await asyncio.gather(*(one(k) for k in keys))
+    newest: dict[str, Point] = {}
+    for (sid, _), (_, last) in zip(keys, results, strict=True):
+        if sid not in newest or last.t > newest[sid].t:
+            newest[sid] = last
+    await asyncio.gather(*(set_current(store, sid, p) for sid, p in newest.items()))
+    return sum(added for added, _ in results)
+
+
+async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Point]) -> tuple[int, Point]:
+    """Merge `new` into the bucket of (sid, hour); returns how many were added and the hour's last sample."""
+    raw = store.collection(store.partitions.holding("raw", sid, hour))
+    summaries = store.collection(store.partitions.holding("sum", sid, hour))
+    _id = bucket_id(sid, hour)
+    while True:
+        doc = await raw.find_one({"_id": _id})
+        stored = unpack_points(doc["data"], hour) if doc else []
+        version = int(doc["version"]) if doc else 0
+        merged, added = merge(stored, new)
+        if not added:
+            break  # a replay: nothing new, but the summary may lag behind a crash (below)
+        version += 1
+        try:
+            if doc is None:
+                await raw.insert_one(bucket_doc(sid, hour, merged, version))
+                break
+            result = await raw.replace_one({"_id": _id, "version": version - 1}, bucket_doc(sid, hour, merged, version))
+            if result.matched_count:
+                break
+        except DuplicateKeyError:
+            pass  # another writer created it first: merge into theirs
+    if added or not await summaries.find_one({"_id": _id, "version": version}):
+        await write_summary(summaries, summary_doc(sid, hour, merged, version))
+    return added, merged[-1]
+
+
+async def write_summary(summaries: Any, doc: dict[str, Any]) -> None:
+    """Replace an older summary (or create it); a newer one already there stays."""
+    with contextlib.suppress(DuplicateKeyError):
+        await summaries.replace_one({"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True)
+
+
+async def set_current(store: SampleStore, sid: str, p: Point) -> None:
+    """The sid's newest sample, only ever moved forward."""
+    with contextlib.suppress(DuplicateKeyError):  # as new or newer already there
+        await store.current.update_one(
+            {"_id": sid, "t": {"$lt": p.t}}, {"$set": {"t": p.t, "v": p.v, "q": p.q}}, upsert=True
+        )
