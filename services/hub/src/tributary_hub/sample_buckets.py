@@ -9,6 +9,7 @@ FerretDB decodes every document a query passes over, field by field: one binary 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,6 +163,7 @@ def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> di
         "start": hour,
         "end": hour + HOUR_US,
         "version": version,
+        "writer": uuid.uuid4().hex,  # tells this write from a racing one of the same version (sample_writes)
         "count": len(points),
         "data": pack_points(points, hour),
     }

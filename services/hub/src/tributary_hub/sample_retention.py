@@ -54,7 +54,7 @@ class SampleRetention:
                 await self.store.db[name].delete_many({"sid": sid, "start": {"$gte": lo, "$lt": hi}})
         if keys:
             # Only after the data: a crash in between leaves a listed partition to drop again next time.
-            await self.store.catalog.update_one({"_id": sid}, {"$pull": {kind: {"$in": keys}}})
+            await self.store.catalog.update_one({"_id": sid}, {"$pullAll": {kind: keys}})
             self.store.forget(sid, kind, keys)
         return len(keys)
 

@@ -8,6 +8,9 @@ newest sample. Writes are in `sample_writes`, retention in `sample_retention`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -15,6 +18,7 @@ import orjson
 import pymongo
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
 from .sample_buckets import summary_from_row, unpack_points
@@ -33,6 +37,7 @@ class SampleStore:
         self.catalog: AsyncCollection[Any] = db[CATALOG]
         self.current: AsyncCollection[Any] = db[CURRENT]
         self._known: set[tuple[str, Kind, int]] = set()  # partitions this process has put in the catalog
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def create_indexes(self) -> None:
         """The indexed layout's `(sid, start)` indexes (partitions need none: a read takes most of one)."""
@@ -44,6 +49,13 @@ class SampleStore:
 
     def collection(self, name: str) -> AsyncCollection[Any]:
         return self.db[name]
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """The lock of one bucket, while anyone holds it."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     # Catalog
 
@@ -58,8 +70,17 @@ class SampleStore:
             keys = sorted(k for _, kd, k in new if kd == kind)
             if keys:
                 add[kind] = {"$each": keys}
-        await self.catalog.update_one({"_id": sid}, {"$addToSet": add}, upsert=True)
+        async with self.lock(f"catalog|{sid}"):
+            # Until read back: FerretDB's update is a find then a write, so one from another process may have
+            # replaced ours; and two first upserts of a sid race on its `_id`.
+            while not await self._listed(sid, new):
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.catalog.update_one({"_id": sid}, {"$addToSet": add}, upsert=True)
         self._known |= new
+
+    async def _listed(self, sid: str, wanted: set[tuple[str, Kind, int]]) -> bool:
+        doc = await self.catalog.find_one({"_id": sid}) or {}
+        return all(key in (doc.get(kind) or []) for _, kind, key in wanted)
 
     async def keys(self, sid: str, kind: Kind) -> list[int]:
         doc = await self.catalog.find_one({"_id": sid})

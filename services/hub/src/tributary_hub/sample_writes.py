@@ -18,15 +18,28 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from .sample_buckets import bucket_doc, bucket_id, hour_of, merge, summary_doc, unpack_points
+from .sample_partitions import SamplePartitions
 from .series import Point
 
-if TYPE_CHECKING:
-    from .sample_store import SampleStore
+
+class SampleStore(Protocol):
+    """What writing needs of `sample_store.SampleStore`."""
+
+    partitions: SamplePartitions
+    concurrency: int
+    current: AsyncCollection[Any]
+
+    def collection(self, name: str) -> AsyncCollection[Any]: ...
+
+    def lock(self, key: str) -> asyncio.Lock: ...
+
+    async def note_partitions(self, sid: str, hours: Iterable[int]) -> None: ...
 
 
 async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]]]) -> int:
@@ -61,26 +74,46 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
     raw = store.collection(store.partitions.holding("raw", sid, hour))
     summaries = store.collection(store.partitions.holding("sum", sid, hour))
     _id = bucket_id(sid, hour)
-    while True:
-        doc = await raw.find_one({"_id": _id})
-        stored = unpack_points(doc["data"], hour) if doc else []
-        version = int(doc["version"]) if doc else 0
-        merged, added = merge(stored, new)
-        if not added:
-            break  # a replay: nothing new, but the summary may lag behind a crash (below)
-        version += 1
-        try:
-            if doc is None:
-                await raw.insert_one(bucket_doc(sid, hour, merged, version))
+    async with store.lock(_id):  # one writer per bucket in this process; other processes: versions, below
+        while True:
+            doc = await raw.find_one({"_id": _id})
+            stored = unpack_points(doc["data"], hour) if doc else []
+            version = int(doc["version"]) if doc else 0
+            merged, added = merge(stored, new)
+            if not added:
+                break  # a replay: nothing new, but the summary may lag behind a crash (below)
+            version += 1
+            mine = bucket_doc(sid, hour, merged, version)
+            if await _swap(raw, doc, mine) and await _kept(raw, mine, new):
                 break
-            result = await raw.replace_one({"_id": _id, "version": version - 1}, bucket_doc(sid, hour, merged, version))
-            if result.matched_count:
-                break
-        except DuplicateKeyError:
-            pass  # another writer created it first: merge into theirs
-    if added or not await summaries.find_one({"_id": _id, "version": version}):
-        await write_summary(summaries, summary_doc(sid, hour, merged, version))
+        if added or not await summaries.find_one({"_id": _id, "version": version}):
+            await write_summary(summaries, summary_doc(sid, hour, merged, version))
     return added, merged[-1]
+
+
+async def _swap(raw: AsyncCollection[Any], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Create the bucket, or replace the version that was read; False if another writer got there first."""
+    try:
+        if old is None:
+            await raw.insert_one(new)
+            return True
+        result = await raw.replace_one({"_id": new["_id"], "version": old["version"]}, new)
+        return bool(result.matched_count)
+    except DuplicateKeyError:
+        return False
+
+
+async def _kept(raw: AsyncCollection[Any], mine: dict[str, Any], new: Sequence[Point]) -> bool:
+    """Whether the bucket still holds what was just written. FerretDB's conditional replace is a find then a
+    write, not atomic: a writer in another process that read the same version can overwrite ours, which we then
+    merge again. MongoDB's is atomic and this only confirms it."""
+    now = await raw.find_one({"_id": mine["_id"]})
+    if now is None:
+        return False
+    if now["writer"] == mine["writer"]:
+        return True
+    held = {p.t for p in unpack_points(now["data"], now["start"])}
+    return all(p.t in held for p in new)
 
 
 async def write_summary(summaries: Any, doc: dict[str, Any]) -> None:
