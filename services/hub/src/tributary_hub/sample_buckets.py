@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -47,6 +49,16 @@ def bucket_id(sid: str, hour: int) -> str:
     return f"{sid}|{hour}"
 
 
+def pack(value: Any) -> bytes:
+    """orjson, deflated: FerretDB's SQLite handler keeps documents as JSON text and parses all of every document
+    a query passes over, so its cost is the stored bytes (zlib level 1 costs ~1 ms per hour and saves 2-5×)."""
+    return zlib.compress(orjson.dumps(value), 1)
+
+
+def unpack(blob: bytes) -> Any:
+    return orjson.loads(zlib.decompress(blob))
+
+
 def _value_out(v: Any) -> Any:
     return {NONFINITE: repr(v)} if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -56,23 +68,30 @@ def _value_in(v: Any) -> Any:
 
 
 def pack_points(points: Sequence[Point], hour: int) -> bytes:
-    """Columns: time offsets from the hour (µs), values, qualities (null when all are)."""
+    """Columns: time offsets from the hour (µs), values, qualities (null when all are); `nf` lists the values
+    orjson cannot write (inf, nan) by position, so that reading needs no work per value."""
+    values = [p.v for p in points]
+    nonfinite = {i: repr(v) for i, v in enumerate(values) if isinstance(v, float) and not math.isfinite(v)}
+    for i in nonfinite:
+        values[i] = None
     qs = [p.q for p in points]
-    return orjson.dumps(
+    return pack(
         {
             "t": [p.t - hour for p in points],
-            "v": [_value_out(p.v) for p in points],
+            "v": values,
             "q": qs if any(q is not None for q in qs) else None,
+            "nf": {str(i): text for i, text in nonfinite.items()} or None,
         }
     )
 
 
 def unpack_points(blob: bytes, hour: int) -> list[Point]:
-    cols = orjson.loads(blob)
-    ts, vs, qs = cols["t"], cols["v"], cols["q"]
-    if qs is None:
-        qs = [None] * len(ts)
-    return [Point(hour + t, _value_in(v), q) for t, v, q in zip(ts, vs, qs, strict=True)]
+    cols = unpack(blob)
+    values = cols["v"]
+    for i, text in (cols.get("nf") or {}).items():
+        values[int(i)] = float(text)
+    qs = cols["q"] if cols["q"] is not None else repeat(None)
+    return list(map(Point, map(hour.__add__, cols["t"]), values, qs))  # no Python loop: 2.6 M a second matter
 
 
 def merge(stored: Sequence[Point], new: Iterable[Point]) -> tuple[list[Point], int]:
@@ -180,5 +199,5 @@ def summary_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> d
         "end": hour + HOUR_US,
         "version": version,
         "hour": orjson.dumps(summary_row(whole)),
-        "minutes": orjson.dumps([summary_row(m) for m in minute_summaries(points)]),
+        "minutes": pack([summary_row(m) for m in minute_summaries(points)]),
     }

@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
-from .sample_buckets import summary_from_row, unpack_points
+from .sample_buckets import summary_from_row, unpack, unpack_points
 from .sample_partitions import CATALOG, CURRENT, RAW, SUMMARIES, Kind, Layout, SamplePartitions, partition_key
 from .series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, Summary
 
@@ -151,7 +151,7 @@ class SampleStore:
             if resolution == HOUR_US:
                 chunk.append(summary_from_row(orjson.loads(doc["hour"])))
             else:
-                rows = orjson.loads(doc["minutes"])
+                rows = unpack(doc["minutes"])
                 chunk += [summary_from_row(r) for r in rows if start <= r[0] and r[0] + MINUTE_US <= end]
             if len(chunk) >= SUMMARY_CHUNK:
                 yield chunk

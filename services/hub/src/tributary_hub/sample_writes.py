@@ -84,7 +84,8 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
                 break  # a replay: nothing new, but the summary may lag behind a crash (below)
             version += 1
             mine = bucket_doc(sid, hour, merged, version)
-            if await _swap(raw, doc, mine) and await _kept(raw, mine, new):
+            # A bucket we created cannot have been overwritten by one who had not read it: only a replace is checked.
+            if await _swap(raw, doc, mine) and (doc is None or await _kept(raw, mine, new)):
                 break
         if added or not await summaries.find_one({"_id": _id, "version": version}):
             await write_summary(summaries, summary_doc(sid, hour, merged, version))
