@@ -193,3 +193,16 @@ async def test_a_crash_after_writing_before_deleting_migrates_again_without_doub
     report = await migrate_samples(store.db, store)
     assert (report.moved, report.added, report.dropped) == (10, 4, True)
     await check_against(store, "d", {T0 + i: Point(T0 + i, i) for i in range(10)})
+
+
+async def test_the_first_and_last_representable_times_are_stored_and_summarised(store: SampleStore) -> None:
+    first = to_us(datetime(1, 1, 1, tzinfo=UTC))
+    last = to_us(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+    points = [Point(first, 1.0), Point(first + 1, 2.0), Point(last - 1, 3.0), Point(last, 4.0)]
+    await store.write([("edge", points)])
+    await check_against(store, "edge", {p.t: p for p in points})
+    assert await store.at_or_before("edge", last) == points[-1]
+    assert await store.at_or_after("edge", first) == points[0]
+    lo, hi = last - last % HOUR_US, last - last % HOUR_US + HOUR_US
+    assert await all_summaries(store, "edge", lo, hi, MINUTE_US) == expected_summaries(points, lo, hi, MINUTE_US)
+    assert [p.v for p in await everything(store, "edge", first + 1, last)] == [2.0, 3.0]

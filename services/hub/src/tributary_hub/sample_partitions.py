@@ -37,6 +37,8 @@ def month_of(t: int) -> int:
 
 def month_start(month: int) -> int:
     year, m = divmod(month, 12)
+    if 1970 + year > 9999:  # the end of December 9999, which datetime cannot name
+        return month_start(month - 1) + 31 * DAY_US
     return int((datetime(1970 + year, m + 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 1_000_000
 
 
