@@ -175,13 +175,14 @@ def minute_summaries(points: Sequence[Point]) -> list[Summary]:
     return out
 
 
+def _keys(sid: str, hour: int, version: int) -> dict[str, Any]:
+    """What bucket and summary documents share: the key, the range the queries select on, the version."""
+    return {"_id": bucket_id(sid, hour), "sid": sid, "start": hour, "end": hour + HOUR_US, "version": version}
+
+
 def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
     return {
-        "_id": bucket_id(sid, hour),
-        "sid": sid,
-        "start": hour,
-        "end": hour + HOUR_US,
-        "version": version,
+        **_keys(sid, hour, version),
         "writer": uuid.uuid4().hex,  # tells this write from a racing one of the same version (sample_writes)
         "count": len(points),
         "data": pack_points(points, hour),
@@ -193,11 +194,7 @@ def summary_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> d
     whole = summarize(points, hour, hour + HOUR_US)
     assert whole is not None
     return {
-        "_id": bucket_id(sid, hour),
-        "sid": sid,
-        "start": hour,
-        "end": hour + HOUR_US,
-        "version": version,
+        **_keys(sid, hour, version),
         "hour": orjson.dumps(summary_row(whole)),
         "minutes": pack([summary_row(m) for m in minute_summaries(points)]),
     }
