@@ -25,6 +25,7 @@ from .series import HOUR_US, MINUTE_US, Point, Summary, summarize
 NONFINITE = "$f"  # a float orjson cannot write (inf, nan) travels as {"$f": "inf"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
+DAY_US = 24 * HOUR_US
 
 
 def to_us(t: datetime) -> int:
@@ -189,12 +190,23 @@ def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> di
     }
 
 
-def summary_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
-    """The hour's summary and its minutes', tagged with the bucket version they were computed from."""
+def minutes_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
+    """The summaries of the hour's minutes, tagged with the bucket version they were computed from."""
+    return {**_keys(sid, hour, version), "of": "m", "minutes": pack([summary_row(m) for m in minute_summaries(points)])}
+
+
+def day_id(sid: str, day: int) -> str:
+    """The `_id` of the document holding a sid's hour summaries of one UTC day (in its summary collection)."""
+    return f"{sid}|d{day}"
+
+
+def hour_field(hour: int) -> str:
+    """The field of an hour's summary in its day's document: `h00` to `h23`."""
+    return f"h{hour % DAY_US // HOUR_US:02d}"
+
+
+def hour_row(points: Sequence[Point], hour: int) -> str:
+    """The hour's summary (JSON text: FerretDB stores no nested arrays)."""
     whole = summarize(points, hour, hour + HOUR_US)
     assert whole is not None
-    return {
-        **_keys(sid, hour, version),
-        "hour": orjson.dumps(summary_row(whole)),
-        "minutes": pack([summary_row(m) for m in minute_summaries(points)]),
-    }
+    return orjson.dumps(summary_row(whole)).decode()

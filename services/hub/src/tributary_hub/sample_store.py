@@ -1,7 +1,8 @@
 """`SampleStore`: sample storage in hourly buckets with summaries beside them (`series.SeriesStore`).
 
 Per sid and UTC hour one bucket document holds the samples packed (`sample_buckets`), and one summary document
-the hour's and its minutes' summaries, computed from the bucket; which collection holds them is
+its minutes' summaries, computed from the bucket; the hour's summary goes into one document per sid and day
+(`h00`..`h23`), so that a month of hourly summaries is 31 small documents. Which collection holds them is
 `sample_partitions`. A small catalog document per sid lists its partitions; `sample_current` holds each sid's
 newest sample. Writes are in `sample_writes`, retention in `sample_retention`.
 """
@@ -21,9 +22,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
-from .sample_buckets import summary_from_row, unpack, unpack_points
+from .sample_buckets import DAY_US, summary_from_row, unpack, unpack_points
 from .sample_partitions import CATALOG, CURRENT, RAW, SUMMARIES, Kind, Layout, SamplePartitions, partition_key
-from .series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, Summary
+from .series import HOUR_US, RESOLUTIONS, Point, Summary
 
 FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
 SUMMARY_CHUNK = 1000
@@ -101,15 +102,19 @@ class SampleStore:
     # Reads
 
     async def _docs(
-        self, kind: Kind, sid: str, start: int | None, end: int | None, descending: bool
+        self, kind: Kind, sid: str, start: int | None, end: int | None, descending: bool, of: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Bucket (raw) or summary documents of `sid` overlapping `[start, end)`, ordered by hour."""
-        lo = -FAR if start is None else start - start % HOUR_US
+        """Bucket (raw), minute summary (`of` "m") or day's hour summaries (`of` "h") documents of `sid`
+        overlapping `[start, end)`, in time order."""
+        span = DAY_US if of == "h" else HOUR_US
+        lo = -FAR if start is None else start - start % span
         hi = FAR if end is None else end
         spans = self.partitions.spans(kind, sid, await self.keys(sid, kind), lo, hi)
         order = pymongo.DESCENDING if descending else pymongo.ASCENDING
         for name, a, b in reversed(spans) if descending else spans:
-            query = {"sid": sid, "start": {"$gte": a, "$lt": b}}
+            query: dict[str, Any] = {"sid": sid, "start": {"$gte": a, "$lt": b}}
+            if of is not None:
+                query["of"] = of
             async for doc in self.db[name].find(query).sort("start", order):
                 yield doc
 
@@ -147,12 +152,13 @@ class SampleStore:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution {resolution} µs is not one of {RESOLUTIONS}")
         chunk: list[Summary] = []
-        async for doc in self._docs("sum", sid, start, end, False):
-            if resolution == HOUR_US:
-                chunk.append(summary_from_row(orjson.loads(doc["hour"])))
+        of = "h" if resolution == HOUR_US else "m"
+        async for doc in self._docs("sum", sid, start, end, False, of):
+            if of == "h":
+                rows = [orjson.loads(doc[f]["s"]) for f in sorted(doc) if f[0] == "h" and f[1:].isdigit()]
             else:
                 rows = unpack(doc["minutes"])
-                chunk += [summary_from_row(r) for r in rows if start <= r[0] and r[0] + MINUTE_US <= end]
+            chunk += [summary_from_row(r) for r in rows if start <= r[0] and r[1] <= end]
             if len(chunk) >= SUMMARY_CHUNK:
                 yield chunk
                 chunk = []

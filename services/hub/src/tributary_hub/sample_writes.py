@@ -23,7 +23,18 @@ from typing import Any, Protocol
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from .sample_buckets import bucket_doc, bucket_id, hour_of, merge, summary_doc, unpack_points
+from .sample_buckets import (
+    DAY_US,
+    bucket_doc,
+    bucket_id,
+    day_id,
+    hour_field,
+    hour_of,
+    hour_row,
+    merge,
+    minutes_doc,
+    unpack_points,
+)
 from .sample_partitions import SamplePartitions
 from .series import Point
 
@@ -87,9 +98,18 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
             # A bucket we created cannot have been overwritten by one who had not read it: only a replace is checked.
             if await _swap(raw, doc, mine) and (doc is None or await _kept(raw, mine, new)):
                 break
-        if added or not await summaries.find_one({"_id": _id, "version": version}):
-            await write_summary(summaries, summary_doc(sid, hour, merged, version))
+        if added or not await _summarised(summaries, sid, hour, version):
+            await write_summary(summaries, minutes_doc(sid, hour, merged, version))
+            await write_hour_summary(store, summaries, sid, hour, version, hour_row(merged, hour))
     return added, merged[-1]
+
+
+async def _summarised(summaries: AsyncCollection[Any], sid: str, hour: int, version: int) -> bool:
+    """Whether both summaries of the hour are those of bucket `version`."""
+    if not await summaries.find_one({"_id": bucket_id(sid, hour), "version": version}):
+        return False
+    day = await summaries.find_one({"_id": day_id(sid, hour - hour % DAY_US)}) or {}
+    return int((day.get(hour_field(hour)) or {}).get("v", 0)) >= version
 
 
 async def _swap(raw: AsyncCollection[Any], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -121,6 +141,20 @@ async def write_summary(summaries: Any, doc: dict[str, Any]) -> None:
     """Replace an older summary (or create it); a newer one already there stays."""
     with contextlib.suppress(DuplicateKeyError):
         await summaries.replace_one({"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True)
+
+
+async def write_hour_summary(
+    store: SampleStore, summaries: AsyncCollection[Any], sid: str, hour: int, version: int, row: str
+) -> None:
+    """The hour's summary into its day's document (a month of hours is 31 small documents to read), unless a
+    newer one is there; read back, since FerretDB's update is not atomic across processes."""
+    day = hour - hour % DAY_US
+    _id, field = day_id(sid, day), hour_field(hour)
+    fields = {"sid": sid, "of": "h", "start": day, "end": day + DAY_US, field: {"v": version, "s": row}}
+    async with store.lock(_id):
+        while int(((await summaries.find_one({"_id": _id}) or {}).get(field) or {}).get("v", 0)) < version:
+            with contextlib.suppress(DuplicateKeyError):  # two first upserts of the day raced
+                await summaries.update_one({"_id": _id}, {"$set": fields}, upsert=True)
 
 
 async def set_current(store: SampleStore, sid: str, p: Point) -> None:
