@@ -142,7 +142,8 @@ async def test_a_summary_left_behind_by_a_crash_is_rewritten_on_redelivery(store
     # As if the process died after the bucket's write and before its summary's: an older summary.
     await summaries.update_one({"_id": bucket_id("c", T0)}, {"$set": {"version": 0, "minutes": pack([])}})
     day = {"_id": day_id("c", T0 - T0 % DAY)}
-    await summaries.update_one(day, {"$set": {hour_field(T0): {"v": 0, "s": "[]"}}})
+    hours = store.db[store.partitions.holding("hrs", "c", T0)]
+    await hours.update_one(day, {"$set": {hour_field(T0): {"v": 0, "s": "[]"}}})
     assert await all_summaries(store, "c", T0, T0 + HOUR_US, MINUTE_US) == []  # what a reader sees meanwhile
     assert await store.write([("c", points)]) == 0  # the redelivery adds nothing...
     await check_against(store, "c", {p.t: p for p in points})  # ...but the summary is the bucket's again
@@ -158,7 +159,8 @@ async def test_retention_drops_whole_partitions_and_keeps_summaries_longer(store
     assert await everything(store, "s") == []
     assert [s.count for s in await all_summaries(store, "r", old - old % DAY, now, HOUR_US)] == [1, 1]
     assert await store.latest(["r", "s"]) == {"r": Point(new, 2.0)}
-    assert await SampleRetention(store, 10, 20, sweep_interval_s=3600).sweep_once(now) == 2  # their old months
+    # Their old months, of minute and of hour summaries.
+    assert await SampleRetention(store, 10, 20, sweep_interval_s=3600).sweep_once(now) == 4
     assert [s.count for s in await all_summaries(store, "r", old - old % DAY, now, HOUR_US)] == [1]
     assert await retention.sweep_once(now) == 0
     await store.write([("s", [Point(old + 1, 4.0)])])  # written again after its partition went: stored again

@@ -192,7 +192,7 @@ def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> di
 
 def minutes_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
     """The summaries of the hour's minutes, tagged with the bucket version they were computed from."""
-    return {**_keys(sid, hour, version), "of": "m", "minutes": pack([summary_row(m) for m in minute_summaries(points)])}
+    return {**_keys(sid, hour, version), "minutes": pack([summary_row(m) for m in minute_summaries(points)])}
 
 
 def day_id(sid: str, day: int) -> str:

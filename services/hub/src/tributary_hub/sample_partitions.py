@@ -17,11 +17,13 @@ from typing import Literal
 
 Layout = Literal["partitioned", "indexed"]
 LAYOUTS: tuple[Layout, ...] = ("partitioned", "indexed")
-Kind = Literal["raw", "sum"]
+Kind = Literal["raw", "sum", "hrs"]  # buckets, minute summaries, hour summaries
+KINDS: tuple[Kind, ...] = ("raw", "sum", "hrs")
 
 DAY_US = 86_400_000_000
 RAW = "sample_buckets"
 SUMMARIES = "sample_summaries"
+HOURS = "sample_hours"
 CURRENT = "sample_current"
 CATALOG = "sample_catalog"
 PREFIX = "samples."  # every partition collection starts with it (and nothing else does)
@@ -72,7 +74,7 @@ class SamplePartitions:
 
     def collection(self, kind: Kind, sid: str, key: int) -> str:
         if self.layout == "indexed":
-            return RAW if kind == "raw" else SUMMARIES
+            return {"raw": RAW, "sum": SUMMARIES, "hrs": HOURS}[kind]
         return f"{PREFIX}{kind}.{_sid_name(sid)}.{key}"
 
     def holding(self, kind: Kind, sid: str, t: int) -> str:

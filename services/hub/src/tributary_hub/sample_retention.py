@@ -27,9 +27,9 @@ class SampleRetention:
         self, store: SampleStore, raw_days: float | None, summary_days: float | None, *, sweep_interval_s: float
     ) -> None:
         self.store = store
-        self.days: dict[Kind, float | None] = {"raw": raw_days, "sum": summary_days or raw_days}
-        if raw_days and summary_days and summary_days < raw_days:
-            self.days["sum"] = raw_days  # summaries never go before the samples they summarise
+        # Summaries never go before the samples they summarise.
+        keep = max(summary_days, raw_days) if summary_days and raw_days else summary_days or raw_days
+        self.days: dict[Kind, float | None] = {"raw": raw_days, "sum": keep, "hrs": keep}
         self.sweep_interval_s = sweep_interval_s
         self._task: asyncio.Task[None] | None = None
 
@@ -64,7 +64,7 @@ class SampleRetention:
             await self.store.current.delete_many({"t": {"$lt": now - int(days * DAY_US)}})
 
     def start(self) -> None:
-        if self.days["raw"] or self.days["sum"]:
+        if any(self.days.values()):
             self._task = asyncio.create_task(self._sweep_forever(), name="retention-samples")
 
     async def _sweep_forever(self) -> None:

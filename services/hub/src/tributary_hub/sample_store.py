@@ -23,7 +23,18 @@ from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
 from .sample_buckets import DAY_US, summary_from_row, unpack, unpack_points
-from .sample_partitions import CATALOG, CURRENT, RAW, SUMMARIES, Kind, Layout, SamplePartitions, partition_key
+from .sample_partitions import (
+    CATALOG,
+    CURRENT,
+    HOURS,
+    KINDS,
+    RAW,
+    SUMMARIES,
+    Kind,
+    Layout,
+    SamplePartitions,
+    partition_key,
+)
 from .series import HOUR_US, RESOLUTIONS, Point, Summary
 
 FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
@@ -43,7 +54,7 @@ class SampleStore:
     async def create_indexes(self) -> None:
         """The indexed layout's `(sid, start)` indexes (partitions need none: a read takes most of one)."""
         if self.partitions.layout == "indexed":
-            for name in (RAW, SUMMARIES):
+            for name in (RAW, SUMMARIES, HOURS):
                 await self.db[name].create_index(
                     [("sid", pymongo.ASCENDING), ("start", pymongo.ASCENDING)], name="sid_start"
                 )
@@ -62,12 +73,11 @@ class SampleStore:
 
     async def note_partitions(self, sid: str, hours: Iterable[int]) -> None:
         """Put the partitions of these hours in the catalog, before anything is written into them."""
-        kinds: tuple[Kind, Kind] = ("raw", "sum")
-        new = {(sid, kind, partition_key(kind, h)) for h in hours for kind in kinds} - self._known
+        new = {(sid, kind, partition_key(kind, h)) for h in hours for kind in KINDS} - self._known
         if not new:
             return
         add: dict[str, Any] = {}
-        for kind in kinds:
+        for kind in KINDS:
             keys = sorted(k for _, kd, k in new if kd == kind)
             if keys:
                 add[kind] = {"$each": keys}
@@ -102,19 +112,17 @@ class SampleStore:
     # Reads
 
     async def _docs(
-        self, kind: Kind, sid: str, start: int | None, end: int | None, descending: bool, of: str | None = None
+        self, kind: Kind, sid: str, start: int | None, end: int | None, descending: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        """Bucket (raw), minute summary (`of` "m") or day's hour summaries (`of` "h") documents of `sid`
-        overlapping `[start, end)`, in time order."""
-        span = DAY_US if of == "h" else HOUR_US
+        """Bucket (raw), minute summary (sum) or day's hour summaries (hrs) documents of `sid` overlapping
+        `[start, end)`, in time order."""
+        span = DAY_US if kind == "hrs" else HOUR_US
         lo = -FAR if start is None else start - start % span
         hi = FAR if end is None else end
         spans = self.partitions.spans(kind, sid, await self.keys(sid, kind), lo, hi)
         order = pymongo.DESCENDING if descending else pymongo.ASCENDING
         for name, a, b in reversed(spans) if descending else spans:
-            query: dict[str, Any] = {"sid": sid, "start": {"$gte": a, "$lt": b}}
-            if of is not None:
-                query["of"] = of
+            query = {"sid": sid, "start": {"$gte": a, "$lt": b}}
             async for doc in self.db[name].find(query).sort("start", order):
                 yield doc
 
@@ -152,9 +160,9 @@ class SampleStore:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution {resolution} µs is not one of {RESOLUTIONS}")
         chunk: list[Summary] = []
-        of = "h" if resolution == HOUR_US else "m"
-        async for doc in self._docs("sum", sid, start, end, False, of):
-            if of == "h":
+        hourly = resolution == HOUR_US
+        async for doc in self._docs("hrs" if hourly else "sum", sid, start, end, False):
+            if hourly:
                 rows = [orjson.loads(doc[f]["s"]) for f in sorted(doc) if f[0] == "h" and f[1:].isdigit()]
             else:
                 rows = unpack(doc["minutes"])

@@ -84,6 +84,7 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
     """Merge `new` into the bucket of (sid, hour); returns how many were added and the hour's last sample."""
     raw = store.collection(store.partitions.holding("raw", sid, hour))
     summaries = store.collection(store.partitions.holding("sum", sid, hour))
+    hours = store.collection(store.partitions.holding("hrs", sid, hour))
     _id = bucket_id(sid, hour)
     async with store.lock(_id):  # one writer per bucket in this process; other processes: versions, below
         while True:
@@ -98,17 +99,19 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
             # A bucket we created cannot have been overwritten by one who had not read it: only a replace is checked.
             if await _swap(raw, doc, mine) and (doc is None or await _kept(raw, mine, new)):
                 break
-        if added or not await _summarised(summaries, sid, hour, version):
+        if added or not await _summarised(summaries, hours, sid, hour, version):
             await write_summary(summaries, minutes_doc(sid, hour, merged, version))
-            await write_hour_summary(store, summaries, sid, hour, version, hour_row(merged, hour))
+            await write_hour_summary(store, hours, sid, hour, version, hour_row(merged, hour))
     return added, merged[-1]
 
 
-async def _summarised(summaries: AsyncCollection[Any], sid: str, hour: int, version: int) -> bool:
+async def _summarised(
+    summaries: AsyncCollection[Any], hours: AsyncCollection[Any], sid: str, hour: int, version: int
+) -> bool:
     """Whether both summaries of the hour are those of bucket `version`."""
     if not await summaries.find_one({"_id": bucket_id(sid, hour), "version": version}):
         return False
-    day = await summaries.find_one({"_id": day_id(sid, hour - hour % DAY_US)}) or {}
+    day = await hours.find_one({"_id": day_id(sid, hour - hour % DAY_US)}) or {}
     return int((day.get(hour_field(hour)) or {}).get("v", 0)) >= version
 
 
@@ -144,17 +147,17 @@ async def write_summary(summaries: Any, doc: dict[str, Any]) -> None:
 
 
 async def write_hour_summary(
-    store: SampleStore, summaries: AsyncCollection[Any], sid: str, hour: int, version: int, row: str
+    store: SampleStore, hours: AsyncCollection[Any], sid: str, hour: int, version: int, row: str
 ) -> None:
     """The hour's summary into its day's document (a month of hours is 31 small documents to read), unless a
     newer one is there; read back, since FerretDB's update is not atomic across processes."""
     day = hour - hour % DAY_US
     _id, field = day_id(sid, day), hour_field(hour)
-    fields = {"sid": sid, "of": "h", "start": day, "end": day + DAY_US, field: {"v": version, "s": row}}
+    fields = {"sid": sid, "start": day, "end": day + DAY_US, field: {"v": version, "s": row}}
     async with store.lock(_id):
-        while int(((await summaries.find_one({"_id": _id}) or {}).get(field) or {}).get("v", 0)) < version:
+        while int(((await hours.find_one({"_id": _id}) or {}).get(field) or {}).get("v", 0)) < version:
             with contextlib.suppress(DuplicateKeyError):  # two first upserts of the day raced
-                await summaries.update_one({"_id": _id}, {"$set": fields}, upsert=True)
+                await hours.update_one({"_id": _id}, {"$set": fields}, upsert=True)
 
 
 async def set_current(store: SampleStore, sid: str, p: Point) -> None:
