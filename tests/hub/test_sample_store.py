@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support import platform
 from tributary_hub.documents import LEGACY_SAMPLES
-from tributary_hub.sample_buckets import bucket_id, day_id, hour_field, pack, time_text, to_us
+from tributary_hub.sample_buckets import day_id, hour_field, pack, time_text, to_us
 from tributary_hub.sample_migration import migrate_samples
 from tributary_hub.sample_partitions import LAYOUTS, Layout
 from tributary_hub.sample_retention import SampleRetention
@@ -138,12 +138,10 @@ async def test_concurrent_writers_of_one_hour_lose_nothing(store: SampleStore) -
 async def test_a_summary_left_behind_by_a_crash_is_rewritten_on_redelivery(store: SampleStore) -> None:
     points = [Point(T0 + i * 1_000_000, float(i)) for i in range(100)]
     await store.write([("c", points)])
-    summaries = store.db[store.partitions.holding("sum", "c", T0)]
-    # As if the process died after the bucket's write and before its summary's: an older summary.
-    await summaries.update_one({"_id": bucket_id("c", T0)}, {"$set": {"version": 0, "minutes": pack([])}})
     day = {"_id": day_id("c", T0 - T0 % DAY)}
-    hours = store.db[store.partitions.holding("hrs", "c", T0)]
-    await hours.update_one(day, {"$set": {hour_field(T0): {"v": 0, "s": "[]"}}})
+    for kind in ("sum", "hrs"):
+        stale = {hour_field(T0): {"v": 0, "s": pack([])}}
+        await store.db[store.partitions.holding(kind, "c", T0)].update_one(day, {"$set": stale})
     assert await all_summaries(store, "c", T0, T0 + HOUR_US, MINUTE_US) == []  # what a reader sees meanwhile
     assert await store.write([("c", points)]) == 0  # the redelivery adds nothing...
     await check_against(store, "c", {p.t: p for p in points})  # ...but the summary is the bucket's again

@@ -113,7 +113,10 @@ def _point_out(p: Point | None) -> list[Any] | None:
 
 
 def _point_in(p: list[Any] | None) -> Point | None:
-    return None if p is None else Point(p[0], _value_in(p[1]), p[2])
+    if p is None:
+        return None
+    v = p[1]
+    return Point(p[0], float(v[NONFINITE]) if type(v) is dict else v, p[2])
 
 
 def _float_out(x: float) -> float | str:
@@ -140,24 +143,18 @@ def summary_row(s: Summary) -> list[Any]:
 
 
 def summary_from_row(r: list[Any]) -> Summary:
+    # Positional, and points equal to the first or last shared: 43,200 minutes of a month in well under a second.
     first, last = _point_in(r[3]), _point_in(r[4])
     assert first is not None and last is not None
+
+    def point(p: list[Any] | None) -> Point | None:
+        return first if p == r[3] else last if p == r[4] else _point_in(p)
+
+    f = float
     return Summary(
-        start=r[0],
-        end=r[1],
-        count=r[2],
-        first=first,
-        last=last,
-        n=r[5],
-        total=float(r[6]),
-        total_sq=float(r[7]),
-        min=_point_in(r[8]),
-        max=_point_in(r[9]),
-        first_num=_point_in(r[10]),
-        last_num=_point_in(r[11]),
-        area_step=float(r[12]),
-        area_linear=float(r[13]),
-    )
+        r[0], r[1], r[2], first, last, r[5], f(r[6]), f(r[7]), point(r[8]), point(r[9]), point(r[10]),
+        point(r[11]), f(r[12]), f(r[13]),
+    )  # fmt: skip
 
 
 def minute_summaries(points: Sequence[Point]) -> list[Summary]:
@@ -176,23 +173,22 @@ def minute_summaries(points: Sequence[Point]) -> list[Summary]:
     return out
 
 
-def _keys(sid: str, hour: int, version: int) -> dict[str, Any]:
-    """What bucket and summary documents share: the key, the range the queries select on, the version."""
-    return {"_id": bucket_id(sid, hour), "sid": sid, "start": hour, "end": hour + HOUR_US, "version": version}
-
-
 def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
     return {
-        **_keys(sid, hour, version),
+        "_id": bucket_id(sid, hour),
+        "sid": sid,
+        "start": hour,
+        "end": hour + HOUR_US,
+        "version": version,
         "writer": uuid.uuid4().hex,  # tells this write from a racing one of the same version (sample_writes)
         "count": len(points),
         "data": pack_points(points, hour),
     }
 
 
-def minutes_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
-    """The summaries of the hour's minutes, tagged with the bucket version they were computed from."""
-    return {**_keys(sid, hour, version), "minutes": pack([summary_row(m) for m in minute_summaries(points)])}
+def minute_rows(points: Sequence[Point], hour: int) -> bytes:
+    """The summaries of the hour's minutes, packed."""
+    return pack([summary_row(m) for m in minute_summaries(points)])
 
 
 def day_id(sid: str, day: int) -> str:
@@ -205,8 +201,8 @@ def hour_field(hour: int) -> str:
     return f"h{hour % DAY_US // HOUR_US:02d}"
 
 
-def hour_row(points: Sequence[Point], hour: int) -> str:
-    """The hour's summary (JSON text: FerretDB stores no nested arrays)."""
+def hour_row(points: Sequence[Point], hour: int) -> bytes:
+    """The hour's summary, packed (FerretDB stores no nested arrays)."""
     whole = summarize(points, hour, hour + HOUR_US)
     assert whole is not None
-    return orjson.dumps(summary_row(whole)).decode()
+    return pack(summary_row(whole))

@@ -1,8 +1,9 @@
 """`SampleStore`: sample storage in hourly buckets with summaries beside them (`series.SeriesStore`).
 
-Per sid and UTC hour one bucket document holds the samples packed (`sample_buckets`), and one summary document
-its minutes' summaries, computed from the bucket; the hour's summary goes into one document per sid and day
-(`h00`..`h23`), so that a month of hourly summaries is 31 small documents. Which collection holds them is
+Per sid and UTC hour one bucket document holds the samples packed (`sample_buckets`); the hour's summary and its
+minutes', computed from the bucket, go into field `h00`..`h23` of the sid's day documents (one of hours, one of
+minutes, in separate collections), so that a month of summaries is 31 documents to read. Which collection holds
+them is
 `sample_partitions`. A small catalog document per sid lists its partitions; `sample_current` holds each sid's
 newest sample. Writes are in `sample_writes`, retention in `sample_retention`.
 """
@@ -15,7 +16,6 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-import orjson
 import pymongo
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -116,7 +116,7 @@ class SampleStore:
     ) -> AsyncIterator[dict[str, Any]]:
         """Bucket (raw), minute summary (sum) or day's hour summaries (hrs) documents of `sid` overlapping
         `[start, end)`, in time order."""
-        span = DAY_US if kind == "hrs" else HOUR_US
+        span = HOUR_US if kind == "raw" else DAY_US
         lo = -FAR if start is None else start - start % span
         hi = FAR if end is None else end
         spans = self.partitions.spans(kind, sid, await self.keys(sid, kind), lo, hi)
@@ -162,10 +162,8 @@ class SampleStore:
         chunk: list[Summary] = []
         hourly = resolution == HOUR_US
         async for doc in self._docs("hrs" if hourly else "sum", sid, start, end, False):
-            if hourly:
-                rows = [orjson.loads(doc[f]["s"]) for f in sorted(doc) if f[0] == "h" and f[1:].isdigit()]
-            else:
-                rows = unpack(doc["minutes"])
+            fields = [unpack(doc[f]["s"]) for f in sorted(doc) if f[0] == "h" and f[1:].isdigit()]
+            rows = fields if hourly else [r for rs in fields for r in rs]
             chunk += [summary_from_row(r) for r in rows if start <= r[0] and r[1] <= end]
             if len(chunk) >= SUMMARY_CHUNK:
                 yield chunk

@@ -32,7 +32,7 @@ from .sample_buckets import (
     hour_of,
     hour_row,
     merge,
-    minutes_doc,
+    minute_rows,
     unpack_points,
 )
 from .sample_partitions import SamplePartitions
@@ -83,7 +83,7 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
 async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Point]) -> tuple[int, Point]:
     """Merge `new` into the bucket of (sid, hour); returns how many were added and the hour's last sample."""
     raw = store.collection(store.partitions.holding("raw", sid, hour))
-    summaries = store.collection(store.partitions.holding("sum", sid, hour))
+    minutes = store.collection(store.partitions.holding("sum", sid, hour))
     hours = store.collection(store.partitions.holding("hrs", sid, hour))
     _id = bucket_id(sid, hour)
     async with store.lock(_id):  # one writer per bucket in this process; other processes: versions, below
@@ -99,20 +99,16 @@ async def write_hour(store: SampleStore, sid: str, hour: int, new: Sequence[Poin
             # A bucket we created cannot have been overwritten by one who had not read it: only a replace is checked.
             if await _swap(raw, doc, mine) and (doc is None or await _kept(raw, mine, new)):
                 break
-        if added or not await _summarised(summaries, hours, sid, hour, version):
-            await write_summary(summaries, minutes_doc(sid, hour, merged, version))
-            await write_hour_summary(store, hours, sid, hour, version, hour_row(merged, hour))
+        for coll, value in ((minutes, minute_rows), (hours, hour_row)):
+            if added or await _version(coll, sid, hour) < version:
+                await write_day_field(store, coll, sid, hour, version, value(merged, hour))
     return added, merged[-1]
 
 
-async def _summarised(
-    summaries: AsyncCollection[Any], hours: AsyncCollection[Any], sid: str, hour: int, version: int
-) -> bool:
-    """Whether both summaries of the hour are those of bucket `version`."""
-    if not await summaries.find_one({"_id": bucket_id(sid, hour), "version": version}):
-        return False
-    day = await hours.find_one({"_id": day_id(sid, hour - hour % DAY_US)}) or {}
-    return int((day.get(hour_field(hour)) or {}).get("v", 0)) >= version
+async def _version(coll: AsyncCollection[Any], sid: str, hour: int) -> int:
+    """The bucket version the hour's summary in `coll` was computed from (0: none)."""
+    day = await coll.find_one({"_id": day_id(sid, hour - hour % DAY_US)}) or {}
+    return int((day.get(hour_field(hour)) or {}).get("v", 0))
 
 
 async def _swap(raw: AsyncCollection[Any], old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -140,24 +136,18 @@ async def _kept(raw: AsyncCollection[Any], mine: dict[str, Any], new: Sequence[P
     return all(p.t in held for p in new)
 
 
-async def write_summary(summaries: Any, doc: dict[str, Any]) -> None:
-    """Replace an older summary (or create it); a newer one already there stays."""
-    with contextlib.suppress(DuplicateKeyError):
-        await summaries.replace_one({"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True)
-
-
-async def write_hour_summary(
-    store: SampleStore, hours: AsyncCollection[Any], sid: str, hour: int, version: int, row: str
+async def write_day_field(
+    store: SampleStore, coll: AsyncCollection[Any], sid: str, hour: int, version: int, value: Any
 ) -> None:
-    """The hour's summary into its day's document (a month of hours is 31 small documents to read), unless a
-    newer one is there; read back, since FerretDB's update is not atomic across processes."""
+    """An hour's summaries into its field of the sid's day document (a month is 31 documents to read, not 744),
+    unless a newer version's are there; read back, since FerretDB's update is not atomic across processes."""
     day = hour - hour % DAY_US
     _id, field = day_id(sid, day), hour_field(hour)
-    fields = {"sid": sid, "start": day, "end": day + DAY_US, field: {"v": version, "s": row}}
-    async with store.lock(_id):
-        while int(((await hours.find_one({"_id": _id}) or {}).get(field) or {}).get("v", 0)) < version:
+    fields = {"sid": sid, "start": day, "end": day + DAY_US, field: {"v": version, "s": value}}
+    async with store.lock(f"{coll.name}|{_id}"):
+        while await _version(coll, sid, hour) < version:
             with contextlib.suppress(DuplicateKeyError):  # two first upserts of the day raced
-                await hours.update_one({"_id": _id}, {"$set": fields}, upsert=True)
+                await coll.update_one({"_id": _id}, {"$set": fields}, upsert=True)
 
 
 async def set_current(store: SampleStore, sid: str, p: Point) -> None:
