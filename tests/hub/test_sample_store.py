@@ -16,11 +16,12 @@ from pymongo import AsyncMongoClient
 
 from tests.support import platform
 from tributary_hub.documents import LEGACY_SAMPLES
-from tributary_hub.sample_buckets import day_id, hour_field, pack, time_text, to_us
+from tributary_hub.sample_buckets import day_id, hour_field, time_text, to_us
 from tributary_hub.sample_migration import migrate_samples
 from tributary_hub.sample_partitions import LAYOUTS, Layout
 from tributary_hub.sample_retention import SampleRetention
 from tributary_hub.sample_store import SampleStore
+from tributary_hub.sample_summaries import pack_summaries
 from tributary_hub.series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, summarize
 
 DAY = 24 * HOUR_US
@@ -140,7 +141,7 @@ async def test_a_summary_left_behind_by_a_crash_is_rewritten_on_redelivery(store
     await store.write([("c", points)])
     day = {"_id": day_id("c", T0 - T0 % DAY)}
     for kind in ("sum", "hrs"):
-        stale = {hour_field(T0): {"v": 0, "s": pack([])}}
+        stale = {hour_field(T0): {"v": 0, "s": pack_summaries([], T0)}}
         await store.db[store.partitions.holding(kind, "c", T0)].update_one(day, {"$set": stale})
     assert await all_summaries(store, "c", T0, T0 + HOUR_US, MINUTE_US) == []  # what a reader sees meanwhile
     assert await store.write([("c", points)]) == 0  # the redelivery adds nothing...

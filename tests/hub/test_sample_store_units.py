@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 
 from tributary_common.samples import Sample, SampleBatch
@@ -17,16 +16,14 @@ from tributary_hub.recording import Unrecordable
 from tributary_hub.sample_buckets import (
     from_us,
     merge,
-    minute_summaries,
     pack_points,
-    summary_from_row,
-    summary_row,
     time_text,
     to_us,
     unpack_points,
 )
 from tributary_hub.sample_partitions import DAY_US, SamplePartitions, month_of, month_start, partition_span
 from tributary_hub.sample_records import samples_to_docs
+from tributary_hub.sample_summaries import minute_summaries, pack_summaries, unpack_summaries
 from tributary_hub.series import HOUR_US, MINUTE_US, Point, summarize
 
 H = to_us(datetime(2026, 1, 31, 23, tzinfo=UTC))
@@ -59,17 +56,18 @@ def test_merge_keeps_the_first_sample_at_a_time_and_counts_only_new_ones() -> No
     assert merge(merged, [Point(H + 10, "again")]) == (merged, 0)
 
 
-def test_summary_rows_round_trip_and_minutes_match_summarize() -> None:
-    points = [Point(H + i * 7_000_000, float(i % 5) if i % 3 else "s") for i in range(600)]
+def test_summaries_round_trip_and_minutes_match_summarize() -> None:
+    points = [Point(H + i * 7_000_000, float(i % 5) if i % 3 else "s", i % 4 or None) for i in range(600)]
     minutes = minute_summaries(points)
     assert [m.start for m in minutes] == sorted({p.t - p.t % MINUTE_US for p in points})
     for m in minutes:
         inside = [p for p in points if m.start <= p.t < m.end]
         assert m == summarize(inside, m.start, m.start + MINUTE_US)
-        assert summary_from_row(orjson.loads(orjson.dumps(summary_row(m)))) == m
-    huge = summarize([Point(H, 1e308), Point(H + 1, 1e308)], H, H + HOUR_US)
-    assert huge is not None and huge.total == math.inf
-    assert summary_from_row(orjson.loads(orjson.dumps(summary_row(huge)))).total == math.inf
+    assert unpack_summaries(pack_summaries(minutes, H), H) == minutes
+    odd = [Point(H, 1e308), Point(H + 1, 1e308), Point(H + 2, math.inf), Point(H + 3, -1.0, "bad"), Point(H + 4, "x")]
+    huge = summarize(odd, H, H + HOUR_US)
+    assert huge is not None and huge.total == math.inf and huge.max == odd[0] and huge.min == odd[3]
+    assert unpack_summaries(pack_summaries([huge], H), H) == [huge]
 
 
 def test_times_convert_exactly() -> None:

@@ -20,7 +20,7 @@ import orjson
 
 from tributary_common.timeutil import format_time
 
-from .series import HOUR_US, MINUTE_US, Point, Summary, summarize
+from .series import HOUR_US, Point
 
 NONFINITE = "$f"  # a float orjson cannot write (inf, nan) travels as {"$f": "inf"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -108,71 +108,6 @@ def merge(stored: Sequence[Point], new: Iterable[Point]) -> tuple[list[Point], i
     return [by_t[t] for t in sorted(by_t)], added
 
 
-def _point_out(p: Point | None) -> list[Any] | None:
-    return None if p is None else [p.t, _value_out(p.v), p.q]
-
-
-def _point_in(p: list[Any] | None) -> Point | None:
-    if p is None:
-        return None
-    v = p[1]
-    return Point(p[0], float(v[NONFINITE]) if type(v) is dict else v, p[2])
-
-
-def _float_out(x: float) -> float | str:
-    return x if math.isfinite(x) else repr(x)
-
-
-def summary_row(s: Summary) -> list[Any]:
-    return [
-        s.start,
-        s.end,
-        s.count,
-        _point_out(s.first),
-        _point_out(s.last),
-        s.n,
-        _float_out(s.total),
-        _float_out(s.total_sq),
-        _point_out(s.min),
-        _point_out(s.max),
-        _point_out(s.first_num),
-        _point_out(s.last_num),
-        _float_out(s.area_step),
-        _float_out(s.area_linear),
-    ]
-
-
-def summary_from_row(r: list[Any]) -> Summary:
-    # Positional, and points equal to the first or last shared: 43,200 minutes of a month in well under a second.
-    first, last = _point_in(r[3]), _point_in(r[4])
-    assert first is not None and last is not None
-
-    def point(p: list[Any] | None) -> Point | None:
-        return first if p == r[3] else last if p == r[4] else _point_in(p)
-
-    f = float
-    return Summary(
-        r[0], r[1], r[2], first, last, r[5], f(r[6]), f(r[7]), point(r[8]), point(r[9]), point(r[10]),
-        point(r[11]), f(r[12]), f(r[13]),
-    )  # fmt: skip
-
-
-def minute_summaries(points: Sequence[Point]) -> list[Summary]:
-    """One summary per minute holding samples (`points` in time order)."""
-    out: list[Summary] = []
-    i = 0
-    while i < len(points):
-        minute = points[i].t - points[i].t % MINUTE_US
-        j = i
-        while j < len(points) and points[j].t < minute + MINUTE_US:
-            j += 1
-        s = summarize(points[i:j], minute, minute + MINUTE_US)
-        assert s is not None
-        out.append(s)
-        i = j
-    return out
-
-
 def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> dict[str, Any]:
     return {
         "_id": bucket_id(sid, hour),
@@ -186,11 +121,6 @@ def bucket_doc(sid: str, hour: int, points: Sequence[Point], version: int) -> di
     }
 
 
-def minute_rows(points: Sequence[Point], hour: int) -> bytes:
-    """The summaries of the hour's minutes, packed."""
-    return pack([summary_row(m) for m in minute_summaries(points)])
-
-
 def day_id(sid: str, day: int) -> str:
     """The `_id` of the document holding a sid's hour summaries of one UTC day (in its summary collection)."""
     return f"{sid}|d{day}"
@@ -199,10 +129,3 @@ def day_id(sid: str, day: int) -> str:
 def hour_field(hour: int) -> str:
     """The field of an hour's summary in its day's document: `h00` to `h23`."""
     return f"h{hour % DAY_US // HOUR_US:02d}"
-
-
-def hour_row(points: Sequence[Point], hour: int) -> bytes:
-    """The hour's summary, packed (FerretDB stores no nested arrays)."""
-    whole = summarize(points, hour, hour + HOUR_US)
-    assert whole is not None
-    return pack(summary_row(whole))

@@ -22,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
-from .sample_buckets import DAY_US, summary_from_row, unpack, unpack_points
+from .sample_buckets import DAY_US, unpack_points
 from .sample_partitions import (
     CATALOG,
     CURRENT,
@@ -35,6 +35,7 @@ from .sample_partitions import (
     SamplePartitions,
     partition_key,
 )
+from .sample_summaries import unpack_summaries
 from .series import HOUR_US, RESOLUTIONS, Point, Summary
 
 FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
@@ -160,11 +161,10 @@ class SampleStore:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution {resolution} µs is not one of {RESOLUTIONS}")
         chunk: list[Summary] = []
-        hourly = resolution == HOUR_US
-        async for doc in self._docs("hrs" if hourly else "sum", sid, start, end, False):
-            fields = [unpack(doc[f]["s"]) for f in sorted(doc) if f[0] == "h" and f[1:].isdigit()]
-            rows = fields if hourly else [r for rs in fields for r in rs]
-            chunk += [summary_from_row(r) for r in rows if start <= r[0] and r[1] <= end]
+        async for doc in self._docs("hrs" if resolution == HOUR_US else "sum", sid, start, end, False):
+            for f in sorted(k for k in doc if k[0] == "h" and k[1:].isdigit()):
+                hour = doc["start"] + int(f[1:]) * HOUR_US
+                chunk += [s for s in unpack_summaries(doc[f]["s"], hour) if start <= s.start and s.end <= end]
             if len(chunk) >= SUMMARY_CHUNK:
                 yield chunk
                 chunk = []

@@ -30,12 +30,11 @@ from .sample_buckets import (
     day_id,
     hour_field,
     hour_of,
-    hour_row,
     merge,
-    minute_rows,
     unpack_points,
 )
 from .sample_partitions import SamplePartitions
+from .sample_summaries import hour_row, minute_rows
 from .series import Point
 
 
