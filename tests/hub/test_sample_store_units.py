@@ -106,6 +106,15 @@ async def test_conversion_refuses_what_can_never_be_stored() -> None:
         ({"sid": "s", "source": "x", "samples": [{"t": t, "v": 2**64}]}, "not_a_sample_batch"),
         ({"sid": "s", "source": "x", "samples": [{"t": t, "v": 1, "q": -(2**63) - 1}]}, "not_a_sample_batch"),
         ({"sid": "s", "source": "x", "samples": [{"t": t, "v": {"nested": 1}}]}, "not_a_sample_batch"),
+        ({"sid": "s", "source": "x", "samples": [{"t": t, "v": "é" * 600_000}]}, "too_large"),  # 1.2 MB of UTF-8
+        (
+            {
+                "sid": "s",
+                "source": "x",
+                "samples": [{"t": t, "v": 1}, {"t": "2026-01-02T00:00:00Z", "v": 1, "q": "q" * 2**21}],
+            },
+            "too_large",
+        ),
         (b"{not json", "undecodable"),
     ):
         with pytest.raises(Unrecordable) as refused:

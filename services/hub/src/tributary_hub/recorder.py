@@ -207,7 +207,7 @@ def make_recorders(
             "samples",
             HUB_RECORDER_SAMPLES,
             None,
-            samples_to_docs(),
+            samples_to_docs(settings.sample_value_max_bytes),
             writer=SampleWriter(
                 "samples",
                 HUB_RECORDER_SAMPLES.name,

@@ -38,8 +38,13 @@ def _storable(x: Any) -> bool:
     return not isinstance(x, int) or isinstance(x, bool) or -INT64 <= x < INT64
 
 
-def samples_to_docs() -> ToDocs:
-    """A batch as one `{sid, points}`; integers past 64 bits can never be stored (BSON, the packed buckets)."""
+def _too_long(x: Any, limit: int) -> bool:
+    return isinstance(x, str) and len(x) > limit // 4 and len(x.encode()) > limit
+
+
+def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
+    """A batch as one `{sid, points}`. Integers past 64 bits can never be stored (BSON, the packed buckets); a
+    string value or quality over `max_value_bytes` (UTF-8) is refused whole, before anything of it is stored."""
 
     async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
         try:
@@ -50,6 +55,8 @@ def samples_to_docs() -> ToDocs:
         for i, p in enumerate(points):
             if not (_storable(p.v) and _storable(p.q)):
                 raise Unrecordable("not_a_sample_batch", f"samples.{i}: integer out of the 64-bit range")
+            if _too_long(p.v, max_value_bytes) or _too_long(p.q, max_value_bytes):
+                raise Unrecordable(deadletters.TOO_LARGE, f"samples.{i}: a string over {max_value_bytes} bytes")
         return [{"sid": sb.sid, "points": points}]
 
     return convert

@@ -50,6 +50,8 @@ class HubSettings(CommonSettings, MongoSettings):
     # Sample storage: `partitioned` (collections per sid and day/month: FerretDB scans whole collections) or
     # `indexed` (one collection per kind with (sid, start) indexes: MongoDB).
     storage_layout: Literal["partitioned", "indexed"] = "partitioned"
+    # A sample's string value or quality over this (UTF-8 bytes) is dead-lettered `too_large` with its batch.
+    sample_value_max_bytes: int = Field(default=1024 * 1024, ge=64, le=8 * 1024 * 1024)
     retention_sweep_interval_s: float = Field(default=60.0, gt=0)
     # Dead letters: bodies kept whole up to this size (larger: size, sha256 and a preview); recorder and
     # dead-letter logs at most one line per reason per interval, with a count.
