@@ -123,9 +123,12 @@ class SampleStore:
         spans = self.partitions.spans(kind, sid, await self.keys(sid, kind), lo, hi)
         order = pymongo.DESCENDING if descending else pymongo.ASCENDING
         for name, a, b in reversed(spans) if descending else spans:
-            query = {"sid": sid, "start": {"$gte": a, "$lt": b}}
-            async for doc in self.db[name].find(query).sort("start", order):
-                yield doc
+            cursor = self.db[name].find({"sid": sid, "start": {"$gte": a, "$lt": b}}).sort("start", order)
+            try:
+                async for doc in cursor:
+                    yield doc
+            finally:  # also when a reader stops early (`at_or_before`, a page): no cursor left open
+                await cursor.close()
 
     async def points(
         self, sid: str, start: int | None = None, end: int | None = None, *, descending: bool = False
