@@ -3,12 +3,11 @@ plot and an hourly `tavg` summary ≤ 1 s each, a raw read ≥ 200,000 samples/s
 
 The samples go in the way production writes them: `SampleBatch`es of 1,000 published to `tributary.samples` and
 stored by the hub's recorder (a `Hub` in recorder mode, in this process), into a database and vhost of their own
-on the local FerretDB and RabbitMQ. The reads go through whatever `SeriesStore` `composition.Hub` wires (today the
-one-document-per-sample adapter `series_docs.DocSeriesStore`, whose summaries are computed from raw samples: it
-scans), so that the same script measures the bucketed store once it is merged. Reported: recording rate, raw
+on the local FerretDB and RabbitMQ. The reads go through the `SeriesStore` `composition.Hub` wires (the bucketed
+`sample_store.SampleStore`, whose minute and hour summaries answer whole spans). Reported: recording rate, raw
 read rate, plot and summary seconds (each read once), checked against the raw samples: the plot equals one computed
 in plain Python from the samples in memory (the baseline, timed), the summary counts every sample. The default
-of 1 day keeps a run to minutes on the adapter; `--days 30` is the issue's load.
+of 1 day keeps a run short; `--days 30` is the issue's load.
 `.venv/bin/python bench/historian.py [--days N]`.
 """
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymongo
 import pytest
 
 from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
@@ -32,6 +31,7 @@ from tests.support.bus import bus
 from tests.support.memcached import PrivateMemcached, private_memcached
 from tests.support.polling import eventually
 from tests.support.stack import Stack, run_stack
+from tests.support.stored_samples import stored_samples
 from tributary_common.cache import Cache
 from tributary_common.timeutil import format_time
 
@@ -159,18 +159,13 @@ async def _announced(http: httpx.AsyncClient) -> bool:
 
 async def _wait_samples(stack: Stack, want: set[tuple[str, str]], timeout: float = 30.0) -> int:
     """How many of `want` are still not recorded once all are (or after `timeout`)."""
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(platform.mongodb_url())
     deadline = time.monotonic() + timeout
-    with client:
-        collection = client[stack.db]["samples"]
-        while True:
-            have = await asyncio.to_thread(
-                lambda: {(d["sid"], d["t"]) for d in collection.find({}, {"sid": 1, "t": 1, "_id": 0})}
-            )
-            missing = len(want - have)
-            if missing == 0 or time.monotonic() > deadline:
-                return missing
-            await asyncio.sleep(0.5)
+    while True:
+        have = {(d["sid"], d["t"]) for d in await stored_samples(stack.db)}
+        missing = len(want - have)
+        if missing == 0 or time.monotonic() > deadline:
+            return missing
+        await asyncio.sleep(0.5)
 
 
 def test_r4_memcached_restart_under_load(stack: Stack, memcached: PrivateMemcached) -> None:

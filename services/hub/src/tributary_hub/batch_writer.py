@@ -57,7 +57,7 @@ def document_refusal(exc: BaseException) -> bool:
 class BatchWriter:
     kind: str
     queue_name: str
-    collection: AsyncCollection[Any]
+    collection: AsyncCollection[Any] | None  # None: a subclass writes elsewhere (sample_records.SampleWriter)
     _: KW_ONLY
     retry_min_s: float
     retry_max_s: float
@@ -106,6 +106,7 @@ class BatchWriter:
         owners = [message for message, row_docs in rows for _ in row_docs]
         if not docs:
             return []
+        assert self.collection is not None
         refused: dict[int, Refusal] = {}
         try:
             await self.collection.insert_many(docs, ordered=False)

@@ -27,15 +27,16 @@ from .audit import AuditLog
 from .broker_wiring import BrokerWiring
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
-from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc, SampleDoc
+from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc
 from .historian.reads import Historian
 from .history import EventHistory
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
+from .sample_retention import SampleRetention
+from .sample_store import SampleStore
 from .samples_history import SampleHistory
 from .series import SeriesStore
-from .series_docs import DocSeriesStore
 from .settings import HubSettings
 from .sources import SourceRegistry
 from .tokens import CachingJwtVerifier
@@ -57,6 +58,7 @@ class Hub:
     publisher: EventPublisher | None = None
     recorders: list[Recorder] = field(default_factory=list)
     retention: list[Retention] = field(default_factory=list)
+    sample_retention: SampleRetention | None = None
     demand: DemandLoop | None = None
     _recorder_connection: AbstractRobustConnection | None = None
     queue_depth: QueueDepth | None = None
@@ -67,6 +69,7 @@ class Hub:
     events: EventFactory = field(init=False)
     history: EventHistory = field(init=False)
     samples: SampleHistory = field(init=False)
+    sample_store: SampleStore = field(init=False)
     sources: SourceRegistry = field(init=False)
     unitops: UnitopService = field(init=False)
     apikeys: ApiKeyService = field(init=False)
@@ -90,17 +93,18 @@ class Hub:
         )
         self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
         events_coll = EventDoc.get_pymongo_collection()
-        samples_coll = SampleDoc.get_pymongo_collection()
+        self.sample_store = SampleStore(self.mongo[s.mongodb_db], s.storage_layout)
+        await self.sample_store.create_indexes()
         letters_coll = DeadLetterDoc.get_pymongo_collection()
         self.deadletters = DeadLetterStore(letters_coll)
         self.history = EventHistory(
             events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
-        self.samples = SampleHistory(samples_coll, chunk_rows=s.export_chunk_rows)
+        self.samples = SampleHistory(self.sample_store, chunk_rows=s.export_chunk_rows)
         self.unitop_samples = UnitopSamples(
             self.samples, chunk_rows=s.export_chunk_rows, aligned_max_points=s.aligned_max_points
         )
-        self.series = DocSeriesStore(samples_coll, chunk=s.export_chunk_rows)
+        self.series = self.sample_store
         self.historian = Historian(self.series, block_cells=s.historian_block_cells)
         self.sources = SourceRegistry(s.egress_policy())
         self.unitops = UnitopService(self.sources, self._notify_unitop)
@@ -132,13 +136,19 @@ class Hub:
                 )
                 self.demand.start()
         if self.recorders_enabled:
-            for coll in (events_coll, samples_coll):
-                retention = Retention(coll, sweep_interval_s=s.retention_sweep_interval_s)
-                await retention.start()
-                self.retention.append(retention)
+            retention = Retention(events_coll, sweep_interval_s=s.retention_sweep_interval_s)
+            await retention.start()
+            self.retention.append(retention)
+            self.sample_retention = SampleRetention(
+                self.sample_store,
+                s.samples_retention_days,
+                s.samples_summary_retention_days,
+                sweep_interval_s=s.retention_sweep_interval_s,
+            )
+            self.sample_retention.start()
             self._recorder_connection = await connect_robust(s.amqp_url, name="hub-recorders")
             await upgrade_topology(self._recorder_connection)
-            self.recorders = make_recorders(s, events_coll, samples_coll, letters_coll)
+            self.recorders = make_recorders(s, events_coll, self.sample_store, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
             self.queue_depth = QueueDepth()
@@ -204,6 +214,8 @@ class Hub:
             await self._recorder_connection.close()
         for retention in self.retention:
             await retention.stop()
+        if self.sample_retention is not None:
+            await self.sample_retention.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.cache is not None:

@@ -113,23 +113,9 @@ class DeadLetterDoc(Document):
         ]
 
 
-class SampleDoc(Document):
-    """One sample; `_id` is `<sid>|<t>` so that a redelivered batch cannot duplicate it."""
-
-    id: str  # type: ignore[assignment]
-    sid: str
-    source: str
-    t: str
-    v: Any = None
-    q: Any = None
-    expire_at: datetime | None = None
-
-    class Settings:
-        name = "samples"
-        indexes = [
-            IndexModel([("sid", pymongo.ASCENDING), ("t", pymongo.ASCENDING)], name="sid_t", unique=True),
-            IndexModel([("t", pymongo.ASCENDING), ("sid", pymongo.ASCENDING)], name="t_sid"),
-        ]
+# Samples were one document per sample in `samples` (`_id` = `<sid>|<t>`, fields sid, source, t, v, q); they
+# are now hourly buckets (sample_store.py), and `tributary-hub migrate` moves what is left there.
+LEGACY_SAMPLES = "samples"
 
 
 class UnitopDoc(Document):
@@ -217,7 +203,6 @@ ALL_DOCUMENTS: list[type[Document]] = [
     TopicDoc,
     SchemaDoc,
     EventDoc,
-    SampleDoc,
     UnitopDoc,
     SourceInstanceDoc,
     ApiKeyDoc,

@@ -1,4 +1,5 @@
-"""`tributary-hub migrate`: re-key event documents recorded before ids were per topic.
+"""`tributary-hub migrate`: re-key event documents recorded before ids were per topic, and move samples stored
+one document each into hourly buckets (sample_migration.py).
 
 Old documents have `_id` = the event id and no `eid`; since then `_id` is `<topic>/<id>` (`documents.event_key`)
 with the id in `eid`. An old document is still read correctly, but the recorder's duplicate check is the `_id`:
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -27,6 +28,9 @@ from tributary_common.mongo import new_client
 from tributary_common.mongo_options import ClientOptions
 
 from .documents import EventDoc, event_key
+from .sample_migration import SampleMigration, migrate_samples
+from .sample_partitions import Layout
+from .sample_store import SampleStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class MigrationReport:
     skipped: int = 0  # no usable `type`: left as they are (still readable; listed in the log)
     batches: int = 0
     seconds: float = 0.0
+    samples: SampleMigration = field(default_factory=SampleMigration)
 
 
 def rekeyed(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -97,11 +102,21 @@ async def migrate_events(collection: AsyncCollection[Any], *, batch_size: int = 
 
 
 async def migrate(
-    url: str, db: str, *, batch_size: int, timeout_ms: int = 5000, options: ClientOptions | None = None
+    url: str,
+    db: str,
+    *,
+    batch_size: int,
+    timeout_ms: int = 5000,
+    options: ClientOptions | None = None,
+    layout: Layout = "partitioned",
 ) -> MigrationReport:
     client = new_client(url, timeout_ms=timeout_ms, options=options)
     try:
-        return await migrate_events(client[db][EventDoc.Settings.name], batch_size=batch_size)
+        report = await migrate_events(client[db][EventDoc.Settings.name], batch_size=batch_size)
+        store = SampleStore(client[db], layout)
+        await store.create_indexes()
+        report.samples = await migrate_samples(client[db], store, batch_size=batch_size)
+        return report
     finally:
         await client.close()
 
@@ -114,10 +129,13 @@ async def run(settings: Any, batch_size: int) -> MigrationReport:
         batch_size=batch_size,
         timeout_ms=settings.mongodb_timeout_ms,
         options=settings.mongodb_options(),
+        layout=settings.storage_layout,
     )
+    sm = report.samples
     summary = (
         f"migrate: {report.migrated} event documents re-keyed, {report.already_there} already there, "
-        f"{report.skipped} skipped, in {report.batches} batches, {report.seconds:.1f} s"
+        f"{report.skipped} skipped, in {report.batches} batches, {report.seconds:.1f} s; "
+        f"{sm.moved} samples moved into buckets ({sm.added} new), {sm.skipped} skipped"
     )
     log.info(summary)
     print(summary, flush=True)

@@ -3,7 +3,7 @@
 A batch is written when it holds `batch_size` messages or its first message waited `max_delay_ms`. Messages
 are acknowledged only after their batch is written; duplicates (a redelivery, or a client resending an id on the
 same topic: events are keyed by `(topic, id)`, samples by `(sid, t)`) are the unique `_id` refusing the insert,
-which counts as written. While the database is unreachable the same batch is retried with backoff and nothing
+which counts as written (samples: the bucket merge keeping the sample stored first, see sample_writes.py). While the database is unreachable the same batch is retried with backoff and nothing
 is acked, so the queue holds everything.
 
 No message ends a recorder. One that can never be written (undecodable, not a valid envelope, over
@@ -37,7 +37,8 @@ from .amqp import declare_topology
 from .batch_writer import BatchWriter, Refusal, Row
 from .event_records import TopicRetention, events_to_docs
 from .recording import ToDocs, Unrecordable
-from .sample_records import letters_to_docs, samples_to_docs
+from .sample_records import SampleWriter, letters_to_docs, samples_to_docs
+from .sample_store import SampleStore
 
 log = logging.getLogger(__name__)
 _tracer = tracer("tributary_hub.recorder")
@@ -52,7 +53,7 @@ class Recorder:
         self,
         kind: str,
         queue: QueueSpec,
-        collection: AsyncCollection[Any],
+        collection: AsyncCollection[Any] | None,
         to_docs: ToDocs,
         *,
         batch_size: int,
@@ -62,6 +63,7 @@ class Recorder:
         retry_max_s: float,
         throttle: LogThrottle | None = None,
         dead_letters: bool = True,
+        writer: BatchWriter | None = None,
     ) -> None:
         self.kind = kind
         self.queue_name = queue.name
@@ -73,7 +75,7 @@ class Recorder:
         self.throttle = throttle or LogThrottle(60)
         # False for the recorder of dead letters: what it cannot write is logged and dropped, not sent round again.
         self.dead_letters = dead_letters
-        self.writer = BatchWriter(
+        self.writer = writer or BatchWriter(
             kind, queue.name, collection, retry_min_s=retry_min_s, retry_max_s=retry_max_s, throttle=self.throttle
         )
         # No callback: deliveries wait in `consumer.inbox` until a batch takes them (the prefetch bounds it).
@@ -187,7 +189,7 @@ class Recorder:
 
 
 def make_recorders(
-    settings: Any, events: AsyncCollection[Any], samples: AsyncCollection[Any], letters: AsyncCollection[Any]
+    settings: Any, events: AsyncCollection[Any], samples: SampleStore, letters: AsyncCollection[Any]
 ) -> list[Recorder]:
     throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(
@@ -201,7 +203,22 @@ def make_recorders(
     retention = TopicRetention(settings.recorder_topic_cache_s)
     return [
         Recorder("events", HUB_RECORDER_EVENTS, events, events_to_docs(retention, settings.max_event_bytes), **common),
-        Recorder("samples", HUB_RECORDER_SAMPLES, samples, samples_to_docs(settings.samples_retention_days), **common),
+        Recorder(
+            "samples",
+            HUB_RECORDER_SAMPLES,
+            None,
+            samples_to_docs(settings.sample_value_max_bytes),
+            writer=SampleWriter(
+                "samples",
+                HUB_RECORDER_SAMPLES.name,
+                None,
+                retry_min_s=settings.recorder_retry_min_s,
+                retry_max_s=settings.recorder_retry_max_s,
+                throttle=throttle,
+                store=samples,
+            ),
+            **common,
+        ),
         Recorder(
             "deadletters",
             DEADLETTERS,

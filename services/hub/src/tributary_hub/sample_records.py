@@ -1,10 +1,10 @@
-"""Sample and dead-letter storage: a sample batch from the samples queue as one document per sample (keyed by
-`(sid, t)`), and a dead letter as its `deadletters` document."""
+"""Sample and dead-letter storage: a sample batch from the samples queue as `(sid, points)` written into the
+`SampleStore`'s hourly buckets (deduplicated by `(sid, t)`), and a dead letter as its `deadletters` document."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -14,10 +14,13 @@ from pydantic import ValidationError
 from tributary_common import deadletters
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
-from tributary_common.timeutil import format_time, utcnow
 
+from .batch_writer import DUPLICATES, RECORDED, BatchWriter, Refusal, Row
 from .deadletters import letter_document
-from .recording import ToDocs, refusal
+from .recording import ToDocs, Unrecordable, refusal
+from .sample_buckets import to_us
+from .sample_store import SampleStore
+from .series import Point
 
 log = logging.getLogger("tributary_hub.recorder")  # the recorders' log, whichever part writes
 
@@ -28,30 +31,54 @@ DEAD_LETTERS_RECORDED = Counter(
 )
 
 
-def samples_to_docs(retention_days: float | None) -> ToDocs:
+INT64 = 1 << 63
+
+
+def _storable(x: Any) -> bool:
+    return not isinstance(x, int) or isinstance(x, bool) or -INT64 <= x < INT64
+
+
+def _too_long(x: Any, limit: int) -> bool:
+    return isinstance(x, str) and len(x) > limit // 4 and len(x.encode()) > limit
+
+
+def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
+    """A batch as one `{sid, points}`. Integers past 64 bits can never be stored (BSON, the packed buckets); a
+    string value or quality over `max_value_bytes` (UTF-8) is refused whole, before anything of it is stored."""
+
     async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
-        expire_at = utcnow() + timedelta(days=retention_days) if retention_days else None
         try:
             sb = SampleBatch.model_validate_json(message.body)
         except ValidationError as exc:
             raise refusal(exc, "sample_batch") from exc
-        docs = []
-        for s in sb.samples:
-            t = format_time(s.t)
-            docs.append(
-                {
-                    "_id": f"{sb.sid}|{t}",
-                    "sid": sb.sid,
-                    "source": sb.source,
-                    "t": t,
-                    "v": s.v,
-                    "q": s.q,
-                    "expire_at": expire_at,
-                }
-            )
-        return docs
+        points = [Point(to_us(s.t), s.v, s.q) for s in sb.samples]
+        for i, p in enumerate(points):
+            if not (_storable(p.v) and _storable(p.q)):
+                raise Unrecordable("not_a_sample_batch", f"samples.{i}: integer out of the 64-bit range")
+            if _too_long(p.v, max_value_bytes) or _too_long(p.q, max_value_bytes):
+                raise Unrecordable(deadletters.TOO_LARGE, f"samples.{i}: a string over {max_value_bytes} bytes")
+        return [{"sid": sb.sid, "points": points}]
 
     return convert
+
+
+@dataclass(eq=False)
+class SampleWriter(BatchWriter):
+    """The batch writer of samples: the same retries and dead letters, the writes through the `SampleStore`."""
+
+    store: SampleStore | None = None
+
+    async def _insert(self, rows: list[Row]) -> list[Refusal]:
+        assert self.store is not None
+        batches = [(doc["sid"], doc["points"]) for _, docs in rows for doc in docs]
+        total = sum(len(points) for _, points in batches)
+        if not total:
+            return []
+        added = await self.store.write(batches)
+        DUPLICATES.labels(self.kind).inc(total - added)
+        RECORDED.labels(self.kind).inc(total)
+        self.written += total
+        return []
 
 
 def letters_to_docs(body_max_bytes: int, throttle: LogThrottle) -> ToDocs:

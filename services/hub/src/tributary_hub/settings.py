@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from tributary_common.settings import CommonSettings, MongoSettings
@@ -41,8 +43,15 @@ class HubSettings(CommonSettings, MongoSettings):
     recorder_retry_max_s: float = Field(default=5.0, gt=0)
     # How long a topic's retention is remembered by a recorder before it is read again.
     recorder_topic_cache_s: float = Field(default=10.0, ge=0)
-    # Samples kept this many days (None: forever).
+    # Samples kept this many days (None: forever), dropped a whole day's partition at a time; their hourly and
+    # per-minute summaries kept this many (None: as long as the samples; never less).
     samples_retention_days: float | None = Field(default=None, gt=0)
+    samples_summary_retention_days: float | None = Field(default=None, gt=0)
+    # Sample storage: `partitioned` (collections per sid and day/month: FerretDB scans whole collections) or
+    # `indexed` (one collection per kind with (sid, start) indexes: MongoDB).
+    storage_layout: Literal["partitioned", "indexed"] = "partitioned"
+    # A sample's string value or quality over this (UTF-8 bytes) is dead-lettered `too_large` with its batch.
+    sample_value_max_bytes: int = Field(default=1024 * 1024, ge=64, le=8 * 1024 * 1024)
     retention_sweep_interval_s: float = Field(default=60.0, gt=0)
     # Dead letters: bodies kept whole up to this size (larger: size, sha256 and a preview); recorder and
     # dead-letter logs at most one line per reason per interval, with a count.

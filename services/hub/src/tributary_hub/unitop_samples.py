@@ -14,7 +14,7 @@ from tributary_common.timeutil import format_time
 from . import cursors
 from .errors import Invalid, NotFound
 from .exports import export, plain_cell
-from .samples_history import SampleHistory, samples_filter
+from .samples_history import SampleHistory, SampleQuery, samples_filter
 from .unitops import UnitopService
 
 Row = dict[str, Any]
@@ -93,9 +93,7 @@ class UnitopSamples:
         return export(fmt, rows, self.chunk_rows, ["t", *sel.items], cells)
 
     @staticmethod
-    def raw_query(
-        sel: ItemSelection, start: datetime | None, end: datetime | None, cursor: str | None
-    ) -> dict[str, Any]:
+    def raw_query(sel: ItemSelection, start: datetime | None, end: datetime | None, cursor: str | None) -> SampleQuery:
         """Raw rows of the selection: `start` inclusive, `end` exclusive, after `cursor`."""
         position = cursors.decode(cursor) if cursor else None
         return samples_filter(
@@ -105,16 +103,16 @@ class UnitopSamples:
             position=(position[0], position[1]) if position else None,
         )
 
-    async def raw_page(self, sel: ItemSelection, query: dict[str, Any], limit: int) -> tuple[list[Row], str | None]:
+    async def raw_page(self, sel: ItemSelection, query: SampleQuery, limit: int) -> tuple[list[Row], str | None]:
         rows, nxt = await self.samples.page(query, limit)
         return [r for row in rows for r in sel.explode(row)], nxt
 
-    async def raw_rows(self, sel: ItemSelection, query: dict[str, Any]) -> AsyncIterator[Row]:
+    async def raw_rows(self, sel: ItemSelection, query: SampleQuery) -> AsyncIterator[Row]:
         async for row in self.samples.stream(query):
             for r in sel.explode(row):
                 yield r
 
-    def export_raw(self, fmt: str, sel: ItemSelection, query: dict[str, Any]) -> AsyncIterator[bytes]:
+    def export_raw(self, fmt: str, sel: ItemSelection, query: SampleQuery) -> AsyncIterator[bytes]:
         def cells(r: Row) -> list[Any]:
             return [r["t"], r["item"], r["sid"], plain_cell(r["v"]), plain_cell(r["q"])]
 

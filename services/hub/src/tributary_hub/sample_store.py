@@ -1,0 +1,183 @@
+"""`SampleStore`: sample storage in hourly buckets with summaries beside them (`series.SeriesStore`).
+
+Per sid and UTC hour one bucket document holds the samples packed (`sample_buckets`); the hour's summary and its
+minutes', computed from the bucket, go into field `h00`..`h23` of the sid's day documents (one of hours, one of
+minutes, in separate collections), so that a month of summaries is 31 documents to read. Which collection holds
+them is
+`sample_partitions`. A small catalog document per sid lists its partitions; `sample_current` holds each sid's
+newest sample. Writes are in `sample_writes`, retention in `sample_retention`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import pymongo
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from . import sample_writes
+from .sample_buckets import DAY_US, unpack_points
+from .sample_partitions import (
+    CATALOG,
+    CURRENT,
+    HOURS,
+    KINDS,
+    RAW,
+    SUMMARIES,
+    Kind,
+    Layout,
+    SamplePartitions,
+    partition_key,
+)
+from .sample_summaries import unpack_summaries
+from .series import HOUR_US, RESOLUTIONS, Point, Summary
+
+FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
+SUMMARY_CHUNK = 1000
+
+
+class SampleStore:
+    def __init__(self, db: AsyncDatabase[Any], layout: Layout = "partitioned", *, concurrency: int = 8) -> None:
+        self.db = db
+        self.partitions = SamplePartitions(layout)
+        self.concurrency = concurrency  # bucket writes in flight at once
+        self.catalog: AsyncCollection[Any] = db[CATALOG]
+        self.current: AsyncCollection[Any] = db[CURRENT]
+        self._known: set[tuple[str, Kind, int]] = set()  # partitions this process has put in the catalog
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def create_indexes(self) -> None:
+        """The indexed layout's `(sid, start)` indexes (partitions need none: a read takes most of one)."""
+        if self.partitions.layout == "indexed":
+            for name in (RAW, SUMMARIES, HOURS):
+                await self.db[name].create_index(
+                    [("sid", pymongo.ASCENDING), ("start", pymongo.ASCENDING)], name="sid_start"
+                )
+
+    def collection(self, name: str) -> AsyncCollection[Any]:
+        return self.db[name]
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """The lock of one bucket, while anyone holds it."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    # Catalog
+
+    async def note_partitions(self, sid: str, hours: Iterable[int]) -> None:
+        """Put the partitions of these hours in the catalog, before anything is written into them."""
+        new = {(sid, kind, partition_key(kind, h)) for h in hours for kind in KINDS} - self._known
+        if not new:
+            return
+        add: dict[str, Any] = {}
+        for kind in KINDS:
+            keys = sorted(k for _, kd, k in new if kd == kind)
+            if keys:
+                add[kind] = {"$each": keys}
+        async with self.lock(f"catalog|{sid}"):
+            # Until read back: FerretDB's update is a find then a write, so one from another process may have
+            # replaced ours; and two first upserts of a sid race on its `_id`.
+            while not await self._listed(sid, new):
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.catalog.update_one({"_id": sid}, {"$addToSet": add}, upsert=True)
+        self._known |= new
+
+    async def _listed(self, sid: str, wanted: set[tuple[str, Kind, int]]) -> bool:
+        doc = await self.catalog.find_one({"_id": sid}) or {}
+        return all(key in (doc.get(kind) or []) for _, kind, key in wanted)
+
+    async def keys(self, sid: str, kind: Kind) -> list[int]:
+        doc = await self.catalog.find_one({"_id": sid})
+        return sorted(doc.get(kind) or []) if doc else []
+
+    async def sids(self) -> list[str]:
+        return sorted([d["_id"] async for d in self.catalog.find({})])
+
+    def forget(self, sid: str, kind: Kind, keys: Iterable[int]) -> None:
+        self._known -= {(sid, kind, k) for k in keys}
+
+    # Writes
+
+    async def write(self, batches: Iterable[tuple[str, Sequence[Point]]]) -> int:
+        """Store `(sid, points)` batches (any order, overlapping or repeated); returns how many were new."""
+        return await sample_writes.write(self, batches)
+
+    # Reads
+
+    async def _docs(
+        self, kind: Kind, sid: str, start: int | None, end: int | None, descending: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Bucket (raw), minute summary (sum) or day's hour summaries (hrs) documents of `sid` overlapping
+        `[start, end)`, in time order."""
+        span = HOUR_US if kind == "raw" else DAY_US
+        lo = -FAR if start is None else start - start % span
+        hi = FAR if end is None else end
+        spans = self.partitions.spans(kind, sid, await self.keys(sid, kind), lo, hi)
+        order = pymongo.DESCENDING if descending else pymongo.ASCENDING
+        for name, a, b in reversed(spans) if descending else spans:
+            cursor = self.db[name].find({"sid": sid, "start": {"$gte": a, "$lt": b}}).sort("start", order)
+            try:
+                async for doc in cursor:
+                    yield doc
+            finally:  # also when a reader stops early (`at_or_before`, a page): no cursor left open
+                await cursor.close()
+
+    async def points(
+        self, sid: str, start: int | None = None, end: int | None = None, *, descending: bool = False
+    ) -> AsyncIterator[list[Point]]:
+        async for doc in self._docs("raw", sid, start, end, descending):
+            pts = unpack_points(doc["data"], doc["start"])
+            if (start is not None and pts[0].t < start) or (end is not None and pts[-1].t >= end):
+                pts = [p for p in pts if (start is None or p.t >= start) and (end is None or p.t < end)]
+            if descending:
+                pts.reverse()
+            if pts:
+                yield pts
+
+    async def _first(self, chunks: AsyncIterator[list[Point]]) -> Point | None:
+        try:
+            async for chunk in chunks:
+                return chunk[0]
+            return None
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def at_or_before(self, sid: str, t: int) -> Point | None:
+        return await self._first(self.points(sid, None, t + 1, descending=True))
+
+    async def at_or_after(self, sid: str, t: int) -> Point | None:
+        return await self._first(self.points(sid, t, None))
+
+    async def latest(self, sids: Sequence[str]) -> dict[str, Point]:
+        docs = self.current.find({"_id": {"$in": list(sids)}})
+        return {d["_id"]: Point(d["t"], d.get("v"), d.get("q")) async for d in docs}
+
+    async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[list[Summary]]:
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution {resolution} µs is not one of {RESOLUTIONS}")
+        chunk: list[Summary] = []
+        async for doc in self._docs("hrs" if resolution == HOUR_US else "sum", sid, start, end, False):
+            for f in sorted(k for k in doc if k[0] == "h" and k[1:].isdigit()):
+                hour = doc["start"] + int(f[1:]) * HOUR_US
+                chunk += [s for s in unpack_summaries(doc[f]["s"], hour) if start <= s.start and s.end <= end]
+            if len(chunk) >= SUMMARY_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    async def count(self, sid: str | None = None) -> int:
+        """Samples stored (of one sid, or all): what the recorder tests and the migration check."""
+        total = 0
+        for s in [sid] if sid is not None else await self.sids():
+            async for doc in self._docs("raw", s, None, None, False):
+                total += int(doc["count"])
+        return total

@@ -1,0 +1,99 @@
+"""An hour's summaries as stored, pure logic: the hour's and its minutes' `series.summarize` (so that storage
+and reads agree), packed column by column (what FerretDB reads costs by the byte: columns of like values deflate
+well, times are offsets from the span's start, and a point equal to the first or last is a reference)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .sample_buckets import NONFINITE, pack, unpack
+from .series import HOUR_US, MINUTE_US, Point, Summary, summarize
+
+POINTS = ("first", "last", "min", "max", "first_num", "last_num")
+FIRST, LAST = 0, 1  # references to the span's first and last point
+
+
+def minute_summaries(points: Sequence[Point]) -> list[Summary]:
+    """One summary per minute holding samples (`points` in time order)."""
+    out: list[Summary] = []
+    i = 0
+    while i < len(points):
+        minute = points[i].t - points[i].t % MINUTE_US
+        j = i
+        while j < len(points) and points[j].t < minute + MINUTE_US:
+            j += 1
+        s = summarize(points[i:j], minute, minute + MINUTE_US)
+        assert s is not None
+        out.append(s)
+        i = j
+    return out
+
+
+def _point_out(s: Summary, p: Point | None, refs: bool = True) -> Any:
+    if p is None:
+        return None
+    if refs and p is s.first:
+        return FIRST
+    if refs and p is s.last:
+        return LAST
+    v = {NONFINITE: repr(p.v)} if isinstance(p.v, float) and not math.isfinite(p.v) else p.v
+    return [p.t - s.start, v] if p.q is None else [p.t - s.start, v, p.q]
+
+
+def _float_out(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def pack_summaries(summaries: Sequence[Summary], base: int) -> bytes:
+    cols: dict[str, list[Any]] = {
+        "start": [s.start - base for s in summaries],
+        "span": [s.end - s.start for s in summaries],
+        "count": [s.count for s in summaries],
+        "n": [s.n for s in summaries],
+    }
+    for name in ("total", "total_sq", "area_step", "area_linear"):
+        cols[name] = [_float_out(getattr(s, name)) for s in summaries]
+    for name in POINTS:
+        refs = name not in ("first", "last")
+        cols[name] = [_point_out(s, getattr(s, name), refs) for s in summaries]
+    return pack(cols)
+
+
+def _point_in(p: Any, start: int) -> Point:
+    v = p[1]
+    return Point(start + p[0], float(v[NONFINITE]) if type(v) is dict else v, p[2] if len(p) > 2 else None)
+
+
+def _summary(cols: dict[str, list[Any]], i: int, base: int) -> Summary:
+    start = base + cols["start"][i]
+    first, last = _point_in(cols["first"][i], start), _point_in(cols["last"][i], start)
+
+    def point(name: str) -> Point | None:
+        p = cols[name][i]
+        return None if p is None else first if p == FIRST else last if p == LAST else _point_in(p, start)
+
+    f = float
+    return Summary(
+        start, start + cols["span"][i], cols["count"][i], first, last, cols["n"][i], f(cols["total"][i]),
+        f(cols["total_sq"][i]), point("min"), point("max"), point("first_num"), point("last_num"),
+        f(cols["area_step"][i]), f(cols["area_linear"][i]),
+    )  # fmt: skip
+
+
+def unpack_summaries(blob: bytes, base: int) -> list[Summary]:
+    cols = unpack(blob)
+    return [_summary(cols, i, base) for i in range(len(cols["start"]))]
+
+
+def minute_rows(points: Sequence[Point], hour: int) -> bytes:
+    """The summaries of the hour's minutes, packed."""
+    return pack_summaries(minute_summaries(points), hour)
+
+
+def hour_row(points: Sequence[Point], hour: int) -> bytes:
+    """The hour's summary, packed."""
+    whole = summarize(points, hour, hour + HOUR_US)
+    assert whole is not None
+    return pack_summaries([whole], hour)
