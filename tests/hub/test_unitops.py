@@ -298,6 +298,8 @@ async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hu
         "/unitops/pump-101/samples", params={"start": "2026-01-01T00:00:00.5Z", "end": end, "interval_s": 1.5}
     )
     assert aligned.status_code == 200, aligned.text
+    # Streamed row by row (no length known in advance), so points × items never sit in memory at once.
+    assert "content-length" not in aligned.headers
     grid = [(x["t"], x["values"]["flow"], x["values"]["pressure"]) for x in aligned.json()["items"]]
     assert grid == [
         ("2026-01-01T00:00:00.500000Z", 0.0, None),  # carried from t=0; pressure has no value yet

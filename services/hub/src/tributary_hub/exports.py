@@ -73,3 +73,13 @@ def export(
 def plain_cell(v: Any) -> Any:
     """A sample value as a CSV cell: empty for none, booleans spelled out."""
     return "" if v is None else ("true" if v is True else "false" if v is False else v)
+
+
+async def json_items(rows: AsyncIterator[Row]) -> AsyncIterator[bytes]:
+    """`{"items": [...], "next": null}` written row by row: a JSON answer of any length in bounded memory."""
+    yield b'{"items":['
+    first = True
+    async for row in rows:
+        yield (b"" if first else b",") + orjson.dumps(row)
+        first = False
+    yield b'],"next":null}'

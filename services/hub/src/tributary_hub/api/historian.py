@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Principal
 
-from ..exports import export, plain_cell
+from ..exports import export, json_items, plain_cell
 from ..historian import params
 from ..historian.reads import Row
 from ..historian.times import to_us
@@ -39,16 +38,6 @@ ITEMS = Query(
     examples=["flow"],
 )
 FORMATS = "JSON by default (rows streamed); `text/csv`, `application/jsonl` or `application/x-ndjson` by Accept."
-
-
-async def json_items(rows: AsyncIterator[Row]) -> AsyncIterator[bytes]:
-    """`{"items": [...], "next": null}` written row by row."""
-    yield b'{"items":['
-    first = True
-    async for row in rows:
-        yield (b"" if first else b",") + orjson.dumps(row)
-        first = False
-    yield b'],"next":null}'
 
 
 async def _listed(rows: list[Row]) -> AsyncIterator[Row]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from tributary_common.auth import Principal
 from tributary_common.names import SEGMENT_RE
 from tributary_common.unitops import Unitop
 
 from ..errors import Invalid
+from ..exports import json_items
 from ..historian.params import boundary_of
 from ..unitop_samples import select_items
 from .access import UNITOP, may_unitop
@@ -181,8 +183,8 @@ async def unitop_samples(
         return await raw_extras(request, fmt, sel, (t0, t1), cursor, limit, last, edge)
     if interval_s is not None:
         rows = samples.aligned(sel, t0, t1, interval_s)
-        if fmt == "json":
-            return {"items": [r async for r in rows], "next": None}
+        if fmt == "json":  # streamed: points × items can be large
+            return StreamingResponse(json_items(rows), media_type="application/json")
         return streamed(samples.export_aligned(fmt, sel, rows), fmt, f"{name}-samples.{fmt}")
     query = samples.raw_query(sel, t0, t1, cursor)
     if fmt == "json":
