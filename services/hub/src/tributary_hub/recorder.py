@@ -34,7 +34,7 @@ from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import extract_context, tracer
 
 from .amqp import declare_topology
-from .batch_writer import BatchWriter, Refusal, Row
+from .batch_writer import BatchWriter, Refusal, Row, Sink
 from .event_records import TopicRetention, events_to_docs
 from .recording import ToDocs, Unrecordable
 from .sample_records import letters_to_docs, samples_to_docs
@@ -52,7 +52,7 @@ class Recorder:
         self,
         kind: str,
         queue: QueueSpec,
-        collection: AsyncCollection[Any],
+        collection: Sink,
         to_docs: ToDocs,
         *,
         batch_size: int,
@@ -187,7 +187,7 @@ class Recorder:
 
 
 def make_recorders(
-    settings: Any, events: AsyncCollection[Any], samples: AsyncCollection[Any], letters: AsyncCollection[Any]
+    settings: Any, events: Sink, samples: AsyncCollection[Any], letters: AsyncCollection[Any]
 ) -> list[Recorder]:
     throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(

@@ -6,6 +6,8 @@ from pydantic import Field
 
 from tributary_common.settings import CommonSettings, MongoSettings
 
+from .partitions import Layout
+
 
 class HubSettings(CommonSettings, MongoSettings):
     service_name: str = "tributary-hub"
@@ -60,6 +62,10 @@ class HubSettings(CommonSettings, MongoSettings):
     console_stream_url: str | None = Field(
         default=None, max_length=2048, pattern=r"^(wss?|https?)://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
     )
+
+    # Where events are stored: `partitioned` (a collection per topic and day: FerretDB scans whole collections)
+    # or `indexed` (one collection per kind with compound indexes: MongoDB). See partitions.py.
+    storage_layout: Layout = Layout.PARTITIONED
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)
