@@ -78,7 +78,7 @@ def test_old_events_move_into_partitions_once_and_resent_ids_stay_single(stack: 
         assert http.post("/topics", json={"name": topic, "schema": {"type": "object"}}).status_code == 201
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(platform.mongodb_url()) as client:
-        db = client[stack.db]
+        db: pymongo.database.Database[dict[str, Any]] = client[stack.db]
         events: pymongo.collection.Collection[dict[str, Any]] = db["events"]
         # Half recorded before ids were per topic (`_id` = id), half after (`<topic>/<id>` with `eid`).
         olds = [old_document(topics[n % 2], n) for n in range(OLD)]
