@@ -16,20 +16,24 @@ the entry and writes the event where it says. Every step is idempotent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import time
 from collections import defaultdict
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, OperationFailure
 
-from .partitions import Partitions, day_of, id_key, partition_key, subject_key
+from tributary_common.timeutil import format_time
+
+from .partitions import Partitions, day_of, day_start, id_key, partition_key, subject_key
 
 DUPLICATE_KEY = 11000
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
+CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
+CATALOG_KNOWN_MAX = 100_000
 
 
 @dataclass
@@ -41,15 +45,59 @@ class WriteOutcome:
     orphans: list[int] = field(default_factory=list)  # their topic no longer exists: nothing to store them in
 
 
+async def one_at_a_time(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """In turn: FerretDB's SQLite takes one writer per database (concurrent writes fail with SQLITE_BUSY)."""
+    for write in writes:
+        await write
+
+
 def position(doc: dict[str, Any]) -> str:
     """`(time, _id)` as one string that sorts the same way (times are fixed-width)."""
     return f"{doc['time']} {doc['_id']}"
+
+
+@dataclass
+class Bounds:
+    """What a catalog entry says of a partition: the least and greatest time and expiry it may hold."""
+
+    min_t: str
+    max_t: str
+    min_exp: datetime | None = None
+    max_exp: datetime | None = None
+
+    @classmethod
+    def of_day(cls, day: str) -> Bounds:
+        start = datetime.fromisoformat(day_start(day))
+        return cls(day_start(day), format_time(start + timedelta(days=1) - timedelta(microseconds=1)))
+
+    def widen(self, time_text: str, expire_at: datetime | None) -> None:
+        self.min_t, self.max_t = min(self.min_t, time_text), max(self.max_t, time_text)
+        # Up to the next UTC day: the partition is dropped at most a day late, written at most once a day.
+        end = NEVER if expire_at is None else expire_at.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = end if expire_at is None else end + timedelta(days=1)
+        self.max_exp = end if self.max_exp is None else max(self.max_exp, end)
+        if expire_at is not None:
+            self.min_exp = expire_at if self.min_exp is None else min(self.min_exp, expire_at)
+
+    def covers(self, other: Bounds) -> bool:
+        return (
+            self.min_t <= other.min_t
+            and self.max_t >= other.max_t
+            and (other.min_exp is None or (self.min_exp is not None and self.min_exp <= other.min_exp))
+            and (other.max_exp is None or (self.max_exp is not None and self.max_exp >= other.max_exp))
+        )
+
+    def update(self) -> dict[str, Any]:
+        lows = {"min_t": self.min_t, **({"min_exp": self.min_exp} if self.min_exp else {})}
+        return {"$min": lows, "$max": {"max_t": self.max_t, "max_exp": self.max_exp}}
 
 
 class EventStore:
     def __init__(self, partitions: Partitions, topics: AsyncCollection[Any]) -> None:
         self.partitions = partitions
         self.topics = topics
+        # Catalog entries this process wrote recently, to write one again only when its bounds grow.
+        self._catalog_known: dict[tuple[str, str], tuple[Bounds, float]] = {}
 
     async def generations(self, names: set[str]) -> dict[str, str]:
         """topic name -> uid, for the topics that exist."""
@@ -112,31 +160,28 @@ class EventStore:
                 for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1}).to_list():
                     days[entry["_id"]] = entry["day"]
 
-        await asyncio.gather(*(claim(coll, entries) for coll, entries in by_coll.values()))
+        await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())
         return days
 
     async def _widen_catalog(self, docs: list[dict[str, Any]]) -> None:
-        bounds: dict[tuple[str, str], dict[str, Any]] = {}
+        """Bounds rounded outwards (the partition's whole day; expiries to the next day), so that a topic's
+        partition is written at most about once a day per process; a superset only makes a read visit more."""
+        bounds: dict[tuple[str, str], Bounds] = {}
         for doc in docs:
-            b = bounds.setdefault((doc["tu"], doc["day"]), {"min_t": doc["time"], "max_t": doc["time"]})
-            b["min_t"], b["max_t"] = min(b["min_t"], doc["time"]), max(b["max_t"], doc["time"])
-            exp = doc.get("expire_at")
-            b["max_exp"] = max(b.get("max_exp", exp or NEVER), exp or NEVER)
-            if exp is not None:
-                b["min_exp"] = min(b.get("min_exp", exp), exp)
-
-        async def widen(uid: str, day: str, b: dict[str, Any]) -> None:
+            key = (doc["tu"], doc["day"])
+            b = bounds.setdefault(key, Bounds.of_day(doc["day"]))
+            b.widen(doc["time"], doc.get("expire_at"))
+        now = time.monotonic()
+        for (uid, day), b in bounds.items():
+            known = self._catalog_known.get((uid, day))
+            if known is not None and now - known[1] < CATALOG_RECHECK_S and known[0].covers(b):
+                continue
             await self.partitions.catalog(uid).update_one(
-                {"_id": partition_key(uid, day)},
-                {
-                    "$set": {"tu": uid, "day": day},
-                    "$min": {k: b[k] for k in ("min_t", "min_exp") if k in b},
-                    "$max": {k: b[k] for k in ("max_t", "max_exp")},
-                },
-                upsert=True,
+                {"_id": partition_key(uid, day)}, {"$set": {"tu": uid, "day": day}, **b.update()}, upsert=True
             )
-
-        await asyncio.gather(*(widen(uid, day, b) for (uid, day), b in bounds.items()))
+            if len(self._catalog_known) > CATALOG_KNOWN_MAX:
+                self._catalog_known.clear()
+            self._catalog_known[(uid, day)] = (b, now)
 
     async def _insert_events(self, placed: list[tuple[int, dict[str, Any]]], outcome: WriteOutcome) -> None:
         groups: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -154,22 +199,29 @@ class EventStore:
                     else:
                         outcome.refused[index] = str(e.get("errmsg", ""))
 
-        await asyncio.gather(*(insert(uid, day, rows) for (uid, day), rows in groups.items()))
+        await one_at_a_time(insert(uid, day, rows) for (uid, day), rows in groups.items())
 
     async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
+        """One `update` command per collection, a conditional upsert per subject: a newer document already
+        there makes its upsert a duplicate, which leaves it as it is."""
         newest: dict[str, dict[str, Any]] = {}
         for doc in docs:
             key = subject_key(doc["tu"], doc.get("subject"))
             if key not in newest or position(doc) > position(newest[key]):
                 newest[key] = doc
-        await asyncio.gather(*(self.replace_latest(key, doc) for key, doc in newest.items()))
-
-    async def replace_latest(self, key: str, doc: dict[str, Any]) -> None:
-        """Upsert only over an older position: a newer one already there makes the upsert a duplicate."""
-        pos = position(doc)
-        latest = {**doc, "_id": key, "event_id": doc["_id"], "pos": pos}
-        with contextlib.suppress(DuplicateKeyError):  # newer (or this very one) already there
-            await self.partitions.latest(doc["tu"]).replace_one({"_id": key, "pos": {"$lt": pos}}, latest, upsert=True)
+        by_coll: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for key, doc in newest.items():
+            pos = position(doc)
+            latest = {**doc, "_id": key, "event_id": doc["_id"], "pos": pos}
+            by_coll[self.partitions.latest(doc["tu"]).name].append(
+                {"q": {"_id": key, "pos": {"$lt": pos}}, "u": latest, "upsert": True}
+            )
+        for name, updates in by_coll.items():
+            # The command itself: pymongo's bulk_write fails on FerretDB's reply when a statement has an error.
+            reply = await self.partitions.db.command("update", name, updates=updates, ordered=False)
+            errors = [e for e in reply.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if errors:
+                raise OperationFailure(str(errors[0].get("errmsg", "")), errors[0].get("code"), reply)
 
     async def count(self, uid: str) -> int:
         """Events of a topic generation, partition by partition (the catalog can name an emptied one)."""

@@ -65,7 +65,7 @@ def subject_key(uid: str, subject: str | None) -> str:
 class Partitions:
     db: AsyncDatabase[Any]
     layout: Layout = Layout.PARTITIONED
-    id_shards: int = 16
+    id_shards: int = 8
 
     def events(self, uid: str, day: str) -> AsyncCollection[Any]:
         if self.layout is Layout.INDEXED:
