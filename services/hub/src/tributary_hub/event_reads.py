@@ -11,6 +11,8 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from tributary_common.ttl_cache import TtlCache
+
 from .documents import event_key
 from .partitions import Partitions, id_key
 
@@ -42,16 +44,24 @@ def where(uid: str, day: str, query: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventReader:
-    def __init__(self, partitions: Partitions, topics: AsyncCollection[Any]) -> None:
+    def __init__(self, partitions: Partitions, topics: AsyncCollection[Any], *, topic_ttl_s: float = 1.0) -> None:
         self.partitions = partitions
         self.topics = topics
+        # A topic's generation, remembered as long as the hub's own topic cache (`TOPIC_LOCAL_TTL_S`).
+        self._generations: TtlCache[str, list[Topic]] = TtlCache(topic_ttl_s)
 
     async def topics_for(self, pattern: str, topic: str | None = None) -> list[Topic]:
         """The existing topics a pattern can match: the one it names first, or all for a leading wildcard."""
         first = topic or pattern.split(".", 1)[0]
+        hit = self._generations.get(first)
+        if hit is not None:
+            return hit.value
         query: dict[str, Any] = {} if first in ("*", "#") else {"_id": first}
         docs = await self.topics.find(query, {"uid": 1}).to_list()
-        return [Topic(d["_id"], d["uid"]) for d in docs if isinstance(d.get("uid"), str)]
+        found = [Topic(d["_id"], d["uid"]) for d in docs if isinstance(d.get("uid"), str)]
+        if found and "_id" in query:  # one topic that exists: a new topic is seen at once
+            self._generations.put(first, found)
+        return found
 
     async def parts(self, topics: list[Topic], lower: str | None, upper: str | None) -> list[Part]:
         """The partitions that can hold a time in `[lower, upper]`, oldest first."""
@@ -70,10 +80,15 @@ class EventReader:
         for part in parts:
             if len(found) >= limit and part.min_t > found[limit - 1]["time"]:
                 break
-            coll = self.partitions.events(part.topic.uid, part.day)
-            docs = await coll.find(where(part.topic.uid, part.day, query)).sort(SORT_ASC).limit(limit).to_list()
-            found = sorted(found + docs, key=order)[:limit]
+            found = sorted(found + await self._read(part, query, limit), key=order)[:limit]
         return found
+
+    async def _read(self, part: Part, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        coll = self.partitions.events(part.topic.uid, part.day)
+        docs: list[dict[str, Any]] = (
+            await coll.find(where(part.topic.uid, part.day, query)).sort(SORT_ASC).limit(limit).to_list()
+        )
+        return docs
 
     async def by_id(self, topic: Topic, event_id: str) -> dict[str, Any] | None:
         """Through the directory: one small `_id` lookup, then one in the day partition it names."""
