@@ -56,7 +56,7 @@ class Hub:
     broker: BrokerWiring | None = None
     publisher: EventPublisher | None = None
     recorders: list[Recorder] = field(default_factory=list)
-    retention: list[Retention | EventRetention] = field(default_factory=list)
+    retention: list[Retention] = field(default_factory=list)
     demand: DemandLoop | None = None
     _recorder_connection: AbstractRobustConnection | None = None
     queue_depth: QueueDepth | None = None

@@ -8,27 +8,26 @@ expired go too. The same on both layouts, so that it needs no TTL index.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from tributary_common.mongo import Retention, RetentionMode
 
 from .event_reads import EventReader, where
 from .partitions import Partitions, partition_key
 
-log = logging.getLogger("tributary_common.mongo")  # where operators find the other retention's lines
 
-
-class EventRetention:
-    mode = "sweeper"
+class EventRetention(Retention):
+    """`Retention`'s sweeper (its loop, logs and stop) with a sweep over partitions."""
 
     def __init__(self, partitions: Partitions, reader: EventReader, sweep_interval_s: float = 60) -> None:
+        # The collection only names the sweep in logs: every event is in a partition.
+        super().__init__(partitions.db["events"], sweep_interval_s=sweep_interval_s)
         self.partitions = partitions
         self.reader = reader
-        self.sweep_interval_s = sweep_interval_s
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> str:
+    async def start(self) -> RetentionMode:
+        self.mode = "sweeper"
         await self.sweep_once()
         self._task = asyncio.create_task(self._sweep_forever(), name="retention-events")
         return self.mode
@@ -67,20 +66,3 @@ class EventRetention:
     async def _forget_ids(self, uid: str, day: str) -> None:
         for coll in self.partitions.id_directories(uid):
             await coll.delete_many({"tu": uid, "day": day})
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval_s)
-            try:
-                deleted = await self.sweep_once()
-                if deleted:
-                    log.info("retention swept %d events", deleted)
-            except Exception:
-                log.warning("retention sweep of events failed", exc_info=True)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
