@@ -1,9 +1,7 @@
-"""`tributary-hub migrate` (issue 11): event documents recorded before ids were per topic (`_id` = id, no `eid`)
-are re-keyed to `<topic>/<id>` with `eid`, so that an old id sent again after the upgrade is recorded once.
-Against a database seeded with old-shape documents, the hub as a real process and the command as a real process
-(FerretDB; the command uses only find / insert_many / delete_many, which MongoDB serves the same).
-
-Failed before: there was no `migrate` command, and the old id resent after the upgrade was in history twice.
+"""`tributary-hub migrate` (issues 11 and 14): the events of the old single `events` collection (some recorded
+before ids were per topic: `_id` = id, no `eid`) move into the partitioned storage through the recorder's write
+path, so that an id already there (resent after the upgrade, perhaps at another time) stays single, and the old
+collection is dropped. Against a database seeded with old documents, the hub and the command as real processes.
 """
 
 from __future__ import annotations
@@ -73,36 +71,40 @@ def history(http: httpx.Client, topic: str) -> list[str]:
             return ids
 
 
-def test_old_event_documents_are_rekeyed_once_and_resent_ids_stay_single(stack: Stack) -> None:
+def test_old_events_move_into_partitions_once_and_resent_ids_stay_single(stack: Stack) -> None:
     http = httpx.Client(base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=30)
     topics = [f"mig{uuid.uuid4().hex[:8]}" for _ in range(2)]
     for topic in topics:
         assert http.post("/topics", json={"name": topic, "schema": {"type": "object"}}).status_code == 201
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(platform.mongodb_url()) as client:
-        events: pymongo.collection.Collection[dict[str, Any]] = client[stack.db]["events"]
-        events.insert_many([old_document(topics[n % 2], n) for n in range(OLD)])
+        db: pymongo.database.Database[dict[str, Any]] = client[stack.db]
+        events: pymongo.collection.Collection[dict[str, Any]] = db["events"]
+        # Half recorded before ids were per topic (`_id` = id), half after (`<topic>/<id>` with `eid`).
+        olds = [old_document(topics[n % 2], n) for n in range(OLD)]
+        events.insert_many(
+            [d if n % 4 < 2 else {**d, "_id": f"{d['type']}/{d['_id']}", "eid": d["_id"]} for n, d in enumerate(olds)]
+        )
         events.insert_one({"_id": "broken-old", "key": "x", "time": "2026-01-01T00:00:00.000000Z"})  # no type
 
-        # The bug: an old id sent again after the upgrade is a second document.
+        # Resent after the upgrade, before the migration: recorded now, at another time (another day).
         r = http.post(f"/topics/{topics[0]}/events", json={"id": "old-4", "data": {"n": 4}})
         assert r.status_code == 202, r.text
-        wait_for(lambda: history(http, topics[0]).count("old-4") == 2, timeout=20, what="the resend")
+        wait_for(lambda: history(http, topics[0]) == ["old-4"], timeout=20, what="the resend")
 
         out = migrate(stack, "--batch-size", "250")
         print(f"\n{out.strip()}")
-        assert f"{OLD - 1} event documents re-keyed, 1 already there" in out and "1 skipped" in out, out
-
-        assert events.count_documents({"eid": {"$exists": False}}) == 1  # only the one naming no topic
-        for n in (0, 1, 5, OLD - 1):
-            doc = events.find_one({"_id": f"{topics[n % 2]}/old-{n}"})
-            assert doc is not None and doc["eid"] == f"old-{n}" and doc["data_json"] == f'{{"n": {n}}}', doc
+        assert f"{OLD - 1} events moved into partitions, 1 already there, 1 kept aside" in out, out
+        assert "events" not in db.list_collection_names()
+        assert [d["_id"] for d in db["events_unmigrated"].find()] == ["broken-old"]
         for i, topic in enumerate(topics):
             ids = history(http, topic)
             assert len(ids) == len(set(ids)) == OLD // 2, (topic, len(ids))
             assert set(ids) == {f"old-{n}" for n in range(i, OLD, 2)}
-        # Of old-4 the document under the new key is kept (the resend: the same event sent again).
-        assert events.count_documents({"eid": "old-4"}) == 1
+        # The copy recorded first (the resend) is the one kept.
+        page = http.get(f"/topics/{topics[0]}/events", params={"limit": 1000}).json()["items"]
+        (four,) = [e for e in page if e["id"] == "old-4"]
+        assert four["source"] != "/old" and four["time"] > "2026-01-02"
 
         # Resending old ids now is a duplicate, recorded once.
         for n in (0, 2, 6):
@@ -110,26 +112,30 @@ def test_old_event_documents_are_rekeyed_once_and_resent_ids_stay_single(stack: 
         time.sleep(1.5)
         assert len(history(http, topics[0])) == OLD // 2
 
-        # Idempotent: a second run finds nothing to do (and leaves the broken document alone).
+        # Idempotent: a second run finds nothing to do.
         out = migrate(stack)
-        assert "0 event documents re-keyed, 0 already there, 1 skipped" in out, out
+        assert "0 events moved into partitions, 0 already there, 0 kept aside" in out, out
     http.close()
 
 
-def test_a_run_interrupted_after_writing_copies_is_finished_by_the_next(stack: Stack) -> None:
-    """A crash between inserting the re-keyed copies and deleting the old documents leaves both: the next run
-    removes the old ones and writes no second copy."""
+def test_a_run_interrupted_before_the_drop_is_finished_by_the_next(stack: Stack) -> None:
+    """A crash after moving part or all of the documents leaves the old collection whole: the next run moves
+    them again, each one a duplicate of the copy already there, and drops it."""
     topic = f"mig{uuid.uuid4().hex[:8]}"
+    http = httpx.Client(base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=30)
+    assert http.post("/topics", json={"name": topic, "schema": {"type": "object"}}).status_code == 201
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(platform.mongodb_url()) as client:
         events: pymongo.collection.Collection[dict[str, Any]] = client[stack.db]["events"]
         olds = [{**old_document(topic, n), "_id": f"{topic}-old-{n}"} for n in range(300)]
-        events.insert_many(olds)
-        events.insert_many([{**d, "_id": f"{topic}/{d['_id']}", "eid": d["_id"]} for d in olds[:120]])
+        events.insert_many(olds[:120])
+        assert "120 events moved into partitions, 0 already there" in migrate(stack, "--batch-size", "100")
+        events.insert_many(olds)  # as if the first run had stopped before its drop, with more to move
         out = migrate(stack, "--batch-size", "100")
-        assert "180 event documents re-keyed, 120 already there" in out, out
-        assert events.count_documents({"type": topic}) == 300
-        assert events.count_documents({"type": topic, "eid": {"$exists": False}}) == 0
+        assert "180 events moved into partitions, 120 already there" in out, out
+        ids = history(http, topic)
+        assert len(ids) == len(set(ids)) == 300
+    http.close()
 
 
 def test_a_bad_batch_size_is_refused(stack: Stack) -> None:

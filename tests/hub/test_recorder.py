@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.polling import eventually
+from tributary_common.events import CloudEvent
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
@@ -182,3 +183,51 @@ async def test_a_recorder_whose_loop_ends_turns_readyz_red(client: httpx.AsyncCl
     r = await client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["checks"]["recorders"] != "ok"
+
+
+async def test_a_redelivered_or_retried_event_is_recorded_once_whatever_its_time(
+    client: httpx.AsyncClient, hub: Hub, amqp_url: str
+) -> None:
+    """The same (topic, id) through the real queue: twice as sent, then again days later (a client's retry with
+    another time, in another day partition): one history entry, the first copy's."""
+    await make_topic(client, "readings")
+    first = CloudEvent(
+        id="dup-1",
+        source="/t",
+        type="readings",
+        subject="s",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        dataschema="/topics/readings/schemas/1",
+        data={"temp": 1},
+    )
+    retry = first.model_copy(update={"time": datetime(2026, 1, 4, tzinfo=UTC), "data": {"temp": 2}})
+    marker = first.model_copy(update={"id": "after"})
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange("tributary.events")
+    for e in (first, first, retry, retry, marker):
+        message = aio_pika.Message(e.model_dump_json().encode(), content_type="application/json")
+        await exchange.publish(message, routing_key=e.routing_key)
+    await connection.close()
+    await eventually(lambda: _count(hub, 2), what="both ids recorded", interval=0.05)
+    docs = await recorded(hub, "readings")
+    assert [(d["eid"], d["time"], d["data_json"]) for d in docs] == [
+        ("after", "2026-01-01T00:00:00.000000Z", '{"temp":1}'),
+        ("dup-1", "2026-01-01T00:00:00.000000Z", '{"temp":1}'),
+    ]
+    r = await client.get("/topics/readings/events", params={"start": "2026-01-03T00:00:00Z"})
+    assert r.json()["items"] == []
+
+
+async def test_deleting_a_topic_removes_its_storage(client: httpx.AsyncClient, hub: Hub) -> None:
+    await make_topic(client, "readings")
+    assert (await client.post("/topics/readings/events", json={"data": {"temp": 1}})).status_code == 202
+    await eventually(lambda: _count(hub, 1), what="recorded", interval=0.05)
+    assert (await client.delete("/topics/readings")).status_code == 409  # it has events
+    mine = f"evp.{(await hub.history.reader.topics_for('readings'))[0].uid}."
+    db = hub.history.partitions.db
+    assert [n for n in await db.list_collection_names() if n.startswith(mine)]
+    assert (await client.delete("/topics/readings", params={"force": "true"})).status_code in (200, 204)
+    assert [n for n in await db.list_collection_names() if n.startswith(mine)] == []
+    await make_topic(client, "readings")  # a new generation sees none of the old events
+    assert (await client.get("/topics/readings/events")).json()["items"] == []

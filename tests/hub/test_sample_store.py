@@ -16,9 +16,10 @@ from pymongo import AsyncMongoClient
 
 from tests.support import platform
 from tributary_hub.documents import LEGACY_SAMPLES
+from tributary_hub.partitions import Layout
 from tributary_hub.sample_buckets import day_id, hour_field, time_text, to_us
 from tributary_hub.sample_migration import migrate_samples
-from tributary_hub.sample_partitions import LAYOUTS, Layout
+from tributary_hub.sample_partitions import LAYOUTS
 from tributary_hub.sample_retention import SampleRetention
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.sample_summaries import pack_summaries

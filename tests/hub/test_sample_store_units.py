@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tributary_common.samples import Sample, SampleBatch
+from tributary_hub.partitions import Layout
 from tributary_hub.recording import Unrecordable
 from tributary_hub.sample_buckets import (
     from_us,
@@ -80,7 +81,7 @@ def test_partitions_map_days_and_months() -> None:
     assert month_start(month_of(H)) == to_us(datetime(2026, 1, 1, tzinfo=UTC))
     assert partition_span("sum", month_of(H))[1] == to_us(datetime(2026, 2, 1, tzinfo=UTC))
     day = H // DAY_US
-    partitioned, indexed = SamplePartitions("partitioned"), SamplePartitions("indexed")
+    partitioned, indexed = SamplePartitions(Layout.PARTITIONED), SamplePartitions(Layout.INDEXED)
     assert partitioned.holding("raw", "abc", H) != partitioned.holding("raw", "abc", H + HOUR_US)  # next day
     assert partitioned.holding("raw", "abc", H) != partitioned.holding("raw", "abd", H)
     assert indexed.holding("raw", "abc", H) == indexed.holding("raw", "abd", H + HOUR_US)

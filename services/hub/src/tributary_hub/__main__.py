@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="HTTP API, RPC responders, demand heartbeats (and recorders unless disabled)")
     sub.add_parser("recorder", help="the events and samples recorders alone")
-    migrate = sub.add_parser("migrate", help="re-key events recorded before ids were per topic (idempotent, resumable)")
+    migrate = sub.add_parser("migrate", help="move events of the old single collection into partitions (idempotent)")
     migrate.add_argument("--batch-size", type=int, default=1000, help="documents per batch (default 1000)")
     args = parser.parse_args(argv)
     settings = load_settings(HubSettings)

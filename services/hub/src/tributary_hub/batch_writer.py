@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from bson.errors import InvalidDocument
 from prometheus_client import Counter
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from tributary_common import deadletters
@@ -43,6 +42,14 @@ DOCUMENT_ERRORS = frozenset({2, 14, 52, 57, 17280, 10334})
 DETAIL_MAX = 300
 
 Row = tuple[AbstractIncomingMessage, list[dict[str, Any]]]
+
+
+class Sink(Protocol):
+    """Where a recorder writes: a collection, or a store that partitions (pymongo's `insert_many` contract)."""
+
+    async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = ...) -> Any: ...
+
+
 Refusal = tuple[AbstractIncomingMessage, str, str]
 
 
@@ -57,7 +64,7 @@ def document_refusal(exc: BaseException) -> bool:
 class BatchWriter:
     kind: str
     queue_name: str
-    collection: AsyncCollection[Any] | None  # None: a subclass writes elsewhere (sample_records.SampleWriter)
+    collection: Sink | None  # None: a subclass writes elsewhere (sample_records.SampleWriter)
     _: KW_ONLY
     retry_min_s: float
     retry_max_s: float

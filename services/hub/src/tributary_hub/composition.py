@@ -27,9 +27,12 @@ from .audit import AuditLog
 from .broker_wiring import BrokerWiring
 from .deadletters import DeadLetterStore
 from .demand import DemandLoop
-from .documents import ALL_DOCUMENTS, DeadLetterDoc, EventDoc
+from .documents import ALL_DOCUMENTS, DeadLetterDoc, TopicDoc
+from .event_retention import EventRetention
+from .event_store import EventStore
 from .historian.reads import Historian
 from .history import EventHistory
+from .partitions import Partitions
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
@@ -68,6 +71,7 @@ class Hub:
     topics: TopicService = field(init=False)
     events: EventFactory = field(init=False)
     history: EventHistory = field(init=False)
+    event_store: EventStore = field(init=False)
     samples: SampleHistory = field(init=False)
     sample_store: SampleStore = field(init=False)
     sources: SourceRegistry = field(init=False)
@@ -84,21 +88,25 @@ class Hub:
         s = self.settings
         self.mongo = await self._connect_mongo()
         self.cache = Cache(s.memcached_host, s.memcached_port, s.cache_namespace, pool_size=s.memcached_pool_size)
+        partitions = Partitions(self.mongo[s.mongodb_db], s.storage_layout)
+        await partitions.prepare()
+        topics_coll = TopicDoc.get_pymongo_collection()
+        self.event_store = EventStore(partitions, topics_coll)
         self.topics = TopicService(
             self.cache,
+            self.event_store,
             max_schema_bytes=s.max_schema_bytes,
             max_schema_depth=s.max_schema_depth,
             cache_ttl_s=s.topic_cache_ttl_s,
             local_ttl_s=s.topic_local_ttl_s,
         )
         self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
-        events_coll = EventDoc.get_pymongo_collection()
         self.sample_store = SampleStore(self.mongo[s.mongodb_db], s.storage_layout)
         await self.sample_store.create_indexes()
         letters_coll = DeadLetterDoc.get_pymongo_collection()
         self.deadletters = DeadLetterStore(letters_coll)
         self.history = EventHistory(
-            events_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
+            partitions, topics_coll, chunk_rows=s.export_chunk_rows, latest_max_subjects=s.latest_max_subjects
         )
         self.samples = SampleHistory(self.sample_store, chunk_rows=s.export_chunk_rows)
         self.unitop_samples = UnitopSamples(
@@ -136,19 +144,20 @@ class Hub:
                 )
                 self.demand.start()
         if self.recorders_enabled:
-            retention = Retention(events_coll, sweep_interval_s=s.retention_sweep_interval_s)
+            interval = s.retention_sweep_interval_s
+            retention = EventRetention(partitions, self.history.reader, sweep_interval_s=interval)
             await retention.start()
             self.retention.append(retention)
             self.sample_retention = SampleRetention(
                 self.sample_store,
                 s.samples_retention_days,
                 s.samples_summary_retention_days,
-                sweep_interval_s=s.retention_sweep_interval_s,
+                sweep_interval_s=interval,
             )
             self.sample_retention.start()
             self._recorder_connection = await connect_robust(s.amqp_url, name="hub-recorders")
             await upgrade_topology(self._recorder_connection)
-            self.recorders = make_recorders(s, events_coll, self.sample_store, letters_coll)
+            self.recorders = make_recorders(s, self.event_store, self.sample_store, letters_coll)
             for recorder in self.recorders:
                 await recorder.start(self._recorder_connection)
             self.queue_depth = QueueDepth()

@@ -55,39 +55,9 @@ class SchemaDoc(Document):
 
 def event_key(topic: str, event_id: str) -> str:
     """An event's `_id`: ids are unique per topic, so the same id on two topics is two events. A topic name
-    never holds `/`, so the key is unambiguous."""
+    never holds `/`, so the key is unambiguous. Events are stored by `event_store` in the collections that
+    `partitions` names (the single `events` collection of earlier releases is moved there by `migrate`)."""
     return f"{topic}/{event_id}"
-
-
-class EventDoc(Document):
-    """One recorded CloudEvent; `_id` is `event_key(type, eid)`, `eid` the event id, `key` its routing key.
-
-    Documents written before ids were per topic have `_id` = the event id and no `eid`.
-    """
-
-    id: str  # type: ignore[assignment]
-    eid: str | None = None
-    key: str
-    type: str
-    subject: str | None = None
-    time: str
-    source: str
-    dataschema: str
-    data_json: str
-    traceparent: str | None = None
-    expire_at: datetime | None = None
-
-    class Settings:
-        name = "events"
-        indexes = [
-            IndexModel(
-                [("type", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="type_pos"
-            ),
-            IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="pos"),
-            IndexModel([("type", pymongo.ASCENDING), ("subject", pymongo.ASCENDING)], name="type_subject"),
-            # `after_id` resumes by event id over patterns that may span topics.
-            IndexModel([("eid", pymongo.ASCENDING)], name="eid"),
-        ]
 
 
 class DeadLetterDoc(Document):
@@ -202,7 +172,6 @@ ALL_DOCUMENTS: list[type[Document]] = [
     AuditDoc,
     TopicDoc,
     SchemaDoc,
-    EventDoc,
     UnitopDoc,
     SourceInstanceDoc,
     ApiKeyDoc,

@@ -1,14 +1,13 @@
 """Event history: queries by pattern and time range in position order `(time, id)`, cursor pages, the latest
-event per subject, and streamed exports. Subject patterns become `$regex` filters on the stored routing key
+event per subject, and streamed exports, read from the partitions `event_reads` visits. Subject patterns become `$regex` filters on the stored routing key
 through the shared matcher (`pattern_to_regex`), so history selects exactly what a binding would route.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +20,11 @@ from tributary_common.timeutil import format_time
 
 from . import cursors
 from .errors import NotFound
+from .event_reads import EventReader, Topic, order
+from .event_view import AllEvents
 from .exports import export
+from .partitions import Partitions
 
-SORT_ASC = [("time", 1), ("_id", 1)]
-SORT_DESC = [("time", -1), ("_id", -1)]
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ["id", "time", "type", "subject", "source", "dataschema", "traceparent", "data"]
 PUBLISHER_COLUMN = "publisher"
@@ -107,9 +107,35 @@ class EventQuery:
     after_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What `EventHistory.select` resolved: the topics to visit and the filter's terms (times as stored)."""
+
+    topics: list[Topic]
+    pattern: str
+    topic: str | None
+    start: str | None
+    end: str | None
+    end_inclusive: bool
+    position: tuple[str, str] | None
+
+    def resumed(self, position: tuple[str, str]) -> Selection:
+        return replace(self, position=position)
+
+    @property
+    def lower(self) -> str | None:
+        """The earliest time a match can have."""
+        times = [t for t in (self.start, self.position[0] if self.position else None) if t is not None]
+        return max(times) if times else None
+
+
 class EventHistory:
-    def __init__(self, collection: AsyncCollection[Any], *, chunk_rows: int, latest_max_subjects: int) -> None:
-        self.collection = collection
+    def __init__(
+        self, partitions: Partitions, topics: AsyncCollection[Any], *, chunk_rows: int, latest_max_subjects: int
+    ) -> None:
+        self.reader = EventReader(partitions, topics)
+        self.partitions = partitions
+        self.collection = AllEvents(partitions, self.reader)  # every partition at once: tools and tests
         self.chunk_rows = chunk_rows
         self.latest_max_subjects = latest_max_subjects
         self._atomic: bool | None = None
@@ -119,7 +145,7 @@ class EventHistory:
         backtracking; FerretDB (Go's RE2) refuses them and runs in linear time without. Asked once."""
         if self._atomic is None:
             try:
-                info = await self.collection.database.command("buildInfo")
+                info = await self.partitions.db.command("buildInfo")
                 self._atomic = "ferretdbVersion" not in info
             except PyMongoError as exc:
                 log.warning("buildInfo failed (%s); assuming a MongoDB regex engine", exc)
@@ -131,14 +157,15 @@ class EventHistory:
         """`event_filter` in this server's regex dialect."""
         return event_filter(**kwargs, atomic=await self.regex_atomic())
 
-    async def select(self, q: EventQuery) -> dict[str, Any]:
-        """The filter of `q`: its cursor (or the position of `after_id`) and time range over its pattern."""
+    async def select(self, q: EventQuery) -> Selection:
+        """The selection of `q`: its topics, its cursor (or the position of `after_id`) and time range."""
         position: tuple[str, ...] | None = None
         if q.cursor:
             position = cursors.decode(q.cursor)
         elif q.after_id:
             position = await self.position_of(q.after_id, q.pattern)
-        return await self.filter(
+        return Selection(
+            topics=await self.reader.topics_for(normalize_pattern(q.pattern), q.topic),
             pattern=q.pattern,
             topic=q.topic,
             start=format_time(q.start) if q.start else None,
@@ -150,49 +177,55 @@ class EventHistory:
     async def position_of(self, event_id: str, pattern: str = "#") -> tuple[str, str]:
         """The position of the event with that id. Ids are unique per topic: the pattern's topic (when it names
         one) picks the event; over several topics the earliest with that id, so that a resume never skips one."""
-        ids = {"$or": [{"eid": event_id}, {"_id": event_id, "eid": {"$exists": False}}]}
-        first = pattern.split(".", 1)[0]
-        query = ids if first in ("*", "#") else {"$and": [{"type": first}, ids]}
-        doc = await self.collection.find_one(query, {"time": 1}, sort=SORT_ASC)
-        if doc is None:
+        found = [await self.reader.by_id(t, event_id) for t in await self.reader.topics_for(normalize_pattern(pattern))]
+        docs = sorted((d for d in found if d is not None), key=order)
+        if not docs:
             raise NotFound(f"no recorded event with id {event_id!r}", code="unknown_event")
-        return doc["time"], doc["_id"]
+        return docs[0]["time"], docs[0]["_id"]
 
-    async def page(
-        self, query: dict[str, Any], limit: int, *, admin: bool = False
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    async def event(self, topic: str, event_id: str, *, admin: bool = False) -> dict[str, Any] | None:
+        """One event by its id, or None."""
+        for t in await self.reader.topics_for(topic, topic):
+            doc = await self.reader.by_id(t, event_id)
+            if doc is not None:
+                return envelope(doc, admin)
+        return None
+
+    async def _docs(self, sel: Selection, limit: int) -> list[dict[str, Any]]:
+        query = await self.filter(
+            pattern=sel.pattern,
+            topic=sel.topic,
+            start=sel.start,
+            end=sel.end,
+            end_inclusive=sel.end_inclusive,
+            position=sel.position,
+        )
+        parts = await self.reader.parts(sel.topics, sel.lower, sel.end)
+        return await self.reader.first(parts, query, limit)
+
+    async def page(self, sel: Selection, limit: int, *, admin: bool = False) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` envelopes oldest first, and the cursor of the next page (None when there is none)."""
-        docs = await self.collection.find(query).sort(SORT_ASC).limit(limit + 1).to_list()
+        docs = await self._docs(sel, limit + 1)
         more = len(docs) > limit
         docs = docs[:limit]
         nxt = cursors.encode(docs[-1]["time"], docs[-1]["_id"]) if more and docs else None
         return [envelope(d, admin) for d in docs], nxt
 
-    async def stream(self, query: dict[str, Any], *, admin: bool = False) -> AsyncIterator[dict[str, Any]]:
-        """Every matching envelope, oldest first, read in chunks: never the whole result in memory."""
-        cursor = self.collection.find(query).sort(SORT_ASC).batch_size(self.chunk_rows)
-        try:
-            async for doc in cursor:
+    async def stream(self, sel: Selection, *, admin: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Every matching envelope, oldest first, read a chunk at a time: never the whole result in memory."""
+        while True:
+            docs = await self._docs(sel, self.chunk_rows)
+            for doc in docs:
                 yield envelope(doc, admin)
-        finally:
-            await cursor.close()
+            if len(docs) < self.chunk_rows:
+                return
+            sel = sel.resumed(order(docs[-1]))
 
     async def latest(self, topic: str, pattern: str, *, admin: bool = False) -> list[dict[str, Any]]:
-        """The newest event of each subject under `pattern` (no $group/$first: FerretDB lacks `$first`)."""
+        """The newest event of each subject under `pattern`, from the topic's latest-per-subject documents."""
         query = await self.filter(pattern=pattern, topic=topic)
-        subjects = sorted(await self.collection.distinct("subject", query), key=lambda s: (s is not None, s or ""))
-        subjects = subjects[: self.latest_max_subjects]
-        slots = asyncio.Semaphore(16)
-
-        async def newest(subject: str | None) -> dict[str, Any] | None:
-            async with slots:
-                doc: dict[str, Any] | None = await self.collection.find_one(
-                    {"$and": [query, {"subject": subject}]} if query else {"subject": subject}, sort=SORT_DESC
-                )
-                return doc
-
-        docs = await asyncio.gather(*(newest(s) for s in subjects))
-        return [envelope(d, admin) for d in docs if d is not None]
+        docs = [d for t in await self.reader.topics_for(topic, topic) for d in await self.reader.latest(t, query)]
+        return [envelope(d, admin) for d in docs[: self.latest_max_subjects]]
 
 
 def _data_cell(data: Any) -> Any:

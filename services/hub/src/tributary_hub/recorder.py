@@ -34,7 +34,7 @@ from tributary_common.ratelog import LogThrottle
 from tributary_common.telemetry import extract_context, tracer
 
 from .amqp import declare_topology
-from .batch_writer import BatchWriter, Refusal, Row
+from .batch_writer import BatchWriter, Refusal, Row, Sink
 from .event_records import TopicRetention, events_to_docs
 from .recording import ToDocs, Unrecordable
 from .sample_records import SampleWriter, letters_to_docs, samples_to_docs
@@ -53,7 +53,7 @@ class Recorder:
         self,
         kind: str,
         queue: QueueSpec,
-        collection: AsyncCollection[Any] | None,
+        collection: Sink | None,
         to_docs: ToDocs,
         *,
         batch_size: int,
@@ -188,9 +188,7 @@ class Recorder:
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
 
 
-def make_recorders(
-    settings: Any, events: AsyncCollection[Any], samples: SampleStore, letters: AsyncCollection[Any]
-) -> list[Recorder]:
+def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: AsyncCollection[Any]) -> list[Recorder]:
     throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(
         batch_size=settings.recorder_batch_size,

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-Layout = Literal["partitioned", "indexed"]
-LAYOUTS: tuple[Layout, ...] = ("partitioned", "indexed")
+from .partitions import Layout
+
+LAYOUTS: tuple[Layout, ...] = tuple(Layout)
 Kind = Literal["raw", "sum", "hrs"]  # buckets, minute summaries, hour summaries
 KINDS: tuple[Kind, ...] = ("raw", "sum", "hrs")
 
@@ -65,15 +66,15 @@ def _sid_name(sid: str) -> str:
 
 @dataclass(frozen=True)
 class SamplePartitions:
-    layout: Layout = "partitioned"
+    layout: Layout = Layout.PARTITIONED
 
     @property
     def dedicated(self) -> bool:
         """A partition's collection holds only that partition (so expiring it is dropping the collection)."""
-        return self.layout == "partitioned"
+        return self.layout == Layout.PARTITIONED
 
     def collection(self, kind: Kind, sid: str, key: int) -> str:
-        if self.layout == "indexed":
+        if self.layout == Layout.INDEXED:
             return {"raw": RAW, "sum": SUMMARIES, "hrs": HOURS}[kind]
         return f"{PREFIX}{kind}.{_sid_name(sid)}.{key}"
 

@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
+from .partitions import Layout
 from .sample_buckets import DAY_US, unpack_points
 from .sample_partitions import (
     CATALOG,
@@ -31,7 +32,6 @@ from .sample_partitions import (
     RAW,
     SUMMARIES,
     Kind,
-    Layout,
     SamplePartitions,
     partition_key,
 )
@@ -43,7 +43,7 @@ SUMMARY_CHUNK = 1000
 
 
 class SampleStore:
-    def __init__(self, db: AsyncDatabase[Any], layout: Layout = "partitioned", *, concurrency: int = 8) -> None:
+    def __init__(self, db: AsyncDatabase[Any], layout: Layout = Layout.PARTITIONED, *, concurrency: int = 8) -> None:
         self.db = db
         self.partitions = SamplePartitions(layout)
         self.concurrency = concurrency  # bucket writes in flight at once
@@ -54,7 +54,7 @@ class SampleStore:
 
     async def create_indexes(self) -> None:
         """The indexed layout's `(sid, start)` indexes (partitions need none: a read takes most of one)."""
-        if self.partitions.layout == "indexed":
+        if self.partitions.layout == Layout.INDEXED:
             for name in (RAW, SUMMARIES, HOURS):
                 await self.db[name].create_index(
                     [("sid", pymongo.ASCENDING), ("start", pymongo.ASCENDING)], name="sid_start"

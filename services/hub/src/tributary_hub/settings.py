@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from tributary_common.settings import CommonSettings, MongoSettings
+
+from .partitions import Layout
 
 
 class HubSettings(CommonSettings, MongoSettings):
@@ -47,9 +47,6 @@ class HubSettings(CommonSettings, MongoSettings):
     # per-minute summaries kept this many (None: as long as the samples; never less).
     samples_retention_days: float | None = Field(default=None, gt=0)
     samples_summary_retention_days: float | None = Field(default=None, gt=0)
-    # Sample storage: `partitioned` (collections per sid and day/month: FerretDB scans whole collections) or
-    # `indexed` (one collection per kind with (sid, start) indexes: MongoDB).
-    storage_layout: Literal["partitioned", "indexed"] = "partitioned"
     # A sample's string value or quality over this (UTF-8 bytes) is dead-lettered `too_large` with its batch.
     sample_value_max_bytes: int = Field(default=1024 * 1024, ge=64, le=8 * 1024 * 1024)
     retention_sweep_interval_s: float = Field(default=60.0, gt=0)
@@ -69,6 +66,11 @@ class HubSettings(CommonSettings, MongoSettings):
     console_stream_url: str | None = Field(
         default=None, max_length=2048, pattern=r"^(wss?|https?)://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
     )
+
+    # Where events and samples are stored: `partitioned` (collections per topic and day, per sid and day/month:
+    # FerretDB scans whole collections) or `indexed` (one collection per kind with compound indexes: MongoDB).
+    # See partitions.py and sample_partitions.py.
+    storage_layout: Layout = Layout.PARTITIONED
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)

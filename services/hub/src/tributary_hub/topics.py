@@ -14,8 +14,9 @@ from tributary_common.events import dataschema_for
 from tributary_common.timeutil import utcnow
 
 from .compatibility import Compatibility, check
-from .documents import EventDoc, SchemaDoc, TopicDoc
+from .documents import SchemaDoc, TopicDoc
 from .errors import Conflict, Invalid, NotFound, TooLarge
+from .event_store import EventStore
 from .schemas import SchemaRejected, check_schema
 from .stored import insert_new, readable
 from .topic_lookup import TopicLookup, TopicRef
@@ -24,8 +25,16 @@ from .topic_store import Topic, check_stored_form, read_raw, read_topic, schema_
 
 class TopicService:
     def __init__(
-        self, cache: Cache, *, max_schema_bytes: int, max_schema_depth: int, cache_ttl_s: float, local_ttl_s: float = 0
+        self,
+        cache: Cache,
+        events: EventStore,
+        *,
+        max_schema_bytes: int,
+        max_schema_depth: int,
+        cache_ttl_s: float,
+        local_ttl_s: float = 0,
     ) -> None:
+        self.events = events
         self.lookup = TopicLookup(cache, cache_ttl_s=cache_ttl_s, local_ttl_s=local_ttl_s)
         self.max_schema_bytes = max_schema_bytes
         self.max_schema_depth = max_schema_depth
@@ -174,8 +183,8 @@ class TopicService:
         """Delete the topic; refused while it has events unless `force` (then its events go too). Works on an
         unreadable document too, so that it can always be removed."""
         uid = (await read_raw(name)).get("uid")
-        events = EventDoc.get_pymongo_collection()
-        count = await events.count_documents({"type": name}, limit=1)
+        uid = uid if isinstance(uid, str) else None
+        count = await self.events.count(uid) if uid else 0
         if count and not force:
             raise Conflict(
                 f"topic {name!r} has recorded events; delete with ?force=true to remove them too",
@@ -184,9 +193,10 @@ class TopicService:
         await TopicDoc.get_pymongo_collection().delete_one({"_id": name, "uid": uid})
         self.forget(name)
         await self.lookup.invalidate(name)
-        deleted = (await events.delete_many({"type": name})).deleted_count if force else 0
+        if uid:
+            await self.events.partitions.drop_topic(uid)  # its events (when forced), directory, latest, catalog
         await SchemaDoc.get_pymongo_collection().delete_many({"topic": name, "uid": uid})
-        return int(deleted)
+        return count
 
     # Hot path (TopicLookup)
 

@@ -1,0 +1,109 @@
+"""Reading events from their partitions: which topics a pattern names, which of their day partitions a time
+range needs (from each topic's catalog), pages merged across partitions and topics in position order
+`(time, _id)` that stop visiting partitions once the page is full, an event by id through the id directory, and
+the latest event per subject. A read costs what it returns plus one small catalog read per topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from tributary_common.ttl_cache import TtlCache
+
+from .documents import event_key
+from .partitions import Partitions, id_key
+
+SORT_ASC = [("time", 1), ("_id", 1)]
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Part:
+    topic: Topic
+    day: str
+    min_t: str
+    max_t: str
+
+
+def order(doc: dict[str, Any]) -> tuple[str, str]:
+    return doc["time"], doc["_id"]
+
+
+def where(uid: str, day: str, query: dict[str, Any]) -> dict[str, Any]:
+    """`query` within one partition: its fields first, in both layouts."""
+    fields = {"tu": uid, "day": day}
+    return {"$and": [fields, query]} if query else fields
+
+
+class EventReader:
+    def __init__(self, partitions: Partitions, topics: AsyncCollection[Any], *, topic_ttl_s: float = 1.0) -> None:
+        self.partitions = partitions
+        self.topics = topics
+        # A topic's generation, remembered as long as the hub's own topic cache (`TOPIC_LOCAL_TTL_S`).
+        self._generations: TtlCache[str, list[Topic]] = TtlCache(topic_ttl_s)
+
+    async def topics_for(self, pattern: str, topic: str | None = None) -> list[Topic]:
+        """The existing topics a pattern can match: the one it names first, or all for a leading wildcard."""
+        first = topic or pattern.split(".", 1)[0]
+        hit = self._generations.get(first)
+        if hit is not None:
+            return hit.value
+        query: dict[str, Any] = {} if first in ("*", "#") else {"_id": first}
+        docs = await self.topics.find(query, {"uid": 1}).to_list()
+        found = [Topic(d["_id"], d["uid"]) for d in docs if isinstance(d.get("uid"), str)]
+        if found and "_id" in query:  # one topic that exists: a new topic is seen at once
+            self._generations.put(first, found)
+        return found
+
+    async def parts(self, topics: list[Topic], lower: str | None, upper: str | None) -> list[Part]:
+        """The partitions that can hold a time in `[lower, upper]`, oldest first."""
+        found: list[Part] = []
+        for t in topics:
+            for entry in await self.partitions.catalog(t.uid).find({"tu": t.uid}).to_list():
+                part = Part(t, entry["day"], entry["min_t"], entry["max_t"])
+                if (lower is None or part.max_t >= lower) and (upper is None or part.min_t <= upper):
+                    found.append(part)
+        return sorted(found, key=lambda p: (p.min_t, p.topic.uid, p.day))
+
+    async def first(self, parts: list[Part], query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The first `limit` matches in position order. A partition whose earliest time is after the last
+        of `limit` matches already found cannot change them: the visit stops there."""
+        found: list[dict[str, Any]] = []
+        for part in parts:
+            if len(found) >= limit and part.min_t > found[limit - 1]["time"]:
+                break
+            found = sorted(found + await self._read(part, query, limit), key=order)[:limit]
+        return found
+
+    async def _read(self, part: Part, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        coll = self.partitions.events(part.topic.uid, part.day)
+        docs: list[dict[str, Any]] = (
+            await coll.find(where(part.topic.uid, part.day, query)).sort(SORT_ASC).limit(limit).to_list()
+        )
+        return docs
+
+    async def by_id(self, topic: Topic, event_id: str) -> dict[str, Any] | None:
+        """Through the directory: one small `_id` lookup, then one in the day partition it names."""
+        entry = await self.partitions.ids(topic.uid, event_id).find_one({"_id": id_key(topic.uid, event_id)})
+        if entry is None:
+            return None
+        day = entry["day"]
+        doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(
+            {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}
+        )
+        return doc
+
+    async def latest(self, topic: Topic, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """One document per subject (a copy of its newest event), in subject order, no subject first."""
+        fields = {"tu": topic.uid}
+        docs = await self.partitions.latest(topic.uid).find({"$and": [fields, query]} if query else fields).to_list()
+        docs.sort(key=lambda d: (d.get("subject") is not None, d.get("subject") or ""))
+        return [{**d, "_id": d["event_id"]} for d in docs]

@@ -1,0 +1,68 @@
+"""Event retention over partitions: each event keeps its `expire_at` (from its topic's retention when it was
+recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
+visits only partitions with something expired: one whose every event has expired is dropped whole (with its
+id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents that
+expired go too. The same on both layouts, so that it needs no TTL index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from tributary_common.mongo import Retention, RetentionMode
+
+from .event_reads import EventReader, where
+from .partitions import Partitions, partition_key
+
+
+class EventRetention(Retention):
+    """`Retention`'s sweeper (its loop, logs and stop) with a sweep over partitions."""
+
+    def __init__(self, partitions: Partitions, reader: EventReader, sweep_interval_s: float = 60) -> None:
+        # The collection only names the sweep in logs: every event is in a partition.
+        super().__init__(partitions.db["events"], sweep_interval_s=sweep_interval_s)
+        self.partitions = partitions
+        self.reader = reader
+
+    async def start(self) -> RetentionMode:
+        self.mode = "sweeper"
+        await self.sweep_once()
+        self._task = asyncio.create_task(self._sweep_forever(), name="retention-events")
+        return self.mode
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        """Events deleted (those of dropped partitions included)."""
+        now = now or datetime.now(UTC)
+        deleted = 0
+        for topic in await self.reader.topics_for("#"):
+            catalog = self.partitions.catalog(topic.uid)
+            due = await catalog.find({"tu": topic.uid, "min_exp": {"$lt": now}}).to_list()
+            for entry in due:
+                deleted += await self._expire(topic.uid, entry, now)
+            if due:
+                await self.partitions.latest(topic.uid).delete_many({"tu": topic.uid, "expire_at": {"$lt": now}})
+        return deleted
+
+    async def _expire(self, uid: str, entry: dict[str, Any], now: datetime) -> int:
+        day = entry["day"]
+        events = self.partitions.events(uid, day)
+        catalog = self.partitions.catalog(uid)
+        if entry.get("max_exp") is not None and entry["max_exp"] < now:
+            count = await events.count_documents(where(uid, day, {}))
+            await self.partitions.drop_partition(uid, day)
+            await self._forget_ids(uid, day)
+            # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
+            await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
+            return count
+        result = await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))
+        # Everything left expires later; a concurrent write lowering `min_exp` again keeps its value.
+        await catalog.update_one(
+            {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": now}}
+        )
+        return int(result.deleted_count)
+
+    async def _forget_ids(self, uid: str, day: str) -> None:
+        for coll in self.partitions.id_directories(uid):
+            await coll.delete_many({"tu": uid, "day": day})

@@ -1,0 +1,232 @@
+"""Writing events into their partitions, exactly once per (topic, id), whatever time a copy carries.
+
+Per batch: resolve each topic's generation (`uid`, read fresh: a topic deleted and created again must not get
+the old one), then
+1. the id directory (`_id` = `<uid>/<id>`, unique): a new entry names the day of this copy's time; an entry
+   already there (a redelivery, a client's retry, perhaps with another time) names the partition to use;
+2. the partition catalog: `$min`/`$max` of the times and expiries a partition holds, widened before the events
+   are written, so that a reader never misses a partition that has events;
+3. the events into their partitions (`insert_many(ordered=False)`): a duplicate `_id` there is a copy already
+   stored;
+4. latest per subject: replaced only by a newer position (`pos` = time then `_id`), conditionally, so that
+   order and repetition do not matter.
+A crash between two steps leaves a directory entry or catalog widening without its event: the redelivery finds
+the entry and writes the event where it says. Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, OperationFailure
+
+from tributary_common.timeutil import format_time
+
+from .partitions import Partitions, day_of, day_start, id_key, partition_key, subject_key
+
+DUPLICATE_KEY = 11000
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
+CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
+CATALOG_KNOWN_MAX = 100_000
+
+
+@dataclass
+class WriteOutcome:
+    """By index into the documents written: duplicates (already stored) and refusals (the server's message)."""
+
+    duplicates: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    orphans: list[int] = field(default_factory=list)  # their topic no longer exists: nothing to store them in
+
+
+async def one_at_a_time(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """In turn: FerretDB's SQLite takes one writer per database (concurrent writes fail with SQLITE_BUSY)."""
+    for write in writes:
+        await write
+
+
+def position(doc: dict[str, Any]) -> str:
+    """`(time, _id)` as one string that sorts the same way (times are fixed-width)."""
+    return f"{doc['time']} {doc['_id']}"
+
+
+@dataclass
+class Bounds:
+    """What a catalog entry says of a partition: the least and greatest time and expiry it may hold."""
+
+    min_t: str
+    max_t: str
+    min_exp: datetime | None = None
+    max_exp: datetime | None = None
+
+    @classmethod
+    def of_day(cls, day: str) -> Bounds:
+        start = datetime.fromisoformat(day_start(day))
+        return cls(day_start(day), format_time(start + timedelta(days=1) - timedelta(microseconds=1)))
+
+    def widen(self, time_text: str, expire_at: datetime | None) -> None:
+        self.min_t, self.max_t = min(self.min_t, time_text), max(self.max_t, time_text)
+        # Up to the next UTC day: the partition is dropped at most a day late, written at most once a day.
+        end = NEVER if expire_at is None else expire_at.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = end if expire_at is None else end + timedelta(days=1)
+        self.max_exp = end if self.max_exp is None else max(self.max_exp, end)
+        if expire_at is not None:
+            self.min_exp = expire_at if self.min_exp is None else min(self.min_exp, expire_at)
+
+    def covers(self, other: Bounds) -> bool:
+        return (
+            self.min_t <= other.min_t
+            and self.max_t >= other.max_t
+            and (other.min_exp is None or (self.min_exp is not None and self.min_exp <= other.min_exp))
+            and (other.max_exp is None or (self.max_exp is not None and self.max_exp >= other.max_exp))
+        )
+
+    def update(self) -> dict[str, Any]:
+        lows = {"min_t": self.min_t, **({"min_exp": self.min_exp} if self.min_exp else {})}
+        return {"$min": lows, "$max": {"max_t": self.max_t, "max_exp": self.max_exp}}
+
+
+class EventStore:
+    def __init__(self, partitions: Partitions, topics: AsyncCollection[Any]) -> None:
+        self.partitions = partitions
+        self.topics = topics
+        # Catalog entries this process wrote recently, to write one again only when its bounds grow.
+        self._catalog_known: dict[tuple[str, str], tuple[Bounds, float]] = {}
+
+    async def generations(self, names: set[str]) -> dict[str, str]:
+        """topic name -> uid, for the topics that exist."""
+        found = await self.topics.find({"_id": {"$in": sorted(names)}}, {"uid": 1}).to_list()
+        return {d["_id"]: d["uid"] for d in found if isinstance(d.get("uid"), str)}
+
+    async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = False) -> None:
+        """The recorder's sink (`batch_writer`): pymongo's contract, duplicates and refusals as a
+        `BulkWriteError` naming the indexes of `docs`."""
+        outcome = await self.write(docs)
+        errors = [{"index": i, "code": DUPLICATE_KEY, "errmsg": "already stored"} for i in outcome.duplicates]
+        errors += [{"index": i, "code": 2, "errmsg": msg} for i, msg in outcome.refused.items()]
+        if errors:
+            raise BulkWriteError({"writeErrors": sorted(errors, key=lambda e: e["index"])})
+
+    async def write(self, docs: list[dict[str, Any]]) -> WriteOutcome:
+        outcome = WriteOutcome()
+        uids = await self.generations({d["type"] for d in docs})
+        placed: list[tuple[int, dict[str, Any]]] = []
+        for i, doc in enumerate(docs):
+            uid = uids.get(doc["type"])
+            if uid is None:
+                outcome.orphans.append(i)
+                continue
+            placed.append((i, {**doc, "tu": uid, "day": day_of(doc["time"])}))
+        if not placed:
+            return outcome
+        days = await self._claim_ids([d for _, d in placed])
+        for _, doc in placed:
+            doc["day"] = days[id_key(doc["tu"], doc["eid"])]
+        await self._widen_catalog([d for _, d in placed])
+        await self._insert_events(placed, outcome)
+        stored = [d for i, d in placed if i not in outcome.refused]
+        await self._update_latest(stored)
+        return outcome
+
+    async def _claim_ids(self, docs: list[dict[str, Any]]) -> dict[str, str]:
+        """The day partition of each id: its own for a new one, the recorded one for an id seen before."""
+        by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
+        for doc in docs:
+            coll = self.partitions.ids(doc["tu"], doc["eid"])
+            key = id_key(doc["tu"], doc["eid"])
+            entries = by_coll.setdefault(coll.name, (coll, {}))[1]
+            # The first copy in the batch claims it; later copies follow the entry.
+            entries.setdefault(key, {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")})
+        days: dict[str, str] = {}
+
+        async def claim(coll: AsyncCollection[Any], entries: dict[str, dict[str, Any]]) -> None:
+            taken: list[str] = []
+            try:
+                await coll.insert_many(list(entries.values()), ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                keys = list(entries)
+                taken = [keys[e["index"]] for e in errors]
+            days.update({k: e["day"] for k, e in entries.items()})
+            if taken:
+                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1}).to_list():
+                    days[entry["_id"]] = entry["day"]
+
+        await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())
+        return days
+
+    async def _widen_catalog(self, docs: list[dict[str, Any]]) -> None:
+        """Bounds rounded outwards (the partition's whole day; expiries to the next day), so that a topic's
+        partition is written at most about once a day per process; a superset only makes a read visit more."""
+        bounds: dict[tuple[str, str], Bounds] = {}
+        for doc in docs:
+            key = (doc["tu"], doc["day"])
+            b = bounds.setdefault(key, Bounds.of_day(doc["day"]))
+            b.widen(doc["time"], doc.get("expire_at"))
+        now = time.monotonic()
+        for (uid, day), b in bounds.items():
+            known = self._catalog_known.get((uid, day))
+            if known is not None and now - known[1] < CATALOG_RECHECK_S and known[0].covers(b):
+                continue
+            await self.partitions.catalog(uid).update_one(
+                {"_id": partition_key(uid, day)}, {"$set": {"tu": uid, "day": day}, **b.update()}, upsert=True
+            )
+            if len(self._catalog_known) > CATALOG_KNOWN_MAX:
+                self._catalog_known.clear()
+            self._catalog_known[(uid, day)] = (b, now)
+
+    async def _insert_events(self, placed: list[tuple[int, dict[str, Any]]], outcome: WriteOutcome) -> None:
+        groups: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for i, doc in placed:
+            groups[(doc["tu"], doc["day"])].append((i, doc))
+
+        async def insert(uid: str, day: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
+            try:
+                await self.partitions.events(uid, day).insert_many([d for _, d in rows], ordered=False)
+            except BulkWriteError as exc:
+                for e in exc.details.get("writeErrors", []):
+                    index = rows[e["index"]][0]
+                    if e.get("code") == DUPLICATE_KEY:
+                        outcome.duplicates.append(index)
+                    else:
+                        outcome.refused[index] = str(e.get("errmsg", ""))
+
+        await one_at_a_time(insert(uid, day, rows) for (uid, day), rows in groups.items())
+
+    async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
+        """One `update` command per collection, a conditional upsert per subject: a newer document already
+        there makes its upsert a duplicate, which leaves it as it is."""
+        newest: dict[str, dict[str, Any]] = {}
+        for doc in docs:
+            key = subject_key(doc["tu"], doc.get("subject"))
+            if key not in newest or position(doc) > position(newest[key]):
+                newest[key] = doc
+        by_coll: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for key, doc in newest.items():
+            pos = position(doc)
+            latest = {**doc, "_id": key, "event_id": doc["_id"], "pos": pos}
+            by_coll[self.partitions.latest(doc["tu"]).name].append(
+                {"q": {"_id": key, "pos": {"$lt": pos}}, "u": latest, "upsert": True}
+            )
+        for name, updates in by_coll.items():
+            # The command itself: pymongo's bulk_write fails on FerretDB's reply when a statement has an error.
+            reply = await self.partitions.db.command("update", name, updates=updates, ordered=False)
+            errors = [e for e in reply.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if errors:
+                raise OperationFailure(str(errors[0].get("errmsg", "")), errors[0].get("code"), reply)
+
+    async def count(self, uid: str) -> int:
+        """Events of a topic generation, partition by partition (the catalog can name an emptied one)."""
+        total = 0
+        for entry in await self.partitions.catalog(uid).find({"tu": uid}).to_list():
+            day = entry["day"]
+            total += await self.partitions.events(uid, day).count_documents({"tu": uid, "day": day})
+        return total

@@ -1,0 +1,135 @@
+"""Where a stored thing lives: the one map from a partition key to a collection, for both storage layouts.
+
+`partitioned` (FerretDB, the default): a collection per (topic generation, UTC day) of events, K small id
+directories, one latest-per-subject and one partition catalog per topic. FerretDB 1.24 scans a whole collection
+for every query, so a read costs what the collections it visits hold: keeping them small keeps reads fast.
+`indexed` (MongoDB): one collection per kind, compound indexes led by the partition fields.
+
+Both layouts store the same documents and run the same queries: every query carries its partition fields
+(`tu` = the topic's `uid`, `day`), so only the collection a key maps to differs. Names use the topic's `uid`
+(12 hex digits), not its name: a topic deleted and created again never sees the old generation's events. They
+are short and plain (`[a-z0-9.]`), far under MongoDB's 255-byte namespace and FerretDB's name rules.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pymongo
+from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+PREFIX = "evp."  # every partitioned-layout collection of events starts so
+DAY_LEN = 8  # YYYYMMDD
+
+
+class Layout(StrEnum):
+    PARTITIONED = "partitioned"
+    INDEXED = "indexed"
+
+
+def day_of(time_text: str) -> str:
+    """`YYYYMMDD` of a stored time (`format_time`: `YYYY-MM-DDT...Z`, always UTC)."""
+    return time_text[0:4] + time_text[5:7] + time_text[8:10]
+
+
+def day_start(day: str) -> str:
+    """The first stored time of `day`, in the stored time format (so it compares with stored times)."""
+    return f"{day[0:4]}-{day[4:6]}-{day[6:8]}T00:00:00.000000Z"
+
+
+def shard_of(event_id: str, shards: int) -> int:
+    """A stable hash (CRC-32: the same in every process and release) of the id, modulo the shard count."""
+    return zlib.crc32(event_id.encode()) % shards
+
+
+def id_key(uid: str, event_id: str) -> str:
+    """A directory entry's `_id`: unique across topics even where one collection holds them all."""
+    return f"{uid}/{event_id}"
+
+
+def partition_key(uid: str, day: str) -> str:
+    return f"{uid}/{day}"
+
+
+def subject_key(uid: str, subject: str | None) -> str:
+    """A latest-per-subject document's `_id`; `-` for the events without a subject (subjects are never empty)."""
+    return f"{uid}/-" if subject is None else f"{uid}/s/{subject}"
+
+
+@dataclass(frozen=True)
+class Partitions:
+    db: AsyncDatabase[Any]
+    layout: Layout = Layout.PARTITIONED
+    id_shards: int = 8
+
+    def events(self, uid: str, day: str) -> AsyncCollection[Any]:
+        if self.layout is Layout.INDEXED:
+            return self.db["event_log"]
+        return self.db[f"{PREFIX}{uid}.d{day}"]
+
+    def ids(self, uid: str, event_id: str) -> AsyncCollection[Any]:
+        """The id directory shard of `event_id`."""
+        if self.layout is Layout.INDEXED:
+            return self.db["event_ids"]
+        return self.db[f"{PREFIX}{uid}.id{shard_of(event_id, self.id_shards)}"]
+
+    def id_directories(self, uid: str) -> list[AsyncCollection[Any]]:
+        if self.layout is Layout.INDEXED:
+            return [self.db["event_ids"]]
+        return [self.db[f"{PREFIX}{uid}.id{k}"] for k in range(self.id_shards)]
+
+    def latest(self, uid: str) -> AsyncCollection[Any]:
+        if self.layout is Layout.INDEXED:
+            return self.db["event_latest"]
+        return self.db[f"{PREFIX}{uid}.latest"]
+
+    def catalog(self, uid: str) -> AsyncCollection[Any]:
+        if self.layout is Layout.INDEXED:
+            return self.db["event_partitions"]
+        return self.db[f"{PREFIX}{uid}.parts"]
+
+    async def prepare(self) -> None:
+        """The indexes of the `indexed` layout (one command each: see `tributary_common.mongo.connect`)."""
+        if self.layout is not Layout.INDEXED:
+            return
+        asc = pymongo.ASCENDING
+        wanted: dict[str, list[IndexModel]] = {
+            "event_log": [
+                IndexModel([("tu", asc), ("day", asc), ("time", asc), ("_id", asc)], name="partition_pos"),
+                IndexModel([("tu", asc), ("day", asc), ("expire_at", asc)], name="partition_expiry"),
+            ],
+            "event_latest": [IndexModel([("tu", asc), ("subject", asc)], name="topic_subject")],
+            "event_partitions": [IndexModel([("tu", asc), ("min_t", asc)], name="topic_time")],
+            "event_ids": [IndexModel([("tu", asc)], name="topic")],
+        }
+        for name, indexes in wanted.items():
+            for index in indexes:
+                await self.db[name].create_indexes([index])
+
+    async def drop_topic(self, uid: str) -> None:
+        """Everything stored for one topic generation: its collections, or its documents where shared."""
+        if self.layout is Layout.INDEXED:
+            for name in ("event_log", "event_ids", "event_latest", "event_partitions"):
+                await self.db[name].delete_many({"tu": uid})
+            return
+        mine = f"{PREFIX}{uid}."
+        # The catalog last: while anything is left, a retry of the delete finds it again.
+        names = sorted((n for n in await self.db.list_collection_names() if n.startswith(mine)), key=_catalog_last)
+        for name in names:
+            await self.db.drop_collection(name)
+
+    async def drop_partition(self, uid: str, day: str) -> None:
+        """One day of one topic: the whole collection, or its documents where shared."""
+        if self.layout is Layout.INDEXED:
+            await self.events(uid, day).delete_many({"tu": uid, "day": day})
+        else:
+            await self.db.drop_collection(self.events(uid, day).name)
+
+
+def _catalog_last(name: str) -> bool:
+    return name.endswith(".parts")
