@@ -61,8 +61,10 @@ async def kiln(client: httpx.AsyncClient, control: Any, amqp_url: str) -> str:  
     await connection.close()
 
     async def recorded() -> bool:
+        # Buckets first, then each sid's current value: wait for both (the recorder acks after the last).
         r = await client.get("/unitops/kiln-7/samples", params={"limit": 100})
-        return len(r.json()["items"]) == 8
+        current = await client.get("/unitops/kiln-7/samples:current")
+        return len(r.json()["items"]) == 8 and sum(x["t"] is not None for x in current.json()["items"]) == 3
 
     await eventually(recorded, what="samples recorded", interval=0.05)
     return "kiln-7"
