@@ -11,7 +11,9 @@ import pytest
 from aio_pika.abc import AbstractConnection
 
 from tests.support import platform
+from tests.support.polling import eventually
 from tributary_common.amqp import ConfirmedPublisher, Consumer, ExchangeSpec, PublishFailed, QueueSpec, connect
+from tributary_common.amqp import publisher as publisher_module
 
 X = ExchangeSpec("tributary.events")
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -137,9 +139,13 @@ def test_window_must_be_positive() -> None:
         ConfirmedPublisher(window=0, timeout_s=1.0)
 
 
-async def test_a_nack_replaces_the_channel_and_later_publishes_go_through(connection: AbstractConnection) -> None:
+async def test_a_nack_replaces_the_channel_and_later_publishes_go_through(
+    connection: AbstractConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RabbitMQ 3.10 nacks every later publish of a channel that met a quorum queue without a leader (see
-    tests/cluster): after a nack the publisher takes a new channel. Here a full queue makes the nack."""
+    tests/cluster): after a nack the publisher takes a new channel, and closes the old one once its publishes in
+    flight had time to get their confirms. Here a full queue makes the nack."""
+    monkeypatch.setattr(publisher_module, "RETIRE_AFTER_S", 0.2)
     name = platform.unique("full")
     channel = await connection.channel()
     full = await channel.declare_queue(
@@ -151,7 +157,8 @@ async def test_a_nack_replaces_the_channel_and_later_publishes_go_through(connec
     first = publisher.channel
     with pytest.raises(PublishFailed):
         await publisher.publish("", name, b"2")
-    assert publisher.channel is not first and first.is_closed and publisher.ready
+    assert publisher.channel is not first and publisher.ready
+    await eventually(lambda: first.is_closed, 5, "the replaced channel closed")
     await full.purge()
     await publisher.publish("", name, b"3")  # on the new channel
     assert (await full.get(no_ack=True)).body == b"3"

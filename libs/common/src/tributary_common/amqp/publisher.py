@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 Target = ExchangeSpec | str  # a spec, or the name of a topic exchange ("" for the default exchange)
 Outgoing = tuple[Target, str, bytes]  # (exchange, routing key, body)
 RENEW_INTERVAL_S = 1.0
+RETIRE_AFTER_S = 30.0  # a replaced channel's publishes in flight get their confirms meanwhile
 
 
 class PublishFailed(Exception):
@@ -63,6 +64,7 @@ class ConfirmedPublisher:
         self._declared: tuple[ExchangeSpec, ...] = ()
         self._renewing = asyncio.Lock()
         self._renewed_at = 0.0
+        self._retiring: set[asyncio.Task[None]] = set()
         self._exchanges: dict[str, AbstractExchange] = {}
         # A broker outage fails every publish in flight: one line per kind of failure per interval.
         self._throttle = LogThrottle(log_interval_s)
@@ -89,9 +91,11 @@ class ConfirmedPublisher:
             old = self._channel
             await self._open(self._connection)
             log.info("publisher channel replaced after a nack")
-        if old is not None and not old.is_closed:
-            with contextlib.suppress(Exception):
-                await old.close()
+        if old is not None:
+            # Publishes in flight on the old channel still get their own ack or nack: close it only later.
+            task = asyncio.create_task(_close_later(old, RETIRE_AFTER_S))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     @property
     def channel(self) -> AbstractChannel:
@@ -187,3 +191,10 @@ class ConfirmedPublisher:
             else:
                 outcome.append(None)
         return outcome
+
+
+async def _close_later(channel: AbstractChannel, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    if not channel.is_closed:
+        with contextlib.suppress(Exception):
+            await channel.close()

@@ -20,6 +20,7 @@ finds the holding queue and finishes). Duplicates are possible, losses are not; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -81,9 +82,8 @@ async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: 
     moved = 0
     while True:
         moved += await move(connection, name, into)
-        channel = await connection.channel()
         try:
-            await channel.queue_delete(name, if_unused=True, if_empty=True)
+            await _delete_old(connection, name)
             return moved
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
             if time.monotonic() > deadline:
@@ -91,8 +91,43 @@ async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: 
             delay = backoff.next_delay()
             log.warning("queue %s still in use or not empty (%s); moving again in %.1f s", name, exc, delay)
             await asyncio.sleep(delay)
-        finally:
-            await _close(channel)
+
+
+async def _still_classic(connection: AbstractConnection, name: str) -> bool:
+    """Whether `name` is still the old classic queue (durable, no arguments), not retired or already replaced by
+    another hub process upgrading at the same time."""
+    if not await _exists(connection, name):
+        return False
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(name, durable=True)  # what older releases declared: refused for a quorum queue
+        return True
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        return False
+    finally:
+        await _close(channel)
+
+
+async def _delete_old(connection: AbstractConnection, name: str) -> None:
+    """Delete the old classic queue once empty and unused (ChannelPreconditionFailed while it is not). `if_unused`
+    on a quorum queue closes the whole connection (NOT_IMPLEMENTED), so the delete goes over a connection of its
+    own: should another process replace the queue between the check and the delete, only that one is lost."""
+    if not await _still_classic(connection, name):
+        return
+    assert isinstance(connection, aio_pika.Connection)  # aio-pika's (robust) connections carry their URL
+    side = await aio_pika.connect(connection.url)
+    try:
+        channel = await side.channel()
+        await channel.queue_delete(name, if_unused=True, if_empty=True)
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        raise
+    except Exception:
+        if await _still_classic(connection, name):
+            raise
+        # Replaced meanwhile by the other process's quorum queue: the upgrade is done.
+    finally:
+        with contextlib.suppress(Exception):
+            await side.close()
 
 
 async def _drain_holding(connection: AbstractConnection, spec: QueueSpec) -> None:
