@@ -63,6 +63,17 @@ async def _eq(held: Awaitable[dict[str, list[str]]], sids: set[str]) -> bool:
     return set(await held) == sids
 
 
+async def _balanced(held_by: Awaitable[dict[str, list[str]]], sids: set[str], instances: list[str]) -> bool:
+    """Every sid held by exactly one instance, and the instances' counts within one of each other."""
+    held = await held_by
+    counts = dict.fromkeys(instances, 0)
+    for holders in held.values():
+        for name in holders:
+            counts[name] = counts.get(name, 0) + 1
+    once = set(held) == sids and all(len(v) == 1 for v in held.values())
+    return once and max(counts.values()) - min(counts.values()) <= 1
+
+
 async def _len_is(held: Awaitable[dict[str, list[str]]], n: int) -> bool:
     return len(await held) == n
 
@@ -115,16 +126,22 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
         finally:
             await cache.close()
         assert took_s <= 2 * LEASE_TTL_S, f"takeover took {took_s:.1f} s, over twice the lease TTL"
-        after = time.monotonic()
+        # The survivors may then rebalance (one took more than its share): a shed lease is briefly held by none, so
+        # wait until every sid is held once and the split is even, then check who publishes what.
         await eventually(
-            lambda: victim_sids <= {s for s, rs in amqp_bus.by_sid(after).items() if rs},
+            lambda: _balanced(owners(survivors), sids, [p.env["TRIBUTARY_INSTANCE_ID"] for p in survivors]),
+            6 * LEASE_TTL_S,
+            "the survivors balanced",
+        )
+        held = await owners(survivors)
+        after = time.monotonic() + 1.0  # past batches still on their way from a previous owner
+        await eventually(
+            lambda: victim_sids <= {s for s, rs in amqp_bus.by_sid(after).items() if len(rs) >= 2},
             30,
             "the victim's sids flowing again",
         )
-        held = await owners(survivors)
-        assert set(held) == sids and all(len(v) == 1 for v in held.values()), held
         for sid in victim_sids:
-            assert {r.app_id for r in amqp_bus.by_sid(after + 1.0)[sid]} <= {held[sid][0]}
+            assert {r.app_id for r in amqp_bus.by_sid(after)[sid]} == set(held[sid])
 
         # SIGTERM to one survivor: it drains, hands its leases back and exits 0; the last one reads everything.
         leaving, last = survivors

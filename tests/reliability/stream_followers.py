@@ -26,6 +26,8 @@ class Follower:
     closes: list[int | None] = field(default_factory=list)
     gaps: int = 0
     errors: list[dict[str, object]] = field(default_factory=list)
+    # `shutting_down` refusals: a reconnect that reached a draining stream, told to come back (not an error)
+    told_to_reconnect: int = 0
     # monotonic times: socket lost, first event after it
     lost_at: list[float] = field(default_factory=list)
     resumed_at: list[float] = field(default_factory=list)
@@ -89,6 +91,8 @@ class Follower:
                 self.gaps += 1
                 await ws.send(orjson.dumps({"op": "unsubscribe", "id": sub}).decode())
                 sub = await self._subscribe(ws)
+            elif kind == "error" and frame.get("code") == "shutting_down":
+                self.told_to_reconnect += 1  # the close (1012) follows; run() reconnects
             elif kind == "error":
                 self.errors.append(frame)
 

@@ -165,6 +165,7 @@ async def test_r5_stream_restart_loses_nothing(stack: Stack, how: str) -> None:
     resumed = [f.resumed_at[-1] - fault_at for f in followers if f.resumed_at]
     caught_up = [a - fault_at for f in followers if (a := f.arrival(away_until)) is not None and a > fault_at]
     errors = [e for f in followers for e in f.errors]
+    told_to_reconnect = sum(f.told_to_reconnect for f in followers)
     gaps = sum(f.gaps for f in followers)
     closes = sorted({c for f in followers for c in f.closes}, key=str)
 
@@ -176,7 +177,8 @@ async def test_r5_stream_restart_loses_nothing(stack: Stack, how: str) -> None:
         f"lost {fig.lost} (clients with a loss: {fig.clients_with_loss}), duplicated {fig.duplicated}, "
         f"out of order {fig.out_of_order}; stream away {away_s:.2f} s (fault to ready); after the fault, first event "
         f"again: {spread(resumed)} ({len(resumed)} clients); caught up with what was published while it was away: "
-        f"{spread(caught_up)}; close codes {closes}, gaps {gaps}, errors {len(errors)}"
+        f"{spread(caught_up)}; close codes {closes}, gaps {gaps}, errors {len(errors)}, "
+        f"reconnects refused while draining {told_to_reconnect}"
     )
     assert errors == [], errors[:3]
     assert len(resumed) == CLIENTS, "every client was cut off and came back"
