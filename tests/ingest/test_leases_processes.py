@@ -91,9 +91,9 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
     sids = {s.sid for s in subs}
     with processes(procs):
         amqp_bus.demand("simulator", subs)
-        await eventually(lambda: _eq(owners(procs), sids), 60, "every demanded sid leased")
+        await eventually(lambda: _balanced(owners(procs), sids, names), 60, "every demanded sid leased, split evenly")
         # Watch the wire for a while: each sid comes from exactly one instance.
-        window_start = time.monotonic()
+        window_start = time.monotonic() + 1.0  # past batches still on their way from a previous owner
         await eventually(
             lambda: {s for s, rs in amqp_bus.by_sid(window_start).items() if len(rs) >= 3} == sids,
             60,
@@ -104,7 +104,6 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
         for sid, received in amqp_bus.by_sid(window_start).items():
             publishers = {r.app_id for r in received}
             assert publishers == set(held[sid]), f"{sid} published by {publishers}, leased by {held[sid]}"
-        assert len({o[0] for o in held.values()}) >= 2, "the load should not all sit on one instance"
 
         # kill -9 the owner of one sid: another instance takes it over within twice the lease TTL.
         victim_sid = sorted(sids)[0]
