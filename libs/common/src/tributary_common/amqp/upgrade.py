@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
@@ -98,14 +99,8 @@ async def _still_classic(connection: AbstractConnection, name: str) -> bool:
     another hub process upgrading at the same time."""
     if not await _exists(connection, name):
         return False
-    channel = await connection.channel()
-    try:
-        await channel.declare_queue(name, durable=True)  # what older releases declared: refused for a quorum queue
-        return True
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        return False
-    finally:
-        await _close(channel)
+    # What older releases declared: refused for a quorum queue.
+    return await _accepted(connection, lambda ch: ch.declare_queue(name, durable=True))
 
 
 async def _delete_old(connection: AbstractConnection, name: str) -> None:
@@ -209,22 +204,27 @@ def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
 async def declare_if_compatible(connection: AbstractConnection, spec: QueueSpec) -> bool:
     """Declared as the spec says (True), or refused because it exists otherwise (False: a process other than
     the hub then uses it as it is, and the hub upgrades it)."""
-    channel = await connection.channel()
-    try:
-        await declare_queue(channel, spec)
-        return True
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        return False
-    finally:
-        await _close(channel)
+    return await _accepted(connection, lambda ch: declare_queue(ch, spec))
 
 
 async def _exists(connection: AbstractConnection, name: str) -> bool:
+    return await _accepted(
+        connection, lambda ch: ch.declare_queue(name, passive=True), aio_pika.exceptions.ChannelNotFoundEntity
+    )
+
+
+async def _accepted(
+    connection: AbstractConnection,
+    declare: Callable[[AbstractChannel], Awaitable[object]],
+    refusal: type[Exception] = aio_pika.exceptions.ChannelPreconditionFailed,
+) -> bool:
+    """Whether the broker accepts `declare` (False when it answers with `refusal`), on a channel of its own: a
+    refusal closes the channel."""
     channel = await connection.channel()
     try:
-        await channel.declare_queue(name, passive=True)
+        await declare(channel)
         return True
-    except aio_pika.exceptions.ChannelNotFoundEntity:
+    except refusal:
         return False
     finally:
         await _close(channel)
