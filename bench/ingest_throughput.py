@@ -7,6 +7,7 @@ Runs against the local RabbitMQ and Memcached in a vhost and cache namespace of 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -125,7 +126,7 @@ async def baseline(url: str, n: int, batch_size: int, total_samples: float, enco
     return per_sid * n * batch_size / elapsed
 
 
-async def main() -> None:
+async def main(sizes: tuple[int, ...]) -> None:
     logging.basicConfig(level=logging.WARNING)
     platform.require_services()
     vhost = platform.unique("bench-ingest")
@@ -138,7 +139,7 @@ async def main() -> None:
         f"{'+encode/s':>11} {'ratio':>6} {'leases lost':>11}"
     )
     try:
-        for n in SIZES:
+        for n in sizes:
             rate, mean_batch, lost = await framework(url, n)
             size = max(1, round(mean_batch))
             raw = await baseline(url, n, size, rate * MEASURE_S, encode=False)
@@ -162,4 +163,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sids", type=lambda s: tuple(int(x) for x in s.split(",")), default=SIZES)
+    asyncio.run(main(parser.parse_args().sids))
