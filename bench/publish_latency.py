@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -95,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
         sys.exit("some events were refused or never reached every client")
 
 
-def run(binary: Path, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, float]]:
+def run(binary: Path, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
     token = mint_token(SECRET, subject="bench")
     logs = Path(tempfile.mkdtemp())
     stream_port = platform.free_port()
@@ -129,7 +130,7 @@ def run(binary: Path, env: dict[str, str], args: argparse.Namespace) -> list[dic
                 stdout=subprocess.PIPE,
             )
             assert load.stdout is not None
-            results = []
+            results: list[dict[str, Any]] = []
             for line in load.stdout:
                 result = orjson.loads(line)
                 print(f"  {result['rate']}/s done", flush=True)
