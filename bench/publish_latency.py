@@ -30,13 +30,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.http_publish import hub  # noqa: E402
+from bench.http_publish import SECRET, hub  # noqa: E402
 from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 
-SECRET = "bench-secret-0123456789-0123456789-abcdef"
 SCHEMA = {
     "type": "object",
     "required": ["ts", "phase"],

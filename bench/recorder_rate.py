@@ -30,7 +30,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.http_publish import hub  # noqa: E402
+from bench.http_publish import SECRET, hub  # noqa: E402
 from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tests.support.processes import ServiceProcess  # noqa: E402
@@ -38,7 +38,6 @@ from tributary_common.amqp.topology import EVENTS  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 from tributary_common.mongo import new_client  # noqa: E402
 
-SECRET = "bench-secret-0123456789-0123456789-abcdef"
 SCHEMA = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
 BATCH = 500  # the recorder's default batch size (TRIBUTARY_RECORDER_BATCH_SIZE)
 
