@@ -87,7 +87,9 @@ up: setup console services ## the whole platform with a demo
 
 bench: setup services ## every benchmark but the soak, each with its baseline in the same run (HTTP load: wrk)
 	@command -v wrk >/dev/null || deploy/local/services.sh packages wrk
-	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@export BENCH_RATIOS_FILE=$$(mktemp); \
+	for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done; \
+	$(BIN)/python bench/support/ratios.py $$BENCH_RATIOS_FILE; rm -f $$BENCH_RATIOS_FILE
 
 soak: setup services ## ten minutes of steady load on the whole platform; memory of each process (bench/soak.py)
 	$(BIN)/python bench/soak.py

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.hub_publish import start_receiver  # noqa: E402
+from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
@@ -183,6 +184,13 @@ def run(env: dict[str, str]) -> None:
         print(f"{name:<30} {r.rate:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rate / base:>10.2f} {r.failed:>8}")
     for name in ("hub traced 10%", "hub traced 100%"):
         print(f"{name} / untraced (recorders own process): {results[name].rate / untraced:.2f}")
+    bench = "http_publish.py"
+    record(bench, "single POST, recorders own process", untraced, "req/s", base, ">= 0.9")
+    record(
+        bench, "single POST, recorders in-process", results["hub, recorders in-process"].rate, "req/s", base, ">= 0.75"
+    )
+    record(bench, "single POST traced 10% vs untraced", results["hub traced 10%"].rate, "req/s", untraced, ">= 0.9")
+    record(bench, "single POST traced 100% vs untraced", results["hub traced 100%"].rate, "req/s", untraced, ">= 0.65")
     if any(r.failed for r in results.values()):
         sys.exit("some requests were not answered 202")
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.stream_fanout import SECRET, rss_kib, stop  # noqa: E402
+from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 
@@ -164,6 +165,7 @@ async def main(n: int, hold_s: float) -> None:
         print(f"connections: {held}/{n} subscribed in {took:.0f} s, {alive} still open {hold_s:.0f} s later")
         print(f"stream RSS: {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with them")
         print(f"memory per idle connection: {(after - before) / max(held, 1):.1f} KiB")
+        record("stream_connections.py", f"connections held of {n:,}", alive, "", None, f">= {n}")
         for t in transports:
             t.close()
     finally:

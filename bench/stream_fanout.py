@@ -28,6 +28,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 from tributary_common.ids import new_event_id  # noqa: E402
@@ -300,7 +301,10 @@ async def main() -> None:
         print(
             f"  {o.mode:8} {o.clients:7} {ratio(o.rate, b.rate)} {ratio(o.p50_ms, b.p50_ms)} {ratio(o.p99_ms, b.p99_ms)}"
         )
+        if o.clients == 1000:
+            record("stream_fanout.py", f"fan-out, 1,000 clients, {o.mode} pattern", o.rate, "msg/s", b.rate, ">= 1.0")
     print(f"  memory per idle connection: {ratio(float(ours[0]), float(base[0]))}")  # type: ignore[arg-type]
+    record("stream_fanout.py", "idle subscribed websocket", float(ours[0]), "KiB", None, "<= 24")  # type: ignore[arg-type]
 
 
 def ratio(x: float, y: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from math import isfinite as _isfinite
 from time import monotonic as _monotonic
@@ -118,6 +118,45 @@ class SidPipeline:
         if n >= self._max_size:
             self._full.set()
         return True
+
+    def add_many(self, rows: Iterable[tuple[Any, Any, Any]]) -> None:
+        """`add` of each row, in order, with the same checks and refusals; the common sample (as in `add`) is
+        appended without a call of its own, and the buffer's events are updated once per call."""
+        adm = self._admission
+        buf = self._buf
+        max_buffer = self._max_buffer
+        last_t = self.last_t
+        lo, hi, fresh = adm.lo, adm.hi, _monotonic() < adm.fresh_until
+        for t, v, q in rows:
+            if (
+                fresh
+                and type(t) is datetime
+                and t.tzinfo is UTC
+                and lo <= t <= hi
+                and (last_t is None or t > last_t)
+                and type(v) is float
+                and _isfinite(v)
+                and q is None
+                and len(buf) < max_buffer
+            ):
+                if not buf:
+                    self._first_at = self._loop.time()
+                    self._has_data.set()
+                    self._empty.clear()
+                buf.append((t, v, None))
+                last_t = t
+                continue
+            # Anything else (and every refusal) goes through `add`, which may also renew the time window.
+            self.last_t = last_t
+            self.add(t, v, q)
+            last_t = self.last_t
+            lo, hi, fresh = adm.lo, adm.hi, _monotonic() < adm.fresh_until
+        self.last_t = last_t
+        n = len(buf)
+        if n >= self._high_water:
+            self._space.clear()
+        if n >= self._max_size:
+            self._full.set()
 
     async def room(self) -> None:
         """Wait while the buffer is at its high-water mark (returns at once otherwise)."""

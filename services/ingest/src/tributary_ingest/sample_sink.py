@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,6 +78,16 @@ class SampleSink:
             return
         # Never raises: a bad time or value is refused and counted there, and the read goes on with the next one.
         entry.pipeline.add(t, v, q)
+
+    def emit_many(self, sid: str, rows: Iterable[tuple[datetime, SampleValue, Quality]]) -> None:
+        entry = self.owned.get(sid)
+        if entry is None or entry.state == "backoff":
+            return
+        if entry.held is not None:  # backfilling: one by one, as `emit` holds them
+            for t, v, q in rows:
+                self.emit(sid, t, v, q)
+            return
+        entry.pipeline.add_many(rows)
 
     async def room(self, sid: str) -> None:
         entry = self.owned.get(sid)

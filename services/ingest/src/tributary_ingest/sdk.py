@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -59,6 +59,10 @@ class Sink(Protocol):
 
         Samples not strictly after the last one of `sid` are dropped (counted), so re-reading is harmless.
         """
+
+    def emit_many(self, sid: str, rows: Iterable[tuple[datetime, SampleValue, Quality]]) -> None:
+        """Samples of `sid` in order, `(t, v, q)` each: the same as `emit` of each, with less work per sample.
+        For sources that read in bursts (replays, simulations, backfills)."""
 
     async def room(self, sid: str) -> None:
         """Wait while `sid` has a full buffer (the broker is behind). Sources that can read faster than they are

@@ -46,7 +46,7 @@ class SimulatorSource(Connector[SimulatorParams]):
         value = make_signal(params.signal, **params.model_dump(include=SHAPE))
         interval_us = max(1, round(1_000_000 / params.rate_hz))
         k = time.time_ns() // 1000 // interval_us + 1  # the next grid point
-        emit = self.sink.emit
+        emit_many = self.sink.emit_many
         step = timedelta(microseconds=interval_us)
         while True:
             now_us = time.time_ns() // 1000
@@ -60,8 +60,10 @@ class SimulatorSource(Connector[SimulatorParams]):
             end = min(due, k + MAX_BURST - 1)
             # One datetime addition per sample (exact: whole microseconds), not a timedelta built for each.
             t = EPOCH + timedelta(microseconds=k * interval_us)
+            rows: list[tuple[datetime, float, None]] = []
             for i in range(k, end + 1):
-                emit(sid, t, value(i, i * interval_us / 1e6))
+                rows.append((t, value(i, i * interval_us / 1e6), None))
                 t += step
+            emit_many(sid, rows)
             k = end + 1
             await asyncio.sleep(0)
