@@ -117,6 +117,11 @@ async def test_conversion_refuses_what_can_never_be_stored() -> None:
             "too_large",
         ),
         (b"{not json", "undecodable"),
+        ({"sid": "s", "source": "x", "samples": [{"t": "2026-01-01T00:00:00", "v": 1}]}, "not_a_sample_batch"),
+        (
+            {"sid": "s", "source": "x", "samples": [{"t": t, "v": 1}, {"t": "2026-01-02T00:00:00", "v": 2}]},
+            "not_a_sample_batch",
+        ),
     ):
         with pytest.raises(Unrecordable) as refused:
             await convert(_message(bad))
