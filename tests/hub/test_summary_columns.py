@@ -16,7 +16,7 @@ from tests.support.series import MemorySeriesStore
 from tributary_hub.historian.intervals import fold, fold_columns, merge
 from tributary_hub.historian.plot import plot_points
 from tributary_hub.sample_summaries import minute_summaries, pack_summaries, unpack_columns
-from tributary_hub.series import HOUR_US, MINUTE_US, Point, Summary, SummaryColumns, summarize
+from tributary_hub.series import HOUR_US, MINUTE_US, Point, Summary, SummaryColumns, summarize, summarize_each
 
 T0 = 1_767_225_600_000_000  # a whole hour
 
@@ -76,3 +76,13 @@ def test_intervals_straddling_hours_fold_like_the_raw_points(step_s: int, chunk:
         assert (s.count, s.n, s.first_num, s.last_num) == (reference.count, reference.n, reference.first_num,
                                                             reference.last_num)  # fmt: skip
         assert abs(s.area_linear - reference.area_linear) <= 1e-6 * abs(reference.area_linear) + 1e-3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, HOUR_US - 1), min_size=1, max_size=60, unique=True),
+    st.lists(st.floats(-1e300, 1e300) | st.sampled_from([0.0, -0.0, 1.5, float("inf")]), min_size=60, max_size=60),
+)
+def test_summaries_of_floats_equal_the_sample_by_sample_loop(offsets: list[int], floats: list[float]) -> None:
+    points = [Point(T0 + o, v) for o, v in zip(sorted(offsets), floats, strict=False)]
+    assert summarize(points, T0, T0 + HOUR_US) == summarize_each(points, T0, T0 + HOUR_US)

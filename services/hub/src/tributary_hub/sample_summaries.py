@@ -4,6 +4,7 @@ well, times are offsets from the span's start, and a point equal to the first or
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,12 +19,11 @@ FIRST, LAST = 0, 1  # references to the span's first and last point
 def minute_summaries(points: Sequence[Point]) -> list[Summary]:
     """One summary per minute holding samples (`points` in time order)."""
     out: list[Summary] = []
+    times = [p.t for p in points]
     i = 0
     while i < len(points):
-        minute = points[i].t - points[i].t % MINUTE_US
-        j = i
-        while j < len(points) and points[j].t < minute + MINUTE_US:
-            j += 1
+        minute = times[i] - times[i] % MINUTE_US
+        j = bisect.bisect_left(times, minute + MINUTE_US, lo=i)
         s = summarize(points[i:j], minute, minute + MINUTE_US)
         assert s is not None
         out.append(s)

@@ -23,9 +23,11 @@ RESOLUTIONS = (MINUTE_US, HOUR_US)
 answered from summaries instead of raw samples."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Point:
-    """One stored sample: `t` in µs since the epoch, `v` a number, string, bool or None, `q` its quality."""
+    """One stored sample: `t` in µs since the epoch, `v` a number, string, bool or None, `q` its quality. Never
+    changed once made; not `frozen` only because a frozen dataclass costs 3× to make (1.9 vs 0.6 µs), and reads
+    and the recorder make millions (hashable all the same)."""
 
     t: int
     v: Any
@@ -67,6 +69,16 @@ def summarize(points: Sequence[Point], start: int, end: int) -> Summary | None:
     """The summary of `points` (in time order, unique times, all inside `[start, end)`); None when empty."""
     if not points:
         return None
+    values = [p.v for p in points]
+    if set(map(type, values)) == {float}:
+        fast = _summarize_floats(points, values, start, end)
+        if fast is not None:
+            return fast
+    return summarize_each(points, start, end)
+
+
+def summarize_each(points: Sequence[Point], start: int, end: int) -> Summary:
+    """`summarize` sample by sample, for any values."""
     n = 0
     total = total_sq = area_step = area_linear = 0.0
     lo: Point | None = None
@@ -185,6 +197,32 @@ class SummaryColumns:
             *(values(f) for f in ("start", "end", "count", "n", "total", "total_sq", "area_step", "area_linear")),
             *(rows(f) for f in ("first", "last", "min", "max", "first_num", "last_num")),
         )
+
+
+def _summarize_floats(points: Sequence[Point], values: list[float], start: int, end: int) -> Summary | None:
+    """`summarize` of all-float values, column by column: the same sums added in the same order, the same first
+    extremes; None when a value is not finite (their sum is then not finite either)."""
+    total = sum(values, 0.0)
+    if not math.isfinite(total):
+        return None
+    times = [p.t for p in points]
+    dts = [b - a for a, b in itertools.pairwise(times)]
+    return Summary(
+        start=start,
+        end=end,
+        count=len(points),
+        first=points[0],
+        last=points[-1],
+        n=len(points),
+        total=total,
+        total_sq=sum([v * v for v in values], 0.0),
+        min=points[values.index(min(values))],
+        max=points[values.index(max(values))],
+        first_num=points[0],
+        last_num=points[-1],
+        area_step=sum([v * dt for v, dt in zip(values, dts, strict=False)], 0.0),
+        area_linear=sum([(a + b) * dt / 2 for a, b, dt in zip(values, values[1:], dts, strict=False)], 0.0),
+    )
 
 
 def chunked(points: Iterable[Point], size: int) -> Iterable[list[Point]]:
