@@ -65,8 +65,11 @@ def decode(body: bytes) -> tuple[str, list[Point]] | None:
         return None  # orjson reads an integer past 64 bits as a float; `SampleBatch` keeps it an int
     if TIMES_RE.fullmatch("\n".join(ts) + "\n") is None or not all(map(str.__lt__, ts, ts[1:])):
         return None  # another shape of time, or not strictly increasing (fixed width: text order is time order)
-    hours = {h: _hour_us(h) for h in {t[:13] for t in ts}}
-    if None in hours.values():
-        return None
+    hours: dict[str, int] = {}
+    for h in {t[:13] for t in ts}:  # the date and hour, once each
+        base = _hour_us(h)
+        if base is None:
+            return None
+        hours[h] = base
     us = [hours[t[:13]] + int(t[14:16]) * 60_000_000 + int(t[17:19]) * 1_000_000 + int(t[20:26]) for t in ts]
-    return doc["sid"], list(map(Point, us, vs, qs))  # type: ignore[arg-type]
+    return doc["sid"], list(map(Point, us, vs, qs))
