@@ -207,22 +207,12 @@ def _summarize_floats(points: Sequence[Point], values: list[float], start: int, 
         return None
     times = [p.t for p in points]
     dts = [b - a for a, b in itertools.pairwise(times)]
-    return Summary(
-        start=start,
-        end=end,
-        count=len(points),
-        first=points[0],
-        last=points[-1],
-        n=len(points),
-        total=total,
-        total_sq=sum([v * v for v in values], 0.0),
-        min=points[values.index(min(values))],
-        max=points[values.index(max(values))],
-        first_num=points[0],
-        last_num=points[-1],
-        area_step=sum([v * dt for v, dt in zip(values, dts, strict=False)], 0.0),
-        area_linear=sum([(a + b) * dt / 2 for a, b, dt in zip(values, values[1:], dts, strict=False)], 0.0),
-    )
+    area_step = sum([v * dt for v, dt in zip(values, dts, strict=False)], 0.0)
+    area_linear = sum([(a + b) * dt / 2 for a, b, dt in zip(values, values[1:], dts, strict=False)], 0.0)
+    lo, hi = points[values.index(min(values))], points[values.index(max(values))]
+    total_sq = sum([v * v for v in values], 0.0)
+    first, last, n = points[0], points[-1], len(points)
+    return Summary(start, end, n, first, last, n, total, total_sq, lo, hi, first, last, area_step, area_linear)
 
 
 def chunked(points: Iterable[Point], size: int) -> Iterable[list[Point]]:
