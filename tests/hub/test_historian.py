@@ -255,3 +255,43 @@ async def test_scope_acl_and_accept(client: httpx.AsyncClient, kiln: str) -> Non
     assert r.status_code == 406
     r = await get(client, "samples", last=20, items="temp,mode,valve,idle")
     assert r.status_code == 200
+
+
+async def test_a_stepped_flag_that_is_not_a_boolean_is_refused_by_name(client: httpx.AsyncClient, kiln: str) -> None:
+    for bad in ("yes", "true", 1, 0, None, [True], {"v": True}):
+        item = {**KILN["items"]["valve"], "stepped": bad}
+        body = {**KILN, "name": "kiln-8", "items": {"valve": item}}
+        r = await client.post("/unitops", json=body)
+        assert r.status_code == 422, (bad, r.text)
+        assert "/items/valve/stepped" in [d["loc"] for d in r.json()["error"]["details"]], (bad, r.text)
+        r = await client.put("/unitops/kiln-7", json={**body, "name": "kiln-7"})
+        assert r.status_code == 422, (bad, r.text)
+        assert "/items/valve/stepped" in [d["loc"] for d in r.json()["error"]["details"]], (bad, r.text)
+    assert (await client.get("/unitops/kiln-8")).status_code == 404
+    assert (await client.get("/unitops/kiln-7")).json()["items"]["valve"]["stepped"] is True  # unchanged
+
+
+async def test_historian_reads_check_in_one_order(client: httpx.AsyncClient, kiln: str) -> None:
+    """ACL, then parameters, then the items (the shared steps of `api/historian`): a forbidden unitop is 403
+    whatever its parameters (those the route checks itself; FastAPI's own bounds come first); bad parameters are
+    422 even with an unknown item; then an unknown item is 404."""
+    window = {"start": at(0), "end": at(40)}
+    reads: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        "samples:plot": ({**window, "intervals": 4}, {"start": at(40), "end": at(0), "intervals": 4}),
+        "samples:summary": ({**window, "interval": "10s"}, {**window, "interval": "1us"}),  # too many
+        "samples:interpolated": ({**window, "interval": "10s"}, {"start": at(40), "end": at(0), "interval": "1s"}),
+    }
+    other = MINT.bearer(["unitops:read"], unitops=["pump-*"])
+    for path, (good, bad) in reads.items():
+        url = f"/unitops/kiln-7/{path}"
+        for params in (good, bad):
+            assert (await client.get(url, params={**params, "items": "nope"}, headers=other)).status_code == 403
+        r = await client.get(url, params={**bad, "items": "nope"})
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["error"]["details"][0]["loc"].startswith("/query/"), r.text
+        r = await client.get(url, params={**good, "items": "temp,nope"})
+        assert r.status_code == 404 and r.json()["error"]["details"][0]["loc"] == "/query/items", r.text
+        r = await client.get(url, params={**good, "items": "temp"}, headers={"Accept": "text/csv"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        kind = path.split(":")[1]
+        assert f"kiln-7-{kind}.csv" in r.headers.get("content-disposition", ""), r.headers

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from pymongo import AsyncMongoClient
 
 from tests.support import platform
+from tests.support.polling import eventually
+from tributary_common.mongo import Retention
 from tributary_hub.documents import LEGACY_SAMPLES
 from tributary_hub.partitions import Layout
 from tributary_hub.sample_buckets import day_id, hour_field, time_text, to_us
@@ -165,6 +167,30 @@ async def test_retention_drops_whole_partitions_and_keeps_summaries_longer(store
     assert await retention.sweep_once(now) == 0
     await store.write([("s", [Point(old + 1, 4.0)])])  # written again after its partition went: stored again
     assert await everything(store, "s") == [Point(old + 1, 4.0)]
+
+
+async def test_sample_retention_runs_on_the_shared_sweeper(store: SampleStore) -> None:
+    """No loop of its own: `mongo.Retention`'s (sleep, sweep, log, stop) runs the sample sweep, which starts
+    with one sweep, as event retention does; with nothing to expire configured, nothing runs."""
+    assert SampleRetention._sweep_forever is Retention._sweep_forever and SampleRetention.stop is Retention.stop
+    idle = SampleRetention(store, None, None, sweep_interval_s=0.05)
+    assert await idle.start() == "sweeper" and idle._task is None
+    now = to_us(datetime.now(UTC))
+    await store.write([("w", [Point(now - 40 * DAY, 1.0), Point(now, 2.0)])])
+    retention = SampleRetention(store, 10, 20, sweep_interval_s=0.05)
+    assert await retention.start() == "sweeper"
+    try:
+        assert await everything(store, "w") == [Point(now, 2.0)]  # the first sweep, before start returned
+        assert retention._task is not None and not retention._task.done()
+        await store.write([("w", [Point(now - 30 * DAY, 3.0)])])  # expired: the loop's next sweep drops it
+
+        async def swept() -> bool:
+            return await everything(store, "w") == [Point(now, 2.0)]
+
+        await eventually(swept, what="the sweeper's next sweep", interval=0.05)
+    finally:
+        await retention.stop()
+    assert retention._task is None
 
 
 def legacy_doc(sid: str, t: int, v: Any) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tributary_common.samples import Sample, SampleBatch
 from tributary_hub.partitions import Layout
@@ -25,6 +28,7 @@ from tributary_hub.sample_buckets import (
 from tributary_hub.sample_partitions import DAY_US, SamplePartitions, month_of, month_start, partition_span
 from tributary_hub.sample_records import samples_to_docs
 from tributary_hub.sample_summaries import minute_summaries, pack_summaries, unpack_summaries
+from tributary_hub.sample_writes import _by_hour
 from tributary_hub.series import HOUR_US, MINUTE_US, Point, summarize
 
 H = to_us(datetime(2026, 1, 31, 23, tzinfo=UTC))
@@ -69,6 +73,38 @@ def test_summaries_round_trip_and_minutes_match_summarize() -> None:
     huge = summarize(odd, H, H + HOUR_US)
     assert huge is not None and huge.total == math.inf and huge.max == odd[0] and huge.min == odd[3]
     assert unpack_summaries(pack_summaries([huge], H), H) == [huge]
+
+
+def reference_merge(stored: list[Point], new: list[Point]) -> tuple[list[Point], int]:
+    by_t = {p.t: p for p in stored}
+    for p in new:
+        by_t.setdefault(p.t, p)
+    return [by_t[t] for t in sorted(by_t)], len(by_t) - len(stored)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 50), unique=True).map(sorted),
+    st.lists(st.integers(0, 80), max_size=30),
+    st.booleans(),
+)
+def test_merge_equals_the_plain_reference(stored_at: list[int], new_at: list[int], in_order: bool) -> None:
+    # In order and after the stored ones (the quick path) or anything (duplicates, overlaps, out of order).
+    if in_order:
+        new_at = sorted({t + 51 for t in new_at})
+    stored = [Point(H + t, "old") for t in stored_at]
+    new = [Point(H + t, f"new{i}") for i, t in enumerate(new_at)]
+    assert merge(stored, iter(new)) == reference_merge(stored, new)
+
+
+@given(st.lists(st.integers(0, 3 * HOUR_US), max_size=40), st.booleans())
+def test_a_batch_is_cut_into_its_hours_in_order(times: list[int], ordered: bool) -> None:
+    points = [Point(H + t, i) for i, t in enumerate(sorted(times) if ordered else times)]
+    hours: dict[tuple[str, int], list[Point]] = defaultdict(list)
+    _by_hour(hours, "s", points)
+    assert {h: ps for (_, h), ps in hours.items()} == {
+        h: [p for p in points if p.t - p.t % HOUR_US == h] for h in {p.t - p.t % HOUR_US for p in points}
+    }
 
 
 def test_times_convert_exactly() -> None:
@@ -117,6 +153,11 @@ async def test_conversion_refuses_what_can_never_be_stored() -> None:
             "too_large",
         ),
         (b"{not json", "undecodable"),
+        ({"sid": "s", "source": "x", "samples": [{"t": "2026-01-01T00:00:00", "v": 1}]}, "not_a_sample_batch"),
+        (
+            {"sid": "s", "source": "x", "samples": [{"t": t, "v": 1}, {"t": "2026-01-02T00:00:00", "v": 2}]},
+            "not_a_sample_batch",
+        ),
     ):
         with pytest.raises(Unrecordable) as refused:
             await convert(_message(bad))

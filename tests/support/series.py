@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import AsyncIterator, Sequence
 
-from tributary_hub.series import Point, Summary, summarize
+from tributary_hub.series import Point, Summary, SummaryColumns, summarize
 
 
 class MemorySeriesStore:
@@ -43,7 +43,7 @@ class MemorySeriesStore:
         after = self._range(sid, t, None)
         return after[0] if after else None
 
-    async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[list[Summary]]:
+    async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[SummaryColumns]:
         assert start % resolution == 0 and end % resolution == 0, "summaries are read aligned"
         self.reads.append(("summaries", resolution))
         out: list[Summary] = []
@@ -52,4 +52,4 @@ class MemorySeriesStore:
             if s is not None:
                 out.append(s)
         for i in range(0, len(out), self.chunk):
-            yield out[i : i + self.chunk]
+            yield SummaryColumns.of(out[i : i + self.chunk])

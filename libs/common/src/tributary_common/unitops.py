@@ -23,7 +23,7 @@ class Subscription(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     # Historian reads hold its value between samples instead of interpolating; not part of the sid. Left out
     # of dumps when false, so that unitops without it look as they always did.
-    stepped: bool = Field(default=False, exclude_if=lambda v: not v)
+    stepped: StrictBool = Field(default=False, exclude_if=lambda v: not v)  # "yes", 1: refused, not read as true
 
     @property
     def sid(self) -> str:

@@ -61,7 +61,6 @@ class Hub:
     publisher: EventPublisher | None = None
     recorders: list[Recorder] = field(default_factory=list)
     retention: list[Retention] = field(default_factory=list)
-    sample_retention: SampleRetention | None = None
     demand: DemandLoop | None = None
     _recorder_connection: AbstractRobustConnection | None = None
     queue_depth: QueueDepth | None = None
@@ -148,13 +147,14 @@ class Hub:
             retention = EventRetention(partitions, self.history.reader, sweep_interval_s=interval)
             await retention.start()
             self.retention.append(retention)
-            self.sample_retention = SampleRetention(
+            samples = SampleRetention(
                 self.sample_store,
                 s.samples_retention_days,
                 s.samples_summary_retention_days,
                 sweep_interval_s=interval,
             )
-            self.sample_retention.start()
+            await samples.start()
+            self.retention.append(samples)
             self._recorder_connection = await connect_robust(s.amqp_url, name="hub-recorders")
             await upgrade_topology(self._recorder_connection)
             self.recorders = make_recorders(s, self.event_store, self.sample_store, letters_coll)
@@ -223,8 +223,6 @@ class Hub:
             await self._recorder_connection.close()
         for retention in self.retention:
             await retention.stop()
-        if self.sample_retention is not None:
-            await self.sample_retention.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.cache is not None:

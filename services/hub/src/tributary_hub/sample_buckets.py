@@ -98,9 +98,13 @@ def unpack_points(blob: bytes, hour: int) -> list[Point]:
 def merge(stored: Sequence[Point], new: Iterable[Point]) -> tuple[list[Point], int]:
     """`stored` plus the new samples at times not stored yet, in time order, and how many were added. A time
     repeated among `new` keeps its first sample, as an insert refused by a unique key would have."""
+    fresh = list(new)
+    times = [p.t for p in fresh]
+    if times and all(map(int.__lt__, times, times[1:])) and (not stored or stored[-1].t < times[0]):
+        return [*stored, *fresh], len(fresh)  # all after what is stored (a live series, a bulk load)
     by_t: dict[int, Point] = {p.t: p for p in stored}
     before = len(by_t)
-    for p in new:
+    for p in fresh:
         by_t.setdefault(p.t, p)
     added = len(by_t) - before
     if not added:

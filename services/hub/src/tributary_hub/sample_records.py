@@ -19,6 +19,7 @@ from .batch_writer import DUPLICATES, RECORDED, BatchWriter, Refusal, Row
 from .deadletters import letter_document
 from .recording import ToDocs, Unrecordable, refusal
 from .sample_buckets import to_us
+from .sample_decoding import decode
 from .sample_store import SampleStore
 from .series import Point
 
@@ -42,22 +43,40 @@ def _too_long(x: Any, limit: int) -> bool:
     return isinstance(x, str) and len(x) > limit // 4 and len(x.encode()) > limit
 
 
+def _suspect(column: list[Any], limit: int) -> bool:
+    """Whether a column may hold an integer past 64 bits or a string over `limit` bytes (column-wise: a Python
+    call per sample was a fifth of the conversion)."""
+    ints = [x for x in column if type(x) is int]
+    if ints and not (min(ints) >= -INT64 and max(ints) < INT64):
+        return True
+    return any(len(x) > limit // 4 for x in column if type(x) is str)
+
+
 def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
     """A batch as one `{sid, points}`. Integers past 64 bits can never be stored (BSON, the packed buckets); a
     string value or quality over `max_value_bytes` (UTF-8) is refused whole, before anything of it is stored."""
 
     async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
-        try:
-            sb = SampleBatch.model_validate_json(message.body)
-        except ValidationError as exc:
-            raise refusal(exc, "sample_batch") from exc
-        points = [Point(to_us(s.t), s.v, s.q) for s in sb.samples]
-        for i, p in enumerate(points):
-            if not (_storable(p.v) and _storable(p.q)):
-                raise Unrecordable("not_a_sample_batch", f"samples.{i}: integer out of the 64-bit range")
-            if _too_long(p.v, max_value_bytes) or _too_long(p.q, max_value_bytes):
-                raise Unrecordable(deadletters.TOO_LARGE, f"samples.{i}: a string over {max_value_bytes} bytes")
-        return [{"sid": sb.sid, "points": points}]
+        fast = decode(message.body)
+        if fast is None:
+            try:
+                sb = SampleBatch.model_validate_json(message.body)
+            except ValidationError as exc:
+                raise refusal(exc, "sample_batch") from exc
+            except TypeError as exc:  # the order check comparing a naive time with an aware one
+                raise Unrecordable("not_a_sample_batch", "samples: a time without a UTC offset") from exc
+            naive = [i for i, s in enumerate(sb.samples) if s.t.tzinfo is None]
+            if naive:
+                raise Unrecordable("not_a_sample_batch", f"samples.{naive[0]}.t: no UTC offset")
+            fast = sb.sid, [Point(to_us(s.t), s.v, s.q) for s in sb.samples]
+        sid, points = fast
+        if _suspect([p.v for p in points], max_value_bytes) or _suspect([p.q for p in points], max_value_bytes):
+            for i, p in enumerate(points):  # which one, and why
+                if not (_storable(p.v) and _storable(p.q)):
+                    raise Unrecordable("not_a_sample_batch", f"samples.{i}: integer out of the 64-bit range")
+                if _too_long(p.v, max_value_bytes) or _too_long(p.q, max_value_bytes):
+                    raise Unrecordable(deadletters.TOO_LARGE, f"samples.{i}: a string over {max_value_bytes} bytes")
+        return [{"sid": sid, "points": points}]
 
     return convert
 

@@ -8,9 +8,9 @@ A partition goes when all of it is older than the cutoff, so samples live up to 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
+from datetime import datetime
 
+from tributary_common.mongo import Retention, RetentionMode
 from tributary_common.timeutil import utcnow
 
 from .sample_buckets import to_us
@@ -18,68 +18,63 @@ from .sample_partitions import Kind, partition_span
 from .sample_store import SampleStore
 from .series import HOUR_US
 
-log = logging.getLogger("tributary_hub.recorder")
 DAY_US = 24 * HOUR_US
+Days = dict[Kind, float | None]
 
 
-class SampleRetention:
+def days_kept(raw_days: float | None, summary_days: float | None) -> Days:
+    """Days kept per kind (None: forever). Summaries never go before the samples they summarise."""
+    keep = max(summary_days, raw_days) if summary_days and raw_days else summary_days or raw_days
+    return {"raw": raw_days, "sum": keep, "hrs": keep}
+
+
+async def sweep(store: SampleStore, days: Days, now: int) -> int:
+    """Drop every partition wholly before its cutoff (`now` in µs), and current values older than the raw
+    retention; returns how many partitions went."""
+    dropped = 0
+    for sid in await store.sids():
+        for kind, kept in days.items():
+            if kept:
+                dropped += await _expire(store, sid, kind, now - int(kept * DAY_US))
+    if days["raw"]:
+        await store.current.delete_many({"t": {"$lt": now - int(days["raw"] * DAY_US)}})
+    return dropped
+
+
+async def _expire(store: SampleStore, sid: str, kind: Kind, cutoff: int) -> int:
+    keys = [k for k in await store.keys(sid, kind) if partition_span(kind, k)[1] <= cutoff]
+    for key in keys:
+        name = store.partitions.collection(kind, sid, key)
+        if store.partitions.dedicated:
+            await store.db.drop_collection(name)
+        else:
+            lo, hi = partition_span(kind, key)
+            await store.db[name].delete_many({"sid": sid, "start": {"$gte": lo, "$lt": hi}})
+    if keys:
+        # Only after the data: a crash in between leaves a listed partition to drop again next time.
+        await store.catalog.update_one({"_id": sid}, {"$pullAll": {kind: keys}})
+        store.forget(sid, kind, keys)
+    return len(keys)
+
+
+class SampleRetention(Retention):
+    """`Retention`'s sweeper (its loop, logs and stop) running `sweep`, as `EventRetention` does for events."""
+
     def __init__(
         self, store: SampleStore, raw_days: float | None, summary_days: float | None, *, sweep_interval_s: float
     ) -> None:
+        super().__init__(store.catalog, sweep_interval_s=sweep_interval_s)  # the catalog names it in logs
         self.store = store
-        # Summaries never go before the samples they summarise.
-        keep = max(summary_days, raw_days) if summary_days and raw_days else summary_days or raw_days
-        self.days: dict[Kind, float | None] = {"raw": raw_days, "sum": keep, "hrs": keep}
-        self.sweep_interval_s = sweep_interval_s
-        self._task: asyncio.Task[None] | None = None
+        self.days = days_kept(raw_days, summary_days)
 
-    async def sweep_once(self, now: int) -> int:
-        """Drop every partition wholly before its cutoff (`now` in µs); returns how many went."""
-        dropped = 0
-        for sid in await self.store.sids():
-            for kind, days in self.days.items():
-                if days:
-                    dropped += await self._expire(sid, kind, now - int(days * DAY_US))
-        await self._expire_current(now)
-        return dropped
-
-    async def _expire(self, sid: str, kind: Kind, cutoff: int) -> int:
-        keys = [k for k in await self.store.keys(sid, kind) if partition_span(kind, k)[1] <= cutoff]
-        for key in keys:
-            name = self.store.partitions.collection(kind, sid, key)
-            if self.store.partitions.dedicated:
-                await self.store.db.drop_collection(name)
-            else:
-                lo, hi = partition_span(kind, key)
-                await self.store.db[name].delete_many({"sid": sid, "start": {"$gte": lo, "$lt": hi}})
-        if keys:
-            # Only after the data: a crash in between leaves a listed partition to drop again next time.
-            await self.store.catalog.update_one({"_id": sid}, {"$pullAll": {kind: keys}})
-            self.store.forget(sid, kind, keys)
-        return len(keys)
-
-    async def _expire_current(self, now: int) -> None:
-        days = self.days["raw"]
-        if days:
-            await self.store.current.delete_many({"t": {"$lt": now - int(days * DAY_US)}})
-
-    def start(self) -> None:
+    async def start(self) -> RetentionMode:
+        self.mode = "sweeper"
         if any(self.days.values()):
+            await self.sweep_once()
             self._task = asyncio.create_task(self._sweep_forever(), name="retention-samples")
+        return self.mode
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                dropped = await self.sweep_once(to_us(utcnow()))
-                if dropped:
-                    log.info("sample retention dropped %d partitions", dropped)
-            except Exception:
-                log.warning("sample retention sweep failed", exc_info=True)
-            await asyncio.sleep(self.sweep_interval_s)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def sweep_once(self, now: datetime | int | None = None) -> int:
+        """Partitions dropped; `now` a time or µs since the epoch (None: now)."""
+        at = to_us(utcnow()) if now is None else now if isinstance(now, int) else to_us(now)
+        return await sweep(self.store, self.days, at)

@@ -35,8 +35,8 @@ from .sample_partitions import (
     SamplePartitions,
     partition_key,
 )
-from .sample_summaries import unpack_summaries
-from .series import HOUR_US, RESOLUTIONS, Point, Summary
+from .sample_summaries import unpack_columns
+from .series import HOUR_US, RESOLUTIONS, Point, SummaryColumns
 
 FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
 SUMMARY_CHUNK = 1000
@@ -160,19 +160,23 @@ class SampleStore:
         docs = self.current.find({"_id": {"$in": list(sids)}})
         return {d["_id"]: Point(d["t"], d.get("v"), d.get("q")) async for d in docs}
 
-    async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[list[Summary]]:
+    async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[SummaryColumns]:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution {resolution} µs is not one of {RESOLUTIONS}")
-        chunk: list[Summary] = []
+        parts: list[SummaryColumns] = []
+        size = 0
         async for doc in self._docs("hrs" if resolution == HOUR_US else "sum", sid, start, end, False):
             for f in sorted(k for k in doc if k[0] == "h" and k[1:].isdigit()):
                 hour = doc["start"] + int(f[1:]) * HOUR_US
-                chunk += [s for s in unpack_summaries(doc[f]["s"], hour) if start <= s.start and s.end <= end]
-            if len(chunk) >= SUMMARY_CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+                part = unpack_columns(doc[f]["s"], hour).within(start, end)
+                if len(part):
+                    parts.append(part)
+                    size += len(part)
+            if size >= SUMMARY_CHUNK:
+                yield SummaryColumns.joined(parts)
+                parts, size = [], 0
+        if parts:
+            yield SummaryColumns.joined(parts)
 
     async def count(self, sid: str | None = None) -> int:
         """Samples stored (of one sid, or all): what the recorder tests and the migration check."""

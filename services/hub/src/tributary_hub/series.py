@@ -8,8 +8,11 @@ microseconds since the Unix epoch (UTC): exact, and cheap to compare and subtrac
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import itertools
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,9 +23,11 @@ RESOLUTIONS = (MINUTE_US, HOUR_US)
 answered from summaries instead of raw samples."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Point:
-    """One stored sample: `t` in µs since the epoch, `v` a number, string, bool or None, `q` its quality."""
+    """One stored sample: `t` in µs since the epoch, `v` a number, string, bool or None, `q` its quality. Never
+    changed once made; not `frozen` only because a frozen dataclass costs 3× to make (1.9 vs 0.6 µs), and reads
+    and the recorder make millions (hashable all the same)."""
 
     t: int
     v: Any
@@ -64,6 +69,16 @@ def summarize(points: Sequence[Point], start: int, end: int) -> Summary | None:
     """The summary of `points` (in time order, unique times, all inside `[start, end)`); None when empty."""
     if not points:
         return None
+    values = [p.v for p in points]
+    if set(map(type, values)) == {float}:
+        fast = _summarize_floats(points, values, start, end)
+        if fast is not None:
+            return fast
+    return summarize_each(points, start, end)
+
+
+def summarize_each(points: Sequence[Point], start: int, end: int) -> Summary:
+    """`summarize` sample by sample, for any values."""
     n = 0
     total = total_sq = area_step = area_linear = 0.0
     lo: Point | None = None
@@ -106,6 +121,100 @@ def summarize(points: Sequence[Point], start: int, end: int) -> Summary | None:
     )
 
 
+Row = tuple[int, Any, Any]  # a point as `(t, v, q)`: what a column holds, cheaper to make than a `Point`
+
+
+def as_row(p: Point | None) -> Row | None:
+    return None if p is None else (p.t, p.v, p.q)
+
+
+def as_point(r: Row | None) -> Point | None:
+    return None if r is None else Point(*r)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryColumns:
+    """Summaries of consecutive spans in time order, field by field, as storage holds them: folding a thousand
+    minutes into one interval then needs no `Summary` (and six `Point`s) per minute (`historian.intervals`)."""
+
+    start: list[int]
+    end: list[int]
+    count: list[int]
+    n: list[int]
+    total: list[float]
+    total_sq: list[float]
+    area_step: list[float]
+    area_linear: list[float]
+    first: list[Row]
+    last: list[Row]
+    min: list[Row | None]
+    max: list[Row | None]
+    first_num: list[Row | None]
+    last_num: list[Row | None]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __iter__(self) -> Iterator[Summary]:
+        return iter(self.summaries())
+
+    def summary(self, k: int) -> Summary:
+        first, last = Point(*self.first[k]), Point(*self.last[k])
+        return Summary(
+            self.start[k], self.end[k], self.count[k], first, last, self.n[k], self.total[k], self.total_sq[k],
+            as_point(self.min[k]), as_point(self.max[k]), as_point(self.first_num[k]), as_point(self.last_num[k]),
+            self.area_step[k], self.area_linear[k],
+        )  # fmt: skip
+
+    def summaries(self) -> list[Summary]:
+        return [self.summary(k) for k in range(len(self.start))]
+
+    def within(self, start: int, end: int) -> SummaryColumns:
+        """The spans inside `[start, end)`."""
+        i, j = bisect.bisect_left(self.start, start), bisect.bisect_right(self.end, end)
+        if i == 0 and j == len(self.start):
+            return self
+        return SummaryColumns(*(getattr(self, f.name)[i:j] for f in dataclasses.fields(self)))
+
+    @classmethod
+    def joined(cls, parts: Sequence[SummaryColumns]) -> SummaryColumns:
+        """The spans of `parts`, one after the other (each later than the one before)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            *(list(itertools.chain.from_iterable(getattr(p, f.name) for p in parts)) for f in dataclasses.fields(cls))
+        )
+
+    @classmethod
+    def of(cls, summaries: Sequence[Summary]) -> SummaryColumns:
+        def rows(name: str) -> list[Any]:
+            return [as_row(getattr(s, name)) for s in summaries]
+
+        def values(name: str) -> list[Any]:
+            return [getattr(s, name) for s in summaries]
+
+        return cls(
+            *(values(f) for f in ("start", "end", "count", "n", "total", "total_sq", "area_step", "area_linear")),
+            *(rows(f) for f in ("first", "last", "min", "max", "first_num", "last_num")),
+        )
+
+
+def _summarize_floats(points: Sequence[Point], values: list[float], start: int, end: int) -> Summary | None:
+    """`summarize` of all-float values, column by column: the same sums added in the same order, the same first
+    extremes; None when a value is not finite (their sum is then not finite either)."""
+    total = sum(values, 0.0)
+    if not math.isfinite(total):
+        return None
+    times = [p.t for p in points]
+    dts = [b - a for a, b in itertools.pairwise(times)]
+    area_step = sum([v * dt for v, dt in zip(values, dts, strict=False)], 0.0)
+    area_linear = sum([(a + b) * dt / 2 for a, b, dt in zip(values, values[1:], dts, strict=False)], 0.0)
+    lo, hi = points[values.index(min(values))], points[values.index(max(values))]
+    total_sq = sum([v * v for v in values], 0.0)
+    first, last, n = points[0], points[-1], len(points)
+    return Summary(start, end, n, first, last, n, total, total_sq, lo, hi, first, last, area_step, area_linear)
+
+
 def chunked(points: Iterable[Point], size: int) -> Iterable[list[Point]]:
     chunk: list[Point] = []
     for p in points:
@@ -139,7 +248,8 @@ class SeriesStore(Protocol):
         """The oldest sample with time `>= t`."""
         ...
 
-    def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[list[Summary]]:
-        """One `Summary` per `resolution` (one of `RESOLUTIONS`) span holding samples, spans aligned to it, in
-        time order, over `[start, end)` (both multiples of `resolution`). Empty spans are left out."""
+    def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[SummaryColumns]:
+        """One summary per `resolution` (one of `RESOLUTIONS`) span holding samples, spans aligned to it, in
+        time order, over `[start, end)` (both multiples of `resolution`), in column chunks. Empty spans are left
+        out."""
         ...

@@ -4,7 +4,7 @@ parameter is checked before the first byte; rows stream as they are computed, in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,14 +62,32 @@ def sample_rows(request: Request, fmt: str, rows: list[Row], name: str) -> Strea
     return answer(request, fmt, _listed(rows), f"{name}-samples.{fmt}", RAW_COLUMNS, sample_cells)
 
 
-def _ranged(request: Request, start: str | None, end: str | None) -> tuple[str, int, int]:
-    """The negotiated format and the checked range `[start, end)` in µs."""
-    fmt = negotiate(request)
-    return (fmt, *params.time_range(query_time(start, "start"), query_time(end, "end")))
+Table = tuple[AsyncIterator[Row], list[str], Callable[[Row], list[Any]]]  # rows, CSV header, a row's cells
+
+
+def opened(request: Request, principal: Principal, name: str) -> str:
+    """The ACL first (before anything about the unitop or its parameters), then the negotiated format."""
+    may_unitop(principal, name)
+    return negotiate(request)
+
+
+def ranged(start: str | None, end: str | None) -> tuple[int, int]:
+    """The checked range `[start, end)` in µs."""
+    return params.time_range(query_time(start, "start"), query_time(end, "end"))
 
 
 async def _selected(request: Request, name: str, items: str | None) -> ItemSelection:
     return await select_items(hub_of(request).unitops, name, items)
+
+
+async def read(
+    request: Request, fmt: str, name: str, items: str | None, kind: str, table: Callable[[ItemSelection], Table]
+) -> StreamingResponse:
+    """A historian read once its parameters are checked: the items chosen (an unknown one is 404), then the
+    rows `table` makes of them, streamed in `fmt` (file `<name>-<kind>.<fmt>`)."""
+    sel = await _selected(request, name, items)
+    rows, header, cells = table(sel)
+    return answer(request, fmt, rows, f"{name}-{kind}.{fmt}", header, cells)
 
 
 async def raw_extras(
@@ -119,8 +137,7 @@ async def raw_extras(
 async def samples_current(
     name: str, request: Request, items: str | None = ITEMS, principal: Principal = Depends(require("unitops:read"))
 ) -> StreamingResponse:
-    may_unitop(principal, name)
-    fmt = negotiate(request)
+    fmt = opened(request, principal, name)
     sel = await _selected(request, name, items)
     return sample_rows(request, fmt, await hub_of(request).historian.current(sel), name)
 
@@ -147,24 +164,24 @@ async def samples_interpolated(
     ),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
-    may_unitop(principal, name)  # before anything about the unitop or its parameters
-    fmt = negotiate(request)
+    fmt = opened(request, principal, name)
     settings = hub_of(request).settings
     grid: range | list[int]
     if times is not None:
         grid = params.listed_times(times, settings.historian_max_times)
     else:
-        t0, t1 = params.time_range(query_time(start, "start"), query_time(end, "end"))
+        t0, t1 = ranged(start, end)
         if interval is None:
             raise params.invalid("interval", "interval (or times) is required")
         grid = params.grid_times(t0, t1, params.duration_us(interval, "interval"), settings.aligned_max_points)
-    sel = await _selected(request, name, items)
-    rows = hub_of(request).historian.interpolated(sel, grid)
 
-    def cells(r: Row) -> list[Any]:
-        return [r["t"], *(plain_cell(r["values"][i]) for i in sel.items)]
+    def table(sel: ItemSelection) -> Table:
+        def cells(r: Row) -> list[Any]:
+            return [r["t"], *(plain_cell(r["values"][i]) for i in sel.items)]
 
-    return answer(request, fmt, rows, f"{name}-interpolated.{fmt}", ["t", *sel.items], cells)
+        return hub_of(request).historian.interpolated(sel, grid), ["t", *sel.items], cells
+
+    return await read(request, fmt, name, items, "interpolated", table)
 
 
 @router.get(
@@ -185,21 +202,19 @@ async def samples_plot(
     intervals: int = Query(..., ge=1, le=100_000, description="How many intervals (e.g. pixels)"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
-    may_unitop(principal, name)  # before anything about the unitop or its parameters
-    fmt, t0, t1 = _ranged(request, start, end)
-    limit = hub_of(request).settings.historian_max_intervals
-    if intervals > limit:
-        raise params.invalid("intervals", f"over the limit of {limit}", "too_many_points")
-    sel = await _selected(request, name, items)
-    rows = hub_of(request).historian.plot(sel, t0, t1, intervals)
-    if fmt == "csv":
-        rows = _point_lines(rows)
-    header = ["item", "start", "end", "t", "v", "q"]
+    fmt = opened(request, principal, name)
+    t0, t1 = ranged(start, end)
+    params.at_most(intervals, hub_of(request).settings.historian_max_intervals, "intervals")
 
-    def cells(r: Row) -> list[Any]:
-        return [r["item"], r["start"], r["end"], r["t"], plain_cell(r["v"]), plain_cell(r["q"])]
+    def table(sel: ItemSelection) -> Table:
+        rows = hub_of(request).historian.plot(sel, t0, t1, intervals)
+        return _point_lines(rows) if fmt == "csv" else rows, ["item", "start", "end", "t", "v", "q"], _plot_cells
 
-    return answer(request, fmt, rows, f"{name}-plot.{fmt}", header, cells)
+    return await read(request, fmt, name, items, "plot", table)
+
+
+def _plot_cells(r: Row) -> list[Any]:
+    return [r["item"], r["start"], r["end"], r["t"], plain_cell(r["v"]), plain_cell(r["q"])]
 
 
 async def _point_lines(rows: AsyncIterator[Row]) -> AsyncIterator[Row]:
@@ -231,17 +246,17 @@ async def samples_summary(
     calc: str = Query("count,min,max,mean", max_length=128, pattern=CALC, description="Comma-separated calcs"),
     principal: Principal = Depends(require("unitops:read")),
 ) -> StreamingResponse:
-    may_unitop(principal, name)  # before anything about the unitop or its parameters
-    fmt, t0, t1 = _ranged(request, start, end)
-    limit = hub_of(request).settings.historian_max_intervals
+    fmt = opened(request, principal, name)
+    t0, t1 = ranged(start, end)
     step = params.duration_us(interval, "interval") if interval is not None else t1 - t0
-    params.count_of(t1 - t0, step, limit, "interval")
+    params.count_of(t1 - t0, step, hub_of(request).settings.historian_max_intervals, "interval")
     calcs = params.calc_list(calc)
-    sel = await _selected(request, name, items)
-    rows = hub_of(request).historian.summary(sel, t0, t1, step, calcs)
-    header = ["item", "start", "end", "no_data", *calcs]
 
     def cells(r: Row) -> list[Any]:
         return [r["item"], r["start"], r["end"], plain_cell(r["no_data"]), *(plain_cell(r[c]) for c in calcs)]
 
-    return answer(request, fmt, rows, f"{name}-summary.{fmt}", header, cells)
+    def table(sel: ItemSelection) -> Table:
+        rows = hub_of(request).historian.summary(sel, t0, t1, step, calcs)
+        return rows, ["item", "start", "end", "no_data", *calcs], cells
+
+    return await read(request, fmt, name, items, "summary", table)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ..series import RESOLUTIONS, Point, SeriesStore, Summary, summarize
+from ..series import RESOLUTIONS, Point, SeriesStore, Summary, SummaryColumns, as_point, as_row, summarize
 
 
 def floor_to(t: int, res: int) -> int:
@@ -48,6 +48,41 @@ def merge(a: Summary | None, b: Summary | None) -> Summary | None:
         area_step=step,
         area_linear=linear,
     )
+
+
+def fold_columns(acc: Summary | None, cols: SummaryColumns, i: int, j: int) -> Summary | None:
+    """`acc` merged with the spans `i..j-1` of `cols` one after the other: exactly what `merge` gives span by
+    span (sums added in the same order), without a `Summary` per span."""
+    if i >= j:
+        return acc
+    if acc is None:
+        acc, i = cols.summary(i), i + 1
+    lo, hi = as_row(acc.min), as_row(acc.max)
+    first_num, last_num = as_row(acc.first_num), as_row(acc.last_num)
+    step, linear = acc.area_step, acc.area_linear
+    mins, maxs, firsts, lasts = cols.min, cols.max, cols.first_num, cols.last_num
+    steps, linears = cols.area_step, cols.area_linear
+    for k in range(i, j):
+        m, x, f = mins[k], maxs[k], firsts[k]
+        if m is not None and (lo is None or m[1] < lo[1]):
+            lo = m
+        if x is not None and (hi is None or x[1] > hi[1]):
+            hi = x
+        step += steps[k]
+        linear += linears[k]
+        if f is not None:
+            if last_num is not None:  # the stretch between the two
+                dt = f[0] - last_num[0]
+                step += last_num[1] * dt
+                linear += (last_num[1] + f[1]) * dt / 2
+            else:
+                first_num = f
+            last_num = lasts[k]
+    return Summary(
+        acc.start, cols.end[j - 1], acc.count + sum(cols.count[i:j]), acc.first, Point(*cols.last[j - 1]),
+        acc.n + sum(cols.n[i:j]), sum(cols.total[i:j], acc.total), sum(cols.total_sq[i:j], acc.total_sq),
+        as_point(lo), as_point(hi), as_point(first_num), as_point(last_num), step, linear,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +129,7 @@ def split(a: int, b: int, min_span: int = 1, top: int = RESOLUTIONS[-1]) -> list
     return [Run(a, m0, None), Run(m0, h0, minute), Run(h0, h1, hour), Run(h1, m1, minute), Run(m1, b, None)]
 
 
-async def _chunks(store: SeriesStore, sid: str, run: Run) -> AsyncIterator[list[Point] | list[Summary]]:
+async def _chunks(store: SeriesStore, sid: str, run: Run) -> AsyncIterator[list[Point] | SummaryColumns]:
     if run.res is None:
         async for points in store.points(sid, run.start, run.end):
             yield points
@@ -123,10 +158,13 @@ class Folder:
             self.out[k] = merge(self.out[k], summarize(points[i:j], a, b))
             i = j
 
-    def add_summaries(self, summaries: Iterable[Summary]) -> None:
-        for s in summaries:
-            k = self._index(s.start)
-            self.out[k] = merge(self.out[k], s)
+    def add_summaries(self, cols: SummaryColumns) -> None:
+        i = 0
+        while i < len(cols):
+            k = self._index(cols.start[i])
+            j = bisect.bisect_left(cols.start, self.edges[k + 1], lo=i)
+            self.out[k] = fold_columns(self.out[k], cols, i, j)
+            i = j
 
     def result(self) -> list[Summary | None]:
         return [
@@ -140,10 +178,10 @@ async def fold(store: SeriesStore, sid: str, edges: Sequence[int], min_span: int
     folder = Folder(edges)
     for run in plan(edges, min_span):
         async for chunk in _chunks(store, sid, run):
-            if chunk and isinstance(chunk[0], Summary):
-                folder.add_summaries(chunk)  # type: ignore[arg-type]
+            if isinstance(chunk, SummaryColumns):
+                folder.add_summaries(chunk)
             else:
-                folder.add_points(chunk)  # type: ignore[arg-type]
+                folder.add_points(chunk)
     return folder.result()
 
 

@@ -49,6 +49,12 @@ def count_of(span: int, step: int, limit: int, param: str) -> int:
     return n
 
 
+def at_most(n: int, limit: int, param: str) -> int:
+    if n > limit:
+        raise invalid(param, f"over the limit of {limit}", "too_many_points")
+    return n
+
+
 def grid_times(t0: int, t1: int, step: int, limit: int) -> range:
     """`t0, t0+step, …` up to and including `t1`."""
     count_of(t1 - t0 + 1, step, limit, "interval")
