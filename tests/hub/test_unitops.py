@@ -140,6 +140,11 @@ async def test_sources_and_validated_unitops(client: httpx.AsyncClient, control:
     assert (await client.get("/unitops/pump-bad")).status_code == 404
 
     assert (await client.post("/unitops", json=PUMP)).status_code == 409
+    for not_a_boolean in ("yes", "true", 1, None, [True]):
+        r = await client.post("/unitops", json={**PUMP, "name": "pump-lax", "record": not_a_boolean})
+        assert r.status_code == 422, (not_a_boolean, r.text)
+        assert [d["loc"] for d in r.json()["error"]["details"]] == ["/record"], r.text
+    assert (await client.get("/unitops/pump-lax")).status_code == 404
     r = await client.post("/unitops", json={**PUMP, "name": "bad name"})
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["loc"] == "/name"

@@ -51,7 +51,7 @@ class Unitop(BaseModel):
     name: str
     items: dict[str, Subscription] = Field(default_factory=dict, max_length=MAX_ITEMS)
     meta: dict[str, MetaValue] = Field(default_factory=dict, max_length=64)
-    record: bool = False
+    record: StrictBool = False  # "yes" or 1 refused: recording everything by a typo costs storage
 
     @field_validator("name")
     @classmethod
