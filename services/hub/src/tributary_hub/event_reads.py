@@ -1,7 +1,7 @@
 """Reading events from their partitions: which topics a pattern names, which of their day partitions a time
 range needs (from each topic's catalog), pages merged across partitions and topics in position order
-`(time, _id)` that stop visiting partitions once the page is full, an event by id through the id directory, and
-the latest event per subject. A read costs what it returns plus one small catalog read per topic.
+`(time, _id)` that stop visiting partitions once the page is full, and an event by id through the id directory
+(the latest event per subject: event_subjects.py). A read costs what it returns plus one small catalog read per topic.
 """
 
 from __future__ import annotations
@@ -100,10 +100,3 @@ class EventReader:
             {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}
         )
         return doc
-
-    async def latest(self, topic: Topic, query: dict[str, Any]) -> list[dict[str, Any]]:
-        """One document per subject (a copy of its newest event), in subject order, no subject first."""
-        fields = {"tu": topic.uid}
-        docs = await self.partitions.latest(topic.uid).find({"$and": [fields, query]} if query else fields).to_list()
-        docs.sort(key=lambda d: (d.get("subject") is not None, d.get("subject") or ""))
-        return [{**d, "_id": d["event_id"]} for d in docs]

@@ -1,8 +1,8 @@
 """Event retention over partitions: each event keeps its `expire_at` (from its topic's retention when it was
 recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
 visits only partitions with something expired: one whose every event has expired is dropped whole (with its
-id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents that
-expired go too. The same on both layouts, so that it needs no TTL index.
+id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents (an older
+release's) that expired go too, and subject registry entries older than every partition left. The same on both layouts, so that it needs no TTL index.
 """
 
 from __future__ import annotations
@@ -43,7 +43,14 @@ class EventRetention(Retention):
                 deleted += await self._expire(topic.uid, entry, now)
             if due:
                 await self.partitions.latest(topic.uid).delete_many({"tu": topic.uid, "expire_at": {"$lt": now}})
+                await self._forget_subjects(topic.uid)
         return deleted
+
+    async def _forget_subjects(self, uid: str) -> None:
+        """Registry entries older than every partition left: all their events were in dropped partitions."""
+        days = [e["day"] for e in await self.partitions.catalog(uid).find({"tu": uid}, {"day": 1}).to_list()]
+        gone: dict[str, Any] = {"tu": uid, "day": {"$lt": min(days)}} if days else {"tu": uid}
+        await self.partitions.subjects(uid).delete_many(gone)
 
     async def _expire(self, uid: str, entry: dict[str, Any], now: datetime) -> int:
         day = entry["day"]
