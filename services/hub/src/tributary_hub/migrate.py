@@ -4,7 +4,7 @@ hourly buckets (sample_migration.py).
 
 One pass over the old collection (FerretDB scans a whole collection per query, so never a query per batch):
 each chunk is written through the recorder's own write path (`EventStore.write`: id directory, catalog,
-partition, latest per subject), so an event already there (resent after the upgrade, or moved by an
+partition, subject registry), so an event already there (resent after the upgrade, or moved by an
 interrupted run) is a duplicate and stays single. Documents recorded before ids were per topic (`_id` = the id,
 no `eid`) are re-keyed to `<topic>/<id>` on the way. What cannot be moved (no usable `type` or `time`, a topic
 that no longer exists, a document the database refuses) is copied to `events_unmigrated` and named in the log.
