@@ -13,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from fastapi import FastAPI
 
-from tests.hub.conftest import admin_client, make_topic, recorded
+from tests.hub.conftest import admin_client, filled_queue, make_topic, recorded
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.polling import eventually
 from tributary_common.events import CloudEvent
@@ -241,9 +241,7 @@ async def test_a_batch_is_acked_in_one_frame_and_only_the_batch(amqp_url: str) -
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        queue = await channel.declare_queue("ack-all-test", auto_delete=False)
-        for n in range(50):
-            await channel.default_exchange.publish(aio_pika.Message(str(n).encode()), routing_key=queue.name)
+        queue = await filled_queue(channel, "ack-all-test", 50)
         consumer = await connection.channel()
         await consumer.set_qos(prefetch_count=100)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
