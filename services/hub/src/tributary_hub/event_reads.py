@@ -14,7 +14,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
-from .partitions import Partitions, id_key
+from .event_blocks import events_in, unpack
+from .partitions import Layout, Partitions, id_key
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -84,6 +85,8 @@ class EventReader:
         return found
 
     async def _read(self, part: Part, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        if self.partitions.layout is Layout.PACKED:
+            return (await events_in(self.partitions, part.topic.uid, part.day, query))[:limit]
         coll = self.partitions.events(part.topic.uid, part.day)
         docs: list[dict[str, Any]] = (
             await coll.find(where(part.topic.uid, part.day, query)).sort(SORT_ASC).limit(limit).to_list()
@@ -96,6 +99,12 @@ class EventReader:
         if entry is None:
             return None
         day = entry["day"]
+        if entry.get("blk"):  # packed: in its block, or alone beside it (event_blocks.py)
+            coll = self.partitions.events(topic.uid, day)
+            key = event_key(topic.name, event_id)
+            homes = await coll.find({"_id": {"$in": [entry["blk"], f"{entry['blk']}/{event_id}"]}}).to_list()
+            found = [e for b in homes for e in unpack(b, coll.codec_options) if e["_id"] == key]
+            return found[0] if found else None
         doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(
             {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}
         )

@@ -13,8 +13,13 @@ from typing import Any
 
 from tributary_common.mongo import Retention, RetentionMode
 
+from .event_blocks import events_in, rewrite
 from .event_reads import EventReader, where
-from .partitions import Partitions, partition_key
+from .partitions import Layout, Partitions, partition_key
+
+
+def _expired(doc: dict[str, Any], now: datetime) -> bool:
+    return doc.get("expire_at") is not None and doc["expire_at"] < now
 
 
 class EventRetention(Retention):
@@ -57,18 +62,21 @@ class EventRetention(Retention):
         events = self.partitions.events(uid, day)
         catalog = self.partitions.catalog(uid)
         if entry.get("max_exp") is not None and entry["max_exp"] < now:
-            count = await events.count_documents(where(uid, day, {}))
+            count = len(await events_in(self.partitions, uid, day, {}))
             await self.partitions.drop_partition(uid, day)
             await self._forget_ids(uid, day)
             # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
             await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
             return count
-        result = await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))
+        if self.partitions.layout is Layout.PACKED:
+            deleted = await rewrite(events, uid, day, lambda e: None if _expired(e, now) else e)
+        else:
+            deleted = int((await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))).deleted_count)
         # Everything left expires later; a concurrent write lowering `min_exp` again keeps its value.
         await catalog.update_one(
             {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": now}}
         )
-        return int(result.deleted_count)
+        return deleted
 
     async def _forget_ids(self, uid: str, day: str) -> None:
         for coll in self.partitions.id_directories(uid):

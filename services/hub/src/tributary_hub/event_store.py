@@ -27,8 +27,10 @@ from pymongo.errors import BulkWriteError
 
 from tributary_common.timeutil import format_time
 
+from .block_writes import assign_blocks, write_blocks
+from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
-from .partitions import Partitions, day_of, day_start, id_key, partition_key
+from .partitions import Layout, Partitions, day_of, day_start, id_key, partition_key
 
 DUPLICATE_KEY = 11000
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
@@ -121,24 +123,35 @@ class EventStore:
             placed.append((i, {**doc, "tu": uid, "day": day_of(doc["time"])}))
         if not placed:
             return outcome
-        days = await self._claim_ids([d for _, d in placed])
+        if self.partitions.layout is Layout.PACKED:
+            assign_blocks([d for _, d in placed])
+        claimed, fresh = await self._claim_ids([d for _, d in placed])
         for _, doc in placed:
-            doc["day"] = days[id_key(doc["tu"], doc["eid"])]
+            entry = claimed[id_key(doc["tu"], doc["eid"])]
+            doc["day"] = entry["day"]
+            if self.partitions.layout is Layout.PACKED:
+                doc["blk"] = entry.get("blk")
         await self._widen_catalog([d for _, d in placed])
         await self.subjects.register([d for _, d in placed])
-        await self._insert_events(placed, outcome)
+        if self.partitions.layout is Layout.PACKED:
+            await write_blocks(self.partitions, placed, fresh, outcome.duplicates, outcome.refused)
+        else:
+            await self._insert_events(placed, outcome)
         return outcome
 
-    async def _claim_ids(self, docs: list[dict[str, Any]]) -> dict[str, str]:
-        """The day partition of each id: its own for a new one, the recorded one for an id seen before."""
+    async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The entry of each id (its day partition, and block when packed): its own for a new one (returned
+        as fresh too), the recorded one for an id seen before."""
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         for doc in docs:
             coll = self.partitions.ids(doc["tu"], doc["eid"])
             key = id_key(doc["tu"], doc["eid"])
             entries = by_coll.setdefault(coll.name, (coll, {}))[1]
             # The first copy in the batch claims it; later copies follow the entry.
-            entries.setdefault(key, {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")})
-        days: dict[str, str] = {}
+            entry = {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")}
+            entries.setdefault(key, {**entry, "blk": doc["blk"]} if doc.get("blk") else entry)
+        claimed: dict[str, dict[str, Any]] = {}
+        fresh: set[str] = set()
 
         async def claim(coll: AsyncCollection[Any], entries: dict[str, dict[str, Any]]) -> None:
             taken: list[str] = []
@@ -150,13 +163,14 @@ class EventStore:
                     raise
                 keys = list(entries)
                 taken = [keys[e["index"]] for e in errors]
-            days.update({k: e["day"] for k, e in entries.items()})
+            claimed.update(entries)
+            fresh.update(set(entries) - set(taken))
             if taken:
-                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1}).to_list():
-                    days[entry["_id"]] = entry["day"]
+                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1, "blk": 1}).to_list():
+                    claimed[entry["_id"]] = entry
 
         await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())
-        return days
+        return claimed, fresh
 
     async def _widen_catalog(self, docs: list[dict[str, Any]]) -> None:
         """Bounds rounded outwards (the partition's whole day; expiries to the next day), so that a topic's
@@ -200,6 +214,5 @@ class EventStore:
         """Events of a topic generation, partition by partition (the catalog can name an emptied one)."""
         total = 0
         for entry in await self.partitions.catalog(uid).find({"tu": uid}).to_list():
-            day = entry["day"]
-            total += await self.partitions.events(uid, day).count_documents({"tu": uid, "day": day})
+            total += len(await events_in(self.partitions, uid, entry["day"], {}))
         return total

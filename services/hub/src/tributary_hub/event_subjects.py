@@ -17,7 +17,8 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
-from .event_reads import EventReader, Part, Topic, where
+from .event_blocks import events_in
+from .event_reads import EventReader, Part, Topic
 from .partitions import Partitions, subject_key
 
 DUPLICATE_KEY = 11000
@@ -105,11 +106,8 @@ def _may_be_newer(found: dict[str, Any] | None, part: Part) -> bool:
 async def _newest(reader: EventReader, part: Part, query: dict[str, Any], subjects: list[str | None]) -> list[Any]:
     """The newest event of each of `subjects` in one partition."""
     clauses: list[dict[str, Any]] = [{"subject": {"$in": subjects}}, *([query] if query else [])]
-    coll = reader.partitions.events(part.topic.uid, part.day)
-    docs = (
-        await coll.find(where(part.topic.uid, part.day, {"$and": clauses})).sort([("time", -1), ("_id", -1)]).to_list()
-    )
+    docs = await events_in(reader.partitions, part.topic.uid, part.day, {"$and": clauses})
     newest: dict[str | None, dict[str, Any]] = {}
-    for doc in docs:
+    for doc in reversed(docs):
         newest.setdefault(doc.get("subject"), doc)
     return list(newest.values())

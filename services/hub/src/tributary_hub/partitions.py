@@ -30,6 +30,7 @@ DAY_LEN = 8  # YYYYMMDD
 
 class Layout(StrEnum):
     PARTITIONED = "partitioned"
+    PACKED = "packed"  # `partitioned`, with events in compressed blocks (event_blocks.py); samples as partitioned
     INDEXED = "indexed"
 
 
