@@ -27,7 +27,7 @@ from tributary_common.mongo_options import ClientOptions
 
 from .documents import event_key
 from .event_store import DUPLICATE_KEY, EventStore
-from .partitions import Layout, Partitions
+from .partitions import Layout, Partitions, samples_layout
 from .sample_migration import SampleMigration, migrate_samples
 from .sample_store import SampleStore
 
@@ -124,7 +124,7 @@ async def migrate(
         partitions = Partitions(client[db], layout)
         await partitions.prepare()
         report = await move_events(EventStore(partitions, client[db]["topics"]), batch_size=batch_size)
-        store = SampleStore(client[db], layout)
+        store = SampleStore(client[db], samples_layout(layout))
         await store.create_indexes()
         report.samples = await migrate_samples(client[db], store, batch_size=batch_size)
         return report

@@ -34,6 +34,11 @@ class Layout(StrEnum):
     INDEXED = "indexed"
 
 
+def samples_layout(layout: Layout) -> Layout:
+    """Samples have no packed variant of their own: `packed` stores them as `partitioned`."""
+    return Layout.PARTITIONED if layout is Layout.PACKED else layout
+
+
 def day_of(time_text: str) -> str:
     """`YYYYMMDD` of a stored time (`format_time`: `YYYY-MM-DDT...Z`, always UTC)."""
     return time_text[0:4] + time_text[5:7] + time_text[8:10]
