@@ -12,8 +12,10 @@ Then, each the median of 20 runs (different topics, ranges and ids):
 The same three queries run against the old layout (the single `events` collection with its indexes, the old
 queries, median of 3) loaded with `--old-events` (default 20,000: at 1,000,000 the old layout takes minutes per
 query on FerretDB, which is the problem). The recorder's own rate is measured apart: `--recorder-events` (default 100,000)
-events published to RabbitMQ (a vhost of its own) across the 100 topics, then consumed by the real `Recorder`.
-`.venv/bin/python bench/history_events.py` (about 10 minutes at the defaults). The database and vhost are removed.
+events published to RabbitMQ (a vhost of its own) across the 100 topics, in bursts of 1,000 per topic and
+interleaved (`--recorder-spread`), then consumed by the real `Recorder`.
+`.venv/bin/python bench/history_events.py` (about 12 minutes at the defaults; a quick run while iterating:
+`--events 50000 --old-events 2000 --recorder-events 20000`). The database and vhost are removed.
 """
 
 from __future__ import annotations
@@ -170,7 +172,13 @@ async def time_old(db: Any, total: int) -> tuple[float, dict[str, float]]:
     }
 
 
-async def recorder_rate(db_name: str, store: EventStore, total: int) -> float:
+def recorder_topic(n: int, spread: str) -> str:
+    """`bursts`: 1,000 events in a row per topic (a recorder batch spans one to three topics), as busy sources
+    send them; `interleaved`: round robin over the 100 topics (every batch spans all of them)."""
+    return topic(n // 1000 % TOPICS) if spread == "bursts" else topic(n % TOPICS)
+
+
+async def recorder_rate(db_name: str, store: EventStore, total: int, spread: str, run: str = "") -> float:
     """Events/s of the real recorder draining `total` events published beforehand to its queue."""
     vhost = platform.unique("bench-history")
     url = platform.create_vhost(vhost)
@@ -180,16 +188,15 @@ async def recorder_rate(db_name: str, store: EventStore, total: int) -> float:
         await declare_topology(channel)
         await Consumer(HUB_RECORDER_EVENTS).start(connection, consume=False)  # the queue, filled before it is read
         exchange = await channel.get_exchange("tributary.events")
-        # Bursts of 1,000 per topic (a recorder batch spans one or two topics), as a busy source sends them.
         for first in range(0, total, 500):
             await asyncio.gather(
                 *(
                     exchange.publish(
                         aio_pika.Message(
                             CloudEvent(
-                                id=f"r{n}",
+                                id=f"{run}{spread[0]}{n}",
                                 source="/bench",
-                                type=topic(n % TOPICS),
+                                type=recorder_topic(n, spread),
                                 subject=SUBJECTS[n % len(SUBJECTS)],
                                 time=T0 + timedelta(seconds=n),
                                 dataschema="/x",
@@ -198,7 +205,7 @@ async def recorder_rate(db_name: str, store: EventStore, total: int) -> float:
                             .model_dump_json()
                             .encode()
                         ),
-                        routing_key=f"{topic(n // 1000 % TOPICS)}.{SUBJECTS[n % len(SUBJECTS)]}",
+                        routing_key=f"{recorder_topic(n, spread)}.{SUBJECTS[n % len(SUBJECTS)]}",
                     )
                     for n in range(first, min(total, first + 500))
                 )
@@ -240,7 +247,8 @@ async def main(args: argparse.Namespace) -> None:
         new = await time_new(history, args.events)
         old_rate, old = await time_old(db, args.old_events)
         print(f"old layout: {args.old_events:,} events loaded at {old_rate:,.0f} events/s", flush=True)
-        rec = await recorder_rate(db_name, store, args.recorder_events)
+        spreads = ["bursts", "interleaved"] if args.recorder_spread == "both" else [args.recorder_spread]
+        rec = {spread: await recorder_rate(db_name, store, args.recorder_events, spread) for spread in spreads}
         print(
             f"\n| query (median of {RUNS}; old: {OLD_RUNS}) | old, {args.old_events:,} events | {args.layout}, {args.events:,} events | ratio |"
         )
@@ -250,7 +258,8 @@ async def main(args: argparse.Namespace) -> None:
         print(
             f"| write path, bulk ({args.batch}/write) | {old_rate:,.0f} ev/s (insert_many) | {write_rate:,.0f} ev/s | |"
         )
-        print(f"| recorder from RabbitMQ, {args.recorder_events:,} events | | {rec:,.0f} ev/s | |")
+        for spread, rate in rec.items():
+            print(f"| recorder from RabbitMQ, {args.recorder_events:,} events, {spread} | | {rate:,.0f} ev/s | |")
     finally:
         await client.drop_database(db_name)
         await client.close()
@@ -262,5 +271,6 @@ if __name__ == "__main__":
     parser.add_argument("--old-events", type=int, default=20_000)
     parser.add_argument("--recorder-events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--recorder-spread", choices=["both", "bursts", "interleaved"], default="both")
     parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PARTITIONED.value)
     asyncio.run(main(parser.parse_args()))

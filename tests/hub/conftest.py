@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
+import aio_pika.abc
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -99,3 +101,11 @@ async def make_topic(
 async def recorded(hub: Hub, topic: str) -> list[dict[str, Any]]:
     assert hub.mongo is not None
     return await hub.history.collection.find({"type": topic}).sort([("time", 1), ("_id", 1)]).to_list()
+
+
+async def filled_queue(channel: aio_pika.abc.AbstractChannel, name: str, count: int) -> aio_pika.abc.AbstractQueue:
+    """A durable queue holding `count` messages, their bodies "0", "1", …"""
+    queue = await channel.declare_queue(name, durable=True)
+    for i in range(count):
+        await channel.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=queue.name)
+    return queue

@@ -57,7 +57,7 @@ def event(topic: str, eid: str, at: datetime, subject: str | None = None, **extr
     }
 
 
-@pytest.fixture(params=[Layout.PARTITIONED, Layout.INDEXED])
+@pytest.fixture(params=[Layout.PARTITIONED, Layout.PACKED, Layout.INDEXED])
 async def storage(request: pytest.FixtureRequest, mongo_client: AsyncMongoClient[Any], mongo_db_name: str) -> Storage:
     partitions = Partitions(mongo_client[mongo_db_name], request.param, id_shards=4)
     await partitions.prepare()

@@ -101,6 +101,10 @@ def test_old_events_move_into_partitions_once_and_resent_ids_stay_single(stack: 
             ids = history(http, topic)
             assert len(ids) == len(set(ids)) == OLD // 2, (topic, len(ids))
             assert set(ids) == {f"old-{n}" for n in range(i, OLD, 2)}
+        # Latest per subject comes from the moved events (their subjects registered on the way).
+        latest = http.get(f"/topics/{topics[1]}/events:latest").json()["items"]
+        newest = {f"s{n % 3}": f"old-{n}" for n in range(1, OLD, 2)}  # in time order: the last one wins
+        assert [(e["subject"], e["id"]) for e in latest] == sorted(newest.items())
         # The copy recorded first (the resend) is the one kept.
         page = http.get(f"/topics/{topics[0]}/events", params={"limit": 1000}).json()["items"]
         (four,) = [e for e in page if e["id"] == "old-4"]

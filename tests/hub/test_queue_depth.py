@@ -6,6 +6,7 @@ from __future__ import annotations
 import aio_pika
 from prometheus_client import REGISTRY
 
+from tests.hub.conftest import filled_queue
 from tributary_hub.queue_depth import QueueDepth
 
 
@@ -17,9 +18,7 @@ async def test_depth_is_the_brokers_count_of_waiting_messages(amqp_url: str) -> 
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        queue = await channel.declare_queue("test.recorder.backlog", durable=True)
-        for i in range(3):
-            await channel.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=queue.name)
+        queue = await filled_queue(channel, "test.recorder.backlog", 3)
         depth = QueueDepth(["test.recorder.missing", queue.name], interval_s=60)
         await depth.poll(connection)
         assert _depth(queue.name) == 3

@@ -10,9 +10,10 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from fastapi import FastAPI
 
-from tests.hub.conftest import admin_client, make_topic, recorded
+from tests.hub.conftest import admin_client, filled_queue, make_topic, recorded
 from tests.support.ferretdb import PrivateFerretDB
 from tests.support.polling import eventually
 from tributary_common.events import CloudEvent
@@ -21,6 +22,7 @@ from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
 from tributary_hub.batch_writer import RETRIES
 from tributary_hub.composition import Hub
+from tributary_hub.recorder import ack_all
 from tributary_hub.settings import HubSettings
 
 
@@ -231,3 +233,26 @@ async def test_deleting_a_topic_removes_its_storage(client: httpx.AsyncClient, h
     assert [n for n in await db.list_collection_names() if n.startswith(mine)] == []
     await make_topic(client, "readings")  # a new generation sees none of the old events
     assert (await client.get("/topics/readings/events")).json()["items"] == []
+
+
+async def test_a_batch_is_acked_in_one_frame_and_only_the_batch(amqp_url: str) -> None:
+    """`ack_all` acks up to the batch's last delivery (`multiple`): the messages after it, already prefetched,
+    stay unacked and return to the queue when the channel closes."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await filled_queue(channel, "ack-all-test", 50)
+        consumer = await connection.channel()
+        await consumer.set_qos(prefetch_count=100)
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        await (await consumer.get_queue(queue.name)).consume(inbox.put)
+        got = [await asyncio.wait_for(inbox.get(), 10) for _ in range(50)]
+        await ack_all(got[:30])
+        await consumer.close()  # the 20 unacked go back
+        back = await channel.declare_queue("ack-all-test", passive=True)
+        assert back.declaration_result.message_count == 20
+        rest = [(await back.get(timeout=5)).body for _ in range(20)]
+        assert rest == [str(n).encode() for n in range(30, 50)]
+        await back.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()

@@ -32,7 +32,7 @@ from .event_retention import EventRetention
 from .event_store import EventStore
 from .historian.reads import Historian
 from .history import EventHistory
-from .partitions import Partitions
+from .partitions import Partitions, samples_layout
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
 from .recorder import Recorder, make_recorders
@@ -100,7 +100,7 @@ class Hub:
             local_ttl_s=s.topic_local_ttl_s,
         )
         self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
-        self.sample_store = SampleStore(self.mongo[s.mongodb_db], s.storage_layout)
+        self.sample_store = SampleStore(self.mongo[s.mongodb_db], samples_layout(s.storage_layout))
         await self.sample_store.create_indexes()
         letters_coll = DeadLetterDoc.get_pymongo_collection()
         self.deadletters = DeadLetterStore(letters_coll)

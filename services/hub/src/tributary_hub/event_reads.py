@@ -1,7 +1,7 @@
 """Reading events from their partitions: which topics a pattern names, which of their day partitions a time
 range needs (from each topic's catalog), pages merged across partitions and topics in position order
-`(time, _id)` that stop visiting partitions once the page is full, an event by id through the id directory, and
-the latest event per subject. A read costs what it returns plus one small catalog read per topic.
+`(time, _id)` that stop visiting partitions once the page is full, and an event by id through the id directory
+(the latest event per subject: event_subjects.py). A read costs what it returns plus one small catalog read per topic.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
-from .partitions import Partitions, id_key
+from .event_blocks import events_in, unpack
+from .partitions import Layout, Partitions, id_key
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -84,6 +85,8 @@ class EventReader:
         return found
 
     async def _read(self, part: Part, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        if self.partitions.layout is Layout.PACKED:
+            return (await events_in(self.partitions, part.topic.uid, part.day, query))[:limit]
         coll = self.partitions.events(part.topic.uid, part.day)
         docs: list[dict[str, Any]] = (
             await coll.find(where(part.topic.uid, part.day, query)).sort(SORT_ASC).limit(limit).to_list()
@@ -96,14 +99,13 @@ class EventReader:
         if entry is None:
             return None
         day = entry["day"]
+        if entry.get("blk"):  # packed: in its block, or alone beside it (event_blocks.py)
+            coll = self.partitions.events(topic.uid, day)
+            key = event_key(topic.name, event_id)
+            homes = await coll.find({"_id": {"$in": [entry["blk"], f"{entry['blk']}/{event_id}"]}}).to_list()
+            found = [e for b in homes for e in unpack(b, coll.codec_options) if e["_id"] == key]
+            return found[0] if found else None
         doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(
             {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}
         )
         return doc
-
-    async def latest(self, topic: Topic, query: dict[str, Any]) -> list[dict[str, Any]]:
-        """One document per subject (a copy of its newest event), in subject order, no subject first."""
-        fields = {"tu": topic.uid}
-        docs = await self.partitions.latest(topic.uid).find({"$and": [fields, query]} if query else fields).to_list()
-        docs.sort(key=lambda d: (d.get("subject") is not None, d.get("subject") or ""))
-        return [{**d, "_id": d["event_id"]} for d in docs]

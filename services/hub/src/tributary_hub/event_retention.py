@@ -1,8 +1,8 @@
 """Event retention over partitions: each event keeps its `expire_at` (from its topic's retention when it was
 recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
 visits only partitions with something expired: one whose every event has expired is dropped whole (with its
-id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents that
-expired go too. The same on both layouts, so that it needs no TTL index.
+id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents (an older
+release's) that expired go too, and subject registry entries older than every partition left. The same on both layouts, so that it needs no TTL index.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from typing import Any
 
 from tributary_common.mongo import Retention, RetentionMode
 
+from .event_blocks import events_in, rewrite
 from .event_reads import EventReader, where
-from .partitions import Partitions, partition_key
+from .partitions import Layout, Partitions, partition_key
+
+
+def _expired(doc: dict[str, Any], now: datetime) -> bool:
+    return doc.get("expire_at") is not None and doc["expire_at"] < now
 
 
 class EventRetention(Retention):
@@ -43,25 +48,35 @@ class EventRetention(Retention):
                 deleted += await self._expire(topic.uid, entry, now)
             if due:
                 await self.partitions.latest(topic.uid).delete_many({"tu": topic.uid, "expire_at": {"$lt": now}})
+                await self._forget_subjects(topic.uid)
         return deleted
+
+    async def _forget_subjects(self, uid: str) -> None:
+        """Registry entries older than every partition left: all their events were in dropped partitions."""
+        days = [e["day"] for e in await self.partitions.catalog(uid).find({"tu": uid}, {"day": 1}).to_list()]
+        gone: dict[str, Any] = {"tu": uid, "day": {"$lt": min(days)}} if days else {"tu": uid}
+        await self.partitions.subjects(uid).delete_many(gone)
 
     async def _expire(self, uid: str, entry: dict[str, Any], now: datetime) -> int:
         day = entry["day"]
         events = self.partitions.events(uid, day)
         catalog = self.partitions.catalog(uid)
         if entry.get("max_exp") is not None and entry["max_exp"] < now:
-            count = await events.count_documents(where(uid, day, {}))
+            count = len(await events_in(self.partitions, uid, day, {}))
             await self.partitions.drop_partition(uid, day)
             await self._forget_ids(uid, day)
             # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
             await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
             return count
-        result = await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))
+        if self.partitions.layout is Layout.PACKED:
+            deleted = await rewrite(events, uid, day, lambda e: None if _expired(e, now) else e)
+        else:
+            deleted = int((await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))).deleted_count)
         # Everything left expires later; a concurrent write lowering `min_exp` again keeps its value.
         await catalog.update_one(
             {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": now}}
         )
-        return int(result.deleted_count)
+        return deleted
 
     async def _forget_ids(self, uid: str, day: str) -> None:
         for coll in self.partitions.id_directories(uid):

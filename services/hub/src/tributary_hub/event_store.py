@@ -6,12 +6,11 @@ the old one), then
    already there (a redelivery, a client's retry, perhaps with another time) names the partition to use;
 2. the partition catalog: `$min`/`$max` of the times and expiries a partition holds, widened before the events
    are written, so that a reader never misses a partition that has events;
-3. the events into their partitions (`insert_many(ordered=False)`): a duplicate `_id` there is a copy already
-   stored;
-4. latest per subject: replaced only by a newer position (`pos` = time then `_id`), conditionally, so that
-   order and repetition do not matter.
-A crash between two steps leaves a directory entry or catalog widening without its event: the redelivery finds
-the entry and writes the event where it says. Every step is idempotent.
+3. the subject registry (event_subjects.py: a subject new to this process, or reaching a later day);
+4. the events into their partitions (`insert_many(ordered=False)`): a duplicate `_id` there is a copy already
+   stored. Latest per subject is found at read from the newest partitions (no write per event).
+A crash between two steps leaves a directory entry, catalog widening or subject entry without its event: the
+redelivery finds the entry and writes the event where it says. Every step is idempotent.
 """
 
 from __future__ import annotations
@@ -24,11 +23,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError
 
 from tributary_common.timeutil import format_time
 
-from .partitions import Partitions, day_of, day_start, id_key, partition_key, subject_key
+from .block_writes import assign_blocks, write_blocks
+from .event_blocks import events_in
+from .event_subjects import SubjectRegistry
+from .partitions import Layout, Partitions, day_of, day_start, id_key, partition_key
 
 DUPLICATE_KEY = 11000
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
@@ -49,11 +51,6 @@ async def one_at_a_time(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
     """In turn: FerretDB's SQLite takes one writer per database (concurrent writes fail with SQLITE_BUSY)."""
     for write in writes:
         await write
-
-
-def position(doc: dict[str, Any]) -> str:
-    """`(time, _id)` as one string that sorts the same way (times are fixed-width)."""
-    return f"{doc['time']} {doc['_id']}"
 
 
 @dataclass
@@ -98,6 +95,7 @@ class EventStore:
         self.topics = topics
         # Catalog entries this process wrote recently, to write one again only when its bounds grow.
         self._catalog_known: dict[tuple[str, str], tuple[Bounds, float]] = {}
+        self.subjects = SubjectRegistry(partitions)
 
     async def generations(self, names: set[str]) -> dict[str, str]:
         """topic name -> uid, for the topics that exist."""
@@ -125,25 +123,35 @@ class EventStore:
             placed.append((i, {**doc, "tu": uid, "day": day_of(doc["time"])}))
         if not placed:
             return outcome
-        days = await self._claim_ids([d for _, d in placed])
+        if self.partitions.layout is Layout.PACKED:
+            assign_blocks([d for _, d in placed])
+        claimed, fresh = await self._claim_ids([d for _, d in placed])
         for _, doc in placed:
-            doc["day"] = days[id_key(doc["tu"], doc["eid"])]
+            entry = claimed[id_key(doc["tu"], doc["eid"])]
+            doc["day"] = entry["day"]
+            if self.partitions.layout is Layout.PACKED:
+                doc["blk"] = entry.get("blk")
         await self._widen_catalog([d for _, d in placed])
-        await self._insert_events(placed, outcome)
-        stored = [d for i, d in placed if i not in outcome.refused]
-        await self._update_latest(stored)
+        await self.subjects.register([d for _, d in placed])
+        if self.partitions.layout is Layout.PACKED:
+            await write_blocks(self.partitions, placed, fresh, outcome.duplicates, outcome.refused)
+        else:
+            await self._insert_events(placed, outcome)
         return outcome
 
-    async def _claim_ids(self, docs: list[dict[str, Any]]) -> dict[str, str]:
-        """The day partition of each id: its own for a new one, the recorded one for an id seen before."""
+    async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The entry of each id (its day partition, and block when packed): its own for a new one (returned
+        as fresh too), the recorded one for an id seen before."""
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         for doc in docs:
             coll = self.partitions.ids(doc["tu"], doc["eid"])
             key = id_key(doc["tu"], doc["eid"])
             entries = by_coll.setdefault(coll.name, (coll, {}))[1]
             # The first copy in the batch claims it; later copies follow the entry.
-            entries.setdefault(key, {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")})
-        days: dict[str, str] = {}
+            entry = {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")}
+            entries.setdefault(key, {**entry, "blk": doc["blk"]} if doc.get("blk") else entry)
+        claimed: dict[str, dict[str, Any]] = {}
+        fresh: set[str] = set()
 
         async def claim(coll: AsyncCollection[Any], entries: dict[str, dict[str, Any]]) -> None:
             taken: list[str] = []
@@ -155,13 +163,14 @@ class EventStore:
                     raise
                 keys = list(entries)
                 taken = [keys[e["index"]] for e in errors]
-            days.update({k: e["day"] for k, e in entries.items()})
+            claimed.update(entries)
+            fresh.update(set(entries) - set(taken))
             if taken:
-                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1}).to_list():
-                    days[entry["_id"]] = entry["day"]
+                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1, "blk": 1}).to_list():
+                    claimed[entry["_id"]] = entry
 
         await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())
-        return days
+        return claimed, fresh
 
     async def _widen_catalog(self, docs: list[dict[str, Any]]) -> None:
         """Bounds rounded outwards (the partition's whole day; expiries to the next day), so that a topic's
@@ -201,32 +210,9 @@ class EventStore:
 
         await one_at_a_time(insert(uid, day, rows) for (uid, day), rows in groups.items())
 
-    async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
-        """One `update` command per collection, a conditional upsert per subject: a newer document already
-        there makes its upsert a duplicate, which leaves it as it is."""
-        newest: dict[str, dict[str, Any]] = {}
-        for doc in docs:
-            key = subject_key(doc["tu"], doc.get("subject"))
-            if key not in newest or position(doc) > position(newest[key]):
-                newest[key] = doc
-        by_coll: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for key, doc in newest.items():
-            pos = position(doc)
-            latest = {**doc, "_id": key, "event_id": doc["_id"], "pos": pos}
-            by_coll[self.partitions.latest(doc["tu"]).name].append(
-                {"q": {"_id": key, "pos": {"$lt": pos}}, "u": latest, "upsert": True}
-            )
-        for name, updates in by_coll.items():
-            # The command itself: pymongo's bulk_write fails on FerretDB's reply when a statement has an error.
-            reply = await self.partitions.db.command("update", name, updates=updates, ordered=False)
-            errors = [e for e in reply.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-            if errors:
-                raise OperationFailure(str(errors[0].get("errmsg", "")), errors[0].get("code"), reply)
-
     async def count(self, uid: str) -> int:
         """Events of a topic generation, partition by partition (the catalog can name an emptied one)."""
         total = 0
         for entry in await self.partitions.catalog(uid).find({"tu": uid}).to_list():
-            day = entry["day"]
-            total += await self.partitions.events(uid, day).count_documents({"tu": uid, "day": day})
+            total += len(await events_in(self.partitions, uid, entry["day"], {}))
         return total

@@ -5,10 +5,26 @@ catalog entry true (a lowered `expire_at` lowers the partition's `min_exp`, so t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .event_blocks import events_in, matches, rewrite
 from .event_reads import EventReader, Part, where
-from .partitions import Partitions, partition_key
+from .partitions import Layout, Partitions, partition_key
+
+
+def first_set(query: dict[str, Any], update: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """A `rewrite` change: `update`'s `$set` (the only operator the packed layout takes) on the first match."""
+    done = False
+
+    def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+        nonlocal done
+        if done or not matches(doc, query):
+            return doc
+        done = True
+        return {**doc, **update["$set"]}
+
+    return change
 
 
 class Found:
@@ -39,9 +55,7 @@ class AllEvents:
         return await self.reader.parts(await self.reader.topics_for("#"), None, None)
 
     async def find_in(self, part: Part, query: dict[str, Any]) -> list[dict[str, Any]]:
-        coll = self.partitions.events(part.topic.uid, part.day)
-        docs: list[dict[str, Any]] = await coll.find(where(part.topic.uid, part.day, query)).to_list()
-        return docs
+        return await events_in(self.partitions, part.topic.uid, part.day, query)
 
     def find(self, query: dict[str, Any]) -> Found:
         return Found(self, query)
@@ -53,8 +67,11 @@ class AllEvents:
         """The first matching event, wherever it is; whether one was."""
         for part in await self.parts():
             coll = self.partitions.events(part.topic.uid, part.day)
-            result = await coll.update_one(where(part.topic.uid, part.day, query), update)
-            if result.matched_count:
+            if self.partitions.layout is Layout.PACKED:
+                matched = await rewrite(coll, part.topic.uid, part.day, first_set(query, update))
+            else:
+                matched = (await coll.update_one(where(part.topic.uid, part.day, query), update)).matched_count
+            if matched:
                 expire_at = update.get("$set", {}).get("expire_at")
                 if expire_at is not None:
                     await self.partitions.catalog(part.topic.uid).update_one(

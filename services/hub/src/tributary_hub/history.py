@@ -21,6 +21,7 @@ from tributary_common.timeutil import format_time
 from . import cursors
 from .errors import NotFound
 from .event_reads import EventReader, Topic, order
+from .event_subjects import latest as latest_events
 from .event_view import AllEvents
 from .exports import export
 from .partitions import Partitions
@@ -222,9 +223,11 @@ class EventHistory:
             sel = sel.resumed(order(docs[-1]))
 
     async def latest(self, topic: str, pattern: str, *, admin: bool = False) -> list[dict[str, Any]]:
-        """The newest event of each subject under `pattern`, from the topic's latest-per-subject documents."""
+        """The newest event of each subject under `pattern`, from the topic's newest partitions."""
         query = await self.filter(pattern=pattern, topic=topic)
-        docs = [d for t in await self.reader.topics_for(topic, topic) for d in await self.reader.latest(t, query)]
+        docs = [
+            d for t in await self.reader.topics_for(topic, topic) for d in await latest_events(self.reader, t, query)
+        ]
         return [envelope(d, admin) for d in docs[: self.latest_max_subjects]]
 
 

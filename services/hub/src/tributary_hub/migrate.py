@@ -4,7 +4,7 @@ hourly buckets (sample_migration.py).
 
 One pass over the old collection (FerretDB scans a whole collection per query, so never a query per batch):
 each chunk is written through the recorder's own write path (`EventStore.write`: id directory, catalog,
-partition, latest per subject), so an event already there (resent after the upgrade, or moved by an
+partition, subject registry), so an event already there (resent after the upgrade, or moved by an
 interrupted run) is a duplicate and stays single. Documents recorded before ids were per topic (`_id` = the id,
 no `eid`) are re-keyed to `<topic>/<id>` on the way. What cannot be moved (no usable `type` or `time`, a topic
 that no longer exists, a document the database refuses) is copied to `events_unmigrated` and named in the log.
@@ -27,7 +27,7 @@ from tributary_common.mongo_options import ClientOptions
 
 from .documents import event_key
 from .event_store import DUPLICATE_KEY, EventStore
-from .partitions import Layout, Partitions
+from .partitions import Layout, Partitions, samples_layout
 from .sample_migration import SampleMigration, migrate_samples
 from .sample_store import SampleStore
 
@@ -124,7 +124,7 @@ async def migrate(
         partitions = Partitions(client[db], layout)
         await partitions.prepare()
         report = await move_events(EventStore(partitions, client[db]["topics"]), batch_size=batch_size)
-        store = SampleStore(client[db], layout)
+        store = SampleStore(client[db], samples_layout(layout))
         await store.create_indexes()
         report.samples = await migrate_samples(client[db], store, batch_size=batch_size)
         return report

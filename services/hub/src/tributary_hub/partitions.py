@@ -1,7 +1,8 @@
 """Where a stored thing lives: the one map from a partition key to a collection, for both storage layouts.
 
 `partitioned` (FerretDB, the default): a collection per (topic generation, UTC day) of events, K small id
-directories, one latest-per-subject and one partition catalog per topic. FerretDB 1.24 scans a whole collection
+directories, one subject registry and one partition catalog per topic (and the latest-per-subject copies an
+older release wrote, still read). FerretDB 1.24 scans a whole collection
 for every query, so a read costs what the collections it visits hold: keeping them small keeps reads fast.
 `indexed` (MongoDB): one collection per kind, compound indexes led by the partition fields.
 
@@ -29,7 +30,13 @@ DAY_LEN = 8  # YYYYMMDD
 
 class Layout(StrEnum):
     PARTITIONED = "partitioned"
+    PACKED = "packed"  # `partitioned`, with events in compressed blocks (event_blocks.py); samples as partitioned
     INDEXED = "indexed"
+
+
+def samples_layout(layout: Layout) -> Layout:
+    """Samples have no packed variant of their own: `packed` stores them as `partitioned`."""
+    return Layout.PARTITIONED if layout is Layout.PACKED else layout
 
 
 def day_of(time_text: str) -> str:
@@ -88,6 +95,12 @@ class Partitions:
             return self.db["event_latest"]
         return self.db[f"{PREFIX}{uid}.latest"]
 
+    def subjects(self, uid: str) -> AsyncCollection[Any]:
+        """The subject registry (event_subjects.py)."""
+        if self.layout is Layout.INDEXED:
+            return self.db["event_subjects"]
+        return self.db[f"{PREFIX}{uid}.subjects"]
+
     def catalog(self, uid: str) -> AsyncCollection[Any]:
         if self.layout is Layout.INDEXED:
             return self.db["event_partitions"]
@@ -104,6 +117,7 @@ class Partitions:
                 IndexModel([("tu", asc), ("day", asc), ("expire_at", asc)], name="partition_expiry"),
             ],
             "event_latest": [IndexModel([("tu", asc), ("subject", asc)], name="topic_subject")],
+            "event_subjects": [IndexModel([("tu", asc), ("day", asc)], name="topic_day")],
             "event_partitions": [IndexModel([("tu", asc), ("min_t", asc)], name="topic_time")],
             "event_ids": [IndexModel([("tu", asc)], name="topic")],
         }
@@ -114,7 +128,7 @@ class Partitions:
     async def drop_topic(self, uid: str) -> None:
         """Everything stored for one topic generation: its collections, or its documents where shared."""
         if self.layout is Layout.INDEXED:
-            for name in ("event_log", "event_ids", "event_latest", "event_partitions"):
+            for name in ("event_log", "event_ids", "event_latest", "event_subjects", "event_partitions"):
                 await self.db[name].delete_many({"tu": uid})
             return
         mine = f"{PREFIX}{uid}."

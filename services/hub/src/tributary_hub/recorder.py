@@ -149,10 +149,7 @@ class Recorder:
                         )
                         await asyncio.sleep(self.writer.retry_max_s)
                 # Acknowledge only now that the batch is stored (or dead-lettered).
-                for message in batch:
-                    # A closed channel means the broker redelivers these: harmless, the writes are idempotent.
-                    with contextlib.suppress(Exception):
-                        await message.ack()
+                await ack_all(batch)
                 batch = []
                 self._writing = False
                 self._batch_done.set()
@@ -186,6 +183,20 @@ class Recorder:
                 refused += await self.writer.write(rows)
         # Concurrently (one channel, many confirms in flight): a flood of bad messages is not one round trip each.
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
+
+
+async def ack_all(batch: list[AbstractIncomingMessage]) -> None:
+    """One `ack(multiple=True)` per channel, on the batch's last delivery there: the consumer's channel is its
+    own and the inbox is in delivery order, so everything up to it on that channel is this batch or an earlier
+    (acked) one. Per channel: after a reconnect a batch can hold deliveries of the old channel too."""
+    last: dict[int, AbstractIncomingMessage] = {}
+    for message in batch:
+        # A closed channel (`channel` raises) means the broker redelivers these: harmless, writes are idempotent.
+        with contextlib.suppress(Exception):
+            last[id(message.channel)] = message
+    for message in last.values():
+        with contextlib.suppress(Exception):
+            await message.ack(multiple=True)
 
 
 def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: AsyncCollection[Any]) -> list[Recorder]:

@@ -70,7 +70,7 @@ class HubSettings(CommonSettings, MongoSettings):
     # Where events and samples are stored: `partitioned` (collections per topic and day, per sid and day/month:
     # FerretDB scans whole collections) or `indexed` (one collection per kind with compound indexes: MongoDB).
     # See partitions.py and sample_partitions.py.
-    storage_layout: Layout = Layout.PARTITIONED
+    storage_layout: Layout = Layout.PACKED
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)
