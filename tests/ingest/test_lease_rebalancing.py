@@ -139,4 +139,6 @@ async def test_leases_rebalance_1_to_3_to_2_instances_by_capacity(
     assert not doubles, doubles[:10]
     assert gap <= LEASE_TTL_S, f"a gap of {gap:.2f} s: {where}"
     assert shed["rb-a"] >= 25, shed  # a handed its surplus over (30 at the join), it was not simply left idle
-    assert checked > DEMANDED * 10 * 10
+    # The order check saw the flow: at least half of what 10 Hz per sid makes over the watched window (a fixed
+    # count failed when everything converged quickly and the window was short).
+    assert checked >= DEMANDED * 10 * (until - steady) / 2, (checked, until - steady)
