@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -54,10 +56,7 @@ class Heartbeat:
     async def stop(self) -> None:
         """Cancel the loop (a beat in progress too). Idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         if not self.first_at_once:

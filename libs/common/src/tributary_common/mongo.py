@@ -9,7 +9,6 @@ Retention is per document: each document carries an `expire_at` time. Where the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
 from .mongo_options import ClientOptions
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,5 @@ class Retention:
                 log.warning("retention sweep of %s failed", self.collection.name, exc_info=True)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

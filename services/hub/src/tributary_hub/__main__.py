@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -14,6 +13,7 @@ from tributary_common.http_server import Server, server_config
 from tributary_common.logs import setup_logging
 from tributary_common.settings import InsecureSettings
 from tributary_common.startup import load_settings
+from tributary_common.tasks import cancel_and_wait
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .app import create_app
@@ -57,9 +57,7 @@ async def record(settings: HubSettings) -> None:
             log.info("recorders running; health on %s:%d", settings.http_host, port)
             await stopping
         else:  # SIGTERM while starting: give up the start, close what it opened
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+            await cancel_and_wait(starting)
         log.info("stopping recorders")
         await asyncio.wait_for(hub.stop(), settings.shutdown_grace_seconds)
     finally:

@@ -31,6 +31,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tributary_common import deadletters
 from tributary_common.amqp import DEADLETTERS, HUB_RECORDER_EVENTS, HUB_RECORDER_SAMPLES, Consumer, QueueSpec
 from tributary_common.ratelog import LogThrottle
+from tributary_common.tasks import cancel_and_wait
 from tributary_common.telemetry import extract_context, tracer
 
 from .amqp import declare_topology
@@ -109,10 +110,7 @@ class Recorder:
             self._batch_done.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_done.wait(), remaining)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         batch = [await self._inbox.get()]

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
+from tributary_common.tasks import cancel_and_wait
 
 from .engine import Engine
 
@@ -41,9 +42,7 @@ def create_app(engine: Engine) -> FastAPI:
                 yield
             finally:
                 if not starting.done():
-                    starting.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await starting
+                    await cancel_and_wait(starting)
                 await engine.stop()
 
     def _exit_if_failed(task: asyncio.Task[None]) -> None:

@@ -16,6 +16,7 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from tributary_common.backoff import Backoff
+from tributary_common.tasks import cancel_and_wait
 
 from .admission import BUFFER_FULL, NOT_INCREASING, Refusal, SampleAdmission
 from .sdk import Quality, SampleValue
@@ -226,8 +227,5 @@ class SidPipeline:
         if forget:
             self._buf.clear()
         self._space.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

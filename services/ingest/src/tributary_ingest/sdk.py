@@ -22,7 +22,6 @@ params, limit)` with a `browse_model` lists what can be subscribed under `path` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tributary_common.rpc_contracts import BrowseItem
+from tributary_common.tasks import cancel_and_wait
 
 # Part of the SDK, re-exported: the credential field types and what resolves them.
 from .secret_fields import SECRET_ERROR
@@ -197,11 +197,7 @@ class Connector(Generic[P]):
 
     async def unsubscribe(self, sid: str) -> None:
         """Stop reading `sid` and release what it holds; must not raise when `sid` is unknown."""
-        task = self._reads.pop(sid, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._reads.pop(sid, None))
 
     async def _run_read(self, sid: str, params: P) -> None:
         try:

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from tributary_common.deadletters import DeadLetters
 from tributary_common.ratelog import LogThrottle
+from tributary_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,7 @@ class DeadLetterOutbox:
         if self._sender is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._empty.wait(), timeout_s)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         while self._pending:
             _, reason, _ = self._pending.popleft()
             self._lose(reason, "the stream stopped before the broker took it")

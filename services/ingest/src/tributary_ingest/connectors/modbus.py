@@ -15,7 +15,6 @@ host is checked against `TRIBUTARY_HTTP_ALLOW` on its resolved address and conne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 from collections.abc import Hashable
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client import AsyncModbusTcpClient
 
 from tributary_common.egress import EgressPolicy
+from tributary_common.tasks import cancel_and_wait
 from tributary_common.timeutil import utcnow
 
 from ..sdk import Connector, Listing, SampleValue, Sink
@@ -127,11 +127,7 @@ class _Device:
         for group, members in list(self.members.items()):
             if members.pop(sid, None) is not None and not members:
                 del self.members[group]
-                task = self.pollers.pop(group, None)
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await cancel_and_wait(self.pollers.pop(group, None))
 
     async def _poll(self, group: tuple[int, str, float]) -> None:
         unit, table, interval = group
