@@ -2,7 +2,7 @@
 
 Load: `--events` (default 1,000,000) events across 100 topics, 30 UTC days, 10 subjects per topic
 (`line{0..4}.m{0..1}`), written in time order through the storage's own write path (`EventStore.write`, what the
-recorder calls) in batches of `--batch`, into an isolated database (`partitioned` layout unless `--layout`).
+recorder calls) in batches of `--batch`, into an isolated database (`packed`, the default, unless `--layout`).
 Then, each the median of 20 runs (different topics, ranges and ids):
 
 - page: 100 events of one topic by time range (a 10-day window) and subject pattern (`<topic>.line1.#`);
@@ -272,5 +272,5 @@ if __name__ == "__main__":
     parser.add_argument("--recorder-events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--recorder-spread", choices=["both", "bursts", "interleaved"], default="both")
-    parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PARTITIONED.value)
+    parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PACKED.value)
     asyncio.run(main(parser.parse_args()))

@@ -67,9 +67,10 @@ class HubSettings(CommonSettings, MongoSettings):
         default=None, max_length=2048, pattern=r"^(wss?|https?)://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
     )
 
-    # Where events and samples are stored: `partitioned` (collections per topic and day, per sid and day/month:
-    # FerretDB scans whole collections) or `indexed` (one collection per kind with compound indexes: MongoDB).
-    # See partitions.py and sample_partitions.py.
+    # Where events and samples are stored: `packed` (collections per topic and day, events in compressed blocks;
+    # samples as `partitioned`), `partitioned` (the same collections, one document per event; per sid and
+    # day/month for samples: FerretDB scans whole collections) or `indexed` (one collection per kind with compound
+    # indexes: MongoDB). See partitions.py, event_blocks.py and sample_partitions.py.
     storage_layout: Layout = Layout.PACKED
 
     # History
