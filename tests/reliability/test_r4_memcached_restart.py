@@ -111,7 +111,10 @@ async def scenario(stack: Stack, memcached: PrivateMemcached) -> None:
         accepted_during = len(tally.accepted) - accepted_at_down
         await asyncio.to_thread(memcached.run, "up")
         up_at = time.monotonic()
-        await eventually(leases_held, 30, "every lease held again", interval=0.05)
+        try:
+            await eventually(leases_held, 30, "every lease held again", interval=0.05)
+        except AssertionError as exc:  # what ingest said meanwhile, for whoever reads the failure
+            raise AssertionError(f"{exc}; ingest's log ends:\n{stack.procs['ingest'].tail(40)}") from None
         leases_back_s = time.monotonic() - up_at
         await eventually(lambda: _fresh(wire, sids), 30, "every sid on the wire again")
         await asyncio.sleep(2.0)

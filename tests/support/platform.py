@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -90,8 +92,38 @@ def mongodb_url(port: int | None = None) -> str:
     return f"mongodb://127.0.0.1:{port or FERRETDB_PORT}/"
 
 
+# The local platform's own ports above 20000 (RabbitMQ's distribution port, FerretDB): never handed out.
+PLATFORM_PORTS = {25672, 27017}
+_handed_out: set[int] = set()
+_pick = random.SystemRandom()  # tests that seed `random` must not make every process pick the same ports
+
+
+def _outside_ephemeral() -> list[range]:
+    """Ports the kernel never gives a client as its source port. A server restarted on one of them cannot find it
+    taken by a connection, and a client retrying while it is down cannot connect to itself (TCP self-connect to
+    a free ephemeral port, which then holds the port and answers the client with its own bytes)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return [r for r in (range(20000, low), range(high + 1, 65536)) if len(r)]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now on 127.0.0.1, outside the ephemeral range, not handed out before in this process."""
+    ranges = _outside_ephemeral()
+    for _ in range(1000 if ranges else 0):
+        port = _pick.choice(_pick.choice(ranges))
+        if port in _handed_out or port in PLATFORM_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no such range here: whatever the kernel gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
