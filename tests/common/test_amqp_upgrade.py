@@ -148,6 +148,31 @@ async def test_move_keeps_routing_keys_and_acks_only_what_was_copied(connection:
     await channel.close()
 
 
+async def test_a_move_stops_once_its_source_was_replaced_instead_of_pumping_back_and_forth(
+    connection: AbstractConnection,
+) -> None:
+    # Two upgrading processes: one still moves the (replaced) queue into the holding queue while the other moves
+    # the holding queue back into it. The first must stop once its source is no longer the queue it meant.
+    channel = await connection.channel()
+    queue = await channel.declare_queue(platform.unique("replaced"), durable=True, arguments={"x-queue-type": "quorum"})
+    hold = await channel.declare_queue(platform.unique("hold"), durable=True, arguments={"x-queue-type": "quorum"})
+    for i in range(200):
+        await channel.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=queue.name)
+    replaced_at = asyncio.get_running_loop().time() + 1.0
+
+    async def still_meant() -> bool:
+        return asyncio.get_running_loop().time() < replaced_at
+
+    retiring = move(connection, queue.name, hold.name, window=10, still=still_meant)
+    draining = move(connection, hold.name, queue.name, window=10)
+    await asyncio.wait_for(asyncio.gather(retiring, draining), 60)
+    # Whatever the retiring move took last is drained once more, as a restart of the other process would.
+    await move(connection, hold.name, queue.name)
+    got = await _drain(connection, queue.name)
+    assert sorted(int(m.body) for m in got) == list(range(200))
+    await channel.close()
+
+
 async def test_two_hub_processes_upgrading_at_once_lose_nothing(
     vhost: str, amqp_url: str, connection: AbstractConnection
 ) -> None:

@@ -39,6 +39,8 @@ DELIVERY_COUNT = "x-delivery-count"
 MOVE_WINDOW = 500
 # No delivery for this long: the source looks empty (then checked with a get).
 MOVE_IDLE_S = 0.5
+# While moving without pause, whether the source is still the queue meant is checked this often.
+STILL_EVERY_S = 1.0
 
 
 class UpgradeStuck(RuntimeError):
@@ -82,7 +84,7 @@ async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: 
     backoff = Backoff(0.2, 5.0, jitter=False)
     moved = 0
     while True:
-        moved += await move(connection, name, into)
+        moved += await move(connection, name, into, still=lambda: _still_classic(connection, name))
         try:
             await _delete_old(connection, name)
             return moved
@@ -144,10 +146,20 @@ async def _drain_holding(connection: AbstractConnection, spec: QueueSpec) -> Non
         await _close(channel)
 
 
-async def move(connection: AbstractConnection, source: str, target: str, *, window: int = MOVE_WINDOW) -> int:
+async def move(
+    connection: AbstractConnection,
+    source: str,
+    target: str,
+    *,
+    window: int = MOVE_WINDOW,
+    still: Callable[[], Awaitable[bool]] | None = None,
+) -> int:
     """Every message of `source` into `target`, in batches of up to `window`: consumed, the copies published
     together, then acked once the broker confirmed each (a failure closes the channel: the unacked ones stay in
-    `source`). Returns once a `basic.get` finds `source` empty."""
+    `source`). Returns once a `basic.get` finds `source` empty, or once `still` says that `source` is no longer
+    the queue meant, checked whenever the move stopped consuming (only then can the queue be replaced)."""
+    if still is not None and not await still():
+        return 0
     channel = await connection.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=window)
     mover = upgrade_mover(target)
@@ -159,24 +171,38 @@ async def move(connection: AbstractConnection, source: str, target: str, *, wind
         queue: AbstractQueue = await channel.declare_queue(source, passive=True)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         tag = await queue.consume(inbox.put)
+        last_batch, checked = False, time.monotonic()
         while True:
             try:
                 batch = [await asyncio.wait_for(inbox.get(), MOVE_IDLE_S)]
+                if still is not None and time.monotonic() - checked > STILL_EVERY_S:
+                    # Replaced between the check above and the first consume: the other process pumps into it.
+                    checked = time.monotonic()
+                    if not await still():
+                        await queue.cancel(tag)
+                        batch += [inbox.get_nowait() for _ in range(inbox.qsize())]
+                        last_batch = True
             except TimeoutError:
                 await queue.cancel(tag)
                 batch = [inbox.get_nowait() for _ in range(inbox.qsize())]
+                # Replaced by another process's upgrade while not consumed: moving on would pump back what that
+                # process moves into it, forever. What was delivered before still goes.
+                last_batch = still is not None and not await still()
                 # Delivered meanwhile, or (quorum queues count lazily) still there: a get is the last word.
-                if not batch and (last := await queue.get(no_ack=False, fail=False)) is not None:
+                if not batch and not last_batch and (last := await queue.get(no_ack=False, fail=False)) is not None:
                     batch = [last]
                 if not batch:
                     break
-                tag = await queue.consume(inbox.put)
+                if not last_batch:
+                    tag = await queue.consume(inbox.put)
             while len(batch) < window and not inbox.empty():
                 batch.append(inbox.get_nowait())
             await asyncio.gather(*(exchange.publish(_copy(m), routing_key=m.routing_key or "") for m in batch))
             for message in batch:
                 await message.ack()
             moved += len(batch)
+            if last_batch:
+                break
         await exchange.delete()
     finally:
         await _close(channel)
