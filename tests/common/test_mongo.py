@@ -9,9 +9,9 @@ import pymongo
 import pytest
 from beanie import Document
 from pymongo import AsyncMongoClient, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from tributary_common.mongo import Retention, connect
+from tributary_common.mongo import Retention, connect, write_errors
 
 
 class Reading(Document):
@@ -100,3 +100,16 @@ async def test_retention_detects_server_and_expires(mongo_client: AsyncMongoClie
             assert "retention_ttl" in names
     finally:
         await retention.stop()
+
+
+async def test_write_errors_tells_duplicates_from_refusals(
+    mongo_client: AsyncMongoClient[Any], mongo_db_name: str
+) -> None:
+    coll = mongo_client[mongo_db_name]["write_errors"]
+    await coll.insert_one({"_id": "a"})
+    with pytest.raises(BulkWriteError) as caught:
+        await coll.insert_many([{"_id": "b"}, {"_id": "a"}, {"_id": "c", "$bad": 1}, {"_id": "d"}], ordered=False)
+    duplicates, refused = write_errors(caught.value)
+    assert duplicates == [1]
+    assert list(refused) == [2] and refused[2]
+    assert sorted(d["_id"] for d in await coll.find({}).to_list()) == ["a", "b", "d"]

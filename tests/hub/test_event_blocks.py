@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 
 from tests.hub.test_event_storage import T0, event
 from tributary_common.matcher import pattern_to_regex
-from tributary_hub.event_blocks import PAYLOAD, matches, pack
+from tributary_hub.event_blocks import PAYLOAD, matches, pack, unpack, unpack_one
 from tributary_hub.event_retention import EventRetention
 from tributary_hub.event_store import EventStore
 from tributary_hub.history import EventHistory, EventQuery
@@ -97,3 +99,17 @@ def test_matcher_answers_what_the_server_would() -> None:
     assert not matches(doc, {"$or": [{"time": {"$gt": t}}, {"time": t, "_id": {"$gt": "plant/e1"}}]})
     assert matches(doc, {"subject": {"$in": [None, "line1.m0"]}}) and matches(doc, {"traceparent": None})
     assert not matches(doc, {"expire_at": {"$lt": datetime.now(UTC)}})  # none: kept forever
+
+
+def test_one_event_is_unpacked_alone_as_the_whole_block_would_give_it() -> None:
+    codec: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
+    docs = [{**event("t", f"e{i}", T0 + timedelta(seconds=i), "s"), "tu": UID, "day": DAY} for i in range(50)]
+    block = bson.decode(bson.encode(pack(f"{UID}/{DAY}/b", UID, DAY, docs)), codec_options=codec)
+    whole = {e["_id"]: e for e in unpack(block, codec)}
+    assert len(whole) == 50
+    for key, expected in whole.items():
+        assert unpack_one(block, key, codec) == expected
+    assert unpack_one(block, "t/missing", codec) is None
+    single = whole["t/e7"]
+    assert unpack_one(single, "t/e7", codec) == single
+    assert unpack_one(single, "t/e8", codec) is None

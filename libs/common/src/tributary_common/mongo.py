@@ -17,7 +17,7 @@ from typing import Any, Literal
 from beanie import Document, init_beanie
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from .mongo_options import ClientOptions
 from .tasks import cancel_and_wait
@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 
 RetentionMode = Literal["ttl-index", "sweeper"]
 TTL_INDEX_NAME = "retention_ttl"
+DUPLICATE_KEY = 11000  # the server's code for a unique key (`_id`) already taken
+
+
+def write_errors(exc: BulkWriteError) -> tuple[list[int], dict[int, str]]:
+    """Of a bulk insert: the indexes already stored (a duplicate key), and those the server refused, with why."""
+    duplicates: list[int] = []
+    refused: dict[int, str] = {}
+    for e in exc.details.get("writeErrors", []):
+        if e.get("code") == DUPLICATE_KEY:
+            duplicates.append(e["index"])
+        else:
+            refused[e["index"]] = str(e.get("errmsg", ""))
+    return duplicates, refused
 
 
 def new_client(url: str, *, timeout_ms: int = 5000, options: ClientOptions | None = None) -> AsyncMongoClient[Any]:

@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from tributary_common import deadletters
 from tributary_common.backoff import Backoff
 from tributary_common.deadletters import DeadLetters
+from tributary_common.mongo import write_errors
 from tributary_common.ratelog import LogThrottle
 
 log = logging.getLogger("tributary_hub.recorder")  # the recorders' log, whichever part writes
@@ -35,7 +36,6 @@ DEAD_LETTERS_LOST = Counter(
 )
 RETRIES = Counter("tributary_hub_recorder_retries_total", "Failed writes retried", ["kind"])
 
-DUPLICATE_KEY = 11000
 # Server errors that refuse a document for what it is (retrying cannot help), unlike the database being away:
 # BadValue, TypeMismatch, DollarPrefixedFieldName, DottedFieldName, KeyTooLong, BSONObjectTooLarge.
 DOCUMENT_ERRORS = frozenset({2, 14, 52, 57, 17280, 10334})
@@ -118,14 +118,12 @@ class BatchWriter:
         try:
             await self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            duplicates = [e for e in errors if e.get("code") == DUPLICATE_KEY]
+            duplicates, refusals = write_errors(exc)
             DUPLICATES.labels(self.kind).inc(len(duplicates))
-            for e in errors:
-                if e.get("code") != DUPLICATE_KEY:
-                    # The server refused this document itself: retrying cannot help.
-                    owner = owners[e["index"]]
-                    refused[id(owner)] = (owner, deadletters.REFUSED_BY_DATABASE, str(e.get("errmsg", ""))[:DETAIL_MAX])
+            for k, why in refusals.items():
+                # The server refused this document itself: retrying cannot help.
+                owner = owners[k]
+                refused[id(owner)] = (owner, deadletters.REFUSED_BY_DATABASE, why[:DETAIL_MAX])
         RECORDED.labels(self.kind).inc(len(docs))
         self.written += len(docs)
         return list(refused.values())

@@ -18,10 +18,11 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from tributary_common.mongo import write_errors
+
 from .event_blocks import chunks, pack
 from .partitions import Partitions, id_key
 
-DUPLICATE_KEY = 11000
 Row = tuple[int, dict[str, Any]]  # index into the batch, placed document (`tu`, `day`, `blk` set)
 
 
@@ -58,7 +59,7 @@ async def write_blocks(
             single.append((i, doc))
     known += await _insert_blocks(partitions, new, refused)
     await _follow_entries(partitions, known, duplicates, refused)
-    await _insert_single(partitions, single, duplicates, refused)
+    await insert_singles(partitions, single, duplicates, refused)
 
 
 async def _insert_blocks(partitions: Partitions, blocks: dict[str, list[Row]], refused: dict[int, str]) -> list[Row]:
@@ -73,12 +74,11 @@ async def _insert_blocks(partitions: Partitions, blocks: dict[str, list[Row]], r
                 [pack(blk, uid, day, [d for _, d in rows]) for blk, rows in items], ordered=False
             )
         except BulkWriteError as exc:
-            for e in exc.details.get("writeErrors", []):
-                rows = items[e["index"]][1]
-                if e.get("code") == DUPLICATE_KEY:
-                    raced += rows
-                else:
-                    refused.update({i: str(e.get("errmsg", "")) for i, _ in rows})
+            taken, refusals = write_errors(exc)
+            for k in taken:
+                raced += items[k][1]
+            for k, why in refusals.items():
+                refused.update({i: why for i, _ in items[k][1]})
     return raced
 
 
@@ -118,18 +118,16 @@ async def _insert(
     try:
         await coll.insert_many([d for _, d in rows], ordered=False)
     except BulkWriteError as exc:
-        for e in exc.details.get("writeErrors", []):
-            i = rows[e["index"]][0]
-            if e.get("code") == DUPLICATE_KEY:
-                duplicates.append(i)
-            else:
-                refused[i] = str(e.get("errmsg", ""))
+        taken, refusals = write_errors(exc)
+        duplicates.extend(rows[k][0] for k in taken)
+        refused.update({rows[k][0]: why for k, why in refusals.items()})
 
 
-async def _insert_single(
+async def insert_singles(
     partitions: Partitions, rows: list[Row], duplicates: list[int], refused: dict[int, str]
 ) -> None:
-    """Events whose directory entry names no block: one document each, as the `partitioned` layout does."""
+    """One document per event, in its day partition: the `partitioned` and `indexed` layouts, and the events of
+    the `packed` one whose directory entry names no block (written by the `partitioned` layout)."""
     by_part: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for i, doc in rows:
         by_part[(doc["tu"], doc["day"])].append((i, {k: v for k, v in doc.items() if k != "blk"}))

@@ -22,6 +22,7 @@ from typing import Any
 import bson
 from bson import Binary
 from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from .partitions import Layout, Partitions
@@ -29,6 +30,7 @@ from .partitions import Layout, Partitions
 BLOCK_MAX = 1000  # events per block
 BLOCK_BYTES = 4 << 20  # about, before compression: far under the 16 MiB document limit
 PAYLOAD = "z"
+_RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
 _OVERHEAD = 400  # bytes of an event's other fields, roughly
 
 
@@ -68,6 +70,18 @@ def unpack(doc: dict[str, Any], codec: CodecOptions[Any]) -> list[dict[str, Any]
         return [doc]
     events: list[dict[str, Any]] = bson.decode(zlib.decompress(doc[PAYLOAD]), codec_options=codec)["e"]
     return [{**e, "tu": doc["tu"], "day": doc["day"]} for e in events]
+
+
+def unpack_one(doc: dict[str, Any], key: str, codec: CodecOptions[Any]) -> dict[str, Any] | None:
+    """The event `key` of a stored document, decoding that event alone (a block lists its ids in payload order)."""
+    if PAYLOAD not in doc:
+        return doc if doc["_id"] == key else None
+    try:
+        at = doc["ids"].index(key)
+    except ValueError:
+        return None
+    raw = bson.decode(zlib.decompress(doc[PAYLOAD]), codec_options=_RAW)["e"][at]
+    return {**bson.decode(raw.raw, codec_options=codec), "tu": doc["tu"], "day": doc["day"]}
 
 
 def _compare(op: str, have: Any, want: Any) -> bool:

@@ -14,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
-from .event_blocks import events_in, unpack
+from .event_blocks import events_in, unpack_one
 from .partitions import Layout, Partitions, id_key
 
 SORT_ASC = [("time", 1), ("_id", 1)]
@@ -103,7 +103,7 @@ class EventReader:
             coll = self.partitions.events(topic.uid, day)
             key = event_key(topic.name, event_id)
             homes = await coll.find({"_id": {"$in": [entry["blk"], f"{entry['blk']}/{event_id}"]}}).to_list()
-            found = [e for b in homes for e in unpack(b, coll.codec_options) if e["_id"] == key]
+            found = [e for b in homes if (e := unpack_one(b, key, coll.codec_options)) is not None]
             return found[0] if found else None
         doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(
             {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}

@@ -16,7 +16,6 @@ redelivery finds the entry and writes the event where it says. Every step is ide
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,14 +24,14 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from tributary_common.mongo import DUPLICATE_KEY, write_errors
 from tributary_common.timeutil import format_time
 
-from .block_writes import assign_blocks, write_blocks
+from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
 from .partitions import Layout, Partitions, day_of, day_start, id_key, partition_key
 
-DUPLICATE_KEY = 11000
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
 CATALOG_KNOWN_MAX = 100_000
@@ -123,20 +122,21 @@ class EventStore:
             placed.append((i, {**doc, "tu": uid, "day": day_of(doc["time"])}))
         if not placed:
             return outcome
-        if self.partitions.layout is Layout.PACKED:
+        packed = self.partitions.layout is Layout.PACKED
+        if packed:
             assign_blocks([d for _, d in placed])
         claimed, fresh = await self._claim_ids([d for _, d in placed])
         for _, doc in placed:
             entry = claimed[id_key(doc["tu"], doc["eid"])]
             doc["day"] = entry["day"]
-            if self.partitions.layout is Layout.PACKED:
+            if packed:
                 doc["blk"] = entry.get("blk")
         await self._widen_catalog([d for _, d in placed])
         await self.subjects.register([d for _, d in placed])
-        if self.partitions.layout is Layout.PACKED:
+        if packed:
             await write_blocks(self.partitions, placed, fresh, outcome.duplicates, outcome.refused)
         else:
-            await self._insert_events(placed, outcome)
+            await insert_singles(self.partitions, placed, outcome.duplicates, outcome.refused)
         return outcome
 
     async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[str]]:
@@ -158,11 +158,11 @@ class EventStore:
             try:
                 await coll.insert_many(list(entries.values()), ordered=False)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                duplicates, refused = write_errors(exc)
+                if refused:
                     raise
                 keys = list(entries)
-                taken = [keys[e["index"]] for e in errors]
+                taken = [keys[k] for k in duplicates]
             claimed.update(entries)
             fresh.update(set(entries) - set(taken))
             if taken:
@@ -191,24 +191,6 @@ class EventStore:
             if len(self._catalog_known) > CATALOG_KNOWN_MAX:
                 self._catalog_known.clear()
             self._catalog_known[(uid, day)] = (b, now)
-
-    async def _insert_events(self, placed: list[tuple[int, dict[str, Any]]], outcome: WriteOutcome) -> None:
-        groups: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for i, doc in placed:
-            groups[(doc["tu"], doc["day"])].append((i, doc))
-
-        async def insert(uid: str, day: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
-            try:
-                await self.partitions.events(uid, day).insert_many([d for _, d in rows], ordered=False)
-            except BulkWriteError as exc:
-                for e in exc.details.get("writeErrors", []):
-                    index = rows[e["index"]][0]
-                    if e.get("code") == DUPLICATE_KEY:
-                        outcome.duplicates.append(index)
-                    else:
-                        outcome.refused[index] = str(e.get("errmsg", ""))
-
-        await one_at_a_time(insert(uid, day, rows) for (uid, day), rows in groups.items())
 
     async def count(self, uid: str) -> int:
         """Events of a topic generation, partition by partition (the catalog can name an emptied one)."""

@@ -17,11 +17,12 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
+from tributary_common.mongo import DUPLICATE_KEY
+
 from .event_blocks import events_in
 from .event_reads import EventReader, Part, Topic
 from .partitions import Partitions, subject_key
 
-DUPLICATE_KEY = 11000
 RECHECK_S = 60.0  # an entry this process wrote is written again after this (retention may have removed it)
 KNOWN_MAX = 100_000
 

@@ -22,11 +22,11 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from tributary_common.mongo import new_client
+from tributary_common.mongo import new_client, write_errors
 from tributary_common.mongo_options import ClientOptions
 
 from .documents import event_key
-from .event_store import DUPLICATE_KEY, EventStore
+from .event_store import EventStore
 from .partitions import Layout, Partitions, samples_layout
 from .sample_migration import SampleMigration, migrate_samples
 from .sample_store import SampleStore
@@ -61,7 +61,7 @@ async def _keep_aside(aside: AsyncCollection[Any], docs: list[dict[str, Any]]) -
     try:
         await aside.insert_many(docs, ordered=False)
     except BulkWriteError as exc:  # already kept aside by an interrupted run
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+        if write_errors(exc)[1]:
             raise
 
 
