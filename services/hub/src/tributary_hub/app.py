@@ -67,15 +67,19 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # FastAPI's own OpenTelemetry metrics and logs would go to providers no service sets (only a tracer
+        # provider: tributary_common.telemetry): off, so that a request does not look them up every time.
+        telemetry={"metrics": False, "logs": False},
     )
     app.state.hub = hub
     install_error_handlers(app)
     install_hub_errors(app)
 
+    # Publishing first: routes are matched in order, and a publish is most of the requests.
+    app.include_router(events.router)
     if ops_port is None:  # otherwise on the ops port (the lifespan above), never on the API port
         app.include_router(health_router(hub.readiness()))
     app.include_router(topics.router)
-    app.include_router(events.router)
     app.include_router(history.router)
     app.include_router(unitops.router)
     app.include_router(historian.router)
