@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractConnection
 from tests.support import platform
 from tributary_common.amqp import topology as t
 from tributary_common.amqp.topology import upgrade_holding as holding
-from tributary_common.amqp.upgrade import UpgradeStuck, ensure_queues, move
+from tributary_common.amqp.upgrade import UpgradeStuck, _still_old, ensure_queues, move
 
 N = 500
 
@@ -195,3 +195,20 @@ async def test_two_hub_processes_upgrading_at_once_lose_nothing(
         assert _type(vhost, spec.name) == "quorum"
         assert platform.queue_info(vhost, holding(spec).name) is None
     assert set(m.routing_key for m in await _drain(connection, t.HUB_RECORDER_EVENTS.name)) == set(keys)
+
+
+async def test_asking_whether_the_old_queue_stands_never_re_creates_it(
+    vhost: str, connection: AbstractConnection
+) -> None:
+    """The question a move asks while another process may have just deleted the old queue: answered without
+    declaring the old queue again (which would make that process's upgrade start over)."""
+    await _old_topology(connection)
+    spec = t.HUB_RECORDER_EVENTS
+    assert await _still_old(connection, spec)
+    assert _type(vhost, spec.name) == "classic"
+    channel = await connection.channel()
+    await channel.queue_delete(spec.name)  # the other process retired it
+    await channel.close()
+    assert not await _still_old(connection, spec)
+    assert _type(vhost, spec.name) == "quorum"
+    assert not await _still_old(connection, spec)

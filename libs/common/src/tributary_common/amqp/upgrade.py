@@ -73,20 +73,21 @@ async def upgrade(connection: AbstractConnection, spec: QueueSpec, *, wait_s: fl
     finally:
         await _close(channel)
     if not gone:
-        moved = await _retire(connection, spec.name, hold.name, wait_s)
+        moved = await _retire(connection, spec, hold.name, wait_s)
     await _drain_holding(connection, spec)
     log.warning("queue %s upgraded (%d messages moved)", spec.name, moved)
 
 
-async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: float) -> int:
-    """Move `name`'s messages into `into` and delete `name` once it is empty and unused."""
+async def _retire(connection: AbstractConnection, spec: QueueSpec, into: str, wait_s: float) -> int:
+    """Move the old queue's messages into `into` and delete it once it is empty and unused."""
+    name = spec.name
     deadline = time.monotonic() + wait_s
     backoff = Backoff(0.2, 5.0, jitter=False)
     moved = 0
     while True:
-        moved += await move(connection, name, into, still=lambda: _still_classic(connection, name))
+        moved += await move(connection, name, into, still=lambda: _still_old(connection, spec))
         try:
-            await _delete_old(connection, name)
+            await _delete_old(connection, spec)
             return moved
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
             if time.monotonic() > deadline:
@@ -96,30 +97,29 @@ async def _retire(connection: AbstractConnection, name: str, into: str, wait_s: 
             await asyncio.sleep(delay)
 
 
-async def _still_classic(connection: AbstractConnection, name: str) -> bool:
-    """Whether `name` is still the old classic queue (durable, no arguments), not retired or already replaced by
-    another hub process upgrading at the same time."""
-    if not await _exists(connection, name):
-        return False
-    # What older releases declared: refused for a quorum queue.
-    return await _accepted(connection, lambda ch: ch.declare_queue(name, durable=True))
+async def _still_old(connection: AbstractConnection, spec: QueueSpec) -> bool:
+    """Whether `spec.name` still stands otherwise than the spec says (the old queue), not already replaced by
+    another hub process upgrading at the same time. Asked by declaring the spec: where the other process deleted
+    the old queue a moment ago, this declares the new one a little early, which it would declare next anyway;
+    asking with the old queue's arguments would re-create the old queue, and that upgrade would start over."""
+    return not await declare_if_compatible(connection, spec)
 
 
-async def _delete_old(connection: AbstractConnection, name: str) -> None:
+async def _delete_old(connection: AbstractConnection, spec: QueueSpec) -> None:
     """Delete the old classic queue once empty and unused (ChannelPreconditionFailed while it is not). `if_unused`
     on a quorum queue closes the whole connection (NOT_IMPLEMENTED), so the delete goes over a connection of its
     own: should another process replace the queue between the check and the delete, only that one is lost."""
-    if not await _still_classic(connection, name):
+    if not await _still_old(connection, spec):
         return
     assert isinstance(connection, aio_pika.Connection)  # aio-pika's (robust) connections carry their URL
     side = await aio_pika.connect(connection.url)
     try:
         channel = await side.channel()
-        await channel.queue_delete(name, if_unused=True, if_empty=True)
+        await channel.queue_delete(spec.name, if_unused=True, if_empty=True)
     except aio_pika.exceptions.ChannelPreconditionFailed:
         raise
     except Exception:
-        if await _still_classic(connection, name):
+        if await _still_old(connection, spec):
             raise
         # Replaced meanwhile by the other process's quorum queue: the upgrade is done.
     finally:
