@@ -7,7 +7,8 @@ Then, each the median of 20 runs (different topics, ranges and ids):
 
 - page: 100 events of one topic by time range (a 10-day window) and subject pattern (`<topic>.line1.#`);
 - latest: the newest event of each subject of one topic;
-- by id: one event of one topic by its id (what `after_id` resumes from).
+- by id: one event of one topic by its id (what `after_id` resumes from); and the same in a topic whose
+  `--busy-events` (100,000) events fall on one day, a day partition of about 100 blocks.
 
 The same three queries run against the old layout (the single `events` collection with its indexes, the old
 queries, median of 3) loaded with `--old-events` (default 20,000: at 1,000,000 the old layout takes minutes per
@@ -128,6 +129,23 @@ async def time_new(history: EventHistory, total: int) -> dict[str, float]:
     return {"page": await median_ms(page), "latest": await median_ms(latest), "by id": await median_ms(by_id)}
 
 
+async def time_busy(store: EventStore, history: EventHistory, total: int, batch: int) -> float:
+    """By id in a topic whose `total` events all fall on one day (a partition of about total/1,000 blocks)."""
+    await store.topics.insert_one({"_id": "busy", "uid": uuid.uuid4().hex[:12]})
+    for first in range(0, total, batch):
+        docs = [document(n * TOPICS, total * TOPICS * DAYS) for n in range(first, min(total, first + batch))]
+        await store.write(
+            [{**d, "_id": event_key("busy", d["eid"]), "type": "busy", "key": f"busy.{d['subject']}"} for d in docs]
+        )
+
+    async def by_id(i: int) -> None:
+        n = random.randrange(total)
+        found = await history.event("busy", f"e{n * TOPICS}")
+        assert found is not None and found["id"] == f"e{n * TOPICS}"
+
+    return await median_ms(by_id)
+
+
 async def time_old(db: Any, total: int) -> tuple[float, dict[str, float]]:
     """The single collection and the queries of the release before partitions."""
     events = db["events"]
@@ -245,6 +263,7 @@ async def main(args: argparse.Namespace) -> None:
         write_rate = await load_new(store, args.events, args.batch)
         print(f"loaded {args.events:,} events ({args.layout}) at {write_rate:,.0f} events/s", flush=True)
         new = await time_new(history, args.events)
+        busy = await time_busy(store, history, args.busy_events, args.batch) if args.busy_events else None
         old_rate, old = await time_old(db, args.old_events)
         print(f"old layout: {args.old_events:,} events loaded at {old_rate:,.0f} events/s", flush=True)
         spreads = ["bursts", "interleaved"] if args.recorder_spread == "both" else [args.recorder_spread]
@@ -255,6 +274,8 @@ async def main(args: argparse.Namespace) -> None:
         print("|---|---|---|---|")
         for name in new:
             print(f"| {name} | {old[name]:,.1f} ms | {new[name]:,.1f} ms | {old[name] / new[name]:,.0f}× |")
+        if busy is not None:
+            print(f"| by id, one topic with {args.busy_events:,} events on one day | | {busy:,.1f} ms | |")
         print(
             f"| write path, bulk ({args.batch}/write) | {old_rate:,.0f} ev/s (insert_many) | {write_rate:,.0f} ev/s | |"
         )
@@ -271,6 +292,7 @@ if __name__ == "__main__":
     parser.add_argument("--old-events", type=int, default=20_000)
     parser.add_argument("--recorder-events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--busy-events", type=int, default=100_000, help="a busy day's topic for by id; 0: none")
     parser.add_argument("--recorder-spread", choices=["both", "bursts", "interleaved"], default="both")
     parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PACKED.value)
     asyncio.run(main(parser.parse_args()))

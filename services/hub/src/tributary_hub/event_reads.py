@@ -94,18 +94,24 @@ class EventReader:
         return docs
 
     async def by_id(self, topic: Topic, event_id: str) -> dict[str, Any] | None:
-        """Through the directory: one small `_id` lookup, then one in the day partition it names."""
+        """Through the directory: one small `_id` lookup, then one in the day partition it names. Each is an
+        equality on `_id` alone, which FerretDB hands to SQLite (an `$in` or a second field makes it decode
+        every document of the collection: every block of a busy day)."""
         entry = await self.partitions.ids(topic.uid, event_id).find_one({"_id": id_key(topic.uid, event_id)})
         if entry is None:
             return None
-        day = entry["day"]
+        coll = self.partitions.events(topic.uid, entry["day"])
+        key = event_key(topic.name, event_id)
         if entry.get("blk"):  # packed: in its block, or alone beside it (event_blocks.py)
-            coll = self.partitions.events(topic.uid, day)
-            key = event_key(topic.name, event_id)
-            homes = await coll.find({"_id": {"$in": [entry["blk"], f"{entry['blk']}/{event_id}"]}}).to_list()
-            found = [e for b in homes if (e := unpack_one(b, key, coll.codec_options)) is not None]
-            return found[0] if found else None
-        doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(
-            {"_id": event_key(topic.name, event_id), "tu": topic.uid, "day": day}
+            for home in (entry["blk"], f"{entry['blk']}/{event_id}"):
+                block = await coll.find_one({"_id": home})
+                found = None if block is None else unpack_one(block, key, coll.codec_options)
+                if found is not None:
+                    return found
+            return None
+        # The indexed layout's one collection holds every generation and day: its index answers the rest.
+        shared = self.partitions.layout is Layout.INDEXED
+        doc: dict[str, Any] | None = await coll.find_one(
+            {"_id": key, "tu": topic.uid, "day": entry["day"]} if shared else {"_id": key}
         )
         return doc
