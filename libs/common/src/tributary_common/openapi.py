@@ -82,6 +82,7 @@ def install_openapi(app: FastAPI, extend: Callable[[dict[str, Any]], None] | Non
                 openapi_version=app.openapi_version,
                 description=app.description,
                 routes=app.routes,
+                tags=app.openapi_tags,
             )
             hoist_defs(doc)
             if extend is not None:
