@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from math import isfinite as _isfinite
 from time import monotonic as _monotonic
 from typing import Any
@@ -28,6 +28,7 @@ from .sdk import Quality, SampleValue
 log = logging.getLogger(__name__)
 
 Row = tuple[datetime, SampleValue, Quality]
+_ONE_US = timedelta(microseconds=1)
 PublishFn = Callable[[str, Sequence[Row]], Awaitable[None]]
 DropFn = Callable[[Refusal], None]
 
@@ -127,38 +128,45 @@ class SidPipeline:
 
     def add_many(self, rows: Iterable[tuple[Any, Any, Any]]) -> None:
         """`add` of each row, in order, with the same checks and refusals; the common sample (as in `add`) is
-        appended without a call of its own, and the buffer's events are updated once per call."""
+        appended without a call of its own (the row itself when it is a tuple), and the buffer's events are
+        updated once per call."""
         adm = self._admission
         buf = self._buf
+        was_empty = not buf
         sending = len(self._sending)  # unchanged during the call (no await)
-        max_buffer = self._max_buffer - sending
+        room = self._max_buffer - sending - len(buf)
         last_t = self.last_t
-        lo, hi, fresh = adm.lo, adm.hi, _monotonic() < adm.fresh_until
-        for t, v, q in rows:
+        hi, fresh = adm.hi, _monotonic() < adm.fresh_until
+        after = _after(adm.lo, last_t, fresh)
+        append = buf.append
+        for row in rows:
+            t, v, q = row
             if (
                 fresh
                 and type(t) is datetime
                 and t.tzinfo is UTC
-                and lo <= t <= hi
-                and (last_t is None or t > last_t)
+                and after < t <= hi
                 and type(v) is float
                 and _isfinite(v)
                 and q is None
-                and len(buf) < max_buffer
+                and room > 0
             ):
-                if not buf:
-                    self._first_at = self._loop.time()
-                    self._has_data.set()
-                    self._empty.clear()
-                buf.append((t, v, None))
-                last_t = t
+                append(row if type(row) is tuple else (t, v, None))
+                last_t = after = t
+                room -= 1
                 continue
             # Anything else (and every refusal) goes through `add`, which may also renew the time window.
             self.last_t = last_t
             self.add(t, v, q)
             last_t = self.last_t
-            lo, hi, fresh = adm.lo, adm.hi, _monotonic() < adm.fresh_until
+            hi, fresh = adm.hi, _monotonic() < adm.fresh_until
+            after = _after(adm.lo, last_t, fresh)
+            room = self._max_buffer - sending - len(buf)
         self.last_t = last_t
+        if was_empty and buf:
+            self._first_at = self._loop.time()
+            self._has_data.set()
+            self._empty.clear()
         if len(buf) + sending >= self._high_water:
             self._space.clear()
         if len(buf) >= self._max_size:
@@ -237,3 +245,12 @@ class SidPipeline:
         self._space.set()
         await cancel_and_wait(self._task)
         self._task = None
+
+
+def _after(lo: datetime, last_t: datetime | None, fresh: bool) -> datetime:
+    """What a common sample's time must be later than: the window's start and the last sample, one comparison
+    with the later of the two (times are whole microseconds, so `lo <= t` is `lo - 1 µs < t`). Without a fresh
+    window the fast path is off and this is never compared."""
+    if not fresh:
+        return lo
+    return lo - _ONE_US if last_t is None or last_t < lo else last_t
