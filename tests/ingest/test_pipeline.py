@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import IntEnum
@@ -22,7 +23,7 @@ async def test_drops_non_increasing_splits_batches_and_retries_in_order() -> Non
     drops: list[Refusal] = []
     failures = [2]
 
-    async def publish(sid: str, rows: list[Row]) -> None:
+    async def publish(sid: str, rows: Sequence[Row]) -> None:
         if failures[0]:
             failures[0] -= 1
             raise ConnectionError("broker away")
@@ -51,7 +52,7 @@ async def test_buffer_limit_and_drain() -> None:
     release = asyncio.Event()
     published: list[list[Row]] = []
 
-    async def slow(sid: str, rows: list[Row]) -> None:
+    async def slow(sid: str, rows: Sequence[Row]) -> None:
         await release.wait()
         published.append(list(rows))
 
@@ -71,7 +72,7 @@ async def test_drain_waits_for_the_publish_in_flight_instead_of_sending_it_twice
     release = asyncio.Event()
     calls: list[list[Row]] = []
 
-    async def slow(sid: str, rows: list[Row]) -> None:
+    async def slow(sid: str, rows: Sequence[Row]) -> None:
         calls.append(list(rows))
         started.set()
         await release.wait()
@@ -92,7 +93,7 @@ NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 def _pipeline(sid: str, published: list[list[Row]], drops: list[Refusal]) -> SidPipeline:
-    async def publish(sid: str, rows: list[Row]) -> None:
+    async def publish(sid: str, rows: Sequence[Row]) -> None:
         published.append(list(rows))
 
     window = SampleAdmission(max_age_s=86400, max_skew_s=300, clock=lambda: NOW)
@@ -208,3 +209,31 @@ async def test_values_that_cannot_be_sent_are_refused_and_subclasses_go_as_their
     assert [s.v for s in batch.samples] == [3, 21.5, True, None, "é ✓", 2**63 - 1, -(2**63)]
     assert [d.reason for d in drops] == ["not_finite"] * 3 + ["bad_value"] * 8 + ["bad_quality"] * 4
     await p.close()
+
+
+async def test_the_batch_in_flight_counts_toward_the_buffer_limit_and_room() -> None:
+    """The batch in flight has left the buffer's list but not the pipeline: it still counts until confirmed."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    published: list[list[Row]] = []
+
+    async def slow(sid: str, rows: Sequence[Row]) -> None:
+        started.set()
+        await release.wait()
+        published.append(list(rows))
+
+    drops: list[Refusal] = []
+    p = SidPipeline("s9", slow, drops.append, max_size=2, max_delay_s=0.01, max_buffer=4, retry=Backoff(0.01, 0.02))
+    p.start()
+    assert p.add(T0, 0.0, None) and p.add(T0 + timedelta(seconds=1), 1.0, None)
+    await asyncio.wait_for(started.wait(), 5)  # two in flight now
+    p.add_many([(T0 + timedelta(seconds=i), float(i), None) for i in range(2, 5)])
+    assert [d.reason for d in drops] == ["buffer_full"], "2 in flight + 2 buffered fill a buffer of 4"
+    room = asyncio.create_task(p.room())
+    await asyncio.sleep(0.05)
+    assert not room.done(), "a full buffer (the batch in flight included) makes the source wait"
+    release.set()
+    await asyncio.wait_for(room, 5)
+    await p.drain(timeout=5)
+    assert [v for b in published for _, v, _ in b] == [0.0, 1.0, 2.0, 3.0]
+    assert p.published_t == T0 + timedelta(seconds=3)

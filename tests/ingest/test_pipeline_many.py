@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 def pipeline(published: list[list[Row]], drops: list[Refusal], max_buffer: int) -> SidPipeline:
-    async def publish(sid: str, rows: list[Row]) -> None:
+    async def publish(sid: str, rows: Sequence[Row]) -> None:
         published.append(list(rows))
 
     return SidPipeline(

@@ -15,6 +15,7 @@ from tributary_common.logs import setup_logging
 from tributary_common.telemetry import setup_tracing, shutdown_tracing
 
 from .engine import Engine
+from .gc_tuning import tune_gc
 from .http_app import create_app
 from .registry import RegistryError, configure_sources, load_sources
 from .settings import IngestSettings
@@ -62,6 +63,7 @@ def _command(command: str) -> int:
             print(json.dumps({"source": name, "capacity": capacity, "schema": cls.params_schema()}))
         return 0
     setup_tracing(settings.service_name, settings.instance_id)
+    tune_gc()
     try:
         ok = _run(serve(settings))
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,7 +40,7 @@ class Ownership:
     metrics: IngestMetrics
     admission: SampleAdmission
     refusals: RefusalLog
-    publish: Callable[[str, list[Row]], Awaitable[None]]
+    publish: Callable[[str, Sequence[Row]], Awaitable[None]]
     _loop: asyncio.AbstractEventLoop = field(init=False, default_factory=asyncio.get_running_loop)
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
     backfill: Backfill = field(init=False)

@@ -3,6 +3,7 @@ headers), confirmed by the shared `ConfirmedPublisher`; every message marked wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ def _utc_text(t: datetime) -> str:
     return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
 
 
-def encode_batch(source: str, sid: str, rows: list[Row]) -> bytes:
+def encode_batch(source: str, sid: str, rows: Sequence[Row]) -> bytes:
     """The `SampleBatch` JSON body (`q` only when set), built without a model per sample for speed.
 
     A plain UTC datetime with a fraction of a second goes to orjson as it is: its `OPT_UTC_Z` text is then exactly
@@ -71,7 +72,7 @@ class SamplePublisher:
         self._app_id = app_id
         self._persistent = persistent
 
-    async def publish(self, source: str, sid: str, rows: list[Row]) -> None:
+    async def publish(self, source: str, sid: str, rows: Sequence[Row]) -> None:
         routing_key = sample_key(source, sid)
         with self._tracer.start_as_current_span(
             "ingest read batch",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,7 +37,7 @@ class PublishedSamples:
         self._m_batches = metrics.batches.labels(name)
         self._m_samples = metrics.samples.labels(name)
 
-    async def publish(self, sid: str, rows: list[Row]) -> None:
+    async def publish(self, sid: str, rows: Sequence[Row]) -> None:
         try:
             await self.publisher.publish(self.name, sid, rows)
         except Exception:

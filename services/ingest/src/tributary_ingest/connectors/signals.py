@@ -63,3 +63,31 @@ def make_signal(
         walk = RandomWalk(seed, offset, amplitude, step)
         return lambda k, _t: walk(k)
     raise ValueError(f"unknown signal {kind!r}")
+
+
+def make_values(
+    kind: str,
+    interval_us: int,
+    *,
+    seed: int,
+    offset: float,
+    amplitude: float,
+    period_s: float,
+    phase: float,
+    step: float,
+) -> Callable[[int, int], list[float]]:
+    """A function of (first grid step k, last grid step end) giving the values of k..end on a grid of
+    `interval_us`: exactly `make_signal`'s (the same expressions, in the same order), without a call per sample
+    for the sine and the ramp (the call was a third of the simulator's cost per sample)."""
+    sin, two_pi = math.sin, 2 * math.pi
+    if kind == "sine":
+        return lambda k, end: [
+            offset + amplitude * sin(two_pi * (i * interval_us / 1e6) / period_s + phase) for i in range(k, end + 1)
+        ]
+    if kind == "ramp":
+        turn = phase / two_pi
+        return lambda k, end: [
+            offset + amplitude * (((i * interval_us / 1e6) / period_s + turn) % 1.0) for i in range(k, end + 1)
+        ]
+    one = make_signal(kind, seed=seed, offset=offset, amplitude=amplitude, period_s=period_s, phase=phase, step=step)
+    return lambda k, end: [one(i, i * interval_us / 1e6) for i in range(k, end + 1)]
