@@ -237,3 +237,28 @@ async def test_the_batch_in_flight_counts_toward_the_buffer_limit_and_room() -> 
     await p.drain(timeout=5)
     assert [v for b in published for _, v, _ in b] == [0.0, 1.0, 2.0, 3.0]
     assert p.published_t == T0 + timedelta(seconds=3)
+
+
+async def test_a_batch_whose_publish_was_stopped_is_sent_first_after_a_restart() -> None:
+    attempts: list[list[Row]] = []
+    confirm = asyncio.Event()
+
+    async def publish(sid: str, rows: Sequence[Row]) -> None:
+        attempts.append(list(rows))
+        await confirm.wait()
+
+    p = SidPipeline(
+        "s5", publish, lambda _: None, max_size=2, max_delay_s=0.01, max_buffer=10, retry=Backoff(0.01, 0.02)
+    )
+    p.start()
+    for i in range(3):
+        assert p.add(T0 + timedelta(seconds=i), float(i), None)
+    await eventually(lambda: len(attempts) == 1, 10, "the first batch in flight")
+    await p.close(forget=False)  # stopped before the broker confirmed it
+    assert p.add(T0 + timedelta(seconds=3), 3.0, None)
+    confirm.set()
+    p.start()
+    await eventually(lambda: sum(len(b) for b in attempts[1:]) >= 4, 10, "everything sent again")
+    sent = [t for b in attempts[1:] for t, _, _ in b]
+    assert sent == [T0 + timedelta(seconds=i) for i in range(4)]
+    await p.close()

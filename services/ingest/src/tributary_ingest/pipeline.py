@@ -199,6 +199,9 @@ class SidPipeline:
                 await self._publish(self.sid, batch)
                 break
             except asyncio.CancelledError:
+                # Stopped before the broker confirmed: the batch is still the oldest one not sent for sure.
+                self._buf[:0] = batch
+                self._sending = ()
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker may come back; retry with backoff
                 delay = self._retry.next_delay()
