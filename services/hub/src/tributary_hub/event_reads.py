@@ -15,7 +15,7 @@ from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
 from .event_blocks import events_in, unpack_one
-from .partitions import Layout, Partitions, id_key
+from .partitions import Layout, Partitions, id_key, id_place
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -98,11 +98,11 @@ class EventReader:
         entry = await self.partitions.ids(topic.uid, event_id).find_one({"_id": id_key(topic.uid, event_id)})
         if entry is None:
             return None
-        day = entry["day"]
-        if entry.get("blk"):  # packed: in its block, or alone beside it (event_blocks.py)
+        day, blk = id_place(topic.uid, entry)
+        if blk is not None:  # packed: in its block, or alone beside it (event_blocks.py)
             coll = self.partitions.events(topic.uid, day)
             key = event_key(topic.name, event_id)
-            homes = await coll.find({"_id": {"$in": [entry["blk"], f"{entry['blk']}/{event_id}"]}}).to_list()
+            homes = await coll.find({"_id": {"$in": [blk, f"{blk}/{event_id}"]}}).to_list()
             found = [e for b in homes if (e := unpack_one(b, key, coll.codec_options)) is not None]
             return found[0] if found else None
         doc: dict[str, Any] | None = await self.partitions.events(topic.uid, day).find_one(

@@ -59,6 +59,34 @@ def id_key(uid: str, event_id: str) -> str:
     return f"{uid}/{event_id}"
 
 
+def id_entry(layout: Layout, uid: str, event_id: str, day: str, blk: str | None) -> dict[str, Any]:
+    """A new directory entry, as small as its layout allows (FerretDB's cost per entry follows its fields: 5 fields
+    cost ~55 us of its CPU each, `_id` + one ~33 us). `packed`: `b` = the block's name after `<uid>/`, which
+    starts with the day; `partitioned`: the day; `indexed` (one shared collection): the topic generation too."""
+    key = id_key(uid, event_id)
+    if layout is Layout.INDEXED:
+        return {"_id": key, "tu": uid, "day": day}
+    if blk is not None:
+        return {"_id": key, "b": blk[len(uid) + 1 :]}
+    return {"_id": key, "day": day}
+
+
+def id_place(uid: str, entry: dict[str, Any]) -> tuple[str, str | None]:
+    """(day, block or None) of a directory entry, in any shape a release wrote (`day` and `blk` before `b`)."""
+    short = entry.get("b")
+    if isinstance(short, str):
+        return short[:DAY_LEN], f"{uid}/{short}"
+    return entry["day"], entry.get("blk") or None
+
+
+def ids_of_day(layout: Layout, uid: str, day: str) -> dict[str, Any]:
+    """The filter of a topic generation's directory entries naming `day`, in any shape (see `id_place`)."""
+    if layout is Layout.INDEXED:
+        return {"tu": uid, "day": day}
+    short = {"b": {"$gte": f"{day}/", "$lt": f"{day}0"}}  # "0" sorts right after "/": every `b` of the day
+    return {"$or": [{"day": day}, short]}  # the collection is the generation's own
+
+
 def partition_key(uid: str, day: str) -> str:
     return f"{uid}/{day}"
 
