@@ -30,7 +30,7 @@ from tributary_common.timeutil import format_time
 from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
-from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key
+from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key, shard_of
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
@@ -144,11 +144,15 @@ class EventStore:
         layout = self.partitions.layout
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         places: dict[str, tuple[str, str | None]] = {}
+        shards: dict[tuple[str, int], AsyncCollection[Any]] = {}  # a collection object per shard, not per event
         for doc in docs:
             key = id_key(doc["tu"], doc["eid"])
             if key in places:  # the first copy in the batch claims it; later copies follow the entry
                 continue
-            coll = self.partitions.ids(doc["tu"], doc["eid"])
+            shard = (doc["tu"], shard_of(doc["eid"], self.partitions.id_shards))
+            coll = shards.get(shard)
+            if coll is None:
+                coll = shards[shard] = self.partitions.ids(doc["tu"], doc["eid"])
             blk = doc.get("blk")
             by_coll.setdefault(coll.name, (coll, {}))[1][key] = id_entry(layout, doc["tu"], doc["eid"], doc["day"], blk)
             places[key] = (doc["day"], blk)
@@ -178,7 +182,9 @@ class EventStore:
         bounds: dict[tuple[str, str], Bounds] = {}
         for doc in docs:
             key = (doc["tu"], doc["day"])
-            b = bounds.setdefault(key, Bounds.of_day(doc["day"]))
+            b = bounds.get(key)
+            if b is None:
+                b = bounds[key] = Bounds.of_day(doc["day"])
             b.widen(doc["time"], doc.get("expire_at"))
         now = time.monotonic()
         for (uid, day), b in bounds.items():
