@@ -48,7 +48,7 @@ from tributary_hub.settings import HubSettings  # noqa: E402
 
 SCHEMA = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
 # The events recorder's default batch size (TRIBUTARY_RECORDER_EVENT_BATCH_SIZE), so that both write alike.
-BATCH = int(os.environ.get("TRIBUTARY_RECORDER_EVENT_BATCH_SIZE", HubSettings().recorder_event_batch_size))
+BATCH = int(os.environ.get("TRIBUTARY_RECORDER_EVENT_BATCH_SIZE") or HubSettings().recorder_event_batch_size)
 
 
 async def publish(url: str, token: str, topics: int, events: int) -> None:
