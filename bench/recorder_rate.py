@@ -9,7 +9,12 @@ as deployed) drains the recorder's queue: its rate is events / (time from its /r
 every event recorded, by its `tributary_hub_recorded_total` on /metrics). The baseline, in the same
 run on the same FerretDB with the services' client and write options (`new_client`): the captured envelopes as
 documents (`_id = <topic>/<id>`, the envelope's fields, as the recorder keys them) with `insert_many` in batches of
-the recorder's batch size (`TRIBUTARY_RECORDER_BATCH_SIZE`, default 500), one write at a time like the recorder.
+the events recorder's batch size (`TRIBUTARY_RECORDER_EVENT_BATCH_SIZE`, default 2,000), one write at a time like
+the recorder.
+Beside the rates, on a shared machine steadier: the CPU per event of the recorder process and of the local FerretDB
+process (`/proc`, while the recorder drains), and the floor no recorder on aio-pika can pass: a second capture queue
+holding the same envelopes consumed by aio-pika alone (prefetch 2,000, one `ack(multiple=True)` per 500, nothing
+decoded or stored), its rate and CPU per event.
 `.venv/bin/python bench/recorder_rate.py` (about a minute at the defaults).
 """
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +44,11 @@ from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.amqp.topology import EVENTS  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 from tributary_common.mongo import new_client  # noqa: E402
+from tributary_hub.settings import HubSettings  # noqa: E402
 
 SCHEMA = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
-BATCH = 500  # the recorder's default batch size (TRIBUTARY_RECORDER_BATCH_SIZE)
+# The events recorder's default batch size (TRIBUTARY_RECORDER_EVENT_BATCH_SIZE), so that both write alike.
+BATCH = int(os.environ.get("TRIBUTARY_RECORDER_EVENT_BATCH_SIZE") or HubSettings().recorder_event_batch_size)
 
 
 async def publish(url: str, token: str, topics: int, events: int) -> None:
@@ -60,14 +69,44 @@ async def publish(url: str, token: str, topics: int, events: int) -> None:
             answer.raise_for_status()
 
 
-async def capture_queue(amqp_url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.abc.AbstractQueue]:
+async def capture_queue(
+    amqp_url: str, name: str = "bench.capture"
+) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.abc.AbstractQueue]:
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel()
-    await channel.set_qos(prefetch_count=1000)
+    await channel.set_qos(prefetch_count=1000 if name == "bench.capture" else 2000)
     exchange = await channel.declare_exchange(EVENTS.name, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue("bench.capture", durable=False, auto_delete=False)
+    queue = await channel.declare_queue(name, durable=False, auto_delete=False)
     await queue.bind(exchange, routing_key="#")
     return connection, queue
+
+
+async def consume_floor(queue: aio_pika.abc.AbstractQueue, events: int) -> tuple[float, float]:
+    """(events/s, CPU s per event) of aio-pika alone taking the envelopes into an inbox, as the recorder's
+    consumer does (one task per delivery), acking every 500: what any recorder on aio-pika pays first."""
+    inbox: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+    start, cpu = time.perf_counter(), time.process_time()
+    await queue.consume(inbox.put)
+    for n in range(1, events + 1):
+        message = await inbox.get()
+        if n % 500 == 0 or n == events:
+            await message.ack(multiple=True)
+    return events / (time.perf_counter() - start), (time.process_time() - cpu) / events
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (0 when there is none to read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ferretdb_pid() -> int | None:
+    """The local FerretDB's process, when it runs on this machine (its CPU is taken from the same cores)."""
+    found = subprocess.run(["pgrep", "-f", "ferretdb"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
 
 
 async def captured(queue: aio_pika.abc.AbstractQueue, events: int) -> list[dict[str, Any]]:
@@ -83,26 +122,30 @@ async def captured(queue: aio_pika.abc.AbstractQueue, events: int) -> list[dict[
     return docs
 
 
-async def recorder_rate(env: dict[str, str], events: int, timeout: float) -> float:
+async def recorder_rate(env: dict[str, str], events: int, timeout: float) -> tuple[float, float, float]:
     """Start the recorder process on the filled queue; events/s from its readiness (its consumer started: /readyz)
-    to its `tributary_hub_recorded_total` counter (on its /metrics) reaching `events`."""
+    to its `tributary_hub_recorded_total` counter (on its /metrics) reaching `events`; with the CPU seconds per
+    event of the recorder process and of FerretDB over the same span."""
     port = platform.free_port()
     log = Path(tempfile.mkdtemp()) / "recorder.log"
     recorder = ServiceProcess("tributary_hub", ["recorder"], {**env, "TRIBUTARY_HTTP_PORT": str(port)}, log, None)
     recorder.start()
+    pid, ferret = recorder.proc.pid if recorder.proc else None, ferretdb_pid()
     try:
         deadline = time.monotonic() + timeout
         started: float | None = None
         done = 0.0
+        cpu0 = (0.0, 0.0)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
             while True:
                 now = time.monotonic()
                 try:
                     if started is None:
                         if (await http.get("/readyz")).status_code == 200:
-                            started = now
+                            started, cpu0 = now, (cpu_s(pid), cpu_s(ferret))
                     elif (done := recorded(await http.get("/metrics"))) >= events:
-                        return events / (now - started)
+                        own, db = cpu_s(pid) - cpu0[0], cpu_s(ferret) - cpu0[1]
+                        return events / (now - started), own / events, db / events
                 except httpx.TransportError:
                     pass  # not listening yet
                 if now > deadline:
@@ -141,19 +184,26 @@ async def main(args: argparse.Namespace) -> None:
     with platform.isolated_env("bench-recorder", SECRET) as isolated:
         env = {**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}
         connection, queue = await capture_queue(env["TRIBUTARY_AMQP_URL"])
+        floor_connection, floor_queue = await capture_queue(env["TRIBUTARY_AMQP_URL"], "bench.capture.floor")
         try:
             with hub(env, separate_recorders=True, recorder=False) as url:
                 await publish(url, token, args.topics, args.events)
             docs = await captured(queue, args.events)
+            floor, floor_cpu = await consume_floor(floor_queue, args.events)
         finally:
             await connection.close()
-        rate = await recorder_rate(env, args.events, args.timeout)
+            await floor_connection.close()
+        rate, own_cpu, db_cpu = await recorder_rate(env, args.events, args.timeout)
         base = await insert_many_rate(env, docs)
+    us = 1e6
     print(f"event recorder: {args.events:,} events over {args.topics} topics, drained from RabbitMQ")
-    print(f"{'case':<44} {'events/s':>9}")
-    print(f"{'tributary-hub recorder (queue -> stored, acked)':<44} {rate:>9,.0f}")
-    print(f"{f'insert_many, {BATCH} per write (the same documents)':<44} {base:>9,.0f}")
-    print(f"ratio recorder / insert_many: {rate / base:.2f} (goal >= 0.8)")
+    print(f"{'case':<52} {'events/s':>9}  CPU per event")
+    print(
+        f"{'tributary-hub recorder (queue -> stored, acked)':<52} {rate:>9,.0f}  {own_cpu * us:.0f} us + FerretDB {db_cpu * us:.0f} us"
+    )
+    print(f"{f'insert_many, {BATCH} per write (the same documents)':<52} {base:>9,.0f}")
+    print(f"{'floor: aio-pika consuming the same envelopes, no storing':<52} {floor:>9,.0f}  {floor_cpu * us:.0f} us")
+    print(f"ratio recorder / insert_many: {rate / base:.2f} (goal >= 0.8); floor / insert_many: {floor / base:.2f}")
     record("recorder_rate.py", "event recorder vs insert_many", rate, "ev/s", base, ">= 0.8")
 
 

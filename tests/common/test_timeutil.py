@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tributary_common.timeutil import format_time, parse_time
 
@@ -28,3 +30,10 @@ def test_round_trip_in_utc() -> None:
     t = parse_time("2026-11-30T05:00:00.000001+01:00")
     assert t == datetime(2026, 11, 30, 4, 0, 0, 1, tzinfo=UTC)
     assert format_time(t) == "2026-11-30T04:00:00.000001Z"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)), st.integers(-23 * 60, 23 * 60))
+def test_format_time_is_the_strftime_format_in_utc(t: datetime, offset_min: int) -> None:
+    for aware in (t, t.replace(tzinfo=UTC), t.replace(tzinfo=timezone(timedelta(minutes=offset_min)))):
+        utc = (aware if aware.tzinfo else aware.replace(tzinfo=UTC)).astimezone(UTC)
+        assert format_time(aware) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

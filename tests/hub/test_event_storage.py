@@ -17,7 +17,7 @@ from tributary_hub.documents import event_key
 from tributary_hub.event_retention import EventRetention
 from tributary_hub.event_store import EventStore
 from tributary_hub.history import EventHistory, EventQuery
-from tributary_hub.partitions import PREFIX, Layout, Partitions
+from tributary_hub.partitions import PREFIX, Layout, Partitions, id_place
 
 T0 = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
 SUBJECTS = [None, "a", "a.b", "b"]
@@ -178,6 +178,41 @@ async def test_retention_drops_expired_partitions_and_sweeps_the_boundary_day(st
     page, _ = await storage.history.page(await storage.history.select(EventQuery(pattern="#", start=now)), 5)
     assert [e["id"] for e in page] == ["e7-6"]
     assert await storage.retention.sweep_once(now) == 0  # nothing more is due
+
+
+async def test_directory_entries_are_small_and_entries_older_releases_wrote_are_read_and_forgotten(
+    storage: Storage,
+) -> None:
+    uid, layout = "eeeeeeeeeeee", storage.partitions.layout
+    await storage.topic("plant", uid)
+    at = datetime(2026, 3, 2, 1, tzinfo=UTC)
+    await storage.store.write([event("plant", eid, at, "s", expire_at=at + timedelta(days=1)) for eid in ("a1", "a2")])
+    fields = {
+        Layout.PACKED: {"_id", "day", "blk"},
+        Layout.PARTITIONED: {"_id", "day"},
+        Layout.INDEXED: {"_id", "tu", "day"},
+    }
+    entry = await storage.partitions.ids(uid, "a1").find_one({"_id": f"{uid}/a1"})
+    assert entry is not None and set(entry) == fields[layout]
+    # What the release before reads (`day`, and `blk` with its whole name), so both run side by side in an upgrade.
+    assert entry["day"] == "20260302"
+    assert layout is not Layout.PACKED or entry["blk"].startswith(f"{uid}/20260302/")
+    # a2's entry as an older release wrote it (every field, the block's whole name): read, and forgotten alike.
+    directory = storage.partitions.ids(uid, "a2")
+    new = await directory.find_one({"_id": f"{uid}/a2"})
+    assert new is not None
+    day, blk = id_place(new)
+    old = {"_id": f"{uid}/a2", "tu": uid, "day": day, "exp": None, **({"blk": blk} if blk else {})}
+    await directory.replace_one({"_id": f"{uid}/a2"}, old)
+    found = await storage.history.event("plant", "a2")
+    assert found is not None and found["id"] == "a2"
+    retry = event("plant", "a2", at + timedelta(hours=2), expire_at=at + timedelta(days=1))
+    assert (await storage.store.write([retry])).duplicates == [0]
+    assert await storage.retention.sweep_once(datetime(2026, 3, 10, tzinfo=UTC)) == 2
+    assert await storage.partitions.ids(uid, "a1").count_documents({}) == 0
+    assert await directory.count_documents({}) == 0
+    again = await storage.store.write([event("plant", eid, datetime(2026, 3, 10, tzinfo=UTC)) for eid in ("a1", "a2")])
+    assert again.duplicates == []
 
 
 async def test_dropping_a_topic_removes_all_its_storage(storage: Storage) -> None:

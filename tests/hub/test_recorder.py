@@ -97,6 +97,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
             "mongodb_timeout_ms": 500,
             "recorder_retry_max_s": 0.5,
             "recorder_batch_size": 20,
+            "recorder_event_batch_size": 20,  # the events recorder's own: several batches while the database is away
         }
     )
     app: FastAPI = create_app(settings)

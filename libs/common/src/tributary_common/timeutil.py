@@ -13,7 +13,10 @@ def format_time(t: datetime) -> str:
     """`2026-11-26T10:00:00.000001Z`: always UTC, always six fractional digits."""
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    t = t.astimezone(UTC)
+    if t.year >= 1000:  # `isoformat`: about half the cost of `strftime` (the recorder formats every event's time)
+        return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as before: years below 1000 without zero padding
 
 
 def parse_time(s: str) -> datetime:

@@ -15,7 +15,7 @@ from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
 from .event_blocks import events_in, unpack_one
-from .partitions import Layout, Partitions, id_key
+from .partitions import Layout, Partitions, id_key, id_place
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -100,10 +100,11 @@ class EventReader:
         entry = await self.partitions.ids(topic.uid, event_id).find_one({"_id": id_key(topic.uid, event_id)})
         if entry is None:
             return None
-        coll = self.partitions.events(topic.uid, entry["day"])
+        day, blk = id_place(entry)
+        coll = self.partitions.events(topic.uid, day)
         key = event_key(topic.name, event_id)
-        if entry.get("blk"):  # packed: in its block, or alone beside it (event_blocks.py)
-            for home in (entry["blk"], f"{entry['blk']}/{event_id}"):
+        if blk is not None:  # packed: in its block, or alone beside it (event_blocks.py)
+            for home in (blk, f"{blk}/{event_id}"):
                 block = await coll.find_one({"_id": home})
                 found = None if block is None else unpack_one(block, key, coll.codec_options)
                 if found is not None:
@@ -112,6 +113,6 @@ class EventReader:
         # The indexed layout's one collection holds every generation and day: its index answers the rest.
         shared = self.partitions.layout is Layout.INDEXED
         doc: dict[str, Any] | None = await coll.find_one(
-            {"_id": key, "tu": topic.uid, "day": entry["day"]} if shared else {"_id": key}
+            {"_id": key, "tu": topic.uid, "day": day} if shared else {"_id": key}
         )
         return doc

@@ -15,7 +15,7 @@ from tributary_common.mongo import Retention, RetentionMode
 
 from .event_blocks import events_in, rewrite
 from .event_reads import EventReader, where
-from .partitions import Layout, Partitions, partition_key
+from .partitions import Layout, Partitions, ids_of_day, partition_key
 
 
 def _expired(doc: dict[str, Any], now: datetime) -> bool:
@@ -80,4 +80,4 @@ class EventRetention(Retention):
 
     async def _forget_ids(self, uid: str, day: str) -> None:
         for coll in self.partitions.id_directories(uid):
-            await coll.delete_many({"tu": uid, "day": day})
+            await coll.delete_many(ids_of_day(self.partitions.layout, uid, day))

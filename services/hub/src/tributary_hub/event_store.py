@@ -30,7 +30,7 @@ from tributary_common.timeutil import format_time
 from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
-from .partitions import Layout, Partitions, day_of, day_start, id_key, partition_key
+from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key, shard_of
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
@@ -127,10 +127,9 @@ class EventStore:
             assign_blocks([d for _, d in placed])
         claimed, fresh = await self._claim_ids([d for _, d in placed])
         for _, doc in placed:
-            entry = claimed[id_key(doc["tu"], doc["eid"])]
-            doc["day"] = entry["day"]
+            doc["day"], blk = claimed[id_key(doc["tu"], doc["eid"])]
             if packed:
-                doc["blk"] = entry.get("blk")
+                doc["blk"] = blk
         await self._widen_catalog([d for _, d in placed])
         await self.subjects.register([d for _, d in placed])
         if packed:
@@ -139,18 +138,24 @@ class EventStore:
             await insert_singles(self.partitions, placed, outcome.duplicates, outcome.refused)
         return outcome
 
-    async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-        """The entry of each id (its day partition, and block when packed): its own for a new one (returned
-        as fresh too), the recorded one for an id seen before."""
+    async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, tuple[str, str | None]], set[str]]:
+        """The place (day partition, and block when packed) of each id: its own for a new one (returned as fresh
+        too), the recorded one for an id seen before."""
+        layout = self.partitions.layout
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
+        places: dict[str, tuple[str, str | None]] = {}
+        shards: dict[tuple[str, int], AsyncCollection[Any]] = {}  # a collection object per shard, not per event
         for doc in docs:
-            coll = self.partitions.ids(doc["tu"], doc["eid"])
             key = id_key(doc["tu"], doc["eid"])
-            entries = by_coll.setdefault(coll.name, (coll, {}))[1]
-            # The first copy in the batch claims it; later copies follow the entry.
-            entry = {"_id": key, "tu": doc["tu"], "day": doc["day"], "exp": doc.get("expire_at")}
-            entries.setdefault(key, {**entry, "blk": doc["blk"]} if doc.get("blk") else entry)
-        claimed: dict[str, dict[str, Any]] = {}
+            if key in places:  # the first copy in the batch claims it; later copies follow the entry
+                continue
+            shard = (doc["tu"], shard_of(doc["eid"], self.partitions.id_shards))
+            coll = shards.get(shard)
+            if coll is None:
+                coll = shards[shard] = self.partitions.ids(doc["tu"], doc["eid"])
+            blk = doc.get("blk")
+            by_coll.setdefault(coll.name, (coll, {}))[1][key] = id_entry(layout, doc["tu"], doc["eid"], doc["day"], blk)
+            places[key] = (doc["day"], blk)
         fresh: set[str] = set()
 
         async def claim(coll: AsyncCollection[Any], entries: dict[str, dict[str, Any]]) -> None:
@@ -163,14 +168,13 @@ class EventStore:
                     raise
                 keys = list(entries)
                 taken = [keys[k] for k in duplicates]
-            claimed.update(entries)
             fresh.update(set(entries) - set(taken))
             if taken:
                 for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1, "blk": 1}).to_list():
-                    claimed[entry["_id"]] = entry
+                    places[entry["_id"]] = id_place(entry)
 
         await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())
-        return claimed, fresh
+        return places, fresh
 
     async def _widen_catalog(self, docs: list[dict[str, Any]]) -> None:
         """Bounds rounded outwards (the partition's whole day; expiries to the next day), so that a topic's
@@ -178,7 +182,9 @@ class EventStore:
         bounds: dict[tuple[str, str], Bounds] = {}
         for doc in docs:
             key = (doc["tu"], doc["day"])
-            b = bounds.setdefault(key, Bounds.of_day(doc["day"]))
+            b = bounds.get(key)
+            if b is None:
+                b = bounds[key] = Bounds.of_day(doc["day"])
             b.widen(doc["time"], doc.get("expire_at"))
         now = time.monotonic()
         for (uid, day), b in bounds.items():

@@ -208,8 +208,15 @@ def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: A
         throttle=throttle,
     )
     retention = TopicRetention(settings.recorder_topic_cache_s)
+    event_batches = {
+        **common,
+        "batch_size": settings.recorder_event_batch_size,
+        "prefetch": settings.recorder_event_prefetch,
+    }
     return [
-        Recorder("events", HUB_RECORDER_EVENTS, events, events_to_docs(retention, settings.max_event_bytes), **common),
+        Recorder(
+            "events", HUB_RECORDER_EVENTS, events, events_to_docs(retention, settings.max_event_bytes), **event_batches
+        ),
         Recorder(
             "samples",
             HUB_RECORDER_SAMPLES,
