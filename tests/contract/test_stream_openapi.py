@@ -71,4 +71,5 @@ def test_schemathesis_finds_nothing(stack: Stack, tmp_path: Path) -> None:
     print(run.figures)
     assert run.returncode == 0, run.output[-20000:]
     assert run.report["test_cases"]["unique_failures"] == 0
-    assert run.seconds < 120
+    # Its length is bounded by the fixed seed and examples per operation (and the run's 600 s timeout), not
+    # asserted: a duration on a shared machine is no test (the stream's took 96 s of a former 120 s limit in CI).
