@@ -16,6 +16,8 @@ clients took to get events again and to catch up with what was published while i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
 import statistics
@@ -26,7 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+import websockets
 
 from tests.reliability.stream_followers import Follower, figures
 from tests.support import platform
@@ -182,4 +186,58 @@ async def test_r5_stream_restart_loses_nothing(stack: Stack, how: str) -> None:
     )
     assert errors == [], errors[:3]
     assert len(resumed) == CLIENTS, "every client was cut off and came back"
+    if fig.duplicated or fig.out_of_order:
+        print(await _diagnose(stack, topic, followers, published))
     assert (fig.lost, fig.duplicated, fig.out_of_order) == (0, 0, 0)
+
+
+async def _diagnose(stack: Stack, topic: str, followers: list[Follower], published: list[str]) -> str:
+    """What a run with duplicates or disorder says about where the resume started: the first client's ids around
+    its step back, the stored history's order and times there, and where a resume from the same id starts now."""
+    rank = {eid: n for n, eid in enumerate(published)}
+    f = next(
+        (f for f in followers if any(rank.get(b, -1) <= rank.get(a, -1) for a, b in itertools.pairwise(f.ids))), None
+    )
+    if f is None:
+        return "R5 diagnosis: no client stepped back"
+    k = next(i for i, (a, b) in enumerate(itertools.pairwise(f.ids)) if rank.get(b, -1) <= rank.get(a, -1))
+    last_seen, replay_from = f.ids[k], f.ids[k + 1]
+    lines = [f"R5 diagnosis: a client saw {f.ids[max(0, k - 2) : k + 1]} then {f.ids[k + 1 : k + 4]}"]
+    async with httpx.AsyncClient(
+        base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=60
+    ) as http:
+        r = await http.get(f"/topics/{topic}/events", headers={"Accept": "application/x-ndjson"})
+        stored = [orjson.loads(line) for line in r.text.splitlines() if line.strip()]
+        order = [e["id"] for e in stored]
+        times = {e["id"]: e["time"] for e in stored}
+        lines.append(
+            f"history: {len(stored)} events, in publish order: {order == [e for e in published if e in times]}; "
+            f"time of {last_seen}: {times.get(last_seen)}, of {replay_from}: {times.get(replay_from)}"
+        )
+        steps = [(a, b) for a, b in itertools.pairwise(stored) if rank.get(b["id"], -1) <= rank.get(a["id"], -1)]
+        lines.append(
+            f"stored steps back: {len(steps)}: {[(a['id'], a['time'], b['id'], b['time']) for a, b in steps[:3]]}"
+        )
+    token = stack.mint(subject="r5-diagnosis", scopes=["events:read"])
+    async with websockets.connect(
+        f"{stack.stream_url}/ws", additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        await ws.send(
+            orjson.dumps(
+                {"op": "subscribe", "id": "d", "events": {"pattern": f"{topic}.#", "since": last_seen}}
+            ).decode()
+        )
+        first: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(20):
+                while len(first) < 3:
+                    frame = orjson.loads(await ws.recv())
+                    if frame.get("type") == "event":
+                        first.append(frame["event"]["id"])
+                    elif frame.get("type") != "subscribed":
+                        lines.append(f"frame: {str(frame)[:300]}")
+        lines.append(f"a resume after {last_seen} now starts at {first}")
+    stream_log = (stack.logs / "stream.log").read_text(errors="replace").splitlines()
+    lines += ["stream log, warnings:", *[x[:300] for x in stream_log if "WARNING" in x or "ERROR" in x][-15:]]
+    lines.append(f"logs: {stack.logs}")
+    return "\n".join(lines)
