@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pymongo
+import pymongo.errors
 import pytest
 
 from tests.reliability.hub_clients import Tally, figures, send, wait_recorded
@@ -71,7 +73,20 @@ def kill(database: PrivateFerretDB) -> None:
     assert not platform.port_open(database.port)
 
 
-async def scenario(base: str, token: str, database: PrivateFerretDB) -> None:
+def diagnose(database: PrivateFerretDB, hub: ServiceProcess) -> str:
+    """Why nothing was recorded: whether the database answers a client of its own, and where the hub's tasks wait."""
+    t0 = time.monotonic()
+    client: pymongo.MongoClient[dict[str, object]]
+    try:
+        with pymongo.MongoClient(database.url, serverSelectionTimeoutMS=5000, socketTimeoutMS=10_000) as client:
+            client.admin.command("ping")
+            answer = f"answers a new client's ping in {time.monotonic() - t0:.2f} s"
+    except pymongo.errors.PyMongoError as exc:
+        answer = f"does not answer a new client ({type(exc).__name__}: {str(exc)[:300]})"
+    return f"R2 diagnosis: the database {answer}; its log:\n{database.tail()}\nhub {hub.task_dump()}"
+
+
+async def scenario(base: str, token: str, database: PrivateFerretDB, hub: ServiceProcess) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=15) as http:
         topic = f"r2{uuid.uuid4().hex[:8]}"
@@ -129,6 +144,8 @@ async def scenario(base: str, token: str, database: PrivateFerretDB) -> None:
             f"/readyz during the outage {readyz}, after {ready_after}; catch-up {recorded - back:.1f} s "
             f"after the database was back"
         )
+        if lost or ready_after != 200:
+            print(await asyncio.to_thread(diagnose, database, hub))
         assert (lost, duplicated) == (0, 0)
         assert readyz.get(503, 0) > 0 and readyz.get(200, 0) <= 1, readyz  # red (one green read at the edge)
         assert ready_after == 200
@@ -136,4 +153,4 @@ async def scenario(base: str, token: str, database: PrivateFerretDB) -> None:
 
 
 def test_r2_database_stopped_for_30_s_while_publishing(database: PrivateFerretDB, hub: ServiceProcess) -> None:
-    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", MINT(subject="r2"), database))
+    asyncio.run(scenario(f"http://127.0.0.1:{hub.port}", MINT(subject="r2"), database, hub))

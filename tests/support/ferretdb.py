@@ -19,6 +19,7 @@ class PrivateFerretDB:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"ferretdb-{self.port}.log"  # every start appends
 
     @property
     def url(self) -> str:
@@ -27,16 +28,23 @@ class PrivateFerretDB:
     def start(self) -> None:
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} missing: run `make services` to build FerretDB")
-        self.proc = subprocess.Popen(
-            [str(BINARY), "-listen", f"127.0.0.1:{self.port}", "-data", str(self.data_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BINARY), "-listen", f"127.0.0.1:{self.port}", "-data", str(self.data_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while not port_open(self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("private FerretDB did not start")
             time.sleep(0.05)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

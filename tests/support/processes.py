@@ -55,6 +55,28 @@ class ServiceProcess:
         except FileNotFoundError:
             return ""
 
+    def task_dump(self, wait_s: float = 3.0) -> str:
+        """Where each asyncio task of the running process waits (SIGUSR1, tributary_common.task_dump), from its log:
+        for the diagnosis of a test that found it stuck."""
+        if self.proc is None or self.proc.poll() is not None:
+            return f"{self.module}: not running"
+        start = self.log_path.stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                text = log.read().decode(errors="replace")
+            at = text.find("task dump (SIGUSR1)")
+            if at >= 0:
+                time.sleep(0.2)  # the rest of the record
+                with self.log_path.open("rb") as log:
+                    log.seek(start)
+                    text = log.read().decode(errors="replace")
+                return text[text.find("task dump (SIGUSR1)") :][:20_000]
+            time.sleep(0.1)
+        return f"{self.module}: no task dump within {wait_s} s (its event loop is blocked?)"
+
     def terminate(self, timeout: float = 15) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import uvicorn
 
+from . import task_dump
+
 SignalMode = Literal["uvicorn", "quiet", "owner"]
 
 
@@ -93,6 +95,7 @@ class Server(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        task_dump.install(self._loop)
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
