@@ -37,7 +37,7 @@ async def test_the_chain_names_each_coroutine_down_to_the_future() -> None:
 
 
 async def test_a_server_logs_every_task_on_sigusr1(caplog: pytest.LogCaptureFixture) -> None:
-    server = Server(_config(platform.free_port()), signals="owner")
+    server = Server(_config(platform.free_port()), signals="quiet")
     await server.start()
     event = asyncio.Event()
     task = asyncio.create_task(parked_outer(event), name="parked")

@@ -13,6 +13,7 @@ who handles SIGTERM.
     "uvicorn"  uvicorn's handlers; after shutdown it re-raises the signal (the process ends by it)
     "quiet"    handlers on the running loop that shut the server down; the process goes on afterwards
     "owner"    none (uvicorn's would replace the process's own)
+Except as "owner", SIGUSR1 logs where every asyncio task waits (`task_dump`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class Server(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        task_dump.install(self._loop)
+        if self.signals != "owner":  # an owner's process handles its signals, SIGUSR1 too
+            task_dump.install(self._loop)
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 
+from tributary_common import task_dump
 from tributary_common.health_server import HealthServer
 from tributary_common.http_server import Server, server_config
 from tributary_common.logs import setup_logging
@@ -42,6 +43,7 @@ async def record(settings: HubSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    task_dump.install(loop)
     # The recorder has no API, but its probes and metrics need /healthz, /readyz and /metrics: served from the
     # start (ops port, else http_port), while the database and the broker are still being reached, so that a long
     # index build or an election reads as "alive, not ready" rather than a process that never answers.
