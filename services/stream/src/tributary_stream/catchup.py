@@ -167,6 +167,8 @@ class EventsHistory:
         self.subscribed()
 
     async def deliver(self, items: list[dict[str, Any]]) -> None:
+        if self.last is None and self.since.after_id and self.sub.pattern.split(".", 1)[0] not in ("*", "#"):
+            items = self._after_resumed_id(items, self.since.after_id)
         for item in items:
             eid, t = str(item.get("id")), str(item.get("time"))
             if eid in self.seen:
@@ -175,6 +177,23 @@ class EventsHistory:
                 self.seen.add(eid)
             await self.sub.send_history(eid, t, orjson.dumps(item).decode())
             self.last = eid
+
+    def _after_resumed_id(self, items: list[dict[str, Any]], after_id: str) -> list[dict[str, Any]]:
+        """The first page read "after `after_id`" of one topic holds only what follows it (ids are unique per
+        topic). Should it hold that event itself (a resume positioned early: the client saw everything up to
+        it), what comes up to it is dropped here rather than sent twice, and the log says so. Over several
+        topics an id can name one event in each, and which one the client saw is unknown: the hub starts at the
+        earliest and nothing is dropped (a duplicate rather than a loss)."""
+        at = next((n for n, item in enumerate(items) if item.get("id") == after_id), None)
+        if at is None:
+            return items
+        log.warning(
+            "history after %r for %s began %d event(s) before it; those were skipped",
+            after_id,
+            self.sub.pattern,
+            at + 1,
+        )
+        return items[at + 1 :]
 
     def end_reached(self) -> float | None:
         now = utcnow()
