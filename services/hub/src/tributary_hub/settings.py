@@ -36,13 +36,15 @@ class HubSettings(CommonSettings, MongoSettings):
 
     # Recorders: a write holds up to batch_size messages or waits at most batch_max_delay_ms for more.
     recorder_batch_size: int = Field(default=500, ge=1, le=10_000)
-    recorder_batch_max_delay_ms: int = Field(default=100, ge=1)
-    recorder_prefetch: int = Field(default=2000, ge=1)
+    recorder_batch_max_delay_ms: int = Field(default=100, ge=1, le=60_000)
+    # Unacked messages a recorder holds: its memory is up to prefetch × the largest message (AMQP counts
+    # messages, not bytes), so the bound keeps a typo from asking for unbounded memory.
+    recorder_prefetch: int = Field(default=2000, ge=1, le=20_000)
     # The events recorder's own (larger: each batch costs FerretDB a command per topic and id shard, ~2.5 ms of
     # its CPU whatever the size, so events per topic per batch decide its cost); prefetch twice the batch, so the
     # next batch arrives while one is written.
     recorder_event_batch_size: int = Field(default=2000, ge=1, le=10_000)
-    recorder_event_prefetch: int = Field(default=4000, ge=1)
+    recorder_event_prefetch: int = Field(default=4000, ge=1, le=20_000)
     # Backoff while the database refuses writes: doubled from min to max, retried until it works.
     recorder_retry_min_s: float = Field(default=0.2, gt=0)
     recorder_retry_max_s: float = Field(default=5.0, gt=0)
