@@ -30,9 +30,12 @@ async def test_the_chain_names_each_coroutine_down_to_the_future() -> None:
     chain = await_chain(task)
     assert [line.rsplit(" in ", 1)[-1] for line in chain[:3]] == ["parked_outer", "parked_inner", "Event.wait"]
     assert chain[-1] == "awaits a future"
-    assert "task parked:" in dump_tasks()
+    assert "1 task(s) parked:" in dump_tasks()
+    twins = [asyncio.create_task(parked_outer(event), name=f"twin{i}") for i in range(7)]
+    await asyncio.sleep(0)
+    assert "8 task(s) parked, twin0, twin1, twin2, twin3 and 3 more:" in dump_tasks()  # one place, one entry
     event.set()
-    await task
+    await asyncio.gather(task, *twins)
     assert await_chain(task) == ["parked_outer (not running)"]
 
 
@@ -49,7 +52,7 @@ async def test_a_server_logs_every_task_on_sigusr1(caplog: pytest.LogCaptureFixt
                     break
                 await asyncio.sleep(0.02)
         assert "task dump (SIGUSR1)" in caplog.text
-        assert "task parked:" in caplog.text and "in parked_inner" in caplog.text
+        assert "1 task(s) parked:" in caplog.text and "in parked_inner" in caplog.text
     finally:
         event.set()
         await task

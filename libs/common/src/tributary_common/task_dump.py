@@ -13,6 +13,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 40  # awaits followed per task: enough for any chain of ours, bounded for a cyclic one
+SHOWN_NAMES = 5  # task names listed per place
 
 
 def await_chain(task: asyncio.Task[Any]) -> list[str]:
@@ -38,11 +39,17 @@ def await_chain(task: asyncio.Task[Any]) -> list[str]:
 
 
 def dump_tasks() -> str:
-    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
-    parts = [f"{len(tasks)} asyncio tasks"]
-    for task in tasks:
-        parts.append(f"task {task.get_name()}:")
-        parts += [f"  {line}" for line in await_chain(task)]
+    """Every task's await chain; tasks waiting at the same place (a stream's thousands of connections) are one
+    entry with their count and a few of their names."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for task in asyncio.all_tasks():
+        groups.setdefault(tuple(await_chain(task)), []).append(task.get_name())
+    parts = [f"{sum(map(len, groups.values()))} asyncio tasks waiting at {len(groups)} places"]
+    for chain, names in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        names.sort()
+        more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+        parts.append(f"{len(names)} task(s) {', '.join(names[:SHOWN_NAMES])}{more}:")
+        parts += [f"  {line}" for line in chain]
     return "\n".join(parts)
 
 
