@@ -19,6 +19,7 @@ from tributary_common.matcher import (
     normalize_pattern,
     pattern_covers,
     pattern_to_regex,
+    pattern_topic,
 )
 from tributary_common.names import InvalidName, validate_pattern
 
@@ -230,3 +231,13 @@ def test_acl_claims_are_validated_patterns() -> None:
     with pytest.raises(AuthError, match="pattern"):
         principal_from_claims({"sub": "x", "scope": "events:read", "topics": ["a..b"]})
     assert principal_from_claims({"sub": "x", "scope": "", "topics": ["orders.#"]}).topics == ("orders.#",)
+
+
+def test_pattern_topic_is_the_first_segment_unless_a_wildcard() -> None:
+    assert [pattern_topic(p) for p in ("orders.#", "orders", "*.eu", "#", "#.x")] == [
+        "orders",
+        "orders",
+        None,
+        None,
+        None,
+    ]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .platform import free_port, port_open
+from .processes import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("TRIBUTARY_LOCAL_DIR", ROOT / ".local")) / "bin" / "ferretdb-local"
@@ -41,10 +42,7 @@ class PrivateFerretDB:
             time.sleep(0.05)
 
     def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

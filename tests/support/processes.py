@@ -14,6 +14,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def log_tail(path: Path, lines: int) -> str:
+    """The last `lines` of a process's log ("" before it has one)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
 class ServiceProcess:
     """`python -m <module> <args>` with `env` added to the environment; output goes to `log_path`."""
 
@@ -50,10 +58,7 @@ class ServiceProcess:
         raise RuntimeError(f"{self.module} not healthy on {self.port}{path} within {timeout} s:\n{self.tail()}")
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def task_dump(self, wait_s: float = 3.0) -> str:
         """Where each asyncio task of the running process waits (SIGUSR1, tributary_common.task_dump), from its log:
@@ -64,18 +69,17 @@ class ServiceProcess:
         os.kill(self.proc.pid, signal.SIGUSR1)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            with self.log_path.open("rb") as log:
-                log.seek(start)
-                text = log.read().decode(errors="replace")
-            at = text.find("task dump (SIGUSR1)")
-            if at >= 0:
+            if "task dump (SIGUSR1)" in self._log_from(start):
                 time.sleep(0.2)  # the rest of the record
-                with self.log_path.open("rb") as log:
-                    log.seek(start)
-                    text = log.read().decode(errors="replace")
+                text = self._log_from(start)
                 return text[text.find("task dump (SIGUSR1)") :][:20_000]
             time.sleep(0.1)
         return f"{self.module}: no task dump within {wait_s} s (its event loop is blocked?)"
+
+    def _log_from(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def terminate(self, timeout: float = 15) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

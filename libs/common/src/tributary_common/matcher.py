@@ -148,7 +148,13 @@ def pattern_covers(outer: str, inner: str) -> bool:
     return cov(0, 0)
 
 
+def pattern_topic(pattern: str) -> str | None:
+    """The one topic `pattern` names in its first segment, or None when that segment is a wildcard."""
+    first = pattern.split(".", 1)[0]
+    return None if first in ("*", "#") else first
+
+
 def topic_may_match(pattern: str, topic: str) -> bool:
     """True when `pattern` can match some routing key of `topic` (`<topic>` or `<topic>.<subject>`)."""
-    first = pattern.split(".", 1)[0]
-    return first in ("#", "*", topic)
+    named = pattern_topic(pattern)
+    return named is None or named == topic

@@ -15,7 +15,7 @@ import orjson
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
-from tributary_common.matcher import normalize_pattern, pattern_to_regex
+from tributary_common.matcher import normalize_pattern, pattern_to_regex, pattern_topic
 from tributary_common.timeutil import format_time
 
 from . import cursors
@@ -73,9 +73,8 @@ def event_filter(
     `atomic`: the regex dialect of the server (see `pattern_to_regex`; `EventHistory.filter` picks it)."""
     clauses: list[dict[str, Any]] = []
     pattern = normalize_pattern(pattern)
-    first = pattern.split(".", 1)[0]
-    if topic is None and first not in ("*", "#"):
-        topic = first
+    if topic is None:
+        topic = pattern_topic(pattern)
     if topic is not None:
         clauses.append({"type": topic})
     if pattern not in ("#", f"{topic}.#"):

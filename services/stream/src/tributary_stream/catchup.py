@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from tributary_common.matcher import pattern_topic
 from tributary_common.rpc import RpcError
 from tributary_common.timeutil import format_time, utcnow
 
@@ -167,7 +168,7 @@ class EventsHistory:
         self.subscribed()
 
     async def deliver(self, items: list[dict[str, Any]]) -> None:
-        if self.last is None and self.since.after_id and self.sub.pattern.split(".", 1)[0] not in ("*", "#"):
+        if self.last is None and self.since.after_id and pattern_topic(self.sub.pattern) is not None:
             items = self._after_resumed_id(items, self.since.after_id)
         for item in items:
             eid, t = str(item.get("id")), str(item.get("time"))
