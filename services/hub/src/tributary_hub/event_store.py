@@ -30,7 +30,7 @@ from tributary_common.timeutil import format_time
 from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
-from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key, shard_of
+from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
@@ -142,19 +142,18 @@ class EventStore:
         """The place (day partition, and block when packed) of each id: its own for a new one (returned as fresh
         too), the recorded one for an id seen before."""
         layout = self.partitions.layout
+        # one collection object and one insert per directory collection, not per event
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         places: dict[str, tuple[str, str | None]] = {}
-        shards: dict[tuple[str, int], AsyncCollection[Any]] = {}  # a collection object per shard, not per event
         for doc in docs:
             key = id_key(doc["tu"], doc["eid"])
             if key in places:  # the first copy in the batch claims it; later copies follow the entry
                 continue
-            shard = (doc["tu"], shard_of(doc["eid"], self.partitions.id_shards))
-            coll = shards.get(shard)
-            if coll is None:
-                coll = shards[shard] = self.partitions.ids(doc["tu"], doc["eid"])
+            name = self.partitions.ids_name(doc["tu"], doc["eid"])
+            if name not in by_coll:
+                by_coll[name] = (self.partitions.db[name], {})
             blk = doc.get("blk")
-            by_coll.setdefault(coll.name, (coll, {}))[1][key] = id_entry(layout, doc["tu"], doc["eid"], doc["day"], blk)
+            by_coll[name][1][key] = id_entry(layout, doc["tu"], doc["eid"], doc["day"], blk)
             places[key] = (doc["day"], blk)
         fresh: set[str] = set()
 

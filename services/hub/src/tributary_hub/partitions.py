@@ -106,9 +106,13 @@ class Partitions:
 
     def ids(self, uid: str, event_id: str) -> AsyncCollection[Any]:
         """The id directory shard of `event_id`."""
+        return self.db[self.ids_name(uid, event_id)]
+
+    def ids_name(self, uid: str, event_id: str) -> str:
+        """The name of `ids(uid, event_id)`: one collection for every topic in the indexed layout."""
         if self.layout is Layout.INDEXED:
-            return self.db["event_ids"]
-        return self.db[f"{PREFIX}{uid}.id{shard_of(event_id, self.id_shards)}"]
+            return "event_ids"
+        return f"{PREFIX}{uid}.id{shard_of(event_id, self.id_shards)}"
 
     def id_directories(self, uid: str) -> list[AsyncCollection[Any]]:
         if self.layout is Layout.INDEXED:
