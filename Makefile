@@ -9,7 +9,7 @@ PACKAGES := -e libs/common -e libs/client -e services/hub -e services/ingest -e 
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools console images services services-down services-status test test-fast lint format up clean bench soak
+.PHONY: setup tools console images services services-down services-status test test-fast lint format up clean bench bench-handlers soak
 
 setup: $(STAMP) ## venv with every package installed editable, pinned by constraints.txt
 
@@ -88,8 +88,12 @@ up: setup console services ## the whole platform with a demo
 bench: setup services ## every benchmark but the soak, each with its baseline in the same run (HTTP load: wrk)
 	@command -v wrk >/dev/null || deploy/local/services.sh packages wrk
 	@export BENCH_RATIOS_FILE=$$(mktemp); \
-	for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done; \
+	for b in bench/*.py; do case $$b in bench/soak.py|bench/ferretdb_handlers.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done; \
 	$(BIN)/python bench/support/ratios.py $$BENCH_RATIOS_FILE; rm -f $$BENCH_RATIOS_FILE
+
+bench-handlers: setup services ## FerretDB on SQLite against FerretDB on PostgreSQL, on the storage benches (bench/ferretdb_handlers.py)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || deploy/local/services.sh packages postgresql
+	$(BIN)/python bench/ferretdb_handlers.py
 
 soak: setup services ## ten minutes of steady load on the whole platform; memory of each process (bench/soak.py)
 	$(BIN)/python bench/soak.py

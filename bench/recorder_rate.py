@@ -104,8 +104,10 @@ def cpu_s(pid: int | None) -> float:
 
 
 def ferretdb_pid() -> int | None:
-    """The local FerretDB's process, when it runs on this machine (its CPU is taken from the same cores)."""
-    found = subprocess.run(["pgrep", "-f", "ferretdb"], capture_output=True, text=True).stdout.split()
+    """The local FerretDB's process serving `FERRETDB_PORT`, when it runs on this machine (its CPU is taken from the
+    same cores). With the PostgreSQL handler, PostgreSQL's own CPU is not counted."""
+    pattern = f"ferretdb.*-listen 127.0.0.1:{platform.FERRETDB_PORT}( |$)"
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     return int(found[0]) if found else None
 
 

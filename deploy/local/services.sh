@@ -130,7 +130,7 @@ down_memcached() { stop_pidfile memcached "$LOCAL/run/memcached-$MEMCACHED_PORT.
 ferretdb_bin() {
   local bin=$LOCAL/bin/ferretdb-local src=$ROOT/deploy/local/ferretdb
   if [ ! -x "$bin" ] || [ "$src/main.go" -nt "$bin" ] || [ "$src/go.sum" -nt "$bin" ]; then
-    log "building FerretDB (embedded, SQLite backend) into $bin"
+    log "building FerretDB (embedded; SQLite backend by default) into $bin"
     (cd "$src" && go build -o "$bin" .)
   fi
   echo "$bin"

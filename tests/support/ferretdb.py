@@ -16,9 +16,12 @@ BINARY = Path(os.environ.get("TRIBUTARY_LOCAL_DIR", ROOT / ".local")) / "bin" / 
 
 
 class PrivateFerretDB:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, handler: str = "sqlite", postgresql_url: str = ""
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.backend = ["-handler", handler, "-postgresql-url", postgresql_url] if handler != "sqlite" else []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"ferretdb-{self.port}.log"  # every start appends
 
@@ -31,7 +34,7 @@ class PrivateFerretDB:
             raise RuntimeError(f"{BINARY} missing: run `make services` to build FerretDB")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(BINARY), "-listen", f"127.0.0.1:{self.port}", "-data", str(self.data_dir)],
+                [str(BINARY), "-listen", f"127.0.0.1:{self.port}", "-data", str(self.data_dir), *self.backend],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
