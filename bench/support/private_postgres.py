@@ -21,7 +21,7 @@ def _bin_dir() -> Path:
     root = Path("/usr/lib/postgresql")
     found = sorted((p for p in root.glob("*/bin") if (p / "initdb").exists()), key=lambda p: int(p.parent.name))
     if not found:
-        raise RuntimeError("PostgreSQL is not installed: `make bench` installs Debian's postgresql")
+        raise RuntimeError("PostgreSQL is not installed: `make bench-handlers` installs Debian's postgresql")
     return found[-1]
 
 
