@@ -2,12 +2,15 @@
 
 The recorder takes one message per event from a durable queue, so no recorder can store faster than its client
 consumes. `--messages` (default 50,000) envelope-sized messages (`--size` bytes) are put into a quorum queue of a
-vhost of the bench's own, then drained three times, each with manual acks, prefetch 2,000 and one
+vhost of the bench's own, then drained four times, each with manual acks, prefetch 2,000 and one
 `ack(multiple=True)` per 500, nothing decoded:
 
 - aio-pika (what the services use): a consumer callback into an `asyncio.Queue`, as the recorder's consumer does;
 - aiormq, the protocol layer under aio-pika, without aio-pika's message objects;
-- pika's `BlockingConnection` (a different, synchronous client) with `basic_consume`.
+- pika's `BlockingConnection` (a different, synchronous client) with `basic_consume`;
+- the same pika consumer in a thread of its own, handing what each `process_data_events` received to the event
+  loop as one list (`call_soon_threadsafe`), the loop sending the acks back (`add_callback_threadsafe`): the shape
+  a recorder on pika would have, with the event loop's share of the CPU (the GIL) included.
 
 Reports messages/s and CPU µs per message of this process. `.venv/bin/python bench/amqp_consume.py`.
 """
@@ -102,6 +105,40 @@ def with_pika(url: str, messages: int) -> None:
     connection.close()
 
 
+async def with_pika_thread(url: str, messages: int) -> None:
+    """pika consuming in a thread, deliveries handed to the loop in lists, acks sent back to the thread."""
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[list[int]] = asyncio.Queue()
+    connection = await asyncio.to_thread(pika.BlockingConnection, pika.URLParameters(url))
+    channel = connection.channel()
+    stop = False
+
+    def consume() -> None:
+        channel.basic_qos(prefetch_count=PREFETCH)
+        received: list[int] = []
+
+        def on_message(ch: object, method: pika.spec.Basic.Deliver, properties: object, body: bytes) -> None:
+            received.append(method.delivery_tag)
+
+        channel.basic_consume(QUEUE, on_message)
+        while not stop:
+            connection.process_data_events(time_limit=0.01)
+            if received:
+                loop.call_soon_threadsafe(inbox.put_nowait, received)
+                received = []
+        connection.close()
+
+    thread = asyncio.ensure_future(asyncio.to_thread(consume))
+    count = 0
+    while count < messages:
+        tags = await inbox.get()
+        count += len(tags)
+        last = tags[-1]
+        connection.add_callback_threadsafe(lambda tag=last: channel.basic_ack(tag, multiple=True))
+    stop = True
+    await thread
+
+
 async def measure(name: str, drain: Callable[[], Awaitable[None]], messages: int) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     await drain()
@@ -119,6 +156,7 @@ async def main(args: argparse.Namespace) -> None:
             ("aio-pika (callback -> asyncio.Queue)", lambda: with_aio_pika(url, args.messages)),
             ("aiormq (callback)", lambda: with_aiormq(url, args.messages)),
             ("pika BlockingConnection", lambda: asyncio.to_thread(with_pika, url, args.messages)),
+            ("pika in a thread -> asyncio (lists)", lambda: with_pika_thread(url, args.messages)),
         ):
             await fill(url, args.messages, args.size)
             await measure(name, drain, args.messages)
