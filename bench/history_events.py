@@ -196,38 +196,44 @@ def recorder_topic(n: int, spread: str) -> str:
     return topic(n // 1000 % TOPICS) if spread == "bursts" else topic(n % TOPICS)
 
 
+async def fill_recorder_queue(connection: aio_pika.abc.AbstractConnection, total: int, spread: str, run: str) -> None:
+    """The topology declared, and `total` events published to `tributary.events` into the recorder's queue."""
+    channel = await connection.channel(publisher_confirms=True)
+    await declare_topology(channel)
+    await Consumer(HUB_RECORDER_EVENTS).start(connection, consume=False)  # the queue, filled before it is read
+    exchange = await channel.get_exchange("tributary.events")
+    for first in range(0, total, 500):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        CloudEvent(
+                            id=f"{run}{spread[0]}{n}",
+                            source="/bench",
+                            type=recorder_topic(n, spread),
+                            subject=SUBJECTS[n % len(SUBJECTS)],
+                            time=T0 + timedelta(seconds=n),
+                            dataschema="/x",
+                            data={"value": n},
+                        )
+                        .model_dump_json()
+                        .encode()
+                    ),
+                    routing_key=f"{recorder_topic(n, spread)}.{SUBJECTS[n % len(SUBJECTS)]}",
+                )
+                for n in range(first, min(total, first + 500))
+            )
+        )
+    await channel.close()
+
+
 async def recorder_rate(db_name: str, store: EventStore, total: int, spread: str, run: str = "") -> float:
     """Events/s of the real recorder draining `total` events published beforehand to its queue."""
     vhost = platform.unique("bench-history")
     url = platform.create_vhost(vhost)
     try:
         connection = await aio_pika.connect_robust(url)
-        channel = await connection.channel(publisher_confirms=True)
-        await declare_topology(channel)
-        await Consumer(HUB_RECORDER_EVENTS).start(connection, consume=False)  # the queue, filled before it is read
-        exchange = await channel.get_exchange("tributary.events")
-        for first in range(0, total, 500):
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            CloudEvent(
-                                id=f"{run}{spread[0]}{n}",
-                                source="/bench",
-                                type=recorder_topic(n, spread),
-                                subject=SUBJECTS[n % len(SUBJECTS)],
-                                time=T0 + timedelta(seconds=n),
-                                dataschema="/x",
-                                data={"value": n},
-                            )
-                            .model_dump_json()
-                            .encode()
-                        ),
-                        routing_key=f"{recorder_topic(n, spread)}.{SUBJECTS[n % len(SUBJECTS)]}",
-                    )
-                    for n in range(first, min(total, first + 500))
-                )
-            )
+        await fill_recorder_queue(connection, total, spread, run)
         recorder = Recorder(
             "events",
             HUB_RECORDER_EVENTS,
