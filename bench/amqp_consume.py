@@ -31,6 +31,7 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support.pika_thread import PikaThread  # noqa: E402
 from tests.support import platform  # noqa: E402
 
 QUEUE, PREFETCH, ACK_EVERY = "bench.consume", 2000, 500
@@ -107,36 +108,14 @@ def with_pika(url: str, messages: int) -> None:
 
 async def with_pika_thread(url: str, messages: int) -> None:
     """pika consuming in a thread, deliveries handed to the loop in lists, acks sent back to the thread."""
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[list[int]] = asyncio.Queue()
-    connection = await asyncio.to_thread(pika.BlockingConnection, pika.URLParameters(url))
-    channel = connection.channel()
-    stop = False
-
-    def consume() -> None:
-        channel.basic_qos(prefetch_count=PREFETCH)
-        received: list[int] = []
-
-        def on_message(ch: object, method: pika.spec.Basic.Deliver, properties: object, body: bytes) -> None:
-            received.append(method.delivery_tag)
-
-        channel.basic_consume(QUEUE, on_message)
-        while not stop:
-            connection.process_data_events(time_limit=0.01)
-            if received:
-                loop.call_soon_threadsafe(inbox.put_nowait, received)
-                received = []
-        connection.close()
-
-    thread = asyncio.ensure_future(asyncio.to_thread(consume))
+    receiver = PikaThread(url, QUEUE, PREFETCH, lambda method, properties, body: method.delivery_tag)
+    await receiver.start()
     count = 0
     while count < messages:
-        tags = await inbox.get()
+        tags = await receiver.inbox.get()
         count += len(tags)
-        last = tags[-1]
-        connection.add_callback_threadsafe(lambda tag=last: channel.basic_ack(tag, multiple=True))
-    stop = True
-    await thread
+        receiver.ack(tags[-1])
+    await receiver.stop()
 
 
 async def measure(name: str, drain: Callable[[], Awaitable[None]], messages: int) -> None:

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,13 +30,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import aio_pika
-import pika
 from aio_pika.abc import AbstractIncomingMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.history_events import TOPICS, fill_recorder_queue, topic  # noqa: E402
+from bench.support.pika_thread import PikaThread  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.amqp import HUB_RECORDER_EVENTS  # noqa: E402
 from tributary_common.mongo import connect  # noqa: E402
@@ -86,49 +85,30 @@ async def with_aio_pika(url: str, store: EventStore, total: int) -> None:
 
 
 async def with_pika_thread(url: str, store: EventStore, total: int) -> None:
-    loop = asyncio.get_running_loop()
     rec = recorder(store)
-    inbox: asyncio.Queue[list[Delivery]] = asyncio.Queue()
-    connection = await asyncio.to_thread(pika.BlockingConnection, pika.URLParameters(url))
-    channel = connection.channel()
-    stop = threading.Event()
-
-    def consume() -> None:
-        channel.basic_qos(prefetch_count=PREFETCH)
-        received: list[Delivery] = []
-
-        def on_message(
-            ch: object, method: pika.spec.Basic.Deliver, properties: pika.spec.BasicProperties, body: bytes
-        ) -> None:
-            received.append(
-                Delivery(body, properties.headers, method.delivery_tag, properties.message_id, method.routing_key)
-            )
-
-        channel.basic_consume(HUB_RECORDER_EVENTS.name, on_message)
-        while not stop.is_set():
-            connection.process_data_events(time_limit=0.01)
-            if received:
-                loop.call_soon_threadsafe(inbox.put_nowait, received)
-                received = []
-        connection.close()
-
-    consumer = asyncio.ensure_future(asyncio.to_thread(consume))
+    receiver = PikaThread(
+        url,
+        HUB_RECORDER_EVENTS.name,
+        PREFETCH,
+        lambda method, properties, body: Delivery(
+            body, properties.headers, method.delivery_tag, properties.message_id, method.routing_key
+        ),
+    )
+    await receiver.start()
     pending: list[Delivery] = []
     while rec.writer.written < total:
         if not pending:
-            pending = await inbox.get()
+            pending = await receiver.inbox.get()
         deadline = time.monotonic() + MAX_DELAY_S
         while len(pending) < BATCH and (left := deadline - time.monotonic()) > 0:
             try:
-                pending += await asyncio.wait_for(inbox.get(), left)
+                pending += await asyncio.wait_for(receiver.inbox.get(), left)
             except TimeoutError:
                 break
         batch, pending = pending[:BATCH], pending[BATCH:]
         await rec._record(cast(list[AbstractIncomingMessage], batch))  # what it reads, Delivery has
-        last = batch[-1].delivery_tag
-        connection.add_callback_threadsafe(lambda tag=last: channel.basic_ack(tag, multiple=True))
-    stop.set()
-    await consumer
+        receiver.ack(batch[-1].delivery_tag)
+    await receiver.stop()
 
 
 MODES = {"aio-pika": with_aio_pika, "pika thread": with_pika_thread}
