@@ -1,20 +1,18 @@
-"""The events recorder with its receive on aio-pika (as built) against the same recorder fed by pika in a thread: what
-changing the AMQP client under the recorder would buy (issues 13 and 14; `amqp_consume.py` measured the clients
-alone).
+"""The events recorder with its receive on aio-pika against the same recorder on its pika receiver (the hub's
+default since issue 13's change; `amqp_consume.py` measured the clients alone).
 
-Both sides run the real `Recorder` conversion and write path (`Recorder._record`: `events_to_docs`, the batch
-writer, `EventStore.write` into the `packed` layout on FerretDB) with the same batch size (2,000), prefetch (4,000)
-and maximum delay (100 ms); they differ only in how deliveries arrive and acks leave:
+Both sides run the real `Recorder` as the hub builds it (`Recorder.start`, the batch loop, `events_to_docs`, the
+batch writer, `EventStore.write` into the `packed` layout on FerretDB, acks per batch) with the same batch size
+(2,000), prefetch (4,000) and maximum delay (100 ms); they differ only in the receiver:
 
-- `aio-pika`: `Recorder.start`, its `Consumer` and `ack_all`, exactly as the hub runs it;
-- `pika thread`: a pika `BlockingConnection` consuming in a thread, handing each read's deliveries to the event
-  loop as one list (`call_soon_threadsafe`); the loop cuts batches, calls `Recorder._record` and sends one
-  `ack(multiple=True)` per batch back to the thread (`add_callback_threadsafe`). A prototype: no reconnection, no
-  dead letters (the bench's events are all valid), which is what a real pika receive would still have to build.
+- `aio-pika`: the recorder's own `Consumer` (`receivers.AioPikaReceiver`), as before the change;
+- `pika`: `pika_receiver.PikaReceiver`, a pika `BlockingConnection` reading in a thread of its own, handing each
+  read's deliveries to the event loop in one call and taking acks back.
 
 `--events` (default 40,000) events in bursts of 1,000 per topic over 100 topics are published to the recorder's
 queue before each drain; the two modes alternate for `--rounds` rounds (default 2), each into a vhost and ids of
-its own. Reports events/s and this process's CPU per event. `.venv/bin/python bench/recorder_receive.py`.
+its own. Reports events/s and this process's CPU per event (the pika thread's included).
+`.venv/bin/python bench/recorder_receive.py`.
 """
 
 from __future__ import annotations
@@ -25,18 +23,14 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.history_events import TOPICS, fill_recorder_queue, topic  # noqa: E402
-from bench.support.pika_thread import PikaThread  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.amqp import HUB_RECORDER_EVENTS  # noqa: E402
 from tributary_common.mongo import connect  # noqa: E402
@@ -44,23 +38,13 @@ from tributary_hub.documents import ALL_DOCUMENTS  # noqa: E402
 from tributary_hub.event_records import TopicRetention, events_to_docs  # noqa: E402
 from tributary_hub.event_store import EventStore  # noqa: E402
 from tributary_hub.partitions import Layout, Partitions  # noqa: E402
+from tributary_hub.pika_receiver import PikaReceiver  # noqa: E402
 from tributary_hub.recorder import Recorder  # noqa: E402
 
 BATCH, PREFETCH, MAX_DELAY_S = 2000, 4000, 0.1
 
 
-@dataclass(slots=True)
-class Delivery:
-    """What the recorder reads of a message (body, headers, ids), from pika's callback arguments."""
-
-    body: bytes
-    headers: dict[str, Any] | None
-    delivery_tag: int
-    message_id: str | None
-    routing_key: str | None
-
-
-def recorder(store: EventStore) -> Recorder:
+def recorder(store: EventStore, receiver: str, url: str) -> Recorder:
     return Recorder(
         "events",
         HUB_RECORDER_EVENTS,
@@ -71,12 +55,15 @@ def recorder(store: EventStore) -> Recorder:
         prefetch=PREFETCH,
         retry_min_s=0.2,
         retry_max_s=5,
+        receiver=PikaReceiver(url, HUB_RECORDER_EVENTS.name, prefetch=PREFETCH, name="bench")
+        if receiver == "pika"
+        else None,
     )
 
 
-async def with_aio_pika(url: str, store: EventStore, total: int) -> None:
+async def drain(receiver: str, url: str, store: EventStore, total: int) -> None:
     connection = await aio_pika.connect_robust(url)
-    rec = recorder(store)
+    rec = recorder(store, receiver, url)
     await rec.start(connection)
     while rec.writer.written < total:  # noqa: ASYNC110  (polls the recorder's own counter)
         await asyncio.sleep(0.02)
@@ -84,34 +71,7 @@ async def with_aio_pika(url: str, store: EventStore, total: int) -> None:
     await connection.close()
 
 
-async def with_pika_thread(url: str, store: EventStore, total: int) -> None:
-    rec = recorder(store)
-    receiver = PikaThread(
-        url,
-        HUB_RECORDER_EVENTS.name,
-        PREFETCH,
-        lambda method, properties, body: Delivery(
-            body, properties.headers, method.delivery_tag, properties.message_id, method.routing_key
-        ),
-    )
-    await receiver.start()
-    pending: list[Delivery] = []
-    while rec.writer.written < total:
-        if not pending:
-            pending = await receiver.inbox.get()
-        deadline = time.monotonic() + MAX_DELAY_S
-        while len(pending) < BATCH and (left := deadline - time.monotonic()) > 0:
-            try:
-                pending += await asyncio.wait_for(receiver.inbox.get(), left)
-            except TimeoutError:
-                break
-        batch, pending = pending[:BATCH], pending[BATCH:]
-        await rec._record(cast(list[AbstractIncomingMessage], batch))  # what it reads, Delivery has
-        receiver.ack(batch[-1].delivery_tag)
-    await receiver.stop()
-
-
-MODES = {"aio-pika": with_aio_pika, "pika thread": with_pika_thread}
+MODES = ("aio-pika", "pika")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -135,7 +95,7 @@ async def main(args: argparse.Namespace) -> None:
                     await fill_recorder_queue(filler, args.events, "bursts", f"r{round_}{mode[0]}")
                     await filler.close()
                     start, cpu = time.perf_counter(), time.process_time()
-                    await MODES[mode](url, store, args.events)
+                    await drain(mode, url, store, args.events)
                     wall, used = time.perf_counter() - start, time.process_time() - cpu
                 finally:
                     platform.delete_vhost(vhost)
@@ -146,7 +106,7 @@ async def main(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         base, other = (statistics.median(rates[m]) for m in MODES)
-        print(f"median: aio-pika {base:,.0f}, pika thread {other:,.0f} events/s: {other / base:.2f}×")
+        print(f"median: aio-pika {base:,.0f}, pika {other:,.0f} events/s: {other / base:.2f}×")
     finally:
         await client.drop_database(db_name)
         await client.close()

@@ -22,7 +22,7 @@ from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
 from tributary_hub.batch_writer import RETRIES
 from tributary_hub.composition import Hub
-from tributary_hub.recorder import ack_all
+from tributary_hub.receivers import ack_all
 from tributary_hub.settings import HubSettings
 
 

@@ -53,8 +53,9 @@ from typing import Any
 
 import aio_pika
 import uuid_utils
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from .amqp.delivery import Delivery
 from .amqp.topology import DEAD, DEADLETTERS, declare_exchange, declare_queue
 from .amqp.upgrade import declare_if_compatible
 from .backoff import Backoff
@@ -90,7 +91,7 @@ def is_reason(value: str) -> bool:
     return REASON_PATTERN.fullmatch(value) is not None
 
 
-def letter_headers(message: AbstractIncomingMessage, *, reason: str, detail: str) -> dict[str, Any]:
+def letter_headers(message: Delivery, *, reason: str, detail: str) -> dict[str, Any]:
     """The original headers plus the dead-letter ones (see the module docstring)."""
     if not is_reason(reason):
         raise ValueError(f"not a dead-letter reason: {reason!r}")
@@ -171,7 +172,7 @@ class DeadLetters:
         if not nacked_on.is_closed:
             await nacked_on.close()
 
-    async def send(self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str) -> None:
+    async def send(self, message: Delivery, *, queue: str, reason: str, detail: str) -> None:
         """Once; raises when the broker does not confirm (keep the original unacked and retry)."""
         if self._exchange is None:
             raise RuntimeError("dead letters not started")
@@ -186,9 +187,7 @@ class DeadLetters:
         )
         await self._exchange.publish(letter, routing_key=queue, mandatory=False)
 
-    async def send_until_confirmed(
-        self, message: AbstractIncomingMessage, *, queue: str, reason: str, detail: str
-    ) -> None:
+    async def send_until_confirmed(self, message: Delivery, *, queue: str, reason: str, detail: str) -> None:
         """`send`, retried with backoff while the broker is away or does not confirm."""
         if self._exchange is None:
             raise RuntimeError("dead letters not started")

@@ -9,12 +9,13 @@ import logging
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from bson.errors import InvalidDocument
 from prometheus_client import Counter
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from tributary_common import deadletters
+from tributary_common.amqp.delivery import Delivery
 from tributary_common.backoff import Backoff
 from tributary_common.deadletters import DeadLetters
 from tributary_common.mongo import write_errors
@@ -41,7 +42,7 @@ RETRIES = Counter("tributary_hub_recorder_retries_total", "Failed writes retried
 DOCUMENT_ERRORS = frozenset({2, 14, 52, 57, 17280, 10334})
 DETAIL_MAX = 300
 
-Row = tuple[AbstractIncomingMessage, list[dict[str, Any]]]
+Row = tuple[Delivery, list[dict[str, Any]]]
 
 
 class Sink(Protocol):
@@ -50,7 +51,7 @@ class Sink(Protocol):
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = ...) -> Any: ...
 
 
-Refusal = tuple[AbstractIncomingMessage, str, str]
+Refusal = tuple[Delivery, str, str]
 
 
 def document_refusal(exc: BaseException) -> bool:
@@ -128,7 +129,7 @@ class BatchWriter:
         self.written += len(docs)
         return list(refused.values())
 
-    async def dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+    async def dead_letter(self, message: Delivery, reason: str, detail: str) -> None:
         """Until the broker confirms it: the original is acked only after."""
         DEAD_LETTERED.labels(self.kind, reason).inc()
         if self._dead is None:

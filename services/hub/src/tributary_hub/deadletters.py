@@ -27,12 +27,12 @@ from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tributary_common import deadletters as dl
 from tributary_common.amqp import CONTROL, EVENTS, SAMPLES
+from tributary_common.amqp.delivery import Delivery
 from tributary_common.timeutil import format_time, utcnow
 
 from . import cursors
@@ -92,7 +92,7 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return _text(value, HEADER_TEXT_MAX)
 
 
-def _letter_id(message: AbstractIncomingMessage, headers: dict[str, Any], sha256: str) -> str:
+def _letter_id(message: Delivery, headers: dict[str, Any], sha256: str) -> str:
     given = headers.get(dl.LETTER_ID)
     if isinstance(given, str) and LETTER_ID_RE.fullmatch(given):
         return given
@@ -106,7 +106,7 @@ def reason_of(headers: dict[str, Any]) -> str:
     return raw if isinstance(raw, str) and dl.is_reason(raw) else "unknown"
 
 
-def letter_document(message: AbstractIncomingMessage, *, body_max_bytes: int) -> dict[str, Any]:
+def letter_document(message: Delivery, *, body_max_bytes: int) -> dict[str, Any]:
     headers: dict[str, Any] = dict(message.headers or {})
     # Our own dead-letter headers, else what the broker says of a letter it dead-lettered (delivery limit).
     fields = dl.broker_death(headers) | {h: headers[h] for h in dl.HEADERS if h in headers}

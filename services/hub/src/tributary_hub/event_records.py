@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from tributary_common import deadletters
+from tributary_common.amqp.delivery import Delivery
 from tributary_common.events import PUBLISHER_HEADER, PUBLISHER_MAX, CloudEvent
 from tributary_common.timeutil import format_time
 from tributary_common.ttl_cache import TtlCache
@@ -76,7 +76,7 @@ def event_document(event: CloudEvent, expire_at: datetime | None, publisher: str
 
 
 def events_to_docs(retention: TopicRetention, max_event_bytes: int) -> ToDocs:
-    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
+    async def convert(message: Delivery) -> list[dict[str, Any]]:
         # The hub refuses such events at publish; this catches anything that reached the exchange otherwise.
         if len(message.body) > max_event_bytes:
             raise Unrecordable(deadletters.TOO_LARGE, f"{len(message.body)} bytes, over the limit of {max_event_bytes}")

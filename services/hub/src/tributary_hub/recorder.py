@@ -23,13 +23,14 @@ import logging
 import time
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from opentelemetry import trace
 from prometheus_client import Histogram
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tributary_common import deadletters
 from tributary_common.amqp import DEADLETTERS, HUB_RECORDER_EVENTS, HUB_RECORDER_SAMPLES, Consumer, QueueSpec
+from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.tasks import cancel_and_wait
 from tributary_common.telemetry import extract_context, tracer
@@ -37,6 +38,8 @@ from tributary_common.telemetry import extract_context, tracer
 from .amqp import declare_topology
 from .batch_writer import BatchWriter, Refusal, Row, Sink
 from .event_records import TopicRetention, events_to_docs
+from .pika_receiver import PikaReceiver
+from .receivers import AioPikaReceiver, Receiver
 from .recording import ToDocs, Unrecordable
 from .sample_records import SampleWriter, letters_to_docs, samples_to_docs
 from .sample_store import SampleStore
@@ -65,6 +68,7 @@ class Recorder:
         throttle: LogThrottle | None = None,
         dead_letters: bool = True,
         writer: BatchWriter | None = None,
+        receiver: Receiver | None = None,
     ) -> None:
         self.kind = kind
         self.queue_name = queue.name
@@ -79,9 +83,11 @@ class Recorder:
         self.writer = writer or BatchWriter(
             kind, queue.name, collection, retry_min_s=retry_min_s, retry_max_s=retry_max_s, throttle=self.throttle
         )
-        # No callback: deliveries wait in `consumer.inbox` until a batch takes them (the prefetch bounds it).
+        # Declares the queue and its bindings (restored by the robust connection after a loss). No callback:
+        # deliveries wait in the receiver's inbox until a batch takes them (the prefetch bounds it).
         self.consumer = Consumer(queue, prefetch=prefetch)
-        self._inbox = self.consumer.inbox
+        self.receiver = receiver or AioPikaReceiver(self.consumer)
+        self._inbox = self.receiver.inbox
         self._task: asyncio.Task[None] | None = None
         self._writing = False
         self._batch_done = asyncio.Event()
@@ -92,7 +98,7 @@ class Recorder:
         await declare_topology(self.consumer.channel)
         if self.dead_letters:
             await self.writer.start_dead_letters(connection)
-        await self.consumer.consume()
+        await self.receiver.consume()
         self._task = asyncio.create_task(self._run(), name=f"recorder-{self.kind}")
 
     async def alive(self) -> bool:
@@ -100,19 +106,20 @@ class Recorder:
         is deleted, and the channel is closed while the connection is lost)."""
         if self._task is None or self._task.done():
             return False
-        return await self.consumer.alive()
+        return await self.receiver.alive()
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Stop consuming, write what is already here (within `drain_timeout_s`), return the rest to the queue."""
-        await self.consumer.cancel()
+        await self.receiver.cancel()
         deadline = time.monotonic() + drain_timeout_s
         while (self._writing or not self._inbox.empty()) and (remaining := deadline - time.monotonic()) > 0:
             self._batch_done.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_done.wait(), remaining)
         await cancel_and_wait(self._task)
+        await self.receiver.close()
 
-    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+    async def _next_batch(self) -> list[Delivery]:
         batch = [await self._inbox.get()]
         deadline = time.monotonic() + self.max_delay_s
         while len(batch) < self.batch_size:
@@ -131,7 +138,7 @@ class Recorder:
         return batch
 
     async def _run(self) -> None:
-        batch: list[AbstractIncomingMessage] = []
+        batch: list[Delivery] = []
         try:
             while True:
                 batch = await self._next_batch()
@@ -147,19 +154,16 @@ class Recorder:
                         )
                         await asyncio.sleep(self.writer.retry_max_s)
                 # Acknowledge only now that the batch is stored (or dead-lettered).
-                await ack_all(batch)
+                await self.receiver.ack(batch)
                 batch = []
                 self._writing = False
                 self._batch_done.set()
         except asyncio.CancelledError:
             # Unwritten messages go back to the queue (they would be redelivered anyway on close).
-            pending = batch + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())]
-            for message in pending:
-                with contextlib.suppress(Exception):
-                    await message.nack(requeue=True)
+            await self.receiver.release(batch + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())])
             raise
 
-    async def _record(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _record(self, batch: list[Delivery]) -> None:
         rows: list[Row] = []
         refused: list[Refusal] = []
         for message in batch:
@@ -183,20 +187,6 @@ class Recorder:
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
 
 
-async def ack_all(batch: list[AbstractIncomingMessage]) -> None:
-    """One `ack(multiple=True)` per channel, on the batch's last delivery there: the consumer's channel is its
-    own and the inbox is in delivery order, so everything up to it on that channel is this batch or an earlier
-    (acked) one. Per channel: after a reconnect a batch can hold deliveries of the old channel too."""
-    last: dict[int, AbstractIncomingMessage] = {}
-    for message in batch:
-        # A closed channel (`channel` raises) means the broker redelivers these: harmless, writes are idempotent.
-        with contextlib.suppress(Exception):
-            last[id(message.channel)] = message
-    for message in last.values():
-        with contextlib.suppress(Exception):
-            await message.ack(multiple=True)
-
-
 def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: AsyncCollection[Any]) -> list[Recorder]:
     throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(
@@ -213,9 +203,22 @@ def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: A
         "batch_size": settings.recorder_event_batch_size,
         "prefetch": settings.recorder_event_prefetch,
     }
+    receiver: Receiver | None = None  # the events recorder's Consumer, on aio-pika
+    if settings.recorder_event_receiver == "pika":
+        receiver = PikaReceiver(
+            settings.amqp_url,
+            HUB_RECORDER_EVENTS.name,
+            prefetch=settings.recorder_event_prefetch,
+            name="hub-recorder-events",
+        )
     return [
         Recorder(
-            "events", HUB_RECORDER_EVENTS, events, events_to_docs(retention, settings.max_event_bytes), **event_batches
+            "events",
+            HUB_RECORDER_EVENTS,
+            events,
+            events_to_docs(retention, settings.max_event_bytes),
+            receiver=receiver,
+            **event_batches,
         ),
         Recorder(
             "samples",

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from tributary_common import deadletters
+from tributary_common.amqp.delivery import Delivery
 
 from .errors import dotted
 
-ToDocs = Callable[[AbstractIncomingMessage], Awaitable[list[dict[str, Any]]]]
+ToDocs = Callable[[Delivery], Awaitable[list[dict[str, Any]]]]
 
 
 class Unrecordable(Exception):

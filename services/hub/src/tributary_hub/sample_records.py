@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from tributary_common import deadletters
+from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
 
@@ -56,7 +56,7 @@ def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
     """A batch as one `{sid, points}`. Integers past 64 bits can never be stored (BSON, the packed buckets); a
     string value or quality over `max_value_bytes` (UTF-8) is refused whole, before anything of it is stored."""
 
-    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
+    async def convert(message: Delivery) -> list[dict[str, Any]]:
         fast = decode(message.body)
         if fast is None:
             try:
@@ -101,7 +101,7 @@ class SampleWriter(BatchWriter):
 
 
 def letters_to_docs(body_max_bytes: int, throttle: LogThrottle) -> ToDocs:
-    async def convert(message: AbstractIncomingMessage) -> list[dict[str, Any]]:
+    async def convert(message: Delivery) -> list[dict[str, Any]]:
         doc = letter_document(message, body_max_bytes=body_max_bytes)
         DEAD_LETTERS_RECORDED.labels(doc["reason"] if doc["reason"] in deadletters.REASONS else "other").inc()
         throttle.log(

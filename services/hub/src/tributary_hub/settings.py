@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from tributary_common.settings import CommonSettings, MongoSettings
@@ -45,6 +47,9 @@ class HubSettings(CommonSettings, MongoSettings):
     # next batch arrives while one is written.
     recorder_event_batch_size: int = Field(default=2000, ge=1, le=10_000)
     recorder_event_prefetch: int = Field(default=4000, ge=1, le=20_000)
+    # What receives the events recorder's deliveries: pika in a thread of its own (1.7x the events per second, see
+    # pika_receiver.py), or the aio-pika consumer the other recorders use.
+    recorder_event_receiver: Literal["pika", "aio-pika"] = "pika"
     # Backoff while the database refuses writes: doubled from min to max, retried until it works.
     recorder_retry_min_s: float = Field(default=0.2, gt=0)
     recorder_retry_max_s: float = Field(default=5.0, gt=0)

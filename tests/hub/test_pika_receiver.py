@@ -1,0 +1,209 @@
+"""The events recorder's pika receiver on the real broker: what it hands over, acks per batch and per channel,
+reconnection (a lost connection, the next node of a list, a deleted queue), and stop returning what is unacked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import aio_pika
+import httpx
+import pika
+import pytest
+from aio_pika.abc import AbstractConnection
+
+from tests.support import platform
+from tests.support.polling import eventually
+from tributary_common.backoff import Backoff
+from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver, node_parameters
+
+QUEUE = "pika-receiver-test"
+
+
+@pytest.fixture
+async def connection(amqp_url: str) -> AsyncIterator[AbstractConnection]:
+    conn = await aio_pika.connect(amqp_url)
+    channel = await conn.channel()
+    await channel.declare_queue(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+    await channel.close()
+    yield conn
+    await conn.close()
+
+
+async def publish(connection: AbstractConnection, count: int, start: int = 0, **properties: object) -> None:
+    channel = await connection.channel(publisher_confirms=True)
+    for n in range(start, start + count):
+        message = aio_pika.Message(str(n).encode(), **properties)  # type: ignore[arg-type]
+        await channel.default_exchange.publish(message, routing_key=QUEUE)
+    await channel.close()
+
+
+async def take(receiver: PikaReceiver, count: int) -> list[PikaDelivery]:
+    return [await asyncio.wait_for(receiver.inbox.get(), 10) for _ in range(count)]
+
+
+def receiver_for(url: str, name: str = "test-pika-receiver", prefetch: int = 100) -> PikaReceiver:
+    return PikaReceiver(url, QUEUE, prefetch=prefetch, name=name, backoff=Backoff(0.05, 0.2))
+
+
+async def ready(connection: AbstractConnection) -> int:
+    """Messages waiting in the queue (not those delivered and unacked), as the broker says now."""
+    channel = await connection.channel()
+    declared = await channel.declare_queue(QUEUE, passive=True)
+    await channel.close()
+    assert declared.declaration_result.message_count is not None
+    return declared.declaration_result.message_count
+
+
+def close_connections(name: str) -> int:
+    """Close, from the broker's side, every connection named `name` (as a lost network would)."""
+    with httpx.Client(auth=platform.MGMT_AUTH, timeout=10) as http:
+        mine = [
+            c["name"]
+            for c in http.get(platform.mgmt_url("/connections")).json()
+            if c.get("client_properties", {}).get("connection_name") == name
+        ]
+        for conn in mine:
+            http.delete(platform.mgmt_url(f"/connections/{quote(conn, safe='')}")).raise_for_status()
+        return len(mine)
+
+
+async def test_deliveries_carry_what_the_recorder_reads(amqp_url: str, connection: AbstractConnection) -> None:
+    at = datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC)
+    headers = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "n": 7, "at": at, "nested": {"at": at}}
+    await publish(
+        connection,
+        3,
+        headers=headers,
+        message_id="m-1",
+        correlation_id="c-1",
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
+    receiver = receiver_for(amqp_url)
+    await receiver.consume()
+    try:
+        got = await take(receiver, 3)
+        assert [d.body for d in got] == [b"0", b"1", b"2"]
+        first = got[0]
+        assert (first.message_id, first.correlation_id) == ("m-1", "c-1")
+        assert (first.content_type, first.content_encoding) == ("application/json", "utf-8")
+        assert (first.exchange, first.routing_key) == ("", QUEUE)
+        # As aio-pika gives them: strings as str, timestamps aware in UTC, also inside tables.
+        assert first.headers == headers
+        assert first.headers["at"].tzinfo is not None and first.headers["nested"]["at"].tzinfo is not None
+        assert await receiver.alive()
+    finally:
+        await receiver.close()
+    assert not await receiver.alive()
+
+
+async def test_an_ack_is_up_to_the_batch_and_close_returns_the_rest(
+    amqp_url: str, connection: AbstractConnection
+) -> None:
+    await publish(connection, 50)
+    receiver = receiver_for(amqp_url)
+    await receiver.consume()
+    got = await take(receiver, 50)
+    await receiver.ack(got[:30])
+    await receiver.close()  # the 20 unacked go back, in order
+    await eventually(lambda: _is(ready(connection), 20), 10)
+    again = receiver_for(amqp_url)
+    await again.consume()
+    try:
+        assert [d.body for d in await take(again, 20)] == [str(n).encode() for n in range(30, 50)]
+    finally:
+        await again.close()
+
+
+async def test_a_lost_connection_comes_back_and_an_old_channels_ack_acks_nothing(
+    amqp_url: str, connection: AbstractConnection
+) -> None:
+    """Delivery tags restart on the new channel: acking the old batch's last tag there would ack the redelivered
+    copies, unwritten. It must be dropped."""
+    await publish(connection, 10)
+    receiver = receiver_for(amqp_url, name=platform.unique("pika-lost"))
+    await receiver.consume()
+    try:
+        old = await take(receiver, 10)
+        # The management API lists a connection once its statistics were collected (within seconds).
+        await eventually(lambda: close_connections(receiver.name) == 1, 20, what="the connection listed and closed")
+        again = await take(receiver, 10)  # redelivered on a new connection
+        assert [d.body for d in again] == [d.body for d in old]
+        assert {d.generation for d in again} != {d.generation for d in old}
+        assert await receiver.alive()
+        await receiver.ack(old)
+        await asyncio.sleep(0.2)
+    finally:
+        await receiver.close()
+    await eventually(lambda: _is(ready(connection), 10), 10, what="all 10 back in the queue")
+
+
+async def test_a_node_that_does_not_answer_is_skipped(amqp_url: str, connection: AbstractConnection) -> None:
+    await publish(connection, 1)
+    nobody = amqp_url.replace(f":{platform.RABBIT_PORT}/", f":{platform.free_port()}/")
+    receiver = receiver_for(f"{nobody},{amqp_url}")
+    await receiver.consume()
+    try:
+        assert [d.body for d in await take(receiver, 1)] == [b"0"]
+    finally:
+        await receiver.close()
+
+
+async def test_a_deleted_queue_is_not_alive_and_no_broker_fails_the_start(
+    amqp_url: str, connection: AbstractConnection
+) -> None:
+    receiver = receiver_for(amqp_url)
+    await receiver.consume()
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(QUEUE)
+        await eventually(lambda: _not(receiver.alive()), 10, what="not alive once the queue is gone")
+    finally:
+        await receiver.close()
+    nobody = receiver_for(f"amqp://guest:guest@127.0.0.1:{platform.free_port()}/")
+    with pytest.raises(RuntimeError, match="no consumer on pika-receiver-test within 1 s"):
+        await nobody.consume(timeout_s=1)
+    assert not await nobody.alive()
+
+
+async def test_cancel_stops_deliveries_while_acks_still_go(amqp_url: str, connection: AbstractConnection) -> None:
+    await publish(connection, 5)
+    receiver = receiver_for(amqp_url)
+    await receiver.consume()
+    try:
+        got = await take(receiver, 5)
+        await receiver.cancel()
+        await eventually(lambda: _not(receiver.alive()), 5)
+        await publish(connection, 5, start=5)
+        await receiver.ack(got)
+        await asyncio.sleep(0.2)
+        assert receiver.inbox.empty()
+    finally:
+        await receiver.close()
+    await eventually(lambda: _is(ready(connection), 5), 10, what="the acked 5 gone, the 5 sent after the cancel kept")
+
+
+async def _is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
+async def _not(alive: object) -> bool:
+    assert asyncio.iscoroutine(alive)
+    return not await alive
+
+
+def test_node_parameters_read_urls_as_aio_pika_does() -> None:
+    plain = node_parameters("amqp://u:p%2Cw@rabbit-0:5673/prod%2Fa?heartbeat=15", "hub-recorder-events")
+    assert (plain.host, plain.port, plain.virtual_host) == ("rabbit-0", 5673, "prod/a")
+    assert isinstance(plain.credentials, pika.PlainCredentials)
+    assert (plain.credentials.username, plain.credentials.password) == ("u", "p,w")
+    assert plain.heartbeat == 15 and plain.ssl_options is None
+    assert plain.client_properties == {"connection_name": "hub-recorder-events"}
+    assert node_parameters("amqp://rabbit/", "x").virtual_host == "/"
+    tls = node_parameters("amqps://u:p@rabbit/", "x")
+    assert tls.port == 5671 and tls.ssl_options is not None and tls.ssl_options.server_hostname == "rabbit"
+    with pytest.raises(ValueError, match="not an AMQP URL"):
+        PikaReceiver("http://u:secret@rabbit/", QUEUE, prefetch=1, name="x")
