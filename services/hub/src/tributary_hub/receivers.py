@@ -60,7 +60,9 @@ class AioPikaReceiver:
                 await message.nack(requeue=True)
 
     async def close(self) -> None:
-        """Nothing: the channel closes with the connection, whose owner closes it."""
+        """Close the consumer's channel: what it holds unacked returns to the queue (a requeued message is
+        delivered to this consumer again until then)."""
+        await self.consumer.close()
 
 
 async def ack_all(batch: Sequence[AbstractIncomingMessage]) -> None:

@@ -47,6 +47,9 @@ from .sample_store import SampleStore
 log = logging.getLogger(__name__)
 _tracer = tracer("tributary_hub.recorder")
 
+# A batch turned into documents: rows to write, and the messages refused with their reason and detail.
+Converted = tuple[list[Row], list[Refusal]]
+
 BATCH = Histogram(
     "tributary_hub_recorder_batch_size", "Messages per write", ["kind"], buckets=(1, 10, 50, 100, 500, 1000, 5000)
 )
@@ -89,7 +92,9 @@ class Recorder:
         self.receiver = receiver or AioPikaReceiver(self.consumer)
         self._inbox = self.receiver.inbox
         self._task: asyncio.Task[None] | None = None
-        self._writing = False
+        # Batches taken from the inbox and not acked yet, oldest first: the one being written, and the next ones
+        # converted meanwhile. What `stop` waits for, and what goes back to the queue when the loop ends.
+        self._held: list[list[Delivery]] = []
         self._batch_done = asyncio.Event()
 
     async def start(self, connection: AbstractRobustConnection) -> None:
@@ -112,7 +117,7 @@ class Recorder:
         """Stop consuming, write what is already here (within `drain_timeout_s`), return the rest to the queue."""
         await self.receiver.cancel()
         deadline = time.monotonic() + drain_timeout_s
-        while (self._writing or not self._inbox.empty()) and (remaining := deadline - time.monotonic()) > 0:
+        while (self._held or not self._inbox.empty()) and (remaining := deadline - time.monotonic()) > 0:
             self._batch_done.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_done.wait(), remaining)
@@ -138,32 +143,43 @@ class Recorder:
         return batch
 
     async def _run(self) -> None:
-        batch: list[Delivery] = []
+        """Two stages: one takes and converts batches, this one writes and acks them in order. The next batch is
+        converted while the database writes the current one (the event loop would wait idle otherwise)."""
+        converted: asyncio.Queue[tuple[list[Delivery], Converted]] = asyncio.Queue(maxsize=1)
+        converter = asyncio.create_task(self._convert_batches(converted), name=f"recorder-{self.kind}-convert")
+        this = asyncio.current_task()
+        assert this is not None
+
+        def converter_ended(_: object) -> None:
+            this.cancel()  # whatever ends the converter ends the recorder (and its readiness), not a silent stall
+
+        converter.add_done_callback(converter_ended)
         try:
             while True:
-                batch = await self._next_batch()
-                self._writing = True
-                while True:
-                    try:
-                        await self._record(batch)
-                        break
-                    except Exception:
-                        # Not a message's fault (those are dead-lettered): keep the batch and try again.
-                        log.exception(
-                            "%s recorder: batch failed; retrying in %.1f s", self.kind, self.writer.retry_max_s
-                        )
-                        await asyncio.sleep(self.writer.retry_max_s)
+                batch, (rows, refused) = await converted.get()
+                await self._store(batch, rows, refused)
                 # Acknowledge only now that the batch is stored (or dead-lettered).
                 await self.receiver.ack(batch)
-                batch = []
-                self._writing = False
+                self._held.pop(0)
                 self._batch_done.set()
         except asyncio.CancelledError:
+            if not converter.cancelled() and converter.done() and converter.exception() is not None:
+                log.error("%s recorder: converting stopped", self.kind, exc_info=converter.exception())
+            converter.remove_done_callback(converter_ended)  # a second cancel would cut the release below short
+            await cancel_and_wait(converter)
             # Unwritten messages go back to the queue (they would be redelivered anyway on close).
-            await self.receiver.release(batch + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())])
+            held = [message for batch in self._held for message in batch]
+            self._held.clear()
+            await self.receiver.release(held + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())])
             raise
 
-    async def _record(self, batch: list[Delivery]) -> None:
+    async def _convert_batches(self, converted: asyncio.Queue[tuple[list[Delivery], Converted]]) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._held.append(batch)
+            await converted.put((batch, await self._convert(batch)))
+
+    async def _convert(self, batch: list[Delivery]) -> Converted:
         rows: list[Row] = []
         refused: list[Refusal] = []
         for message in batch:
@@ -175,6 +191,20 @@ class Recorder:
                 if self.throttle.hit((self.kind, "conversion")) is not None:
                     log.exception("%s recorder: converting a message failed", self.kind)
                 refused.append((message, deadletters.UNEXPECTED_ERROR, type(exc).__name__))
+        return rows, refused
+
+    async def _store(self, batch: list[Delivery], rows: list[Row], refused: list[Refusal]) -> None:
+        """Write the batch and dead-letter what it refused, retried until done."""
+        while True:
+            try:
+                await self._record(batch, rows, refused)
+                return
+            except Exception:
+                # Not a message's fault (those are dead-lettered): keep the batch and try again.
+                log.exception("%s recorder: batch failed; retrying in %.1f s", self.kind, self.writer.retry_max_s)
+                await asyncio.sleep(self.writer.retry_max_s)
+
+    async def _record(self, batch: list[Delivery], rows: list[Row], refused: list[Refusal]) -> None:
         BATCH.labels(self.kind).observe(len(batch))
         if rows:
             ctx = extract_context(batch[0].headers)
@@ -182,7 +212,7 @@ class Recorder:
                 f"record {self.kind}", context=ctx, kind=trace.SpanKind.CONSUMER
             ) as span:
                 span.set_attribute("messaging.batch.message_count", len(batch))
-                refused += await self.writer.write(rows)
+                refused = refused + await self.writer.write(rows)
         # Concurrently (one channel, many confirms in flight): a flood of bad messages is not one round trip each.
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
 
