@@ -8,9 +8,9 @@ vhost of the bench's own, then drained four times, each with manual acks, prefet
 - aio-pika (what the services use): a consumer callback into an `asyncio.Queue`, as the recorder's consumer does;
 - aiormq, the protocol layer under aio-pika, without aio-pika's message objects;
 - pika's `BlockingConnection` (a different, synchronous client) with `basic_consume`;
-- the same pika consumer in a thread of its own, handing what each `process_data_events` received to the event
-  loop as one list (`call_soon_threadsafe`), the loop sending the acks back (`add_callback_threadsafe`): the shape
-  a recorder on pika would have, with the event loop's share of the CPU (the GIL) included.
+- the events recorder's own receiver (`tributary_hub.pika_receiver.PikaReceiver`): that pika consumer in a thread
+  of its own, handing what each read received to the event loop in one call, the loop sending the acks back, with
+  the event loop's share of the CPU (the GIL) included.
 
 Reports messages/s and CPU µs per message of this process. `.venv/bin/python bench/amqp_consume.py`.
 """
@@ -31,8 +31,8 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support.pika_thread import PikaThread  # noqa: E402
 from tests.support import platform  # noqa: E402
+from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver  # noqa: E402
 
 QUEUE, PREFETCH, ACK_EVERY = "bench.consume", 2000, 500
 
@@ -106,16 +106,17 @@ def with_pika(url: str, messages: int) -> None:
     connection.close()
 
 
-async def with_pika_thread(url: str, messages: int) -> None:
-    """pika consuming in a thread, deliveries handed to the loop in lists, acks sent back to the thread."""
-    receiver = PikaThread(url, QUEUE, PREFETCH, lambda method, properties, body: method.delivery_tag)
-    await receiver.start()
-    count = 0
-    while count < messages:
-        tags = await receiver.inbox.get()
-        count += len(tags)
-        receiver.ack(tags[-1])
-    await receiver.stop()
+async def with_pika_receiver(url: str, messages: int) -> None:
+    """The hub's `PikaReceiver`: deliveries put in its inbox by its thread, an ack per 500 sent back to it."""
+    receiver = PikaReceiver(url, QUEUE, prefetch=PREFETCH, name="bench")
+    await receiver.consume()
+    batch: list[PikaDelivery] = []
+    for count in range(1, messages + 1):
+        batch.append(await receiver.inbox.get())
+        if count % ACK_EVERY == 0 or count == messages:
+            await receiver.ack(batch)
+            batch = []
+    await receiver.close()
 
 
 async def measure(name: str, drain: Callable[[], Awaitable[None]], messages: int) -> None:
@@ -135,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
             ("aio-pika (callback -> asyncio.Queue)", lambda: with_aio_pika(url, args.messages)),
             ("aiormq (callback)", lambda: with_aiormq(url, args.messages)),
             ("pika BlockingConnection", lambda: asyncio.to_thread(with_pika, url, args.messages)),
-            ("pika in a thread -> asyncio (lists)", lambda: with_pika_thread(url, args.messages)),
+            ("PikaReceiver (pika thread -> asyncio)", lambda: with_pika_receiver(url, args.messages)),
         ):
             await fill(url, args.messages, args.size)
             await measure(name, drain, args.messages)

@@ -12,9 +12,10 @@ documents (`_id = <topic>/<id>`, the envelope's fields, as the recorder keys the
 the events recorder's batch size (`TRIBUTARY_RECORDER_EVENT_BATCH_SIZE`, default 2,000), one write at a time like
 the recorder.
 Beside the rates, on a shared machine steadier: the CPU per event of the recorder process and of the local FerretDB
-process (`/proc`, while the recorder drains), and the floor no recorder on aio-pika can pass: a second capture queue
-holding the same envelopes consumed by aio-pika alone (prefetch 2,000, one `ack(multiple=True)` per 500, nothing
-decoded or stored), its rate and CPU per event.
+process (`/proc`, while the recorder drains), and the floor the recorder cannot pass: a second capture queue
+holding the same envelopes consumed by the recorder's receiver alone (`TRIBUTARY_RECORDER_EVENT_RECEIVER`: `pika`,
+the default, or `aio-pika`; prefetch 2,000, one `ack(multiple=True)` per 500, nothing decoded or stored), its rate
+and CPU per event.
 `.venv/bin/python bench/recorder_rate.py` (about a minute at the defaults).
 """
 
@@ -44,11 +45,14 @@ from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.amqp.topology import EVENTS  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 from tributary_common.mongo import new_client  # noqa: E402
+from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver  # noqa: E402
 from tributary_hub.settings import HubSettings  # noqa: E402
 
 SCHEMA = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
 # The events recorder's default batch size (TRIBUTARY_RECORDER_EVENT_BATCH_SIZE), so that both write alike.
 BATCH = int(os.environ.get("TRIBUTARY_RECORDER_EVENT_BATCH_SIZE") or HubSettings().recorder_event_batch_size)
+# The events recorder's receiver (TRIBUTARY_RECORDER_EVENT_RECEIVER), which the floor measures alone.
+RECEIVER = os.environ.get("TRIBUTARY_RECORDER_EVENT_RECEIVER") or HubSettings().recorder_event_receiver
 
 
 async def publish(url: str, token: str, topics: int, events: int) -> None:
@@ -81,16 +85,27 @@ async def capture_queue(
     return connection, queue
 
 
-async def consume_floor(queue: aio_pika.abc.AbstractQueue, events: int) -> tuple[float, float]:
-    """(events/s, CPU s per event) of aio-pika alone taking the envelopes into an inbox, as the recorder's
-    consumer does (one task per delivery), acking every 500: what any recorder on aio-pika pays first."""
-    inbox: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+async def consume_floor(url: str, queue: aio_pika.abc.AbstractQueue, events: int) -> tuple[float, float]:
+    """(events/s, CPU s per event) of the recorder's receiver (`RECEIVER`) alone taking the envelopes into its inbox,
+    acking every 500: what the recorder pays before it converts or stores anything."""
     start, cpu = time.perf_counter(), time.process_time()
-    await queue.consume(inbox.put)
-    for n in range(1, events + 1):
-        message = await inbox.get()
-        if n % 500 == 0 or n == events:
-            await message.ack(multiple=True)
+    if RECEIVER == "pika":
+        receiver = PikaReceiver(url, queue.name, prefetch=2000, name="bench-floor")
+        await receiver.consume()
+        batch: list[PikaDelivery] = []
+        for n in range(1, events + 1):
+            batch.append(await receiver.inbox.get())
+            if n % 500 == 0 or n == events:
+                await receiver.ack(batch)
+                batch = []
+        await receiver.close()
+    else:
+        inbox: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(inbox.put)
+        for n in range(1, events + 1):
+            message = await inbox.get()
+            if n % 500 == 0 or n == events:
+                await message.ack(multiple=True)
     return events / (time.perf_counter() - start), (time.process_time() - cpu) / events
 
 
@@ -191,20 +206,22 @@ async def main(args: argparse.Namespace) -> None:
             with hub(env, separate_recorders=True, recorder=False) as url:
                 await publish(url, token, args.topics, args.events)
             docs = await captured(queue, args.events)
-            floor, floor_cpu = await consume_floor(floor_queue, args.events)
+            floor, floor_cpu = await consume_floor(env["TRIBUTARY_AMQP_URL"], floor_queue, args.events)
         finally:
             await connection.close()
             await floor_connection.close()
         rate, own_cpu, db_cpu = await recorder_rate(env, args.events, args.timeout)
         base = await insert_many_rate(env, docs)
     us = 1e6
-    print(f"event recorder: {args.events:,} events over {args.topics} topics, drained from RabbitMQ")
+    print(
+        f"event recorder ({RECEIVER} receiver): {args.events:,} events over {args.topics} topics, drained from RabbitMQ"
+    )
     print(f"{'case':<52} {'events/s':>9}  CPU per event")
     print(
         f"{'tributary-hub recorder (queue -> stored, acked)':<52} {rate:>9,.0f}  {own_cpu * us:.0f} us + FerretDB {db_cpu * us:.0f} us"
     )
     print(f"{f'insert_many, {BATCH} per write (the same documents)':<52} {base:>9,.0f}")
-    print(f"{'floor: aio-pika consuming the same envelopes, no storing':<52} {floor:>9,.0f}  {floor_cpu * us:.0f} us")
+    print(f"{f'floor: its receiver ({RECEIVER}) alone, no storing':<52} {floor:>9,.0f}  {floor_cpu * us:.0f} us")
     print(f"ratio recorder / insert_many: {rate / base:.2f} (goal >= 0.8); floor / insert_many: {floor / base:.2f}")
     record("recorder_rate.py", "event recorder vs insert_many", rate, "ev/s", base, ">= 0.8")
 
