@@ -22,6 +22,9 @@
   `close`, `alive()` (for readiness) and `closed()` (for a supervisor that reconnects).
 - `publisher.ConfirmedPublisher`: confirms, a bounded window in flight, timeouts, persistent, trace headers.
 - `rpc`: `serve_rpc` and `RpcClient`, the aio-pika transport of `tributary_common.rpc` (same wire format).
+- `delivery.Delivery`: what a consumer reads of a message, whichever client received it. One exception to
+  "aio-pika underneath": the hub's events recorder receives on pika in a thread (`tributary_hub.pika_receiver`,
+  a quarter of aio-pika's CPU per message, measured in bench/amqp_consume.py); its deliveries are `Delivery`s too.
 
 Dead letters (`tributary_common.deadletters`) keep their module; control messages give their routing key with
 `tributary_common.control.control_key`.
