@@ -5,6 +5,7 @@ recorder (and its readiness) with it, returning what it held to the queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,14 +85,28 @@ async def waiting(connection: AbstractRobustConnection) -> int:
     return queue.declaration_result.message_count or 0
 
 
-@pytest.mark.parametrize("receiver", ["pika", "aio-pika"])
-async def test_the_next_batch_is_converted_while_one_is_written(
-    amqp_url: str, connection: AbstractRobustConnection, collection: AsyncCollection[Any], receiver: str
-) -> None:
+@contextlib.asynccontextmanager
+async def running(
+    amqp_url: str, connection: AbstractRobustConnection, collection: AsyncCollection[Any], receiver: str, drain_s: float
+) -> AsyncIterator[tuple[Recorder, GatedCollection, list[bytes]]]:
+    """A recorder on the gated collection, started, and stopped (draining up to `drain_s`) on the way out."""
     sink, converted = GatedCollection(collection), list[bytes]()
     rec = recorder(amqp_url, sink, converted, receiver)
     await rec.start(connection)
     try:
+        yield rec, sink, converted
+    finally:
+        await rec.stop(drain_timeout_s=drain_s)
+
+
+RECEIVERS = pytest.mark.parametrize("receiver", ["pika", "aio-pika"])
+
+
+@RECEIVERS
+async def test_the_next_batch_is_converted_while_one_is_written(
+    amqp_url: str, connection: AbstractRobustConnection, collection: AsyncCollection[Any], receiver: str
+) -> None:
+    async with running(amqp_url, connection, collection, receiver, 5) as (rec, sink, converted):
         await publish(connection, 3 * BATCH)
         # The first batch waits in its write; the second is converted meanwhile (and no more: one ahead).
         await eventually(lambda: len(converted) >= 2 * BATCH, 10, what="a second batch converted")
@@ -101,29 +116,23 @@ async def test_the_next_batch_is_converted_while_one_is_written(
         sink.gate.set()
         await eventually(lambda: rec.writer.written == 3 * BATCH, 10, what="all written")
         assert sorted(d["_id"] for d in await collection.find().to_list()) == [f"{n:03}" for n in range(30)]
-    finally:
-        await rec.stop(drain_timeout_s=5)
     assert await waiting(connection) == 0  # all acked
 
 
-@pytest.mark.parametrize("receiver", ["pika", "aio-pika"])
+@RECEIVERS
 async def test_a_converter_that_ends_ends_the_recorder_and_returns_what_it_held(
     amqp_url: str, connection: AbstractRobustConnection, collection: AsyncCollection[Any], receiver: str
 ) -> None:
-    sink, converted = GatedCollection(collection), list[bytes]()
-    rec = recorder(amqp_url, sink, converted, receiver)
-    await rec.start(connection)
-    try:
+    async with running(amqp_url, connection, collection, receiver, 1) as (rec, _, converted):
         await publish(connection, 2 * BATCH)
         await eventually(lambda: len(converted) >= 2 * BATCH, 10, what="two batches taken")
         assert await rec.alive()
         (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "recorder-events-convert"]
         task.cancel()  # whatever ends it
         await eventually(lambda: _not_alive(rec), 5, what="the recorder not alive")
-    finally:
-        await rec.stop(drain_timeout_s=1)
+        # Back in the queue at once, for another replica, not only once the recorder is stopped.
+        await eventually(lambda: _count_is(waiting(connection), 2 * BATCH), 10, what="both batches back in the queue")
     assert await collection.count_documents({}) == 0
-    await eventually(lambda: _count_is(waiting(connection), 2 * BATCH), 10, what="both batches back in the queue")
 
 
 async def _not_alive(rec: Recorder) -> bool:

@@ -171,6 +171,8 @@ class Recorder:
             held = [message for batch in self._held for message in batch]
             self._held.clear()
             await self.receiver.release(held + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())])
+            # And no more deliveries to a recorder that stopped: what it held goes to another replica meanwhile.
+            await self.receiver.close()
             raise
 
     async def _convert_batches(self, converted: asyncio.Queue[tuple[list[Delivery], Converted]]) -> None:
