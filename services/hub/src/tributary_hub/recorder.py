@@ -1,5 +1,9 @@
 """The recorders: durable queue -> batched `insert_many(ordered=False)` -> ack.
 
+Deliveries come from the recorder's receiver (receivers.py: a pika thread for events, by default, and aio-pika for
+samples and dead letters). One task takes and converts batches, another writes and acks them in order, so the next
+batch is converted while the current one is written.
+
 A batch is written when it holds `batch_size` messages or its first message waited `max_delay_ms`. Messages
 are acknowledged only after their batch is written; duplicates (a redelivery, or a client resending an id on the
 same topic: events are keyed by `(topic, id)`, samples by `(sid, t)`) are the unique `_id` refusing the insert,
