@@ -205,5 +205,6 @@ def test_node_parameters_read_urls_as_aio_pika_does() -> None:
     assert node_parameters("amqp://rabbit/", "x").virtual_host == "/"
     tls = node_parameters("amqps://u:p@rabbit/", "x")
     assert tls.port == 5671 and tls.ssl_options is not None and tls.ssl_options.server_hostname == "rabbit"
-    with pytest.raises(ValueError, match="not an AMQP URL"):
-        PikaReceiver("http://u:secret@rabbit/", QUEUE, prefetch=1, name="x")
+    with pytest.raises(ValueError, match="not an AMQP URL") as refused:
+        PikaReceiver("amqp://u:p@rabbit-0/,http://u:secret@rabbit/", QUEUE, prefetch=1, name="x")
+    assert "secret" not in str(refused.value)
