@@ -10,8 +10,8 @@ reach the event loop in one `call_soon_threadsafe`; acks come back with `add_cal
 flag the thread acts on between reads.
 
 Reconnection: a lost connection (or a channel the broker closed, or our consumer cancelled by the broker because
-the queue was deleted) is reopened on the next node of the URL list, waiting with `Backoff` after an attempt that
-did not get to consume. Queue and bindings are declared by the recorder's aio-pika channel, which its robust
+the queue was deleted) is reopened on the next node of the URL list, in the robust connection's order
+(`rotation`), waiting with `Backoff` only after a whole round of nodes failed to get to consume. Queue and bindings are declared by the recorder's aio-pika channel, which its robust
 connection restores; this side only consumes, and retries until the queue is there.
 
 Delivery tags count per channel, so every delivery carries the generation of the channel it came on. An ack for
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import threading
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 from yarl import URL
 
-from tributary_common.amqp.connection import parse_urls
+from tributary_common.amqp.connection import parse_urls, rotation
 from tributary_common.amqp.delivery import Delivery
 from tributary_common.backoff import Backoff
 
@@ -124,7 +123,8 @@ class _Lost(Exception):
 
 class PikaReceiver:
     def __init__(self, url: str, queue: str, *, prefetch: int, name: str, backoff: Backoff | None = None) -> None:
-        self._nodes = [node_parameters(node, name) for node in parse_urls(url)]
+        # In the robust connection's order: from a random node (processes spread over them), then round-robin.
+        self._nodes = [node_parameters(node, name) for node in rotation(parse_urls(url))]
         self.queue = queue
         self.prefetch = prefetch
         self.name = name
@@ -193,13 +193,13 @@ class PikaReceiver:
     # In the thread from here on.
 
     def _run(self) -> None:
-        index = random.randrange(len(self._nodes))  # processes spread over the nodes, as aio-pika's do
+        index = failures = 0
         while not self._stop.is_set():
             node = self._nodes[index]
             consumed = False
             try:
                 connection = pika.BlockingConnection(node)
-            except Exception as exc:  # noqa: BLE001 - any failure to connect: the next node, after a pause
+            except Exception as exc:  # noqa: BLE001 - any failure to connect: the next node
                 log.warning("%s: node %s:%s not reachable: %s", self.name, node.host, node.port, exc)
             else:
                 try:
@@ -214,9 +214,13 @@ class PikaReceiver:
                         if connection.is_open:
                             connection.close()
             index = (index + 1) % len(self._nodes)
-            if consumed:  # a node that served us: try the next one right away
+            if consumed:  # a node that served us: the next one right away
+                failures = 0
                 self._backoff.reset()
-            elif not self._stop.is_set():
+                continue
+            failures += 1
+            # As the robust connection does: a pause only after a whole round of nodes failed.
+            if failures % len(self._nodes) == 0 and not self._stop.is_set():
                 self._stop.wait(self._backoff.next_delay())
 
     def _serve(self, connection: pika.BlockingConnection, node: pika.ConnectionParameters) -> None:

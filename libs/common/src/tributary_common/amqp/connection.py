@@ -40,7 +40,7 @@ def parse_urls(value: str) -> list[str]:
     return urls
 
 
-def _rotation(urls: list[str], rng: random.Random | None = None) -> list[str]:
+def rotation(urls: list[str], rng: random.Random | None = None) -> list[str]:
     """The URLs starting at a random one, then in order (a round-robin over the nodes)."""
     start = (rng or random).randrange(len(urls))
     return urls[start:] + urls[:start]
@@ -92,7 +92,7 @@ async def connect_robust(url: str, *, name: str, timeout_s: float = 10.0) -> Abs
 
 async def _first_answering(url: str, *, name: str, timeout_s: float, robust: bool) -> AbstractConnection:
     """The first node of the rotation that answers; the last error when none does."""
-    urls = _rotation(parse_urls(url))
+    urls = rotation(parse_urls(url))
     error: BaseException | None = None
     for i, node in enumerate(urls):
         try:
