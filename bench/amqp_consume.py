@@ -106,9 +106,9 @@ def with_pika(url: str, messages: int) -> None:
     connection.close()
 
 
-async def with_pika_receiver(url: str, messages: int) -> None:
+async def with_pika_receiver(url: str, messages: int, queue: str = QUEUE) -> None:
     """The hub's `PikaReceiver`: deliveries put in its inbox by its thread, an ack per 500 sent back to it."""
-    receiver = PikaReceiver(url, QUEUE, prefetch=PREFETCH, name="bench")
+    receiver = PikaReceiver(url, queue, prefetch=PREFETCH, name="bench")
     await receiver.consume()
     batch: list[PikaDelivery] = []
     for count in range(1, messages + 1):

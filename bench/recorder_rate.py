@@ -38,6 +38,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.amqp_consume import with_pika_receiver  # noqa: E402
 from bench.http_publish import SECRET, hub  # noqa: E402
 from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
@@ -45,7 +46,6 @@ from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.amqp.topology import EVENTS  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 from tributary_common.mongo import new_client  # noqa: E402
-from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver  # noqa: E402
 from tributary_hub.settings import HubSettings  # noqa: E402
 
 SCHEMA = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
@@ -90,15 +90,7 @@ async def consume_floor(url: str, queue: aio_pika.abc.AbstractQueue, events: int
     acking every 500: what the recorder pays before it converts or stores anything."""
     start, cpu = time.perf_counter(), time.process_time()
     if RECEIVER == "pika":
-        receiver = PikaReceiver(url, queue.name, prefetch=2000, name="bench-floor")
-        await receiver.consume()
-        batch: list[PikaDelivery] = []
-        for n in range(1, events + 1):
-            batch.append(await receiver.inbox.get())
-            if n % 500 == 0 or n == events:
-                await receiver.ack(batch)
-                batch = []
-        await receiver.close()
+        await with_pika_receiver(url, events, queue.name)  # prefetch 2,000, an ack per 500
     else:
         inbox: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
         await queue.consume(inbox.put)
