@@ -25,6 +25,7 @@ from tributary_hub.sample_partitions import LAYOUTS
 from tributary_hub.sample_retention import SampleRetention
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.sample_summaries import pack_summaries
+from tributary_hub.sample_writes import set_current
 from tributary_hub.series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, summarize
 
 DAY = 24 * HOUR_US
@@ -137,6 +138,16 @@ async def test_concurrent_writers_of_one_hour_lose_nothing(store: SampleStore) -
     await asyncio.gather(*(store.write([("race", w)]) for w in writers))
     expected = {p.t: p for w in writers for p in w}
     await check_against(store, "race", expected)
+
+
+async def test_racing_current_values_keep_the_newest(store: SampleStore) -> None:
+    """FerretDB's conditional update is a find then a write: updates of one sid's current value racing on
+    separate connections must not let an older sample land last."""
+    for round_ in range(5):
+        sid = f"cur{round_}"
+        points = [Point(T0 + i, i) for i in range(12)]
+        await asyncio.gather(*(set_current(store, sid, p) for p in reversed(points)))
+        assert (await store.latest([sid]))[sid] == points[-1]
 
 
 async def test_a_summary_left_behind_by_a_crash_is_rewritten_on_redelivery(store: SampleStore) -> None:

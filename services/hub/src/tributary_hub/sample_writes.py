@@ -185,8 +185,11 @@ async def _kept(raw: AsyncCollection[Any], mine: dict[str, Any], new: Sequence[P
 
 
 async def set_current(store: SampleStore, sid: str, p: Point) -> None:
-    """The sid's newest sample, only ever moved forward."""
-    with contextlib.suppress(DuplicateKeyError):  # as new or newer already there
-        await store.current.update_one(
-            {"_id": sid, "t": {"$lt": p.t}}, {"$set": {"t": p.t, "v": p.v, "q": p.q}}, upsert=True
-        )
+    """The sid's newest sample, only ever moved forward. One update per sid at a time in this process: FerretDB's
+    conditional update is a find then a write, so two racing on separate connections could let the older sample
+    land last (MongoDB's is atomic)."""
+    async with store.lock(f"current|{sid}"):
+        with contextlib.suppress(DuplicateKeyError):  # as new or newer already there
+            await store.current.update_one(
+                {"_id": sid, "t": {"$lt": p.t}}, {"$set": {"t": p.t, "v": p.v, "q": p.q}}, upsert=True
+            )
