@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import jsonschema_rs
@@ -21,6 +22,22 @@ from .schemas import SchemaRejected, check_schema
 from .stored import insert_new, readable
 from .topic_lookup import TopicLookup, TopicRef
 from .topic_store import Topic, check_stored_form, read_raw, read_topic, schema_id, topic_view
+
+# A schema version this old whose topic never moved to it was left by an update that stopped between its two writes
+# (a crash, the database lost): the next update may take its place. A writer in progress moves within milliseconds.
+ABANDONED_AFTER = timedelta(seconds=30)
+
+
+async def _take_over_abandoned(new: SchemaDoc, now: datetime) -> bool:
+    """Replace the version `new` would be, if an update abandoned it; False while another may still finish it."""
+    schemas = SchemaDoc.get_pymongo_collection()
+    there = await schemas.find_one({"_id": new.id})
+    if there is None or there["created_at"] > now - ABANDONED_AFTER:
+        return False
+    result = await schemas.replace_one(
+        {"_id": new.id, "created_at": there["created_at"]}, new.model_dump(by_alias=True)
+    )
+    return bool(result.modified_count)
 
 
 class TopicService:
@@ -88,7 +105,11 @@ class TopicService:
             created_by=by,
             updated_by=by,
         )
-        await insert_new(doc, Conflict(f"topic {name!r} already exists", code="topic_exists"))
+        try:
+            await insert_new(doc, Conflict(f"topic {name!r} already exists", code="topic_exists"))
+        except Conflict:  # a concurrent create won: its first version is the one under its own uid
+            await SchemaDoc.get_pymongo_collection().delete_one({"_id": schema_id(name, uid, 1)})
+            raise
         self.forget(name)
         await self.lookup.invalidate(name)
         return topic_view(doc, schema)
@@ -121,7 +142,9 @@ class TopicService:
             )
         version = doc.version + 1
         now = utcnow()
-        await SchemaDoc(
+        now = now.replace(microsecond=now.microsecond - now.microsecond % 1000)  # as stored: it finds our version
+        concurrent = Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
+        new = SchemaDoc(
             id=schema_id(name, doc.uid, version),
             topic=name,
             uid=doc.uid,
@@ -129,15 +152,21 @@ class TopicService:
             schema_text=orjson.dumps(schema).decode(),
             created_at=now,
             created_by=by,
-        ).insert()
+        )
+        # The version's `_id` is unique: of writers that read the same version, one creates the next.
+        try:
+            await insert_new(new, concurrent)
+        except Conflict:
+            if not await _take_over_abandoned(new, now):
+                raise
         # Only move the current version if nobody else did meanwhile (a concurrent update gets a 409).
         result = await TopicDoc.get_pymongo_collection().update_one(
             {"_id": name, "uid": doc.uid, "version": doc.version},
             {"$set": {"version": version, "updated_at": now, "updated_by": by}},
         )
         if result.modified_count != 1:
-            await SchemaDoc.get_pymongo_collection().delete_one({"_id": schema_id(name, doc.uid, version)})
-            raise Conflict(f"topic {name!r} changed concurrently; retry", code="concurrent_update")
+            await SchemaDoc.get_pymongo_collection().delete_one({"_id": new.id, "created_at": now})
+            raise concurrent
         self.forget(name)
         await self.lookup.invalidate(name)
         doc.version, doc.updated_at, doc.updated_by = version, now, by
@@ -156,7 +185,7 @@ class TopicService:
     async def versions(self, name: str) -> list[dict[str, Any]]:
         doc = await read_topic(name)
         rows = await SchemaDoc.find(SchemaDoc.topic == name, SchemaDoc.uid == doc.uid).sort("version").to_list()
-        return [
+        return [  # not a next version an update is writing, or left behind (`_take_over_abandoned`)
             {
                 "version": r.version,
                 "dataschema": dataschema_for(name, r.version),
@@ -164,6 +193,7 @@ class TopicService:
                 "created_by": r.created_by,
             }
             for r in rows
+            if r.version <= doc.version
         ]
 
     async def schema_version(self, name: str, version: int) -> dict[str, Any]:
