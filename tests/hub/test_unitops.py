@@ -3,6 +3,7 @@ changes and demand heartbeats on `tributary.control`, sample history raw and ali
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -337,3 +338,20 @@ async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hu
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "unknown_item"
     assert (await client.get("/unitops/nope/samples")).status_code == 404
+
+
+async def test_an_update_racing_a_delete_never_brings_the_unitop_back(client: httpx.AsyncClient, control: Any) -> None:
+    """Either order is a valid history (update then delete: gone; delete then update: 404, gone), but never both
+    answered yes with the unitop there afterwards."""
+    exchange, _ = control
+    await announced(client, exchange)
+    for round_ in range(8):
+        name = f"race-{round_}"
+        assert (await client.post("/unitops", json={**PUMP, "name": name})).status_code == 201
+        update, delete = await asyncio.gather(
+            client.put(f"/unitops/{name}", json={**PUMP, "name": name, "meta": {"site": "moved"}}),
+            client.delete(f"/unitops/{name}"),
+        )
+        assert delete.status_code == 204, delete.text
+        assert update.status_code in (200, 404), update.text
+        assert (await client.get(f"/unitops/{name}")).status_code == 404, (round_, update.status_code)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
+from beanie.exceptions import DocumentNotFound
 
 from tributary_common.canonical import UnrepresentableParams, canonical_params
 from tributary_common.control import UnitopChange
@@ -178,7 +179,10 @@ class UnitopService:
         doc = await self._doc(name)
         doc.items, doc.meta, doc.record = self._items(unitop), unitop.meta, unitop.record
         doc.updated_at, doc.updated_by = utcnow(), by
-        await doc.save()
+        try:
+            await doc.replace()  # not `save`: an upsert would bring back a unitop deleted since it was read
+        except DocumentNotFound:
+            raise NotFound(f"unitop {name!r} does not exist", code="unknown_unitop") from None
         change = UnitopChange(action="updated", name=name, unitop=masked(unitop, schemas), sent_at=doc.updated_at)
         await self.notify(change)
         return unitop_view(doc, schemas)
