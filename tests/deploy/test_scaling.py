@@ -27,6 +27,16 @@ def quantity_bytes(value: str | int) -> int:
     return int(float(match.group(1)) * units.get(match.group(2), 1))
 
 
+# The events recorder's measured memory (bench/recorder_memory.py): ~110 MiB once ready; at the peak, a held event
+# costs about twice its body (decoded, converted, encoded for the write).
+RECORDER_BASELINE_MIB = 128
+HELD_COST = 2
+
+
+def recorder_memory_mb_for(limit_bytes: int) -> int:
+    return int((limit_bytes * (1 - HEADROOM) / 2**20 - RECORDER_BASELINE_MIB) // HELD_COST)
+
+
 def max_connections_for(limit_bytes: int) -> int:
     return int((limit_bytes * (1 - HEADROOM) - BASELINE_MIB * 2**20) // (CONNECTION_KIB * 2**10))
 
@@ -129,6 +139,22 @@ def test_stream_memory_is_reserved_whole_and_bounds_the_connections(overlay: str
     (trigger,) = [t for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
     target = int(trigger["metadata"]["threshold"])
     assert 0.4 * configured <= target <= 0.7 * configured, f"{overlay}: connections target {target} of {configured}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_recorders_held_events_fit_in_its_memory_limit(overlay: str) -> None:
+    """Clients choose their events' size: the recorder's budget for what it holds is set, and fits its limit."""
+    d = deployments(overlay)["tributary-recorder"]
+    limit = container(d)["resources"]["limits"]["memory"]
+    env = container_env(overlay, d)
+    assert env.get("TRIBUTARY_RECORDER_EVENT_MEMORY_MB"), f"{overlay}: the recorder's memory budget is not set"
+    configured, budget = (
+        int(env["TRIBUTARY_RECORDER_EVENT_MEMORY_MB"] or 0),
+        recorder_memory_mb_for(quantity_bytes(limit)),
+    )
+    assert configured <= budget, f"{overlay}: {configured} MiB of held events do not fit in {limit} (at most {budget})"
+    assert configured >= budget * 0.5, f"{overlay}: {configured} MiB leaves most of {limit} unused ({budget} fit)"
+    assert recorder_memory_mb_for(quantity_bytes("512Mi")) == 128
 
 
 def _memory_triggers(docs: tuple[dict[str, Any], ...]) -> list[str]:

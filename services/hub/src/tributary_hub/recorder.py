@@ -223,6 +223,15 @@ class Recorder:
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
 
 
+def event_window(prefetch: int, batch_size: int, memory_bytes: int, max_event_bytes: int) -> tuple[int, int]:
+    """(prefetch, batch size) lowered until `prefetch` events of `max_event_bytes` fit in `memory_bytes`, the batch
+    kept in the same proportion to the prefetch (so that the next batch still arrives while one is written)."""
+    fits = max(1, memory_bytes // max_event_bytes)
+    if fits >= prefetch:
+        return prefetch, batch_size
+    return fits, max(1, min(batch_size, batch_size * fits // prefetch))
+
+
 def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: AsyncCollection[Any]) -> list[Recorder]:
     throttle = LogThrottle(settings.dead_letter_log_interval_s)
     common = dict(
@@ -234,18 +243,29 @@ def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: A
         throttle=throttle,
     )
     retention = TopicRetention(settings.recorder_topic_cache_s)
-    event_batches = {
-        **common,
-        "batch_size": settings.recorder_event_batch_size,
-        "prefetch": settings.recorder_event_prefetch,
-    }
+    prefetch, batch_size = event_window(
+        settings.recorder_event_prefetch,
+        settings.recorder_event_batch_size,
+        settings.recorder_event_memory_mb * 1024 * 1024,
+        settings.max_event_bytes,
+    )
+    if prefetch < settings.recorder_event_prefetch:
+        log.info(
+            "events recorder: prefetch %d and batches of %d (asked %d and %d): %d events of up to %d bytes "
+            "fit in TRIBUTARY_RECORDER_EVENT_MEMORY_MB=%d",
+            prefetch,
+            batch_size,
+            settings.recorder_event_prefetch,
+            settings.recorder_event_batch_size,
+            prefetch,
+            settings.max_event_bytes,
+            settings.recorder_event_memory_mb,
+        )
+    event_batches = {**common, "batch_size": batch_size, "prefetch": prefetch}
     receiver: Receiver | None = None  # the events recorder's Consumer, on aio-pika
     if settings.recorder_event_receiver == "pika":
         receiver = PikaReceiver(
-            settings.amqp_url,
-            HUB_RECORDER_EVENTS.name,
-            prefetch=settings.recorder_event_prefetch,
-            name="hub-recorder-events",
+            settings.amqp_url, HUB_RECORDER_EVENTS.name, prefetch=prefetch, name="hub-recorder-events"
         )
     return [
         Recorder(

@@ -47,6 +47,11 @@ class HubSettings(CommonSettings, MongoSettings):
     # next batch arrives while one is written.
     recorder_event_batch_size: int = Field(default=2000, ge=1, le=10_000)
     recorder_event_prefetch: int = Field(default=4000, ge=1, le=20_000)
+    # What the events recorder may hold of unacked message bodies, in MiB: its prefetch (and batch, in proportion)
+    # is lowered until that many events of `max_event_bytes` each fit. Clients choose the events' size, and the
+    # broker counts messages, not bytes, so a burst of the largest events allowed must not outgrow the process.
+    # The default keeps the window above for 1 MiB events; a container sets it well under its memory limit.
+    recorder_event_memory_mb: int = Field(default=4096, ge=1, le=1024 * 1024)
     # What receives the events recorder's deliveries: pika in a thread of its own (1.7x the events per second, see
     # pika_receiver.py), or the aio-pika consumer the other recorders use.
     recorder_event_receiver: Literal["pika", "aio-pika"] = "pika"
