@@ -18,6 +18,7 @@ from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.backoff import Backoff
 from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver, node_parameters
+from tributary_hub.recorder import event_window
 
 QUEUE = "pika-receiver-test"
 
@@ -208,3 +209,28 @@ def test_node_parameters_read_urls_as_aio_pika_does() -> None:
     with pytest.raises(ValueError, match="not an AMQP URL") as refused:
         PikaReceiver("amqp://u:p@rabbit-0/,http://u:secret@rabbit/", QUEUE, prefetch=1, name="x")
     assert "secret" not in str(refused.value)
+
+
+async def test_what_does_not_fit_the_memory_budget_stays_in_the_queue(
+    amqp_url: str, connection: AbstractConnection
+) -> None:
+    """Twenty events of 256 KiB for a budget of 1 MiB (`event_window`: a prefetch of four): the receiver holds
+    four, unacked, and the rest wait in the queue until a batch is acked."""
+    largest, budget = 256 * 1024, 1024 * 1024
+    window, _ = event_window(4000, 2000, budget, largest)
+    assert window == 4
+    channel = await connection.channel(publisher_confirms=True)
+    for n in range(20):
+        await channel.default_exchange.publish(aio_pika.Message(bytes([n]) * largest), routing_key=QUEUE)
+    await channel.close()
+    receiver = receiver_for(amqp_url, prefetch=window)
+    await receiver.consume()
+    try:
+        held = await take(receiver, window)
+        await asyncio.sleep(0.5)  # time for more, were the broker to send them
+        assert receiver.inbox.qsize() == 0 and sum(len(d.body) for d in held) <= budget
+        assert await ready(connection) == 16
+        await receiver.ack(held)
+        assert [d.body[0] for d in await take(receiver, window)] == [4, 5, 6, 7]
+    finally:
+        await receiver.close()

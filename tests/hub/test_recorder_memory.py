@@ -1,16 +1,13 @@
 """The events recorder's memory bound: clients choose their events' size and the broker counts messages, not
 bytes, so the prefetch (and the batch with it) is lowered until that many events of the largest size allowed fit
-in `TRIBUTARY_RECORDER_EVENT_MEMORY_MB`; on the real broker, what does not fit stays in the queue."""
+in `TRIBUTARY_RECORDER_EVENT_MEMORY_MB` (on the real broker, what does not fit stays in the queue:
+test_pika_receiver.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import pytest
-from aio_pika.abc import AbstractConnection
 from pydantic import ValidationError
 
 from tributary_hub.pika_receiver import PikaReceiver
@@ -18,7 +15,6 @@ from tributary_hub.recorder import event_window, make_recorders
 from tributary_hub.settings import HubSettings
 
 MiB = 1024 * 1024
-QUEUE = "recorder-memory-test"
 
 
 def test_the_window_fits_the_budget_and_keeps_the_batch_in_proportion() -> None:
@@ -46,38 +42,3 @@ def test_the_recorders_take_the_lowered_window_from_the_settings(amqp_url: str) 
 def test_a_budget_out_of_range_is_refused_by_name(value: object) -> None:
     with pytest.raises(ValidationError, match="recorder_event_memory_mb"):
         HubSettings.model_validate({"dev_mode": True, "recorder_event_memory_mb": value})
-
-
-@pytest.fixture
-async def connection(amqp_url: str) -> AsyncIterator[AbstractConnection]:
-    conn = await aio_pika.connect(amqp_url)
-    channel = await conn.channel()
-    await channel.declare_queue(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
-    await channel.close()
-    yield conn
-    await conn.close()
-
-
-async def test_what_does_not_fit_stays_in_the_queue(amqp_url: str, connection: AbstractConnection) -> None:
-    """Twenty large events for a window of four: the receiver holds four, unacked; the rest wait in the queue
-    until a batch is acked."""
-    largest = 256 * 1024
-    window, _ = event_window(4000, 2000, MiB, largest)
-    assert window == 4
-    channel = await connection.channel(publisher_confirms=True)
-    for n in range(20):
-        await channel.default_exchange.publish(aio_pika.Message(bytes([n]) * largest), routing_key=QUEUE)
-    receiver = PikaReceiver(amqp_url, QUEUE, prefetch=window, name="test-recorder-memory")
-    await receiver.consume()
-    try:
-        held = [await asyncio.wait_for(receiver.inbox.get(), 10) for _ in range(window)]
-        await asyncio.sleep(0.5)  # time for more, were the broker to send them
-        assert receiver.inbox.qsize() == 0
-        assert sum(len(d.body) for d in held) <= MiB
-        assert (await channel.declare_queue(QUEUE, passive=True)).declaration_result.message_count == 16
-        await receiver.ack(held)
-        more = [await asyncio.wait_for(receiver.inbox.get(), 10) for _ in range(window)]
-        assert [d.body[0] for d in more] == [4, 5, 6, 7]
-    finally:
-        await receiver.close()
-        await channel.close()
