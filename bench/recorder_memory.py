@@ -35,7 +35,7 @@ from tests.support import platform  # noqa: E402
 from tests.support.ferretdb import PrivateFerretDB  # noqa: E402
 from tests.support.processes import ServiceProcess  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
-from tributary_hub.recorder import event_window  # noqa: E402
+from tributary_hub.recorders import memory_window  # noqa: E402
 
 SCHEMA = {"type": "object", "required": ["blob"], "properties": {"blob": {"type": "string"}}}
 MiB = 1024 * 1024
@@ -118,7 +118,7 @@ async def main(args: argparse.Namespace) -> None:
                     ready, stalled, peak = await drain(env, database, args.events, args.stall, args.timeout)
             finally:
                 database.stop()
-        prefetch, _ = event_window(4000, 2000, budget * MiB, MiB)  # the recorder's own arithmetic
+        prefetch, _ = memory_window(4000, 2000, budget * MiB, MiB)  # the recorder's own arithmetic
         print(f"{budget:>10} {prefetch:>8} {ready:>10.0f} {stalled:>12.0f} {stalled - ready:>9.0f} {peak:>9.0f}")
 
 

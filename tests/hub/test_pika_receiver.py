@@ -18,7 +18,7 @@ from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.backoff import Backoff
 from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver, node_parameters
-from tributary_hub.recorder import event_window
+from tributary_hub.recorders import memory_window
 
 QUEUE = "pika-receiver-test"
 
@@ -214,10 +214,10 @@ def test_node_parameters_read_urls_as_aio_pika_does() -> None:
 async def test_what_does_not_fit_the_memory_budget_stays_in_the_queue(
     amqp_url: str, connection: AbstractConnection
 ) -> None:
-    """Twenty events of 256 KiB for a budget of 1 MiB (`event_window`: a prefetch of four): the receiver holds
+    """Twenty events of 256 KiB for a budget of 1 MiB (`memory_window`: a prefetch of four): the receiver holds
     four, unacked, and the rest wait in the queue until a batch is acked."""
     largest, budget = 256 * 1024, 1024 * 1024
-    window, _ = event_window(4000, 2000, budget, largest)
+    window, _ = memory_window(4000, 2000, budget, largest)
     assert window == 4
     channel = await connection.channel(publisher_confirms=True)
     for n in range(20):

@@ -59,7 +59,9 @@ def recorder(amqp_url: str, sink: GatedCollection, converted: list[bytes], recei
         sink,
         to_docs,
         batch_size=BATCH,
-        max_delay_ms=20,
+        # Batches always full: a loaded machine must not cut the first one short (then two batches are fewer than
+        # 2 x BATCH messages, and the third waits behind them, as it should).
+        max_delay_ms=5000,
         prefetch=100,
         retry_min_s=0.1,
         retry_max_s=0.5,

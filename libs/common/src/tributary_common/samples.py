@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from .events import UtcTime
 
+# The largest `SampleBatch` body ingest publishes: a batch that encodes larger (long texts) goes out as several, in
+# order. Consumers size what they hold unacked by it (a broker counts messages, not bytes).
+SAMPLE_BATCH_MAX_BYTES = 1024 * 1024
+
 # bool before int: JSON `true` must stay a bool, not become 1.
 SampleValue = Annotated[StrictBool | StrictInt | StrictFloat | StrictStr | None, Field(union_mode="left_to_right")]
 Quality = StrictInt | StrictStr | None

@@ -35,7 +35,8 @@ from .history import EventHistory
 from .partitions import Partitions, samples_layout
 from .publishing import EventFactory
 from .queue_depth import QueueDepth
-from .recorder import Recorder, make_recorders
+from .recorder import Recorder
+from .recorders import make_recorders
 from .sample_retention import SampleRetention
 from .sample_store import SampleStore
 from .samples_history import SampleHistory

@@ -25,15 +25,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from opentelemetry import trace
 from prometheus_client import Histogram
-from pymongo.asynchronous.collection import AsyncCollection
 
 from tributary_common import deadletters
-from tributary_common.amqp import DEADLETTERS, HUB_RECORDER_EVENTS, HUB_RECORDER_SAMPLES, Consumer, QueueSpec
+from tributary_common.amqp import Consumer, QueueSpec
 from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.tasks import cancel_and_wait
@@ -41,12 +39,8 @@ from tributary_common.telemetry import extract_context, tracer
 
 from .amqp import declare_topology
 from .batch_writer import BatchWriter, Refusal, Row, Sink
-from .event_records import TopicRetention, events_to_docs
-from .pika_receiver import PikaReceiver
 from .receivers import AioPikaReceiver, Receiver
 from .recording import ToDocs, Unrecordable
-from .sample_records import SampleWriter, letters_to_docs, samples_to_docs
-from .sample_store import SampleStore
 
 log = logging.getLogger(__name__)
 _tracer = tracer("tributary_hub.recorder")
@@ -221,83 +215,3 @@ class Recorder:
                 refused = refused + await self.writer.write(rows)
         # Concurrently (one channel, many confirms in flight): a flood of bad messages is not one round trip each.
         await asyncio.gather(*(self.writer.dead_letter(message, reason, detail) for message, reason, detail in refused))
-
-
-def event_window(prefetch: int, batch_size: int, memory_bytes: int, max_event_bytes: int) -> tuple[int, int]:
-    """(prefetch, batch size) lowered until `prefetch` events of `max_event_bytes` fit in `memory_bytes`, the batch
-    kept in the same proportion to the prefetch (so that the next batch still arrives while one is written)."""
-    fits = max(1, memory_bytes // max_event_bytes)
-    if fits >= prefetch:
-        return prefetch, batch_size
-    return fits, max(1, min(batch_size, batch_size * fits // prefetch))
-
-
-def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: AsyncCollection[Any]) -> list[Recorder]:
-    throttle = LogThrottle(settings.dead_letter_log_interval_s)
-    common = dict(
-        batch_size=settings.recorder_batch_size,
-        max_delay_ms=settings.recorder_batch_max_delay_ms,
-        prefetch=settings.recorder_prefetch,
-        retry_min_s=settings.recorder_retry_min_s,
-        retry_max_s=settings.recorder_retry_max_s,
-        throttle=throttle,
-    )
-    retention = TopicRetention(settings.recorder_topic_cache_s)
-    prefetch, batch_size = event_window(
-        settings.recorder_event_prefetch,
-        settings.recorder_event_batch_size,
-        settings.recorder_event_memory_mb * 1024 * 1024,
-        settings.max_event_bytes,
-    )
-    if prefetch < settings.recorder_event_prefetch:
-        log.info(
-            "events recorder: prefetch %d and batches of %d (asked %d and %d): %d events of up to %d bytes "
-            "fit in TRIBUTARY_RECORDER_EVENT_MEMORY_MB=%d",
-            prefetch,
-            batch_size,
-            settings.recorder_event_prefetch,
-            settings.recorder_event_batch_size,
-            prefetch,
-            settings.max_event_bytes,
-            settings.recorder_event_memory_mb,
-        )
-    event_batches = {**common, "batch_size": batch_size, "prefetch": prefetch}
-    receiver: Receiver | None = None  # the events recorder's Consumer, on aio-pika
-    if settings.recorder_event_receiver == "pika":
-        receiver = PikaReceiver(
-            settings.amqp_url, HUB_RECORDER_EVENTS.name, prefetch=prefetch, name="hub-recorder-events"
-        )
-    return [
-        Recorder(
-            "events",
-            HUB_RECORDER_EVENTS,
-            events,
-            events_to_docs(retention, settings.max_event_bytes),
-            receiver=receiver,
-            **event_batches,
-        ),
-        Recorder(
-            "samples",
-            HUB_RECORDER_SAMPLES,
-            None,
-            samples_to_docs(settings.sample_value_max_bytes),
-            writer=SampleWriter(
-                "samples",
-                HUB_RECORDER_SAMPLES.name,
-                None,
-                retry_min_s=settings.recorder_retry_min_s,
-                retry_max_s=settings.recorder_retry_max_s,
-                throttle=throttle,
-                store=samples,
-            ),
-            **common,
-        ),
-        Recorder(
-            "deadletters",
-            DEADLETTERS,
-            letters,
-            letters_to_docs(settings.dead_letter_body_max_bytes, throttle),
-            dead_letters=False,
-            **common,
-        ),
-    ]

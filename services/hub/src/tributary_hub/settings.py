@@ -42,6 +42,10 @@ class HubSettings(CommonSettings, MongoSettings):
     # Unacked messages a recorder holds: its memory is up to prefetch × the largest message (AMQP counts
     # messages, not bytes), so the bound keeps a typo from asking for unbounded memory.
     recorder_prefetch: int = Field(default=2000, ge=1, le=20_000)
+    # What the samples recorder and the dead-letter recorder may each hold of unacked messages, in MiB: as for events
+    # (`recorder_event_memory_mb`), their prefetch is lowered until that many of the largest message each may get
+    # fit (a sample batch: `SAMPLE_BATCH_MAX_BYTES`; a dead letter: that or `max_event_bytes`).
+    recorder_memory_mb: int = Field(default=2048, ge=1, le=1024 * 1024)
     # The events recorder's own (larger: each batch costs FerretDB a command per topic and id shard, ~2.5 ms of
     # its CPU whatever the size, so events per topic per batch decide its cost); prefetch twice the batch, so the
     # next batch arrives while one is written.

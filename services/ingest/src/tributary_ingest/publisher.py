@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tributary_common.amqp import SAMPLES, ConfirmedPublisher, sample_key
+from tributary_common.samples import SAMPLE_BATCH_MAX_BYTES
 from tributary_common.telemetry import inject_headers, messaging_attributes
 from tributary_common.timeutil import format_time
 
@@ -73,6 +74,14 @@ class SamplePublisher:
         self._persistent = persistent
 
     async def publish(self, source: str, sid: str, rows: Sequence[Row]) -> None:
+        body = encode_batch(source, sid, rows)
+        if len(body) > SAMPLE_BATCH_MAX_BYTES and len(rows) > 1:
+            # Long texts: halves, in order, each confirmed before the next (a retry of the whole batch sends a half
+            # again, which the hub's recorder keeps once: samples are keyed by (sid, t)).
+            half = len(rows) // 2
+            await self.publish(source, sid, rows[:half])
+            await self.publish(source, sid, rows[half:])
+            return
         routing_key = sample_key(source, sid)
         with self._tracer.start_as_current_span(
             "ingest read batch",
@@ -85,7 +94,7 @@ class SamplePublisher:
             },
         ):
             message = outgoing(
-                encode_batch(source, sid, rows),
+                body,
                 app_id=self._app_id,
                 persistent=self._persistent,
                 headers=inject_headers(),
