@@ -3,13 +3,14 @@ Memcached namespace on the real local services (`make services`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from tests.support import platform
+from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,17 @@ async def mongo_client(mongo_url: str, mongo_db_name: str) -> AsyncIterator[Asyn
 @pytest.fixture
 def cache_namespace() -> str:
     return platform.unique("t")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran on a stack of service processes gets the tail of each one's log in its report: a
+    CI machine is gone once the run ends, and with it the logs a timing failure could be understood from."""
+    report: pytest.TestReport = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, Stack):
+        for name, proc in stack.procs.items():
+            report.sections.append((f"{name} log, last lines", proc.tail(80)))
+    return report
