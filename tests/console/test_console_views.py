@@ -165,7 +165,10 @@ def test_operator_views_in_a_browser(stack: Stack, seeded: httpx.Client) -> None
         page.focus("#c-live")
         page.keyboard.press("Enter")
         expect(page.locator("#chart-state")).to_contain_text("live: ")
-        # The range inputs, with Enter: the last half minute that has surely been recorded.
+        # The range inputs, with Enter: the last half minute that has surely been recorded. It must end some seconds
+        # after recording began: on a fast machine this point comes ~3 s after the unitop was created.
+        created = datetime.fromisoformat(seeded.get(f"/unitops/{UNITOP}").json()["created_at"].replace("Z", "+00:00"))
+        page.wait_for_timeout(max(0.0, (created + timedelta(seconds=6) - datetime.now(UTC)).total_seconds()) * 1000)
         end = datetime.now(UTC) - timedelta(seconds=3)
         page.fill("#c-start", (end - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S"))
         page.fill("#c-end", end.strftime("%Y-%m-%dT%H:%M:%S"))
