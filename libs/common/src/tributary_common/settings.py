@@ -68,7 +68,8 @@ class CommonSettings(BaseSettings):
     # `https://console.example.com`; `*` any origin). Empty: no CORS headers, same-origin only (cors.py).
     cors_origins: str = Field(default="", max_length=4096)
 
-    # Demand heartbeats (ARCHITECTURE.md, the path of a sample): sent every interval; demand lapses after ttl without one.
+    # Demand heartbeats (ARCHITECTURE.md, the path of a sample): sent every interval; demand lapses after ttl
+    # without one.
     demand_interval_s: float = 5.0
     demand_ttl_s: float = 15.0
     rpc_timeout_s: float = 10.0

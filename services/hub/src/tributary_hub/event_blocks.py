@@ -7,8 +7,8 @@ query language the storage uses.
 
 Where an event lives: its id directory entry names the block `blk` it was claimed for (`partitions.id_place`).
 A block is written once and never grows, so an event is in `blk` when the block lists it, else alone in the block
-`<blk>/<id>` (a copy whose first write was lost in a crash, or raced by another writer). Both are written with unique `_id`s:
-whoever comes second gets a duplicate, so each (topic, id) is stored once. Partitions written by the
+`<blk>/<id>` (a copy whose first write was lost in a crash, or raced by another writer). Both are written with unique
+`_id`s: whoever comes second gets a duplicate, so each (topic, id) is stored once. Partitions written by the
 `partitioned` layout (one document per event) are read the same way: a document without a payload is an event.
 """
 

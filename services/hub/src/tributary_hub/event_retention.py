@@ -2,7 +2,8 @@
 recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
 visits only partitions with something expired: one whose every event has expired is dropped whole (with its
 id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents (an older
-release's) that expired go too, and subject registry entries older than every partition left. The same on both layouts, so that it needs no TTL index.
+release's) that expired go too, and subject registry entries older than every partition left. The same on both
+layouts, so that it needs no TTL index.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Event history: queries by pattern and time range in position order `(time, id)`, cursor pages, the latest
-event per subject, and streamed exports, read from the partitions `event_reads` visits. Subject patterns become `$regex` filters on the stored routing key
-through the shared matcher (`pattern_to_regex`), so history selects exactly what a binding would route.
+event per subject, and streamed exports, read from the partitions `event_reads` visits. Subject patterns become
+`$regex` filters on the stored routing key through the shared matcher (`pattern_to_regex`), so history selects
+exactly what a binding would route.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ flag the thread acts on between reads.
 
 Reconnection: a lost connection (or a channel the broker closed, or our consumer cancelled by the broker because
 the queue was deleted) is reopened on the next node of the URL list, in the robust connection's order
-(`rotation`), waiting with `Backoff` only after a whole round of nodes failed to get to consume. Queue and bindings are declared by the recorder's aio-pika channel, which its robust
-connection restores; this side only consumes, and retries until the queue is there.
+(`rotation`), waiting with `Backoff` only after a whole round of nodes failed to get to consume. Queue and bindings
+are declared by the recorder's aio-pika channel, which its robust connection restores; this side only consumes,
+and retries until the queue is there.
 
 Delivery tags count per channel, so every delivery carries the generation of the channel it came on. An ack for
 an older generation is dropped: that channel is gone and the broker redelivers what it held, which the recorder

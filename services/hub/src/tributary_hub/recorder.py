@@ -7,8 +7,8 @@ batch is converted while the current one is written.
 A batch is written when it holds `batch_size` messages or its first message waited `max_delay_ms`. Messages
 are acknowledged only after their batch is written; duplicates (a redelivery, or a client resending an id on the
 same topic: events are keyed by `(topic, id)`, samples by `(sid, t)`) are the unique `_id` refusing the insert,
-which counts as written (samples: the bucket merge keeping the sample stored first, see sample_writes.py). While the database is unreachable the same batch is retried with backoff and nothing
-is acked, so the queue holds everything.
+which counts as written (samples: the bucket merge keeping the sample stored first, see sample_writes.py). While the
+database is unreachable the same batch is retried with backoff and nothing is acked, so the queue holds everything.
 
 No message ends a recorder. One that can never be written (undecodable, not a valid envelope, over
 `max_event_bytes`, or refused by the database for what it is) goes to the dead-letter exchange with its reason,

@@ -8,8 +8,8 @@ For a queue `N` standing as classic where the spec wants quorum:
    routed to `N` lands there too;
 2. unbind `N`: publishes now land only in the holding queue;
 3. move `N`'s messages into the holding queue (consumed in batches, their copies published with confirms, acked
-   only then: nothing is acked before the broker holds its copy), then delete `N` (only when empty and unused: while an old recorder still consumes it,
-   wait and move again, up to `wait_s`);
+   only then: nothing is acked before the broker holds its copy), then delete `N` (only when empty and unused: while
+   an old recorder still consumes it, wait and move again, up to `wait_s`);
 4. declare `N` as the spec says, unbind the holding queue, move its messages into `N`, delete it.
 A message is moved through the fanout exchange `tributary.upgrade.<target>` so that it keeps its routing key (a
 dead letter's names the queue it came from); its exchange reads `tributary.upgrade.<target>` from then on.

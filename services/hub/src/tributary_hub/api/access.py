@@ -1,6 +1,6 @@
-"""Who may touch which topic (shared by the topic and event routes) and which unitop. Authorization before disclosure: the ACL
-is checked before anything that depends on the topic (404 for an unknown or impossible name, 422 against its
-schema), so a caller outside it cannot probe which topics exist."""
+"""Who may touch which topic (shared by the topic and event routes) and which unitop. Authorization before
+disclosure: the ACL is checked before anything that depends on the topic (404 for an unknown or impossible name,
+422 against its schema), so a caller outside it cannot probe which topics exist."""
 
 from __future__ import annotations
 
