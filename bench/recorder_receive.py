@@ -11,7 +11,8 @@ batch writer, `EventStore.write` into the `packed` layout on FerretDB, acks per 
 
 `--events` (default 40,000) events in bursts of 1,000 per topic over 100 topics are published to the recorder's
 queue before each drain; the two modes alternate for `--rounds` rounds (default 2), each into a vhost and ids of
-its own. Reports events/s and this process's CPU per event (the pika thread's included). `--modes pika` runs one
+its own. Reports events/s, this process's CPU per event (the pika thread's included), and how late a 1 ms timer
+of the event loop fires while the recorder drains (p99, max). `--modes pika` runs one
 receiver only (to profile it).
 `.venv/bin/python bench/recorder_receive.py`.
 """
@@ -62,14 +63,27 @@ def recorder(store: EventStore, receiver: str, url: str) -> Recorder:
     )
 
 
-async def drain(receiver: str, url: str, store: EventStore, total: int) -> None:
+async def drain(receiver: str, url: str, store: EventStore, total: int) -> list[float]:
+    """Until `total` events are recorded; returns how late each 1 ms timer of the loop fired meanwhile (s): what
+    the recorder makes the rest of its process wait (the API, when the recorders run in the hub's process)."""
     connection = await aio_pika.connect_robust(url)
     rec = recorder(store, receiver, url)
     await rec.start(connection)
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - start - 0.001)
+
+    tick = asyncio.create_task(ticker())
     while rec.writer.written < total:  # noqa: ASYNC110  (polls the recorder's own counter)
         await asyncio.sleep(0.02)
+    tick.cancel()
     await rec.stop()
     await connection.close()
+    return sorted(lags)
 
 
 MODES = ("aio-pika", "pika")
@@ -96,14 +110,15 @@ async def main(args: argparse.Namespace) -> None:
                     await fill_recorder_queue(filler, args.events, "bursts", f"r{round_}{mode[0]}")
                     await filler.close()
                     start, cpu = time.perf_counter(), time.process_time()
-                    await drain(mode, url, store, args.events)
+                    lags = await drain(mode, url, store, args.events)
                     wall, used = time.perf_counter() - start, time.process_time() - cpu
                 finally:
                     platform.delete_vhost(vhost)
                 rates[mode].append(args.events / wall)
                 print(
                     f"round {round_ + 1}  {mode:<12} {args.events / wall:>9,.0f} events/s  "
-                    f"{used / args.events * 1e6:>5.0f} µs CPU per event (this process)",
+                    f"{used / args.events * 1e6:>5.0f} µs CPU per event (this process); event loop late by "
+                    f"p99 {lags[int(len(lags) * 0.99)] * 1e3:.1f} ms, max {lags[-1] * 1e3:.1f} ms",
                     flush=True,
                 )
         if all(rates[m] for m in MODES):
