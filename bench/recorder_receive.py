@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import time
@@ -101,6 +102,8 @@ async def main(args: argparse.Namespace) -> None:
         store = EventStore(partitions, db["topics"])
         await store.topics.insert_many([{"_id": topic(i), "uid": uuid.uuid4().hex[:12]} for i in range(TOPICS)])
         print(f"{args.events:,} events per drain, in bursts of 1,000 per topic; batches of {BATCH}")
+        gc.collect()
+        gc.freeze()  # as the hub does once started (app.py): its full collections walk what it holds, not imports
         for round_ in range(args.rounds):
             for mode in [m for m in (MODES if round_ % 2 == 0 else MODES[::-1]) if m in args.modes]:
                 vhost = platform.unique("bench-receive")

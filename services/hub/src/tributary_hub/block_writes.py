@@ -12,6 +12,7 @@ generation and day, in batch order, cut by count and size; a new id, random per 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -69,10 +70,12 @@ async def _insert_blocks(partitions: Partitions, blocks: dict[str, list[Row]], r
         by_part[(rows[0][1]["tu"], rows[0][1]["day"])].append((blk, rows))
     raced: list[Row] = []
     for (uid, day), items in by_part.items():
+        packed = []
+        for blk, rows in items:
+            packed.append(pack(blk, uid, day, [d for _, d in rows]))
+            await asyncio.sleep(0)  # a turn for the rest of the process: a block of 1,000 takes milliseconds
         try:
-            await partitions.events(uid, day).insert_many(
-                [pack(blk, uid, day, [d for _, d in rows]) for blk, rows in items], ordered=False
-            )
+            await partitions.events(uid, day).insert_many(packed, ordered=False)
         except BulkWriteError as exc:
             taken, refusals = write_errors(exc)
             for k in taken:

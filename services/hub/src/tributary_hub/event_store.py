@@ -15,6 +15,7 @@ redelivery finds the entry and writes the event where it says. Every step is ide
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key,
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
 CATALOG_KNOWN_MAX = 100_000
+# Events placed between two turns of the event loop: a batch of thousands in one go held it for milliseconds on
+# end, which the API waits for when the recorders run in its process.
+TURN_EVERY = 256
 
 
 @dataclass
@@ -115,6 +119,8 @@ class EventStore:
         uids = await self.generations({d["type"] for d in docs})
         placed: list[tuple[int, dict[str, Any]]] = []
         for i, doc in enumerate(docs):
+            if i % TURN_EVERY == TURN_EVERY - 1:
+                await asyncio.sleep(0)
             uid = uids.get(doc["type"])
             if uid is None:
                 outcome.orphans.append(i)
@@ -145,7 +151,9 @@ class EventStore:
         # one collection object and one insert per directory collection, not per event
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         places: dict[str, tuple[str, str | None]] = {}
-        for doc in docs:
+        for n, doc in enumerate(docs, 1):
+            if n % TURN_EVERY == 0:
+                await asyncio.sleep(0)
             key = id_key(doc["tu"], doc["eid"])
             if key in places:  # the first copy in the batch claims it; later copies follow the entry
                 continue

@@ -48,6 +48,10 @@ _tracer = tracer("tributary_hub.recorder")
 # A batch turned into documents: rows to write, and the messages refused with their reason and detail.
 Converted = tuple[list[Row], list[Refusal]]
 
+# Messages converted between two turns of the event loop: a batch converted in one go held it for tens of
+# milliseconds, which the API waits for when the recorders run in its process.
+TURN_EVERY = 64
+
 BATCH = Histogram(
     "tributary_hub_recorder_batch_size", "Messages per write", ["kind"], buckets=(1, 10, 50, 100, 500, 1000, 5000)
 )
@@ -182,7 +186,9 @@ class Recorder:
     async def _convert(self, batch: list[Delivery]) -> Converted:
         rows: list[Row] = []
         refused: list[Refusal] = []
-        for message in batch:
+        for n, message in enumerate(batch, 1):
+            if n % TURN_EVERY == 0:
+                await asyncio.sleep(0)  # a turn for the rest of the process (see TURN_EVERY)
             try:
                 rows.append((message, await self.to_docs(message)))
             except Unrecordable as exc:
