@@ -6,12 +6,13 @@ while a batch goes through steps that never wait on anything: without the turns 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from tributary_common.amqp import HUB_RECORDER_EVENTS
+from tributary_common.amqp import HUB_RECORDER_SAMPLES
 from tributary_hub import event_store, recorder
 from tributary_hub.event_store import EventStore
 from tributary_hub.partitions import Layout, Partitions
@@ -50,18 +51,23 @@ async def turns_counted() -> AsyncIterator[list[int]]:
 
 
 async def test_converting_a_batch_gives_the_loop_turns() -> None:
-    async def to_docs(message: Any) -> list[dict[str, Any]]:  # converts without ever waiting, like the real ones
+    async def to_docs(message: Any) -> list[dict[str, Any]]:
+        # Never waits, like the real converters; works 1 ms (a batch of a thousand samples takes about that).
+        done = time.perf_counter() + 0.001
+        while time.perf_counter() < done:
+            pass
         return [{"n": int(message.body)}]
 
     rec = Recorder(
-        "events", HUB_RECORDER_EVENTS, None, to_docs,
+        "samples", HUB_RECORDER_SAMPLES, None, to_docs,
         batch_size=1000, max_delay_ms=10, prefetch=1000, retry_min_s=0.1, retry_max_s=0.1,
     )  # fmt: skip
-    batch = [Message(str(n).encode()) for n in range(10 * recorder.TURN_EVERY)]
+    batch = [Message(str(n).encode()) for n in range(30)]
     async with turns_counted() as turns:
         rows, refused = await rec._convert(cast(Any, batch))
     assert [docs[0]["n"] for _, docs in rows] == list(range(len(batch))) and refused == []
-    assert turns[0] >= 9
+    # 30 ms or more in one go without turns; with them, one after every TURN_S (2 ms) at the latest
+    assert turns[0] >= 30 * 0.001 / (recorder.TURN_S + 0.001) - 1
 
 
 async def test_placing_a_batch_gives_the_loop_turns() -> None:

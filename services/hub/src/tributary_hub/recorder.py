@@ -48,9 +48,10 @@ _tracer = tracer("tributary_hub.recorder")
 # A batch turned into documents: rows to write, and the messages refused with their reason and detail.
 Converted = tuple[list[Row], list[Refusal]]
 
-# Messages converted between two turns of the event loop: a batch converted in one go held it for tens of
-# milliseconds, which the API waits for when the recorders run in its process.
-TURN_EVERY = 64
+# The longest a conversion runs before the event loop gets a turn: a batch converted in one go held it for tens
+# (events) to hundreds (samples, a thousand per message) of milliseconds, which the API waits for when the
+# recorders run in its process. By time, as a message may be one event or a thousand samples.
+TURN_S = 0.002
 
 BATCH = Histogram(
     "tributary_hub_recorder_batch_size", "Messages per write", ["kind"], buckets=(1, 10, 50, 100, 500, 1000, 5000)
@@ -186,9 +187,11 @@ class Recorder:
     async def _convert(self, batch: list[Delivery]) -> Converted:
         rows: list[Row] = []
         refused: list[Refusal] = []
-        for n, message in enumerate(batch, 1):
-            if n % TURN_EVERY == 0:
-                await asyncio.sleep(0)  # a turn for the rest of the process (see TURN_EVERY)
+        turn_at = time.perf_counter() + TURN_S
+        for message in batch:
+            if time.perf_counter() >= turn_at:
+                await asyncio.sleep(0)  # a turn for the rest of the process (see TURN_S)
+                turn_at = time.perf_counter() + TURN_S
             try:
                 rows.append((message, await self.to_docs(message)))
             except Unrecordable as exc:
