@@ -1,22 +1,32 @@
 """A recorder gives the event loop a turn while it converts and places a large batch: when the recorders run in the
 hub's process (the default), the API's requests wait for every stretch it runs without one
 (`bench/recorder_receive.py` measures how long; bench/README.md). These tests count the turns another task gets
-while a batch goes through steps that never wait on anything: without the turns it gets none."""
+while a batch goes through steps that never wait on anything: without the turns it gets none. (The events
+recorder's block packing gives a turn after each block too; the storage tests cover what it writes.)"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
+
+from pymongo import AsyncMongoClient
 
 from tributary_common.amqp import HUB_RECORDER_SAMPLES
 from tributary_hub import event_store, recorder
 from tributary_hub.event_store import EventStore
 from tributary_hub.partitions import Layout, Partitions
 from tributary_hub.recorder import Recorder
+from tributary_hub.sample_buckets import day_id, hour_field, to_us
+from tributary_hub.sample_store import SampleStore
+from tributary_hub.sample_summaries import minute_rows
+from tributary_hub.sample_writes import write_day
+from tributary_hub.series import HOUR_US, Point
 
 
 @dataclass
@@ -84,3 +94,25 @@ async def test_placing_a_batch_gives_the_loop_turns() -> None:
         outcome = await store.write(docs)
     assert outcome.orphans == list(range(2000))
     assert turns[0] >= 2000 // event_store.TURN_EVERY - 1
+
+
+async def test_a_days_summaries_give_the_loop_a_turn_between_hours(
+    mongo_client: AsyncMongoClient[Any], mongo_db_name: str
+) -> None:
+    """Each hour's summaries take milliseconds: a day's computed in one go held the loop for tens of them. The
+    summaries of every hour start in a later turn of the loop than the previous hour's."""
+    store = SampleStore(mongo_client[mongo_db_name], Layout.PARTITIONED)
+    day = to_us(datetime(2026, 12, 1, tzinfo=UTC))
+    hours = {day + h * HOUR_US: (1, [Point(day + h * HOUR_US, float(h), None)]) for h in range(24)}
+    seen: list[int] = []
+    async with turns_counted() as turns:
+
+        def summarise(points: Sequence[Point], hour: int) -> bytes:
+            seen.append(turns[0])
+            return minute_rows(points, hour)
+
+        await write_day(store, "sum", "s1", day, hours, summarise)
+    assert len(seen) == 24
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen)), seen
+    doc = await store.collection(store.partitions.holding("sum", "s1", day)).find_one({"_id": day_id("s1", day)})
+    assert doc is not None and all(doc[hour_field(h)]["v"] == 1 for h in hours)
