@@ -2,11 +2,12 @@
 run in the hub's process by default, so every stretch a recorder holds the event loop is waited for by requests).
 
 A hub with its recorders off publishes `--events` events (batches of 100 over `--topics` topics, as
-`recorder_rate.py` does), which wait in the recorder's queue; with `--kind samples`, `--events` samples are
-published instead, as batches of 1,000 of one sid at 1 Hz (`samples_store.py`'s) straight to `tributary.samples`. A hub with its recorders in its process (the
+`recorder_rate.py` does), which wait in the recorder's queue; then, in a database and vhost of their own,
+`--samples` samples, as batches of 1,000 of one sid at 1 Hz (`samples_store.py`'s) straight to `tributary.samples`
+(`--kinds` picks either). A hub with its recorders in its process (the
 default) is then started on that backlog: while it drains, `wrk` (`-c4`, light: the latency is the loop's, not a
 queue of requests) reads `GET /topics/rec0` for `--seconds`; once every event is recorded, the same load again.
-Reports p50/p99/max latency of both and how many events the recorder stored while the first load ran.
+Reports p50/p99/max latency of both and how much the recorder stored while the first load ran.
 `.venv/bin/python bench/recorder_drain_latency.py`.
 """
 
@@ -74,33 +75,39 @@ async def publish_samples(amqp_url: str, samples: int) -> None:
     await connection.close()
 
 
-async def main(args: argparse.Namespace) -> None:
-    platform.require_services()
+async def drain(kind: str, backlog: int, args: argparse.Namespace) -> None:
+    """One hub's database and vhost: the backlog published, then the latencies while it drains and after."""
     token = mint_token(SECRET, subject="bench")
     with platform.isolated_env("bench-drain", SECRET) as isolated:
         env = {**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}
         with hub(env, separate_recorders=True, recorder=False) as url:
-            if args.kind == "events":
-                await publish(url, token, args.topics, args.events)
+            if kind == "events":
+                await publish(url, token, args.topics, backlog)
             else:
                 await publish(url, token, 1, 100)  # the topic read below
-                await publish_samples(env["TRIBUTARY_AMQP_URL"], args.events)
+                await publish_samples(env["TRIBUTARY_AMQP_URL"], backlog)
         with hub(env, separate_recorders=False) as url:
             base = url.removesuffix("/topics/bench/events")
             target = f"{base}/topics/rec0"
-            before = await count(base, args.kind)
+            before = await count(base, kind)
             draining = wrk_get(target, token, args.seconds)
-            during = await count(base, args.kind) - before
+            during = await count(base, kind) - before
             deadline = time.monotonic() + 300
-            while await count(base, args.kind) < args.events and time.monotonic() < deadline:  # noqa: ASYNC110  (a counter in another process)
+            while await count(base, kind) < backlog and time.monotonic() < deadline:  # noqa: ASYNC110  (a counter in another process)
                 await asyncio.sleep(0.2)
             idle = wrk_get(target, token, args.seconds)
-    what = f"{args.events:,} samples" if args.kind == "samples" else f"{args.events:,} events over {args.topics} topics"
-    print(f"GET /topics/rec0, wrk -c4, {args.seconds:g} s; backlog {what}")
+    what = f"{backlog:,} samples" if kind == "samples" else f"{backlog:,} events over {args.topics} topics"
+    print(f"\nGET /topics/rec0, wrk -c4, {args.seconds:g} s; backlog {what}")
     print(f"{'case':<36} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     for name, r in (("while the recorder drains", draining), ("idle, after the drain", idle)):
         print(f"{name:<36} {r['req/s']:>7,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.1f}")
-    print(f"{args.kind} recorded while the first load ran: {during:,.0f} (the drain must outlast it to count)")
+    print(f"{kind} recorded while the first load ran: {during:,.0f} of {backlog:,} (the drain must outlast it)")
+
+
+async def main(args: argparse.Namespace) -> None:
+    platform.require_services()
+    for kind in args.kinds:
+        await drain(kind, args.events if kind == "events" else args.samples, args)
 
 
 if __name__ == "__main__":
@@ -108,5 +115,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--topics", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--kind", choices=["events", "samples"], default="events")
+    parser.add_argument("--samples", type=int, default=2_400_000)
+    parser.add_argument("--kinds", nargs="+", choices=["events", "samples"], default=["events", "samples"])
     asyncio.run(main(parser.parse_args()))
