@@ -87,6 +87,11 @@ def wrk(url: str, token: str | None, seconds: int) -> Result:
 
 def latency(out: str, label: str) -> float:
     value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+    return in_ms(value, unit)
+
+
+def in_ms(value: str, unit: str) -> float:
+    """A duration as wrk prints it (`us`, `ms`, `s`), in milliseconds."""
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 

@@ -27,8 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.http_publish import SECRET, hub, latency  # noqa: E402
-from bench.recorder_rate import publish  # noqa: E402
+from bench.http_publish import SECRET, hub, in_ms, latency  # noqa: E402
+from bench.recorder_rate import publish, recorded  # noqa: E402
 from bench.samples_store import bodies  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
@@ -47,21 +47,14 @@ def wrk_get(url: str, token: str, seconds: float) -> dict[str, float]:
         "req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50": latency(out, "50%"),
         "p99": latency(out, "99%"),
-        "max": float(top.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[top.group(2)],
+        "max": in_ms(top.group(1), top.group(2)),
     }
 
 
 async def count(base: str, kind: str) -> float:
     """Documents the recorder of `kind` wrote or dead-lettered (its Prometheus counters)."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        text = (await http.get("/metrics")).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(("tributary_hub_recorded_total", "tributary_hub_recorder_dead_lettered_total")) and (
-            f'kind="{kind}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        return recorded(await http.get("/metrics"), kind)
 
 
 async def publish_samples(amqp_url: str, samples: int) -> None:

@@ -164,12 +164,12 @@ async def recorder_rate(env: dict[str, str], events: int, timeout: float) -> tup
         recorder.terminate()
 
 
-def recorded(answer: httpx.Response) -> float:
-    """Documents written or dead-lettered by the events recorder, from its Prometheus text."""
+def recorded(answer: httpx.Response, kind: str = "events") -> float:
+    """Documents written or dead-lettered by the recorder of `kind`, from its Prometheus text."""
     total = 0.0
     for line in answer.text.splitlines():
         if line.startswith(("tributary_hub_recorded_total", "tributary_hub_recorder_dead_lettered_total")) and (
-            'kind="events"' in line
+            f'kind="{kind}"' in line
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.history_events import TOPICS, fill_recorder_queue, topic  # noqa: E402
+from bench.support.loop_lag import describe, loop_lateness  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.amqp import HUB_RECORDER_EVENTS  # noqa: E402
 from tributary_common.mongo import connect  # noqa: E402
@@ -70,21 +71,12 @@ async def drain(receiver: str, url: str, store: EventStore, total: int) -> list[
     connection = await aio_pika.connect_robust(url)
     rec = recorder(store, receiver, url)
     await rec.start(connection)
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - start - 0.001)
-
-    tick = asyncio.create_task(ticker())
-    while rec.writer.written < total:  # noqa: ASYNC110  (polls the recorder's own counter)
-        await asyncio.sleep(0.02)
-    tick.cancel()
+    async with loop_lateness() as lags:
+        while rec.writer.written < total:  # noqa: ASYNC110  (polls the recorder's own counter)
+            await asyncio.sleep(0.02)
     await rec.stop()
     await connection.close()
-    return sorted(lags)
+    return lags
 
 
 MODES = ("aio-pika", "pika")
@@ -121,7 +113,7 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"round {round_ + 1}  {mode:<12} {args.events / wall:>9,.0f} events/s  "
                     f"{used / args.events * 1e6:>5.0f} µs CPU per event (this process); event loop late by "
-                    f"p99 {lags[int(len(lags) * 0.99)] * 1e3:.1f} ms, max {lags[-1] * 1e3:.1f} ms",
+                    f"{describe(lags)}",
                     flush=True,
                 )
         if all(rates[m] for m in MODES):

@@ -26,6 +26,7 @@ from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.support.loop_lag import describe, loop_lateness
 from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.amqp import HUB_RECORDER_SAMPLES
@@ -165,27 +166,18 @@ async def through_broker(db: Any, layout: str, url: str, messages: int) -> tuple
         retry_max_s=5.0,
         writer=writer(store),
     )
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - start - 0.001)
-
     gc.collect()
     gc.freeze()  # as the hub does once started (app.py)
     started = time.perf_counter()
-    tick = asyncio.create_task(ticker())
-    await recorder.start(connection)
-    await eventually(lambda: recorder.writer.written >= messages * PER_MESSAGE, 600, "all recorded", 0.02)
-    took = time.perf_counter() - started
-    tick.cancel()
+    async with loop_lateness() as lags:
+        await recorder.start(connection)
+        await eventually(lambda: recorder.writer.written >= messages * PER_MESSAGE, 600, "all recorded", 0.02)
+        took = time.perf_counter() - started
     gc.unfreeze()
     await recorder.stop()
     await connection.close()
     assert await store.count("broker") == messages * PER_MESSAGE
-    return messages * PER_MESSAGE / took, sorted(lags)
+    return messages * PER_MESSAGE / took, lags
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -211,8 +203,7 @@ async def main(args: argparse.Namespace) -> None:
         f"{old['read_per_s']:,.0f} | {old['hour_s']:.2f} ({args.old_days} d, from raw) | — |"
     )
     print(f"| buckets through RabbitMQ + Recorder | {args.broker_messages * PER_MESSAGE:,} | {broker:,.0f} | | | |")
-    late = f"p99 {lags[int(len(lags) * 0.99)] * 1e3:.1f} ms, max {lags[-1] * 1e3:.1f} ms"
-    print(f"\nwhile the recorder drained, its event loop ran a 1 ms timer late by {late}")
+    print(f"\nwhile the recorder drained, its event loop ran a 1 ms timer late by {describe(lags)}")
     print(
         f"\nratios new/old: store {new['write_per_s'] / old['write_per_s']:.1f}×, "
         f"raw read {new['read_per_s'] / old['read_per_s']:.1f}×"

@@ -151,8 +151,8 @@ class EventStore:
         # one collection object and one insert per directory collection, not per event
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
         places: dict[str, tuple[str, str | None]] = {}
-        for n, doc in enumerate(docs, 1):
-            if n % TURN_EVERY == 0:
+        for i, doc in enumerate(docs):
+            if i % TURN_EVERY == TURN_EVERY - 1:
                 await asyncio.sleep(0)
             key = id_key(doc["tu"], doc["eid"])
             if key in places:  # the first copy in the batch claims it; later copies follow the entry
