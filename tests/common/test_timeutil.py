@@ -33,7 +33,23 @@ def test_round_trip_in_utc() -> None:
 
 
 @given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)), st.integers(-23 * 60, 23 * 60))
-def test_format_time_is_the_strftime_format_in_utc(t: datetime, offset_min: int) -> None:
+def test_format_time_is_rfc_3339_in_utc_and_parses_back(t: datetime, offset_min: int) -> None:
     for aware in (t, t.replace(tzinfo=UTC), t.replace(tzinfo=timezone(timedelta(minutes=offset_min)))):
         utc = (aware if aware.tzinfo else aware.replace(tzinfo=UTC)).astimezone(UTC)
-        assert format_time(aware) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        text = format_time(aware)
+        assert text == f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
+        assert parse_time(text) == utc
+
+
+@pytest.mark.parametrize(
+    ("t", "text"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000000Z"),
+        (datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "0999-12-31T23:59:59.999999Z"),
+        (datetime(1000, 1, 1, tzinfo=UTC), "1000-01-01T00:00:00.000000Z"),
+    ],
+)
+def test_years_below_1000_have_four_digits(t: datetime, text: str) -> None:
+    """strftime wrote `999-12-31T…`: not RFC 3339, unreadable by `parse_time`, and sorted after `2026-…` as text."""
+    assert format_time(t) == text
+    assert parse_time(text) == t

@@ -339,6 +339,36 @@ async def test_sample_history_raw_and_aligned(client: httpx.AsyncClient, hub: Hu
     assert r.json()["error"]["code"] == "unknown_item"
     assert (await client.get("/unitops/nope/samples")).status_code == 404
 
+    # Hostile intervals: infinite, not a number, past what a time can hold, and under 1 µs, where the grid never
+    # moved on (one request streamed the same row forever and held the hub's event loop).
+    just_after = "2026-01-01T00:00:00.000001Z"
+    hostile = [("inf", end), ("nan", end), ("1e300", end), ("1e-7", just_after), ("0.0000009", just_after)]
+    for interval, until in hostile:
+        r = await client.get("/unitops/pump-101/samples", params={"start": start, "end": until, "interval_s": interval})
+        assert r.status_code == 422, (interval, r.text)
+        assert [d["loc"] for d in r.json()["error"]["details"]] == ["/query/interval_s"], (interval, r.text)
+    r = await client.get("/unitops/pump-101/samples", params={"start": start, "end": just_after, "interval_s": 1e-6})
+    assert [x["t"] for x in r.json()["items"]] == ["2026-01-01T00:00:00.000000Z"]
+    r = await client.get("/unitops/pump-101/samples", params={"start": start, "end": end, "interval_s": 3e11})
+    assert [x["values"]["flow"] for x in r.json()["items"]] == [0.0]
+
+    # A range in years below 1000 holds none of these samples (its times were written `999-…`, which no reader
+    # parsed, so the range read as unbounded and answered everything).
+    for early in [{"start": "0001-01-01T00:00:00Z", "end": "0001-01-01T00:00:01Z"}, {"end": "0999-12-31T00:00:00Z"}]:
+        r = await client.get("/unitops/pump-101/samples", params=early)
+        assert r.json()["items"] == [], (early, r.text)
+        r = await client.get("/unitops/pump-101/samples", params={**early, "boundary": "outside"})
+        assert [(x["item"], x["v"]) for x in r.json()["items"]] == [("flow", 0.0), ("pressure", 11)], early
+
+    # An item named twice is one item; unknown names are counted past the first ten, not all echoed back.
+    twice = await client.get("/unitops/pump-101/samples", params={"start": start, "end": end, "items": "flow,flow"})
+    assert [x["v"] for x in twice.json()["items"]] == [0.0, 2.0, 5.0]
+    r = await client.get("/unitops/pump-101/samples", params={"items": ",".join(f"x{i}" for i in range(400))})
+    assert r.status_code == 404
+    assert "and 390 more" in r.json()["error"]["message"] and len(r.text) < 1_000
+    r = await client.get("/unitops/pump-101/samples", params={"items": "flow," * 1_000})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "/query/items"
+
 
 async def test_an_update_racing_a_delete_never_brings_the_unitop_back(client: httpx.AsyncClient, control: Any) -> None:
     """Either order is a valid history (update then delete: gone; delete then update: 404, gone), but never both

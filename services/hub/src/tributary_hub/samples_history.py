@@ -137,6 +137,9 @@ class SampleHistory:
         self, sids: Sequence[str], start: datetime, end: datetime, interval: timedelta
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """`(t, {sid: value})` at start, start+interval, … < end; each value the last one at or before t."""
+        step = interval // timedelta(microseconds=1)
+        if step < 1:
+            raise ValueError("an interval under 1 µs never reaches the end")  # callers refuse it first (a 422)
         current: dict[str, Any] = {sid: None for sid in sids}
         first, last = to_us(start), to_us(end)
         for sid in sids:  # the value carried into the window
@@ -146,7 +149,6 @@ class SampleHistory:
         inside = self._merged(SampleQuery(tuple(sids), first + 1, last))
         pending: tuple[int, str, Point] | None = None
         exhausted = False
-        step = interval // timedelta(microseconds=1)
         t = first
         try:
             while t < last:

@@ -19,6 +19,7 @@ from .unitops import UnitopService
 
 Row = dict[str, Any]
 RAW_COLUMNS = ["t", "item", "sid", "v", "q"]
+MAX_NAMED = 10  # unknown items named in an error; the rest counted
 
 
 @dataclass
@@ -40,12 +41,14 @@ async def select_items(unitops: UnitopService, name: str, items: str | None) -> 
     """`items` (comma-separated; None: all) of unitop `name`; an unknown item is `NotFound`."""
     resolved = await unitops.resolve(name)
     unitop = resolved.sids
-    chosen = list(unitop) if not items else [i.strip() for i in items.split(",") if i.strip()]
+    # Each name once (the order kept): a name repeated is one column, and counts once toward every limit.
+    chosen = list(unitop) if not items else list(dict.fromkeys(i.strip() for i in items.split(",") if i.strip()))
     unknown = [i for i in chosen if i not in unitop]
     if unknown or not chosen:
+        named = f"{unknown[:MAX_NAMED]}" + (f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else "")
         raise NotFound(
-            f"unitop {name!r} has no items {unknown}",
-            [{"loc": "/query/items", "msg": f"unknown {unknown}"}],
+            f"unitop {name!r} has no items {named}",
+            [{"loc": "/query/items", "msg": f"unknown {named}"}],
             code="unknown_item",
         )
     selection = ItemSelection(name, chosen, {item: unitop[item] for item in chosen})
@@ -71,14 +74,21 @@ class UnitopSamples:
                 [{"loc": "/query/start", "msg": "start and end required"}],
                 code="invalid_request",
             )
-        points = math.ceil((end - start).total_seconds() / interval_s)
+        step = timedelta(seconds=interval_s)
+        if step < timedelta(microseconds=1):  # the grid would never move on (times are in µs)
+            raise Invalid(
+                "interval_s is under 1 µs, the resolution of times",
+                [{"loc": "/query/interval_s", "msg": "under 1 µs"}],
+                code="invalid_request",
+            )
+        points = math.ceil((end - start) / step)
         if points > self.aligned_max_points:
             raise Invalid(
                 f"{points} points requested, over the limit of {self.aligned_max_points}",
                 [{"loc": "/query/interval_s", "msg": "too many points; widen the interval"}],
                 code="too_many_points",
             )
-        grid = self.samples.aligned(list(sel.items_of), start, end, timedelta(seconds=interval_s))
+        grid = self.samples.aligned(list(sel.items_of), start, end, step)
 
         async def rows() -> AsyncIterator[Row]:
             async for t, values in grid:

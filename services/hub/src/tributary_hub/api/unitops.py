@@ -28,11 +28,12 @@ from .deps import (
     streamed,
     time_query,
 )
-from .historian import raw_extras
+from .historian import ITEMS, raw_extras
 from .models import SourceList, UnitopList, UnitopView
 
 router = APIRouter(tags=["unitops"])
 ERRORS = errors(*UNITOP)
+MAX_INTERVAL_S = 315_576_000_000  # 10,000 years: any range's one point
 UNITOP_EXAMPLE = Unitop.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 
 
@@ -162,10 +163,13 @@ async def delete_unitop(
 async def unitop_samples(
     name: str,
     request: Request,
-    items: str | None = Query(None, description="Comma-separated item names", examples=["flow,pressure"]),
+    items: str | None = ITEMS,
     start: str | None = time_query("RFC 3339, inclusive"),
     end: str | None = time_query("RFC 3339, exclusive"),
-    interval_s: float | None = Query(None, gt=0, description="Align to this interval (seconds), LOCF"),
+    # From 1 µs, the resolution of stored times (a step of 0 µs would never reach `end`), to 10,000 years.
+    interval_s: float | None = Query(
+        None, ge=0.000001, le=MAX_INTERVAL_S, allow_inf_nan=False, description="Align to this interval (seconds), LOCF"
+    ),
     limit: int = Query(1000, ge=1, le=10_000),
     cursor: str | None = cursor_query(2),
     last: int | None = Query(None, ge=1, le=10_000, description="The newest N samples of each item (not paged)"),
