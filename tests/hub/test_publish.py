@@ -14,7 +14,7 @@ import pytest
 from tests.hub.conftest import admin_client, make_topic, recorded
 from tests.support import platform
 from tests.support.polling import eventually
-from tributary_common.events import CloudEvent
+from tributary_common.events import MAX_DATA_DEPTH, CloudEvent
 from tributary_common.timeutil import parse_time
 from tributary_hub.app import create_app
 from tributary_hub.composition import Hub
@@ -280,3 +280,41 @@ async def test_memcached_down_falls_back_to_the_database(hub_settings: Any, mong
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert "memcached" not in ready.json()["checks"]
+
+
+def nested(levels: int) -> Any:
+    """`data` holding objects `levels` deep (`{"a": 1}` is one level)."""
+    data: Any = 1
+    for _ in range(levels):
+        data = {"a": data}
+    return data
+
+
+async def test_data_nested_deeper_than_every_reader_decodes_is_refused(
+    client: httpx.AsyncClient, tap: aio_pika.abc.AbstractQueue
+) -> None:
+    """Data 200-254 levels deep was accepted (202), then dead-lettered by the recorder, whose JSON parser stops at
+    200 levels: an event that never reached history. Deeper still, the envelope could not be written (a 500)."""
+    await make_topic(client, "readings", {"type": "object"})
+    deepest = nested(MAX_DATA_DEPTH)
+    r = await client.post("/topics/readings/events", json={"data": deepest, "subject": "deep"})
+    assert r.status_code == 202, r.text
+    kept = r.json()["id"]
+    for levels in (MAX_DATA_DEPTH + 1, 199, 254, 300):
+        data = b'{"a": ' * (levels - 1) + b"[1]" + b"}" * (levels - 1)  # as text: orjson writes 254 levels at most
+        body = b'{"data": ' + data + b"}"
+        r = await client.post("/topics/readings/events", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, (levels, r.text[:300])
+        assert r.json()["error"]["details"] == [{"loc": "/data", "msg": f"nests deeper than {MAX_DATA_DEPTH} levels"}]
+    r = await client.post("/topics/readings/events:batch", json=[{"data": nested(1)}, {"data": nested(MAX_DATA_DEPTH + 1)}])
+    assert r.status_code == 422, r.text
+    assert [d["loc"] for d in r.json()["error"]["details"]] == ["/1/data"]
+
+    [message] = await take(tap, 1)  # only the one accepted event reached the broker
+    assert message.message_id == kept
+
+    async def in_history() -> bool:
+        r = await client.get("/topics/readings/events")
+        return [(e["id"], e["data"]) for e in r.json()["items"]] == [(kept, deepest)]
+
+    await eventually(in_history, what="the deepest accepted event recorded", interval=0.05)

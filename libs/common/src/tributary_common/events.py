@@ -19,6 +19,25 @@ EVENT_ID_MAX = 256
 # envelope itself carries it only for a topic with `expose_publisher`, so subscribers see it only then.
 PUBLISHER_HEADER = "tributary-publisher"
 PUBLISHER_MAX = 512
+# How deep an event's `data` may nest: every reader of the events must decode what the hub accepts. pydantic's JSON
+# parser (the recorder's) stops at 200 levels and orjson writes 254 at most, so deeper data was accepted and then
+# dead-lettered, never recorded; 100 is also MongoDB's own nesting limit.
+MAX_DATA_DEPTH = 100
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a JSON value holds objects or arrays more than `limit` levels deep (`{}` is one level). Iterative,
+    so that no input can recurse, and only containers are visited: a flat reading costs one pass over its values."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def publisher_of(kind: str, subject: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tributary_common.events import EVENT_ID_MAX, CloudEvent, EventIn
+from tributary_common.events import EVENT_ID_MAX, MAX_DATA_DEPTH, CloudEvent, EventIn, nests_deeper_than
 from tributary_common.ids import new_event_id
 from tributary_common.names import validate_subject
 from tributary_common.telemetry import current_traceparent
@@ -136,6 +136,9 @@ class EventFactory:
             item, item_problems = parse_item(raw, topic, envelope=envelope, prefix=prefix, binary=binary)
             if item is None:
                 problems += item_problems
+                continue
+            if nests_deeper_than(item.data, MAX_DATA_DEPTH):
+                problems.append({"loc": f"{prefix}/data", "msg": f"nests deeper than {MAX_DATA_DEPTH} levels"})
                 continue
             found = violations(validator, item.data, f"{prefix}/data")
             if found:

@@ -56,18 +56,19 @@ def depth(value: Any) -> int:
 
 def check_schema(schema: Any, *, max_bytes: int, max_depth: int) -> None:
     """Raise `SchemaRejected` unless `schema` is a Draft 2020-12 schema within the limits that compiles."""
+    # The depth first: orjson refuses to write what nests deeper than 254 levels (a TypeError, which was a 500).
+    d = depth(schema)
+    if d > max_depth:
+        raise SchemaRejected(
+            f"schema nests {d} levels deep, over the limit of {max_depth}",
+            [SchemaProblem("/schema", f"depth {d} > {max_depth}")],
+        )
     size = len(orjson.dumps(schema))
     if size > max_bytes:
         raise SchemaRejected(
             f"schema is {size} bytes, over the limit of {max_bytes}",
             [SchemaProblem("/schema", f"{size} bytes > {max_bytes}")],
             too_large=True,
-        )
-    d = depth(schema)
-    if d > max_depth:
-        raise SchemaRejected(
-            f"schema nests {d} levels deep, over the limit of {max_depth}",
-            [SchemaProblem("/schema", f"depth {d} > {max_depth}")],
         )
     if not isinstance(schema, dict):
         raise SchemaRejected("schema must be a JSON object", [SchemaProblem("/schema", "not an object")])
