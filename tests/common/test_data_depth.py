@@ -1,4 +1,4 @@
-"""`nests_deeper_than`: how deep an event's data nests, for any shape, without recursing."""
+"""`nests_deeper_than`: how deep a JSON value nests, for any shape, without recursing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tributary_common.events import nests_deeper_than
+from tributary_common.json_depth import nests_deeper_than
 
 
 def chain(levels: int, leaf: Any = 1, *, arrays: bool = False) -> Any:

@@ -306,7 +306,9 @@ async def test_data_nested_deeper_than_every_reader_decodes_is_refused(
         r = await client.post("/topics/readings/events", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 422, (levels, r.text[:300])
         assert r.json()["error"]["details"] == [{"loc": "/data", "msg": f"nests deeper than {MAX_DATA_DEPTH} levels"}]
-    r = await client.post("/topics/readings/events:batch", json=[{"data": nested(1)}, {"data": nested(MAX_DATA_DEPTH + 1)}])
+    r = await client.post(
+        "/topics/readings/events:batch", json=[{"data": nested(1)}, {"data": nested(MAX_DATA_DEPTH + 1)}]
+    )
     assert r.status_code == 422, r.text
     assert [d["loc"] for d in r.json()["error"]["details"]] == ["/1/data"]
 

@@ -20,7 +20,7 @@ from tests.support.polling import eventually
 from tributary_common.control import Demand, SourceAnnouncement, UnitopChange
 from tributary_common.samples import Sample, SampleBatch
 from tributary_common.timeutil import utcnow
-from tributary_common.unitops import Subscription
+from tributary_common.unitops import MAX_PARAMS_DEPTH, Subscription
 from tributary_hub.composition import Hub
 
 
@@ -153,6 +153,14 @@ async def test_sources_and_validated_unitops(client: httpx.AsyncClient, control:
         "/unitops", json={**PUMP, "name": "x", "items": {"a": {"source": "simulator", "params": {}, "extra": 1}}}
     )
     assert r.status_code == 422
+    # Params nested past what anything walks them to (300 levels: the schema validator raised, a 500).
+    for levels in (MAX_PARAMS_DEPTH + 1, 300):
+        params = '{"signal": "sine", "x": ' + '{"a": ' * (levels - 1) + "1" + "}" * (levels - 1) + "}"
+        body = f'{{"name": "deep", "items": {{"a": {{"source": "simulator", "params": {params}}}}}}}'
+        r = await client.post("/unitops", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, (levels, r.text[:300])
+        assert [d["loc"] for d in r.json()["error"]["details"]] == ["/items/a/params"], r.text[:300]
+    assert (await client.get("/unitops/deep")).status_code == 404
 
     got = (await client.get("/unitops/pump-101")).json()
     assert got["meta"] == PUMP["meta"]

@@ -25,21 +25,6 @@ PUBLISHER_MAX = 512
 MAX_DATA_DEPTH = 100
 
 
-def nests_deeper_than(value: Any, limit: int) -> bool:
-    """Whether a JSON value holds objects or arrays more than `limit` levels deep (`{}` is one level). Iterative,
-    so that no input can recurse, and only containers are visited: a flat reading costs one pass over its values."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if level > limit:
-            return True
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
 def publisher_of(kind: str, subject: str) -> str:
     """The `publisher` value of a principal, bounded (a token's `sub` is whatever the issuer put there): an API
     key as `api_key:<key id>` (its subject's own `apikey:` prefix dropped), a token as `token:<sub>`; the kind

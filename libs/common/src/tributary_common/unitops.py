@@ -6,12 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
+from .json_depth import nests_deeper_than
 from .names import SEGMENT_RE, validate_unitop_name
 from .sid import compute_sid
 
 SOURCE_RE = r"^[a-z][a-z0-9_-]{0,62}$"
 MetaValue = StrictStr | StrictInt | StrictFloat | StrictBool
 MAX_ITEMS = 1000
+MAX_PARAMS_DEPTH = 32  # as deep as canonical params are walked
 
 
 class Subscription(BaseModel):
@@ -24,6 +26,15 @@ class Subscription(BaseModel):
     # Historian reads hold its value between samples instead of interpolating; not part of the sid. Left out
     # of dumps when false, so that unitops without it look as they always did.
     stepped: StrictBool = Field(default=False, exclude_if=lambda v: not v)  # "yes", 1: refused, not read as true
+
+    @field_validator("params")
+    @classmethod
+    def _params_depth(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Checked before any validator or hash walks them: deeper than 255 levels, the schema validator raised
+        # (a 500 at the hub); a connector's settings need nothing near this.
+        if nests_deeper_than(v, MAX_PARAMS_DEPTH):
+            raise ValueError(f"params nest deeper than {MAX_PARAMS_DEPTH} levels")
+        return v
 
     @property
     def sid(self) -> str:

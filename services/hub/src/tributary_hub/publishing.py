@@ -14,8 +14,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tributary_common.events import EVENT_ID_MAX, MAX_DATA_DEPTH, CloudEvent, EventIn, nests_deeper_than
+from tributary_common.events import EVENT_ID_MAX, MAX_DATA_DEPTH, CloudEvent, EventIn
 from tributary_common.ids import new_event_id
+from tributary_common.json_depth import nests_deeper_than
 from tributary_common.names import validate_subject
 from tributary_common.telemetry import current_traceparent
 from tributary_common.timeutil import utcnow
