@@ -17,6 +17,7 @@ from tests.hub.conftest import MINT
 from tests.hub.test_unitops import announced, control  # noqa: F401  (the fixture)
 from tests.support.polling import eventually
 from tributary_common.samples import Sample, SampleBatch
+from tributary_hub.composition import Hub
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 KILN: dict[str, Any] = {
@@ -208,6 +209,26 @@ BAD: list[tuple[str, dict[str, Any], int, str | None]] = [
     ("samples", {"last": 10_001}, 422, None),
     ("samples:current", {"items": "temp,nope"}, 404, "/query/items"),
 ]
+
+
+async def test_a_grid_computes_at_most_its_limit_of_values(client: httpx.AsyncClient, hub: Hub, kiln: str) -> None:
+    """Points × items: 100,000 points of each of 1,000 items were 10⁸ values, minutes of CPU for one request."""
+    hub.settings.grid_max_values = hub.unitop_samples.grid_max_values = 5
+    window = {"start": at(0), "end": at(10)}
+    reads: list[tuple[str, dict[str, Any], str]] = [
+        ("samples:interpolated", {**window, "interval": "10s"}, "/query/interval"),  # 2 points × 4 items
+        ("samples:interpolated", {"times": f"{at(0)},{at(5)}"}, "/query/times"),
+        ("samples", {**window, "interval_s": 5}, "/query/interval_s"),
+    ]
+    for path, params, loc in reads:
+        r = await get(client, path, **params)
+        assert r.status_code == 422, (path, params, r.text)
+        assert r.json()["error"]["code"] == "too_many_points"
+        assert [d["loc"] for d in r.json()["error"]["details"]] == [loc], r.text
+        assert "8 values, over the limit of 5" in r.json()["error"]["message"], r.text
+        r = await get(client, path, items="temp,valve", **params)  # 4 values
+        assert r.status_code == 200, (path, params, r.text)
+        assert len(r.json()["items"]) == 2
 
 
 async def test_bad_parameters_are_4xx_with_their_place(client: httpx.AsyncClient, kiln: str) -> None:

@@ -110,7 +110,10 @@ class Hub:
         )
         self.samples = SampleHistory(self.sample_store, chunk_rows=s.export_chunk_rows)
         self.unitop_samples = UnitopSamples(
-            self.samples, chunk_rows=s.export_chunk_rows, aligned_max_points=s.aligned_max_points
+            self.samples,
+            chunk_rows=s.export_chunk_rows,
+            aligned_max_points=s.aligned_max_points,
+            grid_max_values=s.grid_max_values,
         )
         self.series = self.sample_store
         self.historian = Historian(self.series, block_cells=s.historian_block_cells)

@@ -99,8 +99,10 @@ class HubSettings(CommonSettings, MongoSettings):
     history_max_limit: int = Field(default=1000, ge=1)
     export_chunk_rows: int = Field(default=500, ge=1)
     latest_max_subjects: int = Field(default=1000, ge=1)
-    # Aligned samples: at most this many points per request.
+    # Aligned samples: at most this many points per request, and (aligned and interpolated reads) at most this many
+    # item values, points × items: 100,000 points of 1,000 items were 10⁸ values, minutes of CPU for one request.
     aligned_max_points: int = Field(default=100_000, ge=1)
+    grid_max_values: int = Field(default=10_000_000, ge=1)
     # Historian reads: intervals per plot or summary request, times in a `times=` list, rows of `last=N`, and how
     # many item values an interpolated read computes before writing them (its memory bound).
     historian_max_intervals: int = Field(default=10_000, ge=1)

@@ -14,6 +14,7 @@ from tributary_common.timeutil import format_time
 from . import cursors
 from .errors import Invalid, NotFound
 from .exports import export, plain_cell
+from .historian.params import values_at_most
 from .samples_history import SampleHistory, SampleQuery, samples_filter
 from .unitops import UnitopService
 
@@ -59,10 +60,13 @@ async def select_items(unitops: UnitopService, name: str, items: str | None) -> 
 
 
 class UnitopSamples:
-    def __init__(self, samples: SampleHistory, *, chunk_rows: int, aligned_max_points: int) -> None:
+    def __init__(
+        self, samples: SampleHistory, *, chunk_rows: int, aligned_max_points: int, grid_max_values: int
+    ) -> None:
         self.samples = samples
         self.chunk_rows = chunk_rows
         self.aligned_max_points = aligned_max_points
+        self.grid_max_values = grid_max_values
 
     def aligned(
         self, sel: ItemSelection, start: datetime | None, end: datetime | None, interval_s: float
@@ -88,6 +92,7 @@ class UnitopSamples:
                 [{"loc": "/query/interval_s", "msg": "too many points; widen the interval"}],
                 code="too_many_points",
             )
+        values_at_most(points, len(sel.items), self.grid_max_values, "interval_s")
         grid = self.samples.aligned(list(sel.items_of), start, end, step)
 
         async def rows() -> AsyncIterator[Row]:

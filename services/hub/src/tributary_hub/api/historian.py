@@ -176,6 +176,8 @@ async def samples_interpolated(
         grid = params.grid_times(t0, t1, params.duration_us(interval, "interval"), settings.aligned_max_points)
 
     def table(sel: ItemSelection) -> Table:
+        params.values_at_most(len(grid), len(sel.items), settings.grid_max_values, "times" if times else "interval")
+
         def cells(r: Row) -> list[Any]:
             return [r["t"], *(plain_cell(r["values"][i]) for i in sel.items)]
 

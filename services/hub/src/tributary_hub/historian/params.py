@@ -55,6 +55,17 @@ def at_most(n: int, limit: int, param: str) -> int:
     return n
 
 
+def values_at_most(points: int, items: int, limit: int, param: str) -> None:
+    """A grid's values, one per point and item, within `limit`."""
+    if points * items > limit:
+        raise invalid(
+            param,
+            f"{points} points × {items} items is {points * items} values, over the limit of {limit}; "
+            "widen it, shorten the range or choose fewer items",
+            "too_many_points",
+        )
+
+
 def grid_times(t0: int, t1: int, step: int, limit: int) -> range:
     """`t0, t0+step, …` up to and including `t1`."""
     count_of(t1 - t0 + 1, step, limit, "interval")
