@@ -106,7 +106,7 @@ async def test_bad_params_are_rejected_clearly_and_the_instance_keeps_serving(
             "params.signal: Input should be 'sine', 'ramp', 'random_walk' or 'step'"
             in rejected[bad["unknown_signal"].sid]
         )
-        assert "params.rate_hz: Input should be greater than 0" in rejected[bad["negative_rate"].sid]
+        assert "params.rate_hz: Input should be greater than or equal to 0.000001" in rejected[bad["negative_rate"].sid]
         assert "params.colour: Extra inputs are not permitted" in rejected[bad["extra_field"].sid]
         assert "params.signal: Field required" in rejected[bad["missing"].sid]
         assert set(status["leases"]) == {good.sid}

@@ -36,7 +36,7 @@ from ..settings import IngestSettings
 from ..values import parse_text_value, parse_timestamp
 from .csv_params import CsvBrowse, CsvParams
 from .csv_paths import ROOTS_ENV, OutsideRoots, contained, file_size, list_files, read_at
-from .csv_positions import HEAD_BYTES, CsvFile, seek
+from .csv_positions import HEAD_BYTES, MAX_ROW_BYTES, CsvFile, seek
 
 __all__ = ["CsvBrowse", "CsvParams", "CsvSource"]
 
@@ -133,7 +133,7 @@ class CsvSource(Connector[CsvParams]):
         except FileNotFoundError:  # removed since the listing
             return False
         if size < state.offset:  # truncated or replaced: read it again
-            state.offset, state.header, state.pending = 0, None, b""
+            state.offset, state.header, state.pending, state.skipping = 0, None, b"", False
         while size > state.offset:
             if chunks is not None:
                 if chunks <= 0:
@@ -148,10 +148,21 @@ class CsvSource(Connector[CsvParams]):
             if not chunk:
                 return False
             state.offset += len(chunk)
+            if state.skipping:  # the rest of an over-long row: dropped up to its newline
+                end = chunk.find(b"\n")
+                if end < 0:
+                    continue
+                state.skipping, chunk = False, chunk[end + 1 :]
             data = state.pending + chunk
             cut = data.rfind(b"\n")
             if cut < 0:
-                state.pending = data
+                # A row longer than MAX_ROW_BYTES is skipped: a file without a newline was otherwise held whole in
+                # `pending` (memory without bound), copied and searched again at every chunk (quadratic time).
+                if len(data) > MAX_ROW_BYTES:
+                    state.pending, state.skipping = b"", True
+                    self.sink.warn(sid, f"{path.name}: a row longer than {MAX_ROW_BYTES} bytes skipped")
+                else:
+                    state.pending = data
                 continue
             state.pending = data[cut + 1 :]
             self._rows(sid, params, path, state, data[: cut + 1].decode("utf-8", errors="replace").splitlines(), emit)
@@ -160,7 +171,16 @@ class CsvSource(Connector[CsvParams]):
 
     def _rows(self, sid: str, params: CsvParams, path: Path, state: CsvFile, lines: list[str], emit: Emit) -> None:
         reader = csv.reader(lines, delimiter=params.delimiter)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # A field over the csv module's limit (128 KiB): raised out of the read, it failed the read at the
+                # same row forever. The reader goes on with the next line.
+                self.sink.warn(sid, f"{path.name}: a row skipped: {exc}")
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if state.header is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +43,20 @@ class CsvParams(BaseModel):
         if "\0" in v:
             raise ValueError("folder must not contain NUL")
         return v
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, v: datetime | None) -> datetime | None:
+        # Compared with each row's (aware) time: a naive `since` raised TypeError on the first row, failing the read
+        # at the same row forever. Naive times are refused as everywhere else (`parse_time`).
+        if v is None:
+            return None
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("since needs a UTC offset ('Z' or '+hh:mm')")
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+            raise ValueError("since is outside the years 1-9999 in UTC") from None
 
     @field_validator("pattern")
     @classmethod

@@ -14,6 +14,7 @@ from .csv_paths import file_size, read_at
 
 HEAD_BYTES = 64 * 1024  # a header line longer than this is not read when browsing or seeking
 BISECT_STOP = 16 * 1024  # below this many bytes the rest is scanned
+MAX_ROW_BYTES = 1 << 20  # a longer row is skipped (by the live read), and never read whole by the bisection
 
 
 @dataclass
@@ -24,6 +25,7 @@ class CsvFile:
     value_idx: int = -1
     broken: str | None = None
     pending: bytes = field(default=b"")
+    skipping: bool = False  # inside a row over MAX_ROW_BYTES: its bytes are dropped up to its newline
 
     def take_header(self, row: list[str], params: CsvParams, path: Path) -> bool:
         """The header row of `path`: True when it has both columns, else the state is broken (and says why)."""
@@ -56,7 +58,7 @@ def seek(path: Path, params: CsvParams, since: datetime, roots: tuple[Path, ...]
             row = next(csv.reader([line.decode("utf-8", "replace")], delimiter=params.delimiter), [])
             try:
                 return parse_timestamp(row[state.time_idx])
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, csv.Error):  # csv.Error: a field over the csv module's size limit
                 return None
 
         # Invariant: every complete row starting before `lo` is not after `since`; the first one after it starts
@@ -64,10 +66,12 @@ def seek(path: Path, params: CsvParams, since: datetime, roots: tuple[Path, ...]
         while hi - lo > BISECT_STOP:
             mid = (lo + hi) // 2
             f.seek(mid)
-            f.readline()  # the rest of the row `mid` falls in
+            # Each read bounded: a file without newlines was read whole into memory here. A row start not found
+            # within the bound moves `hi` down, so the read starts earlier (what is not after `since` is dropped).
+            rest = f.readline(MAX_ROW_BYTES)  # the rest of the row `mid` falls in
             start = f.tell()
-            line = f.readline()
-            if start >= hi or not line.endswith(b"\n"):
+            line = f.readline(MAX_ROW_BYTES)
+            if start >= hi or not rest.endswith(b"\n") or not line.endswith(b"\n"):
                 hi = mid
                 continue
             t = row_time(line)

@@ -29,6 +29,7 @@ from .checked_http import CheckedTransport
 
 MAX_REDIRECTS = 5
 MAX_HEADERS = 32
+MAX_VALIDATOR = 1024  # the longest ETag or Last-Modified sent back
 # Headers the connector owns: routing (Host), framing, and the encoding it can cap (identity only).
 _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "accept-encoding"}
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
@@ -184,4 +185,6 @@ def _validators(response: httpx.Response) -> dict[str, str]:
         out["If-None-Match"] = etag
     if modified := response.headers.get("last-modified"):
         out["If-Modified-Since"] = modified
-    return out
+    # Echoed only when they can be sent back: a server's non-ASCII ETag made the next request raise
+    # UnicodeEncodeError, failing the read at every second poll. Without a validator the poll is unconditional.
+    return {k: v for k, v in out.items() if v.isascii() and v.isprintable() and len(v) <= MAX_VALIDATOR}

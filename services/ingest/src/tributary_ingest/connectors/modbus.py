@@ -47,7 +47,8 @@ NOTE = (
 
 
 class ModbusDevice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinite scale/offset (a demand's JSON may carry them): every value would be a refused non-finite one.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = host_field("modbus", "Modbus TCP device or gateway")
     port: int = Field(default=502, ge=1, le=65535)
@@ -165,10 +166,19 @@ class _Device:
             if sid is None:
                 continue
             i = p.address - start
+            # A device may answer fewer registers or bits than asked (pymodbus takes the frame's byte count): the
+            # IndexError or struct.error failed every sid on the device and reconnected it, again at each poll.
             if table in ("coil", "discrete"):
+                if i >= len(response.bits):
+                    self.sink.warn(sid, f"{table} {p.address} of unit {unit}: missing from the device's answer")
+                    continue
                 self.sink.emit(sid, t, bool(response.bits[i]))
             else:
-                self.sink.emit(sid, t, decode(list(response.registers[i : i + WORDS[p.type]]), p))
+                words = list(response.registers[i : i + WORDS[p.type]])
+                if len(words) != WORDS[p.type]:
+                    self.sink.warn(sid, f"{table} {p.address} of unit {unit}: missing from the device's answer")
+                    continue
+                self.sink.emit(sid, t, decode(words, p))
 
     async def close(self) -> None:
         for task in self.pollers.values():

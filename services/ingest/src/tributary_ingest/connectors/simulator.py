@@ -23,19 +23,30 @@ MAX_LAG_S = 5.0
 
 # The params that shape the signal, as `make_signal` and `make_values` take them.
 SHAPE = {"seed", "offset", "amplitude", "period_s", "phase", "step"}
+# Below these the grid step overflows `timedelta` (rate_hz 1e-300 failed every read with OverflowError), and
+# t / period_s overflows to inf (period_s 1e-300: sin(inf) failed every read with ValueError). One sample per
+# 11.6 days and a period of 1 µs (the grid's resolution) are more than any simulation needs. In the announced schema,
+# so that the hub refuses them when the unitop is written.
+MIN_RATE_HZ = 1e-6
+MIN_PERIOD_S = 1e-6
 
 
 class SimulatorParams(BaseModel):
     """One simulated signal. Samples fall on the grid t = k / rate_hz since the Unix epoch."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities (which a demand's JSON may carry) made every sample a refused non-finite value.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     signal: Literal["sine", "ramp", "random_walk", "step"] = Field(description="The shape of the signal")
-    seed: int = Field(default=0, description="Same seed, same values at the same timestamps")
-    rate_hz: float = Field(default=1.0, gt=0, le=100_000, description="Samples per second")
+    # 64-bit: a seed of thousands of digits is formatted into every step level's seed string (114 ms of the event
+    # loop per burst of 500 step samples with 4,000 digits).
+    seed: int = Field(default=0, ge=-(2**63), le=2**63 - 1, description="Same seed, same values at the same timestamps")
+    rate_hz: float = Field(default=1.0, ge=MIN_RATE_HZ, le=100_000, description="Samples per second")
     amplitude: float = 1.0
     offset: float = 0.0
-    period_s: float = Field(default=60.0, gt=0, description="Period of sine and ramp; hold time of a step level")
+    period_s: float = Field(
+        default=60.0, ge=MIN_PERIOD_S, description="Period of sine and ramp; hold time of a step level"
+    )
     phase: float = Field(default=0.0, description="Phase of sine and ramp, radians")
     step: float = Field(default=0.05, ge=0, description="Standard deviation of one random-walk step")
 
