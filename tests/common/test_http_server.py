@@ -4,6 +4,7 @@ or with a drain first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support import platform
+from tributary_common.http_head import MAX_HEAD_BYTES, BoundedHeadProtocol
 from tributary_common.http_server import Server, server_config
 
 
@@ -98,3 +100,37 @@ async def test_the_first_signal_drains_then_stops_and_a_second_stops_at_once() -
     assert stuck.should_exit
     await stuck.stop()
     held.set()
+
+
+async def _head(reader: asyncio.StreamReader) -> bytes:
+    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+
+
+async def test_every_service_bounds_a_request_head() -> None:
+    """The hub, ingest and stream all run through `server_config`: a header without end was collected in memory
+    by httptools (hundreds of MB for one connection); beyond the bound it is a 431 and the connection closes."""
+    assert _config(8000).http is BoundedHeadProtocol
+    port = platform.free_port()
+    server = Server(_config(port), signals="owner")
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(4):
+                writer.write(b"a" * MAX_HEAD_BYTES)
+                await writer.drain()
+        assert (await _head(reader)).startswith(b"HTTP/1.1 431")
+        writer.close()
+
+        # Within the bound, two pipelined heads that are over it together are both answered.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES * 3 // 4) + b"\r\n\r\n"
+        writer.write(big + big)
+        await writer.drain()
+        for _ in range(2):
+            assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+            assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"2\r\nok\r\n0\r\n\r\n"  # chunked
+        writer.close()
+    finally:
+        await server.stop()

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import uvicorn
 
 from . import task_dump
+from .http_head import BoundedHeadProtocol
 
 SignalMode = Literal["uvicorn", "quiet", "owner"]
 
@@ -43,7 +44,8 @@ def server_config(
     proxy_headers: bool = False,
     **options: Any,
 ) -> uvicorn.Config:
-    """`graceful_s`: how long open requests may finish on shutdown (None: uvicorn's default, unbounded).
+    """`graceful_s`: how long open requests may finish on shutdown (None: uvicorn's default, unbounded). HTTP is
+    uvicorn's httptools protocol with a bounded request head (`http_head`), unless `http` says otherwise.
     `proxy_headers` off by default: X-Forwarded-For is read by the access log, from trusted proxies only."""
     return uvicorn.Config(
         app,
@@ -54,7 +56,7 @@ def server_config(
         proxy_headers=proxy_headers,
         timeout_graceful_shutdown=None if graceful_s is None else int(graceful_s),
         lifespan=lifespan,
-        **options,
+        **{"http": BoundedHeadProtocol, **options},
     )
 
 

@@ -125,6 +125,12 @@ class BrokerLink:
         except TimeoutError:
             self.release(exchange, key)
             raise BrokerUnavailable(f"could not bind {key!r} on {exchange} within {timeout} s") from None
+        except asyncio.CancelledError:
+            # The subscription went (unsubscribed, client gone) while its binding was being made: no one holds
+            # this reference, so it is given back here, or the binding stayed for good (a client could leave
+            # any number of patterns bound, `#` among them, by unsubscribing right after subscribing).
+            self.release(exchange, key)
+            raise
 
     def release(self, exchange: str, key: str) -> None:
         k = (exchange, key)

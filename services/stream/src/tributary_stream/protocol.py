@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tributary_common.events import EVENT_ID_MAX
 from tributary_common.names import InvalidName, validate_pattern, validate_unitop_name
 from tributary_common.stream_frames import SUB_ID_MAX
 from tributary_common.timeutil import parse_time
@@ -138,17 +139,25 @@ def events_since(value: Any, sub_id: str | None = None, where: str = "/events/si
     """A time (RFC 3339 with offset), an event id, or `{"id"?, "time"?}` (a `gap` frame's `last`)."""
     if isinstance(value, str) and value:
         t = _maybe_time(value)
-        return EventsSince(time=t) if t is not None else EventsSince(after_id=value)
+        return EventsSince(time=t) if t is not None else EventsSince(after_id=_event_id(value, where, sub_id))
     if isinstance(value, dict):
         _only(value, {"id", "time"}, where)
         eid, t = value.get("id"), value.get("time")
         if eid is not None:
             if not isinstance(eid, str) or not eid:
                 raise FrameError("invalid_frame", f"{where}/id: must be a non-empty string", sub_id)
-            return EventsSince(after_id=eid)
+            return EventsSince(after_id=_event_id(eid, f"{where}/id", sub_id))
         if t is not None:
             return EventsSince(time=_time(t, f"{where}/time", sub_id))
     raise FrameError("invalid_since", f"{where}: a time, an event id or {{'id', 'time'}} is required", sub_id)
+
+
+def _event_id(value: str, where: str, sub_id: str | None) -> str:
+    # No event has a longer id (the hub's publish limit): refused now, rather than asked of the hub (a frame's
+    # worth of text per request) again and again for REPLAY_UNKNOWN_ID_WAIT_S before `not_found`.
+    if len(value) > EVENT_ID_MAX:
+        raise FrameError("invalid_since", f"{where}: an event id has at most {EVENT_ID_MAX} characters", sub_id)
+    return value
 
 
 def _subscribe_unitop(sub_id: str, spec: Any) -> SubscribeUnitop:

@@ -19,7 +19,7 @@ from tributary_common.openapi import error_responses
 from tributary_common.stream_frames import UnitopSinceMark
 
 from . import protocol
-from .clients import Client
+from .clients import MAX_ERROR_MESSAGE, Client
 from .limits import Ticket
 from .service import StreamService
 from .sse_response import SseResponse, respond
@@ -36,13 +36,15 @@ ERRORS = error_responses(
 # What each parameter accepts, in the document: each a 422 naming it otherwise (the checks stay ours, so the
 # answer is the hub's `invalid_request` with the parameter's location).
 TIME_MAX = 64
+# A unitop stream's Last-Event-ID at most (our ids are `{"items": {item: time}}`).
+UNITOP_ID_MAX = 16384
 TIME = {"format": "date-time"}
 PATTERN_SCHEMA = {"pattern": r"^(\*|#|[A-Za-z0-9_-]+)(\.(\*|#|[A-Za-z0-9_-]+))*$", "maxLength": MAX_ROUTING_KEY}
 # A unitop stream's SSE id: `{"items": {item: time}}` (JSON), or a bare time.
 UNITOP_ID_SCHEMA = {
     "type": "string",
     "minLength": 1,
-    "maxLength": 16384,
+    "maxLength": UNITOP_ID_MAX,
     "anyOf": [
         TIME,
         {
@@ -125,6 +127,7 @@ async def unitop_stream(
         default=None,
         alias="Last-Event-ID",
         min_length=1,
+        max_length=UNITOP_ID_MAX,
         description='The `id` of the last record received (`{"items": {item: time}}`) or a time: resume after it',
         json_schema_extra=UNITOP_ID_SCHEMA,
     ),
@@ -180,4 +183,6 @@ def _invalid_at(loc: str) -> Iterator[None]:
     try:
         yield
     except protocol.FrameError as exc:
-        raise ApiError(422, "invalid_request", exc.message, [{"loc": loc, "msg": exc.message}]) from None
+        # Cut as in an error frame: the message may quote what was sent (a whole unitop name from the path).
+        message = exc.message if len(exc.message) <= MAX_ERROR_MESSAGE else exc.message[:MAX_ERROR_MESSAGE] + "..."
+        raise ApiError(422, "invalid_request", message, [{"loc": loc, "msg": message}]) from None

@@ -3,7 +3,8 @@
 - Websockets: a close frame never waits for the peer to read. It is written behind what the transport holds
   (bounded by its high-water mark), and a peer that has not completed the closing handshake within uvicorn's
   close timeout is aborted, not merely closed (a plain close waits for the buffer to drain, i.e. forever).
-- HTTP: each request's scope carries `ABORT_EXTENSION`, with which the SSE route drops a stuck connection.
+- HTTP: each request's scope carries `ABORT_EXTENSION`, with which the SSE route drops a stuck connection; its
+  head is bounded as on every service (`tributary_common.http_head`).
 - Websockets carry `SEND_NOW_EXTENSION`: a text frame written at once, without a task switch or an ASGI message
   (fan-out writes one frame to many sockets in a row). Paths in `direct` skip the application's middleware and
   routing (none of which act on websockets), which an idle connection would otherwise keep a frame of each.
@@ -18,12 +19,13 @@ from typing import Any, ClassVar, cast
 
 from starlette.types import ASGIApp, Scope
 from uvicorn._types import ASGISendEvent
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import OPEN, Protocol
 from websockets.streams import StreamReader
+
+from tributary_common.http_head import BoundedHeadProtocol
 
 from .waiters import Flag, Inbox
 
@@ -47,6 +49,9 @@ _unflushed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[StreamWebS
 _unflushed = weakref.WeakKeyDictionary()
 # Frames held for a socket beyond this are written at once (asyncio's write high-water mark is 64 KiB).
 FLUSH_BYTES = 32 * 1024
+# A websocket ping gets no pong while this much output waits for the peer: control frames never reach the
+# application (no rate limit, no send budget), so a peer sending pings without reading grew the buffer unbounded.
+MAX_PONG_BACKLOG = 256 * 1024
 
 
 def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
@@ -111,6 +116,12 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
             waiting.append(self)
         return True
 
+    def handle_ping(self) -> None:
+        if self.transport.get_write_buffer_size() > MAX_PONG_BACKLOG:
+            self.conn.data_to_send()  # the pong is dropped: the peer is not reading what it was sent
+            return
+        super().handle_ping()
+
     def flush(self) -> None:
         """Write the frames `send_now` took (before anything else is written to the socket)."""
         frames, self.unflushed = self.unflushed, None
@@ -162,7 +173,7 @@ def send_now_handle(scope: Scope) -> Callable[[str], bool] | None:
     return cast(Callable[[str], bool], send) if callable(send) else None
 
 
-class StreamHttpProtocol(HttpToolsProtocol):
+class StreamHttpProtocol(BoundedHeadProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         scope = cast(dict[str, Any], self.scope)
