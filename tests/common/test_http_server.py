@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support import platform
+from tributary_common import http_head
 from tributary_common.http_head import MAX_HEAD_BYTES, BoundedHeadProtocol
 from tributary_common.http_server import Server, server_config
 
@@ -132,5 +133,45 @@ async def test_every_service_bounds_a_request_head() -> None:
             assert (await _head(reader)).startswith(b"HTTP/1.1 200")
             assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"2\r\nok\r\n0\r\n\r\n"  # chunked
         writer.close()
+    finally:
+        await server.stop()
+
+
+async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A response written over a second: longer than the head timeout of the test below."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    for part in (b"sl", b"ow"):
+        await asyncio.sleep(0.5)
+        await send({"type": "http.response.body", "body": part, "more_body": part == b"sl"})
+
+
+async def test_a_head_that_never_completes_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that sent nothing, or a byte now and then, was held open for good (enough of them take every
+    file descriptor); a response that takes longer than the wait is not cut by it."""
+    monkeypatch.setattr(http_head, "HEAD_TIMEOUT_S", 0.3)
+    port = platform.free_port()
+    server = Server(server_config(slow_app, host="127.0.0.1", port=port, lifespan="off"), signals="owner")
+    await server.start()
+    try:
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", port)
+        drip_reader, drip = await asyncio.open_connection("127.0.0.1", port)
+        drip.write(b"GET / HTTP/1.1\r\n")
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            drip.write(b"X")
+        assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # closed by the server
+        assert await asyncio.wait_for(drip_reader.read(), 5) == b""
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"slow"  # 1 s, past the 0.3 s wait
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves the next request
+        assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"slow"
+        for w in (idle, drip, writer):
+            w.close()
     finally:
         await server.stop()

@@ -1,17 +1,24 @@
-"""uvicorn's httptools protocol with a bound on a request's line and headers, for every service's HTTP server.
+"""uvicorn's httptools protocol with bounds on a request's line and headers, for every service's HTTP server.
 
-httptools has no bound of its own: a peer that sends a header without end had it collected in memory (300 MB of
-header grew a process by 300 MB and took 112 s of CPU to parse). Beyond `MAX_HEAD_BYTES` the request is answered
-431 and the connection closed. Only the bytes that may still be head reach the parser, so a chunk holding a whole
-head and the next pipelined request is not refused by mistake.
+- Size: httptools has no bound of its own: a peer that sends a header without end had it collected in memory
+  (300 MB of header grew a process by 300 MB and took 112 s of CPU to parse). Beyond `MAX_HEAD_BYTES` the request
+  is answered 431 and the connection closed. Only the bytes that may still be head reach the parser, so a chunk
+  holding a whole head and the next pipelined request is not refused by mistake.
+- Time: uvicorn waits for a head without end too (its keep-alive timeout starts only after a response), so a
+  connection that sends nothing, or a byte now and then, was held open for good: enough of them take every file
+  descriptor. A head not complete `HEAD_TIMEOUT_S` after the connection opened, or after the last response, closes
+  the connection; a response being written is never cut by it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Far above any token, cookie or `Last-Event-ID` a route accepts.
 MAX_HEAD_BYTES = 64 * 1024
+HEAD_TIMEOUT_S = 20.0
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -19,6 +26,30 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     head_bytes = 0
     in_head = True
     heads = 0
+    head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._stop_waiting()
+        self.head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
+
+    def _stop_waiting(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self.head_timer = None
+        responding = self.cycle is not None and not self.cycle.response_complete
+        if self.in_head and not responding and not self.transport.is_closing():
+            self.transport.close()  # a response being written re-arms the wait when it completes
 
     def data_received(self, data: bytes) -> None:
         if self.in_head and self.head_bytes + len(data) > MAX_HEAD_BYTES:
@@ -47,7 +78,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.heads += 1
+        self._stop_waiting()
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_head()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
