@@ -115,6 +115,10 @@ async def test_bad_topic_requests(client: httpx.AsyncClient, hub: Hub) -> None:
     # JSON nested beyond any parser's comfort is a 400, not a crash.
     r = await client.post("/topics", content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"})
     assert r.status_code == 400
+    # A name as long as a request head allows is not quoted back whole.
+    r = await client.get("/topics/" + "a" * 30_000)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_topic"
+    assert len(r.json()["error"]["message"]) <= 1_001 and len(r.content) < 3_000
     for path in ("/topics/nope", "/topics/nope/schemas", "/topics/nope/schemas/1", "/topics/Not-Valid"):
         r = await client.get(path)
         assert r.status_code == 404, path

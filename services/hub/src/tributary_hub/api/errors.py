@@ -25,10 +25,20 @@ HTTP_STATUS: dict[ErrorKind, int] = {
 }
 
 
+# What an answer quotes of a message at most: messages name what was sent (a topic name from the path, unknown item
+# names), which a client may make as long as a request head allows.
+MAX_MESSAGE_CHARS = 1000
+
+
+def cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "…"
+
+
 def install_hub_errors(app: FastAPI) -> None:
     @app.exception_handler(HubError)
     async def _hub_error(_: Request, exc: HubError) -> JSONResponse:
-        return error_response(HTTP_STATUS[exc.kind], exc.code, exc.message, exc.details)
+        details = [{**d, "msg": cut(d["msg"])} if "msg" in d else d for d in exc.details]
+        return error_response(HTTP_STATUS[exc.kind], exc.code, cut(exc.message), details)
 
     @app.exception_handler(PyMongoError)
     async def _database(_: Request, exc: PyMongoError) -> JSONResponse:
