@@ -393,3 +393,16 @@ async def test_an_update_racing_a_delete_never_brings_the_unitop_back(client: ht
         assert delete.status_code == 204, delete.text
         assert update.status_code in (200, 404), update.text
         assert (await client.get(f"/unitops/{name}")).status_code == 404, (round_, update.status_code)
+
+
+async def test_browse_params_nested_past_a_subscriptions_are_refused(client: httpx.AsyncClient, control: Any) -> None:
+    """They were encoded for the ingest's RPC, which orjson refuses past 254 levels: a 500."""
+    exchange, _ = control
+    await announced(client, exchange)
+    for levels in (MAX_PARAMS_DEPTH + 1, 300):
+        params = '{"folder": ' + '{"a": ' * (levels - 1) + "1" + "}" * (levels - 1) + "}"
+        r = await client.get("/sources/simulator/browse", params={"params": params})
+        assert r.status_code == 422, (levels, r.text[:300])
+        assert r.json()["error"]["details"] == [
+            {"loc": "/query/params", "msg": f"nests deeper than {MAX_PARAMS_DEPTH} levels"}
+        ]

@@ -6,7 +6,9 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from tributary_common.auth import Principal
+from tributary_common.json_depth import nests_deeper_than
 from tributary_common.rpc_contracts import MAX_BROWSE_ITEMS, BrowseResult
+from tributary_common.unitops import MAX_PARAMS_DEPTH
 
 from ..browsing import browse
 from ..errors import Invalid
@@ -67,6 +69,9 @@ async def browse_source(
         raise Invalid("params is not JSON", [{"loc": "/query/params", "msg": str(exc)}]) from None
     if not isinstance(parsed, dict):
         raise Invalid("params must be a JSON object", [{"loc": "/query/params", "msg": "not an object"}])
+    if nests_deeper_than(parsed, MAX_PARAMS_DEPTH):  # as a subscription's: deeper ones could not be sent on (a 500)
+        msg = f"nests deeper than {MAX_PARAMS_DEPTH} levels"
+        raise Invalid(f"params {msg}", [{"loc": "/query/params", "msg": msg}])
     hub = hub_of(request)
     rpc = hub.broker.client if hub.broker is not None else None
     return await browse(rpc, hub.settings.egress_policy(), source, path, parsed, limit)
