@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 
 from tests.hub.conftest import MINT, SECRET, make_topic, recorded
 from tests.support.polling import eventually
+from tributary_common import matcher
 from tributary_common.auth import SCOPES
+from tributary_common.timeutil import format_time, utcnow
 from tributary_hub.composition import Hub
 
 
@@ -274,3 +277,78 @@ async def test_openapi_declares_scopes_and_examples(anon: httpx.AsyncClient) -> 
         if template.endswith("/topics/t"):
             template = template[: -len("/t")] + "/{topic}"
         assert declared.get((route.method, template)) == route.scope, (route.method, template)
+
+
+async def test_a_token_expiring_past_the_year_9999_is_401_not_500(anon: httpx.AsyncClient) -> None:
+    """Failed before: PyJWT took the token and /whoami turned its `exp` into a time: OverflowError, a 500."""
+    for exp in (10**20, 1e300):
+        token = jwt.encode({"sub": "x", "scope": "admin", "exp": exp}, SECRET, algorithm="HS256")
+        r = await anon.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, r.text
+        assert "'exp' must be a number" in r.json()["error"]["message"]
+
+
+async def test_a_name_repeated_in_an_acl_error_is_bounded(client: httpx.AsyncClient, anon: httpx.AsyncClient) -> None:
+    """Failed before: a 403 (or 404) repeated the whole path segment, up to most of a 64 KiB request head."""
+    name = "a" * 30_000
+    calls = [
+        ("GET", f"/unitops/{name}", MINT.bearer(["unitops:read"], unitops=["pump-*"])),
+        ("GET", f"/topics/{name}", MINT.bearer(["topics:read"], topics=["t.#"])),
+        ("PATCH", f"/topics/b{name[:200]}", MINT.bearer(["topics:write"], topics=["t.#"])),
+        ("GET", f"/topics/{name}", MINT.bearer(["topics:read"])),
+    ]
+    for method, path, headers in calls:
+        r = await anon.request(method, path, headers=headers, json={"description": "x"})
+        assert r.status_code in (403, 404), (method, path[:20], r.status_code)
+        assert len(r.content) < 1000, (method, path[:20], r.text[:200])
+
+
+async def test_overlong_topic_names_stay_out_of_the_acl_matcher_cache(anon: httpx.AsyncClient) -> None:
+    """Failed before: each name was tokenized into the matcher's cache (4,096 entries, each as long as the name):
+    thousands of 60 KB names held hundreds of MB. No topic is longer than a routing key: 404 at once."""
+    writer = MINT.bearer(["topics:write"], topics=["t.#"])
+    misses = matcher._tokens.cache_info().misses
+    for i in range(40):
+        r = await anon.delete(f"/topics/{i:03d}{'x' * 20_000}", headers=writer)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_topic", r.text[:200]
+    assert matcher._tokens.cache_info().misses - misses < 20
+    assert (await anon.delete("/topics/other", headers=writer)).status_code == 403  # short names: the ACL decides
+
+
+async def test_api_key_unitops_are_globs(client: httpx.AsyncClient) -> None:
+    """Failed before: any string was stored as a unitop glob and compiled on every use of the key."""
+    for glob in ("*" * 129, "", "pump/1", "pump-\n"):
+        r = await client.post("/apikeys", json={"name": "k", "scopes": ["unitops:read"], "unitops": [glob]})
+        assert r.status_code == 422, (glob, r.text)
+        assert [d["loc"] for d in r.json()["error"]["details"]] == ["/unitops/0"]
+    r = await client.post("/apikeys", json={"name": "k", "scopes": ["unitops:read"], "unitops": ["pump-[0-9]*"]})
+    assert r.status_code == 201, r.text
+
+
+async def test_a_replay_content_type_amqp_cannot_carry_is_415(client: httpx.AsyncClient, hub: Hub) -> None:
+    """Failed before: the corrected body's Content-Type became the message's content type, an AMQP short string:
+    over 255 bytes (or not ASCII) the broker client raised TypeError / UnicodeEncodeError, a 500."""
+    letter = uuid.uuid4().hex
+    await hub.deadletters.collection.insert_one(
+        {
+            "_id": letter,
+            "time": format_time(utcnow()),
+            "reason": "undecodable",
+            "queue": "q",
+            "exchange": "tributary.events",
+            "routing_key": "t.a",
+            "body": b"{}",
+            "size": 2,
+            "truncated": False,
+            "replays": 0,
+            "headers_json": "{}",
+        }
+    )
+    for kind in ("application/" + "x" * 300, "text/\xe9t\xe9", "no-slash", "a/b/c"):
+        r = await client.post(
+            f"/deadletters/{letter}:replay", content=b"{}", headers={b"Content-Type": kind.encode("latin-1")}
+        )
+        assert r.status_code == 415, (kind[:20], r.status_code, r.text[:200])
+        assert "Content-Type" in r.json()["error"]["message"] and len(r.content) < 1000
+    r = await client.post(f"/deadletters/{letter}:replay", content=b"{}", headers={"Content-Type": "text/plain; x=y"})
+    assert r.status_code == 200 and r.json()["replays"] == 1, r.text

@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 import jwt
+from jwt.algorithms import get_default_algorithms
 
 from .claims import SCOPES as CLAIM_SCOPES
-from .claims import ClaimError, ClaimMap, grants
+from .claims import UNITOP_GLOB_RE, ClaimError, ClaimMap, grants
 from .matcher import matches, pattern_covers, topic_may_match
 from .names import InvalidName, validate_pattern
 
@@ -94,6 +95,12 @@ JWKS_TIMEOUT_S = 5.0
 JWKS_LIFESPAN_S = 300.0
 JWKS_MIN_REFRESH_S = 10.0
 JWKS_MAX_BYTES = 1 << 20
+# The last instant a token may name in `exp`: 9999-12-31T23:59:59Z (later cannot be shown as a time: /whoami, the
+# stream's end of a token's streams).
+MAX_EXP = 253402300799
+# Patterns of a token's own `topics` / `unitops` claim, as many as an API key's or a claim-map grant's: a request
+# matches its names against each of them (a batch of 10,000 events: a million matches at this bound).
+MAX_ACL_PATTERNS = 100
 
 
 class JwksKeys:
@@ -195,6 +202,11 @@ class JwtVerifier:
         self._secret = secret
         self._claim_map = claim_map
         self._algorithms = algorithms
+        known = get_default_algorithms()
+        self._prepares = {name: known[name] for name in algorithms if name in known}  # see _check_alg_fits
+        # The allowed algs the shared secret fits, found once: preparing the secret costs ~9 µs, on every request
+        # otherwise (a JWKS key object is prepared in 0.5 µs, and cannot be a dict key).
+        self._secret_fits = {name for name, alg in self._prepares.items() if secret is not None and _fits(alg, secret)}
         self._jwks = (
             JwksKeys(jwks_url, timeout_s=jwks_timeout_s, min_refresh_s=jwks_min_refresh_s) if jwks_url else None
         )
@@ -206,11 +218,13 @@ class JwtVerifier:
         """The token's principal; AuthError (401) when it does not verify, AuthUnavailable (503) when the keys
         to check it cannot be fetched. Async: a JWKS fetch must never block the event loop."""
         try:
+            header = jwt.get_unverified_header(token)
             if self._jwks is not None:
-                kid = jwt.get_unverified_header(token).get("kid")
+                kid = header.get("kid")
                 key: Any = (await self._jwks.key(kid if isinstance(kid, str) else None)).key
             else:
                 key = self._secret
+            self._check_alg_fits(header.get("alg"), key)
             claims = jwt.decode(
                 token,
                 key,
@@ -224,14 +238,40 @@ class JwtVerifier:
             raise AuthError("token expired") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
+        # PyJWT takes any `exp` int() takes ("1700000000", 1e300); the principal's expiry (/whoami, the stream ending
+        # a token's streams) is a number of seconds that a time can hold, or the token is refused.
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 < exp <= MAX_EXP:
+            raise AuthError("invalid token: 'exp' must be a number of seconds since 1970, before the year 10000")
         return principal_from_claims(claims, self._claim_map)
+
+    def _check_alg_fits(self, alg: Any, key: Any) -> None:
+        """AuthError unless the header's (allowed) `alg` can use the key: PyJWT raises TypeError or ValueError (a
+        500) when it prepares an RSA key of the JWKS for `ES256` or `HS256`, or the shared secret for `ES256`, and
+        the header is anyone's to write."""
+        algorithm = self._prepares.get(alg) if isinstance(alg, str) else None
+        if algorithm is None:
+            return  # no algorithm, or one not allowed: PyJWT refuses it with its own message
+        fits = alg in self._secret_fits if key is self._secret else _fits(algorithm, key)
+        if not fits:
+            raise AuthError(f"invalid token: its alg {alg!r} does not fit the key that verifies it")
+
+
+def _fits(algorithm: Any, key: Any) -> bool:
+    try:
+        algorithm.prepare_key(key)
+    except (TypeError, ValueError, jwt.PyJWTError):
+        return False
+    return True
 
 
 def principal_from_claims(claims: dict[str, Any], claim_map: ClaimMap | None = None, kind: str = "token") -> Principal:
     """The principal of verified claims: scopes and ACLs from `scope`/`scp`, `topics`/`unitops` and what
     `claim_map` grants (an API key's claims are its own: no map)."""
     try:
-        scopes, topics, unitops = grants(claims, claim_map, _patterns(claims, "topics"), _patterns(claims, "unitops"))
+        strict = kind != "api_key"
+        topics_claim, unitops_claim = _patterns(claims, "topics"), _patterns(claims, "unitops", strict)
+        scopes, topics, unitops = grants(claims, claim_map, topics_claim, unitops_claim)
     except ClaimError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
     return Principal(
@@ -244,12 +284,23 @@ def principal_from_claims(claims: dict[str, Any], claim_map: ClaimMap | None = N
     )
 
 
-def _patterns(claims: dict[str, Any], name: str) -> list[str] | None:
+def _patterns(claims: dict[str, Any], name: str, strict: bool = True) -> list[str] | None:
+    """The ACL claim `name`, validated (`strict`: unitop globs too; an API key's were stored unchecked)."""
     value = claims.get(name)
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise AuthError(f"invalid token: {name!r} must be a list of patterns")
+    if len(value) > MAX_ACL_PATTERNS:
+        raise AuthError(f"invalid token: {name!r} has more than {MAX_ACL_PATTERNS} patterns")
+    if name == "unitops" and strict:
+        # The claim map's rule: globs a unitop name can match. Each distinct glob is compiled (and kept by fnmatch)
+        # once, so a token of long made-up globs would cost CPU and memory on every request.
+        for pattern in value:
+            if not UNITOP_GLOB_RE.fullmatch(pattern):
+                raise AuthError(
+                    f"invalid token: 'unitops' pattern {pattern[:64]!r}: 1-128 of letters, digits, _ - * ? [ ] !"
+                )
     if name == "topics":
         # The same rules (and wildcard cap) as every pattern that enters: an ACL is matched on every request.
         for pattern in value:

@@ -5,6 +5,7 @@ What is stored, the body limit and the replay semantics: see ../deadletters.py.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from tributary_common.timeutil import format_time
 
 from .. import cursors
 from ..deadletters import LETTER_ID_RE, full, letter_filter, replay_message, summary
-from ..errors import Invalid
+from ..errors import Invalid, UnsupportedMedia
 from .contract import documented
 from .deps import cursor_query, hub_of, media_type, query_time, read_body, require, scope_doc, time_query
 
@@ -33,6 +34,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such dead letter"}}
 QUEUE_MAX = 255  # an AMQP short string
+# A corrected body's Content-Type becomes the message's `content_type`, an AMQP short string (at most 255 bytes):
+# `type/subtype` in the characters RFC 9110 allows (parameters are dropped, as `media_type` reads it).
+REPLAY_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 class LetterIdConvertor(Convertor[str]):
@@ -202,6 +206,7 @@ async def get_letter(
             "exchange replays may not publish to",
         },
         413: {"model": ErrorBody, "description": "The corrected body is over the limit"},
+        415: {"model": ErrorBody, "description": "The corrected body's Content-Type is not a `type/subtype`"},
     },
     openapi_extra={
         **scope_doc("admin"),
@@ -232,8 +237,16 @@ async def replay_letter(
 ) -> DeadLetterSummary:
     hub = hub_of(request)
     body = await read_body(request, hub.settings.dead_letter_body_max_bytes) or None
+    kind = media_type(request) or None
+    if body is not None and kind is not None and not REPLAY_MEDIA_TYPE.fullmatch(kind):
+        # Else the broker client cannot encode the message (over 255 bytes, or not ASCII): a 500.
+        raise UnsupportedMedia(
+            f"Content-Type {kind[:64]!r} cannot be a message's content type: send type/subtype, at most 255 "
+            "ASCII characters",
+            [{"loc": "/headers/content-type", "msg": "expected type/subtype"}],
+        )
     doc = await hub.deadletters.get(letter_id)
-    exchange, routing_key, message = replay_message(doc, body, media_type(request) or None)
+    exchange, routing_key, message = replay_message(doc, body, kind)
     assert hub.publisher is not None
     await hub.publisher.republish(exchange, routing_key, message)
     return DeadLetterSummary.model_validate(summary(await hub.deadletters.mark_replayed(letter_id)))
