@@ -26,6 +26,25 @@ def test_settings_refuse_the_public_secret_and_disabled_auth_outside_dev_mode() 
     CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, jwks_url="https://idp.example/jwks").check_auth_safety()
 
 
+@pytest.mark.parametrize(
+    ("algorithms", "jwks_url", "message"),
+    [
+        (["none"], None, "JWT algorithms must be some of"),
+        (["HS256", "RS999"], None, "JWT algorithms must be some of"),
+        ([], "https://idp.example/jwks", "JWT algorithms must be some of"),
+        (["HS256", "ES256"], None, "HS256, HS384 and HS512 only"),
+        (["RS256"], None, "HS256, HS384 and HS512 only"),
+    ],
+)
+def test_jwt_algorithms_are_checked_at_start(algorithms: list[str], jwks_url: str | None, message: str) -> None:
+    """An algorithm the verifier does not know, or an asymmetric one beside a shared secret (which can never verify
+    with it), is refused when the settings are read rather than found at the first request."""
+    with pytest.raises(ValueError, match=message):
+        CommonSettings(jwt_secret="s" * 40, jwt_algorithms=algorithms, jwks_url=jwks_url)
+    assert CommonSettings(jwt_secret="s" * 40, jwt_algorithms=["HS256", "HS512"]).jwt_algorithms == ["HS256", "HS512"]
+    assert CommonSettings(jwt_algorithms=["RS256", "ES256"], jwks_url="https://idp.example/jwks").jwt_algorithms
+
+
 @pytest.mark.parametrize("module", MODULES)
 @pytest.mark.parametrize(
     "env",

@@ -7,7 +7,8 @@ import socket
 import uuid
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from jwt.algorithms import get_default_algorithms
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .access_log import list_setting, parse_networks
@@ -90,6 +91,26 @@ class CommonSettings(BaseSettings):
     # from these proxies (comma-separated or JSON list of CIDRs).
     access_log_sample: float = Field(default=1.0, ge=0, le=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=256)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _jwt_algorithms(cls, v: list[str]) -> list[str]:
+        known = set(get_default_algorithms()) - {"none"}
+        unknown = [a for a in v if a not in known]
+        if not v or unknown:
+            raise ValueError(f"JWT algorithms must be some of {sorted(known)}; got {[a[:16] for a in unknown[:5]]}")
+        return v
+
+    @model_validator(mode="after")
+    def _secret_algorithms(self) -> CommonSettings:
+        # A shared secret verifies HMAC only: an RS256 or ES256 listed beside it could never verify a token, and told
+        # of a misconfigured deployment only at the first request.
+        if self.jwks_url is None and any(not a.startswith("HS") for a in self.jwt_algorithms):
+            raise ValueError(
+                "with a shared secret (no TRIBUTARY_JWKS_URL) TRIBUTARY_JWT_ALGORITHMS may hold HS256, "
+                "HS384 and HS512 only"
+            )
+        return self
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
