@@ -4,7 +4,6 @@ or with a drain first."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support import platform
+from tests.support.raw_http import endless_head_answer, response_head
 from tributary_common import http_head
 from tributary_common.http_head import MAX_HEAD_BYTES, BoundedHeadProtocol
 from tributary_common.http_server import Server, server_config
@@ -103,10 +103,6 @@ async def test_the_first_signal_drains_then_stops_and_a_second_stops_at_once() -
     held.set()
 
 
-async def _head(reader: asyncio.StreamReader) -> bytes:
-    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-
-
 async def test_every_service_bounds_a_request_head() -> None:
     """The hub, ingest and stream all run through `server_config`: a header without end was collected in memory
     by httptools (hundreds of MB for one connection); beyond the bound it is a 431 and the connection closes."""
@@ -115,14 +111,7 @@ async def test_every_service_bounds_a_request_head() -> None:
     server = Server(_config(port), signals="owner")
     await server.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        with contextlib.suppress(ConnectionError):
-            for _ in range(4):
-                writer.write(b"a" * MAX_HEAD_BYTES)
-                await writer.drain()
-        assert (await _head(reader)).startswith(b"HTTP/1.1 431")
-        writer.close()
+        assert (await endless_head_answer(port)).startswith(b"HTTP/1.1 431")
 
         # Within the bound, two pipelined heads that are over it together are both answered.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -130,7 +119,7 @@ async def test_every_service_bounds_a_request_head() -> None:
         writer.write(big + big)
         await writer.drain()
         for _ in range(2):
-            assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+            assert (await response_head(reader)).startswith(b"HTTP/1.1 200")
             assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"2\r\nok\r\n0\r\n\r\n"  # chunked
         writer.close()
     finally:
@@ -166,10 +155,10 @@ async def test_a_head_that_never_completes_closes_the_connection(monkeypatch: py
 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+        assert (await response_head(reader)).startswith(b"HTTP/1.1 200")
         assert await asyncio.wait_for(reader.readexactly(4), 5) == b"slow"  # 1 s, past the 0.3 s wait
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves the next request
-        assert (await _head(reader)).startswith(b"HTTP/1.1 200")
+        assert (await response_head(reader)).startswith(b"HTTP/1.1 200")
         assert await asyncio.wait_for(reader.readexactly(4), 5) == b"slow"
         for w in (idle, drip, writer):
             w.close()

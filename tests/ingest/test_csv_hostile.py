@@ -12,16 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.ingest.helpers import engine, make_settings, sub
+from tests.ingest.test_csv_connector import t
 from tests.support.bus import Bus
 from tests.support.polling import eventually
 from tributary_common.timeutil import utcnow
 from tributary_ingest.connectors.csv_files import CsvParams, CsvSource
 from tributary_ingest.connectors.csv_positions import MAX_ROW_BYTES, CsvFile
 from tributary_ingest.sdk import Quality, SampleValue
-
-
-def t(second: int) -> str:
-    return f"2026-01-01T00:00:{second:02d}.000000Z"
 
 
 async def test_long_fields_and_rows_are_skipped_and_a_naive_since_rejected(

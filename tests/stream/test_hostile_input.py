@@ -14,6 +14,7 @@ from websockets.frames import Frame, Opcode
 
 from tests.stream.support import RunningStream, connect, recv_until, send, subscribe, token
 from tests.support.polling import eventually
+from tests.support.raw_http import endless_head_answer, response_head
 from tributary_common.amqp import EVENTS
 from tributary_common.http_head import MAX_HEAD_BYTES
 from tributary_stream.transports import StreamWebSocketProtocol
@@ -80,22 +81,9 @@ async def test_pings_of_a_peer_that_does_not_read_do_not_grow_the_buffer(stream:
         writer.close()
 
 
-async def _response_head(reader: asyncio.StreamReader) -> bytes:
-    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-
-
 async def test_an_endless_request_head_is_refused_with_431(stream: RunningStream) -> None:
     # httptools collected a never-ending header in memory (300 MB of it grew the process by 300 MB).
-    reader, writer = await asyncio.open_connection("127.0.0.1", stream.port)
-    try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        with contextlib.suppress(ConnectionError):
-            for _ in range(4):
-                writer.write(b"a" * MAX_HEAD_BYTES)
-                await writer.drain()
-        assert (await _response_head(reader)).startswith(b"HTTP/1.1 431")
-    finally:
-        writer.close()
+    assert (await endless_head_answer(stream.port, "/healthz")).startswith(b"HTTP/1.1 431")
 
 
 async def test_large_heads_within_the_bound_still_work_also_pipelined(stream: RunningStream) -> None:
@@ -105,7 +93,7 @@ async def test_large_heads_within_the_bound_still_work_also_pipelined(stream: Ru
         writer.write(big + big)  # two requests in one write: more than the bound together, each within it
         await writer.drain()
         for _ in range(2):
-            head = await _response_head(reader)
+            head = await response_head(reader)
             assert head.startswith(b"HTTP/1.1 200"), head
             length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
             await reader.readexactly(length)
