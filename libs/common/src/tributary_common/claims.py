@@ -41,6 +41,7 @@ MAX_CLAIM_VALUES = 1000  # values of one claim read from a token (Azure AD sends
 MAX_VALUE_CHARS = 256
 MAX_MAPPED_VALUES = 1000  # entries of the whole map
 UNITOP_GLOB_RE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]{1,128}$")
+UNITOP_GLOB_RULE = "a unitop pattern is 1-128 characters of letters, digits, _ - and the globs * ? [ ] !"
 
 
 class ClaimError(ValueError):
@@ -62,7 +63,7 @@ def _topic_pattern(value: str) -> str:
 
 def _unitop_glob(value: str) -> str:
     if not UNITOP_GLOB_RE.fullmatch(value):
-        raise ValueError("a unitop pattern is 1-128 characters of letters, digits, _ - and the globs * ? [ ] !")
+        raise ValueError(UNITOP_GLOB_RULE)
     return value
 
 

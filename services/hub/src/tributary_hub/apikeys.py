@@ -19,7 +19,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from tributary_common.auth import SCOPES, AuthError, Principal, principal_from_claims
-from tributary_common.claims import UNITOP_GLOB_RE
+from tributary_common.claims import UNITOP_GLOB_RE, UNITOP_GLOB_RULE
 from tributary_common.names import InvalidName, validate_pattern
 from tributary_common.timeutil import utcnow
 from tributary_common.ttl_cache import TtlCache
@@ -96,7 +96,7 @@ class ApiKeyService:
         for i, glob in enumerate(unitops or []):
             # The rule of a token's `unitops` and of the claim map: the glob is compiled and matched on every use.
             if not UNITOP_GLOB_RE.fullmatch(glob):
-                problems.append({"loc": f"/unitops/{i}", "msg": "1-128 of letters, digits, _ - * ? [ ] !"})
+                problems.append({"loc": f"/unitops/{i}", "msg": UNITOP_GLOB_RULE})
         if problems:
             raise Invalid("the API key request is invalid", problems, code="invalid_api_key")
         secret = PREFIX + secrets.token_urlsafe(32)
