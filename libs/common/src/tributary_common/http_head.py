@@ -6,8 +6,9 @@
   holding a whole head and the next pipelined request is not refused by mistake.
 - Time: uvicorn waits for a head without end too (its keep-alive timeout starts only after a response), so a
   connection that sends nothing, or a byte now and then, was held open for good: enough of them take every file
-  descriptor. A head not complete `HEAD_TIMEOUT_S` after the connection opened, or after the last response, closes
-  the connection; a response being written is never cut by it.
+  descriptor. A head not complete `HEAD_TIMEOUT_S` after the connection opened, or after its first bytes arrived,
+  closes the connection; a response being written is never cut by it. The wait is armed only for a head that
+  arrived incomplete (and for a new connection): a request whose head comes in one read costs no timer.
 """
 
 from __future__ import annotations
@@ -47,11 +48,20 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self.head_timer = None
-        responding = self.cycle is not None and not self.cycle.response_complete
-        if self.in_head and not responding and not self.transport.is_closing():
-            self.transport.close()  # a response being written re-arms the wait when it completes
+        if not self.in_head or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._await_head()  # a pipelined head waits behind a response being written, which is never cut
+        else:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self._feed(data)
+        # A head begun but not completed by this read must complete in time (one that came whole costs no timer).
+        if self.in_head and self.head_bytes and self.head_timer is None and self.transport.get_protocol() is self:
+            self._await_head()
+
+    def _feed(self, data: bytes) -> None:
         if self.in_head and self.head_bytes + len(data) > MAX_HEAD_BYTES:
             # Only what may still be head goes to the parser; the rest only if the head ended within it.
             room = MAX_HEAD_BYTES - self.head_bytes
@@ -80,11 +90,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.heads += 1
         self._stop_waiting()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_head()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
