@@ -27,6 +27,15 @@ def jwks() -> Iterator[Jwks]:
     server.close()
 
 
+@pytest.fixture(scope="module")
+def bare_jwks() -> Iterator[Jwks]:
+    """JWKs without `alg` (Azure AD's): the key's type alone limits what it verifies."""
+    server = Jwks(declare_alg=False)
+    server.add("rsa")
+    yield server
+    server.close()
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -42,14 +51,16 @@ def signed(**claims: Any) -> str:
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "HS256", "EdDSA"])
-async def test_an_alg_the_jwks_key_cannot_use_is_401_not_500(jwks: Jwks, alg: str) -> None:
+async def test_an_alg_the_jwks_key_cannot_use_is_401_not_500(jwks: Jwks, bare_jwks: Jwks, alg: str) -> None:
     """Failed before: PyJWT prepares the RSA key of the named kid for the header's algorithm and raises
     TypeError ("Expecting a PEM-formatted key.") - a 500 for an unsigned token, whenever the configured algorithms
-    hold more than one key type (RS256 and ES256: an identity provider with both)."""
-    verifier = JwtVerifier(secret=None, algorithms=["RS256", alg], jwks_url=jwks.url)
-    with pytest.raises(AuthError, match=f"alg '{alg}' does not fit the key"):
-        await verifier.verify(forged({"alg": alg, "kid": "rsa", "typ": "JWT"}))
-    assert (await verifier.verify(jwks.token("rsa"))).subject == "oidc-user"  # the right one still verifies
+    hold more than one key type (RS256 and ES256: an identity provider with both). A JWK naming its `alg` refuses
+    the token before its key is prepared; one without is where PyJWT raised."""
+    for server, said in ((bare_jwks, "does not fit the key"), (jwks, "is not its key's")):
+        verifier = JwtVerifier(secret=None, algorithms=["RS256", alg], jwks_url=server.url)
+        with pytest.raises(AuthError, match=f"alg '{alg}' {said}"):
+            await verifier.verify(forged({"alg": alg, "kid": "rsa", "typ": "JWT"}))
+        assert (await verifier.verify(server.token("rsa"))).subject == "oidc-user"  # the right one still verifies
 
 
 async def test_an_asymmetric_alg_against_the_shared_secret_is_401_not_500() -> None:
@@ -103,3 +114,23 @@ async def test_acl_claims_within_the_bounds_still_work() -> None:
     principal = await verifier.verify(signed(scope="unitops:read", unitops=globs, topics=topics))
     assert principal.unitops == tuple(globs) and principal.may_unitop("pump-7") and not principal.may_unitop("x")
     assert principal.topics is not None and len(principal.topics) == MAX_ACL_PATTERNS
+
+
+async def test_a_jwks_key_verifies_only_the_alg_its_jwk_names(jwks: Jwks) -> None:
+    """The JWK says `"alg": "RS256"`; with PS256 allowed too (an identity provider signing with both), a token the
+    same RSA key signed with PS256 verified before: a key is for the one algorithm its JWK names (RFC 8725, 3.1)."""
+    verifier = JwtVerifier(secret=None, algorithms=["RS256", "PS256"], jwks_url=jwks.url)
+    claims = {"sub": "p", "scope": "admin", "exp": int(time.time()) + 600}
+    other_alg = jwt.encode(claims, jwks.keys["rsa"], algorithm="PS256", headers={"kid": "rsa"})
+    with pytest.raises(AuthError, match="its alg 'PS256' is not its key's \\(RS256\\)"):
+        await verifier.verify(other_alg)
+    assert (await verifier.verify(jwks.token("rsa"))).subject == "oidc-user"
+
+
+async def test_a_jwk_without_alg_verifies_every_allowed_alg_its_key_fits(bare_jwks: Jwks) -> None:
+    """Azure AD's key sets leave `alg` out: the key then verifies what is allowed and fits it, as before."""
+    verifier = JwtVerifier(secret=None, algorithms=["RS256", "PS256"], jwks_url=bare_jwks.url)
+    claims = {"sub": "p", "scope": "admin", "exp": int(time.time()) + 600}
+    for alg in ("RS256", "PS256"):
+        token = jwt.encode(claims, bare_jwks.keys["rsa"], algorithm=alg, headers={"kid": "rsa"})
+        assert (await verifier.verify(token)).subject == "p"

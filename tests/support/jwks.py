@@ -17,7 +17,8 @@ from jwt.algorithms import RSAAlgorithm
 class Jwks:
     """A JWKS endpoint on loopback whose keys and behaviour (`ok`, `hang`, `drop`) the test changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, declare_alg: bool = True) -> None:
+        self.declare_alg = declare_alg  # False: JWKs without `alg`, as Azure AD publishes them
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.served: list[str] = []
         self.mode = "ok"
@@ -55,7 +56,7 @@ class Jwks:
 
     def jwk(self, kid: str) -> dict[str, Any]:
         key: dict[str, Any] = RSAAlgorithm.to_jwk(self.keys[kid].public_key(), as_dict=True)
-        return {**key, "kid": kid, "use": "sig", "alg": "RS256"}
+        return {**key, "kid": kid, "use": "sig", **({"alg": "RS256"} if self.declare_alg else {})}
 
     def token(self, kid: str, key_of: str | None = None, **claims: Any) -> str:
         now = int(time.time())

@@ -111,8 +111,16 @@ class JwtVerifier:
         to check it cannot be fetched. Async: a JWKS fetch must never block the event loop."""
         try:
             if self._jwks is not None:
-                kid = jwt.get_unverified_header(token).get("kid")
-                key: Any = (await self._jwks.key(kid if isinstance(kid, str) else None)).key
+                header = jwt.get_unverified_header(token)
+                kid = header.get("kid")
+                jwk = await self._jwks.key(kid if isinstance(kid, str) else None)
+                # A key is for one algorithm where its JWK says which (RFC 8725, 3.1): an RSA key published for
+                # RS256 does not also verify PS256 tokens because both are allowed.
+                declared = self._jwks.declared_alg(jwk)
+                alg = header.get("alg")
+                if declared is not None and alg != declared:
+                    raise AuthError(f"invalid token: its alg {str(alg)[:16]!r} is not its key's ({declared[:16]})")
+                key: Any = jwk.key
             else:
                 key = self._secret
             claims = jwt.decode(

@@ -42,6 +42,7 @@ class JwksKeys:
         self.min_refresh_s = min_refresh_s
         self.fetches = 0
         self._keys: dict[str, jwt.PyJWK] = {}
+        self._declared: dict[str, str] = {}  # kid -> the `alg` member of its JWK, where the JWK has one
         self._attempted_at = -math.inf  # monotonic time of the last fetch, successful or not
         self._loaded_at = -math.inf
         self._error: str | None = None  # why the last fetch failed (None: it succeeded)
@@ -66,6 +67,10 @@ class JwksKeys:
             raise AuthError("invalid token: no 'kid' in its header")
         raise AuthError(f"invalid token: no signing key with kid {kid[:64]!r}")
 
+    def declared_alg(self, key: jwt.PyJWK) -> str | None:
+        """The algorithm a key's JWK names in its `alg` member (optional in RFC 7517: Azure AD's omit it)."""
+        return self._declared.get(key.key_id or "")
+
     def _refreshed(self, task: asyncio.Task[None]) -> None:
         self._background = None
 
@@ -77,15 +82,15 @@ class JwksKeys:
             self.fetches += 1
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    keys = await self._fetch()
+                    keys, declared = await self._fetch()
             except Exception as exc:  # noqa: BLE001 - any failure to fetch is "keys unavailable", never a 500
                 reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 self._error = reason[:200]
                 log.warning("JWKS fetch from %s failed (%s); keeping %d known keys", self.url, reason, len(self._keys))
                 return
-            self._keys, self._loaded_at, self._error = keys, time.monotonic(), None
+            self._keys, self._declared, self._loaded_at, self._error = keys, declared, time.monotonic(), None
 
-    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+    async def _fetch(self) -> tuple[dict[str, jwt.PyJWK], dict[str, str]]:
         async with (
             httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client,
             client.stream("GET", self.url, headers={"Accept": "application/json"}) as response,
@@ -100,4 +105,5 @@ class JwksKeys:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("not a JWKS document (no 'keys' list)")
         usable = [k for k in document["keys"] if isinstance(k, dict) and k.get("use", "sig") == "sig"]
-        return {k.key_id or "": k for k in jwt.PyJWKSet(usable).keys}
+        declared = {str(k.get("kid") or ""): k["alg"] for k in usable if isinstance(k.get("alg"), str)}
+        return {k.key_id or "": k for k in jwt.PyJWKSet(usable).keys}, declared
