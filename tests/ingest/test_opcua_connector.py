@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asyncua.common.node import Node
 
 from tests.ingest.helpers import engine, make_settings, sub
 from tests.ingest.opcua_server import URI, plant
@@ -109,8 +110,20 @@ async def test_basic256sha256_with_client_certificate_and_user(
 
 
 async def test_history_backfill_after_the_lease_changes_hands(
-    amqp_url: str, cache_namespace: str, amqp_bus: Bus
+    amqp_url: str, cache_namespace: str, amqp_bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Read in pages of 7 values (10,000 by default): the gap of 20+ values takes several HistoryReads, each
+    starting after the last time of the one before, and the seams between them lose and repeat nothing."""
+    monkeypatch.setattr(OpcuaSource, "history_page", 7)
+    pages: list[tuple[int, int]] = []  # (values asked for, values answered) per HistoryRead
+    read = Node.read_raw_history
+
+    async def counted(self: Node, *args: Any, **kwargs: Any) -> Any:
+        values = await read(self, *args, **kwargs)
+        pages.append((kwargs["numvalues"], len(values)))
+        return values
+
+    monkeypatch.setattr(Node, "read_raw_history", counted)
     port = platform.free_port()
     async with plant(port, history=True) as p:
         counter = sub(
@@ -135,6 +148,7 @@ async def test_history_backfill_after_the_lease_changes_hands(
     got = values(amqp_bus, counter.sid)
     # Every value from the first received on, once: the gap was read from history and the seam has no duplicate.
     assert got == list(range(got[0], got[-1] + 1))
+    assert len(pages) >= 3 and all(asked == 7 and answered <= 7 for asked, answered in pages), pages
     amqp_bus.assert_strictly_increasing()
 
 

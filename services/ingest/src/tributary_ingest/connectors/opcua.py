@@ -153,6 +153,7 @@ class OpcuaSource(LinkedConnector[OpcuaParams, _Session]):
     params_model = OpcuaParams
     browse_model = OpcuaConnection
     capacity = 2000
+    history_page: ClassVar[int] = 10_000  # values per HistoryRead request during a backfill
     # Unconfigured (outside an engine): public addresses only.
     policy: ClassVar[EgressPolicy] = EgressPolicy()
 
@@ -197,25 +198,38 @@ class OpcuaSource(LinkedConnector[OpcuaParams, _Session]):
     async def history(
         self, sid: str, params: OpcuaParams, since: datetime, until: datetime
     ) -> AsyncIterator[HistoryRow]:
-        """HistoryRead (raw) of the node over the sid's own session, continuation points followed."""
+        """HistoryRead (raw) of the node over the sid's own session, `history_page` values a request, each page
+        starting after the last time of the one before: what a server answers is held a page at a time (read whole
+        through its continuation points, a long gap was every value in memory at once)."""
         session = self.links.get(params.key())
         if session is None:
             return
         node = session.client.get_node(node_id(params.node))
-        values = await node.read_raw_history(starttime=since, endtime=until, numvalues=0, return_bounds=False)
-        for dv in sorted(values, key=_time):
-            t = _time(dv)
-            if not since < t <= until:
-                continue
-            try:
-                v = (
-                    None
-                    if dv.StatusCode is not None and dv.StatusCode.is_bad()
-                    else sample_value(None if dv.Value is None else dv.Value.Value)
-                )
-            except TypeError:
-                continue
-            yield t, v, quality(dv.StatusCode)
+        after = since
+        while True:
+            values = await node.read_raw_history(
+                starttime=after, endtime=until, numvalues=self.history_page, return_bounds=False
+            )
+            last = after
+            for dv in sorted(values, key=_time):
+                t = _time(dv)
+                if not after < t <= until:
+                    continue
+                last = t
+                try:
+                    v = (
+                        None
+                        if dv.StatusCode is not None and dv.StatusCode.is_bad()
+                        else sample_value(None if dv.Value is None else dv.Value.Value)
+                    )
+                except TypeError:
+                    continue
+                yield t, v, quality(dv.StatusCode)
+            # A short page is the last; a full one that did not move past `after` (a server answering the same
+            # values again) would be asked for forever.
+            if len(values) < self.history_page or last <= after:
+                return
+            after = last
 
     async def browse(self, path: str, params: Any, limit: int) -> Listing:
         conn = cast(OpcuaConnection, params)

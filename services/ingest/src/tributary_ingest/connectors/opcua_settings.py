@@ -19,7 +19,7 @@ MAX_PEM = 16384
 class OpcuaConnection(BaseModel):
     """Where and how to connect: what browsing needs, and the first part of a subscription's params."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     endpoint: str = Field(
         max_length=1024,
@@ -61,8 +61,16 @@ class OpcuaParams(OpcuaConnection):
     sampling_interval_ms: float = Field(default=1000.0, ge=0, le=86_400_000, description="0: the server's fastest")
     publishing_interval_ms: float = Field(default=1000.0, ge=50, le=86_400_000)
     queue_size: int = Field(default=1, ge=1, le=10_000, description="Values the server queues between publishes")
-    deadband: float = Field(default=0.0, ge=0, description="0: every change; else the deadband's size")
+    deadband: float = Field(
+        default=0.0, ge=0, le=1e300, description="0: every change; else its size (percent: of the range, ≤ 100)"
+    )
     deadband_type: Literal["absolute", "percent"] = Field(default="absolute")
+
+    @model_validator(mode="after")
+    def _percent(self) -> OpcuaParams:
+        if self.deadband_type == "percent" and self.deadband > 100:
+            raise ValueError("a percent deadband is at most 100")
+        return self
 
     @field_validator("node")
     @classmethod
