@@ -108,12 +108,16 @@ def test_shedding_is_weighted_by_capacity() -> None:
     assert len(fair.to_shed(running(60), 60, 1.0)) == 30  # a keeps 30, b and c take 15 each
 
 
-def test_within_one_of_the_target_nothing_is_shed() -> None:
+def test_one_over_the_target_is_shed_only_to_a_peer_short_of_its_own() -> None:
+    """Before, one over was never shed: 31/29 of 60 (or 9/8/7 of 24 over three) stayed so for good."""
     fair = FairShare("a", 100, HOLD_OFF, PATIENCE)
+    fair.on_announcement(announce("b", 100, leases=30), 0.0)
+    assert fair.to_shed(running(31), 60, 1.0) == []  # target 30, but b is at its own: nobody would take it
     fair.on_announcement(announce("b", 100, leases=29), 0.0)
-    assert fair.to_shed(running(31), 60, 1.0) == []  # target 30: 31 is within one
-    fair.on_announcement(announce("b", 100, leases=28), 0.0)
-    assert len(fair.to_shed(running(32), 60, 1.0)) == 2
+    assert len(fair.to_shed(running(31), 60, 1.0)) == 1
+    again = FairShare("a", 100, HOLD_OFF, PATIENCE)
+    again.on_announcement(announce("b", 100, leases=28), 0.0)
+    assert len(again.to_shed(running(32), 60, 1.0)) == 2
 
 
 def test_no_more_is_shed_than_the_peers_have_room_for() -> None:
@@ -262,7 +266,7 @@ class Cluster:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_simulated_cluster_converges_within_one_of_the_targets_and_stays(seed: int) -> None:
+def test_simulated_cluster_converges_to_the_targets_and_stays(seed: int) -> None:
     rng = random.Random(seed)
     cluster = Cluster(60)
     cluster.join("a", 120)
@@ -278,7 +282,7 @@ def test_simulated_cluster_converges_within_one_of_the_targets_and_stays(seed: i
         for _ in range(int(3 * HOLD_OFF / 0.25)):  # 3 x TTL
             cluster.tick(rng)
         shares = cluster.shares()
-        assert all(abs(shares[n] - expected[n]) <= 1 for n in expected), (step, shares)
+        assert shares == expected, (step, shares)  # within one before: 31/29 and the like stayed
         assert sum(shares.values()) == 60
         # No flapping: once there, nothing moves any more.
         moves = cluster.moves
@@ -297,4 +301,22 @@ def test_simulated_cluster_each_sid_held_once() -> None:
     shares = cluster.shares()
     assert sum(shares.values()) == 50 and set(cluster.lease) == set(cluster.sids)
     expected = targets(cluster.capacity, 50)
-    assert all(abs(shares[n] - expected[n]) <= 1 for n in expected), (shares, expected)
+    assert shares == expected, (shares, expected)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_simulated_nine_eight_seven_ends_even_and_stays(seed: int) -> None:
+    """24 sids held 9/8/7 by three instances: what a loaded machine leaves when one instance ticks late and another's
+    patience runs out first (the three-process test timed out on it once in five CI runs). Before, it stayed so: one
+    over the target was never shed. Now 8/8/8, with one move, and then nothing moves."""
+    rng = random.Random(seed)
+    cluster = Cluster(24)
+    for name in "abc":
+        cluster.join(name, 100)
+    cluster.lease = {sid: "a" if i < 9 else "b" if i < 17 else "c" for i, sid in enumerate(cluster.sids)}
+    for _ in range(int(3 * HOLD_OFF / 0.25)):
+        cluster.tick(rng)
+    assert cluster.shares() == {"a": 8, "b": 8, "c": 8} and cluster.moves == 1
+    for _ in range(40):
+        cluster.tick(rng)
+    assert cluster.moves == 1

@@ -74,6 +74,18 @@ async def _balanced(held_by: Awaitable[dict[str, list[str]]], sids: set[str], in
     return once and max(counts.values()) - min(counts.values()) <= 1
 
 
+async def _wait_balanced(procs: list[ServiceProcess], sids: set[str], timeout: float, what: str) -> None:
+    """`_balanced` within `timeout`, else a failure that says how the sids were held at the end."""
+    names = [p.env["TRIBUTARY_INSTANCE_ID"] for p in procs]
+    try:
+        await eventually(lambda: _balanced(owners(procs), sids, names), timeout, what)
+    except AssertionError as exc:
+        held = await owners(procs)
+        counts = {n: sum(n in v for v in held.values()) for n in names}
+        twice = {s: v for s, v in held.items() if len(v) > 1}
+        raise AssertionError(f"{exc}: counts {counts}, unheld {len(sids - set(held))}, held twice {twice}") from None
+
+
 async def _len_is(held: Awaitable[dict[str, list[str]]], n: int) -> bool:
     return len(await held) == n
 
@@ -91,7 +103,7 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
     sids = {s.sid for s in subs}
     with processes(procs):
         amqp_bus.demand("simulator", subs)
-        await eventually(lambda: _balanced(owners(procs), sids, names), 60, "every demanded sid leased, split evenly")
+        await _wait_balanced(procs, sids, 60, "every demanded sid leased, split evenly")
         # Watch the wire for a while: each sid comes from exactly one instance.
         window_start = time.monotonic() + 1.0  # past batches still on their way from a previous owner
         await eventually(
@@ -127,11 +139,7 @@ async def test_three_processes_each_sid_read_by_exactly_one_and_kill_9_takeover(
         assert took_s <= 2 * LEASE_TTL_S, f"takeover took {took_s:.1f} s, over twice the lease TTL"
         # The survivors may then rebalance (one took more than its share): a shed lease is briefly held by none, so
         # wait until every sid is held once and the split is even, then check who publishes what.
-        await eventually(
-            lambda: _balanced(owners(survivors), sids, [p.env["TRIBUTARY_INSTANCE_ID"] for p in survivors]),
-            6 * LEASE_TTL_S,
-            "the survivors balanced",
-        )
+        await _wait_balanced(survivors, sids, 6 * LEASE_TTL_S, "the survivors balanced")
         held = await owners(survivors)
         after = time.monotonic() + 1.0  # past batches still on their way from a previous owner
         await eventually(
