@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from tests.hub.conftest import MINT, SCHEMA, make_topic, recorded
 from tests.support.polling import eventually
+from tributary_client.hub import HubClient
 from tributary_hub.app import create_app
 from tributary_hub.composition import Hub
 from tributary_hub.settings import HubSettings
@@ -151,3 +153,45 @@ async def test_schema_change_reaches_another_hub_instance(hub_settings: HubSetti
             await eventually(enforced_by_b, timeout=10, what="the second hub enforcing schema version 2", interval=0.05)
             r = await b.post("/topics/shared/events", json={"data": {"y": 1}})
             assert r.json()["dataschema"] == "/topics/shared/schemas/2"
+
+
+async def test_topics_are_listed_a_page_at_a_time_within_the_acl(
+    client: httpx.AsyncClient, anon: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Before, `GET /topics` answered every topic in one body, however many there were. Pages are by name; topics
+    outside the caller's ACL (here every other one) are in no page and no cursor names one."""
+    names = [f"k{i:02d}-{kind}" for i in range(12) for kind in ("no", "ok")]
+    for name in names:
+        await make_topic(client, name, {"type": "object"})
+    visible = [n for n in names if n.endswith("-ok")]
+    headers = MINT.bearer(["topics:read"], topics=[f"{n}.#" for n in visible])
+    seen: list[str] = []
+    cursors: list[str] = []
+    params: dict[str, Any] = {"limit": 5}
+    while True:
+        r = await anon.get("/topics", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["items"]) <= 5
+        seen += [t["name"] for t in page["items"]]
+        if page["next"] is None:
+            break
+        cursors.append(page["next"])
+        params["cursor"] = page["next"]
+    assert seen == visible and len(cursors) == 2
+    assert all(c in visible for c in cursors)
+    # An admin sees them all; the default page holds up to 1000.
+    r = await client.get("/topics")
+    assert [t["name"] for t in r.json()["items"]] == names and r.json()["next"] is None
+    r = await client.get("/topics", params={"limit": 24})
+    assert len(r.json()["items"]) == 24 and r.json()["next"] is None
+    r = await client.get("/topics", params={"limit": 23})
+    assert r.json()["next"] == names[22]
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "k" * 256}):
+        r = await client.get("/topics", params=bad)
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["error"]["details"], r.text
+    # The client (and the CLI's `topics list` through it) follows the pages.
+    token = MINT(["topics:read"], topics=[f"{n}.#" for n in visible])
+    async with HubClient("http://hub", token, transport=httpx.ASGITransport(app=app)) as hub:
+        assert [t["name"] for t in await hub.list_topics(page_size=5)] == visible

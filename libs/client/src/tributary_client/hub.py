@@ -72,9 +72,16 @@ class HubClient:
         result: dict[str, Any] = await self._request("POST", "/topics", json=body)
         return result
 
-    async def list_topics(self) -> list[dict[str, Any]]:
-        result = await self._request("GET", "/topics")
-        return list(result["items"] if isinstance(result, dict) else result)
+    async def list_topics(self, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every topic the credential's ACL touches, by name, following the pages."""
+        topics: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": page_size}
+        while True:
+            page = await self._request("GET", "/topics", params=params)
+            topics += page["items"]
+            if not page.get("next"):
+                return topics
+            params["cursor"] = page["next"]
 
     async def get_topic(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", f"/topics/{name}")

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,8 +128,20 @@ class TopicService:
         except Conflict:
             return {k: v for k, v in (await read_raw(name)).items() if k != "_id"} | {"name": name}
 
-    async def all(self) -> list[Topic]:
-        return [topic_view(d) async for d in readable(TopicDoc, {}, [("_id", 1)])]
+    async def page(self, visible: Callable[[str], bool], after: str | None, limit: int) -> tuple[list[Topic], bool]:
+        """Up to `limit` of the topics `visible` allows, by name after `after`; and whether more follow. Topics
+        the caller cannot see are passed over here, so that no page or cursor names one."""
+        out: list[Topic] = []
+        async with contextlib.aclosing(
+            readable(TopicDoc, {"_id": {"$gt": after}} if after else {}, [("_id", 1)])
+        ) as docs:
+            async for doc in docs:
+                if not visible(doc.id):
+                    continue
+                if len(out) == limit:
+                    return out, True
+                out.append(topic_view(doc))
+        return out, False
 
     async def update_schema(self, name: str, schema: dict[str, Any], *, by: str = "system") -> Topic:
         self._accept(schema)

@@ -116,6 +116,7 @@ class SchemaUpdate(BaseModel):
 
 class TopicList(BaseModel):
     items: list[Topic]
+    next: str | None = Field(default=None, description="Pass as `cursor` for the next page; null on the last")
 
 
 class SchemaVersion(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tributary_common.auth import Principal
+from tributary_common.names import MAX_ROUTING_KEY
 
 from .access import ERRORS, TOPIC, own_topic, see_topic
 from .contract import JSON_BODY, documented, errors
@@ -21,6 +22,8 @@ from .models import (
 )
 
 router = APIRouter(tags=["topics"])
+
+TOPICS_PAGE = 1000  # topics a page holds at most (and by default)
 
 
 @router.post(
@@ -75,9 +78,15 @@ async def create_topic(request: Request, principal: Principal = Depends(require(
     summary="List topics (those the caller's ACL touches)",
     **documented("topics:read", errors()),
 )
-async def list_topics(request: Request, principal: Principal = Depends(require("topics:read"))) -> TopicList:
-    items = await hub_of(request).topics.all()
-    return TopicList(items=[t for t in items if principal.may_topic(t.name)])
+async def list_topics(
+    request: Request,
+    principal: Principal = Depends(require("topics:read")),
+    limit: int = Query(TOPICS_PAGE, ge=1, le=TOPICS_PAGE, description="Page size"),
+    cursor: str | None = Query(None, max_length=MAX_ROUTING_KEY, description="`next` of the page before"),
+) -> TopicList:
+    """By name; the topics the caller's ACL touches, a page at a time (follow `next`)."""
+    items, more = await hub_of(request).topics.page(principal.may_topic, cursor, limit)
+    return TopicList(items=items, next=items[-1].name if more else None)
 
 
 @router.get(

@@ -24,7 +24,15 @@ const versions = new Versions({
 export async function loadTopics(who) {
   viewer = who;
   if (!allows(who, "topics:read")) return;
-  topics = (await json("GET", "/topics")).items;
+  // A page holds at most 1000 topics: follow `next` to the last.
+  /** @type {string | null} */
+  let next = null;
+  topics = [];
+  do {
+    const page = await json("GET", next ? `/topics?cursor=${encodeURIComponent(next)}` : "/topics");
+    topics.push(...page.items);
+    next = page.next ?? null;
+  } while (next);
   renderTopics();
   $("topic-names").replaceChildren(...topics.map((t) => new Option(t.name)));
 }
