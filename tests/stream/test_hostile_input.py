@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import socket
+import warnings
 
 import httpx
 from websockets.frames import Frame, Opcode
@@ -35,19 +37,24 @@ async def test_a_binding_whose_subscription_went_while_it_was_made_is_released(s
 
 async def test_subscribe_then_unsubscribe_at_once_leaves_no_binding(stream: RunningStream) -> None:
     # Unsubscribing while the binding was being made left it bound for good, one per pattern the client chose.
-    async with await connect(stream) as ws:
-        for i in range(40):
-            await send(ws, {"op": "subscribe", "id": f"s{i}", "events": {"pattern": f"leak{i}.#"}})
-            await asyncio.sleep(0.001 * (i % 5))
-            await send(ws, {"op": "unsubscribe", "id": f"s{i}"})
-        await send(ws, {"op": "ping", "id": "end"})
-        await recv_until(ws, lambda f: f.get("type") == "pong" and f.get("id") == "end")
-    link = stream.service.link
+    # And a subscription cancelled before its task first ran left its start coroutine never awaited (a warning).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with await connect(stream) as ws:
+            for i in range(40):
+                await send(ws, {"op": "subscribe", "id": f"s{i}", "events": {"pattern": f"leak{i}.#"}})
+                await asyncio.sleep(0.001 * (i % 5))
+                await send(ws, {"op": "unsubscribe", "id": f"s{i}"})
+            await send(ws, {"op": "ping", "id": "end"})
+            await recv_until(ws, lambda f: f.get("type") == "pong" and f.get("id") == "end")
+        link = stream.service.link
 
-    def leaked() -> list[tuple[str, str]]:
-        return [k for k in (*link.wanted, *link.bound) if k[1].startswith("leak")]
+        def leaked() -> list[tuple[str, str]]:
+            return [k for k in (*link.wanted, *link.bound) if k[1].startswith("leak")]
 
-    await eventually(lambda: not leaked(), 10, "no binding left behind")
+        await eventually(lambda: not leaked(), 10, "no binding left behind")
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
 
 
 async def _raw_websocket(stream: RunningStream) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

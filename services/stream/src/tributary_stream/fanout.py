@@ -76,7 +76,7 @@ class Fanout:
         sub = EventsSubscription(client, req.id, req.pattern, self.settings.replay_buffer_max)
         # Routed (buffering) before the binding exists, so nothing routed after the bind can slip by.
         self.routes.add_events(sub)
-        self.registry.add(sub, self._start_events(sub, req.since))
+        self.registry.add(sub, lambda: self._start_events(sub, req.since))
         return True
 
     async def _start_events(self, sub: EventsSubscription, since: EventsSince | None) -> None:
@@ -117,7 +117,7 @@ class Fanout:
         if not self.registry.admit(client, req.id, "unitops:read", allowed, outside):
             return False
         sub = UnitopSubscription(client, req.id, req.name, req.items, self.settings.replay_buffer_max)
-        self.registry.add(sub, self._start_unitop(sub, req.since))
+        self.registry.add(sub, lambda: self._start_unitop(sub, req.since))
         return True
 
     async def _start_unitop(self, sub: UnitopSubscription, since: UnitopSince | None) -> None:

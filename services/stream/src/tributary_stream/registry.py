@@ -80,14 +80,15 @@ class Registry:
             return False
         return True
 
-    def add(self, sub: ClientSubscription[Any], start: Awaitable[None]) -> None:
-        """Register `sub` with its client and run `start` (subscribe, catch up, go live) as its task."""
+    def add(self, sub: ClientSubscription[Any], start: Callable[[], Awaitable[None]]) -> None:
+        """Register `sub` with its client and run `start` (subscribe, catch up, go live) as its task. A factory, not
+        a coroutine: a subscription cancelled before its task first ran leaves no coroutine never awaited."""
         sub.client.subs[sub.id] = sub
         self.metrics.subscriptions.labels(sub.kind).inc()
 
         async def run() -> None:
             try:
-                await start
+                await start()
             except asyncio.CancelledError:
                 raise
             except Exception:
