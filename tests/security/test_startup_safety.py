@@ -4,6 +4,7 @@ signed with the secret printed in the repository."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,20 @@ def test_settings_refuse_the_public_secret_and_disabled_auth_outside_dev_mode() 
     assert CommonSettings(jwt_secret="s" * 40).jwt_key() == "s" * 40
     # With keys from an identity provider the shared secret is not used at all.
     CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, jwks_url="https://idp.example/jwks").check_auth_safety()
+
+
+def test_an_identity_provider_without_an_audience_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Tokens the identity provider issued for any of its applications verify when no audience is set: said at start
+    (hub and stream call this), not refused (a deployment may rely on the issuer and the claim map alone)."""
+    with caplog.at_level(logging.WARNING, logger="tributary_common.settings"):
+        CommonSettings(jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"]).check_auth_safety()
+    assert any("without TRIBUTARY_JWT_AUDIENCE" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tributary_common.settings"):
+        CommonSettings(
+            jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"], jwt_audience="api://tributary"
+        ).check_auth_safety()
+    assert not caplog.records
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -16,6 +17,8 @@ from .amqp.connection import parse_urls
 from .claims import ClaimMap
 from .egress import EgressPolicy, parse_allow_list
 from .mongo_options import ClientOptions, ReadPreferenceName
+
+log = logging.getLogger(__name__)
 
 # The public development secret: anyone can sign tokens with it, so only a process in dev mode accepts it.
 DEFAULT_JWT_SECRET = "dev-secret-change-me-please-0123456789"
@@ -143,6 +146,13 @@ class CommonSettings(BaseSettings):
             return
         if not self.auth_enabled:
             raise InsecureSettings("TRIBUTARY_AUTH_ENABLED=false is allowed only with TRIBUTARY_DEV_MODE=true")
+        if self.jwks_url is not None and self.jwt_audience is None:
+            # An identity provider signs tokens for every application it serves: without an audience, a token
+            # issued for another of them (with claims the claim map turns into scopes) is accepted here too.
+            log.warning(
+                "TRIBUTARY_JWKS_URL is set without TRIBUTARY_JWT_AUDIENCE: tokens the identity provider issued for "
+                "any application are accepted; set the audience it puts in this platform's tokens"
+            )
         if self.jwks_url is None and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
             raise InsecureSettings(
                 "TRIBUTARY_JWT_SECRET is the public development default: set a random secret of 32+ characters "
