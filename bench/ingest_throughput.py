@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.support.process_meter import ProcessMeter, Usage
 from bench.support.ratios import record
+from bench.support.source_meter import SourceMeter
 from tests.support import platform
 from tributary_common.amqp.topology import CONTROL, SAMPLES, demand_key
 from tributary_common.canonical import canonical_sid
@@ -38,8 +39,11 @@ from tributary_ingest.publisher import encode_batch
 from tributary_ingest.settings import IngestSettings
 
 SIZES = (10, 100, 1000)
-# Offered load: far more than one core can publish, so both sides run flat out.
-OFFERED_SAMPLES_PER_S = 300_000
+# Offered load: far more than one core can publish, so both sides run flat out. It was 300,000, which the framework
+# came to publish: the window then measured the offer (and small bursts), 2.9-3.5 µs of CPU a sample against
+# 2.4-2.8 at 1-3 M offered (bench/README.md, Ingest, fourth pass). A simulated sid runs at most 100 kHz.
+OFFERED_SAMPLES_PER_S = 2_000_000
+MAX_RATE_HZ = 100_000
 # Until the sids are backed up (the simulator waits in `room()`, batches are full): at 1,000 sids the buffers
 # take ~5 s to fill, and before that the simulator chases real time in bursts of ~16 samples, so a window that
 # starts at 2 s (as it did) measures the load generator catching up more than ingest (bench/README.md, Ingest).
@@ -49,7 +53,7 @@ BASELINE_BATCHES_PER_SID_CAP = 400
 
 
 def subscriptions(n: int) -> list[DemandedSubscription]:
-    rate = OFFERED_SAMPLES_PER_S / n
+    rate = min(MAX_RATE_HZ, OFFERED_SAMPLES_PER_S / n)
     schema = SimulatorSource.params_schema()
     out = []
     for i in range(n):
@@ -59,9 +63,9 @@ def subscriptions(n: int) -> list[DemandedSubscription]:
     return out
 
 
-async def framework(url: str, n: int) -> tuple[float, float, float, Usage]:
-    """Samples/s published by the ingest engine, the mean batch size it used, the leases it lost, and what the
-    process spent meanwhile."""
+async def framework(url: str, n: int) -> tuple[float, float, float, Usage, float]:
+    """Samples/s published by the ingest engine, the mean batch size it used, the leases it lost, what the
+    process spent meanwhile, and the CPU seconds of it the simulator spent making the samples (`SourceMeter`)."""
     settings = IngestSettings(
         amqp_url=url,
         cache_namespace=platform.unique("bench"),
@@ -73,6 +77,9 @@ async def framework(url: str, n: int) -> tuple[float, float, float, Usage]:
         log_level="WARNING",
     )
     engine = Engine(settings, {"simulator": SimulatorSource})
+    source = SourceMeter()
+    installed = source.installed()
+    installed.__enter__()
     await engine.start()
     subs = subscriptions(n)
     conn = await aio_pika.connect_robust(url)
@@ -89,15 +96,16 @@ async def framework(url: str, n: int) -> tuple[float, float, float, Usage]:
         batches = engine.metrics.batches.labels("simulator")
         meter = ProcessMeter()
         meter.start()
-        s0, b0, t0 = runtime.published.count, batches._value.get(), time.perf_counter()
+        s0, b0, t0, src0 = runtime.published.count, batches._value.get(), time.perf_counter(), source.seconds()
         await asyncio.sleep(MEASURE_S)
-        s1, b1, t1 = runtime.published.count, batches._value.get(), time.perf_counter()
+        s1, b1, t1, src1 = runtime.published.count, batches._value.get(), time.perf_counter(), source.seconds()
         usage = meter.stop()
         lost = engine.metrics.registry.get_sample_value("tributary_ingest_leases_lost_total", {"source": "simulator"})
     finally:
         await conn.close()
         await engine.stop()
-    return (s1 - s0) / (t1 - t0), (s1 - s0) / max(1.0, b1 - b0), lost or 0.0, usage
+        installed.__exit__(None, None, None)
+    return (s1 - s0) / (t1 - t0), (s1 - s0) / max(1.0, b1 - b0), lost or 0.0, usage, src1 - src0
 
 
 async def baseline(url: str, n: int, batch_size: int, total_samples: float, encode: bool) -> tuple[float, Usage]:
@@ -148,26 +156,38 @@ async def main(sizes: tuple[int, ...]) -> None:
     platform.require_services()
     vhost = platform.unique("bench-ingest")
     url = platform.create_vhost(vhost)
-    print(f"ingest throughput (vhost {vhost}); simulator offered {OFFERED_SAMPLES_PER_S:,} samples/s in total")
+    print(f"ingest throughput (vhost {vhost}); simulator offered up to {OFFERED_SAMPLES_PER_S:,} samples/s in total")
     print("framework: simulator -> dedup -> batches -> spans -> publish with confirms (samples/s confirmed)")
     print("aio-pika: the same batches, pre-encoded, published with confirms; +encode: JSON encoding timed too")
     print("cpu: cores the process used while measured; gc: share of that wall time in the cyclic GC")
     print(
+        "µs/sample: the framework's CPU per sample, of it src: the simulator making the samples (the baseline's rows"
+        " are made before its clock starts); base µs: the +encode baseline's; w/o src ratio: base / (framework - src)"
+    )
+    print(
         f"{'sids':>6} {'framework/s':>12} {'batch':>6} {'cpu':>5} {'gc':>5} {'aio-pika/s':>12} {'ratio':>6} "
-        f"{'+encode/s':>11} {'cpu':>5} {'gc':>5} {'ratio':>6} {'cpu ratio':>9} {'leases lost':>11}"
+        f"{'+encode/s':>11} {'cpu':>5} {'gc':>5} {'ratio':>6} {'cpu ratio':>9} {'leases lost':>11} "
+        f"{'µs/sample':>9} {'of it src':>9} {'base µs':>7} {'w/o src ratio':>13}"
     )
     try:
         for n in sizes:
-            rate, mean_batch, lost, used = await framework(url, n)
+            rate, mean_batch, lost, used, source_s = await framework(url, n)
             size = max(1, round(mean_batch))
             raw, _ = await baseline(url, n, size, rate * MEASURE_S, encode=False)
             enc, enc_used = await baseline(url, n, size, rate * MEASURE_S, encode=True)
             # Samples per CPU-second, framework over baseline: the same ratio if both had the same CPU.
             cpu_ratio = (rate / used.cpu_cores) / (enc / enc_used.cpu_cores)
+            # CPU per sample: the framework's with and without the simulator's making of the samples (the
+            # baseline's rows are made before its clock starts), against the baseline's with encoding.
+            per_sample = used.cpu_cores * used.wall_s / (rate * used.wall_s) * 1e6
+            source_per_sample = source_s / (rate * used.wall_s) * 1e6
+            base_per_sample = enc_used.cpu_cores / enc * 1e6
+            without_source = base_per_sample / (per_sample - source_per_sample)
             print(
                 f"{n:>6} {rate:>12,.0f} {mean_batch:>6.0f} {used.cpu_cores:>5.2f} {used.gc_share:>5.1%} "
                 f"{raw:>12,.0f} {rate / raw:>6.3f} {enc:>11,.0f} {enc_used.cpu_cores:>5.2f} {enc_used.gc_share:>5.1%} "
-                f"{rate / enc:>6.3f} {cpu_ratio:>9.3f} {lost:>11.0f}",
+                f"{rate / enc:>6.3f} {cpu_ratio:>9.3f} {lost:>11.0f} "
+                f"{per_sample:>9.2f} {source_per_sample:>9.2f} {base_per_sample:>7.2f} {without_source:>13.3f}",
                 flush=True,
             )
             if n == 1000:
