@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tributary_ingest.columns import Batch
 from tributary_ingest.pipeline import Row
 from tributary_ingest.publisher import encode_batch
 
@@ -53,3 +54,8 @@ def test_bodies_equal_the_reference_encoding() -> None:
     ]
     assert encode_batch("sim", "sid1", rows) == reference("sim", "sid1", rows)
     assert encode_batch("sim", "sid1", []) == reference("sim", "sid1", [])
+    # The pipeline hands over its batches as columns: the same bytes, whole and sliced (a long batch is halved).
+    columns = Batch(*(tuple(c) for c in zip(*rows, strict=True)))
+    assert encode_batch("sim", "sid1", columns) == reference("sim", "sid1", rows)
+    assert encode_batch("sim", "sid1", columns[100:2000]) == reference("sim", "sid1", rows[100:2000])
+    assert columns[7] == rows[7] and list(columns) == rows and len(columns) == len(rows)

@@ -3,9 +3,9 @@
 Pure asyncio, no I/O: the publish function is injected, so the logic is tested without a broker. Every sample is
 checked (`admission.py`) before it can move the watermark: one bad time or value is refused, never published.
 
-The batch in flight is a tuple taken out of the buffer (not a copy of its head): a tuple of rows is untracked by
-the cyclic GC after its first collection, so the rows in flight are not walked again by every full collection
-(at 1,000 busy sids those walks were 15 % of the process's time, bench/README.md's Ingest section).
+The buffer is three columns (times, values, qualities), and the batch in flight a `columns.Batch` taken out of them:
+no tuple per sample for the cyclic GC to walk (`columns.py`). The batch is taken out, not copied, so the samples in
+flight are held once.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from tributary_common.backoff import Backoff
 from tributary_common.tasks import cancel_and_wait
 
 from .admission import BUFFER_FULL, NOT_INCREASING, Refusal, SampleAdmission
-from .sdk import Quality, SampleValue
+from .columns import EMPTY, Batch, Row, take
 
 log = logging.getLogger(__name__)
 
-Row = tuple[datetime, SampleValue, Quality]
+__all__ = ["Batch", "PublishFn", "Row", "SidPipeline"]
+
 _ONE_US = timedelta(microseconds=1)
 PublishFn = Callable[[str, Sequence[Row]], Awaitable[None]]
 DropFn = Callable[[Refusal], None]
@@ -62,8 +63,11 @@ class SidPipeline:
         self._admission = admission or SampleAdmission()
         self.last_t = last_t  # the last accepted timestamp (buffered or published)
         self.published_t = last_t  # the last timestamp the broker confirmed
-        self._buf: list[Row] = []  # accepted, not sent yet
-        self._sending: tuple[Row, ...] = ()  # the batch in flight, until the broker confirms it
+        # Accepted, not sent yet: times, values and qualities, one entry per sample in each.
+        self._ts: list[datetime] = []
+        self._vs: list[Any] = []
+        self._qs: list[Any] = []
+        self._sending: Batch = EMPTY  # the batch in flight, until the broker confirms it
         self._first_at = 0.0
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
@@ -108,39 +112,39 @@ class SidPipeline:
             if type(q) is Refusal:
                 self._on_drop(q)
                 return False
-        buf = self._buf
-        n = len(buf) + len(self._sending)  # the bounds count the batch in flight too
+        ts = self._ts
+        n = len(ts) + len(self._sending)  # the bounds count the batch in flight too
         if n >= self._max_buffer:
             self._on_drop(BUFFER_FULL)
             return False
-        if not buf:
+        if not ts:
             self._first_at = self._loop.time()
             self._has_data.set()
             self._empty.clear()
-        buf.append((t, v, q))
+        ts.append(t)
+        self._vs.append(v)
+        self._qs.append(q)
         self.last_t = t
         n += 1
         if n >= self._high_water:
             self._space.clear()
-        if len(buf) >= self._max_size:
+        if len(ts) >= self._max_size:
             self._full.set()
         return True
 
     def add_many(self, rows: Iterable[tuple[Any, Any, Any]]) -> None:
         """`add` of each row, in order, with the same checks and refusals; the common sample (as in `add`) is
-        appended without a call of its own (the row itself when it is a tuple), and the buffer's events are
-        updated once per call."""
+        appended without a call of its own, and the buffer's events are updated once per call."""
         adm = self._admission
-        buf = self._buf
-        was_empty = not buf
+        ts = self._ts
+        was_empty = not ts
         sending = len(self._sending)  # unchanged during the call (no await)
-        room = self._max_buffer - sending - len(buf)
+        room = self._max_buffer - sending - len(ts)
         last_t = self.last_t
         hi, fresh = adm.hi, _monotonic() < adm.fresh_until
         after = _after(adm.lo, last_t, fresh)
-        append = buf.append
-        for row in rows:
-            t, v, q = row
+        t_append, v_append, q_append = ts.append, self._vs.append, self._qs.append
+        for t, v, q in rows:
             if (
                 fresh
                 and type(t) is datetime
@@ -151,7 +155,9 @@ class SidPipeline:
                 and q is None
                 and room > 0
             ):
-                append(row if type(row) is tuple else (t, v, None))
+                t_append(t)
+                v_append(v)
+                q_append(None)
                 last_t = after = t
                 room -= 1
                 continue
@@ -161,15 +167,15 @@ class SidPipeline:
             last_t = self.last_t
             hi, fresh = adm.hi, _monotonic() < adm.fresh_until
             after = _after(adm.lo, last_t, fresh)
-            room = self._max_buffer - sending - len(buf)
+            room = self._max_buffer - sending - len(ts)
         self.last_t = last_t
-        if was_empty and buf:
+        if was_empty and ts:
             self._first_at = self._loop.time()
             self._has_data.set()
             self._empty.clear()
-        if len(buf) + sending >= self._high_water:
+        if len(ts) + sending >= self._high_water:
             self._space.clear()
-        if len(buf) >= self._max_size:
+        if len(ts) >= self._max_size:
             self._full.set()
 
     async def room(self) -> None:
@@ -180,7 +186,7 @@ class SidPipeline:
     async def _run(self) -> None:
         while True:
             await self._has_data.wait()
-            if len(self._buf) < self._max_size and not self._draining:
+            if len(self._ts) < self._max_size and not self._draining:
                 delay = self._first_at + self._max_delay - self._loop.time()
                 if delay > 0:
                     self._full.clear()
@@ -192,16 +198,15 @@ class SidPipeline:
     async def _flush_one(self) -> None:
         # The batch is dropped only once the broker confirmed it (a publish that fails is sent again, the same
         # batch, before anything after it).
-        batch = self._sending = tuple(self._buf[: self._max_size])
-        del self._buf[: len(batch)]
+        batch = self._sending = take(self._ts, self._vs, self._qs, self._max_size)
         while True:
             try:
                 await self._publish(self.sid, batch)
                 break
             except asyncio.CancelledError:
                 # Stopped before the broker confirmed: the batch is still the oldest one not sent for sure.
-                self._buf[:0] = batch
-                self._sending = ()
+                self._ts[:0], self._vs[:0], self._qs[:0] = batch.ts, batch.vs, batch.qs
+                self._sending = EMPTY
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker may come back; retry with backoff
                 delay = self._retry.next_delay()
@@ -210,13 +215,13 @@ class SidPipeline:
                 )
                 await asyncio.sleep(delay)
         self._retry.reset()
-        self.published_t = batch[-1][0]
-        self._sending = ()
-        if len(self._buf) < self._high_water:
+        self.published_t = batch.ts[-1]
+        self._sending = EMPTY
+        if len(self._ts) < self._high_water:
             self._space.set()
-        if self._buf:
+        if self._ts:
             self._first_at = self._loop.time()
-            if len(self._buf) < self._max_size:
+            if len(self._ts) < self._max_size:
                 self._full.clear()
         else:
             self._has_data.clear()
@@ -234,7 +239,7 @@ class SidPipeline:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 if self._task is None:
-                    while self._buf:
+                    while self._ts:
                         await self._flush_one()
                 else:
                     await self._empty.wait()
@@ -243,8 +248,10 @@ class SidPipeline:
     async def close(self, forget: bool = True) -> None:
         """Stop at once; forget the buffer (the lease is lost: another instance reads this sid now)."""
         if forget:
-            self._buf.clear()
-            self._sending = ()
+            self._ts.clear()
+            self._vs.clear()
+            self._qs.clear()
+            self._sending = EMPTY
         self._space.set()
         await cancel_and_wait(self._task)
         self._task = None
