@@ -16,6 +16,7 @@ from tributary_common.cache import Cache
 from tributary_common.events import dataschema_for
 from tributary_common.timeutil import utcnow
 
+from . import cursors
 from .compatibility import Compatibility, check
 from .documents import SchemaDoc, TopicDoc
 from .errors import Conflict, Invalid, NotFound, TooLarge
@@ -128,20 +129,22 @@ class TopicService:
         except Conflict:
             return {k: v for k, v in (await read_raw(name)).items() if k != "_id"} | {"name": name}
 
-    async def page(self, visible: Callable[[str], bool], after: str | None, limit: int) -> tuple[list[Topic], bool]:
-        """Up to `limit` of the topics `visible` allows, by name after `after`; and whether more follow. Topics
-        the caller cannot see are passed over here, so that no page or cursor names one."""
+    async def page(
+        self, visible: Callable[[str], bool], cursor: str | None, limit: int
+    ) -> tuple[list[Topic], str | None]:
+        """Up to `limit` of the topics `visible` allows, by name after the `cursor`'s; and the cursor of the next
+        page, if more follow. Topics the caller cannot see are passed over here, so that no page or cursor names
+        one."""
+        query = {"_id": {"$gt": cursors.decode(cursor, 1)[0]}} if cursor else {}
         out: list[Topic] = []
-        async with contextlib.aclosing(
-            readable(TopicDoc, {"_id": {"$gt": after}} if after else {}, [("_id", 1)])
-        ) as docs:
+        async with contextlib.aclosing(readable(TopicDoc, query, [("_id", 1)])) as docs:
             async for doc in docs:
                 if not visible(doc.id):
                     continue
                 if len(out) == limit:
-                    return out, True
+                    return out, cursors.encode(out[-1].name)
                 out.append(topic_view(doc))
-        return out, False
+        return out, None
 
     async def update_schema(self, name: str, schema: dict[str, Any], *, by: str = "system") -> Topic:
         self._accept(schema)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tributary_common.auth import Principal
-from tributary_common.names import MAX_ROUTING_KEY
 
 from .access import ERRORS, TOPIC, own_topic, see_topic
 from .contract import JSON_BODY, documented, errors
-from .deps import body_doc, hub_of, json_model, require, scope_doc
+from .deps import body_doc, cursor_query, hub_of, json_model, require, scope_doc
 from .models import (
     EXAMPLE_SCHEMA,
     SchemaUpdate,
@@ -82,11 +81,11 @@ async def list_topics(
     request: Request,
     principal: Principal = Depends(require("topics:read")),
     limit: int = Query(TOPICS_PAGE, ge=1, le=TOPICS_PAGE, description="Page size"),
-    cursor: str | None = Query(None, max_length=MAX_ROUTING_KEY, description="`next` of the page before"),
+    cursor: str | None = cursor_query(1),
 ) -> TopicList:
     """By name; the topics the caller's ACL touches, a page at a time (follow `next`)."""
-    items, more = await hub_of(request).topics.page(principal.may_topic, cursor, limit)
-    return TopicList(items=items, next=items[-1].name if more else None)
+    items, nxt = await hub_of(request).topics.page(principal.may_topic, cursor, limit)
+    return TopicList(items=items, next=nxt)
 
 
 @router.get(
