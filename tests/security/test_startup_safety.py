@@ -35,6 +35,8 @@ def test_an_identity_provider_without_an_audience_is_warned_about(caplog: pytest
     assert any("without TRIBUTARY_JWT_AUDIENCE" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tributary_common.settings"):
+        # The verifier's key is read at start too (composition): the warning is said once, not again there.
+        CommonSettings(jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"]).jwt_key()
         CommonSettings(
             jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"], jwt_audience="api://tributary"
         ).check_auth_safety()

@@ -138,21 +138,25 @@ class CommonSettings(BaseSettings):
 
     def jwt_key(self) -> str:
         """The HS256 secret, after refusing settings that let anyone in outside dev mode."""
-        self.check_auth_safety()
+        self._refuse_insecure()
         return self.jwt_secret.get_secret_value()
 
     def check_auth_safety(self) -> None:
-        if self.dev_mode:
-            return
-        if not self.auth_enabled:
-            raise InsecureSettings("TRIBUTARY_AUTH_ENABLED=false is allowed only with TRIBUTARY_DEV_MODE=true")
-        if self.jwks_url is not None and self.jwt_audience is None:
+        """At a service's start (once): refuse settings that let anyone in, and warn of a missing audience."""
+        self._refuse_insecure()
+        if not self.dev_mode and self.jwks_url is not None and self.jwt_audience is None:
             # An identity provider signs tokens for every application it serves: without an audience, a token
             # issued for another of them (with claims the claim map turns into scopes) is accepted here too.
             log.warning(
                 "TRIBUTARY_JWKS_URL is set without TRIBUTARY_JWT_AUDIENCE: tokens the identity provider issued for "
                 "any application are accepted; set the audience it puts in this platform's tokens"
             )
+
+    def _refuse_insecure(self) -> None:
+        if self.dev_mode:
+            return
+        if not self.auth_enabled:
+            raise InsecureSettings("TRIBUTARY_AUTH_ENABLED=false is allowed only with TRIBUTARY_DEV_MODE=true")
         if self.jwks_url is None and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
             raise InsecureSettings(
                 "TRIBUTARY_JWT_SECRET is the public development default: set a random secret of 32+ characters "
