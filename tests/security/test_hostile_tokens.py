@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.support.jwks import Jwks
+from tests.support.jwks import Jwks, serving
 from tributary_common.auth import MAX_ACL_PATTERNS, AuthError, JwtVerifier
 
 SECRET = "hostile-tokens-secret-0123456789-0123456789"
@@ -21,19 +21,15 @@ SECRET = "hostile-tokens-secret-0123456789-0123456789"
 
 @pytest.fixture(scope="module")
 def jwks() -> Iterator[Jwks]:
-    server = Jwks()
-    server.add("rsa")
-    yield server
-    server.close()
+    with serving("rsa") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def bare_jwks() -> Iterator[Jwks]:
     """JWKs without `alg` (Azure AD's): the key's type alone limits what it verifies."""
-    server = Jwks(declare_alg=False)
-    server.add("rsa")
-    yield server
-    server.close()
+    with serving("rsa", declare_alg=False) as server:
+        yield server
 
 
 def _b64(data: bytes) -> str:

@@ -24,7 +24,7 @@ import pytest
 import websockets
 
 from tests.support import platform
-from tests.support.jwks import Jwks, jwks_env
+from tests.support.jwks import Jwks, jwks_env, serving
 from tests.support.stack import Stack, run_stack
 from tributary_common.auth import SCOPES, AuthUnavailable, JwtVerifier
 from tributary_common.health_server import HealthServer
@@ -322,11 +322,9 @@ _jwks_env = jwks_env
 
 @pytest.fixture(scope="module")
 def jwks() -> Iterator[Jwks]:
-    server = Jwks()
-    server.add("k1")
-    server.add("k2", serve=False)
-    yield server
-    server.close()
+    with serving("k1") as server:
+        server.add("k2", serve=False)
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.jwks import Jwks, jwks_env
+from tests.support.jwks import Jwks, jwks_env, serving
 from tests.support.stack import Stack, run_stack
 
 ISSUER = "http://127.0.0.1/realms/plant"
@@ -43,10 +43,8 @@ SCHEMA = {"type": "object", "properties": {"v": {"type": "number"}}}
 
 @pytest.fixture(scope="module")
 def jwks() -> Iterator[Jwks]:
-    server = Jwks()
-    server.add("idp")
-    yield server
-    server.close()
+    with serving("idp") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from tests.stream.support import (
     subscribe,
     token,
 )
-from tests.support.jwks import Jwks
+from tests.support.jwks import serving
 
 
 async def _refused(stream, **connect_kw) -> tuple[dict[str, Any], int | None]:
@@ -158,9 +158,7 @@ async def test_unreachable_identity_provider_or_hub_is_try_again_later(jwks_away
     """An RS256 token whose keys cannot be fetched, an API key while no hub answers: websockets close with 1013 (try
     again later) and `auth_unavailable`, SSE answers 503; before, 1008 `unauthorized` / 401 told the client its
     credentials were bad."""
-    idp = Jwks()
-    idp.add("k1")
-    try:
+    with serving("k1") as idp:
         for credential in (idp.token("k1"), "tk_some-api-key"):
             frame, code = await _refused(jwks_away_stream, additional_headers={"Authorization": f"Bearer {credential}"})
             assert (frame["code"], code) == ("auth_unavailable", 1013), (frame, code)
@@ -168,5 +166,3 @@ async def test_unreachable_identity_provider_or_hub_is_try_again_later(jwks_away
                 r = await http.get("/events/a.%23", headers={"Authorization": f"Bearer {credential}"})
             assert r.status_code == 503 and r.json()["error"]["code"] == "auth_unavailable", r.text
             assert r.headers.get("Retry-After")
-    finally:
-        idp.close()

@@ -3,9 +3,11 @@ identity-provider tokens (rotation, outages, claim shapes of Keycloak and Azure 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -70,6 +72,17 @@ class Jwks:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def serving(kid: str, *, declare_alg: bool = True) -> Iterator[Jwks]:
+    """A JWKS endpoint serving one key, `kid`, closed afterwards."""
+    server = Jwks(declare_alg=declare_alg)
+    server.add(kid)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def jwks_env(jwks: Jwks) -> dict[str, str]:
