@@ -41,11 +41,8 @@ class Batch(Sequence[Row]):
     def __iter__(self) -> Iterator[Row]:
         return zip(self.ts, self.vs, self.qs, strict=True)
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # as a list of its rows compares (and, like one, it is unhashable)
         return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __hash__(self) -> int:
-        return hash((self.ts, self.vs, self.qs))
 
     def __repr__(self) -> str:
         return f"Batch({list(self)!r})"
