@@ -408,7 +408,7 @@ def test_a_jwks_url_nobody_listens_on_is_a_quick_503(jwks: Jwks, tmp_path_factor
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]  # bound, never listening: connection refused
-        env = {"TRIBUTARY_JWKS_URL": f"http://127.0.0.1:{closed}/jwks", "TRIBUTARY_JWT_ALGORITHMS": '["RS256"]'}
+        env = {**jwks_env(jwks), "TRIBUTARY_JWKS_URL": f"http://127.0.0.1:{closed}/jwks"}
         with run_stack(Path(tmp_path_factory.mktemp("jwks-closed-logs")), services=("hub",), env=env) as s:
             r, took = _timed_get(s.hub_url + "/topics", jwks.token("k1"))
     assert r.status_code == 503 and took < 5, (r.status_code, took, r.text)

@@ -49,7 +49,12 @@ def jwks() -> Iterator[Jwks]:
 
 @pytest.fixture(scope="module")
 def stack(jwks: Jwks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {**jwks_env(jwks), "TRIBUTARY_JWT_ISSUER": ISSUER, "TRIBUTARY_CLAIM_MAP": json.dumps(CLAIM_MAP)}
+    env = {
+        # Keycloak's audience (the client's id, by an audience mapper) and Azure AD's (the application id URI).
+        **jwks_env(jwks, audience="tributary,api://tributary"),
+        "TRIBUTARY_JWT_ISSUER": ISSUER,
+        "TRIBUTARY_CLAIM_MAP": json.dumps(CLAIM_MAP),
+    }
     with run_stack(Path(tmp_path_factory.mktemp("identity-logs")), services=("hub", "stream"), env=env) as s:
         yield s
 
@@ -61,7 +66,7 @@ def keycloak(jwks: Jwks, **extra: Any) -> str:
         "iat": now,
         "jti": str(uuid.uuid4()),
         "iss": ISSUER,
-        "aud": "account",
+        "aud": ["account", "tributary"],  # Keycloak with an audience mapper for the tributary client
         "sub": "f1c2a3b4-0000-4000-8000-000000000001",
         "typ": "Bearer",
         "azp": "tributary",
@@ -116,6 +121,19 @@ def test_keycloak_roles_and_groups_map_to_scopes_and_acls(stack: Stack, jwks: Jw
 
     publisher = keycloak(jwks, resource_access={"tributary": {"roles": ["publisher"]}})
     assert _get(stack.hub_url, publisher).json()["scopes"] == ["events:publish", "topics:read"]
+
+
+def test_a_token_the_provider_issued_for_another_application_is_refused(stack: Stack, jwks: Jwks) -> None:
+    """Same provider, same issuer, same signing key, claims that map to admin: issued for another client (its
+    audience is not ours), it is a 401 at the hub and the stream."""
+    other_app = keycloak(jwks, aud="account", realm_access={"roles": ["tributary-admin"]})
+    ours = keycloak(jwks, realm_access={"roles": ["tributary-admin"]})
+    for url in (stack.hub_url, stack.stream_url):
+        assert _get(url, ours).status_code == 200
+        refused = _get(url, other_app)
+        assert refused.status_code == 401, (url, refused.text)
+    azure_other = azure(jwks, aud="api://another-app", roles=["Tributary.Admin"])
+    assert _get(stack.hub_url, azure_other).status_code == 401
 
 
 def test_azure_scp_roles_and_groups(stack: Stack, jwks: Jwks) -> None:

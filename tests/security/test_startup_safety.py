@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,23 +25,43 @@ def test_settings_refuse_the_public_secret_and_disabled_auth_outside_dev_mode() 
     assert CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, dev_mode=True).jwt_key() == DEFAULT_JWT_SECRET
     assert CommonSettings(jwt_secret="s" * 40).jwt_key() == "s" * 40
     # With keys from an identity provider the shared secret is not used at all.
-    CommonSettings(jwt_secret=DEFAULT_JWT_SECRET, jwks_url="https://idp.example/jwks").check_auth_safety()
+    CommonSettings(
+        jwt_secret=DEFAULT_JWT_SECRET, jwks_url="https://idp.example/jwks", jwt_audience="tributary"
+    ).check_auth_safety()
 
 
-def test_an_identity_provider_without_an_audience_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    """Tokens the identity provider issued for any of its applications verify when no audience is set: said at start
-    (hub and stream call this), not refused (a deployment may rely on the issuer and the claim map alone)."""
+def _idp(**extra: Any) -> CommonSettings:
+    return CommonSettings(jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"], **extra)
+
+
+def test_an_identity_provider_without_an_audience_is_refused_unless_waived(caplog: pytest.LogCaptureFixture) -> None:
+    """Tokens an identity provider issued for any of its applications would verify without an audience: the hub and
+    the stream (which call this at start) refuse it, unless `TRIBUTARY_JWT_ANY_AUDIENCE=true` says so, loudly.
+    Before: a warning only, and such tokens were accepted."""
+    with pytest.raises(InsecureSettings, match="without TRIBUTARY_JWT_AUDIENCE"):
+        _idp().check_auth_safety()
     with caplog.at_level(logging.WARNING, logger="tributary_common.settings"):
-        CommonSettings(jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"]).check_auth_safety()
-    assert any("without TRIBUTARY_JWT_AUDIENCE" in r.getMessage() for r in caplog.records)
+        _idp(jwt_any_audience=True).check_auth_safety()
+    assert any("TRIBUTARY_JWT_ANY_AUDIENCE=true" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tributary_common.settings"):
-        # The verifier's key is read at start too (composition): the warning is said once, not again there.
-        CommonSettings(jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"]).jwt_key()
-        CommonSettings(
-            jwks_url="https://idp.example/jwks", jwt_algorithms=["RS256"], jwt_audience="api://tributary"
-        ).check_auth_safety()
+        _idp().jwt_key()  # read at composition too: the refusal is the start's, said once
+        _idp(jwt_audience="api://tributary").check_auth_safety()
+        _idp(dev_mode=True).check_auth_safety()
     assert not caplog.records
+
+
+def test_audiences_are_a_list() -> None:
+    """One audience, several (comma-separated or JSON): a token must carry one of them."""
+    assert _idp(jwt_audience="tributary").jwt_audience == ["tributary"]
+    assert _idp(jwt_audience="tributary, api://tributary").jwt_audience == [
+        "tributary",
+        "api://tributary",
+    ]
+    assert _idp(jwt_audience='["a", "b"]').jwt_audience == ["a", "b"]
+    assert _idp(jwt_audience=None).jwt_audience == []
+    with pytest.raises(ValueError, match="jwt_audience"):
+        _idp(jwt_audience=",".join(f"a{i}" for i in range(33)))
 
 
 @pytest.mark.parametrize(
@@ -68,8 +89,9 @@ def test_jwt_algorithms_are_checked_at_start(algorithms: list[str], jwks_url: st
     [
         {"TRIBUTARY_JWT_SECRET": DEFAULT_JWT_SECRET},
         {"TRIBUTARY_JWT_SECRET": "a-real-secret-0123456789-0123456789", "TRIBUTARY_AUTH_ENABLED": "false"},
+        {"TRIBUTARY_JWKS_URL": "https://idp.example/jwks", "TRIBUTARY_JWT_ALGORITHMS": '["RS256"]'},
     ],
-    ids=["default-secret", "auth-off"],
+    ids=["default-secret", "auth-off", "idp-without-audience"],
 )
 def test_services_refuse_to_start_with_insecure_settings(
     services: None, module: str, env: dict[str, str], tmp_path: Path

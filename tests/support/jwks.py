@@ -15,6 +15,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+AUDIENCE = "tributary"  # what `Jwks.token` puts in `aud`, and `jwks_env` asks of tokens
+
 
 class Jwks:
     """A JWKS endpoint on loopback whose keys and behaviour (`ok`, `hang`, `drop`) the test changes."""
@@ -62,7 +64,7 @@ class Jwks:
 
     def token(self, kid: str, key_of: str | None = None, **claims: Any) -> str:
         now = int(time.time())
-        body = {"sub": "oidc-user", "scope": "admin", "iat": now, "exp": now + 600, **claims}
+        body = {"sub": "oidc-user", "scope": "admin", "aud": AUDIENCE, "iat": now, "exp": now + 600, **claims}
         return jwt.encode(body, self.keys[key_of or kid], algorithm="RS256", headers={"kid": kid})
 
     def signed(self, kid: str, claims: dict[str, Any]) -> str:
@@ -85,5 +87,6 @@ def serving(kid: str, *, declare_alg: bool = True) -> Iterator[Jwks]:
         server.close()
 
 
-def jwks_env(jwks: Jwks) -> dict[str, str]:
-    return {"TRIBUTARY_JWKS_URL": jwks.url, "TRIBUTARY_JWT_ALGORITHMS": '["RS256"]'}
+def jwks_env(jwks: Jwks, audience: str = AUDIENCE) -> dict[str, str]:
+    """A service's settings for this identity provider (the services refuse one without an audience)."""
+    return {"TRIBUTARY_JWKS_URL": jwks.url, "TRIBUTARY_JWT_ALGORITHMS": '["RS256"]', "TRIBUTARY_JWT_AUDIENCE": audience}

@@ -90,7 +90,7 @@ class JwtVerifier:
         algorithms: list[str],
         jwks_url: str | None = None,
         issuer: str | None = None,
-        audience: str | None = None,
+        audience: str | list[str] | None = None,  # a token must carry one of them
         leeway_s: float = 30,
         jwks_timeout_s: float = JWKS_TIMEOUT_S,
         jwks_min_refresh_s: float = JWKS_MIN_REFRESH_S,

@@ -58,7 +58,10 @@ class CommonSettings(BaseSettings):
     jwt_algorithms: list[str] = ["HS256"]
     jwks_url: str | None = None
     jwt_issuer: str | None = None
-    jwt_audience: str | None = None
+    # The audiences (comma-separated or a JSON list) a token must carry one of. Required beside a JWKS URL: an
+    # identity provider signs tokens for every application it serves. `jwt_any_audience` waives it, loudly.
+    jwt_audience: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=32)
+    jwt_any_audience: bool = False
     # API key verdicts remembered in-process this long, the same in hub and stream: a revoked key stops
     # working (and its open streams end) within it.
     api_key_cache_s: float = Field(default=5.0, ge=0, le=5.0)
@@ -115,6 +118,11 @@ class CommonSettings(BaseSettings):
             )
         return self
 
+    @field_validator("jwt_audience", mode="before")
+    @classmethod
+    def _jwt_audience(cls, v: Any) -> Any:
+        return [] if v is None else list_setting(v)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _trusted_proxies(cls, v: Any) -> Any:
@@ -142,15 +150,22 @@ class CommonSettings(BaseSettings):
         return self.jwt_secret.get_secret_value()
 
     def check_auth_safety(self) -> None:
-        """At a service's start (once): refuse settings that let anyone in, and warn of a missing audience."""
+        """At a service's start (once): refuse settings that let anyone in, or that accept tokens an identity
+        provider issued for its other applications."""
         self._refuse_insecure()
-        if not self.dev_mode and self.jwks_url is not None and self.jwt_audience is None:
-            # An identity provider signs tokens for every application it serves: without an audience, a token
-            # issued for another of them (with claims the claim map turns into scopes) is accepted here too.
-            log.warning(
-                "TRIBUTARY_JWKS_URL is set without TRIBUTARY_JWT_AUDIENCE: tokens the identity provider issued for "
-                "any application are accepted; set the audience it puts in this platform's tokens"
+        if self.dev_mode or self.jwks_url is None or self.jwt_audience:
+            return
+        # An identity provider signs tokens for every application it serves: without an audience, a token issued
+        # for another of them (with claims the claim map turns into scopes) would be accepted here too.
+        if not self.jwt_any_audience:
+            raise InsecureSettings(
+                "TRIBUTARY_JWKS_URL is set without TRIBUTARY_JWT_AUDIENCE: set the audience the identity provider "
+                "puts in this platform's tokens (or TRIBUTARY_JWT_ANY_AUDIENCE=true to accept tokens issued for "
+                "any of its applications)"
             )
+        log.warning(
+            "TRIBUTARY_JWT_ANY_AUDIENCE=true: tokens the identity provider issued for any application are accepted"
+        )
 
     def _refuse_insecure(self) -> None:
         if self.dev_mode:

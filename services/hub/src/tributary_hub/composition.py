@@ -129,7 +129,7 @@ class Hub:
                 algorithms=s.jwt_algorithms,
                 jwks_url=s.jwks_url,
                 issuer=s.jwt_issuer,
-                audience=s.jwt_audience,
+                audience=s.jwt_audience or None,
                 claim_map=s.claim_map,
             )
             self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)

@@ -78,7 +78,7 @@ class StreamService:
             algorithms=settings.jwt_algorithms,
             jwks_url=settings.jwks_url,
             issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            audience=settings.jwt_audience or None,
             claim_map=settings.claim_map,
         )
         self.auth = Authenticator(verifier, enabled=settings.auth_enabled, api_keys=self._verify_api_key)
