@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 from aio_pika.abc import AbstractConnection
 
@@ -162,5 +164,35 @@ async def test_a_nack_replaces_the_channel_and_later_publishes_go_through(
     await full.purge()
     await publisher.publish("", name, b"3")  # on the new channel
     assert (await full.get(no_ack=True)).body == b"3"
+    await publisher.close()
+    await channel.close()
+
+
+async def test_large_bodies_and_publishes_after_a_failure_wait_for_their_write(
+    connection: AbstractConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small bodies are handed to the writer without waiting for the write; what may lie unsent stays bounded: a
+    body over WRITE_WAIT_BYTES waits, and after a failed publish every publish waits until one is confirmed."""
+    waits: list[bool] = []
+    publish = aiormq.Channel.basic_publish
+
+    async def spy(self: aiormq.Channel, body: bytes, **kwargs: Any) -> Any:
+        waits.append(kwargs["wait"])
+        return await publish(self, body, **kwargs)
+
+    monkeypatch.setattr(aiormq.Channel, "basic_publish", spy)
+    name = platform.unique("full")
+    channel = await connection.channel()
+    await channel.declare_queue(name, exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    publisher = ConfirmedPublisher(window=4, timeout_s=5.0)
+    await publisher.start(connection)
+    await publisher.publish("", "nowhere", b"small")
+    await publisher.publish("", "nowhere", b"x" * (publisher_module.WRITE_WAIT_BYTES + 1))
+    await publisher.publish("", name, b"1")
+    with pytest.raises(PublishFailed):
+        await publisher.publish("", name, b"2")  # nacked: the queue is full
+    await publisher.publish("", "nowhere", b"after the failure")
+    await publisher.publish("", "nowhere", b"after a confirm")
+    assert waits == [False, True, False, False, True, False]
     await publisher.close()
     await channel.close()
