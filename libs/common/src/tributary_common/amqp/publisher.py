@@ -41,12 +41,12 @@ Target = ExchangeSpec | str  # a spec, or the name of a topic exchange ("" for t
 Outgoing = tuple[Target, str, bytes]  # (exchange, routing key, body)
 RENEW_INTERVAL_S = 1.0
 PERSISTENT, NOT_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT), int(aio_pika.DeliveryMode.NOT_PERSISTENT)
-RETIRE_AFTER_S = 30.0
+RETIRE_AFTER_S = 30.0  # a replaced channel's publishes in flight get their confirms meanwhile
 # A publish hands its frames to the connection's writer without waiting for them to be written (the confirm says
 # more; the wait cost ~15 % of a publish's CPU). So that what lies unsent stays bounded, a body over this waits for
 # its write as aio-pika does, and so does every publish after a failure (a broker that stopped reading, under a
 # memory alarm, times publishes out while their frames stay buffered) until one is confirmed again.
-WRITE_WAIT_BYTES = 64 * 1024  # a replaced channel's publishes in flight get their confirms meanwhile
+WRITE_WAIT_BYTES = 64 * 1024
 
 
 class PublishFailed(Exception):
