@@ -130,3 +130,19 @@ async def test_a_jwk_without_alg_verifies_every_allowed_alg_its_key_fits(bare_jw
     for alg in ("RS256", "PS256"):
         token = jwt.encode(claims, bare_jwks.keys["rsa"], algorithm=alg, headers={"kid": "rsa"})
         assert (await verifier.verify(token)).subject == "p"
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [None, 123, {"tributary": 1}, [{"aud": "tributary"}], ["x" * 100_000], [], "tributaryx", ["account"]],
+    ids=["absent", "number", "object", "list-of-objects", "huge", "empty-list", "near-miss", "another-app"],
+)
+async def test_hostile_audiences_are_401_where_audiences_are_set(aud: object) -> None:
+    """Beside one or several audiences (TRIBUTARY_JWT_AUDIENCE) a token's `aud` of any shape but one of them is a
+    401, never a 500; one of them, alone or in a list, verifies."""
+    verifier = JwtVerifier(secret=SECRET, algorithms=["HS256"], audience=["tributary", "api://tributary"])
+    claims = {} if aud is None else {"aud": aud}
+    with pytest.raises(AuthError):
+        await verifier.verify(signed(scope="admin", **claims))
+    for good in ("tributary", ["account", "api://tributary"]):
+        assert (await verifier.verify(signed(scope="admin", aud=good))).subject

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jwt
 
@@ -21,6 +21,9 @@ from .claims import UNITOP_GLOB_RE, UNITOP_GLOB_RULE, ClaimError, ClaimMap, gran
 from .jwks import JWKS_MIN_REFRESH_S, JWKS_TIMEOUT_S, JwksKeys
 from .matcher import matches, pattern_covers, topic_may_match
 from .names import InvalidName, validate_pattern
+
+if TYPE_CHECKING:
+    from .settings import CommonSettings
 
 # Re-exported: the scope names and the errors are part of this module's interface.
 SCOPES = CLAIM_SCOPES
@@ -105,6 +108,19 @@ class JwtVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+
+    @classmethod
+    def from_settings(cls, s: CommonSettings) -> Self:
+        """The verifier a service's settings describe (the hub and the stream verify alike)."""
+        return cls(
+            secret=s.jwt_key(),
+            algorithms=s.jwt_algorithms,
+            jwks_url=s.jwks_url,
+            issuer=s.jwt_issuer,
+            # No audience: refused at start beside a JWKS URL unless waived (check_auth_safety).
+            audience=s.jwt_audience or None,
+            claim_map=s.claim_map,
+        )
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; AuthError (401) when it does not verify, AuthUnavailable (503) when the keys

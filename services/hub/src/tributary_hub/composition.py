@@ -124,14 +124,7 @@ class Hub:
 
         if self.api:
             # Only the API verifies tokens: the recorder process has no secret to check.
-            jwt = CachingJwtVerifier(
-                secret=s.jwt_key(),
-                algorithms=s.jwt_algorithms,
-                jwks_url=s.jwks_url,
-                issuer=s.jwt_issuer,
-                audience=s.jwt_audience or None,
-                claim_map=s.claim_map,
-            )
+            jwt = CachingJwtVerifier.from_settings(s)
             self.auth = Authenticator(jwt, enabled=s.auth_enabled, api_keys=self.apikeys.verify)
             self.publisher = EventPublisher(s.amqp_url, window=s.publish_window, timeout_s=s.publish_timeout_s)
             await self.publisher.start()

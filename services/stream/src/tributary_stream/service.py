@@ -73,14 +73,7 @@ class StreamService:
             interval_s=settings.demand_interval_s,
             ttl_s=settings.demand_ttl_s,
         )
-        verifier = JwtVerifier(
-            secret=settings.jwt_key(),
-            algorithms=settings.jwt_algorithms,
-            jwks_url=settings.jwks_url,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience or None,
-            claim_map=settings.claim_map,
-        )
+        verifier = JwtVerifier.from_settings(settings)
         self.auth = Authenticator(verifier, enabled=settings.auth_enabled, api_keys=self._verify_api_key)
         self.admission = Admission(settings.max_connections, settings.max_connections_per_principal)
         self.credentials = CredentialWatch(self.hub, settings.api_key_cache_s)
