@@ -202,7 +202,15 @@ async def _diagnose(stack: Stack, topic: str, followers: list[Follower], publish
         return "R5 diagnosis: no client stepped back"
     k = next(i for i, (a, b) in enumerate(itertools.pairwise(f.ids)) if rank.get(b, -1) <= rank.get(a, -1))
     last_seen, replay_from = f.ids[k], f.ids[k + 1]
-    lines = [f"R5 diagnosis: a client saw {f.ids[max(0, k - 2) : k + 1]} then {f.ids[k + 1 : k + 4]}"]
+    lines = [
+        f"R5 diagnosis: client r5-{followers.index(f)} saw {f.ids[max(0, k - 2) : k + 1]} then {f.ids[k + 1 : k + 4]}"
+    ]
+    # Which connection the step back came on: the ids that arrived before each disconnect.
+    before = [sum(1 for t in f.times if t < lost) for lost in f.lost_at]
+    lines.append(
+        f"the step is after id #{k} of {len(f.ids)}; ids seen before each disconnect: {before}, "
+        f"resumed after: {[f.ids[n - 1] if n else None for n in before]}"
+    )
     async with httpx.AsyncClient(
         base_url=stack.hub_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=60
     ) as http:

@@ -37,7 +37,8 @@ class StreamSettings(CommonSettings):
     # Live messages buffered per subscription while its history replays; beyond this, a `gap`.
     replay_buffer_max: int = Field(default=10_000, ge=1)
     history_page_size: int = Field(default=500, ge=1, le=1000)
-    # History ids remembered for the seam: those with time >= subscribe time minus this margin.
+    # History ids remembered for the seam: those with time >= subscribe time minus this margin. Once live, the live
+    # copies of those ids are dropped for as long (history can be ahead of a busy instance's live feed).
     seam_margin_s: float = Field(default=60.0, ge=0)
     # A replay goes live no sooner than this long after the bind, and, for events, only once history holds one of
     # the live events buffered since the bind (so that what was published just before the bind is in it).

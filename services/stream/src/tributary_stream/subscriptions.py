@@ -2,13 +2,14 @@
 
 While a subscription replays history it is `replaying`: live messages are buffered (bounded) and only sent
 after the replay, skipping those history already sent (by event id for events, by sample time per item for
-unitops). Then it is `live`.
+unitops). Then it is `live`, and still skips what the replay sent: history can be ahead of the live feed.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from time import monotonic
 from typing import Any, Generic, TypeVar
 
 from tributary_common.timeutil import format_time, parse_time
@@ -80,13 +81,37 @@ class ClientSubscription(Generic[Buffered]):
 
 class EventsSubscription(ClientSubscription[BufferedEvent]):
     kind = "events"
-    __slots__ = ("last_id", "last_time", "pattern")
+    __slots__ = ("last_id", "last_time", "pattern", "replayed", "replayed_until")
 
     def __init__(self, client: Client, sub_id: str, pattern: str, buffer_max: int) -> None:
         super().__init__(client, sub_id, buffer_max)
         self.pattern = pattern
         self.last_id: str | None = None
         self.last_time: str | None = None
+        # Ids the replay sent near the seam that the live feed may still bring (see `skip_replayed`).
+        self.replayed: set[str] | None = None
+        self.replayed_until = 0.0
+
+    def skip_replayed(self, ids: set[str], for_s: float) -> None:
+        """Once live, drop the live copies of `ids` (sent by the replay) for up to `for_s` seconds. History can be
+        ahead of the live feed: the recorder may have stored events this instance's consumer has not delivered
+        yet (a busy stream), and those arrive live after the replay ended; they were sent twice, out of order."""
+        self.replayed = ids or None
+        self.replayed_until = monotonic() + for_s
+
+    def _replayed_already(self, event_id: str) -> bool:
+        replayed = self.replayed
+        if replayed is None:
+            return False
+        if monotonic() > self.replayed_until:
+            self.replayed = None
+            return False
+        if event_id not in replayed:
+            return False
+        replayed.discard(event_id)  # each arrives live once: the set empties as the live feed catches up
+        if not replayed:
+            self.replayed = None
+        return True
 
     def last(self) -> dict[str, str] | None:
         if self.last_id is None:
@@ -98,7 +123,9 @@ class EventsSubscription(ClientSubscription[BufferedEvent]):
 
     def on_live(self, event_id: str, time: str, envelope_json: str) -> None:
         if self.state == LIVE:
-            self.send_live(event_id, time, envelope_json)
+            # (the attribute test first: this runs per subscription per message)
+            if self.replayed is None or not self._replayed_already(event_id):
+                self.send_live(event_id, time, envelope_json)
         elif self.state == REPLAYING:
             self.buffer_live((event_id, time, envelope_json))
 
