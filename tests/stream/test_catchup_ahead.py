@@ -47,8 +47,13 @@ class Hub:
         return self.events[start : start + limit], None
 
 
-def event(n: int, t: str) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": f"e{n:04d}", "source": "/s", "type": TOPIC, "time": t, "data": {"n": n}}
+def event(n: int, t: str, topic: str = TOPIC, eid: str | None = None) -> dict[str, Any]:
+    eid = eid or f"e{n:04d}"
+    return {"specversion": "1.0", "id": eid, "source": "/s", "type": topic, "time": t, "data": {"n": n}}
+
+
+def key(e: dict[str, Any]) -> str:
+    return f"{e['type']}/{e['id']}"
 
 
 def setup(stored: list[dict[str, Any]], replay_settle_s: float = 0.0) -> tuple[Fanout, Client]:
@@ -61,12 +66,12 @@ def setup(stored: list[dict[str, Any]], replay_settle_s: float = 0.0) -> tuple[F
 
 
 def live(fanout: Fanout, e: dict[str, Any]) -> None:
-    fanout.on_message(EVENTS.name, TOPIC, orjson.dumps(e), {})
+    fanout.on_message(EVENTS.name, e["type"], orjson.dumps(e), {})
 
 
 def sent(client: Client) -> list[str]:
     frames = [orjson.loads(f) for f, _, _ in client.queue]
-    return [f["event"]["id"] for f in frames if f.get("type") == "event"]
+    return [key(f["event"]) for f in frames if f.get("type") == "event"]
 
 
 def subscription(client: Client) -> EventsSubscription:
@@ -75,9 +80,9 @@ def subscription(client: Client) -> EventsSubscription:
     return sub
 
 
-async def subscribed(fanout: Fanout, client: Client, after: str) -> None:
+async def subscribed(fanout: Fanout, client: Client, after: str, pattern: str = f"{TOPIC}.#") -> None:
     """Subscribed with `since` = `after`, replayed, and live."""
-    assert fanout.subscribe_events(client, SubscribeEvents("s", f"{TOPIC}.#", EventsSince(after_id=after)))
+    assert fanout.subscribe_events(client, SubscribeEvents("s", pattern, EventsSince(after_id=after)))
     sub = subscription(client)
     for _ in range(500):
         if sub.state == LIVE:
@@ -99,13 +104,13 @@ async def test_live_copies_of_what_the_replay_sent_are_not_sent_again() -> None:
     await sub_started
     for e in events[50:]:  # the live feed catches up after the replay went live
         live(fanout, e)
-    assert sent(client) == [e["id"] for e in events[10:]]
+    assert sent(client) == [key(e) for e in events[10:]]
     later = event(101, format_time(utcnow()))
     live(fanout, later)  # past what history held: sent live
-    assert sent(client)[-1] == "e0101"
+    assert sent(client)[-1] == "t/e0101"
     # Each replayed id comes live once at most: those that came are let go (the rest at the end of the margin).
     replayed = subscription(client).replayed
-    assert replayed is not None and not replayed & {e["id"] for e in events[50:]}
+    assert replayed is not None and not replayed & {(e["type"], e["id"]) for e in events[50:]}
 
 
 async def test_live_events_history_did_not_hold_are_sent() -> None:
@@ -119,7 +124,7 @@ async def test_live_events_history_did_not_hold_are_sent() -> None:
     await sub_started
     for e in events[12:]:
         live(fanout, e)
-    assert sent(client) == [e["id"] for e in events[5:]]
+    assert sent(client) == [key(e) for e in events[5:]]
 
 
 async def test_replayed_ids_are_forgotten_after_the_seam_margin() -> None:
@@ -134,5 +139,22 @@ async def test_replayed_ids_are_forgotten_after_the_seam_margin() -> None:
     assert sub.replayed is not None
     sub.replayed_until = 0.0  # the margin has passed: a copy arriving now is the publisher's repeat, sent live
     live(fanout, events[5])
-    assert sent(client) == [e["id"] for e in events[2:]] + ["e0006"]
+    assert sent(client) == [key(e) for e in events[2:]] + ["t/e0006"]
     assert sub.replayed is None
+
+
+async def test_the_same_id_in_two_topics_is_two_events_in_the_replay_at_the_seam_and_live() -> None:
+    # Ids are unique per topic only: client-given ids such as sequence numbers repeat across topics.
+    t = format_time(utcnow())
+    a0, a1, b1, a2 = event(0, t, "a", "x0"), event(1, t, "a", "x1"), event(2, t, "b", "x1"), event(3, t, "a", "x2")
+    fanout, client = setup([a0, a1, b1, a2])
+    sub_started = asyncio.create_task(subscribed(fanout, client, "x0", pattern="#"))
+    await asyncio.sleep(0)
+    c2 = event(4, t, "c", "x2")
+    live(fanout, a2)  # buffered while replaying: history sends it
+    live(fanout, c2)  # buffered, another topic's x2: not what history sent
+    await sub_started
+    live(fanout, a1)  # the late live copy of a replayed event
+    b2 = event(5, t, "b", "x2")
+    live(fanout, b2)
+    assert sent(client) == ["a/x1", "b/x1", "a/x2", "c/x2", "b/x2"]

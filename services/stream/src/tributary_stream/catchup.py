@@ -24,7 +24,16 @@ from tributary_common.timeutil import format_time, utcnow
 from .hub_rpc import HubRpc
 from .protocol import EventsSince
 from .settings import StreamSettings
-from .subscriptions import LIVE, REPLAYING, Buffered, ClientSubscription, EventsSubscription, UnitopSubscription
+from .subscriptions import (
+    LIVE,
+    REPLAYING,
+    Buffered,
+    BufferedEvent,
+    ClientSubscription,
+    EventKey,
+    EventsSubscription,
+    UnitopSubscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +148,8 @@ class EventsHistory:
         self.give_up_at = started + timedelta(seconds=settings.replay_catchup_max_s)
         self.unknown_until = started + timedelta(seconds=settings.replay_unknown_id_wait_s)
         self.last: str | None = None  # the last history event sent
-        # Ids sent from history at or after the seam's floor: the buffered live events to skip.
-        self.seen: set[str] = set()
+        # (topic, id) of what history sent at or after the seam's floor: the buffered live events to skip.
+        self.seen: set[EventKey] = set()
 
     async def page(self, cursor: str | None) -> Page:
         since, last = self.since, self.last
@@ -172,10 +181,11 @@ class EventsHistory:
             items = self._after_resumed_id(items, self.since.after_id)
         for item in items:
             eid, t = str(item.get("id")), str(item.get("time"))
-            if eid in self.seen:
+            key = (str(item.get("type")), eid)  # ids are unique per topic only
+            if key in self.seen:
                 continue  # `after_id` over several topics may start a little early
             if t >= self.floor:
-                self.seen.add(eid)
+                self.seen.add(key)
             await self.sub.send_history(eid, t, orjson.dumps(item).decode())
             self.last = eid
 
@@ -208,11 +218,11 @@ class EventsHistory:
 
     def at_seam(self) -> bool:
         """Whether history has reached the live events buffered since the bind (trivially, when there are none)."""
-        return not self.sub.buffer or any(eid in self.seen for eid, _, _ in self.sub.buffer)
+        return not self.sub.buffer or any((topic, eid) in self.seen for eid, _, _, topic in self.sub.buffer)
 
-    async def send_buffered(self, item: tuple[str, str, str]) -> None:
-        eid, t, env = item
-        if eid not in self.seen:
+    async def send_buffered(self, item: BufferedEvent) -> None:
+        eid, t, env, topic = item
+        if (topic, eid) not in self.seen:
             await self.sub.send_history(eid, t, env)
 
 

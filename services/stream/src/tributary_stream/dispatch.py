@@ -113,7 +113,7 @@ class Dispatcher:
         for p in patterns:
             # No per-key ACL check here: the pattern was checked to be covered by the token at subscribe.
             for sub in self.routes.patterns.get(p, ()):
-                sub.on_live(eid, t, envelope_json)
+                sub.on_live(eid, t, envelope_json, envelope["type"])
 
     def _on_samples(self, body: bytes) -> None:
         batch = _decode(body)

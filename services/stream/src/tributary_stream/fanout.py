@@ -91,7 +91,7 @@ class Fanout:
             started = utcnow()
             if since is None:
                 subscribed()
-                await go_live(sub, lambda item: sub.send_history(*item))
+                await go_live(sub, lambda item: sub.send_history(*item[:3]))
                 return
             history = EventsHistory(
                 sub,

@@ -21,8 +21,10 @@ REPLAYING, LIVE, CLOSED = "replaying", "live", "closed"
 
 # What a subscription buffers of live messages while it replays.
 Buffered = TypeVar("Buffered")
-# An event: (id, time, envelope JSON).
-BufferedEvent = tuple[str, str, str]
+# An event: (id, time, envelope JSON, topic).
+BufferedEvent = tuple[str, str, str, str]
+# What names one event: ids are unique per topic only (a pattern can cover several topics).
+EventKey = tuple[str, str]  # (topic, id)
 # A sample batch: (sid, samples).
 BufferedSamples = tuple[str, list[dict[str, Any]]]
 
@@ -88,27 +90,27 @@ class EventsSubscription(ClientSubscription[BufferedEvent]):
         self.pattern = pattern
         self.last_id: str | None = None
         self.last_time: str | None = None
-        # Ids the replay sent near the seam that the live feed may still bring (see `skip_replayed`).
-        self.replayed: set[str] | None = None
+        # Events the replay sent near the seam that the live feed may still bring (see `skip_replayed`).
+        self.replayed: set[EventKey] | None = None
         self.replayed_until = 0.0
 
-    def skip_replayed(self, ids: set[str], for_s: float) -> None:
-        """Once live, drop the live copies of `ids` (sent by the replay) for up to `for_s` seconds. History can be
+    def skip_replayed(self, events: set[EventKey], for_s: float) -> None:
+        """Once live, drop the live copies of `events` (sent by the replay) for up to `for_s` seconds. History can be
         ahead of the live feed: the recorder may have stored events this instance's consumer has not delivered
         yet (a busy stream), and those arrive live after the replay ended; they were sent twice, out of order."""
-        self.replayed = ids or None
+        self.replayed = events or None
         self.replayed_until = monotonic() + for_s
 
-    def _replayed_already(self, event_id: str) -> bool:
+    def _replayed_already(self, key: EventKey) -> bool:
         replayed = self.replayed
         if replayed is None:
             return False
         if monotonic() > self.replayed_until:
             self.replayed = None
             return False
-        if event_id not in replayed:
+        if key not in replayed:
             return False
-        replayed.discard(event_id)  # each arrives live once: the set empties as the live feed catches up
+        replayed.discard(key)  # each arrives live once: the set empties as the live feed catches up
         if not replayed:
             self.replayed = None
         return True
@@ -121,13 +123,13 @@ class EventsSubscription(ClientSubscription[BufferedEvent]):
     def sse_position(self) -> str | None:
         return self.last_id
 
-    def on_live(self, event_id: str, time: str, envelope_json: str) -> None:
+    def on_live(self, event_id: str, time: str, envelope_json: str, topic: str) -> None:
         if self.state == LIVE:
             # (the attribute test first: this runs per subscription per message)
-            if self.replayed is None or not self._replayed_already(event_id):
+            if self.replayed is None or not self._replayed_already((topic, event_id)):
                 self.send_live(event_id, time, envelope_json)
         elif self.state == REPLAYING:
-            self.buffer_live((event_id, time, envelope_json))
+            self.buffer_live((event_id, time, envelope_json, topic))
 
     def send_live(self, event_id: str, time: str, envelope_json: str) -> None:
         if self.client.offer(self.client.encoder.event(self, envelope_json, event_id), self):
