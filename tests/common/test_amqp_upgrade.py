@@ -134,6 +134,37 @@ async def test_an_old_consumer_holds_the_upgrade_until_it_leaves(vhost: str, con
     assert [m.routing_key for m in await _drain(connection, t.HUB_RECORDER_SAMPLES.name)] == ["src.sid-1"]
 
 
+async def test_the_upgrade_goes_on_when_the_callers_connection_goes_away(
+    vhost: str, amqp_url: str, connection: AbstractConnection
+) -> None:
+    """The upgrade runs on a connection of its own: the caller's (the hub's robust connection) is used only to
+    declare, so losing it midway stops nothing, and a reconnect of it has none of the upgrade's channels to
+    restore (their passive declarations of a holding queue another process removed failed every reconnect)."""
+    await _old_topology(connection)
+    spec = t.HUB_RECORDER_SAMPLES
+    old_channel = await connection.channel()
+    old_queue = await old_channel.declare_queue(spec.name, passive=True)
+
+    async def old_recorder(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await message.ack()
+
+    await old_queue.consume(old_recorder)  # holds the upgrade (the old queue cannot be deleted while in use)
+    caller = await aio_pika.connect_robust(amqp_url)
+    upgrading = asyncio.create_task(ensure_queues(caller, spec, wait_s=30))
+    for _ in range(100):
+        if platform.queue_info(vhost, holding(spec).name) is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert platform.queue_info(vhost, holding(spec).name) is not None, "the upgrade did not start"
+    await caller.close()
+    await _publish(connection, t.SAMPLES.name, ["src.sid-2"])  # held meanwhile
+    await old_channel.close()  # the old recorder stops: the upgrade can finish
+    await asyncio.wait_for(upgrading, 30)
+    assert _type(vhost, spec.name) == "quorum"
+    assert platform.queue_info(vhost, holding(spec).name) is None
+    assert [m.routing_key for m in await _drain(connection, spec.name)] == ["src.sid-2"]
+
+
 async def test_move_keeps_routing_keys_and_acks_only_what_was_copied(connection: AbstractConnection) -> None:
     channel = await connection.channel()
     source = await channel.declare_queue(platform.unique("src"), durable=True)

@@ -48,15 +48,33 @@ class UpgradeStuck(RuntimeError):
 
 
 async def ensure_queues(connection: AbstractConnection, *specs: QueueSpec, wait_s: float = 60.0) -> None:
-    """Declare each spec with its exchanges and bindings, upgrading a queue of another type in place."""
-    for spec in specs:
-        if await declare_if_compatible(connection, spec):
-            # A holding queue left by an upgrade that stopped midway: finish it.
-            if await _exists(connection, holding(spec).name):
-                await _drain_holding(connection, spec)
-            continue
-        log.warning("queue %s exists with other arguments: upgrading it (see amqp/upgrade.py)", spec.name)
-        await upgrade(connection, spec, wait_s=wait_s)
+    """Declare each spec with its exchanges and bindings, upgrading a queue of another type in place.
+
+    The upgrade itself runs on a connection of its own, closed when done: on the caller's robust connection a
+    reconnect would restore the upgrade's open channels and their passive declarations, and a queue another
+    process removed meanwhile (a holding queue) then failed every reconnect (NOT_FOUND, retried every 5 s)."""
+    own: AbstractConnection | None = None
+    try:
+        for spec in specs:
+            if await declare_if_compatible(connection, spec):
+                # A holding queue left by an upgrade that stopped midway: finish it.
+                if await _exists(connection, holding(spec).name):
+                    own = own or await _connect_like(connection)
+                    await _drain_holding(own, spec)
+                continue
+            log.warning("queue %s exists with other arguments: upgrading it (see amqp/upgrade.py)", spec.name)
+            own = own or await _connect_like(connection)
+            await upgrade(own, spec, wait_s=wait_s)
+    finally:
+        if own is not None:
+            with contextlib.suppress(Exception):
+                await own.close()
+
+
+async def _connect_like(connection: AbstractConnection) -> AbstractConnection:
+    """A plain (not robust) connection to the broker `connection` reached."""
+    assert isinstance(connection, aio_pika.Connection)  # aio-pika's (robust) connections carry their URL
+    return await aio_pika.connect(connection.url)
 
 
 async def upgrade(connection: AbstractConnection, spec: QueueSpec, *, wait_s: float) -> None:
@@ -111,8 +129,7 @@ async def _delete_old(connection: AbstractConnection, spec: QueueSpec) -> None:
     own: should another process replace the queue between the check and the delete, only that one is lost."""
     if not await _still_old(connection, spec):
         return
-    assert isinstance(connection, aio_pika.Connection)  # aio-pika's (robust) connections carry their URL
-    side = await aio_pika.connect(connection.url)
+    side = await _connect_like(connection)
     try:
         channel = await side.channel()
         await channel.queue_delete(spec.name, if_unused=True, if_empty=True)
