@@ -6,7 +6,7 @@ live. They must not be sent again (R5 saw every client get ~150 events twice, ou
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -146,15 +146,43 @@ async def test_replayed_ids_are_forgotten_after_the_seam_margin() -> None:
 async def test_the_same_id_in_two_topics_is_two_events_in_the_replay_at_the_seam_and_live() -> None:
     # Ids are unique per topic only: client-given ids such as sequence numbers repeat across topics.
     t = format_time(utcnow())
-    a0, a1, b1, a2 = event(0, t, "a", "x0"), event(1, t, "a", "x1"), event(2, t, "b", "x1"), event(3, t, "a", "x2")
-    fanout, client = setup([a0, a1, b1, a2])
+    a0, c2, a1, b1, a2 = (
+        event(n, t, topic, eid)
+        for n, (topic, eid) in enumerate([("a", "x0"), ("c", "x2"), ("a", "x1"), ("b", "x1"), ("a", "x2")])
+    )
+    fanout, client = setup([a0, c2, a1, b1, a2])
     sub_started = asyncio.create_task(subscribed(fanout, client, "x0", pattern="#"))
     await asyncio.sleep(0)
-    c2 = event(4, t, "c", "x2")
-    live(fanout, a2)  # buffered while replaying: history sends it
-    live(fanout, c2)  # buffered, another topic's x2: not what history sent
+    live(fanout, c2)  # the live feed's first: history holds it and more
     await sub_started
-    live(fanout, a1)  # the late live copy of a replayed event
+    for e in (a1, b1, a2):  # the feed catches up: all sent by the replay already
+        live(fanout, e)
     b2 = event(5, t, "b", "x2")
-    live(fanout, b2)
-    assert sent(client) == ["a/x1", "b/x1", "a/x2", "c/x2", "b/x2"]
+    live(fanout, b2)  # another topic's x2: new
+    assert sent(client) == ["c/x2", "a/x1", "b/x1", "a/x2", "b/x2"]
+
+
+async def test_nothing_is_kept_once_the_feed_has_passed_what_history_sent() -> None:
+    t = format_time(utcnow())
+    events = [event(n, t) for n in range(1, 31)]
+    fanout, client = setup(events[:20])
+    sub_started = asyncio.create_task(subscribed(fanout, client, "e0005"))
+    await asyncio.sleep(0)
+    for e in events[10:25]:  # the feed is ahead of the recorder: it brought e0020, history's last
+        live(fanout, e)
+    await sub_started
+    assert subscription(client).replayed is None
+    assert sent(client) == [key(e) for e in events[5:25]]
+
+
+async def test_what_the_feed_delivered_before_the_subscription_existed_is_not_kept() -> None:
+    now = utcnow()
+    old = [event(n, format_time(now - timedelta(seconds=30))) for n in range(1, 11)]
+    new = [event(n, format_time(now)) for n in range(11, 21)]
+    fanout, client = setup(old + new)
+    sub_started = asyncio.create_task(subscribed(fanout, client, "e0001"))
+    await asyncio.sleep(0)
+    live(fanout, new[3])  # the feed's first for this subscription: e0014
+    await sub_started
+    replayed = subscription(client).replayed
+    assert replayed == {(e["type"], e["id"]) for e in new if e is not new[3]}

@@ -19,7 +19,7 @@ import orjson
 
 from tributary_common.matcher import pattern_topic
 from tributary_common.rpc import RpcError
-from tributary_common.timeutil import format_time, utcnow
+from tributary_common.timeutil import format_time, parse_time, utcnow
 
 from .hub_rpc import HubRpc
 from .protocol import EventsSince
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # How often a replay that has read history to its end reads the end again, waiting for the recorder (and how
 # often an id not yet recorded is asked for again).
 REPLAY_POLL_S = 0.2
+# How much earlier than another an event may be stamped and still reach the broker after it (hubs stamp `time`).
+PUBLISH_SKEW_S = 5.0
 
 Page = tuple[list[dict[str, Any]], str | None]
 
@@ -148,8 +150,9 @@ class EventsHistory:
         self.give_up_at = started + timedelta(seconds=settings.replay_catchup_max_s)
         self.unknown_until = started + timedelta(seconds=settings.replay_unknown_id_wait_s)
         self.last: str | None = None  # the last history event sent
-        # (topic, id) of what history sent at or after the seam's floor: the buffered live events to skip.
-        self.seen: set[EventKey] = set()
+        self.last_key: EventKey | None = None
+        # (topic, id) -> time of what history sent at or after the seam's floor: the buffered live events to skip.
+        self.seen: dict[EventKey, str] = {}
 
     async def page(self, cursor: str | None) -> Page:
         since, last = self.since, self.last
@@ -185,9 +188,9 @@ class EventsHistory:
             if key in self.seen:
                 continue  # `after_id` over several topics may start a little early
             if t >= self.floor:
-                self.seen.add(key)
+                self.seen[key] = t
             await self.sub.send_history(eid, t, orjson.dumps(item).decode())
-            self.last = eid
+            self.last, self.last_key = eid, key
 
     def _after_resumed_id(self, items: list[dict[str, Any]], after_id: str) -> list[dict[str, Any]]:
         """The first page read "after `after_id`" of one topic holds only what follows it (ids are unique per
@@ -219,6 +222,19 @@ class EventsHistory:
     def at_seam(self) -> bool:
         """Whether history has reached the live events buffered since the bind (trivially, when there are none)."""
         return not self.sub.buffer or any((topic, eid) in self.seen for eid, _, _, topic in self.sub.buffer)
+
+    def late_copies(self) -> set[EventKey]:
+        """What the replay sent that the live feed may still bring once live (history can be ahead of a busy
+        instance's feed): none once the feed has brought the last of it; else not what it brought already, nor
+        what it delivered before this subscription existed (older than the first buffered event)."""
+        buffer = self.sub.buffer
+        buffered = {(topic, eid) for eid, _, _, topic in buffer}
+        if self.last_key is None or self.last_key in buffered:
+            return set()
+        oldest = None
+        if buffer:
+            oldest = format_time(parse_time(min(t for _, t, _, _ in buffer)) - timedelta(seconds=PUBLISH_SKEW_S))
+        return {k for k, t in self.seen.items() if k not in buffered and (oldest is None or t >= oldest)}
 
     async def send_buffered(self, item: BufferedEvent) -> None:
         eid, t, env, topic = item

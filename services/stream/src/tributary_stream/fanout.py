@@ -107,7 +107,7 @@ class Fanout:
                     await replay(sub, history)
             except SubscriptionRefused:
                 return
-            sub.skip_replayed(history.seen, self.settings.seam_margin_s)
+            sub.skip_replayed(history.late_copies(), self.settings.seam_margin_s)
             await go_live(sub, history.send_buffered)
 
     # ---- unitop subscriptions -----------------------------------------------------------------------------
