@@ -1,7 +1,7 @@
 """One subscription of one client: where it stands (the last position sent) and how live messages reach it.
 
 While a subscription replays history it is `replaying`: live messages are buffered (bounded) and only sent
-after the replay, skipping those history already sent (by event id for events, by sample time per item for
+after the replay, skipping those history already sent (by topic and id for events, by sample time per item for
 unitops). Then it is `live`, and still skips what the replay sent: history can be ahead of the live feed.
 """
 
