@@ -1,8 +1,10 @@
-"""The first page of a resume "after an id" (pure logic, no services): what it holds up to that id was seen."""
+"""The first page of a resume "after an id" (pure logic, no services): what it holds up to that id was seen; and
+what a replay remembers of what it sent, for the seam."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -75,3 +77,15 @@ async def test_over_several_topics_nothing_is_dropped(pattern: str) -> None:
     h, sub = history(pattern, "e3")
     await h.deliver(page("e1", "e3", "e4"))
     assert sub.sent == ["e1", "e3", "e4"]
+
+
+async def test_a_replay_remembers_only_what_can_still_meet_a_live_copy() -> None:
+    # Every client of a busy pattern resuming at once (a stream restart) kept `seam_margin_s` of ids each.
+    h, sub = history("t.#", "e0")
+    before = format_time(utcnow() - timedelta(seconds=30))
+    await h.deliver([{"id": f"o{i}", "time": before, "type": "t"} for i in range(500)])
+    assert len(h.seen) == 500  # nothing came live yet: any of them may still be buffered
+    sub.buffer.append(("n0", format_time(utcnow()), "{}", "t"))  # the live feed's first event for it
+    await h.deliver(page("n0", "n1"))
+    assert set(h.seen) == {("t", "n0"), ("t", "n1")}  # the feed delivered the older ones before it subscribed
+    assert len(sub.sent) == 502

@@ -59,21 +59,17 @@ class History(Protocol):
 
     def retry(self, exc: RpcError) -> bool:
         """Whether a failed first page is asked for again (after REPLAY_POLL_S)."""
-        ...
 
     def first_failed(self, exc: RpcError) -> None:
         """The first page failed for good: raise SubscriptionRefused, or let the replay end with a gap."""
-        ...
 
     def opened(self) -> None:
         """The first page came."""
-        ...
 
     async def deliver(self, items: list[dict[str, Any]]) -> None: ...
 
     def end_reached(self) -> float | None:
         """History has no more pages: None when the replay is done, else how long to wait to read the end again."""
-        ...
 
 
 async def replay(sub: ClientSubscription[Any], history: History) -> bool:
@@ -145,7 +141,9 @@ class EventsHistory:
         self.subscribed = subscribed
         self.refuse = refuse
         self.label = f"history for {sub.pattern}"
+        # Ids sent before this cannot meet a live copy: raised to the first buffered event (`_raise_floor`).
         self.floor = format_time(started - timedelta(seconds=settings.seam_margin_s))
+        self.floor_raised = False
         self.settled_at = started + timedelta(seconds=settings.replay_settle_s)
         self.give_up_at = started + timedelta(seconds=settings.replay_catchup_max_s)
         self.unknown_until = started + timedelta(seconds=settings.replay_unknown_id_wait_s)
@@ -182,6 +180,7 @@ class EventsHistory:
     async def deliver(self, items: list[dict[str, Any]]) -> None:
         if self.last is None and self.since.after_id and pattern_topic(self.sub.pattern) is not None:
             items = self._after_resumed_id(items, self.since.after_id)
+        self._raise_floor()
         for item in items:
             eid, t = str(item.get("id")), str(item.get("time"))
             key = (str(item.get("type")), eid)  # ids are unique per topic only
@@ -191,6 +190,18 @@ class EventsHistory:
                 self.seen[key] = t
             await self.sub.send_history(eid, t, orjson.dumps(item).decode())
             self.last, self.last_key = eid, key
+
+    def _raise_floor(self) -> None:
+        """Once the live feed has brought its first event, nothing the feed delivered before it (older, less
+        PUBLISH_SKEW_S) comes to this subscription: what history sent before that need not be remembered. A busy
+        pattern kept `seam_margin_s` of ids per resuming subscription (every client at once after a restart)."""
+        if self.floor_raised or not self.sub.buffer:
+            return
+        self.floor_raised = True
+        first = format_time(parse_time(self.sub.buffer[0][1]) - timedelta(seconds=PUBLISH_SKEW_S))
+        if first > self.floor:
+            self.floor = first
+            self.seen = {k: t for k, t in self.seen.items() if t >= first}
 
     def _after_resumed_id(self, items: list[dict[str, Any]], after_id: str) -> list[dict[str, Any]]:
         """The first page read "after `after_id`" of one topic holds only what follows it (ids are unique per
@@ -227,14 +238,11 @@ class EventsHistory:
         """What the replay sent that the live feed may still bring once live (history can be ahead of a busy
         instance's feed): none once the feed has brought the last of it; else not what it brought already, nor
         what it delivered before this subscription existed (older than the first buffered event)."""
-        buffer = self.sub.buffer
-        buffered = {(topic, eid) for eid, _, _, topic in buffer}
+        self._raise_floor()
+        buffered = {(topic, eid) for eid, _, _, topic in self.sub.buffer}
         if self.last_key is None or self.last_key in buffered:
             return set()
-        oldest = None
-        if buffer:
-            oldest = format_time(parse_time(min(t for _, t, _, _ in buffer)) - timedelta(seconds=PUBLISH_SKEW_S))
-        return {k for k, t in self.seen.items() if k not in buffered and (oldest is None or t >= oldest)}
+        return {k for k in self.seen if k not in buffered}
 
     async def send_buffered(self, item: BufferedEvent) -> None:
         eid, t, env, topic = item
