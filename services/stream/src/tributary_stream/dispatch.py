@@ -104,7 +104,7 @@ class Dispatcher:
             value = envelope.get(attribute)
             if not isinstance(value, str) or not value:
                 raise Unusable(NOT_A_CLOUDEVENT, f"{attribute!r} is not a non-empty string")
-        eid, t = envelope["id"], envelope["time"]
+        eid, t, topic = envelope["id"], envelope["time"], envelope["type"]
         try:
             parse_time(t)  # the seam compares positions by time
         except ValueError as exc:
@@ -113,7 +113,7 @@ class Dispatcher:
         for p in patterns:
             # No per-key ACL check here: the pattern was checked to be covered by the token at subscribe.
             for sub in self.routes.patterns.get(p, ()):
-                sub.on_live(eid, t, envelope_json, envelope["type"])
+                sub.on_live(eid, t, envelope_json, topic)
 
     def _on_samples(self, body: bytes) -> None:
         batch = _decode(body)
