@@ -17,7 +17,15 @@ from aio_pika.abc import AbstractConnection
 from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.backoff import Backoff
-from tributary_hub.pika_receiver import PikaDelivery, PikaReceiver, node_parameters
+from tributary_hub.pika_params import node_parameters
+from tributary_hub.pika_receiver import (
+    GATHER_MAX,
+    GATHER_S,
+    READ_INTERVAL_S,
+    Gathering,
+    PikaDelivery,
+    PikaReceiver,
+)
 from tributary_hub.recorders import memory_window
 
 QUEUE = "pika-receiver-test"
@@ -194,6 +202,48 @@ async def _is(count: Awaitable[int], expected: int) -> bool:
 async def _not(alive: object) -> bool:
     assert asyncio.iscoroutine(alive)
     return not await alive
+
+
+def test_deliveries_gather_for_a_moment_before_the_event_loop_is_woken() -> None:
+    gathering = Gathering()
+    assert gathering.wait(0.0) == READ_INTERVAL_S  # nothing held: read until the broker sends
+    assert not gathering.due(0, 0.0, False)
+    assert not gathering.due(1, 0.0, False)  # the first delivery starts the gathering
+    assert gathering.wait(GATHER_S / 2) == pytest.approx(GATHER_S / 2)  # the next read waits only the rest
+    assert not gathering.due(3, GATHER_S / 2, False)
+    assert gathering.due(4, GATHER_S, False)  # GATHER_S after the first: they go
+    assert gathering.wait(GATHER_S) == READ_INTERVAL_S  # and the next gathering starts afresh
+    assert not gathering.due(1, 10.0, False)
+    assert gathering.due(GATHER_MAX, 10.0, False)  # a full hand: at once
+    assert not gathering.due(1, 20.0, False)
+    assert gathering.due(2, 20.0, True)  # cancelling: what is held goes at once, for the recorder to drain
+
+
+async def test_a_trickle_reaches_the_event_loop_in_few_wakeups_all_in_order(
+    amqp_url: str, connection: AbstractConnection
+) -> None:
+    """40 deliveries a millisecond or so apart: one wake-up of the event loop each before the gathering."""
+    receiver = PikaReceiver(amqp_url, QUEUE, prefetch=100, name="test-pika-trickle", gather_s=0.5)
+    hand_overs = 0
+    put = receiver._put
+
+    def counted(received: list[PikaDelivery]) -> None:
+        nonlocal hand_overs
+        hand_overs += 1
+        put(received)
+
+    receiver._put = counted  # type: ignore[method-assign]
+    await receiver.consume()
+    channel = await connection.channel(publisher_confirms=False)
+    try:
+        for n in range(40):
+            await channel.default_exchange.publish(aio_pika.Message(str(n).encode()), routing_key=QUEUE)
+            await asyncio.sleep(0.001)
+        assert [d.body for d in await take(receiver, 40)] == [str(n).encode() for n in range(40)]
+        assert hand_overs <= 4
+    finally:
+        await channel.close()
+        await receiver.close()
 
 
 def test_node_parameters_read_urls_as_aio_pika_does() -> None:

@@ -5,9 +5,10 @@ by it tops out near 8,500 messages/s before it converts or writes anything; pika
 25 µs (bench/amqp_consume.py), and the real recorder fed by it stored 1.7× as many events per second
 (bench/recorder_receive.py).
 
-How: the thread owns the connection (pika is not thread-safe) and does nothing but read. Each read's deliveries
-reach the event loop in one `call_soon_threadsafe`; acks come back with `add_callback_threadsafe`; a cancel is a
-flag the thread acts on between reads.
+How: the thread owns the connection (pika is not thread-safe) and does nothing but read. Deliveries reach the
+event loop in one `call_soon_threadsafe` per `GATHER_S` (or `GATHER_MAX` deliveries): at a steady trickle a read
+brings one or two, and waking the event loop for each cost more than the rest of the receive. Acks come back with
+`add_callback_threadsafe`; a cancel is a flag the thread acts on between reads.
 
 Reconnection: a lost connection (or a channel the broker closed, or our consumer cancelled by the broker because
 the queue was deleted) is reopened on the next node of the URL list, in the robust connection's order
@@ -25,27 +26,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
-from yarl import URL
 
 from tributary_common.amqp.connection import parse_urls, rotation
 from tributary_common.amqp.delivery import Delivery
 from tributary_common.backoff import Backoff
 
+from .pika_params import headers_of, node_parameters
+
 log = logging.getLogger(__name__)
 
 # How long the thread waits for the broker before it looks at its flags (stop, cancel) again.
 READ_INTERVAL_S = 0.05
+# Deliveries gathered in the thread before the event loop is woken for them: at most this long (well within the
+# recorder's batch delay) or this many.
+GATHER_S = 0.005
+GATHER_MAX = 500
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,53 +69,6 @@ class PikaDelivery:
     generation: int
 
 
-def node_parameters(url: str, name: str) -> pika.ConnectionParameters:
-    """pika's parameters for one AMQP URL as aio-pika reads it (vhost, `heartbeat`, TLS with `cafile`, `certfile`,
-    `keyfile`), named `name` in the management UI."""
-    parsed = URL(url)
-    tls = parsed.scheme == "amqps"
-    host = parsed.host or "localhost"
-    vhost = "/" if parsed.path in ("", "/") else parsed.path[1:]
-    options: dict[str, Any] = {}
-    if "heartbeat" in parsed.query:
-        options["heartbeat"] = int(parsed.query["heartbeat"])
-    if tls:
-        context = ssl.create_default_context(cafile=parsed.query.get("cafile"))
-        if "certfile" in parsed.query:
-            context.load_cert_chain(parsed.query["certfile"], parsed.query.get("keyfile"))
-        options["ssl_options"] = pika.SSLOptions(context, host)
-    return pika.ConnectionParameters(
-        host=host,
-        port=parsed.port or (5671 if tls else 5672),
-        virtual_host=vhost,
-        credentials=pika.PlainCredentials(parsed.user or "guest", parsed.password or "guest"),
-        client_properties={"connection_name": name},
-        connection_attempts=1,
-        socket_timeout=5,
-        stack_timeout=10,
-        **options,
-    )
-
-
-def _aware(value: Any) -> Any:
-    """Header values as aio-pika gives them: pika decodes AMQP timestamps to naive UTC datetimes."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    if isinstance(value, dict):
-        return {k: _aware(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_aware(v) for v in value]
-    return value
-
-
-def _headers(raw: dict[str, Any] | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    if any(isinstance(v, datetime | dict | list) for v in raw.values()):
-        return {k: _aware(v) for k, v in raw.items()}
-    return raw
-
-
 @dataclass(slots=True, frozen=True)
 class _Link:
     generation: int
@@ -118,17 +76,51 @@ class _Link:
     channel: BlockingChannel
 
 
+@dataclass(slots=True)
+class Gathering:
+    """When the deliveries read so far go to the event loop: `GATHER_S` after the first of them, at `GATHER_MAX`,
+    or at once when the consumer is being cancelled (the recorder then drains what it was handed)."""
+
+    gather_s: float = GATHER_S
+    first_at: float | None = None
+
+    def wait(self, now: float) -> float:
+        """How long the next read may wait for the broker."""
+        return READ_INTERVAL_S if self.first_at is None else max(0.0, self.first_at + self.gather_s - now)
+
+    def due(self, count: int, now: float, cancelling: bool) -> bool:
+        """Whether `count` deliveries, read by `now`, go now (the gathering then starts again)."""
+        if not count:
+            return False
+        if self.first_at is None:
+            self.first_at = now
+        if now - self.first_at >= self.gather_s or count >= GATHER_MAX or cancelling:
+            self.first_at = None
+            return True
+        return False
+
+
 class _Lost(Exception):
     """The consumer is gone while the connection stays (the broker cancelled it): open another."""
 
 
 class PikaReceiver:
-    def __init__(self, url: str, queue: str, *, prefetch: int, name: str, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        queue: str,
+        *,
+        prefetch: int,
+        name: str,
+        backoff: Backoff | None = None,
+        gather_s: float = GATHER_S,
+    ) -> None:
         # In the robust connection's order: from a random node (processes spread over them), then round-robin.
         self._nodes = [node_parameters(node, name) for node in rotation(parse_urls(url))]
         self.queue = queue
         self.prefetch = prefetch
         self.name = name
+        self.gather_s = gather_s
         self.inbox: asyncio.Queue[PikaDelivery] = asyncio.Queue()
         self._backoff = backoff or Backoff(0.5, 10.0)
         self._stop = threading.Event()
@@ -236,7 +228,7 @@ class PikaReceiver:
             received.append(
                 PikaDelivery(
                     body,
-                    _headers(properties.headers),
+                    headers_of(properties.headers),
                     properties.message_id,
                     properties.correlation_id,
                     properties.content_type,
@@ -255,9 +247,10 @@ class PikaReceiver:
         self._consuming.set()
         log.info("%s: consuming %s on %s:%s", self.name, self.queue, node.host, node.port)
         cancelled = False
+        gathering = Gathering(self.gather_s)
         while not self._stop.is_set():
-            connection.process_data_events(time_limit=READ_INTERVAL_S)
-            if received:
+            connection.process_data_events(time_limit=gathering.wait(time.monotonic()))
+            if gathering.due(len(received), time.monotonic(), self._cancel.is_set()):
                 self._hand_over(received)
                 received = []
             if cancelled_by_broker.is_set():

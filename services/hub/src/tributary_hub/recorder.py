@@ -129,20 +129,12 @@ class Recorder:
 
     async def _next_batch(self) -> list[Delivery]:
         batch = [await self._inbox.get()]
-        deadline = time.monotonic() + self.max_delay_s
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self._inbox.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._inbox.get(), remaining))
-            except TimeoutError:
-                break
+        inbox = self._inbox
+        # One timeout for the whole batch: `wait_for` per message made a task and a timer for each.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.max_delay_s):
+                while len(batch) < self.batch_size:
+                    batch.append(inbox.get_nowait() if inbox.qsize() else await inbox.get())
         return batch
 
     async def _run(self) -> None:
