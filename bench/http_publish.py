@@ -5,7 +5,8 @@ Load: 1 wrk thread, 16 connections, 8 s per case after a 2 s warm-up, body
 `{"data": {"value": 21.5, "unit": "C"}, "subject": "plant1.line1"}` to a topic whose schema requires a number and an
 enum. Cases, each a real process on the local RabbitMQ, FerretDB and Memcached in a vhost/database of its own:
 
-- baseline: bench/baselines/hub_app.py (FastAPI + orjson + jsonschema-rs + envelope + confirmed aio-pika publish);
+- baseline: bench/baselines/hub_app.py (FastAPI + orjson + jsonschema-rs + envelope + confirmed aio-pika publish,
+  to an exchange of its own with no queue bound: the broker confirms and stores nothing);
 - hub, recorders in-process (the default of `tributary-hub serve`);
 - hub, recorders in their own process (`serve` with TRIBUTARY_RECORDERS_ENABLED=false + `tributary-hub recorder`);
 - hub traced at 10 % (parentbased_traceidratio) and at 100 %, exporting OTLP to a receiver in another process
@@ -14,12 +15,17 @@ enum. Cases, each a real process on the local RabbitMQ, FerretDB and Memcached i
   HTTP path's cost alone, without the recording (recorder, FerretDB) that shares the 2 cores in the other cases.
   Measured after the others, so that no recorder has a backlog to drain while it is measured.
 
-The baseline runs first and last; the ratios use the mean of its two runs. Every response must be 202: a case
-with non-2xx answers is reported as failed. `.venv/bin/python bench/http_publish.py` (about 1.5 minutes).
+Every case runs once per round (`--rounds`, 3 by default), between two runs of the baseline; each round's ratios
+use the mean of its own two baseline runs, and the table gives the median and range over rounds (the machine's
+speed drifts by tens of percent within minutes). The one-table rows are the medians. Every response must be 202: a
+case with non-2xx answers is reported as failed. `.venv/bin/python bench/http_publish.py` (about 1.5 minutes a
+round).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import re
 import shutil
 import subprocess
@@ -29,7 +35,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
+import aio_pika
 import httpx
 import orjson
 
@@ -40,6 +48,7 @@ from bench.hub_publish import start_receiver  # noqa: E402
 from bench.support.ratios import record  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tests.support.processes import ServiceProcess  # noqa: E402
+from tributary_common.amqp import HUB_RECORDER_EVENTS  # noqa: E402
 from tributary_common.auth import mint_token  # noqa: E402
 
 SECRET = "bench-secret-0123456789-0123456789-abcdef"
@@ -139,15 +148,64 @@ def hub(env: dict[str, str], separate_recorders: bool, recorder: bool = True) ->
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every case, each with its own baseline")
+    args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make bench` installs it (deploy/local/services.sh packages wrk)")
     platform.require_services()
     with platform.isolated_env("bench-http", SECRET) as isolated:
-        run({**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"})
+        run({**isolated, "TRIBUTARY_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}, args.rounds)
 
 
-def run(env: dict[str, str]) -> None:
+CASES = (
+    "hub, recorders in-process",
+    "hub, recorders own process",
+    "hub traced 10%",
+    "hub traced 100%",
+    "hub, no recorder",
+)
+
+
+def one_round(env: dict[str, str], traced: dict[str, str], token: str) -> dict[str, Result]:
+    """Every case once, between two runs of the baseline."""
     amqp_url = env["TRIBUTARY_AMQP_URL"]
+    results: dict[str, Result] = {}
+    with baseline(amqp_url) as url:
+        results["baseline (first)"] = measure(url)
+    with hub(env, separate_recorders=False) as url:
+        topic = httpx.post(
+            url.removesuffix("/bench/events"),
+            json={"name": "bench", "schema": SCHEMA},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if topic.status_code != 409:  # made in an earlier round
+            topic.raise_for_status()
+        results["hub, recorders in-process"] = measure(url, token)
+    with hub(env, separate_recorders=True) as url:
+        results["hub, recorders own process"] = measure(url, token)
+    for name, ratio in (("hub traced 10%", "0.1"), ("hub traced 100%", "1.0")):
+        with hub({**env, **traced, "OTEL_TRACES_SAMPLER_ARG": ratio}, separate_recorders=True) as url:
+            results[name] = measure(url, token)
+    with hub(env, separate_recorders=True, recorder=False) as url:
+        results["hub, no recorder"] = measure(url, token)
+    with baseline(amqp_url) as url:
+        results["baseline (last)"] = measure(url)
+    # "no recorder" left its events in the recorders' queue: the next round's hub would record them while measured.
+    asyncio.run(purge(amqp_url, HUB_RECORDER_EVENTS.name))
+    return results
+
+
+async def purge(amqp_url: str, queue: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await (await channel.declare_queue(queue, passive=True)).purge()
+    finally:
+        await connection.close()
+
+
+def run(env: dict[str, str], rounds: int) -> None:
     token = mint_token(SECRET, subject="bench")
     receiver, endpoint = start_receiver()
     traced = {
@@ -157,47 +215,48 @@ def run(env: dict[str, str]) -> None:
         "OTEL_SERVICE_NAME": "tributary-hub",
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
     }
-    results: dict[str, Result] = {}
+    runs: list[dict[str, Result]] = []
     try:
-        with baseline(amqp_url) as url:
-            results["baseline (first)"] = measure(url)
-        with hub(env, separate_recorders=False) as url:
-            topic = httpx.post(
-                url.removesuffix("/bench/events"),
-                json={"name": "bench", "schema": SCHEMA},
-                headers={"Authorization": f"Bearer {token}"},
+        for n in range(rounds):
+            runs.append(one_round(env, traced, token))
+            print(
+                f"round {n + 1}: " + ", ".join(f"{k} {v.rate:.0f} (p99 {v.p99_ms:.0f} ms)" for k, v in runs[-1].items())
             )
-            topic.raise_for_status()
-            results["hub, recorders in-process"] = measure(url, token)
-        with hub(env, separate_recorders=True) as url:
-            results["hub, recorders own process"] = measure(url, token)
-        for name, ratio in (("hub traced 10%", "0.1"), ("hub traced 100%", "1.0")):
-            with hub({**env, **traced, "OTEL_TRACES_SAMPLER_ARG": ratio}, separate_recorders=True) as url:
-                results[name] = measure(url, token)
-        with hub(env, separate_recorders=True, recorder=False) as url:
-            results["hub, no recorder"] = measure(url, token)
-        with baseline(amqp_url) as url:
-            results["baseline (last)"] = measure(url)
     finally:
         receiver.kill()
 
-    base = (results["baseline (first)"].rate + results["baseline (last)"].rate) / 2
-    untraced = results["hub, recorders own process"].rate
-    print(f"single POST, wrk 1 thread x {CONNECTIONS} connections, {MEASURE_S} s per case")
-    print(f"{'case':<30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'/baseline':>10} {'non-202':>8}")
-    for name, r in results.items():
-        print(f"{name:<30} {r.rate:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rate / base:>10.2f} {r.failed:>8}")
+    # Each round's cases against that round's baseline (the mean of its two runs): the machine's speed drifts by
+    # tens of percent within minutes, more than between neighbouring runs.
+    bases = [(r["baseline (first)"].rate + r["baseline (last)"].rate) / 2 for r in runs]
+    print(f"single POST, wrk 1 thread x {CONNECTIONS} connections, {MEASURE_S} s per case, {rounds} round(s)")
+    print(f"{'case':<30} {'req/s':>22} {'p99 ms':>8} {'/baseline':>22} {'non-202':>8}")
+    for name in ("baseline (first)", *CASES, "baseline (last)"):
+        rates = [r[name].rate for r in runs]
+        ratios = [r[name].rate / base for r, base in zip(runs, bases, strict=True)]
+        print(
+            f"{name:<30} {spread(rates, '.0f'):>22} {median([r[name].p99_ms for r in runs]):>8.2f}"
+            f" {spread(ratios, '.2f'):>22} {sum(r[name].failed for r in runs):>8}"
+        )
     for name in ("hub traced 10%", "hub traced 100%"):
-        print(f"{name} / untraced (recorders own process): {results[name].rate / untraced:.2f}")
+        ratios = [r[name].rate / r["hub, recorders own process"].rate for r in runs]
+        print(f"{name} / untraced (recorders own process): {spread(ratios, '.2f')}")
+    base = median(bases)
+    untraced = median([r["hub, recorders own process"].rate for r in runs])
+    rate = {name: median([r[name].rate for r in runs]) for name in CASES}
     bench = "http_publish.py"
     record(bench, "single POST, recorders own process", untraced, "req/s", base, ">= 0.9")
-    record(
-        bench, "single POST, recorders in-process", results["hub, recorders in-process"].rate, "req/s", base, ">= 0.75"
-    )
-    record(bench, "single POST traced 10% vs untraced", results["hub traced 10%"].rate, "req/s", untraced, ">= 0.9")
-    record(bench, "single POST traced 100% vs untraced", results["hub traced 100%"].rate, "req/s", untraced, ">= 0.65")
-    if any(r.failed for r in results.values()):
+    record(bench, "single POST, recorders in-process", rate["hub, recorders in-process"], "req/s", base, ">= 0.75")
+    record(bench, "single POST traced 10% vs untraced", rate["hub traced 10%"], "req/s", untraced, ">= 0.9")
+    record(bench, "single POST traced 100% vs untraced", rate["hub traced 100%"], "req/s", untraced, ">= 0.65")
+    if any(result.failed for r in runs for result in r.values()):
         sys.exit("some requests were not answered 202")
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """The median, and the range over rounds when there are several."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ def build(amqp_url: str, schema: dict[str, Any]) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
+        # An exchange of its own, with no queue bound: every run of the baseline costs the broker the same (a
+        # confirm, nothing stored), before and after the hub's queues are bound to `tributary.events`, and its events
+        # never reach the hub's recorders.
         state["exchange"] = await channel.declare_exchange(
-            "tributary.events", aio_pika.ExchangeType.TOPIC, durable=True
+            "bench.baseline.events", aio_pika.ExchangeType.TOPIC, durable=True
         )
         yield
         await connection.close()
