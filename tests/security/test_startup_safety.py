@@ -62,7 +62,7 @@ def test_audiences_are_a_list() -> None:
     assert _idp(jwt_audience=None).jwt_audience == []
     with pytest.raises(ValueError, match="jwt_audience"):
         _idp(jwt_audience=",".join(f"a{i}" for i in range(33)))
-    for hostile in ("[1, 2]", "[oops", '["a", null]'):
+    for hostile in ("[1, 2]", "[oops", '["a", null]', '{"aud": "x"}', '"tributary"', "{oops"):
         with pytest.raises(ValueError, match="jwt_audience"):
             _idp(jwt_audience=hostile)
     assert _idp(jwt_audience=" , ").jwt_audience == []  # no audience at all: refused at start as if unset

@@ -33,10 +33,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def list_setting(raw: object) -> list[str]:
-    """A list setting given as a JSON list or comma-separated."""
+    """A list setting given as a JSON list or comma-separated. Text that starts as other JSON would (an object, a
+    quoted string) is read as JSON too, and refused as not a list, rather than kept as one literal entry."""
     if isinstance(raw, str):
         text = raw.strip()
-        raw = json.loads(text) if text.startswith("[") else text.split(",")  # bad JSON: a ValueError
+        raw = json.loads(text) if text[:1] in ("[", "{", '"') else text.split(",")  # bad JSON: a ValueError
     if not isinstance(raw, list | tuple) or not all(isinstance(e, str) for e in raw):
         raise ValueError("expected a list of strings")
     return [e.strip() for e in raw if e.strip()]
