@@ -260,6 +260,10 @@ class PikaReceiver:
                 self._consuming.clear()
                 # Deliveries the broker sent before it took the cancel are nacked by pika: they go back.
                 channel.basic_cancel(tag)
+        # Stopped. Acks asked for before are callbacks that only a read runs: run them now, so that they reach the
+        # broker before the close returns the rest (else an acked batch would come back to another consumer).
+        with contextlib.suppress(Exception):  # the connection is gone: so are its deliveries' acks
+            connection.process_data_events(time_limit=0)
 
     def _hand_over(self, received: list[PikaDelivery]) -> None:
         loop = self._loop
