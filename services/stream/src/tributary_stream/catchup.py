@@ -147,13 +147,12 @@ class EventsHistory:
         self.settled_at = started + timedelta(seconds=settings.replay_settle_s)
         self.give_up_at = started + timedelta(seconds=settings.replay_catchup_max_s)
         self.unknown_until = started + timedelta(seconds=settings.replay_unknown_id_wait_s)
-        self.last: str | None = None  # the last history event sent
-        self.last_key: EventKey | None = None
+        self.last_key: EventKey | None = None  # (topic, id) of the last history event sent
         # (topic, id) -> time of what history sent at or after the seam's floor: the buffered live events to skip.
         self.seen: dict[EventKey, str] = {}
 
     async def page(self, cursor: str | None) -> Page:
-        since, last = self.since, self.last
+        since, last = self.since, self.last_key[1] if self.last_key else None
         return await self.hub.events_page_raw(
             self.sub.pattern,
             since=since.time if cursor is None and last is None else None,
@@ -178,7 +177,7 @@ class EventsHistory:
         self.subscribed()
 
     async def deliver(self, items: list[dict[str, Any]]) -> None:
-        if self.last is None and self.since.after_id and pattern_topic(self.sub.pattern) is not None:
+        if self.last_key is None and self.since.after_id and pattern_topic(self.sub.pattern) is not None:
             items = self._after_resumed_id(items, self.since.after_id)
         self._raise_floor()
         for item in items:
@@ -189,7 +188,7 @@ class EventsHistory:
             if t >= self.floor:
                 self.seen[key] = t
             await self.sub.send_history(eid, t, orjson.dumps(item).decode())
-            self.last, self.last_key = eid, key
+            self.last_key = key
 
     def _raise_floor(self) -> None:
         """Once the live feed has brought its first event, nothing the feed delivered before it (older, less
