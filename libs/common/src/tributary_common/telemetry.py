@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased
 
+from .edge_sampling import EdgeSampler, dropped_at_the_edge
+
 _configured: TracerProvider | None = None
 
 
@@ -52,6 +54,8 @@ def setup_tracing(service_name: str, instance_id: str = "") -> TracerProvider | 
         attrs[SERVICE_INSTANCE_ID] = instance_id
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES; TracerProvider reads OTEL_TRACES_SAMPLER itself.
     provider = TracerProvider(resource=Resource.create(attrs))
+    # Before any tracer is made (a tracer keeps the sampler it was made with): see edge_sampling.
+    provider.sampler = EdgeSampler(provider.sampler)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _configured = provider
@@ -72,10 +76,10 @@ def tracer(name: str) -> trace.Tracer:
 def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManager[trace.Span]:
     """`span_tracer.start_as_current_span(name, kind=PRODUCER)`, unless the span could only be a non-recording
     one that nothing sees (no trace context is propagated from it): then the current span stays current. So while
-    tracing is off (no tracer provider), and under an unsampled parent when sampling is parent-based (the
-    `parentbased_*` samplers drop such a child). Making such a span costs the publish hot path ~5 %."""
+    tracing is off (no tracer provider), in a request whose trace was dropped at the edge (edge_sampling), and under
+    an unsampled parent when sampling is parent-based (the `parentbased_*` samplers drop such a child). Making such a span costs the publish hot path ~5 %."""
     provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider) or dropped_at_the_edge():
         return nullcontext(trace.get_current_span())
     current = trace.get_current_span()
     parent = current.get_span_context()
@@ -86,6 +90,7 @@ def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManage
 
 def _drops_unsampled_children(provider: trace.TracerProvider) -> bool:
     sampler = getattr(provider, "sampler", None)
+    sampler = sampler.inner if isinstance(sampler, EdgeSampler) else sampler
     return isinstance(sampler, ParentBased) and _parent_based_drops(sampler)
 
 

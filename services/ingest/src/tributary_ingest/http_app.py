@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from tributary_common.edge_sampling import fastapi_telemetry
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.tasks import cancel_and_wait
@@ -53,7 +54,7 @@ def create_app(engine: Engine) -> FastAPI:
         log.critical("ingest engine failed to start; shutting down", exc_info=engine.failed)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    app = FastAPI(title="Tributary ingest", lifespan=lifespan)
+    app = FastAPI(title="Tributary ingest", lifespan=lifespan, telemetry=fastapi_telemetry())
     if settings.ops_port is None:  # otherwise on the ops port (the lifespan above)
         app.include_router(health_router(checks, registry=engine.metrics.registry))
 

@@ -11,6 +11,7 @@ from tributary_common.access_log import AccessLog, parse_networks
 from tributary_common.asyncapi import asyncapi_router
 from tributary_common.asyncapi_apis import STREAM
 from tributary_common.cors import install_cors
+from tributary_common.edge_sampling import fastapi_telemetry
 from tributary_common.health import health_router
 from tributary_common.health_server import ops_server
 from tributary_common.http_errors import install_error_handlers
@@ -53,6 +54,7 @@ def create_app(settings: StreamSettings | None = None, *, tracing: bool = False)
         description="Websockets and server-sent events for events and unitops, with catch-up from history.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=fastapi_telemetry(),  # edge_sampling: no span built for a request whose new trace is dropped
     )
     app.state.service = service
     install_error_handlers(app)
