@@ -164,6 +164,8 @@ CASES = (
     "hub traced 10%",
     "hub traced 100%",
     "hub, no recorder",
+    "hub traced 10%, no recorder",
+    "hub traced 100%, no recorder",
 )
 
 
@@ -187,12 +189,18 @@ def one_round(env: dict[str, str], traced: dict[str, str], token: str) -> dict[s
     for name, ratio in (("hub traced 10%", "0.1"), ("hub traced 100%", "1.0")):
         with hub({**env, **traced, "OTEL_TRACES_SAMPLER_ARG": ratio}, separate_recorders=True) as url:
             results[name] = measure(url, token)
-    with hub(env, separate_recorders=True, recorder=False) as url:
-        results["hub, no recorder"] = measure(url, token)
+    # Tracing's cost to the hub alone too: recording's CPU and the broker's stalls move the cases above by more.
+    for name, more in (
+        ("hub, no recorder", {}),
+        ("hub traced 10%, no recorder", {**traced, "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+        ("hub traced 100%, no recorder", {**traced, "OTEL_TRACES_SAMPLER_ARG": "1.0"}),
+    ):
+        with hub({**env, **more}, separate_recorders=True, recorder=False) as url:
+            results[name] = measure(url, token)
+        # Its events stay in the recorders' queue: the next hub would record them while measured.
+        asyncio.run(purge(amqp_url, HUB_RECORDER_EVENTS.name))
     with baseline(amqp_url) as url:
         results["baseline (last)"] = measure(url)
-    # "no recorder" left its events in the recorders' queue: the next round's hub would record them while measured.
-    asyncio.run(purge(amqp_url, HUB_RECORDER_EVENTS.name))
     return results
 
 
@@ -240,6 +248,9 @@ def run(env: dict[str, str], rounds: int) -> None:
     for name in ("hub traced 10%", "hub traced 100%"):
         ratios = [r[name].rate / r["hub, recorders own process"].rate for r in runs]
         print(f"{name} / untraced (recorders own process): {spread(ratios, '.2f')}")
+    for name in ("hub traced 10%, no recorder", "hub traced 100%, no recorder"):
+        ratios = [r[name].rate / r["hub, no recorder"].rate for r in runs]
+        print(f"{name} / untraced (no recorder): {spread(ratios, '.2f')}")
     base = median(bases)
     untraced = median([r["hub, recorders own process"].rate for r in runs])
     rate = {name: median([r[name].rate for r in runs]) for name in CASES}
@@ -248,6 +259,9 @@ def run(env: dict[str, str], rounds: int) -> None:
     record(bench, "single POST, recorders in-process", rate["hub, recorders in-process"], "req/s", base, ">= 0.75")
     record(bench, "single POST traced 10% vs untraced", rate["hub traced 10%"], "req/s", untraced, ">= 0.9")
     record(bench, "single POST traced 100% vs untraced", rate["hub traced 100%"], "req/s", untraced, ">= 0.65")
+    alone = rate["hub, no recorder"]
+    record(bench, "traced 10% vs untraced, hub alone", rate["hub traced 10%, no recorder"], "req/s", alone, ">= 0.9")
+    record(bench, "traced 100% vs untraced, hub alone", rate["hub traced 100%, no recorder"], "req/s", alone, ">= 0.65")
     if any(result.failed for r in runs for result in r.values()):
         sys.exit("some requests were not answered 202")
 

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased
 
+from . import otlp_encoding
 from .edge_sampling import EdgeSampler, dropped_at_the_edge
 
 _configured: TracerProvider | None = None
@@ -38,6 +39,7 @@ def _exporter_from_env() -> SpanExporter | None:
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    otlp_encoding.install()  # the same bytes, a third of the CPU
     return OTLPSpanExporter()
 
 

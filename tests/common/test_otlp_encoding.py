@@ -1,0 +1,167 @@
+"""The hand-written OTLP encoding (otlp_encoding) writes the bytes the SDK's protobuf encoder writes, and the SDK's
+HTTP exporter sends them once it is installed."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+from opentelemetry.exporter.otlp.proto.http import trace_exporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from tests.support.otlp import OtlpReceiver
+from tributary_common import otlp_encoding
+from tributary_common.otlp_encoding import encode_spans
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+TEXT = st.text(max_size=40)
+SCALAR = st.one_of(TEXT, st.booleans(), INT64, st.floats(allow_nan=False))
+VALUE = st.one_of(
+    SCALAR,
+    st.lists(TEXT, max_size=4).map(tuple),
+    st.lists(st.booleans(), max_size=4).map(tuple),
+    st.lists(INT64, max_size=4).map(tuple),
+    st.lists(st.floats(allow_nan=False), max_size=4).map(tuple),
+)
+ATTRIBUTES = st.dictionaries(st.text(min_size=1, max_size=20), VALUE, max_size=8)
+IDS = st.integers(min_value=1, max_value=2**64 - 1)
+
+
+def context(trace_id: int, span_id: int, remote: bool = False, state: TraceState | None = None) -> SpanContext:
+    return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(1), trace_state=state)
+
+
+@st.composite
+def spans(draw: st.DrawFn) -> ReadableSpan:
+    trace_id = draw(st.integers(min_value=1, max_value=2**128 - 1))
+    parent = draw(st.one_of(st.none(), st.builds(context, st.just(trace_id), IDS, st.booleans())))
+    state = draw(st.sampled_from([None, TraceState(), TraceState([("vendor", "a1"), ("other", "b-2")])]))
+    status = draw(
+        st.sampled_from(
+            [
+                Status(StatusCode.UNSET),
+                Status(StatusCode.OK),
+                Status(StatusCode.ERROR, "boom"),
+                Status(StatusCode.ERROR),
+            ]
+        )
+    )
+    start = draw(st.integers(min_value=1, max_value=2**63))
+    events = [
+        Event(name, attributes, timestamp)
+        for name, attributes, timestamp in draw(
+            st.lists(st.tuples(TEXT, ATTRIBUTES, st.integers(min_value=1, max_value=2**63)), max_size=2)
+        )
+    ]
+    links = [
+        Link(context(t, s, remote), attributes)
+        for t, s, remote, attributes in draw(
+            st.lists(st.tuples(IDS, IDS, st.booleans(), st.one_of(st.none(), ATTRIBUTES)), max_size=2)
+        )
+    ]
+    return ReadableSpan(
+        name=draw(TEXT),
+        context=context(trace_id, draw(IDS), state=state),
+        parent=parent,
+        resource=draw(st.sampled_from(RESOURCES)),
+        attributes=draw(ATTRIBUTES),
+        events=events,
+        links=links,
+        kind=draw(st.sampled_from(list(SpanKind))),
+        status=status,
+        start_time=start,
+        end_time=start + draw(st.integers(min_value=0, max_value=10**9)),
+        instrumentation_scope=draw(st.sampled_from(SCOPES)),
+    )
+
+
+RESOURCES = [
+    Resource({"service.name": "tributary-hub", "service.instance.id": "a"}),
+    Resource({"service.name": "tributary-stream"}, schema_url="https://opentelemetry.io/schemas/1.21.0"),
+]
+SCOPES = [
+    InstrumentationScope("fastapi", "0.165.0", "https://opentelemetry.io/schemas/1.44.0"),
+    InstrumentationScope("tributary_hub.api.events"),
+    None,
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(spans(), max_size=6))
+def test_the_bytes_are_the_sdk_encoders(batch: list[ReadableSpan]) -> None:
+    assert encode_spans(batch) == sdk_encode_spans(batch).SerializePartialToString()
+
+
+def test_a_batch_of_many_spans_with_repeated_attributes() -> None:
+    """The encoded attributes kept between spans (and their clearing when full) change nothing."""
+    batch = [
+        ReadableSpan(
+            name="POST /topics/{topic}/events",
+            context=context(n + 1, n + 1),
+            resource=RESOURCES[0],
+            attributes={"http.request.method": "POST", "http.response.status_code": 202, "n": n, "ok": n % 2 == 0},
+            kind=SpanKind.SERVER,
+            start_time=n + 1,
+            end_time=n + 2,
+            instrumentation_scope=SCOPES[0],
+        )
+        for n in range(otlp_encoding._KNOWN_MAX + 100)
+    ]
+    assert encode_spans(batch) == sdk_encode_spans(batch).SerializePartialToString()
+
+
+def test_true_one_and_one_point_zero_are_three_values() -> None:
+    """Equal as dict keys, different on the wire: the kept encodings are keyed by type too."""
+    batch = [
+        ReadableSpan(name="s", context=context(1, n + 1), resource=RESOURCES[0], attributes={"v": v}, start_time=1)
+        for n, v in enumerate([True, 1, 1.0, 1, True])
+    ]
+    assert encode_spans(batch) == sdk_encode_spans(batch).SerializePartialToString()
+
+
+@pytest.mark.parametrize("bad", [2**63, -(2**63) - 1, math.inf])
+def test_values_out_of_range_are_left_out_or_kept_as_the_sdk_does(bad: Any) -> None:
+    span = ReadableSpan(name="s", context=context(1, 2), resource=RESOURCES[0], attributes={"a": 1}, start_time=1)
+    span._attributes = {"a": 1, "bad": bad, "z": "x"}  # past the SDK's own attribute checks
+    assert encode_spans([span]) == sdk_encode_spans([span]).SerializePartialToString()
+
+
+def test_the_installed_encoder_is_what_the_http_exporter_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace_exporter, "encode_spans", vars(trace_exporter)["encode_spans"])  # restored after
+    calls: list[int] = []
+
+    def counted(batch: list[ReadableSpan]) -> bytes:
+        calls.append(len(batch))
+        return encode_spans(batch)
+
+    monkeypatch.setattr(otlp_encoding, "encode_spans", counted)
+    otlp_encoding.install()
+    receiver = OtlpReceiver().start()
+    try:
+        exporter = trace_exporter.OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")
+        span = ReadableSpan(
+            name="publish event",
+            context=context(0xABC, 0xDEF),
+            parent=context(0xABC, 0x123, remote=True),
+            resource=RESOURCES[0],
+            attributes={"messaging.system": "rabbitmq", "messaging.message.id": "e-1"},
+            kind=SpanKind.PRODUCER,
+            start_time=10,
+            end_time=20,
+            instrumentation_scope=SCOPES[1],
+        )
+        assert exporter.export([span]).name == "SUCCESS"
+        (got,) = receiver.spans  # the receiver stores a request's spans before it answers
+        assert calls == [1]
+        assert (got.service, got.name, got.parent_span_id) == ("tributary-hub", "publish event", f"{0x123:016x}")
+        assert got.attributes == {"messaging.system": "rabbitmq", "messaging.message.id": "e-1"}
+        exporter.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        receiver.stop()
