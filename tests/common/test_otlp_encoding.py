@@ -117,6 +117,18 @@ def test_a_batch_of_many_spans_with_repeated_attributes() -> None:
     assert encode_spans(batch) == sdk_encode_spans(batch).SerializePartialToString()
 
 
+def test_equal_resources_that_are_distinct_objects_are_one_group() -> None:
+    twin = Resource(dict(RESOURCES[0].attributes))
+    assert twin is not RESOURCES[0] and twin == RESOURCES[0]
+    batch = [
+        ReadableSpan(name=f"s{n}", context=context(1, n + 1), resource=r, start_time=1, instrumentation_scope=SCOPES[1])
+        for n, r in enumerate([RESOURCES[0], twin, RESOURCES[1], twin])
+    ]
+    ours = encode_spans(batch)
+    assert ours.count(b"tributary-hub") == 1
+    assert ours == sdk_encode_spans(batch).SerializePartialToString()
+
+
 def test_true_one_and_one_point_zero_are_three_values() -> None:
     """Equal as dict keys, different on the wire: the kept encodings are keyed by type too."""
     batch = [

@@ -180,7 +180,9 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
 def _merged(
     groups: Iterable[tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]],
 ) -> list[tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]]:
-    """Groups of equal resources (distinct objects) as one, as the SDK's encoder groups them."""
+    """Groups of equal resources (distinct objects) as one, as the SDK's encoder groups them. (A scope's spans then
+    follow their resource objects' order, not the batch's: a difference only in order, and only where a process has
+    equal resources as distinct objects.)"""
     merged: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
     for resource, by_scope in groups:
         into = merged.setdefault(resource, {})
