@@ -9,25 +9,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
+from tests.support.otlp import installed_provider
 from tributary_common.edge_sampling import EdgeSampler, dropped_at_the_edge, fastapi_telemetry
 from tributary_common.telemetry import producer_span
 
 SAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
-
-
-def installed(monkeypatch: pytest.MonkeyPatch, sampler: Sampler) -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=sampler)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-    return exporter
 
 
 def app_seeing(seen: list[dict[str, Any]]) -> FastAPI:
@@ -63,7 +54,7 @@ def server_spans(exporter: InMemorySpanExporter) -> list[Any]:
 
 
 async def test_a_dropped_request_gets_no_span_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
     seen: list[dict[str, Any]] = []
     await post(app_seeing(seen))
     (s,) = seen
@@ -74,7 +65,7 @@ async def test_a_dropped_request_gets_no_span_at_all(monkeypatch: pytest.MonkeyP
 
 
 async def test_a_kept_request_is_sampled_once_and_its_publish_is_its_child(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
     seen: list[dict[str, Any]] = []
     await post(app_seeing(seen))
     (s,) = seen
@@ -87,7 +78,7 @@ async def test_a_kept_request_is_sampled_once_and_its_publish_is_its_child(monke
 
 async def test_the_ratio_is_kept_not_squared(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 0.5 the edge keeps about half the requests; asking the sampler again for the span would keep a quarter."""
-    exporter = installed(monkeypatch, EdgeSampler(ParentBased(TraceIdRatioBased(0.5))))
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(TraceIdRatioBased(0.5))))
     seen: list[dict[str, Any]] = []
     await post(app_seeing(seen), n=400)
     kept = len(server_spans(exporter))
@@ -97,7 +88,7 @@ async def test_the_ratio_is_kept_not_squared(monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_a_callers_traceparent_decides(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
     seen: list[dict[str, Any]] = []
     app = app_seeing(seen)
     await post(app, headers={"traceparent": SAMPLED_PARENT})
@@ -110,16 +101,16 @@ async def test_a_callers_traceparent_decides(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_outside_a_request_the_configured_sampler_decides(monkeypatch: pytest.MonkeyPatch) -> None:
-    installed(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
+    installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
     with trace.get_tracer_provider().get_tracer("t").start_as_current_span("consume") as span:
         assert span.is_recording()
-    installed(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
+    installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
     with trace.get_tracer_provider().get_tracer("t").start_as_current_span("consume") as span:
         assert not span.is_recording()
 
 
 async def test_without_the_edge_sampler_fastapi_decides_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, ParentBased(ALWAYS_OFF))
+    exporter = installed_provider(monkeypatch, ParentBased(ALWAYS_OFF))
     seen: list[dict[str, Any]] = []
     await post(app_seeing(seen))
     assert seen[0]["request_span"] is not trace.INVALID_SPAN  # FastAPI's non-recording span, as without the hook

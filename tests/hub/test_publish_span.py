@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
+from tests.support.otlp import installed_provider
 from tributary_common.telemetry import current_traceparent, producer_span
 
 UNSAMPLED = trace.NonRecordingSpan(
     trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT))
 )
-
-
-def installed(monkeypatch: pytest.MonkeyPatch, sampler: Sampler) -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=sampler)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-    return exporter
 
 
 def test_no_provider_no_span() -> None:
@@ -32,7 +22,7 @@ def test_no_provider_no_span() -> None:
 
 
 def test_sampled_parent_or_root_makes_the_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, ParentBased(ALWAYS_ON))
+    exporter = installed_provider(monkeypatch, ParentBased(ALWAYS_ON))
     tracer = trace.get_tracer_provider().get_tracer("t")
     with producer_span(tracer, "publish event") as span:
         assert span.is_recording()
@@ -41,7 +31,7 @@ def test_sampled_parent_or_root_makes_the_span(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_unsampled_parent_under_parent_based_sampling_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, ParentBased(ALWAYS_ON))
+    exporter = installed_provider(monkeypatch, ParentBased(ALWAYS_ON))
     tracer = trace.get_tracer_provider().get_tracer("t")
     with trace.use_span(UNSAMPLED), producer_span(tracer, "publish event") as span:
         assert span is UNSAMPLED
@@ -50,7 +40,7 @@ def test_unsampled_parent_under_parent_based_sampling_no_span(monkeypatch: pytes
 
 
 def test_unsampled_parent_without_parent_based_sampling_still_asks_the_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
-    exporter = installed(monkeypatch, TraceIdRatioBased(1.0))
+    exporter = installed_provider(monkeypatch, TraceIdRatioBased(1.0))
     tracer = trace.get_tracer_provider().get_tracer("t")
     with trace.use_span(UNSAMPLED), producer_span(tracer, "publish event") as span:
         assert span.is_recording()

@@ -1,5 +1,6 @@
 """A minimal OTLP/HTTP trace receiver for tests: services export spans to it with the standard
-`OTEL_EXPORTER_OTLP_ENDPOINT`, and the test reads which spans of which service share a trace."""
+`OTEL_EXPORTER_OTLP_ENDPOINT`, and the test reads which spans of which service share a trace. And an in-memory
+tracer provider for tests in one process."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,12 @@ class OtlpReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def installed_provider(monkeypatch: pytest.MonkeyPatch, sampler: Sampler) -> InMemorySpanExporter:
+    """A tracer provider with `sampler` as the global one for the test, its finished spans kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    return exporter
