@@ -17,7 +17,10 @@ from tests.support.bus import Bus
 from tests.support.polling import eventually
 from tributary_common import deadletters
 from tributary_common.amqp import DEAD
+from tributary_ingest import control_messages
 from tributary_ingest.connectors.simulator import SimulatorSource
+from tributary_ingest.control_messages import ControlDeadLetters
+from tributary_ingest.metrics import IngestMetrics
 from tributary_ingest.sdk import Connector
 
 pytestmark = pytest.mark.timeout(90)
@@ -127,3 +130,53 @@ async def test_a_demand_that_breaks_the_consumer_is_dead_lettered_as_unexpected(
             e.metrics.registry.get_sample_value("tributary_ingest_dead_lettered_total", {"reason": "unexpected_error"})
             == 1
         )
+
+
+class Letter:
+    routing_key = "demand.simulator"
+
+
+LETTER = Letter()
+
+
+class SlowBroker:
+    """A dead-letter sender whose confirms come when the test says (the logic of the bound, without a broker)."""
+
+    def __init__(self) -> None:
+        self.confirm = asyncio.Event()
+        self.sent = 0
+
+    async def send(self, message: Any, *, queue: str, reason: str, detail: str) -> None:
+        await self.confirm.wait()
+        self.sent += 1
+
+
+async def test_a_burst_past_the_in_flight_bound_waits_for_confirms_and_only_a_stuck_broker_loses_letters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound once refused the 65th letter of a burst at once: a flood of 300 lost letters when the broker was
+    slow to confirm (CI under load). Now the letters past it wait for a slot, up to `SLOT_WAIT_S`."""
+    monkeypatch.setattr(control_messages, "SLOT_WAIT_S", 0.5, raising=False)
+    dead = ControlDeadLetters("q", IngestMetrics())
+    broker = SlowBroker()
+    dead.sender = broker  # type: ignore[assignment]  # a stand-in for the confirm timing only
+    burst = control_messages.MAX_IN_FLIGHT + 36
+    letters = [asyncio.create_task(dead.send(LETTER, "undecodable", "x")) for _ in range(burst)]  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    broker.confirm.set()
+    await asyncio.gather(*letters)
+    lost = dead.metrics.registry.get_sample_value
+    assert broker.sent == burst
+    assert lost("tributary_ingest_dead_letters_lost_total", {"reason": "undecodable"}) is None
+
+    stuck = SlowBroker()  # never confirms
+    dead.sender = stuck  # type: ignore[assignment]
+    letters = [asyncio.create_task(dead.send(LETTER, "undecodable", "x")) for _ in range(burst)]  # type: ignore[arg-type]
+    await asyncio.sleep(0.7)
+    assert (
+        lost("tributary_ingest_dead_letters_lost_total", {"reason": "undecodable"})
+        == burst - control_messages.MAX_IN_FLIGHT
+    )
+    for task in letters:
+        task.cancel()
+    await asyncio.gather(*letters, return_exceptions=True)

@@ -3,13 +3,16 @@ cannot be used goes to `tributary.dead` (the shared `tributary_common.deadletter
 original exchange and routing key and the first failure time, instead of being dropped.
 
 The control queue is exclusive and consumed without acks (a heartbeat is repeated anyway), so a letter is sent
-explicitly and awaited until the broker confirms it; at most `MAX_IN_FLIGHT` are awaited at once, and one the
-broker does not take (it is away) is counted as lost and logged, never retried without bound. Dead letters are
+explicitly and awaited until the broker confirms it; at most `MAX_IN_FLIGHT` are awaited at once, the next ones
+wait up to `SLOT_WAIT_S` for one of them (a burst of bad messages arrives at once: the queue has no prefetch
+bound), and one the broker does not take (it is away, or slower than that) is counted as lost and logged, never
+retried without bound. Dead letters are
 counted per reason and logged at most once per reason per `LOG_EVERY_S`, with the count they stand for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LOG_EVERY_S = 30.0
 MAX_IN_FLIGHT = 64
+SLOT_WAIT_S = 5.0
 
 ControlMessage = Demand | SourceAnnouncement
 _MODELS: dict[str, type[ControlMessage]] = {DEMAND_PREFIX: Demand, SOURCE_PREFIX: SourceAnnouncement}
@@ -67,7 +71,7 @@ class ControlDeadLetters:
         self.metrics = metrics
         self.sender: DeadLetters | None = None
         self._throttle = LogThrottle(LOG_EVERY_S)
-        self._in_flight = 0
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def send(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
         self.metrics.dead_lettered.labels(reason).inc()
@@ -80,16 +84,21 @@ class ControlDeadLetters:
             reason,
             detail,
         )
-        if self.sender is None or self._in_flight >= MAX_IN_FLIGHT:
-            self._lose(reason, "not connected" if self.sender is None else f"{MAX_IN_FLIGHT} letters unconfirmed")
+        if self.sender is None:
+            self._lose(reason, "not connected")
             return
-        self._in_flight += 1
+        try:
+            async with asyncio.timeout(SLOT_WAIT_S):
+                await self._slots.acquire()
+        except TimeoutError:
+            self._lose(reason, f"{MAX_IN_FLIGHT} letters unconfirmed for {SLOT_WAIT_S:g} s")
+            return
         try:
             await self.sender.send(message, queue=self.queue, reason=reason, detail=detail)
         except Exception as exc:  # noqa: BLE001 - the broker did not take it: counted, logged, not retried
             self._lose(reason, f"not confirmed ({type(exc).__name__})")
         finally:
-            self._in_flight -= 1
+            self._slots.release()
 
     async def failed(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         """Handling a decoded message raised (a bug): its traceback once per interval, the message dead-lettered."""
