@@ -79,7 +79,8 @@ def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManage
     """`span_tracer.start_as_current_span(name, kind=PRODUCER)`, unless the span could only be a non-recording
     one that nothing sees (no trace context is propagated from it): then the current span stays current. So while
     tracing is off (no tracer provider), in a request whose trace was dropped at the edge (edge_sampling), and under
-    an unsampled parent when sampling is parent-based (the `parentbased_*` samplers drop such a child). Making such a span costs the publish hot path ~5 %."""
+    an unsampled parent when sampling is parent-based (the `parentbased_*` samplers drop such a child). Making such
+    a span costs the publish hot path ~5 %."""
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider) or dropped_at_the_edge():
         return nullcontext(trace.get_current_span())

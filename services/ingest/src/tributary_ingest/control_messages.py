@@ -6,8 +6,8 @@ The control queue is exclusive and consumed without acks (a heartbeat is repeate
 explicitly and awaited until the broker confirms it; at most `MAX_IN_FLIGHT` are awaited at once, the next ones
 wait up to `SLOT_WAIT_S` for one of them (a burst of bad messages arrives at once: the queue has no prefetch
 bound), and one the broker does not take (it is away, or slower than that) is counted as lost and logged, never
-retried without bound. Dead letters are
-counted per reason and logged at most once per reason per `LOG_EVERY_S`, with the count they stand for.
+retried without bound. Dead letters are counted per reason and logged at most once per reason per `LOG_EVERY_S`,
+with the count they stand for.
 """
 
 from __future__ import annotations
