@@ -90,23 +90,18 @@ def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     out = []
     for k, v in attributes.items():
         kind = v.__class__
-        if kind in _SCALARS:
-            kv = _known.get((k, kind, v))
-            if kv is None:
-                try:
-                    kv = _key_value(k, v)
-                except TypeError:
-                    continue
-                if len(_known) >= _KNOWN_MAX:
-                    _known.clear()
-                _known[(k, kind, v)] = kv
-        else:
+        kept = kind in _SCALARS
+        kv = _known.get((k, kind, v)) if kept else None
+        if kv is None:
             try:
                 kv = _key_value(k, v)
             except TypeError:
                 continue
-        n = len(kv)
-        out.append(key + (_SMALL[n] if n < 0x80 else _varint(n)) + kv)
+            if kept:
+                if len(_known) >= _KNOWN_MAX:
+                    _known.clear()
+                _known[(k, kind, v)] = kv
+        out.append(_field(key, kv))
     return b"".join(out)
 
 
