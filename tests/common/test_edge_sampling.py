@@ -100,6 +100,22 @@ async def test_a_callers_traceparent_decides(monkeypatch: pytest.MonkeyPatch) ->
     assert not seen[1]["publish_recording"]
 
 
+@pytest.mark.parametrize("garbage", ["", "00-zz-yy-01", "ff-" + "0" * 32 + "-" + "0" * 16 + "-01", "x" * 4096])
+async def test_a_malformed_traceparent_is_a_new_trace_for_the_configured_sampler(
+    monkeypatch: pytest.MonkeyPatch, garbage: str
+) -> None:
+    """A hostile header neither fails the request nor chooses its sampling: the sampler decides, as for a new trace."""
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_OFF)))
+    seen: list[dict[str, Any]] = []
+    app = app_seeing(seen)
+    await post(app, headers={"traceparent": garbage})
+    assert exporter.get_finished_spans() == ()
+    exporter = installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
+    await post(app, headers={"traceparent": garbage})
+    (server,) = server_spans(exporter)
+    assert server.parent is None, "not a child of the garbage"
+
+
 def test_outside_a_request_the_configured_sampler_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     installed_provider(monkeypatch, EdgeSampler(ParentBased(ALWAYS_ON)))
     with trace.get_tracer_provider().get_tracer("t").start_as_current_span("consume") as span:
