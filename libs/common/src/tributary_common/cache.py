@@ -2,17 +2,20 @@
 
 Keys are built as `<namespace>:<version>:<key>`; one that would be over 250 bytes, or that contains a space or
 control character, is replaced by a SHA-256 digest, so callers may use any text (unicode included) as a key.
+The `*_many` methods send many commands per round trip (`memcached_pipeline`), on a connection of their own.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiomcache
 import orjson
+
+from .memcached_pipeline import Pipeline
 
 MAX_KEY_BYTES = 250
 MAX_VALUE_BYTES = 1024 * 1024 - 1024  # memcached's default item size, less room for its header
@@ -26,6 +29,7 @@ class CacheValueTooLarge(ValueError):
 class Cache:
     def __init__(self, host: str, port: int, namespace: str, *, version: int = 1, pool_size: int = 8) -> None:
         self._client = aiomcache.Client(host, port, pool_size=pool_size)
+        self._pipeline = Pipeline(host, port)
         self._prefix = f"{namespace}:{version}:"
 
     def key(self, key: str) -> bytes:
@@ -77,6 +81,21 @@ class Cache:
         """Replace only if nobody changed it since `gets`; False when somebody did (or it expired)."""
         return bool(await self._client.cas(self.key(key), self._check(value), token, exptime=self._ttl(ttl)))
 
+    async def gets_many(self, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        """The value and CAS token of each of `keys` the server holds, one round trip per 100 keys."""
+        sent = {self.key(k): k for k in keys}
+        return {sent[raw]: found for raw, found in (await self._pipeline.gets_many(list(sent))).items()}
+
+    async def cas_many(self, items: Sequence[tuple[str, bytes, int]], ttl: float = 0) -> list[bool]:
+        """`cas` for each (key, value, token), one round trip per 100: True where it was stored."""
+        raw = [(self.key(k), self._check(v), token) for k, v, token in items]
+        return await self._pipeline.cas_many(raw, self._ttl(ttl))
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float = 0) -> list[bool]:
+        """`set` for each key (in the mapping's order), one round trip per 100: True where it was stored."""
+        raw = [(self.key(k), self._check(v)) for k, v in items.items()]
+        return await self._pipeline.set_many(raw, self._ttl(ttl))
+
     async def delete(self, key: str) -> bool:
         return bool(await self._client.delete(self.key(key)))
 
@@ -95,3 +114,4 @@ class Cache:
 
     async def close(self) -> None:
         await self._client.close()
+        await self._pipeline.close()

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from datetime import datetime
 
 from .leases import Leases
 from .owned import Owned
 
 log = logging.getLogger(__name__)
 
-RENEWALS_AT_ONCE = 32
+# Leases renewed per round (a `gets` of all of them, then their `cas` commands in one write): a failed round
+# stops these reads, not all of them.
+LEASES_PER_ROUND = 100
 
 
 class LeaseRenewal:
@@ -43,29 +46,31 @@ class LeaseRenewal:
 
     async def renew(self) -> None:
         """One pass over the held leases (on the lease loop); a lease that cannot be renewed stops its read."""
-
-        async def one(sid: str, entry: Owned) -> None:
-            try:
-                ok = await self.leases.renew(sid)
-            except Exception as exc:  # noqa: BLE001 - cannot prove we hold it: stop
-                log.warning("renewing the lease of %s/%s failed: %s", self.name, sid, exc)
-                ok = False
-            if not ok:
-                self._main_loop.call_soon_threadsafe(self._on_lost, sid, entry)
-                return
-            wm = entry.pipeline.published_t
-            if wm is not None and wm != entry.wm_written:
-                with contextlib.suppress(Exception):
-                    await self.leases.set_watermark(sid, wm)
-                    entry.wm_written = wm
-
-        async def worker(held: Iterator[tuple[str, Owned]]) -> None:
-            for sid, entry in held:  # the iterator is shared: each lease is renewed by one worker
-                await one(sid, entry)
-
         # list() of a dict of str keys runs without releasing the GIL: a consistent snapshot across threads.
         snapshot = list(self.owned.items())
-        # At most RENEWALS_AT_ONCE in flight, from as many tasks (not a task per lease: the lease thread shares the
-        # GIL with the main loop, and a thousand tasks every few seconds cost it samples).
-        held = iter(snapshot)
-        await asyncio.gather(*(worker(held) for _ in range(min(RENEWALS_AT_ONCE, len(snapshot)))))
+        for i in range(0, len(snapshot), LEASES_PER_ROUND):
+            await self._renew(snapshot[i : i + LEASES_PER_ROUND])
+
+    async def _renew(self, held: list[tuple[str, Owned]]) -> None:
+        try:
+            # Past the interval the next pass is due and the lease's TTL running out: it cannot be proven held.
+            async with asyncio.timeout(self.interval_s):
+                renewed = await self.leases.renew_many([sid for sid, _ in held])
+        except Exception as exc:  # noqa: BLE001 - cannot prove we hold them: stop their reads
+            log.warning("renewing %d leases of %s failed: %r", len(held), self.name, exc)
+            renewed = set()
+        marks: dict[str, tuple[Owned, datetime]] = {}
+        for sid, entry in held:
+            if sid not in renewed:
+                self._main_loop.call_soon_threadsafe(self._on_lost, sid, entry)
+                continue
+            wm = entry.pipeline.published_t
+            if wm is not None and wm != entry.wm_written:
+                marks[sid] = (entry, wm)
+        if marks:
+            with contextlib.suppress(Exception):  # written again on the next pass
+                async with asyncio.timeout(self.interval_s):
+                    written = await self.leases.set_watermarks({sid: wm for sid, (_, wm) in marks.items()})
+                for sid in written:
+                    entry, wm = marks[sid]
+                    entry.wm_written = wm

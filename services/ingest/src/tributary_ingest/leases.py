@@ -1,12 +1,13 @@
 """Leases in Memcached: exactly one instance in the cluster reads each sid.
 
 `add` with a TTL takes a lease (it fails when somebody holds it); `gets`+`cas` renews it only while the value is
-still ours; a lease whose owner died expires and the next `add` elsewhere wins. A watermark key remembers the
+still ours (many leases at once: `renew_many`, a round trip per command for up to 100 of them); a lease whose owner died expires and the next `add` elsewhere wins. A watermark key remembers the
 last published timestamp, so a new owner does not re-publish what the old one already sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from tributary_common.cache import Cache
@@ -67,6 +68,18 @@ class Leases:
             return False
         return await self._cache.cas(key, self._owner, token, ttl=self.ttl_s)
 
+    async def renew_many(self, sids: Sequence[str]) -> set[str]:
+        """Those of `sids` renewed: still ours, and nobody changed them between our `gets` and `cas`."""
+        keys = [self._key(s) for s in sids]
+        held = await self._cache.gets_many(keys)
+        ours = [
+            (sid, key, held[key][1])
+            for sid, key in zip(sids, keys, strict=True)
+            if key in held and held[key][0] == self._owner
+        ]
+        stored = await self._cache.cas_many([(key, self._owner, token) for _, key, token in ours], ttl=self.ttl_s)
+        return {sid for (sid, _, _), ok in zip(ours, stored, strict=True) if ok}
+
     async def release(self, sid: str) -> None:
         """Let go at once (instead of waiting for expiry), only if it is still ours."""
         key = self._key(sid)
@@ -76,3 +89,11 @@ class Leases:
 
     async def set_watermark(self, sid: str, t: datetime) -> None:
         await self._cache.set(self._wm_key(sid), format_time(t).encode(), ttl=WATERMARK_TTL_S)
+
+    async def set_watermarks(self, marks: Mapping[str, datetime]) -> set[str]:
+        """Write many watermarks, a round trip per 100: the sids whose watermark was stored."""
+        sids = list(marks)
+        stored = await self._cache.set_many(
+            {self._wm_key(s): format_time(marks[s]).encode() for s in sids}, ttl=WATERMARK_TTL_S
+        )
+        return {sid for sid, ok in zip(sids, stored, strict=True) if ok}
