@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support import platform
 from tests.support.stack import Stack
+from tributary_common.cache import Cache
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,14 @@ async def mongo_client(mongo_url: str, mongo_db_name: str) -> AsyncIterator[Asyn
 @pytest.fixture
 def cache_namespace() -> str:
     return platform.unique("t")
+
+
+@pytest.fixture
+async def memcached(services: None, cache_namespace: str) -> AsyncIterator[Cache]:
+    """A `Cache` on the local memcached, in a namespace of the test's own."""
+    c = Cache("127.0.0.1", platform.MEMCACHED_PORT, cache_namespace)
+    yield c
+    await c.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

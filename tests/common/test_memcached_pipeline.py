@@ -4,7 +4,7 @@ a loopback server that answers wrongly or not at all stands in for a broken one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -13,56 +13,49 @@ from tributary_common.cache import Cache, CacheValueTooLarge
 from tributary_common.memcached_pipeline import COMMANDS_PER_TRIP, MemcachedError, Pipeline
 
 
-@pytest.fixture
-async def cache(services: None, cache_namespace: str) -> AsyncIterator[Cache]:
-    c = Cache("127.0.0.1", platform.MEMCACHED_PORT, cache_namespace)
-    yield c
-    await c.close()
-
-
-async def test_gets_many_over_several_round_trips_leaves_out_absent_keys(cache: Cache) -> None:
+async def test_gets_many_over_several_round_trips_leaves_out_absent_keys(memcached: Cache) -> None:
     keys = [f"k{i}" for i in range(COMMANDS_PER_TRIP * 2 + 50)]
     for k in keys[::2]:
-        await cache.set(k, k.encode())
-    found = await cache.gets_many([*keys, "k0"])  # a repeated key is asked once
+        await memcached.set(k, k.encode())
+    found = await memcached.gets_many([*keys, "k0"])  # a repeated key is asked once
     assert set(found) == set(keys[::2])
     for k, (value, token) in found.items():
         assert value == k.encode()
-        assert (await cache.gets(k)) == (value, token)
+        assert (await memcached.gets(k)) == (value, token)
 
 
-async def test_cas_many_stores_only_where_the_token_is_current(cache: Cache) -> None:
+async def test_cas_many_stores_only_where_the_token_is_current(memcached: Cache) -> None:
     keys = [f"lease{i}" for i in range(COMMANDS_PER_TRIP + 20)]
     for k in keys:
-        await cache.set(k, b"me")
-    tokens = await cache.gets_many(keys)
-    await cache.set(keys[3], b"someone else")  # changed after our gets
-    await cache.delete(keys[110])  # gone
-    stored = await cache.cas_many([(k, b"me", tokens[k][1]) for k in keys], ttl=60)
+        await memcached.set(k, b"me")
+    tokens = await memcached.gets_many(keys)
+    await memcached.set(keys[3], b"someone else")  # changed after our gets
+    await memcached.delete(keys[110])  # gone
+    stored = await memcached.cas_many([(k, b"me", tokens[k][1]) for k in keys], ttl=60)
     assert [i for i, ok in enumerate(stored) if not ok] == [3, 110]
-    assert await cache.get(keys[3]) == b"someone else"
-    assert await cache.get(keys[110]) is None
-    after = await cache.gets_many(keys)
+    assert await memcached.get(keys[3]) == b"someone else"
+    assert await memcached.get(keys[110]) is None
+    after = await memcached.gets_many(keys)
     assert all(after[k][1] != tokens[k][1] for i, k in enumerate(keys) if i not in (3, 110))  # renewed
-    assert await cache.cas_many([(keys[0], b"stale", tokens[keys[0]][1])]) == [False]  # a spent token
+    assert await memcached.cas_many([(keys[0], b"stale", tokens[keys[0]][1])]) == [False]  # a spent token
 
 
-async def test_set_many_stores_each_with_its_ttl(cache: Cache) -> None:
+async def test_set_many_stores_each_with_its_ttl(memcached: Cache) -> None:
     items = {f"wm{i}": f"2026-01-01T00:00:{i % 60:02d}Z".encode() for i in range(150)}
     # memcached's clock ticks whole seconds: a TTL of 2 s lives 1-2 s, long enough to be read back.
-    assert await cache.set_many(items, ttl=2) == [True] * 150
-    assert await cache.get_many(list(items)) == items
+    assert await memcached.set_many(items, ttl=2) == [True] * 150
+    assert await memcached.get_many(list(items)) == items
     await asyncio.sleep(3.1)
-    assert await cache.get_many(list(items)) == {}
+    assert await memcached.get_many(list(items)) == {}
 
 
-async def test_hostile_keys_and_values(cache: Cache) -> None:
+async def test_hostile_keys_and_values(memcached: Cache) -> None:
     # Through `Cache` any text is a key (unsafe ones hashed): a line break cannot start a second command.
     keys = ["with space", "line\r\nflush_all", "温度" * 100, "k" * 400]
-    assert await cache.set_many(dict.fromkeys(keys, b"v")) == [True] * 4
-    assert {k: v for k, (v, _) in (await cache.gets_many(keys)).items()} == dict.fromkeys(keys, b"v")
+    assert await memcached.set_many(dict.fromkeys(keys, b"v")) == [True] * 4
+    assert {k: v for k, (v, _) in (await memcached.gets_many(keys)).items()} == dict.fromkeys(keys, b"v")
     with pytest.raises(CacheValueTooLarge):
-        await cache.set_many({"big": b"x" * (1024 * 1024)})
+        await memcached.set_many({"big": b"x" * (1024 * 1024)})
     # Raw keys a caller might pass to the pipeline itself are refused before anything is sent.
     pipeline = Pipeline("127.0.0.1", platform.MEMCACHED_PORT)
     try:
@@ -73,7 +66,7 @@ async def test_hostile_keys_and_values(cache: Cache) -> None:
                 await pipeline.set_many([(bad, b"v")], 0)
     finally:
         await pipeline.close()
-    assert await cache.get("with space") == b"v"  # nothing was flushed
+    assert await memcached.get("with space") == b"v"  # nothing was flushed
 
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

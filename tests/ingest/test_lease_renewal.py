@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,13 +21,6 @@ from tributary_ingest.pipeline import SidPipeline
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N = LEASES_PER_ROUND * 2 + 50
-
-
-@pytest.fixture
-async def cache(services: None, cache_namespace: str) -> AsyncIterator[Cache]:
-    c = Cache("127.0.0.1", platform.MEMCACHED_PORT, cache_namespace)
-    yield c
-    await c.close()
 
 
 def _owned(sid: str, published_t: datetime | None, wm_written: datetime | None) -> Owned:
@@ -48,33 +40,33 @@ def _renewal(leases: Leases, owned: dict[str, Owned], lost: list[str], interval_
     )
 
 
-async def test_a_pass_renews_what_is_ours_reports_the_rest_and_writes_moved_watermarks(cache: Cache) -> None:
-    leases = Leases(cache, "sim", "me", ttl_s=30)
+async def test_a_pass_renews_what_is_ours_reports_the_rest_and_writes_moved_watermarks(memcached: Cache) -> None:
+    leases = Leases(memcached, "sim", "me", ttl_s=30)
     sids = [f"sid{i:03d}" for i in range(N)]
     assert set(await leases.acquire_many(sids, limit=N)) == set(sids)
     taken, expired = {sids[3], sids[150]}, {sids[7], sids[249]}
     for sid in taken:
-        await cache.set(f"lease:sim:{sid}", b"other", ttl=30)
+        await memcached.set(f"lease:sim:{sid}", b"other", ttl=30)
     for sid in expired:
-        await cache.delete(f"lease:sim:{sid}")
-    before = await cache.gets_many([f"lease:sim:{s}" for s in sids])
+        await memcached.delete(f"lease:sim:{sid}")
+    before = await memcached.gets_many([f"lease:sim:{s}" for s in sids])
     # Watermarks: moved (written), unchanged since written (left alone: a marker shows it), none yet (nothing).
     moved = {s: T0 + timedelta(seconds=i) for i, s in enumerate(sids) if i % 3 == 0}
     unchanged = {s: T0 for i, s in enumerate(sids) if i % 3 == 1}
     for sid in unchanged:
-        await cache.set(f"wm:sim:{sid}", b"marker")
+        await memcached.set(f"wm:sim:{sid}", b"marker")
     owned = {s: _owned(s, moved.get(s) or unchanged.get(s), unchanged.get(s)) for s in sids}
     lost: list[str] = []
     await _renewal(leases, owned, lost).renew()
     await asyncio.sleep(0)  # the lost callbacks are scheduled on the loop
 
     assert sorted(lost) == sorted(taken | expired)
-    after = await cache.gets_many([f"lease:sim:{s}" for s in sids])
+    after = await memcached.gets_many([f"lease:sim:{s}" for s in sids])
     for sid in set(sids) - taken - expired:
         key = f"lease:sim:{sid}"
         assert after[key][0] == b"me" and after[key][1] != before[key][1], sid  # renewed by a cas
     assert after[f"lease:sim:{sids[3]}"][0] == b"other"  # somebody else's lease left as it is
-    marks = await cache.get_many([f"wm:sim:{s}" for s in sids])
+    marks = await memcached.get_many([f"wm:sim:{s}" for s in sids])
     for sid in sids:
         mark = marks.get(f"wm:sim:{sid}")
         if sid in taken | expired:
@@ -99,15 +91,15 @@ async def test_an_unreachable_or_silent_memcached_loses_the_leases_without_stall
     silent_port = server.sockets[0].getsockname()[1]
     try:
         for port in (silent_port, platform.free_port()):  # answers nothing; nobody listening
-            cache = Cache("127.0.0.1", port, "renewal")
+            unanswered = Cache("127.0.0.1", port, "renewal")
             sids = [f"s{i}" for i in range(LEASES_PER_ROUND + 1)]
             owned = {s: _owned(s, T0, None) for s in sids}
             lost: list[str] = []
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="tributary_ingest.lease_renewal"):
-                await _renewal(Leases(cache, "sim", "me", ttl_s=3), owned, lost, interval_s=0.5).renew()
+                await _renewal(Leases(unanswered, "sim", "me", ttl_s=3), owned, lost, interval_s=0.5).renew()
             await asyncio.sleep(0)
-            await cache.close()
+            await unanswered.close()
             assert sorted(lost) == sorted(sids)
             assert all(entry.wm_written is None for entry in owned.values())
             # One warning per round of leases, not one per lease.
