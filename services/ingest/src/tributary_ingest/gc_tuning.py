@@ -15,7 +15,7 @@ was walked about twice (27 ms a second); every `YOUNG_PER_MIDDLE` (~2 s) most ha
 
 from __future__ import annotations
 
-import gc
+from tributary_common.gc_tuning import raise_gc_thresholds
 
 MIDDLE_PER_FULL = 100
 YOUNG_PER_MIDDLE = 50
@@ -23,5 +23,4 @@ YOUNG_PER_MIDDLE = 50
 
 def tune_gc() -> None:
     """Raise the middle and full collections' thresholds for this process (never lowers one set higher)."""
-    young, middle, full = gc.get_threshold()
-    gc.set_threshold(young, max(middle, YOUNG_PER_MIDDLE), max(full, MIDDLE_PER_FULL))
+    raise_gc_thresholds(0, YOUNG_PER_MIDDLE, MIDDLE_PER_FULL)
