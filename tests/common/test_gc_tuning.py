@@ -1,4 +1,5 @@
-"""`raise_gc_thresholds`: each threshold at least the given one, none lowered; the hub's entry point applies its own."""
+"""`raise_gc_thresholds`: each threshold at least the given one, none lowered; the hub's entry point and ingest's
+`tune_gc` apply their own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import tributary_hub.__main__ as hub_main
 from tributary_common.gc_tuning import raise_gc_thresholds
 from tributary_hub.settings import HubSettings
+from tributary_ingest.gc_tuning import MIDDLE_PER_FULL, YOUNG_PER_MIDDLE, tune_gc
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +47,12 @@ def test_the_hub_runs_with_its_thresholds(monkeypatch: pytest.MonkeyPatch, comma
     monkeypatch.setenv("TRIBUTARY_JWT_SECRET", "s" * 48)
     hub_main.main([command])
     assert seen == [hub_main.GC_THRESHOLDS]
+
+
+def test_ingest_raises_the_middle_and_full_thresholds_and_keeps_the_young_one() -> None:
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
+    tune_gc()
+    assert gc.get_threshold() == (700, YOUNG_PER_MIDDLE, MIDDLE_PER_FULL)
+    gc.set_threshold(5000, YOUNG_PER_MIDDLE * 3, MIDDLE_PER_FULL * 2)  # never lowers what was set higher
+    tune_gc()
+    assert gc.get_threshold() == (5000, YOUNG_PER_MIDDLE * 3, MIDDLE_PER_FULL * 2)
