@@ -2,7 +2,7 @@
 
 CPython collects the young generation every 700 net allocations of tracked objects, the middle one every 10 young
 collections and the oldest every 10 middle ones (once it grew by a quarter). A busy service allocates far faster:
-the hub at 3,000 requests a second ran ~200 young collections a second, each walking the objects of the requests
+the hub at 3,000 requests a second ran ~165 young collections a second, each walking the objects of the requests
 in flight and, traced, the spans waiting for export (bench/README.md, Hub publish, eighth pass).
 """
 

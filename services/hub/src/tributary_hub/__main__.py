@@ -25,8 +25,9 @@ from .settings import HubSettings
 log = logging.getLogger("tributary_hub")
 
 # Young collections every 7,000 net allocations of tracked objects (CPython: 700), middle ones every 50 young ones,
-# full ones every 100 middle ones: at 3,000 requests a second the defaults ran ~200 young collections a second.
-# Measured: +8 % requests a second untraced, +14 % at 100 % sampling (bench/README.md, Hub publish, eighth pass).
+# full ones every 100 middle ones: at 3,000 requests a second the defaults ran ~165 young collections a second, 11 µs
+# of GC a request untraced and 37 traced; after, ~0 and 4 (+2 % and +3 % requests a second, within the runs' noise:
+# bench/README.md, Hub publish, eighth pass).
 GC_THRESHOLDS = (7_000, 50, 100)
 
 

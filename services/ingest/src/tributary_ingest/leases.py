@@ -1,8 +1,9 @@
 """Leases in Memcached: exactly one instance in the cluster reads each sid.
 
 `add` with a TTL takes a lease (it fails when somebody holds it); `gets`+`cas` renews it only while the value is
-still ours (many leases at once: `renew_many`, a round trip per command for up to 100 of them); a lease whose owner died expires and the next `add` elsewhere wins. A watermark key remembers the
-last published timestamp, so a new owner does not re-publish what the old one already sent.
+still ours (many leases at once: `renew_many`, a round trip per command for up to 100 of them); a lease whose owner
+died expires and the next `add` elsewhere wins. A watermark key remembers the last published timestamp, so a new
+owner does not re-publish what the old one already sent.
 """
 
 from __future__ import annotations
