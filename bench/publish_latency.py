@@ -67,14 +67,18 @@ def main(args: argparse.Namespace) -> None:
         f"publish -> websocket latency, {args.clients} clients, {args.seconds:.0f} s per rate "
         "(hub serve + recorder + stream processes, load from a native generator)"
     )
+    print("p99 in / out: the p99 of each leg on its own, due -> the hub's `time` stamp (HTTP, hub) and the stamp ->")
+    print("the client (publish, confirm, RabbitMQ, stream, websocket); slow/s: frames above the p99 by due second")
     print(
-        f"{'offered/s':>9} {'achieved/s':>10} {'non-202':>7} {'frames':>13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f"{'offered/s':>9} {'achieved/s':>10} {'non-202':>7} {'frames':>13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'p99 in':>7} {'p99 out':>7}  slow/s"
     )
     for r in results:
         frames = f"{r['frames']}/{r['expected']}"
         print(
             f"{r['rate']:>9} {r['achieved']:>10.0f} {r['failed']:>7} {frames:>13} "
-            f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f}"
+            f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} "
+            f"{r['p99_ingress_ms']:>7.1f} {r['p99_delivery_ms']:>7.1f}  {' '.join(map(str, r['slow_by_second']))}"
         )
         if r.get("first_error"):
             print(f"  first error: {r['first_error'][:200]}")
