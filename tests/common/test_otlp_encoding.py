@@ -3,7 +3,9 @@ HTTP exporter sends them once it is installed."""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +14,10 @@ from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
@@ -177,3 +182,94 @@ def test_the_installed_encoder_is_what_the_http_exporter_sends(monkeypatch: pyte
         exporter.shutdown()  # type: ignore[no-untyped-call]
     finally:
         receiver.stop()
+
+
+class _Kept(SpanExporter):
+    """What a batch processor hands its exporter, kept."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.batches.append(list(spans))
+        return SpanExportResult.SUCCESS
+
+
+class _RecordOnly(Sampler):
+    """Spans that record but are not sampled: the processors see them end, nothing may export them."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+class _Ended(SpanProcessor):
+    """Every span that ends, sampled or not."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def _provider(sampler: Sampler | None = None) -> tuple[TracerProvider, _Kept, InMemorySpanExporter, _Ended]:
+    provider = TracerProvider(resource=RESOURCES[0], sampler=sampler)
+    kept, plain, ended = _Kept(), InMemorySpanExporter(), _Ended()
+    provider.add_span_processor(otlp_encoding.EncodingSpanProcessor(kept))
+    provider.add_span_processor(SimpleSpanProcessor(plain))
+    provider.add_span_processor(ended)
+    return provider, kept, plain, ended
+
+
+def test_spans_written_as_they_end_make_the_sdk_encoders_request() -> None:
+    provider, kept, plain, _ = _provider()
+    server, publish = provider.get_tracer("fastapi", "0.165.0"), provider.get_tracer("tributary_hub.api.events")
+    for n in range(3):
+        with server.start_as_current_span("POST", kind=SpanKind.SERVER, attributes={"url.path": f"/t/{n}"}) as span:
+            with publish.start_as_current_span("publish event", kind=SpanKind.PRODUCER) as inner:
+                inner.set_attributes({"messaging.message.id": f"e-{n}", "n": n})
+                inner.add_event("confirmed", {"ok": True})
+            span.set_status(Status(StatusCode.ERROR, "late"))
+    provider.force_flush()
+    queued = [s for batch in kept.batches for s in batch]
+    assert len(queued) == 6 and all(isinstance(s, otlp_encoding.EncodedSpan) for s in queued)
+    spans = plain.get_finished_spans()
+    assert encode_spans(queued) == sdk_encode_spans(spans).SerializePartialToString()
+    # written and unwritten spans mix in one request
+    assert encode_spans([*queued[:3], *spans[3:]]) == sdk_encode_spans(spans).SerializePartialToString()
+    provider.shutdown()
+
+
+def test_spans_not_sampled_are_not_written_nor_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[str] = []
+
+    class Counted(otlp_encoding.EncodedSpan):
+        def __init__(self, span: ReadableSpan) -> None:
+            written.append(span.name)
+            super().__init__(span)
+
+    monkeypatch.setattr(otlp_encoding, "EncodedSpan", Counted)
+    provider, kept, plain, ended = _provider(_RecordOnly())
+    with provider.get_tracer("t").start_as_current_span("recorded, not sampled"):
+        pass
+    provider.force_flush()
+    assert [s.name for s in ended.spans] == ["recorded, not sampled"]  # it did end, recording
+    assert kept.batches == [] and plain.get_finished_spans() == () and written == []
+    provider.shutdown()
+
+
+def test_a_span_that_cannot_be_written_is_dropped_alone(caplog: pytest.LogCaptureFixture) -> None:
+    kept = _Kept()
+    processor = otlp_encoding.EncodingSpanProcessor(kept)
+    good = ReadableSpan(name="good", context=context(1, 2), resource=RESOURCES[0], start_time=1, end_time=2)
+    bad = ReadableSpan(name="bad", context=context(1, 3), resource=RESOURCES[0], start_time=2**64, end_time=2**64)
+    with caplog.at_level(logging.WARNING, logger=otlp_encoding.__name__):
+        for span in (good, bad, good):
+            processor.on_end(span)  # never raises into the code that ended the span
+    processor.force_flush()
+    assert [len(b) for b in kept.batches] == [2]
+    assert "span 'bad' dropped, it cannot be encoded" in caplog.text
+    processor.shutdown()  # type: ignore[no-untyped-call]  # untyped in the SDK
