@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.support import platform
 from tests.support.tokens import Minter
+from tributary_common.edge_sampling import EdgeDecision
 from tributary_common.http_server import Server
 from tributary_stream.__main__ import build_server
 from tributary_stream.service import StreamService
@@ -54,7 +55,8 @@ class RunningStream:
 
     @property
     def service(self) -> StreamService:
-        service: StreamService = cast(FastAPI, self.server.config.app).state.service
+        app = cast(EdgeDecision, self.server.config.app).app  # what server_config hands uvicorn wraps the app
+        service: StreamService = cast(FastAPI, app).state.service
         return service
 
     @property

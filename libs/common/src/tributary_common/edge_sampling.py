@@ -12,12 +12,20 @@ Requests that carry a `traceparent` are left to the sampler as before (parent-ba
 The decision lives in a context variable of the request's task: uvicorn runs each request in a task of its own,
 with a fresh context, so it ends with the request. A caller that runs the app in its own task (an in-process test
 client) keeps the last request's decision until its next request.
+
+`EdgeDecision` (what `http_server` hands uvicorn) makes the decision before the app is called, so that FastAPI
+does not even reach its hook: it marks a dropped request with FastAPI's own scope key for a request its telemetry
+does not observe (`fastapi.telemetry`, which FastAPI sets itself for mounted apps), and FastAPI goes straight to its
+routes. At 10 % sampling the nine requests in ten spent ~25 us of the hub's ~310 on their way past FastAPI's
+telemetry (its enabled check, a walk of the middleware stack looking for a legacy middleware, the hook, a context
+attached and detached); the decision itself is the same. Should FastAPI stop honouring that key, the hook reads the
+decision the edge left in the scope and the request takes FastAPI's excluded path as before: slower, not different.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Unpack
 
@@ -31,6 +39,13 @@ from opentelemetry.util.types import Attributes
 
 # True: the request's server span is to be sampled (consumed by it); False: the request's trace is dropped.
 _DECISION: ContextVar[bool | None] = ContextVar("tributary_edge_decision", default=None)
+# The scope key of a decision `EdgeDecision` made (True: kept), which the hook then follows instead of asking again.
+_DECIDED = "tributary.edge_decision"
+# FastAPI's scope key: present, its telemetry leaves the request alone (it sets None itself for excluded requests).
+_FASTAPI_UNOBSERVED = "fastapi.telemetry"
+
+Scope = MutableMapping[str, Any]
+Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
 class EdgeSampler(Sampler):
@@ -66,17 +81,45 @@ def dropped_at_the_edge() -> bool:
     return _DECISION.get() is False
 
 
-def exclude_unsampled(scope: MutableMapping[str, Any]) -> bool:
-    """FastAPI's `telemetry["exclude"]` hook: True for a request whose new trace the sampler drops."""
+def _decide(scope: Scope) -> bool | None:
+    """The edge's decision for a request that starts a trace (also set in the request's context); None where the
+    edge does not decide (no edge sampler; a `traceparent`: the caller decided)."""
     sampler = getattr(trace.get_tracer_provider(), "sampler", None)
     if not isinstance(sampler, EdgeSampler) or any(name == b"traceparent" for name, _ in scope.get("headers", ())):
         _DECISION.set(None)
-        return False
+        return None
     # The SDK's own trace ids are random 128-bit numbers too; ratio samplers read their low 64 bits.
     result = sampler.inner.should_sample(None, random.getrandbits(128) or 1, "HTTP", SpanKind.SERVER)
     keep = result.decision is Decision.RECORD_AND_SAMPLE
     _DECISION.set(keep)
-    return not keep
+    return keep
+
+
+def exclude_unsampled(scope: Scope) -> bool:
+    """FastAPI's `telemetry["exclude"]` hook: True for a request whose new trace the sampler drops (as the edge
+    already decided it, if it did: asking twice would keep the ratio squared)."""
+    decided = scope.pop(_DECIDED, None)
+    if decided is None:
+        decided = _decide(scope)
+    return decided is False
+
+
+class EdgeDecision:
+    """An ASGI app deciding each HTTP request's trace at the edge before calling `app` (see the module's text)."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        if scope["type"] == "http" and _FASTAPI_UNOBSERVED not in scope:
+            decided = _decide(scope)
+            if decided is not None:
+                scope[_DECIDED] = decided
+                if not decided:
+                    scope[_FASTAPI_UNOBSERVED] = None
+        await self.app(scope, receive, send)
 
 
 def fastapi_telemetry(**settings: Unpack[TelemetryConfig]) -> TelemetryConfig:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import uvicorn
 
 from . import task_dump
+from .edge_sampling import EdgeDecision
 from .http_head import BoundedHeadProtocol
 
 SignalMode = Literal["uvicorn", "quiet", "owner"]
@@ -48,7 +49,7 @@ def server_config(
     uvicorn's httptools protocol with a bounded request head (`http_head`), unless `http` says otherwise.
     `proxy_headers` off by default: X-Forwarded-For is read by the access log, from trusted proxies only."""
     return uvicorn.Config(
-        app,
+        EdgeDecision(app),  # a request's trace decided before FastAPI's telemetry (edge_sampling)
         host=host,
         port=port,
         log_config=None,
