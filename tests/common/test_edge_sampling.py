@@ -1,5 +1,6 @@
 """A request's trace decided at the edge (edge_sampling): FastAPI builds no span for a request whose new trace is
-dropped, keeps the ratio for the others (not its square), and leaves a caller's `traceparent` to the sampler."""
+dropped, keeps the ratio for the others (not its square), and leaves a caller's `traceparent` to the sampler; the
+same behind `EdgeDecision`, which decides before FastAPI so that a dropped request skips its telemetry whole."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The hand-written OTLP encoding (otlp_encoding) writes the bytes the SDK's protobuf encoder writes, and the SDK's
-HTTP exporter sends them once it is installed."""
+HTTP exporter sends them once it is installed; spans written as they end (`EncodingSpanProcessor`) make the same
+request."""
 
 from __future__ import annotations
 
