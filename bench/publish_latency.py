@@ -6,7 +6,9 @@ Processes, each real, in a vhost, database and cache namespace of their own: `tr
 bench/publish_latency_load.go (built here with `go build`, standard library only): `--clients` websockets subscribed
 to the topic, then single `POST /topics/bench/events` at 500, 1,000 and 1,500 events/s, `--seconds` each, open
 loop (each request due at start + i/rate; at most 64 in flight). Each event carries its due time; latency is its
-arrival at each client minus that time, so a hub that cannot keep the rate shows it in the tail.
+arrival at each client minus that time, so a hub that cannot keep the rate shows it in the tail. Each frame's
+latency is also split at the hub's `time` stamp (the HTTP leg, and the rest), and the frames slower than the p99
+are counted by the second they were due in (a stall clusters; a growing backlog ends the phase).
 
 `--profile DIR`: py-spy (`/tmp/prof/bin/py-spy` or on PATH) records the hub, recorder and stream during the
 1,500/s phase (raw collapsed stacks in DIR; bench/support/pyspy_top.py summarises them).
