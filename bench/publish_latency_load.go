@@ -31,13 +31,11 @@ import (
 )
 
 type client struct {
-	mu        sync.Mutex
-	latencies map[int][]float64 // per phase, ms
-	ingress   map[int][]float64 // per phase, ms: the hub's time minus the due time (the HTTP leg)
-	checked   int               // frames scanned and decoded both ways
-	dues      map[int][]int64   // per phase: each frame's due time (ns)
-	conn      net.Conn
-	wmu       sync.Mutex
+	mu      sync.Mutex
+	frames  map[int][]timing // per phase, one per event frame received
+	checked int              // frames scanned and decoded both ways
+	conn    net.Conn
+	wmu     sync.Mutex
 }
 
 func (c *client) write(opcode byte, payload []byte) error {
@@ -62,6 +60,12 @@ func (c *client) write(opcode byte, payload []byte) error {
 	defer c.wmu.Unlock()
 	_, err := c.conn.Write(append(append(head, mask...), body...))
 	return err
+}
+
+// timing is one frame's latency (due -> arrival, ms), split at the hub's time stamp: due -> stamp is the HTTP leg.
+type timing struct {
+	due            int64 // ns
+	total, ingress float64
 }
 
 type eventFrame struct {
@@ -106,7 +110,7 @@ func dial(wsURL, token, pattern string) (*client, *bufio.Reader, error) {
 			break
 		}
 	}
-	c := &client{latencies: map[int][]float64{}, ingress: map[int][]float64{}, dues: map[int][]int64{}, conn: conn}
+	c := &client{frames: map[int][]timing{}, conn: conn}
 	sub := `{"op":"subscribe","id":"s","events":{"pattern":"` + pattern + `"}}`
 	return c, r, c.write(1, []byte(sub))
 }
@@ -197,11 +201,9 @@ func (c *client) run(r *bufio.Reader, subscribed chan<- error) {
 		if err != nil {
 			continue
 		}
-		p := f.Event.Data.Phase
+		due, p := f.Event.Data.Ts, f.Event.Data.Phase
 		c.mu.Lock()
-		c.latencies[p] = append(c.latencies[p], float64(now-f.Event.Data.Ts)/1e6)
-		c.ingress[p] = append(c.ingress[p], float64(stamped.UnixNano()-f.Event.Data.Ts)/1e6)
-		c.dues[p] = append(c.dues[p], f.Event.Data.Ts)
+		c.frames[p] = append(c.frames[p], timing{due, float64(now-due) / 1e6, float64(stamped.UnixNano()-due) / 1e6})
 		c.mu.Unlock()
 	}
 }
@@ -353,7 +355,7 @@ func runPhase(hc *http.Client, hub, token string, all []*client, phase, rate int
 		n := 0
 		for _, c := range all {
 			c.mu.Lock()
-			n += len(c.latencies[phase])
+			n += len(c.frames[phase])
 			c.mu.Unlock()
 		}
 		return n
@@ -365,46 +367,44 @@ func runPhase(hc *http.Client, hub, token string, all []*client, phase, rate int
 			last, quiet = n, time.Now()
 		}
 	}
-	var lat, ingress, delivery []float64
-	var dues []int64
+	var frames []timing
 	for _, c := range all {
 		c.mu.Lock()
-		lat = append(lat, c.latencies[phase]...)
-		ingress = append(ingress, c.ingress[phase]...)
-		dues = append(dues, c.dues[phase]...)
-		for i, l := range c.latencies[phase] {
-			delivery = append(delivery, l-c.ingress[phase][i])
-		}
+		frames = append(frames, c.frames[phase]...)
 		c.mu.Unlock()
 	}
-	slow := make([]int, int(seconds)+1)
-	if len(lat) > 0 {
-		cut := append([]float64(nil), lat...)
-		sort.Float64s(cut)
-		p99 := cut[min(len(cut)-1, len(cut)*99/100)]
-		for i, l := range lat {
-			if l > p99 {
-				if s := int(float64(dues[i]-start.UnixNano()) / 1e9); s >= 0 && s < len(slow) {
-					slow[s]++
-				}
-			}
-		}
+	var lat, ingress, delivery []float64
+	for _, f := range frames {
+		lat, ingress, delivery = append(lat, f.total), append(ingress, f.ingress), append(delivery, f.total-f.ingress)
 	}
 	sort.Float64s(lat)
 	sort.Float64s(ingress)
 	sort.Float64s(delivery)
+	slow := make([]int, int(seconds)+1)
+	if len(lat) > 0 {
+		p99 := percentile(lat, 99)
+		for _, f := range frames {
+			if s := int(float64(f.due-start.UnixNano()) / 1e9); f.total > p99 && s >= 0 && s < len(slow) {
+				slow[s]++
+			}
+		}
+	}
 	res := result{Rate: rate, Sent: total, Accepted: accepted.Load(), Failed: failed.Load(), Frames: len(lat),
 		Expected: expected, Achieved: float64(accepted.Load()) / elapsed}
 	if e, ok := firstError.Load().(string); ok {
 		res.FirstError = e
 	}
 	if len(lat) > 0 {
-		res.P50, res.P99, res.Max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
-		res.P99Ingress = ingress[min(len(ingress)-1, len(ingress)*99/100)]
-		res.P99Delivery = delivery[min(len(delivery)-1, len(delivery)*99/100)]
+		res.P50, res.P99, res.Max = percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1]
+		res.P99Ingress, res.P99Delivery = percentile(ingress, 99), percentile(delivery, 99)
 	}
 	res.SlowBySecond = slow
 	return res
+}
+
+// percentile of values sorted ascending (not empty): the value at index len*q/100.
+func percentile(sorted []float64, q int) float64 {
+	return sorted[min(len(sorted)-1, len(sorted)*q/100)]
 }
 
 func must(b []byte, err error) []byte {
