@@ -48,9 +48,13 @@ def served(request: pytest.FixtureRequest) -> Served:
     return (lambda app: app) if request.param == "fastapi" else EdgeDecision
 
 
-def app_seeing(seen: list[dict[str, Any]]) -> FastAPI:
-    """An app whose one route records what its handler sees, and publishes under `producer_span` as the hub does."""
-    app = FastAPI(telemetry=fastapi_telemetry(metrics=False, logs=False, operation_spans=False))
+def app_seeing(
+    seen: list[dict[str, Any]], exclude: Callable[[MutableMapping[str, Any]], bool] | None = None
+) -> FastAPI:
+    """An app whose one route records what its handler sees, and publishes under `producer_span` as the hub does;
+    `exclude` in place of the edge's own hook."""
+    telemetry = fastapi_telemetry(metrics=False, logs=False, operation_spans=False)
+    app = FastAPI(telemetry=telemetry if exclude is None else {**telemetry, "exclude": exclude})
 
     @app.post("/publish")
     async def publish() -> dict[str, bool]:
@@ -190,9 +194,7 @@ def app_with_hook_calls(calls: list[bool]) -> FastAPI:
         calls.append(exclude_unsampled(scope))
         return calls[-1]
 
-    app = app_seeing([])
-    app._telemetry["exclude"] = hook  # the config FastAPI reads per request; its native telemetry keeps a reference
-    return app
+    return app_seeing([], exclude=hook)
 
 
 async def test_behind_the_edge_fastapi_never_reaches_its_hook_for_a_dropped_request(
