@@ -14,7 +14,8 @@ The same three queries run against the old layout (the single `events` collectio
 queries, median of 3) loaded with `--old-events` (default 20,000: at 1,000,000 the old layout takes minutes per
 query on FerretDB, which is the problem). The recorder's own rate is measured apart: `--recorder-events` (default 100,000)
 events published to RabbitMQ (a vhost of its own) across the 100 topics, in bursts of 1,000 per topic and
-interleaved (`--recorder-spread`), then consumed by the real `Recorder`.
+interleaved (`--recorder-spread`), then consumed by the real `Recorder` with the hub's events receiver, batch size
+and prefetch (`TRIBUTARY_RECORDER_EVENT_*`: pika, 2,000, 4,000 by default).
 `.venv/bin/python bench/history_events.py` (about 12 minutes at the defaults; a quick run while iterating:
 `--events 50000 --old-events 2000 --recorder-events 20000`). The database and vhost are removed.
 """
@@ -50,7 +51,9 @@ from tributary_hub.event_records import TopicRetention, events_to_docs  # noqa: 
 from tributary_hub.event_store import EventStore  # noqa: E402
 from tributary_hub.history import EventHistory, EventQuery  # noqa: E402
 from tributary_hub.partitions import Layout, Partitions  # noqa: E402
+from tributary_hub.pika_receiver import PikaReceiver  # noqa: E402
 from tributary_hub.recorder import Recorder  # noqa: E402
+from tributary_hub.settings import HubSettings  # noqa: E402
 
 TOPICS, DAYS, RUNS, OLD_RUNS = 100, 30, 20, 3
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -234,16 +237,25 @@ async def recorder_rate(db_name: str, store: EventStore, total: int, spread: str
     try:
         connection = await aio_pika.connect_robust(url)
         await fill_recorder_queue(connection, total, spread, run)
+        # As the hub's events recorder: its receiver (`TRIBUTARY_RECORDER_EVENT_RECEIVER`, pika by default), batch
+        # size and prefetch.
+        settings = HubSettings()
+        receiver = None
+        if settings.recorder_event_receiver == "pika":
+            receiver = PikaReceiver(
+                url, HUB_RECORDER_EVENTS.name, prefetch=settings.recorder_event_prefetch, name="bench-recorder-events"
+            )
         recorder = Recorder(
             "events",
             HUB_RECORDER_EVENTS,
             store,
             events_to_docs(TopicRetention(60), 1 << 20),
-            batch_size=2000,
-            max_delay_ms=100,
-            prefetch=4000,
+            batch_size=settings.recorder_event_batch_size,
+            max_delay_ms=settings.recorder_batch_max_delay_ms,
+            prefetch=settings.recorder_event_prefetch,
             retry_min_s=0.2,
             retry_max_s=5,
+            receiver=receiver,
         )
         start = time.perf_counter()
         await recorder.start(connection)
