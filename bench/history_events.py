@@ -60,6 +60,12 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SUBJECTS = [f"line{k}.m{j}" for k in range(5) for j in range(2)]
 
 
+def generation(name: str) -> dict[str, Any]:
+    """A topic document as the hub writes one for a new topic: a fresh generation with the id directory shards of
+    `TRIBUTARY_EVENT_ID_SHARDS` (2 by default; 8 for generations created before it was kept)."""
+    return {"_id": name, "uid": uuid.uuid4().hex[:12], "id_shards": HubSettings().event_id_shards}
+
+
 def topic(i: int) -> str:
     return f"t{i:03d}"
 
@@ -101,7 +107,7 @@ def window(i: int) -> tuple[datetime, datetime]:
 
 async def load_new(store: EventStore, total: int, batch: int) -> float:
     """Topic by topic (a bulk load): a write touches one topic's collections, not every topic's."""
-    await store.topics.insert_many([{"_id": topic(i), "uid": uuid.uuid4().hex[:12]} for i in range(TOPICS)])
+    await store.topics.insert_many([generation(topic(i)) for i in range(TOPICS)])
     start = time.perf_counter()
     for t in range(TOPICS):
         ns = range(t, total, TOPICS)
@@ -134,7 +140,7 @@ async def time_new(history: EventHistory, total: int) -> dict[str, float]:
 
 async def time_busy(store: EventStore, history: EventHistory, total: int, batch: int) -> float:
     """By id in a topic whose `total` events all fall on one day (a partition of about total/1,000 blocks)."""
-    await store.topics.insert_one({"_id": "busy", "uid": uuid.uuid4().hex[:12]})
+    await store.topics.insert_one(generation("busy"))
     for first in range(0, total, batch):
         docs = [document(n * TOPICS, total * TOPICS * DAYS) for n in range(first, min(total, first + batch))]
         await store.write(

@@ -25,7 +25,6 @@ import gc
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import aio_pika
@@ -33,7 +32,7 @@ import aio_pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.history_events import TOPICS, fill_recorder_queue, topic  # noqa: E402
+from bench.history_events import TOPICS, fill_recorder_queue, generation, topic  # noqa: E402
 from bench.support.loop_lag import describe, loop_lateness  # noqa: E402
 from tests.support import platform  # noqa: E402
 from tributary_common.amqp import HUB_RECORDER_EVENTS  # noqa: E402
@@ -92,7 +91,7 @@ async def main(args: argparse.Namespace) -> None:
         partitions = Partitions(db, Layout.PACKED)
         await partitions.prepare()
         store = EventStore(partitions, db["topics"])
-        await store.topics.insert_many([{"_id": topic(i), "uid": uuid.uuid4().hex[:12]} for i in range(TOPICS)])
+        await store.topics.insert_many([generation(topic(i)) for i in range(TOPICS)])
         print(f"{args.events:,} events per drain, in bursts of 1,000 per topic; batches of {BATCH}")
         gc.collect()
         gc.freeze()  # as the hub does once started (app.py): its full collections walk what it holds, not imports

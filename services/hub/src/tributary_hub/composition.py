@@ -99,6 +99,7 @@ class Hub:
             max_schema_depth=s.max_schema_depth,
             cache_ttl_s=s.topic_cache_ttl_s,
             local_ttl_s=s.topic_local_ttl_s,
+            id_shards=s.event_id_shards,
         )
         self.events = EventFactory(self.topics, max_event_bytes=s.max_event_bytes)
         self.sample_store = SampleStore(self.mongo[s.mongodb_db], samples_layout(s.storage_layout))

@@ -25,6 +25,8 @@ from .compatibility import Compatibility
 class TopicDoc(Document):
     id: str  # type: ignore[assignment]  # the topic name
     uid: str  # changes when a topic is deleted and created again, so caches never mix generations
+    # The generation's id directory shards (partitions.py), fixed at creation; None: created before it was kept (8).
+    id_shards: int | None = None
     version: int
     compatibility: Compatibility = Compatibility.NONE
     retention_days: float | None = None

@@ -15,7 +15,7 @@ from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
 from .event_blocks import events_in, unpack_one
-from .partitions import Layout, Partitions, id_key, id_place
+from .partitions import Layout, Partitions, generation_shards, id_key, id_place
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -24,6 +24,7 @@ SORT_ASC = [("time", 1), ("_id", 1)]
 class Topic:
     name: str
     uid: str
+    id_shards: int | None = None  # its generation's id directory shards (None: the partitions' own count)
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,13 @@ class EventReader:
         if hit is not None:
             return hit.value
         query: dict[str, Any] = {} if first in ("*", "#") else {"_id": first}
-        docs = await self.topics.find(query, {"uid": 1}).to_list()
-        found = [Topic(d["_id"], d["uid"]) for d in docs if isinstance(d.get("uid"), str)]
+        docs = await self.topics.find(query, {"uid": 1, "id_shards": 1}).to_list()
+        shards = self.partitions.id_shards
+        found = [
+            Topic(d["_id"], d["uid"], generation_shards(d.get("id_shards"), shards))
+            for d in docs
+            if isinstance(d.get("uid"), str)
+        ]
         if found and "_id" in query:  # one topic that exists: a new topic is seen at once
             self._generations.put(first, found)
         return found
@@ -97,7 +103,8 @@ class EventReader:
         """Through the directory: one small `_id` lookup, then one in the day partition it names. Each is an
         equality on `_id` alone, which FerretDB hands to SQLite (an `$in` or a second field makes it decode
         every document of the collection: every block of a busy day)."""
-        entry = await self.partitions.ids(topic.uid, event_id).find_one({"_id": id_key(topic.uid, event_id)})
+        directory = self.partitions.ids(topic.uid, event_id, topic.id_shards)
+        entry = await directory.find_one({"_id": id_key(topic.uid, event_id)})
         if entry is None:
             return None
         day, blk = id_place(entry)

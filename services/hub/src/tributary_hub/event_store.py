@@ -31,7 +31,17 @@ from tributary_common.timeutil import format_time
 from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
-from .partitions import Layout, Partitions, day_of, day_start, id_entry, id_key, id_place, partition_key
+from .partitions import (
+    Layout,
+    Partitions,
+    day_of,
+    day_start,
+    generation_shards,
+    id_entry,
+    id_key,
+    id_place,
+    partition_key,
+)
 
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # `max_exp` of a partition holding an event kept forever
 CATALOG_RECHECK_S = 60.0  # a catalog entry this process wrote is written again after this (another may drop it)
@@ -100,10 +110,15 @@ class EventStore:
         self._catalog_known: dict[tuple[str, str], tuple[Bounds, float]] = {}
         self.subjects = SubjectRegistry(partitions)
 
-    async def generations(self, names: set[str]) -> dict[str, str]:
-        """topic name -> uid, for the topics that exist."""
-        found = await self.topics.find({"_id": {"$in": sorted(names)}}, {"uid": 1}).to_list()
-        return {d["_id"]: d["uid"] for d in found if isinstance(d.get("uid"), str)}
+    async def generations(self, names: set[str]) -> dict[str, tuple[str, int]]:
+        """topic name -> (uid, id directory shards), for the topics that exist."""
+        found = await self.topics.find({"_id": {"$in": sorted(names)}}, {"uid": 1, "id_shards": 1}).to_list()
+        shards = self.partitions.id_shards
+        return {
+            d["_id"]: (d["uid"], generation_shards(d.get("id_shards"), shards))
+            for d in found
+            if isinstance(d.get("uid"), str)
+        }
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = False) -> None:
         """The recorder's sink (`batch_writer`): pymongo's contract, duplicates and refusals as a
@@ -116,22 +131,23 @@ class EventStore:
 
     async def write(self, docs: list[dict[str, Any]]) -> WriteOutcome:
         outcome = WriteOutcome()
-        uids = await self.generations({d["type"] for d in docs})
+        generations = await self.generations({d["type"] for d in docs})
+        shards = dict(generations.values())  # uid -> its directory's shards
         placed: list[tuple[int, dict[str, Any]]] = []
         for i, doc in enumerate(docs):
             if i % TURN_EVERY == TURN_EVERY - 1:
                 await asyncio.sleep(0)
-            uid = uids.get(doc["type"])
-            if uid is None:
+            generation = generations.get(doc["type"])
+            if generation is None:
                 outcome.orphans.append(i)
                 continue
-            placed.append((i, {**doc, "tu": uid, "day": day_of(doc["time"])}))
+            placed.append((i, {**doc, "tu": generation[0], "day": day_of(doc["time"])}))
         if not placed:
             return outcome
         packed = self.partitions.layout is Layout.PACKED
         if packed:
             assign_blocks([d for _, d in placed])
-        claimed, fresh = await self._claim_ids([d for _, d in placed])
+        claimed, fresh = await self._claim_ids([d for _, d in placed], shards)
         for _, doc in placed:
             doc["day"], blk = claimed[id_key(doc["tu"], doc["eid"])]
             if packed:
@@ -144,9 +160,11 @@ class EventStore:
             await insert_singles(self.partitions, placed, outcome.duplicates, outcome.refused)
         return outcome
 
-    async def _claim_ids(self, docs: list[dict[str, Any]]) -> tuple[dict[str, tuple[str, str | None]], set[str]]:
+    async def _claim_ids(
+        self, docs: list[dict[str, Any]], shards: dict[str, int]
+    ) -> tuple[dict[str, tuple[str, str | None]], set[str]]:
         """The place (day partition, and block when packed) of each id: its own for a new one (returned as fresh
-        too), the recorded one for an id seen before."""
+        too), the recorded one for an id seen before. `shards`: each generation's directory shards."""
         layout = self.partitions.layout
         # one collection object and one insert per directory collection, not per event
         by_coll: dict[str, tuple[AsyncCollection[Any], dict[str, dict[str, Any]]]] = {}
@@ -157,7 +175,7 @@ class EventStore:
             key = id_key(doc["tu"], doc["eid"])
             if key in places:  # the first copy in the batch claims it; later copies follow the entry
                 continue
-            name = self.partitions.ids_name(doc["tu"], doc["eid"])
+            name = self.partitions.ids_name(doc["tu"], doc["eid"], shards[doc["tu"]])
             if name not in by_coll:
                 by_coll[name] = (self.partitions.db[name], {})
             blk = doc.get("blk")

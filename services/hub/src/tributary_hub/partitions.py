@@ -1,9 +1,9 @@
 """Where a stored thing lives: the one map from a partition key to a collection, for both storage layouts.
 
 `partitioned` (FerretDB, the default): a collection per (topic generation, UTC day) of events, K small id
-directories, one subject registry and one partition catalog per topic (and the latest-per-subject copies an
-older release wrote, still read). FerretDB 1.24 scans a whole collection
-for every query, so a read costs what the collections it visits hold: keeping them small keeps reads fast.
+directories (K fixed for the generation: `ID_SHARD_CHOICES` below), one subject registry and one partition
+catalog per topic (and the latest-per-subject copies an older release wrote, still read). FerretDB 1.24 scans a
+whole collection for every query, so a read costs what the collections it visits hold: keeping them small keeps reads fast.
 `indexed` (MongoDB): one collection per kind, compound indexes led by the partition fields.
 
 Both layouts store the same documents and run the same queries: every query carries its partition fields
@@ -26,6 +26,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 PREFIX = "evp."  # every partitioned-layout collection of events starts so
 DAY_LEN = 8  # YYYYMMDD
+# How many collections a topic generation's id directory is split into. Fewer shards make fewer commands per
+# recorder batch (one per topic and shard it touches, each ~0.6 ms of FerretDB's CPU whatever its size) and longer
+# scans per read by id (a shard's rows). Recorded on the topic document (`id_shards`) when a generation is created,
+# because an id's shard must never change; generations created before it was recorded have 8.
+ID_SHARD_CHOICES = (1, 2, 4, 8)
+LEGACY_ID_SHARDS = 8
 
 
 class Layout(StrEnum):
@@ -52,6 +58,11 @@ def day_start(day: str) -> str:
 def shard_of(event_id: str, shards: int) -> int:
     """A stable hash (CRC-32: the same in every process and release) of the id, modulo the shard count."""
     return zlib.crc32(event_id.encode()) % shards
+
+
+def generation_shards(value: Any, default: int) -> int:
+    """A topic document's `id_shards` (any raw value), or `default` where it names none of the choices."""
+    return value if type(value) is int and value in ID_SHARD_CHOICES else default
 
 
 def id_key(uid: str, event_id: str) -> str:
@@ -97,27 +108,29 @@ def subject_key(uid: str, subject: str | None) -> str:
 class Partitions:
     db: AsyncDatabase[Any]
     layout: Layout = Layout.PARTITIONED
-    id_shards: int = 8
+    id_shards: int = LEGACY_ID_SHARDS  # of a generation whose topic document names none
 
     def events(self, uid: str, day: str) -> AsyncCollection[Any]:
         if self.layout is Layout.INDEXED:
             return self.db["event_log"]
         return self.db[f"{PREFIX}{uid}.d{day}"]
 
-    def ids(self, uid: str, event_id: str) -> AsyncCollection[Any]:
-        """The id directory shard of `event_id`."""
-        return self.db[self.ids_name(uid, event_id)]
+    def ids(self, uid: str, event_id: str, shards: int | None = None) -> AsyncCollection[Any]:
+        """The id directory shard of `event_id` in a generation of `shards` shards (None: `id_shards`)."""
+        return self.db[self.ids_name(uid, event_id, shards)]
 
-    def ids_name(self, uid: str, event_id: str) -> str:
-        """The name of `ids(uid, event_id)`: one collection for every topic in the indexed layout."""
+    def ids_name(self, uid: str, event_id: str, shards: int | None = None) -> str:
+        """The name of `ids(uid, event_id, shards)`: one collection for every topic in the indexed layout."""
         if self.layout is Layout.INDEXED:
             return "event_ids"
-        return f"{PREFIX}{uid}.id{shard_of(event_id, self.id_shards)}"
+        return f"{PREFIX}{uid}.id{shard_of(event_id, shards or self.id_shards)}"
 
     def id_directories(self, uid: str) -> list[AsyncCollection[Any]]:
+        """Every shard a generation's directory may have, whatever its count (a name without a collection is
+        an empty one)."""
         if self.layout is Layout.INDEXED:
             return [self.db["event_ids"]]
-        return [self.db[f"{PREFIX}{uid}.id{k}"] for k in range(self.id_shards)]
+        return [self.db[f"{PREFIX}{uid}.id{k}"] for k in range(max(*ID_SHARD_CHOICES, self.id_shards))]
 
     def latest(self, uid: str) -> AsyncCollection[Any]:
         if self.layout is Layout.INDEXED:

@@ -93,6 +93,9 @@ class HubSettings(CommonSettings, MongoSettings):
     # day/month for samples: FerretDB scans whole collections) or `indexed` (one collection per kind with compound
     # indexes: MongoDB). See partitions.py, event_blocks.py and sample_partitions.py.
     storage_layout: Layout = Layout.PACKED
+    # The id directory shards of each topic generation created from now on (partitions.py; fixed for its life):
+    # fewer, fewer commands per recorder batch; more, shorter scans per read by id on FerretDB. Not for `indexed`.
+    event_id_shards: Literal[1, 2, 4, 8] = 2
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)

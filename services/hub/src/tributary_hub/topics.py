@@ -21,6 +21,7 @@ from .compatibility import Compatibility, check
 from .documents import SchemaDoc, TopicDoc
 from .errors import Conflict, Invalid, NotFound, TooLarge
 from .event_store import EventStore
+from .partitions import LEGACY_ID_SHARDS
 from .schemas import SchemaRejected, check_schema
 from .stored import insert_new, readable
 from .topic_lookup import TopicLookup, TopicRef
@@ -53,8 +54,10 @@ class TopicService:
         max_schema_depth: int,
         cache_ttl_s: float,
         local_ttl_s: float = 0,
+        id_shards: int = LEGACY_ID_SHARDS,
     ) -> None:
         self.events = events
+        self.id_shards = id_shards  # of the generations it creates
         self.lookup = TopicLookup(cache, cache_ttl_s=cache_ttl_s, local_ttl_s=local_ttl_s)
         self.max_schema_bytes = max_schema_bytes
         self.max_schema_depth = max_schema_depth
@@ -98,6 +101,7 @@ class TopicService:
         doc = TopicDoc(
             id=name,
             uid=uid,
+            id_shards=self.id_shards,
             version=1,
             compatibility=compatibility,
             retention_days=retention_days,
