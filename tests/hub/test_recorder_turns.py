@@ -85,7 +85,7 @@ async def test_placing_a_batch_gives_the_loop_turns() -> None:
     is an orphan and nothing is written."""
     store = EventStore(Partitions(cast(Any, None), Layout.PACKED), cast(Any, None))
 
-    async def no_generations(names: set[str]) -> dict[str, str]:
+    async def no_generations(names: set[str]) -> dict[str, tuple[str, int]]:
         return {}
 
     store.generations = no_generations  # type: ignore[method-assign]
