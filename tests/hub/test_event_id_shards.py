@@ -78,11 +78,17 @@ def test_each_choice_reads_as_itself(value: int) -> None:
     assert generation_shards(value, LEGACY_ID_SHARDS) == value
 
 
-@pytest.mark.parametrize("value", ["3", "0", "16", "two", "-2"])
+@pytest.mark.parametrize("value", ["3", "0", "16", "two", "-2", "2.5", ""])
 def test_the_setting_refuses_a_count_outside_the_choices(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIBUTARY_EVENT_ID_SHARDS", value)
     with pytest.raises(ValueError, match="event_id_shards"):
         HubSettings()
+
+
+@pytest.mark.parametrize("value", ["1", "2", "4", "8"])
+def test_the_setting_takes_each_choice_from_the_environment(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIBUTARY_EVENT_ID_SHARDS", value)
+    assert HubSettings().event_id_shards == int(value)
 
 
 @pytest.fixture(params=[None, 1, 8], ids=["default", "one", "eight"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tributary_common.settings import CommonSettings, MongoSettings
 
-from .partitions import Layout
+from .partitions import ID_SHARD_CHOICES, Layout
 
 
 class HubSettings(CommonSettings, MongoSettings):
@@ -95,7 +95,14 @@ class HubSettings(CommonSettings, MongoSettings):
     storage_layout: Layout = Layout.PACKED
     # The id directory shards of each topic generation created from now on (partitions.py; fixed for its life):
     # fewer, fewer commands per recorder batch; more, shorter scans per read by id on FerretDB. Not for `indexed`.
-    event_id_shards: Literal[1, 2, 4, 8] = 2
+    event_id_shards: int = 2
+
+    @field_validator("event_id_shards")
+    @classmethod
+    def _one_of_the_shard_choices(cls, value: int) -> int:
+        if value not in ID_SHARD_CHOICES:
+            raise ValueError(f"must be one of {', '.join(map(str, ID_SHARD_CHOICES))}")
+        return value
 
     # History
     history_default_limit: int = Field(default=100, ge=1, le=1000)
