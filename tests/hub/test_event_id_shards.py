@@ -110,8 +110,13 @@ async def test_the_hub_records_its_setting_on_each_generation_it_creates(
         raw = await topics.find_one({"_id": "sharded"})
         assert raw is not None and raw["id_shards"] == hub_settings.event_id_shards, round_
         uids.add(raw["uid"])
-        # A change of the topic's settings leaves the count alone.
+        # A change of the topic's settings leaves the count alone; a client cannot set it, at creation or after.
         assert (await client.patch("/topics/sharded", json={"description": "d"})).status_code == 200
+        for answer in (
+            await client.patch("/topics/sharded", json={"id_shards": 1}),
+            await client.post("/topics", json={"name": "other", "schema": {"type": "object"}, "id_shards": 1}),
+        ):
+            assert answer.status_code == 422 and "id_shards" in answer.text, answer.text
         assert (await topics.find_one({"_id": "sharded"}) or {}).get("id_shards") == hub_settings.event_id_shards
         view = (await client.get("/topics/sharded")).json()
         assert "id_shards" not in view and "uid" not in view  # storage, not the API's business
