@@ -14,7 +14,7 @@ import pytest
 
 from tests.hub.test_event_storage import T0, Storage, event, storage  # noqa: F401  (the fixture)
 from tributary_hub.documents import TopicDoc
-from tributary_hub.partitions import LEGACY_ID_SHARDS, PREFIX, Layout, generation_shards
+from tributary_hub.partitions import LEGACY_ID_SHARDS, PREFIX, Layout, generation, generation_shards
 from tributary_hub.settings import HubSettings
 
 # name -> (uid, the topic document's `id_shards`: None where it has none)
@@ -76,6 +76,14 @@ def test_a_count_outside_the_choices_reads_as_the_default(value: Any) -> None:
 @pytest.mark.parametrize("value", [1, 2, 4, 8])
 def test_each_choice_reads_as_itself(value: int) -> None:
     assert generation_shards(value, LEGACY_ID_SHARDS) == value
+
+
+def test_a_topic_document_without_a_readable_uid_has_no_generation() -> None:
+    assert generation({"uid": "abc", "id_shards": 2}, 8) == ("abc", 2)
+    assert generation({"uid": "abc"}, 8) == ("abc", 8)
+    assert generation({"uid": "abc", "id_shards": "1"}, 4) == ("abc", 4)
+    for doc in ({}, {"uid": None}, {"uid": 12}, {"uid": ["a"]}, {"id_shards": 2}):
+        assert generation(doc, 8) is None
 
 
 @pytest.mark.parametrize("value", ["3", "0", "16", "two", "-2", "2.5", ""])

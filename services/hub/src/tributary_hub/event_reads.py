@@ -15,7 +15,7 @@ from tributary_common.ttl_cache import TtlCache
 
 from .documents import event_key
 from .event_blocks import events_in, unpack_one
-from .partitions import Layout, Partitions, generation_shards, id_key, id_place
+from .partitions import GENERATION_FIELDS, Layout, Partitions, generation, id_key, id_place
 
 SORT_ASC = [("time", 1), ("_id", 1)]
 
@@ -59,13 +59,8 @@ class EventReader:
         if hit is not None:
             return hit.value
         query: dict[str, Any] = {} if first in ("*", "#") else {"_id": first}
-        docs = await self.topics.find(query, {"uid": 1, "id_shards": 1}).to_list()
-        shards = self.partitions.id_shards
-        found = [
-            Topic(d["_id"], d["uid"], generation_shards(d.get("id_shards"), shards))
-            for d in docs
-            if isinstance(d.get("uid"), str)
-        ]
+        docs = await self.topics.find(query, GENERATION_FIELDS).to_list()
+        found = [Topic(d["_id"], *g) for d in docs if (g := generation(d, self.partitions.id_shards)) is not None]
         if found and "_id" in query:  # one topic that exists: a new topic is seen at once
             self._generations.put(first, found)
         return found

@@ -32,11 +32,12 @@ from .block_writes import assign_blocks, insert_singles, write_blocks
 from .event_blocks import events_in
 from .event_subjects import SubjectRegistry
 from .partitions import (
+    GENERATION_FIELDS,
     Layout,
     Partitions,
     day_of,
     day_start,
-    generation_shards,
+    generation,
     id_entry,
     id_key,
     id_place,
@@ -112,13 +113,8 @@ class EventStore:
 
     async def generations(self, names: set[str]) -> dict[str, tuple[str, int]]:
         """topic name -> (uid, id directory shards), for the topics that exist."""
-        found = await self.topics.find({"_id": {"$in": sorted(names)}}, {"uid": 1, "id_shards": 1}).to_list()
-        shards = self.partitions.id_shards
-        return {
-            d["_id"]: (d["uid"], generation_shards(d.get("id_shards"), shards))
-            for d in found
-            if isinstance(d.get("uid"), str)
-        }
+        found = await self.topics.find({"_id": {"$in": sorted(names)}}, GENERATION_FIELDS).to_list()
+        return {d["_id"]: g for d in found if (g := generation(d, self.partitions.id_shards)) is not None}
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = False) -> None:
         """The recorder's sink (`batch_writer`): pymongo's contract, duplicates and refusals as a

@@ -3,7 +3,8 @@
 `partitioned` (FerretDB, the default): a collection per (topic generation, UTC day) of events, K small id
 directories (K fixed for the generation: `ID_SHARD_CHOICES` below), one subject registry and one partition
 catalog per topic (and the latest-per-subject copies an older release wrote, still read). FerretDB 1.24 scans a
-whole collection for every query, so a read costs what the collections it visits hold: keeping them small keeps reads fast.
+whole collection for every query, so a read costs what the collections it visits hold: keeping them small keeps
+reads fast.
 `indexed` (MongoDB): one collection per kind, compound indexes led by the partition fields.
 
 Both layouts store the same documents and run the same queries: every query carries its partition fields
@@ -60,9 +61,18 @@ def shard_of(event_id: str, shards: int) -> int:
     return zlib.crc32(event_id.encode()) % shards
 
 
+GENERATION_FIELDS = {"uid": 1, "id_shards": 1}  # what `generation` reads of a topic document
+
+
 def generation_shards(value: Any, default: int) -> int:
     """A topic document's `id_shards` (any raw value), or `default` where it names none of the choices."""
     return value if type(value) is int and value in ID_SHARD_CHOICES else default
+
+
+def generation(topic_doc: dict[str, Any], default_shards: int) -> tuple[str, int] | None:
+    """(uid, id directory shards) of a raw topic document, None where it has no readable uid."""
+    uid = topic_doc.get("uid")
+    return (uid, generation_shards(topic_doc.get("id_shards"), default_shards)) if isinstance(uid, str) else None
 
 
 def id_key(uid: str, event_id: str) -> str:
