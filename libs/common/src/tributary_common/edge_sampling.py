@@ -25,9 +25,9 @@ decision the edge left in the scope and the request takes FastAPI's excluded pat
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any, Unpack
+from typing import Unpack
 
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 # True: the request's server span is to be sampled (consumed by it); False: the request's trace is dropped.
 _DECISION: ContextVar[bool | None] = ContextVar("tributary_edge_decision", default=None)
@@ -43,9 +44,6 @@ _DECISION: ContextVar[bool | None] = ContextVar("tributary_edge_decision", defau
 _DECIDED = "tributary.edge_decision"
 # FastAPI's scope key: present, its telemetry leaves the request alone (it sets None itself for excluded requests).
 _FASTAPI_UNOBSERVED = "fastapi.telemetry"
-
-Scope = MutableMapping[str, Any]
-Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
 class EdgeSampler(Sampler):
@@ -107,12 +105,10 @@ def exclude_unsampled(scope: Scope) -> bool:
 class EdgeDecision:
     """An ASGI app deciding each HTTP request's trace at the edge before calling `app` (see the module's text)."""
 
-    def __init__(self, app: Asgi) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _FASTAPI_UNOBSERVED not in scope:
             decided = _decide(scope)
             if decided is not None:
