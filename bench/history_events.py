@@ -58,12 +58,13 @@ from tributary_hub.settings import HubSettings  # noqa: E402
 TOPICS, DAYS, RUNS, OLD_RUNS = 100, 30, 20, 3
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SUBJECTS = [f"line{k}.m{j}" for k in range(5) for j in range(2)]
+SETTINGS = HubSettings()  # the hub's, from the environment: id shards of new topics, the events recorder's own
 
 
 def generation(name: str) -> dict[str, Any]:
     """A topic document as the hub writes one for a new topic: a fresh generation with the id directory shards of
     `TRIBUTARY_EVENT_ID_SHARDS` (2 by default; 8 for generations created before it was kept)."""
-    return {"_id": name, "uid": uuid.uuid4().hex[:12], "id_shards": HubSettings().event_id_shards}
+    return {"_id": name, "uid": uuid.uuid4().hex[:12], "id_shards": SETTINGS.event_id_shards}
 
 
 def topic(i: int) -> str:
@@ -245,20 +246,19 @@ async def recorder_rate(db_name: str, store: EventStore, total: int, spread: str
         await fill_recorder_queue(connection, total, spread, run)
         # As the hub's events recorder: its receiver (`TRIBUTARY_RECORDER_EVENT_RECEIVER`, pika by default), batch
         # size and prefetch.
-        settings = HubSettings()
         receiver = None
-        if settings.recorder_event_receiver == "pika":
+        if SETTINGS.recorder_event_receiver == "pika":
             receiver = PikaReceiver(
-                url, HUB_RECORDER_EVENTS.name, prefetch=settings.recorder_event_prefetch, name="bench-recorder-events"
+                url, HUB_RECORDER_EVENTS.name, prefetch=SETTINGS.recorder_event_prefetch, name="bench-recorder-events"
             )
         recorder = Recorder(
             "events",
             HUB_RECORDER_EVENTS,
             store,
             events_to_docs(TopicRetention(60), 1 << 20),
-            batch_size=settings.recorder_event_batch_size,
-            max_delay_ms=settings.recorder_batch_max_delay_ms,
-            prefetch=settings.recorder_event_prefetch,
+            batch_size=SETTINGS.recorder_event_batch_size,
+            max_delay_ms=SETTINGS.recorder_batch_max_delay_ms,
+            prefetch=SETTINGS.recorder_event_prefetch,
             retry_min_s=0.2,
             retry_max_s=5,
             receiver=receiver,

@@ -24,7 +24,7 @@ SORT_ASC = [("time", 1), ("_id", 1)]
 class Topic:
     name: str
     uid: str
-    id_shards: int | None = None  # its generation's id directory shards (None: the partitions' own count)
+    id_shards: int  # its generation's id directory shards (partitions.generation)
 
 
 @dataclass(frozen=True)
