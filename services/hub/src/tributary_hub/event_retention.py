@@ -15,7 +15,7 @@ from typing import Any
 from tributary_common.mongo import Retention, RetentionMode
 
 from .event_blocks import events_in, rewrite
-from .event_reads import EventReader, where
+from .event_reads import EventReader, Topic, where
 from .partitions import Layout, Partitions, ids_of_day, partition_key
 
 
@@ -46,7 +46,7 @@ class EventRetention(Retention):
             catalog = self.partitions.catalog(topic.uid)
             due = await catalog.find({"tu": topic.uid, "min_exp": {"$lt": now}}).to_list()
             for entry in due:
-                deleted += await self._expire(topic.uid, entry, now)
+                deleted += await self._expire(topic, entry, now)
             if due:
                 await self.partitions.latest(topic.uid).delete_many({"tu": topic.uid, "expire_at": {"$lt": now}})
                 await self._forget_subjects(topic.uid)
@@ -58,14 +58,14 @@ class EventRetention(Retention):
         gone: dict[str, Any] = {"tu": uid, "day": {"$lt": min(days)}} if days else {"tu": uid}
         await self.partitions.subjects(uid).delete_many(gone)
 
-    async def _expire(self, uid: str, entry: dict[str, Any], now: datetime) -> int:
-        day = entry["day"]
+    async def _expire(self, topic: Topic, entry: dict[str, Any], now: datetime) -> int:
+        uid, day = topic.uid, entry["day"]
         events = self.partitions.events(uid, day)
         catalog = self.partitions.catalog(uid)
         if entry.get("max_exp") is not None and entry["max_exp"] < now:
             count = len(await events_in(self.partitions, uid, day, {}))
             await self.partitions.drop_partition(uid, day)
-            await self._forget_ids(uid, day)
+            await self._forget_ids(topic, day)
             # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
             await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
             return count
@@ -79,6 +79,6 @@ class EventRetention(Retention):
         )
         return deleted
 
-    async def _forget_ids(self, uid: str, day: str) -> None:
-        for coll in self.partitions.id_directories(uid):
-            await coll.delete_many(ids_of_day(self.partitions.layout, uid, day))
+    async def _forget_ids(self, topic: Topic, day: str) -> None:
+        for coll in self.partitions.id_directories(topic.uid, topic.id_shards):
+            await coll.delete_many(ids_of_day(self.partitions.layout, topic.uid, day))

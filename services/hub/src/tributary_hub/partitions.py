@@ -135,12 +135,11 @@ class Partitions:
             return "event_ids"
         return f"{PREFIX}{uid}.id{shard_of(event_id, shards or self.id_shards)}"
 
-    def id_directories(self, uid: str) -> list[AsyncCollection[Any]]:
-        """Every shard a generation's directory may have, whatever its count (a name without a collection is
-        an empty one)."""
+    def id_directories(self, uid: str, shards: int) -> list[AsyncCollection[Any]]:
+        """Every shard of a generation's directory of `shards` shards."""
         if self.layout is Layout.INDEXED:
             return [self.db["event_ids"]]
-        return [self.db[f"{PREFIX}{uid}.id{k}"] for k in range(max(*ID_SHARD_CHOICES, self.id_shards))]
+        return [self.db[f"{PREFIX}{uid}.id{k}"] for k in range(shards)]
 
     def latest(self, uid: str) -> AsyncCollection[Any]:
         if self.layout is Layout.INDEXED:
