@@ -1,22 +1,29 @@
 """Event retention over partitions: each event keeps its `expire_at` (from its topic's retention when it was
 recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
 visits only partitions with something expired: one whose every event has expired is dropped whole (with its
-id-directory entries), the boundary one has its expired events deleted. Latest-per-subject documents (an older
-release's) that expired go too, and subject registry entries older than every partition left. The same on both
-layouts, so that it needs no TTL index.
+id-directory entries), the boundary one has its expired events deleted (with theirs) and is looked at again when
+the least expiry left is due, or a day later at most. Latest-per-subject documents (an older release's) that
+expired go too, and subject registry entries older than every partition left. The same in every layout, so that
+it needs no TTL index.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tributary_common.mongo import Retention, RetentionMode
 
 from .event_blocks import events_in, rewrite
 from .event_reads import EventReader, Topic, where
-from .partitions import Layout, Partitions, ids_of_day, partition_key
+from .partitions import Layout, Partitions, id_key, ids_of_day, partition_key
+
+# A boundary day is looked at again after this at the latest: an event written while it was swept could not lower
+# the `min_exp` the sweep replaces (its widening saw the old, lower value), so it is deleted at most this late.
+LOOK_AGAIN = timedelta(days=1)
+FORGET_CHUNK = 1_000  # directory keys per delete
 
 
 def _expired(doc: dict[str, Any], now: datetime) -> bool:
@@ -60,7 +67,6 @@ class EventRetention(Retention):
 
     async def _expire(self, topic: Topic, entry: dict[str, Any], now: datetime) -> int:
         uid, day = topic.uid, entry["day"]
-        events = self.partitions.events(uid, day)
         catalog = self.partitions.catalog(uid)
         if entry.get("max_exp") is not None and entry["max_exp"] < now:
             count = len(await events_in(self.partitions, uid, day, {}))
@@ -69,16 +75,56 @@ class EventRetention(Retention):
             # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
             await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
             return count
-        if self.partitions.layout is Layout.PACKED:
-            deleted = await rewrite(events, uid, day, lambda e: None if _expired(e, now) else e)
-        else:
-            deleted = int((await events.delete_many(where(uid, day, {"expire_at": {"$lt": now}}))).deleted_count)
-        # Everything left expires later; a concurrent write lowering `min_exp` again keeps its value.
+        expired, least_left = await self._sweep_day(uid, day, now)
+        await self._forget_ids(topic, day, expired)
+        # Not `now`: the sweep would visit (and read whole) a day holding events kept longer every time it runs.
+        look_again = now + LOOK_AGAIN if least_left is None else min(least_left, now + LOOK_AGAIN)
+        # Only if no concurrent write lowered `min_exp` meanwhile (then the next sweep comes back for it).
         await catalog.update_one(
-            {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": now}}
+            {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": look_again}}
         )
-        return deleted
+        return len(expired)
 
-    async def _forget_ids(self, topic: Topic, day: str) -> None:
-        for coll in self.partitions.id_directories(topic.uid, topic.id_shards):
-            await coll.delete_many(ids_of_day(self.partitions.layout, topic.uid, day))
+    async def _sweep_day(self, uid: str, day: str, now: datetime) -> tuple[list[str], datetime | None]:
+        """Delete a partition's expired events: their ids, and the least expiry of the events left."""
+        expired: list[str] = []
+        least_left: datetime | None = None
+        events = self.partitions.events(uid, day)
+        if self.partitions.layout is Layout.PACKED:
+
+            def keep(event: dict[str, Any]) -> dict[str, Any] | None:
+                nonlocal least_left
+                if _expired(event, now):
+                    expired.append(event["eid"])
+                    return None
+                if event.get("expire_at") is not None:
+                    least_left = min(least_left or event["expire_at"], event["expire_at"])
+                return event
+
+            await rewrite(events, uid, day, keep)
+            return expired, least_left
+        gone: list[Any] = []
+        for doc in await events.find(where(uid, day, {}), {"eid": 1, "expire_at": 1}).to_list():
+            if _expired(doc, now):
+                gone.append(doc["_id"])
+                expired.append(doc["eid"])
+            elif doc.get("expire_at") is not None:
+                least_left = min(least_left or doc["expire_at"], doc["expire_at"])
+        for i in range(0, len(gone), FORGET_CHUNK):
+            await events.delete_many(where(uid, day, {"_id": {"$in": gone[i : i + FORGET_CHUNK]}}))
+        return expired, least_left
+
+    async def _forget_ids(self, topic: Topic, day: str, eids: list[str] | None = None) -> None:
+        """The directory entries of `eids` (None: of every event of the day) naming `day`, after their events are
+        gone (the other way round, a crash between the two would let a copy be stored twice)."""
+        of_day = ids_of_day(self.partitions.layout, topic.uid, day)
+        if eids is None:
+            for coll in self.partitions.id_directories(topic.uid, topic.id_shards):
+                await coll.delete_many(of_day)
+            return
+        keys: dict[str, list[str]] = defaultdict(list)
+        for eid in eids:
+            keys[self.partitions.ids_name(topic.uid, eid, topic.id_shards)].append(id_key(topic.uid, eid))
+        for name, named in keys.items():
+            for i in range(0, len(named), FORGET_CHUNK):
+                await self.partitions.db[name].delete_many({"_id": {"$in": named[i : i + FORGET_CHUNK]}, **of_day})
