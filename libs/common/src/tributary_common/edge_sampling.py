@@ -18,8 +18,9 @@ does not even reach its hook: it marks a dropped request with FastAPI's own scop
 does not observe (`fastapi.telemetry`, which FastAPI sets itself for mounted apps), and FastAPI goes straight to its
 routes. At 10 % sampling the nine requests in ten spent ~25 us of the hub's ~310 on their way past FastAPI's
 telemetry (its enabled check, a walk of the middleware stack looking for a legacy middleware, the hook, a context
-attached and detached); the decision itself is the same. Should FastAPI stop honouring that key, the hook reads the
-decision the edge left in the scope and the request takes FastAPI's excluded path as before: slower, not different.
+attached and detached); the decision itself is the same. A request it keeps (or leaves to a caller's `traceparent`)
+gets its server span there too, made by `server_spans` for a third of what FastAPI's telemetry spends on it, and
+FastAPI is told to leave that request alone in the same way. Tracing off, FastAPI's telemetry is left as it is.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .server_spans import traced
+
 # True: the request's server span is to be sampled (consumed by it); False: the request's trace is dropped.
 _DECISION: ContextVar[bool | None] = ContextVar("tributary_edge_decision", default=None)
-# The scope key of a decision `EdgeDecision` made (True: kept), which the hook then follows instead of asking again.
-_DECIDED = "tributary.edge_decision"
 # FastAPI's scope key: present, its telemetry leaves the request alone (it sets None itself for excluded requests).
 _FASTAPI_UNOBSERVED = "fastapi.telemetry"
 
@@ -94,28 +95,37 @@ def _decide(scope: Scope) -> bool | None:
 
 
 def exclude_unsampled(scope: Scope) -> bool:
-    """FastAPI's `telemetry["exclude"]` hook: True for a request whose new trace the sampler drops (as the edge
-    already decided it, if it did: asking twice would keep the ratio squared)."""
-    decided = scope.pop(_DECIDED, None)
-    if decided is None:
-        decided = _decide(scope)
-    return decided is False
+    """FastAPI's `telemetry["exclude"]` hook (an app served without `EdgeDecision`): True for a request whose new
+    trace the sampler drops."""
+    return _decide(scope) is False
+
+
+def tracing_off(provider: trace.TracerProvider) -> bool:
+    """No tracer provider set (the API's proxy) or a no-op one: no span can be recorded."""
+    return isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 class EdgeDecision:
-    """An ASGI app deciding each HTTP request's trace at the edge before calling `app` (see the module's text)."""
+    """An ASGI app deciding each HTTP request's trace at the edge before calling `app`, and making the server span
+    of a request it keeps (see the module's text)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _FASTAPI_UNOBSERVED not in scope:
-            decided = _decide(scope)
-            if decided is not None:
-                scope[_DECIDED] = decided
-                if not decided:
-                    scope[_FASTAPI_UNOBSERVED] = None
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or _FASTAPI_UNOBSERVED in scope:
+            await self.app(scope, receive, send)
+            return
+        decided = _decide(scope)
+        provider = trace.get_tracer_provider()
+        if decided is not False and tracing_off(provider):
+            await self.app(scope, receive, send)
+            return
+        scope[_FASTAPI_UNOBSERVED] = None  # dropped, or its span made here: FastAPI's telemetry stays out
+        if decided is False:
+            await self.app(scope, receive, send)
+        else:
+            await traced(self.app, scope, receive, send, provider)
 
 
 def fastapi_telemetry(**settings: Unpack[TelemetryConfig]) -> TelemetryConfig:

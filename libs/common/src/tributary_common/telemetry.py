@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ParentBased
 
 from . import otlp_encoding
-from .edge_sampling import EdgeSampler, dropped_at_the_edge
+from .edge_sampling import EdgeSampler, dropped_at_the_edge, tracing_off
 
 _configured: TracerProvider | None = None
 
@@ -82,7 +82,7 @@ def producer_span(span_tracer: trace.Tracer, name: str) -> AbstractContextManage
     an unsampled parent when sampling is parent-based (the `parentbased_*` samplers drop such a child). Making such
     a span costs the publish hot path ~5 %."""
     provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider) or dropped_at_the_edge():
+    if tracing_off(provider) or dropped_at_the_edge():
         return nullcontext(trace.get_current_span())
     current = trace.get_current_span()
     parent = current.get_span_context()
