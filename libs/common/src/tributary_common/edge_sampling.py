@@ -117,15 +117,16 @@ class EdgeDecision:
             await self.app(scope, receive, send)
             return
         decided = _decide(scope)
-        provider = trace.get_tracer_provider()
-        if decided is not False and tracing_off(provider):
+        if decided is False:
+            scope[_FASTAPI_UNOBSERVED] = None  # FastAPI's telemetry stays out of a dropped request
             await self.app(scope, receive, send)
             return
-        scope[_FASTAPI_UNOBSERVED] = None  # dropped, or its span made here: FastAPI's telemetry stays out
-        if decided is False:
+        provider = trace.get_tracer_provider()
+        if tracing_off(provider):
             await self.app(scope, receive, send)
-        else:
-            await traced(self.app, scope, receive, send, provider)
+            return
+        scope[_FASTAPI_UNOBSERVED] = None  # its span is made here
+        await traced(self.app, scope, receive, send, provider)
 
 
 def fastapi_telemetry(**settings: Unpack[TelemetryConfig]) -> TelemetryConfig:
