@@ -88,10 +88,10 @@ def _key_value(key: str, value: Any) -> bytes:
     return _text(b"\x0a", key) + _field(b"\x12", _value(value))
 
 
-# Encoded `KeyValue`s of scalar attributes by (key, type, value): most repeat from span to span (method, route,
-# status, exchange, ...). The type is part of the key because True == 1 == 1.0 in a dict.
+# Encoded `KeyValue` fields of scalar attributes by (field, key, type, value): most repeat from span to span (method,
+# route, status, exchange, ...). The type is part of the key because True == 1 == 1.0 in a dict.
 _SCALARS = frozenset({str, int, bool, float})
-_known: dict[tuple[str, type, Any], bytes] = {}
+_known: dict[tuple[bytes, str, type, Any], bytes] = {}
 
 
 def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -99,20 +99,21 @@ def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     out = []
-    for k, v in attributes.items():
+    # The SDK's attributes keep a plain dict: its items directly, not through the `Mapping` protocol per key.
+    for k, v in getattr(attributes, "_dict", attributes).items():
         kind = v.__class__
         kept = kind in _SCALARS
-        kv = _known.get((k, kind, v)) if kept else None
-        if kv is None:
+        field = _known.get((key, k, kind, v)) if kept else None
+        if field is None:
             try:
-                kv = _key_value(k, v)
+                field = _field(key, _key_value(k, v))
             except TypeError:
                 continue
             if kept:
                 if len(_known) >= _KNOWN_MAX:
                     _known.clear()
-                _known[(k, kind, v)] = kv
-        out.append(_field(key, kv))
+                _known[(key, k, kind, v)] = field
+        out.append(field)
     return b"".join(out)
 
 
@@ -124,7 +125,7 @@ def _span(span: ReadableSpan) -> bytes:
     ctx = span.get_span_context()
     assert ctx is not None  # a finished SDK span has one
     parent = span.parent
-    state = ",".join(f"{k}={v}" for k, v in ctx.trace_state.items()) if ctx.trace_state is not None else None
+    state = ",".join(f"{k}={v}" for k, v in ctx.trace_state.items()) if ctx.trace_state else None
     status = span.status
     parts = [
         b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"),
