@@ -2,14 +2,15 @@
 
 FastAPI's telemetry builds a good span at a high price: at 100 % sampling it cost the hub ~120 us of CPU per
 request (~45 % of an untraced request: its own span plus two context attachments, a wrapped receive and send, the
-Host header parsed into a `Headers` and a URL every time, attributes set twice), against ~30 us for the same span
-made here. The same span: named `METHOD route` (the method alone where no route matched, `HTTP` for a method
-outside the standard ones), kind SERVER, the caller's `traceparent` (and baggage) as its parent, and the HTTP
-semantic-convention attributes FastAPI sets: `url.scheme`, `http.request.method` (and `_original`),
-`network.protocol.version`, `server.address` / `server.port` (from Host), `url.path`, `url.query` (values of
-credential-like parameters redacted), `http.route`, `http.response.status_code`, and `error.type` with an ERROR
-status for a 5xx answer or an exception that escapes the app. It ends when the app returns (FastAPI: at the last
-body message, which the app sends just before it returns). WebSocket connections keep FastAPI's spans.
+Host header parsed into a `Headers` and a URL every time, attributes set twice), against ~40 us for the same span
+made here (bench/README.md, Hub publish, tenth pass). The same span: named `METHOD route` (the method alone where
+no route matched, `HTTP` for a method outside the standard ones), kind SERVER, the caller's `traceparent` (and
+baggage) as its parent, and the HTTP semantic-convention attributes FastAPI sets: `url.scheme`,
+`http.request.method` (and `_original`), `network.protocol.version`, `server.address` / `server.port` (from Host),
+`url.path`, `url.query` (values of credential-like parameters redacted; left out past 4 KiB or 64 parameters),
+`http.route`, `http.response.status_code`, and `error.type` with an ERROR status for a 5xx answer or an exception
+that escapes the app. It ends when the app returns (FastAPI: at the last body message, which the app sends just
+before it returns). WebSocket connections keep FastAPI's spans.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "P
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # FastAPI's own list (signed-URL parameters), and any parameter named like a credential (`is_credential_name`).
 _SIGNATURES = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+QUERY_MAX_BYTES, QUERY_MAX_FIELDS = 4096, 64  # a longer query is left out of the span
 _AUTHORITIES_MAX = 256  # Host values remembered with their attributes (a client chooses them: bounded)
 _authorities: dict[tuple[bytes, str], dict[str, Any]] = {}
 _tracers: dict[int, trace.Tracer] = {}  # by provider: getting a tracer builds one (and its scope) every time
@@ -78,8 +80,15 @@ def server_attributes(authority: bytes | None, scheme: str, server: tuple[str, i
     return found
 
 
-def redacted_query(query: bytes) -> str:
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+def redacted_query(query: bytes) -> str | None:
+    """The query with credential values redacted; None for one too long to be worth its parsing (a client may send
+    64 KiB of parameters, and a `traceparent` that has its request sampled)."""
+    if len(query) > QUERY_MAX_BYTES:
+        return None
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=QUERY_MAX_FIELDS)
+    except ValueError:
+        return None
     return urlencode([(k, "REDACTED" if k in _SIGNATURES or is_credential_name(k) else v) for k, v in pairs])
 
 
@@ -121,8 +130,8 @@ async def traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send, provi
         attributes["network.protocol.version"] = scope["http_version"]
     attributes.update(server_attributes(authority, scheme, scope.get("server")))
     attributes["url.path"] = scope["path"]
-    if scope.get("query_string"):
-        attributes["url.query"] = redacted_query(scope["query_string"])
+    if scope.get("query_string") and (query := redacted_query(scope["query_string"])) is not None:
+        attributes["url.query"] = query
     if original != method:
         attributes["http.request.method_original"] = original
     span_method = method if method != "_OTHER" else "HTTP"
