@@ -160,6 +160,13 @@ def test_the_remembered_hosts_are_bounded(spans: Any) -> None:
         assert len(server_spans._authorities) <= server_spans._AUTHORITIES_MAX
 
 
+def test_a_long_host_is_read_but_not_remembered(spans: Any) -> None:
+    server_spans._authorities.clear()
+    host = ("a" * 60 + ".") * 500 + "example"
+    assert server_spans.server_attributes(host.encode(), "http", None) == {"server.address": host, "server.port": 80}
+    assert server_spans._authorities == {}
+
+
 def test_without_a_host_the_socket_names_the_server() -> None:
     assert server_spans.server_attributes(None, "http", ("10.0.0.5", 8080)) == {
         "server.address": "10.0.0.5",

@@ -31,6 +31,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SIGNATURES = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
 QUERY_MAX_BYTES, QUERY_MAX_FIELDS = 4096, 64  # a longer query is left out of the span
 _AUTHORITIES_MAX = 256  # Host values remembered with their attributes (a client chooses them: bounded)
+_AUTHORITY_KEPT_BYTES = 300  # the longest remembered (a DNS name is at most 253 bytes)
 _authorities: dict[tuple[bytes, str], dict[str, Any]] = {}
 _tracers: dict[int, trace.Tracer] = {}  # by provider: getting a tracer builds one (and its scope) every time
 _fields: dict[int, frozenset[bytes]] = {}  # by propagator: the header names it reads (built anew on every ask)
@@ -74,9 +75,10 @@ def server_attributes(authority: bytes | None, scheme: str, server: tuple[str, i
         port = port if port is not None else _DEFAULT_PORTS.get(scheme)
         if port is not None:
             found["server.port"] = port
-    if len(_authorities) >= _AUTHORITIES_MAX:
-        _authorities.clear()
-    _authorities[(authority, scheme)] = found
+    if len(authority) <= _AUTHORITY_KEPT_BYTES:  # a name and a port: a 64 KiB Host is parsed, not remembered
+        if len(_authorities) >= _AUTHORITIES_MAX:
+            _authorities.clear()
+        _authorities[(authority, scheme)] = found
     return found
 
 
