@@ -33,24 +33,24 @@ QUERY_MAX_BYTES, QUERY_MAX_FIELDS = 4096, 64  # a longer query is left out of th
 _AUTHORITIES_MAX = 256  # Host values remembered with their attributes (a client chooses them: bounded)
 _AUTHORITY_KEPT_BYTES = 300  # the longest remembered (a DNS name is at most 253 bytes)
 _authorities: dict[tuple[bytes, str], dict[str, Any]] = {}
-_tracers: dict[int, trace.Tracer] = {}  # by provider: getting a tracer builds one (and its scope) every time
-_fields: dict[int, frozenset[bytes]] = {}  # by propagator: the header names it reads (built anew on every ask)
+# The last provider's tracer (getting one builds it and its scope every time) and the last propagator's header names
+# (built anew on every ask), each with what it came from: held, so that a new one is never taken for it.
+_tracer: tuple[trace.TracerProvider, trace.Tracer] | None = None
+_fields: tuple[Any, frozenset[bytes]] | None = None
 
 
 def tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
-    found = _tracers.get(id(provider))
-    if found is None:
-        _tracers.clear()  # one provider at a time (tests install others)
-        found = _tracers[id(provider)] = provider.get_tracer(__name__)
-    return found
+    global _tracer
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(__name__))
+    return _tracer[1]
 
 
 def _propagated(textmap: Any) -> frozenset[bytes]:
-    found = _fields.get(id(textmap))
-    if found is None:
-        _fields.clear()
-        found = _fields[id(textmap)] = frozenset(f.encode("latin-1") for f in textmap.fields)
-    return found
+    global _fields
+    if _fields is None or _fields[0] is not textmap:
+        _fields = (textmap, frozenset(f.encode("latin-1") for f in textmap.fields))
+    return _fields[1]
 
 
 def server_attributes(authority: bytes | None, scheme: str, server: tuple[str, int] | None) -> dict[str, Any]:
