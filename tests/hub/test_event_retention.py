@@ -1,6 +1,7 @@
 """Retention of a boundary day (a partition holding events that expire at different times, or never), in every
-layout on the real FerretDB: the events it deletes leave the id directory with them, and the day is looked at
-again when the least expiry left is due (a day later at most), not at every sweep."""
+layout on the real FerretDB: the events it deletes leave the id directory with them unless the day is dropped
+within a day anyway, and the day is swept again when the least expiry left is due (an hour later at the soonest, a
+day later at most), not at every sweep."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from tests.hub.test_event_storage import Storage, event, storage  # noqa: F401  (the fixture)
 from tributary_hub import event_retention
-from tributary_hub.event_retention import LOOK_AGAIN
+from tributary_hub.event_retention import LOOK_AGAIN, SWEEP_STEP
 from tributary_hub.event_store import EventStore
+from tributary_hub.history import EventQuery
 from tributary_hub.partitions import partition_key
 
 UID = "f00000000000"
@@ -97,3 +99,26 @@ async def test_a_later_write_still_lowers_the_next_look_and_none_waits_more_than
     assert await storage.retention.sweep_once(NOW + timedelta(hours=2, minutes=1) + LOOK_AGAIN) == 1
     assert await found(storage, "soon2") is None
     assert await directory(storage) == {"forever": "20260306"}
+
+
+async def test_a_day_dropped_within_a_day_is_swept_hourly_and_its_ids_go_with_the_drop(storage: Storage) -> None:  # noqa: F811
+    """A topic's day expires event by event over a whole day: sweeping it every minute read the day whole each
+    time, and forgetting ids one by one costs FerretDB a scan of the shard per delete; the drop takes them at once."""
+    await storage.topic("plant", UID)
+    expiring = [
+        event("plant", f"e{n}", DAY + timedelta(minutes=10 * n), "s", expire_at=NOW + timedelta(minutes=10 * n))
+        for n in range(12)
+    ]
+    await storage.store.write(expiring)
+    assert await storage.retention.sweep_once(NOW + timedelta(minutes=25)) == 3
+    assert len(await directory(storage)) == len(expiring)
+    assert await min_exp(storage) == NOW + timedelta(minutes=25) + SWEEP_STEP  # not at e3's expiry, 5 minutes on
+    assert await storage.retention.sweep_once(NOW + timedelta(minutes=30)) == 0
+    assert await storage.retention.sweep_once(NOW + timedelta(minutes=86)) == 6
+    assert [e["id"] async for e in storage.history.stream(await storage.history.select(EventQuery(pattern="#")))] == [
+        "e9",
+        "e10",
+        "e11",
+    ]
+    assert await storage.retention.sweep_once(NOW + timedelta(days=2)) == 3  # the day dropped, its entries with it
+    assert await directory(storage) == {}

@@ -1,10 +1,10 @@
 """Event retention over partitions: each event keeps its `expire_at` (from its topic's retention when it was
 recorded), and each partition's catalog entry the least and greatest of them (`min_exp`, `max_exp`). A sweep
 visits only partitions with something expired: one whose every event has expired is dropped whole (with its
-id-directory entries), the boundary one has its expired events deleted (with theirs) and is looked at again when
-the least expiry left is due, or a day later at most. Latest-per-subject documents (an older release's) that
-expired go too, and subject registry entries older than every partition left. The same in every layout, so that
-it needs no TTL index.
+id-directory entries), the boundary one has its expired events deleted (and their entries, unless the day is
+dropped within a day anyway) and is swept again when the least expiry left is due: an hour later at the soonest, a
+day later at most. Latest-per-subject documents (an older release's) that expired go too, and subject registry
+entries older than every partition left. The same in every layout, so that it needs no TTL index.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from .event_blocks import events_in, rewrite
 from .event_reads import EventReader, Topic, where
 from .partitions import Layout, Partitions, id_key, ids_of_day, partition_key
 
-# A boundary day is looked at again after this at the latest: an event written while it was swept could not lower
+# A boundary day is swept again after this at the latest: an event written while it was swept could not lower
 # the `min_exp` the sweep replaces (its widening saw the old, lower value), so it is deleted at most this late.
 LOOK_AGAIN = timedelta(days=1)
-FORGET_CHUNK = 1_000  # directory keys per delete
+# ... and this at the soonest: a topic's day expires over a whole day, event by event, and each sweep of it reads the
+# day whole (every block unpacked); an expired event there is deleted within this.
+SWEEP_STEP = timedelta(hours=1)
+FORGET_CHUNK = 1_000  # directory keys per delete (FerretDB matches `$in` against every entry of the shard)
 
 
 def _expired(doc: dict[str, Any], now: datetime) -> bool:
@@ -75,22 +78,28 @@ class EventRetention(Retention):
             # Only if nothing was written meanwhile (a late event widens the entry: the next sweep sees it).
             await catalog.delete_one({"_id": partition_key(uid, day), "max_exp": entry["max_exp"]})
             return count
-        expired, least_left = await self._sweep_day(uid, day, now)
-        await self._forget_ids(topic, day, expired)
-        # Not `now`: the sweep would visit (and read whole) a day holding events kept longer every time it runs.
+        # The ids of events deleted from a day dropped within a day go with the drop (one delete by day); otherwise
+        # (a day holding events kept longer or for ever) now, or they would stay as long as the day.
+        forget = entry.get("max_exp") is None or entry["max_exp"] > now + LOOK_AGAIN
+        deleted, expired, least_left = await self._sweep_day(uid, day, now, forget)
+        if forget:
+            await self._forget_ids(topic, day, expired)
         look_again = now + LOOK_AGAIN if least_left is None else min(least_left, now + LOOK_AGAIN)
         # Only if no concurrent write lowered `min_exp` meanwhile (then the next sweep comes back for it).
         await catalog.update_one(
-            {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]}, {"$set": {"min_exp": look_again}}
+            {"_id": partition_key(uid, day), "min_exp": entry["min_exp"]},
+            {"$set": {"min_exp": max(look_again, now + SWEEP_STEP)}},
         )
-        return len(expired)
+        return deleted
 
-    async def _sweep_day(self, uid: str, day: str, now: datetime) -> tuple[list[str], datetime | None]:
-        """Delete a partition's expired events: their ids, and the least expiry of the events left."""
-        expired: list[str] = []
-        least_left: datetime | None = None
+    async def _sweep_day(
+        self, uid: str, day: str, now: datetime, forget: bool
+    ) -> tuple[int, list[str], datetime | None]:
+        """Delete a partition's expired events: how many, their ids (when `forget`) and the least expiry left."""
         events = self.partitions.events(uid, day)
         if self.partitions.layout is Layout.PACKED:
+            expired: list[str] = []
+            least_left: datetime | None = None
 
             def keep(event: dict[str, Any]) -> dict[str, Any] | None:
                 nonlocal least_left
@@ -101,18 +110,14 @@ class EventRetention(Retention):
                     least_left = min(least_left or event["expire_at"], event["expire_at"])
                 return event
 
-            await rewrite(events, uid, day, keep)
-            return expired, least_left
-        gone: list[Any] = []
-        for doc in await events.find(where(uid, day, {}), {"eid": 1, "expire_at": 1}).to_list():
-            if _expired(doc, now):
-                gone.append(doc["_id"])
-                expired.append(doc["eid"])
-            elif doc.get("expire_at") is not None:
-                least_left = min(least_left or doc["expire_at"], doc["expire_at"])
-        for i in range(0, len(gone), FORGET_CHUNK):
-            await events.delete_many(where(uid, day, {"_id": {"$in": gone[i : i + FORGET_CHUNK]}}))
-        return expired, least_left
+            return await rewrite(events, uid, day, keep), expired, least_left
+        due = where(uid, day, {"expire_at": {"$lt": now}})
+        # An event written between the two commands and already expired loses its entry with the day's drop.
+        ids = [d["eid"] for d in await events.find(due, {"eid": 1}).to_list()] if forget else []
+        deleted = int((await events.delete_many(due)).deleted_count)
+        later = where(uid, day, {"expire_at": {"$gte": now}})
+        least = await events.find(later, {"expire_at": 1}).sort("expire_at", 1).limit(1).to_list()
+        return deleted, ids, least[0]["expire_at"] if least else None
 
     async def _forget_ids(self, topic: Topic, day: str, eids: list[str] | None = None) -> None:
         """The directory entries of `eids` (None: of every event of the day) naming `day`, after their events are
