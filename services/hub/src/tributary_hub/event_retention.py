@@ -112,7 +112,7 @@ class EventRetention(Retention):
 
             return await rewrite(events, uid, day, keep), expired, least_left
         due = where(uid, day, {"expire_at": {"$lt": now}})
-        # An event written between the two commands and already expired loses its entry with the day's drop.
+        # An event written between the two commands, already expired, is deleted with its entry left (harmless).
         ids = [d["eid"] for d in await events.find(due, {"eid": 1}).to_list()] if forget else []
         deleted = int((await events.delete_many(due)).deleted_count)
         later = where(uid, day, {"expire_at": {"$gte": now}})
