@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from tributary_common.mongo import write_errors
 
 from .event_blocks import chunks, pack
-from .partitions import Partitions, id_key
+from .partitions import Partitions, by_ids, id_key
 
 Row = tuple[int, dict[str, Any]]  # index into the batch, placed document (`tu`, `day`, `blk` set)
 
@@ -94,7 +94,7 @@ async def _follow_entries(
     for (uid, day), part_rows in by_part.items():
         coll = partitions.events(uid, day)
         blks = sorted({d["blk"] for _, d in part_rows})
-        listed = {b["_id"]: set(b["ids"]) for b in await coll.find({"_id": {"$in": blks}}, {"ids": 1}).to_list()}
+        listed = {b["_id"]: set(b["ids"]) for b in await by_ids(coll, blks, {"ids": 1}, partitions.layout)}
         missing: dict[str, list[Row]] = defaultdict(list)
         alone: list[Row] = []
         for i, doc in part_rows:

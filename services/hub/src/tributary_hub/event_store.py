@@ -35,6 +35,7 @@ from .partitions import (
     GENERATION_FIELDS,
     Layout,
     Partitions,
+    by_ids,
     day_of,
     day_start,
     generation,
@@ -113,7 +114,7 @@ class EventStore:
 
     async def generations(self, names: set[str]) -> dict[str, tuple[str, int]]:
         """topic name -> (uid, id directory shards), for the topics that exist."""
-        found = await self.topics.find({"_id": {"$in": sorted(names)}}, GENERATION_FIELDS).to_list()
+        found = await by_ids(self.topics, sorted(names), GENERATION_FIELDS, self.partitions.layout)
         return {d["_id"]: g for d in found if (g := generation(d, self.partitions.id_shards)) is not None}
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = False) -> None:
@@ -191,7 +192,7 @@ class EventStore:
                 taken = [keys[k] for k in duplicates]
             fresh.update(set(entries) - set(taken))
             if taken:
-                for entry in await coll.find({"_id": {"$in": taken}}, {"day": 1, "blk": 1}).to_list():
+                for entry in await by_ids(coll, taken, {"day": 1, "blk": 1}, layout):
                     places[entry["_id"]] = id_place(entry)
 
         await one_at_a_time(claim(coll, entries) for coll, entries in by_coll.values())

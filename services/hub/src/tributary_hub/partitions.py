@@ -75,6 +75,23 @@ def generation(topic_doc: dict[str, Any], default_shards: int) -> tuple[str, int
     return (uid, generation_shards(topic_doc.get("id_shards"), default_shards)) if isinstance(uid, str) else None
 
 
+# More ids than this: one `_id $in` query rather than a lookup each (`by_ids`).
+EQ_LOOKUPS_MAX = 16
+
+
+async def by_ids(
+    coll: AsyncCollection[Any], ids: list[str], projection: dict[str, Any], layout: Layout
+) -> list[dict[str, Any]]:
+    """The documents of `coll` with these `_id`s (those that exist). FerretDB 1.24 answers `_id` equality by a scan
+    that reads the one field and stops at the match, but `_id $in` by decoding every document of the collection
+    (100,000 directory entries: 165 ms against 1.6 s for one id, and `$in` ~27 ns more a document per id): a few
+    ids there are looked up one by one. MongoDB (`indexed`, real indexes): one `$in`."""
+    if layout is Layout.INDEXED or len(ids) > EQ_LOOKUPS_MAX:
+        found: list[dict[str, Any]] = await coll.find({"_id": {"$in": ids}}, projection).to_list()
+        return found
+    return [doc for key in ids if (doc := await coll.find_one({"_id": key}, projection)) is not None]
+
+
 def id_key(uid: str, event_id: str) -> str:
     """A directory entry's `_id`: unique across topics even where one collection holds them all."""
     return f"{uid}/{event_id}"
