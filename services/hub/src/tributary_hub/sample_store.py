@@ -22,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from . import sample_writes
-from .partitions import Layout
+from .partitions import Layout, by_ids
 from .sample_buckets import DAY_US, unpack_points
 from .sample_partitions import (
     CATALOG,
@@ -157,8 +157,8 @@ class SampleStore:
         return await self._first(self.points(sid, t, None))
 
     async def latest(self, sids: Sequence[str]) -> dict[str, Point]:
-        docs = self.current.find({"_id": {"$in": list(sids)}})
-        return {d["_id"]: Point(d["t"], d.get("v"), d.get("q")) async for d in docs}
+        docs = await by_ids(self.current, list(sids), {"t": 1, "v": 1, "q": 1}, self.partitions.layout)
+        return {d["_id"]: Point(d["t"], d.get("v"), d.get("q")) for d in docs}
 
     async def summaries(self, sid: str, start: int, end: int, resolution: int) -> AsyncIterator[SummaryColumns]:
         if resolution not in RESOLUTIONS:
