@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from .partitions import Layout
 from .sample_buckets import (
     DAY_US,
     bucket_doc,
@@ -90,8 +91,19 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
                 await write_day(store, kind, key[0], key[1], days[key], summarise)
 
     await asyncio.gather(*(day(k) for k in days))
-    await asyncio.gather(*(set_current(store, sid, p) for sid, p in newest.items()))
+    await set_currents(store, newest)
     return sum(added for added, _ in results)
+
+
+async def set_currents(store: SampleStore, newest: dict[str, Point]) -> None:
+    """Each sid's current value. At once on MongoDB (`indexed`); one at a time on FerretDB, whose SQLite takes one
+    writer per database: a batch of a thousand sids sent its thousand updates together, which queued for seconds
+    each and then failed with SQLITE_BUSY, failing the batch (retried, failing again)."""
+    if store.partitions.layout is Layout.INDEXED:
+        await asyncio.gather(*(set_current(store, sid, p) for sid, p in newest.items()))
+        return
+    for sid, p in newest.items():
+        await set_current(store, sid, p)
 
 
 def _by_hour(hours: dict[tuple[str, int], list[Point]], sid: str, points: Sequence[Point]) -> None:
