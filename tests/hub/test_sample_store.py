@@ -20,12 +20,12 @@ from tributary_common.mongo import Retention
 from tributary_hub.documents import LEGACY_SAMPLES
 from tributary_hub.partitions import Layout
 from tributary_hub.sample_buckets import day_id, hour_field, time_text, to_us
-from tributary_hub.sample_migration import migrate_samples
-from tributary_hub.sample_partitions import LAYOUTS
+from tributary_hub.sample_migration import migrate_currents, migrate_samples
+from tributary_hub.sample_partitions import CURRENT, LAYOUTS
 from tributary_hub.sample_retention import SampleRetention
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.sample_summaries import pack_summaries
-from tributary_hub.sample_writes import set_current
+from tributary_hub.sample_writes import set_currents
 from tributary_hub.series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, summarize
 
 DAY = 24 * HOUR_US
@@ -142,11 +142,15 @@ async def test_concurrent_writers_of_one_hour_lose_nothing(store: SampleStore) -
 
 async def test_racing_current_values_keep_the_newest(store: SampleStore) -> None:
     """FerretDB's conditional update is a find then a write: updates of one sid's current value racing on
-    separate connections must not let an older sample land last."""
-    for round_ in range(5):
+    separate connections, from stores of their own as in separate processes (FerretDB's layouts: versions of a
+    shard; MongoDB's conditional update is atomic, FerretDB's here is not, so `indexed` races in one store), must
+    not let an older sample land last."""
+    n = 1 if store.partitions.layout is Layout.INDEXED else 4
+    writers = [store] if n == 1 else [SampleStore(store.db, store.partitions.layout) for _ in range(n)]
+    for round_ in range(10):
         sid = f"cur{round_}"
         points = [Point(T0 + i, i) for i in range(12)]
-        await asyncio.gather(*(set_current(store, sid, p) for p in reversed(points)))
+        await asyncio.gather(*(set_currents(writers[i % n], {sid: p}) for i, p in enumerate(reversed(points))))
         assert (await store.latest([sid]))[sid] == points[-1]
 
 
@@ -226,6 +230,32 @@ async def test_migration_moves_old_samples_into_buckets_once(store: SampleStore)
     assert (again.moved, again.added, again.dropped) == (0, 0, True)
     assert LEGACY_SAMPLES not in await store.db.list_collection_names()
     assert (await migrate_samples(store.db, store)).moved == 0  # nothing left, nothing to do
+
+
+async def test_migration_moves_current_values_kept_per_sid_into_shards(store: SampleStore) -> None:
+    """FerretDB's layouts kept a document per sid in `sample_current` before its shards: moved where newer, then
+    the collection dropped. MongoDB's layout keeps them."""
+    await store.write([("c.new", [Point(T0 + 5, "recorded after the upgrade")]), ("c.old", [Point(T0, 1.0)])])
+    legacy = store.db[CURRENT]
+    if store.partitions.layout is Layout.INDEXED:  # where the recorder keeps them
+        assert await migrate_currents(store.db, store) == 0 and await legacy.count_documents({}) == 2
+        return
+    await legacy.insert_many(
+        [
+            {"_id": "c.new", "t": T0 + 1, "v": "older", "q": None},  # the shard's is newer: kept
+            {"_id": "c.old", "t": T0 + 9, "v": 2.0, "q": 192},  # newer than the shard's: moved
+            {"_id": "c.gone", "t": T0 + 3, "v": True, "q": "good"},
+            {"_id": "c.junk", "t": "not a time"},
+        ]
+    )
+    assert await migrate_currents(store.db, store, batch_size=2) == 3
+    assert CURRENT not in await store.db.list_collection_names()
+    assert await store.latest(["c.new", "c.old", "c.gone", "c.junk"]) == {
+        "c.new": Point(T0 + 5, "recorded after the upgrade"),
+        "c.old": Point(T0 + 9, 2.0, 192),
+        "c.gone": Point(T0 + 3, True, "good"),
+    }
+    assert await migrate_currents(store.db, store) == 0
 
 
 async def test_a_crash_after_writing_before_deleting_migrates_again_without_doubles(store: SampleStore) -> None:

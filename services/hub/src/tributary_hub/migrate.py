@@ -28,7 +28,7 @@ from tributary_common.mongo_options import ClientOptions
 from .documents import event_key
 from .event_store import EventStore
 from .partitions import Layout, Partitions, samples_layout
-from .sample_migration import SampleMigration, migrate_samples
+from .sample_migration import SampleMigration, migrate_currents, migrate_samples
 from .sample_store import SampleStore
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ async def migrate(
         store = SampleStore(client[db], samples_layout(layout))
         await store.create_indexes()
         report.samples = await migrate_samples(client[db], store, batch_size=batch_size)
+        report.samples.currents = await migrate_currents(client[db], store, batch_size=batch_size)
         return report
     finally:
         await client.close()
@@ -146,7 +147,8 @@ async def run(settings: Any, batch_size: int) -> MigrationReport:
     summary = (
         f"migrate: {report.moved} events moved into partitions, {report.already_there} already there, "
         f"{report.kept_aside} kept aside in {UNMIGRATED}, in {report.batches} batches, {report.seconds:.1f} s; "
-        f"{sm.moved} samples moved into buckets ({sm.added} new), {sm.skipped} skipped"
+        f"{sm.moved} samples moved into buckets ({sm.added} new), {sm.skipped} skipped; "
+        f"{sm.currents} current values moved into shards"
     )
     log.info(summary)
     print(summary, flush=True)

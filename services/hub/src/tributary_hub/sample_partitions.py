@@ -26,6 +26,7 @@ RAW = "sample_buckets"
 SUMMARIES = "sample_summaries"
 HOURS = "sample_hours"
 CURRENT = "sample_current"
+CURRENT_SHARDS = "sample_current_shards"
 CATALOG = "sample_catalog"
 PREFIX = "samples."  # every partition collection starts with it (and nothing else does)
 _SAFE_SID = re.compile(r"[a-z0-9_-]{1,40}")
@@ -71,7 +72,7 @@ class SamplePartitions:
     @property
     def dedicated(self) -> bool:
         """A partition's collection holds only that partition (so expiring it is dropping the collection)."""
-        return self.layout == Layout.PARTITIONED
+        return self.layout is not Layout.INDEXED  # `packed` stores samples as `partitioned`
 
     def collection(self, kind: Kind, sid: str, key: int) -> str:
         if self.layout == Layout.INDEXED:

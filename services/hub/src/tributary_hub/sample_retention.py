@@ -13,6 +13,7 @@ from datetime import datetime
 from tributary_common.mongo import Retention, RetentionMode
 from tributary_common.timeutil import utcnow
 
+from .partitions import Layout
 from .sample_buckets import to_us
 from .sample_partitions import Kind, partition_span
 from .sample_store import SampleStore
@@ -37,7 +38,11 @@ async def sweep(store: SampleStore, days: Days, now: int) -> int:
             if kept:
                 dropped += await _expire(store, sid, kind, now - int(kept * DAY_US))
     if days["raw"]:
-        await store.current.delete_many({"t": {"$lt": now - int(days["raw"] * DAY_US)}})
+        before = now - int(days["raw"] * DAY_US)
+        if store.partitions.layout is Layout.INDEXED:
+            await store.current.delete_many({"t": {"$lt": before}})
+        else:
+            await store.currents.expire(before)
     return dropped
 
 

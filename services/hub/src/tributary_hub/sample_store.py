@@ -4,8 +4,8 @@ Per sid and UTC hour one bucket document holds the samples packed (`sample_bucke
 minutes', computed from the bucket, go into field `h00`..`h23` of the sid's day documents (one of hours, one of
 minutes, in separate collections), so that a month of summaries is 31 documents to read. Which collection holds
 them is
-`sample_partitions`. A small catalog document per sid lists its partitions; `sample_current` holds each sid's
-newest sample. Writes are in `sample_writes`, retention in `sample_retention`.
+`sample_partitions`. A small catalog document per sid lists its partitions; each sid's newest sample is in
+`sample_current` (`indexed`: a document per sid) or `sample_current_shards` (FerretDB: `sample_currents`). Writes are in `sample_writes`, retention in `sample_retention`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from pymongo.errors import DuplicateKeyError
 from . import sample_writes
 from .partitions import Layout, by_ids
 from .sample_buckets import DAY_US, unpack_points
+from .sample_currents import ShardedCurrents
 from .sample_partitions import (
     CATALOG,
     CURRENT,
+    CURRENT_SHARDS,
     HOURS,
     KINDS,
     RAW,
@@ -48,7 +50,8 @@ class SampleStore:
         self.partitions = SamplePartitions(layout)
         self.concurrency = concurrency  # bucket writes in flight at once
         self.catalog: AsyncCollection[Any] = db[CATALOG]
-        self.current: AsyncCollection[Any] = db[CURRENT]
+        self.current: AsyncCollection[Any] = db[CURRENT]  # one document per sid (`indexed`)
+        self.currents = ShardedCurrents(db[CURRENT_SHARDS], self.at_or_before)  # FerretDB's layouts
         self._known: set[tuple[str, Kind, int]] = set()  # partitions this process has put in the catalog
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -72,11 +75,12 @@ class SampleStore:
 
     # Catalog
 
-    async def note_partitions(self, sid: str, hours: Iterable[int]) -> None:
-        """Put the partitions of these hours in the catalog, before anything is written into them."""
+    async def note_partitions(self, sid: str, hours: Iterable[int]) -> bool:
+        """Put the partitions of these hours in the catalog, before anything is written into them; whether any was
+        new to this process."""
         new = {(sid, kind, partition_key(kind, h)) for h in hours for kind in KINDS} - self._known
         if not new:
-            return
+            return False
         add: dict[str, Any] = {}
         for kind in KINDS:
             keys = sorted(k for _, kd, k in new if kd == kind)
@@ -89,6 +93,7 @@ class SampleStore:
                 with contextlib.suppress(DuplicateKeyError):
                     await self.catalog.update_one({"_id": sid}, {"$addToSet": add}, upsert=True)
         self._known |= new
+        return True
 
     async def _listed(self, sid: str, wanted: set[tuple[str, Kind, int]]) -> bool:
         doc = await self.catalog.find_one({"_id": sid}) or {}
@@ -157,6 +162,8 @@ class SampleStore:
         return await self._first(self.points(sid, t, None))
 
     async def latest(self, sids: Sequence[str]) -> dict[str, Point]:
+        if self.partitions.layout is not Layout.INDEXED:
+            return await self.currents.read(sids)
         docs = await by_ids(self.current, list(sids), {"t": 1, "v": 1, "q": 1}, self.partitions.layout)
         return {d["_id"]: Point(d["t"], d.get("v"), d.get("q")) for d in docs}
 

@@ -19,8 +19,8 @@ import asyncio
 import bisect
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -36,6 +36,7 @@ from .sample_buckets import (
     merge,
     unpack_points,
 )
+from .sample_currents import ShardedCurrents
 from .sample_partitions import Kind, SamplePartitions
 from .sample_summaries import hour_row, minute_rows
 from .series import HOUR_US, Point
@@ -47,15 +48,18 @@ class SampleStore(Protocol):
     partitions: SamplePartitions
     concurrency: int
     current: AsyncCollection[Any]
+    currents: ShardedCurrents
 
     def collection(self, name: str) -> AsyncCollection[Any]: ...
 
     def lock(self, key: str) -> asyncio.Lock: ...
 
-    async def note_partitions(self, sid: str, hours: Iterable[int]) -> None: ...
+    async def note_partitions(self, sid: str, hours: Iterable[int]) -> bool: ...
 
 
 Hour = tuple[int, list[Point]]  # a bucket version and its samples
+K = TypeVar("K", bound=tuple[str, int])  # (sid, hour) or (sid, day)
+R = TypeVar("R")
 SUMMARIES: tuple[tuple[Kind, Callable[[Sequence[Point], int], bytes]], ...] = (("sum", minute_rows), ("hrs", hour_row))
 
 
@@ -68,15 +72,35 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
     by_sid: dict[str, list[int]] = defaultdict(list)
     for sid, hour in hours:
         by_sid[sid].append(hour)
-    await asyncio.gather(*(store.note_partitions(sid, hs) for sid, hs in by_sid.items()))
     gate = asyncio.Semaphore(store.concurrency)
+    fresh: set[str] = set()  # sids with partitions new to this process
+
+    async def note(sid: str, hs: list[int]) -> None:
+        async with gate:
+            if await store.note_partitions(sid, hs):
+                fresh.add(sid)
+
+    await asyncio.gather(*(note(sid, hs) for sid, hs in by_sid.items()))
+    # FerretDB makes a collection at its first write: a thousand made at once (a new day's partitions of a thousand
+    # sids) took two minutes where one at a time took 20 s, and crashed it (SIGBUS in SQLite's WAL index, after
+    # "database schema has changed"). The writes of sids with new partitions go one at a time, before the others.
+    alone = fresh if store.partitions.dedicated else set()
+
+    async def each(keys: list[K], write_one: Callable[[K], Awaitable[R]]) -> list[R]:
+        async def gated(key: K) -> R:
+            async with gate:
+                return await write_one(key)
+
+        first = {k: await write_one(k) for k in keys if k[0] in alone}
+        rest = [k for k in keys if k[0] not in alone]
+        done = dict(zip(rest, await asyncio.gather(*(gated(k) for k in rest)), strict=True))
+        return [first[k] if k in first else done[k] for k in keys]
 
     async def bucket(key: tuple[str, int]) -> tuple[int, Hour]:
-        async with gate:
-            return await write_hour(store, key[0], key[1], hours[key])
+        return await write_hour(store, key[0], key[1], hours[key])
 
     keys = sorted(hours)
-    results = await asyncio.gather(*(bucket(k) for k in keys))
+    results = await each(keys, bucket)
     days: dict[tuple[str, int], dict[int, Hour]] = defaultdict(dict)
     newest: dict[str, Point] = {}
     for (sid, hour), (_, written) in zip(keys, results, strict=True):
@@ -86,24 +110,22 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
             newest[sid] = last
 
     async def day(key: tuple[str, int]) -> None:
-        async with gate:
-            for kind, summarise in SUMMARIES:
-                await write_day(store, kind, key[0], key[1], days[key], summarise)
+        for kind, summarise in SUMMARIES:
+            await write_day(store, kind, key[0], key[1], days[key], summarise)
 
-    await asyncio.gather(*(day(k) for k in days))
+    await each(sorted(days), day)
     await set_currents(store, newest)
     return sum(added for added, _ in results)
 
 
 async def set_currents(store: SampleStore, newest: dict[str, Point]) -> None:
-    """Each sid's current value. At once on MongoDB (`indexed`); one at a time on FerretDB, whose SQLite takes one
-    writer per database: a batch of a thousand sids sent its thousand updates together, which queued for seconds
-    each and then failed with SQLITE_BUSY, failing the batch (retried, failing again)."""
+    """Each sid's current value: a conditional update per sid, all at once, on MongoDB (`indexed`); a few shard
+    documents on FerretDB (`sample_currents`), where an update per sid passes over every sid's document (and a
+    thousand sent at once queued for seconds each, failed with SQLITE_BUSY and once crashed FerretDB)."""
     if store.partitions.layout is Layout.INDEXED:
         await asyncio.gather(*(set_current(store, sid, p) for sid, p in newest.items()))
-        return
-    for sid, p in newest.items():
-        await set_current(store, sid, p)
+    else:
+        await store.currents.advance(newest)
 
 
 def _by_hour(hours: dict[tuple[str, int], list[Point]], sid: str, points: Sequence[Point]) -> None:
@@ -198,9 +220,8 @@ async def _kept(raw: AsyncCollection[Any], mine: dict[str, Any], new: Sequence[P
 
 
 async def set_current(store: SampleStore, sid: str, p: Point) -> None:
-    """The sid's newest sample, only ever moved forward. One update per sid at a time in this process: FerretDB's
-    conditional update is a find then a write, so two racing on separate connections could let the older sample
-    land last (MongoDB's is atomic)."""
+    """The sid's newest sample (`indexed`), only ever moved forward: MongoDB's conditional update is atomic. One
+    at a time per sid in this process all the same."""
     async with store.lock(f"current|{sid}"):
         with contextlib.suppress(DuplicateKeyError):  # as new or newer already there
             await store.current.update_one(

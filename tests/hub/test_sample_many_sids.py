@@ -1,0 +1,55 @@
+"""A batch of many sids, against the real FerretDB: the writes of sids with partitions new to the process go one at
+a time (FerretDB makes a collection at its first write; a thousand made at once took minutes and crashed it), the
+others several at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.hub.test_sample_store import T0, everything, store  # noqa: F401  (the fixture)
+from tributary_hub import sample_writes
+from tributary_hub.partitions import Layout
+from tributary_hub.sample_store import SampleStore
+from tributary_hub.series import HOUR_US, Point
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self.now, self.most = 0, 0
+
+    def wrap(self, fn: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.now -= 1
+
+        return counted
+
+
+@pytest.mark.parametrize("step", ["write_hour", "write_day"])
+async def test_new_partitions_are_made_one_at_a_time(
+    store: SampleStore,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    counted = InFlight()
+    monkeypatch.setattr(sample_writes, step, counted.wrap(getattr(sample_writes, step)))
+    sids = [f"m.s{k}" for k in range(40)]
+    await store.write([(sid, [Point(T0, 1.0)]) for sid in sids])  # every sid's partitions new
+    dedicated = store.partitions.layout is not Layout.INDEXED
+    assert counted.most == (1 if dedicated else store.concurrency)
+    counted.most = 0
+    await store.write([(sid, [Point(T0 + 1, 2.0)]) for sid in sids])  # the same partitions: several at once
+    assert counted.most == store.concurrency
+    counted.most = 0
+    # A new sid and a new hour among known ones: only those alone.
+    await store.write([(sid, [Point(T0 + 2, 3.0)]) for sid in sids] + [("m.new", [Point(T0 + HOUR_US, 4.0)])])
+    assert counted.most == store.concurrency
+    for sid in sids:
+        assert await everything(store, sid) == [Point(T0, 1.0), Point(T0 + 1, 2.0), Point(T0 + 2, 3.0)]
+    assert await everything(store, "m.new") == [Point(T0 + HOUR_US, 4.0)]
