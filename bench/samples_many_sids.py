@@ -1,0 +1,153 @@
+"""Sample storage at many sids (issue 14): what a batch holding one sample of each of N sids costs the sample store
+on FerretDB, the shape the samples recorder meets when ingest publishes many 1 Hz sids (at 1 Hz its 0.25 s batching
+sends one sample a message, and a recorder batch of 500 messages is then 500 sids).
+
+For each `--sids` count, in a database of its own: the first batch (every sid's partitions made), then `--batches`
+more into the same hours; for the steady batches the median seconds, the cost a sid, where the time went
+(`write_hour`, `write_day`, current values; summed over the writes in flight) and the database commands a batch
+sent. Baseline in the same run: the same batches written as one document per sample with one `insert_many` each
+(the layout before hourly buckets), which costs one command a batch whatever the sids.
+
+    .venv/bin/python bench/samples_many_sids.py [--sids 100 1000] [--batches 3] [--layout partitioned|indexed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient, monitoring
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import platform
+from tributary_hub import sample_writes
+from tributary_hub.partitions import Layout
+from tributary_hub.sample_store import SampleStore
+from tributary_hub.series import Point
+
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
+STAGES = ("write_hour", "write_day", "set_currents")
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.counts[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def timed(spent: dict[str, float], name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start
+
+    return wrapper
+
+
+def batch(sids: list[str], second: int) -> list[tuple[str, list[Point]]]:
+    return [(sid, [Point(T0 + second * 1_000_000 + k, float(k))]) for k, sid in enumerate(sids)]
+
+
+async def buckets(
+    client: AsyncMongoClient[Any], layout: Layout, n: int, batches: int, cmds: Commands
+) -> dict[str, Any]:
+    name = f"bench_sids_{uuid.uuid4().hex[:8]}"
+    spent: dict[str, float] = defaultdict(float)
+    originals = {stage: getattr(sample_writes, stage) for stage in STAGES}
+    for stage, fn in originals.items():
+        setattr(sample_writes, stage, timed(spent, stage, fn))
+    try:
+        store = SampleStore(client[name], layout)
+        await store.create_indexes()
+        sids = [f"plant.unit{k // 50}.tag{k}" for k in range(n)]
+        start = time.perf_counter()
+        await store.write(batch(sids, 0))
+        first = time.perf_counter() - start
+        steady: list[float] = []
+        stages: dict[str, float] = defaultdict(float)
+        commands: Counter[str] = Counter()
+        for second in range(1, batches + 1):
+            spent.clear()
+            cmds.counts.clear()
+            start = time.perf_counter()
+            await store.write(batch(sids, second))
+            steady.append(time.perf_counter() - start)
+            for stage in STAGES:
+                stages[stage] += spent[stage] / batches
+            commands.update({k: v / batches for k, v in cmds.counts.items()})  # type: ignore[dict-item]
+        assert await store.count(sids[-1]) == batches + 1
+        return {"first": first, "steady": statistics.median(steady), "stages": stages, "commands": commands}
+    finally:
+        for stage, fn in originals.items():
+            setattr(sample_writes, stage, fn)
+        await client.drop_database(name)
+
+
+async def one_document_each(client: AsyncMongoClient[Any], n: int, batches: int) -> float:
+    name = f"bench_sids_old_{uuid.uuid4().hex[:8]}"
+    try:
+        coll = client[name]["samples"]
+        sids = [f"plant.unit{k // 50}.tag{k}" for k in range(n)]
+        await coll.insert_many([{"_id": f"{s}|{p.t}", "sid": s, "t": p.t, "v": p.v} for s, (p,) in batch(sids, 0)])
+        took = []
+        for second in range(1, batches + 1):
+            docs = [{"_id": f"{s}|{p.t}", "sid": s, "t": p.t, "v": p.v} for s, (p,) in batch(sids, second)]
+            start = time.perf_counter()
+            await coll.insert_many(docs, ordered=False)
+            took.append(time.perf_counter() - start)
+        return statistics.median(took)
+    finally:
+        await client.drop_database(name)
+
+
+async def main(args: argparse.Namespace) -> None:
+    platform.require_services()
+    cmds = Commands()
+    client: AsyncMongoClient[Any] = AsyncMongoClient(platform.mongodb_url(), event_listeners=[cmds])
+    layout = Layout(args.layout)
+    rows = []
+    try:
+        for n in args.sids:
+            base = await one_document_each(client, n, args.batches)
+            got = await buckets(client, layout, n, args.batches, cmds)
+            rows.append((n, base, got))
+            stages = ", ".join(f"{s} {got['stages'][s]:.2f} s" for s in STAGES)
+            commands = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(got["commands"].items()))
+            print(f"{n:,} sids: first batch {got['first']:.1f} s, then {got['steady']:.2f} s a batch", flush=True)
+            print(f"    summed over the writes in flight: {stages}; commands a batch: {commands}", flush=True)
+    finally:
+        await client.close()
+    print(f"\n| sids ({layout}) | first batch | steady batch | a sid | samples/s | one document each | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, base, got in rows:
+        print(
+            f"| {n:,} | {got['first']:.1f} s | {got['steady']:.2f} s | {got['steady'] / n * 1000:.1f} ms | "
+            f"{n / got['steady']:,.0f} | {base * 1000:.0f} ms ({n / base:,.0f}/s) | {base / got['steady']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sids", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PARTITIONED.value)
+    asyncio.run(main(parser.parse_args()))
