@@ -184,6 +184,35 @@ async def test_retention_drops_whole_partitions_and_keeps_summaries_longer(store
     assert await everything(store, "s") == [Point(old + 1, 4.0)]
 
 
+async def test_a_sweep_reads_the_catalog_once_whatever_the_sids(store: SampleStore) -> None:
+    """A read of the catalog per sid and kind cost 3,000 commands a sweep (a minute) at 1,000 sids."""
+    old, new = T0 - 40 * DAY, T0
+    sids = [f"many{k}" for k in range(30)]
+    await store.write([(sid, [Point(old, 1.0), Point(new, 2.0)]) for sid in sids])
+    reads: list[str] = []
+    real = store.catalog
+
+    class Counted:
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            reads.append("find")
+            return real.find(*args, **kwargs)
+
+        async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            reads.append("find_one")
+            return await real.find_one(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    store.catalog = Counted()  # type: ignore[assignment]
+    assert await SampleRetention(store, 10, 20, sweep_interval_s=3600).sweep_once(new + HOUR_US) == 30 * 3
+    assert reads == ["find"]
+    store.catalog = real
+    for sid in sids[:3]:
+        assert await everything(store, sid) == [Point(new, 2.0)]
+        assert await store.keys(sid, "raw") == [new // DAY]
+
+
 async def test_sample_retention_runs_on_the_shared_sweeper(store: SampleStore) -> None:
     """No loop of its own: `mongo.Retention`'s (sleep, sweep, log, stop) runs the sample sweep, which starts
     with one sweep, as event retention does; with nothing to expire configured, nothing runs."""

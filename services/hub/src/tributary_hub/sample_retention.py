@@ -33,10 +33,12 @@ async def sweep(store: SampleStore, days: Days, now: int) -> int:
     """Drop every partition wholly before its cutoff (`now` in µs), and current values older than the raw
     retention; returns how many partitions went."""
     dropped = 0
-    for sid in await store.sids():
+    # The whole catalog in one read, not a read per sid and kind: at 1,000 sids that was 3,000 commands a minute.
+    for doc in await store.catalog.find({}).to_list():
         for kind, kept in days.items():
             if kept:
-                dropped += await _expire(store, sid, kind, now - int(kept * DAY_US))
+                listed = sorted(doc.get(kind) or [])
+                dropped += await _expire(store, doc["_id"], kind, listed, now - int(kept * DAY_US))
     if days["raw"]:
         before = now - int(days["raw"] * DAY_US)
         if store.partitions.layout is Layout.INDEXED:
@@ -46,8 +48,8 @@ async def sweep(store: SampleStore, days: Days, now: int) -> int:
     return dropped
 
 
-async def _expire(store: SampleStore, sid: str, kind: Kind, cutoff: int) -> int:
-    keys = [k for k in await store.keys(sid, kind) if partition_span(kind, k)[1] <= cutoff]
+async def _expire(store: SampleStore, sid: str, kind: Kind, listed: list[int], cutoff: int) -> int:
+    keys = [k for k in listed if partition_span(kind, k)[1] <= cutoff]
     for key in keys:
         name = store.partitions.collection(kind, sid, key)
         if store.partitions.dedicated:
