@@ -136,12 +136,36 @@ ferretdb_bin() {
   echo "$bin"
 }
 
+set_aside_unopenable() { # data dir: database files FerretDB cannot open, moved to <data>-broken/
+  # FerretDB killed while making a database (it has crashed under heavy concurrent writes: SIGBUS in SQLite's WAL
+  # index) can leave a file without its `_ferretdb_collections` table, and then refuses to start at all
+  # ("no such table: _ferretdb_collections"). Such a file holds nothing FerretDB can read; it is kept aside, named.
+  local f
+  for f in "$1"/*.sqlite; do
+    [ -e "$f" ] || continue
+    python3 - "$f" <<'PY' && continue
+import sqlite3, sys
+try:
+    db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+    ok = db.execute("SELECT 1 FROM sqlite_master WHERE name = '_ferretdb_collections'").fetchone() is not None
+except sqlite3.Error:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+    mkdir -p "$1-broken"
+    mv "$f" "$1-broken/"
+    for side in "$f-wal" "$f-shm"; do [ -e "$side" ] && mv "$side" "$1-broken/"; done
+    log "ferretdb cannot open database file $(basename "$f"): moved to $1-broken/ (its database starts empty)"
+  done
+}
+
 up_ferretdb() {
   local bin pidfile=$LOCAL/run/ferretdb-$FERRETDB_PORT.pid data=$LOCAL/data/ferretdb-$FERRETDB_PORT
   bin=$(ferretdb_bin)
   if ! port_open "$FERRETDB_PORT"; then
     log "starting ferretdb on $FERRETDB_PORT"
     mkdir -p "$data"
+    set_aside_unopenable "$data"
     nohup "$bin" -listen "127.0.0.1:$FERRETDB_PORT" -data "$data" \
       >>"$LOCAL/log/ferretdb-$FERRETDB_PORT.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
