@@ -8,10 +8,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from tests.hub.test_sample_store import T0, store  # noqa: F401  (the fixture)
 from tributary_hub.partitions import Layout
 from tributary_hub.sample_currents import INLINE_MAX, SHARDS, entry_key, shard_of
+from tributary_hub.sample_partitions import LAYOUTS
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.series import Point
 
@@ -47,9 +49,12 @@ def beside(sid: str) -> str:
     return next(f"{sid}.{k}" for k in range(1000) if shard_of(entry_key(f"{sid}.{k}")) == shard_of(entry_key(sid)))
 
 
-def sharded(store: SampleStore) -> None:  # noqa: F811
-    if store.partitions.layout is Layout.INDEXED:
-        pytest.skip("MongoDB's layout keeps a document per sid")
+@pytest.fixture(params=[layout for layout in LAYOUTS if layout is not Layout.INDEXED])
+async def sharded(
+    request: pytest.FixtureRequest, mongo_client: AsyncMongoClient[Any], mongo_db_name: str
+) -> SampleStore:
+    """A store on FerretDB's layouts (MongoDB's keeps a document per sid)."""
+    return SampleStore(mongo_client[mongo_db_name], request.param)
 
 
 async def test_a_batch_of_many_sids_sets_each_current_value(store: SampleStore) -> None:  # noqa: F811
@@ -75,28 +80,26 @@ async def test_a_batch_of_many_sids_sets_each_current_value(store: SampleStore) 
     assert indexed or counted.writes == before
 
 
-async def test_a_version_left_by_a_stopped_writer_is_passed_over_and_deleted(store: SampleStore) -> None:  # noqa: F811
+async def test_a_version_left_by_a_stopped_writer_is_passed_over_and_deleted(sharded: SampleStore) -> None:
     """A writer that stopped between inserting a shard's next version and deleting the one it replaced leaves two:
     the newest is read, the older deleted."""
-    sharded(store)
-    await store.write([("v.one", [Point(T0, 1.0)])])
+    await sharded.write([("v.one", [Point(T0, 1.0)])])
     shard = shard_of(entry_key("v.one"))
-    newest = await store.currents.coll.find_one({"s": shard})
+    newest = await sharded.currents.coll.find_one({"s": shard})
     assert newest is not None and newest["ver"] == 1
-    await store.write([("v.one", [Point(T0 + 1, 2.0)])])
-    await store.currents.coll.insert_one(newest)  # version 1 again, as if never deleted
-    assert await store.latest(["v.one"]) == {"v.one": Point(T0 + 1, 2.0)}
-    assert [d["ver"] async for d in store.currents.coll.find({"s": shard})] == [2]
+    await sharded.write([("v.one", [Point(T0 + 1, 2.0)])])
+    await sharded.currents.coll.insert_one(newest)  # version 1 again, as if never deleted
+    assert await sharded.latest(["v.one"]) == {"v.one": Point(T0 + 1, 2.0)}
+    assert [d["ver"] async for d in sharded.currents.coll.find({"s": shard})] == [2]
 
 
-async def test_a_shard_changed_since_it_was_read_is_read_again(store: SampleStore) -> None:  # noqa: F811
+async def test_a_shard_changed_since_it_was_read_is_read_again(sharded: SampleStore) -> None:
     """Two processes' batches touching one shard: the version written over one that is no longer the newest is
     refused (its `_id` taken), and made again over the new one, keeping both processes' values."""
-    sharded(store)
-    other = SampleStore(store.db, store.partitions.layout)  # another process: its own lock
+    other = SampleStore(sharded.db, sharded.partitions.layout)  # another process: its own lock
     first, second = "s.first", beside("s.first")
-    await store.write([(first, [Point(T0, 0.0)])])
-    read = store.currents._newest
+    await sharded.write([(first, [Point(T0, 0.0)])])
+    read = sharded.currents._newest
     raced: list[bool] = []
 
     async def then_the_other(shards: list[str], fields: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -106,20 +109,19 @@ async def test_a_shard_changed_since_it_was_read_is_read_again(store: SampleStor
             await other.write([(second, [Point(T0 + 5, 2.0)])])
         return docs
 
-    store.currents._newest = then_the_other  # type: ignore[method-assign]
-    await store.write([(first, [Point(T0 + 7, 1.0)])])
+    sharded.currents._newest = then_the_other  # type: ignore[method-assign]
+    await sharded.write([(first, [Point(T0 + 7, 1.0)])])
     assert raced
-    assert await store.latest([first, second]) == {first: Point(T0 + 7, 1.0), second: Point(T0 + 5, 2.0)}
+    assert await sharded.latest([first, second]) == {first: Point(T0 + 7, 1.0), second: Point(T0 + 5, 2.0)}
 
 
-async def test_a_version_made_again_behind_a_newer_one_is_merged_again(store: SampleStore) -> None:  # noqa: F811
+async def test_a_version_made_again_behind_a_newer_one_is_merged_again(sharded: SampleStore) -> None:
     """A writer reads a shard, then another makes the next version and the one after (deleting the ones it
     replaced): the first writer's version is made with an `_id` that is free again, behind the newest, which
     readers take. The first writer sees the newer version and merges again."""
-    sharded(store)
     y = beside("x.one")
-    other = SampleStore(store.db, store.partitions.layout)
-    read = store.currents._newest
+    other = SampleStore(sharded.db, sharded.partitions.layout)
+    read = sharded.currents._newest
     raced: list[bool] = []
 
     async def then_the_other_twice(shards: list[str], fields: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -130,10 +132,10 @@ async def test_a_version_made_again_behind_a_newer_one_is_merged_again(store: Sa
             await other.write([(y, [Point(T0 + 2, 2.0)])])  # version 2; version 1 deleted
         return docs
 
-    store.currents._newest = then_the_other_twice  # type: ignore[method-assign]
-    await store.write([("x.one", [Point(T0 + 10, 10.0)])])  # read nothing, so writes version 1 again
+    sharded.currents._newest = then_the_other_twice  # type: ignore[method-assign]
+    await sharded.write([("x.one", [Point(T0 + 10, 10.0)])])  # read nothing, so writes version 1 again
     assert raced
-    assert await store.latest(["x.one", y]) == {"x.one": Point(T0 + 10, 10.0), y: Point(T0 + 2, 2.0)}
+    assert await sharded.latest(["x.one", y]) == {"x.one": Point(T0 + 10, 10.0), y: Point(T0 + 2, 2.0)}
 
 
 async def test_long_texts_stay_in_their_bucket(store: SampleStore) -> None:  # noqa: F811
