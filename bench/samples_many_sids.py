@@ -8,7 +8,12 @@ more into the same hours; for the steady batches the median seconds, the cost a 
 sent. Baseline in the same run: the same batches written as one document per sample with one `insert_many` each
 (the layout before hourly buckets), which costs one command a batch whatever the sids.
 
+Then the real samples `Recorder` (the hub's default batch size and prefetch) drains `--recorder-seconds` of 1 Hz
+single-sample messages of each of `--recorder-sids` sids, queued beforehand in a vhost of its own: its messages a
+second against the sids' own rate (the recorder keeps up with them live only if it drains at least that).
+
     .venv/bin/python bench/samples_many_sids.py [--sids 100 1000] [--batches 3] [--layout partitioned|indexed]
+                                                [--recorder-sids 300] [--recorder-seconds 10]
 """
 
 from __future__ import annotations
@@ -21,18 +26,28 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 from pymongo import AsyncMongoClient, monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.samples_store import writer
 from tests.support import platform
+from tests.support.polling import eventually
+from tributary_common.amqp import HUB_RECORDER_SAMPLES
+from tributary_common.samples import Sample, SampleBatch
 from tributary_hub import sample_writes
+from tributary_hub.amqp import declare_topology
 from tributary_hub.partitions import Layout
+from tributary_hub.recorder import Recorder
+from tributary_hub.sample_records import samples_to_docs
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.series import Point
+from tributary_hub.settings import HubSettings
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
 STAGES = ("write_hour", "write_day", "set_currents")
@@ -119,6 +134,49 @@ async def one_document_each(client: AsyncMongoClient[Any], n: int, batches: int)
         await client.drop_database(name)
 
 
+async def through_recorder(layout: Layout, sids: int, seconds: int) -> float:
+    """Messages/s the real samples recorder drains of `seconds` × `sids` single-sample messages, queued first."""
+    settings = HubSettings()
+    with platform.isolated_env("bench-sids", "bench-secret-0123456789-0123456789") as env:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(env["TRIBUTARY_MONGODB_URL"])
+        store = SampleStore(client[env["TRIBUTARY_MONGODB_DB"]], layout)
+        connection = await aio_pika.connect_robust(env["TRIBUTARY_AMQP_URL"])
+        try:
+            await store.create_indexes()
+            channel = await connection.channel(publisher_confirms=True)
+            await declare_topology(channel)
+            exchange = await channel.get_exchange("tributary.samples")
+            names = [f"plant.unit{k // 50}.tag{k}" for k in range(sids)]
+            for second in range(seconds):
+                at = datetime.fromtimestamp(T0 / 1e6 + second, UTC)
+                for k, sid in enumerate(names):
+                    body = SampleBatch(sid=sid, source="sim", samples=[Sample(t=at, v=float(k))])
+                    await exchange.publish(aio_pika.Message(body.model_dump_json().encode()), routing_key=f"sim.{sid}")
+            recorder = Recorder(
+                "samples",
+                HUB_RECORDER_SAMPLES,
+                None,
+                samples_to_docs(),
+                batch_size=settings.recorder_batch_size,
+                max_delay_ms=settings.recorder_batch_max_delay_ms,
+                prefetch=settings.recorder_prefetch,
+                retry_min_s=0.2,
+                retry_max_s=5.0,
+                writer=writer(store),
+            )
+            started = time.perf_counter()
+            await recorder.start(connection)
+            await eventually(lambda: recorder.writer.written >= sids * seconds, 1800, "all recorded", 0.05)
+            took = time.perf_counter() - started
+            await recorder.stop()
+            assert await store.count(names[-1]) == seconds
+            return sids * seconds / took
+        finally:
+            await connection.close()
+            await client.drop_database(env["TRIBUTARY_MONGODB_DB"])
+            await client.close()
+
+
 async def main(args: argparse.Namespace) -> None:
     platform.require_services()
     cmds = Commands()
@@ -136,12 +194,18 @@ async def main(args: argparse.Namespace) -> None:
             print(f"    summed over the writes in flight: {stages}; commands a batch: {commands}", flush=True)
     finally:
         await client.close()
+    rate = await through_recorder(layout, args.recorder_sids, args.recorder_seconds) if args.recorder_sids else 0.0
     print(f"\n| sids ({layout}) | first batch | steady batch | a sid | samples/s | one document each | ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, base, got in rows:
         print(
             f"| {n:,} | {got['first']:.1f} s | {got['steady']:.2f} s | {got['steady'] / n * 1000:.1f} ms | "
             f"{n / got['steady']:,.0f} | {base * 1000:.0f} ms ({n / base:,.0f}/s) | {base / got['steady']:.3f} |"
+        )
+    if args.recorder_sids:
+        print(
+            f"\nthe samples recorder drained {args.recorder_seconds} s of {args.recorder_sids:,} sids at 1 Hz (one sample "
+            f"a message) at {rate:,.0f} messages/s: {rate / args.recorder_sids:.2f}× the sids' own rate"
         )
 
 
@@ -150,4 +214,6 @@ if __name__ == "__main__":
     parser.add_argument("--sids", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--layout", choices=[x.value for x in Layout], default=Layout.PARTITIONED.value)
+    parser.add_argument("--recorder-sids", type=int, default=300, help="0: no recorder run")
+    parser.add_argument("--recorder-seconds", type=int, default=10)
     asyncio.run(main(parser.parse_args()))

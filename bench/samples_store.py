@@ -39,10 +39,11 @@ from tributary_hub.recorder import Recorder
 from tributary_hub.sample_records import SampleWriter, samples_to_docs
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.series import HOUR_US, MINUTE_US, Point, summarize
+from tributary_hub.settings import HubSettings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PER_MESSAGE = 1000  # samples per SampleBatch, as ingest batches them
-PER_WRITE = 500  # messages per recorder write (TRIBUTARY_RECORDER_BATCH_SIZE's default)
+PER_WRITE = HubSettings().recorder_batch_size  # messages per recorder write (TRIBUTARY_RECORDER_BATCH_SIZE)
 OTHERS = 3  # other sids, two days each
 
 

@@ -6,14 +6,20 @@ not fit stays in the queue: test_pika_receiver.py; ingest's split: tests/ingest/
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from tributary_common.amqp import HUB_RECORDER_SAMPLES
 from tributary_common.samples import SAMPLE_BATCH_MAX_BYTES
 from tributary_hub.pika_receiver import PikaReceiver
+from tributary_hub.recorder import Recorder
 from tributary_hub.recorders import make_recorders, memory_window
+from tributary_hub.sample_records import samples_to_docs
 from tributary_hub.settings import HubSettings
 
 MiB = 1024 * 1024
@@ -40,12 +46,44 @@ def test_the_recorders_take_the_lowered_window_from_the_settings(amqp_url: str) 
     # A sample batch is at most SAMPLE_BATCH_MAX_BYTES (ingest splits larger ones); a dead letter the larger of
     # that and an event.
     assert MiB == SAMPLE_BATCH_MAX_BYTES
-    assert (samples.prefetch, samples.batch_size) == (8, 2)
-    assert (letters.prefetch, letters.batch_size) == (8, 2)
+    assert (samples.prefetch, samples.batch_size) == (8, 4)  # the batch kept at half the prefetch, as asked
+    assert (letters.prefetch, letters.batch_size) == (8, 4)
     on_aio_pika = make_recorders(settings.model_copy(update={"recorder_event_receiver": "aio-pika"}), Any, Any, Any)  # type: ignore[arg-type]
     assert on_aio_pika[0].consumer.prefetch == 32
     defaults = make_recorders(HubSettings(dev_mode=True, amqp_url=amqp_url), Any, Any, Any)  # type: ignore[arg-type]
-    assert [(r.prefetch, r.batch_size) for r in defaults] == [(4000, 2000), (2000, 500), (2000, 500)]
+    assert [(r.prefetch, r.batch_size) for r in defaults] == [(4000, 2000), (2000, 1000), (2000, 1000)]
+    # Samples and dead letters also end a batch at 16 MiB of bodies; events are bounded by their window alone.
+    assert [r.batch_bytes for r in defaults] == [float("inf"), 16 * MiB, 16 * MiB]
+
+
+async def test_a_batch_ends_at_its_size_in_bytes_or_in_messages() -> None:
+    """A thousand sample batches of a thousand samples in one write held the API's event loop for tens of
+    milliseconds at a time; a thousand one-sample batches (1 Hz sids) are small, and cheaper together."""
+
+    @dataclass
+    class Message:
+        body: bytes
+        headers: dict[str, Any] = field(default_factory=dict)
+
+    receiver = SimpleNamespace(inbox=asyncio.Queue())
+    recorder = Recorder(
+        "samples",
+        HUB_RECORDER_SAMPLES,
+        None,
+        samples_to_docs(),
+        batch_size=100,
+        batch_bytes=MiB,
+        max_delay_ms=50,
+        prefetch=200,
+        retry_min_s=0.1,
+        retry_max_s=0.1,
+        receiver=receiver,  # type: ignore[arg-type]
+    )
+    for body in [b"x" * 400 * 1024] * 4 + [b"y" * 100] * 150:
+        receiver.inbox.put_nowait(Message(body))
+    assert [len(m.body) for m in await recorder._next_batch()] == [400 * 1024] * 3  # 1.2 MiB: ends there
+    assert len(await recorder._next_batch()) == 100  # one large, 99 small: ends at 100 messages
+    assert len(await recorder._next_batch()) == 51  # the rest, then the delay
 
 
 @pytest.mark.parametrize("field", ["recorder_event_memory_mb", "recorder_memory_mb"])

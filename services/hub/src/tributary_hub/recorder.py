@@ -67,6 +67,7 @@ class Recorder:
         to_docs: ToDocs,
         *,
         batch_size: int,
+        batch_bytes: int | None = None,
         max_delay_ms: int,
         prefetch: int,
         retry_min_s: float,
@@ -81,6 +82,7 @@ class Recorder:
         self.collection = collection
         self.to_docs = to_docs
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes or float("inf")  # a batch also ends once its messages' bodies reach this
         self.max_delay_s = max_delay_ms / 1000
         self.prefetch = prefetch
         self.throttle = throttle or LogThrottle(60)
@@ -130,11 +132,13 @@ class Recorder:
     async def _next_batch(self) -> list[Delivery]:
         batch = [await self._inbox.get()]
         inbox = self._inbox
+        size = len(batch[0].body)
         # One timeout for the whole batch: `wait_for` per message made a task and a timer for each.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.max_delay_s):
-                while len(batch) < self.batch_size:
+                while len(batch) < self.batch_size and size < self.batch_bytes:
                     batch.append(inbox.get_nowait() if inbox.qsize() else await inbox.get())
+                    size += len(batch[-1].body)
         return batch
 
     async def _run(self) -> None:
