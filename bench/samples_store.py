@@ -161,6 +161,7 @@ async def through_broker(db: Any, layout: str, url: str, messages: int) -> tuple
         None,
         samples_to_docs(),
         batch_size=PER_WRITE,
+        batch_bytes=HubSettings().recorder_batch_mb * 1024 * 1024,  # as the hub's samples recorder
         max_delay_ms=50,
         prefetch=2000,
         retry_min_s=0.2,
