@@ -141,6 +141,7 @@ set_aside_unopenable() { # data dir: database files FerretDB cannot open, moved 
   # index) can leave a file without its `_ferretdb_collections` table, and then refuses to start at all
   # ("no such table: _ferretdb_collections"). Such a file holds nothing FerretDB can read; it is kept aside, named.
   local f
+  command -v python3 >/dev/null || return 0 # the check needs it; without it, nothing is moved
   for f in "$1"/*.sqlite; do
     [ -e "$f" ] || continue
     python3 - "$f" <<'PY' && continue

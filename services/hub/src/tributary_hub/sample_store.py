@@ -3,9 +3,9 @@
 Per sid and UTC hour one bucket document holds the samples packed (`sample_buckets`); the hour's summary and its
 minutes', computed from the bucket, go into field `h00`..`h23` of the sid's day documents (one of hours, one of
 minutes, in separate collections), so that a month of summaries is 31 documents to read. Which collection holds
-them is
-`sample_partitions`. A small catalog document per sid lists its partitions; each sid's newest sample is in
-`sample_current` (`indexed`: a document per sid) or `sample_current_shards` (FerretDB: `sample_currents`). Writes are in `sample_writes`, retention in `sample_retention`.
+them is `sample_partitions`. A small catalog document per sid lists its partitions; each sid's newest sample is in
+`sample_current` (`indexed`: a document per sid) or `sample_current_shards` (FerretDB: `sample_currents`). Writes
+are in `sample_writes`, retention in `sample_retention`.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ class HubSettings(CommonSettings, MongoSettings):
     # batch costs a few commands per sid in it whatever its samples (bench/samples_many_sids.py): with one sample a
     # message (1 Hz sids), 1,000 drained 300 sids' messages 1.37x as fast as 500 on FerretDB.
     recorder_batch_size: int = Field(default=1000, ge=1, le=10_000)
-    # ...and ends once its messages' bodies reach this many MiB: a thousand bulk messages of a thousand samples
-    # each, in one batch, held the API's event loop (recorders in its process) for tens of milliseconds at a time.
+    # ...and ends once its messages' bodies reach this many MiB, so that bulk messages (a thousand samples each)
+    # keep batches near their size before (~330 such messages, not a million samples merged in one write).
     recorder_batch_mb: int = Field(default=16, ge=1, le=1024)
     recorder_batch_max_delay_ms: int = Field(default=100, ge=1, le=60_000)
     # Unacked messages a recorder holds: its memory is up to prefetch × the largest message (AMQP counts
