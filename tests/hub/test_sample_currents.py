@@ -93,23 +93,31 @@ async def test_a_version_left_by_a_stopped_writer_is_passed_over_and_deleted(sha
     assert [d["ver"] async for d in sharded.currents.coll.find({"s": shard})] == [2]
 
 
-async def test_a_shard_changed_since_it_was_read_is_read_again(sharded: SampleStore) -> None:
-    """Two processes' batches touching one shard: the version written over one that is no longer the newest is
-    refused (its `_id` taken), and made again over the new one, keeping both processes' values."""
-    other = SampleStore(sharded.db, sharded.partitions.layout)  # another process: its own lock
-    first, second = "s.first", beside("s.first")
-    await sharded.write([(first, [Point(T0, 0.0)])])
-    read = sharded.currents._newest
+def race_after_first_read(writer: SampleStore, *writes: tuple[str, Point]) -> list[bool]:
+    """Another process (a store of its own: its own lock) writes `writes` in turn right after `writer`'s next read of
+    its shards, before `writer` writes its version; the list returned holds True once it has."""
+    other = SampleStore(writer.db, writer.partitions.layout)
+    read = writer.currents._newest
     raced: list[bool] = []
 
     async def then_the_other(shards: list[str], fields: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
         docs = await read(shards, fields)
         if not raced:
             raced.append(True)
-            await other.write([(second, [Point(T0 + 5, 2.0)])])
+            for sid, p in writes:
+                await other.write([(sid, [p])])
         return docs
 
-    sharded.currents._newest = then_the_other  # type: ignore[method-assign]
+    writer.currents._newest = then_the_other  # type: ignore[method-assign]
+    return raced
+
+
+async def test_a_shard_changed_since_it_was_read_is_read_again(sharded: SampleStore) -> None:
+    """Two processes' batches touching one shard: the version written over one that is no longer the newest is
+    refused (its `_id` taken), and made again over the new one, keeping both processes' values."""
+    first, second = "s.first", beside("s.first")
+    await sharded.write([(first, [Point(T0, 0.0)])])
+    raced = race_after_first_read(sharded, (second, Point(T0 + 5, 2.0)))
     await sharded.write([(first, [Point(T0 + 7, 1.0)])])
     assert raced
     assert await sharded.latest([first, second]) == {first: Point(T0 + 7, 1.0), second: Point(T0 + 5, 2.0)}
@@ -120,19 +128,8 @@ async def test_a_version_made_again_behind_a_newer_one_is_merged_again(sharded: 
     replaced): the first writer's version is made with an `_id` that is free again, behind the newest, which
     readers take. The first writer sees the newer version and merges again."""
     y = beside("x.one")
-    other = SampleStore(sharded.db, sharded.partitions.layout)
-    read = sharded.currents._newest
-    raced: list[bool] = []
-
-    async def then_the_other_twice(shards: list[str], fields: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-        docs = await read(shards, fields)
-        if not raced:
-            raced.append(True)
-            await other.write([(y, [Point(T0 + 1, 1.0)])])  # version 1
-            await other.write([(y, [Point(T0 + 2, 2.0)])])  # version 2; version 1 deleted
-        return docs
-
-    sharded.currents._newest = then_the_other_twice  # type: ignore[method-assign]
+    # version 1, then version 2 (version 1 deleted)
+    raced = race_after_first_read(sharded, (y, Point(T0 + 1, 1.0)), (y, Point(T0 + 2, 2.0)))
     await sharded.write([("x.one", [Point(T0 + 10, 10.0)])])  # read nothing, so writes version 1 again
     assert raced
     assert await sharded.latest(["x.one", y]) == {"x.one": Point(T0 + 10, 10.0), y: Point(T0 + 2, 2.0)}

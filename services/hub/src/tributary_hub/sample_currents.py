@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from .series import Point
 
 SHARDS = 64
+ALL_SHARDS = [f"{n:02d}" for n in range(SHARDS)]  # their names
 INLINE_MAX = 256  # characters of a text value or quality copied into its shard; longer ones stay in their bucket
 PROJECTED_MAX = 200  # entries named in a read's projection; more read the shards whole
 
@@ -41,7 +42,7 @@ def entry_key(sid: str) -> str:
 
 
 def shard_of(key: str) -> str:
-    return f"{int(key[:8], 16) % SHARDS:02d}"
+    return ALL_SHARDS[int(key[:8], 16) % SHARDS]
 
 
 def _entry(sid: str, p: Point) -> Entry:
@@ -95,7 +96,7 @@ class ShardedCurrents:
             kept = {k: e for k, e in stored.items() if e["t"] >= before}
             return kept if len(kept) < len(stored) else None
 
-        await self._edit(dict.fromkeys([f"{n:02d}" for n in range(SHARDS)], change))
+        await self._edit(dict.fromkeys(ALL_SHARDS, change))
 
     async def _edit(self, changes: dict[str, Change]) -> None:
         """Each shard's change applied to its newest version, as the next version, until every write was first."""
