@@ -78,6 +78,11 @@ def timed(spent: dict[str, float], name: str, fn: Callable[..., Awaitable[Any]])
     return wrapper
 
 
+def sid_names(n: int) -> list[str]:
+    """Sids as ingest names them: fifty items a unit."""
+    return [f"plant.unit{k // 50}.tag{k}" for k in range(n)]
+
+
 def batch(sids: list[str], second: int) -> list[tuple[str, list[Point]]]:
     return [(sid, [Point(T0 + second * 1_000_000 + k, float(k))]) for k, sid in enumerate(sids)]
 
@@ -93,7 +98,7 @@ async def buckets(
     try:
         store = SampleStore(client[name], layout)
         await store.create_indexes()
-        sids = [f"plant.unit{k // 50}.tag{k}" for k in range(n)]
+        sids = sid_names(n)
         start = time.perf_counter()
         await store.write(batch(sids, 0))
         first = time.perf_counter() - start
@@ -121,7 +126,7 @@ async def one_document_each(client: AsyncMongoClient[Any], n: int, batches: int)
     name = f"bench_sids_old_{uuid.uuid4().hex[:8]}"
     try:
         coll = client[name]["samples"]
-        sids = [f"plant.unit{k // 50}.tag{k}" for k in range(n)]
+        sids = sid_names(n)
         await coll.insert_many([{"_id": f"{s}|{p.t}", "sid": s, "t": p.t, "v": p.v} for s, (p,) in batch(sids, 0)])
         took = []
         for second in range(1, batches + 1):
@@ -146,7 +151,7 @@ async def through_recorder(layout: Layout, sids: int, seconds: int) -> float:
             channel = await connection.channel(publisher_confirms=True)
             await declare_topology(channel)
             exchange = await channel.get_exchange("tributary.samples")
-            names = [f"plant.unit{k // 50}.tag{k}" for k in range(sids)]
+            names = sid_names(sids)
             for second in range(seconds):
                 at = datetime.fromtimestamp(T0 / 1e6 + second, UTC)
                 for k, sid in enumerate(names):
