@@ -13,13 +13,17 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pymongo import AsyncMongoClient
 
+from tests.support import platform
 from tributary_common.amqp import HUB_RECORDER_SAMPLES
 from tributary_common.samples import SAMPLE_BATCH_MAX_BYTES
+from tributary_hub.partitions import Layout
 from tributary_hub.pika_receiver import PikaReceiver
 from tributary_hub.recorder import Recorder
 from tributary_hub.recorders import make_recorders, memory_window
-from tributary_hub.sample_records import samples_to_docs
+from tributary_hub.sample_records import SampleWriter, samples_to_docs
+from tributary_hub.sample_store import SampleStore
 from tributary_hub.settings import HubSettings
 
 MiB = 1024 * 1024
@@ -40,7 +44,9 @@ def test_the_recorders_take_the_lowered_window_from_the_settings(amqp_url: str) 
     settings = HubSettings(
         dev_mode=True, amqp_url=amqp_url, recorder_event_memory_mb=16, recorder_memory_mb=8, max_event_bytes=MiB // 2
     )
-    events, samples, letters = make_recorders(settings, Any, Any, Any)  # type: ignore[arg-type]
+    client: AsyncMongoClient[Any] = AsyncMongoClient(platform.mongodb_url(), connect=False)  # never connects
+    store = SampleStore(client["unused"], Layout.PARTITIONED)
+    events, samples, letters = make_recorders(settings, Any, store, Any)  # type: ignore[arg-type]
     assert (events.prefetch, events.batch_size) == (32, 16)
     assert isinstance(events.receiver, PikaReceiver) and events.receiver.prefetch == 32
     # A sample batch is at most SAMPLE_BATCH_MAX_BYTES (ingest splits larger ones); a dead letter the larger of
@@ -48,12 +54,18 @@ def test_the_recorders_take_the_lowered_window_from_the_settings(amqp_url: str) 
     assert MiB == SAMPLE_BATCH_MAX_BYTES
     assert (samples.prefetch, samples.batch_size) == (8, 4)  # the batch kept at half the prefetch, as asked
     assert (letters.prefetch, letters.batch_size) == (8, 4)
-    on_aio_pika = make_recorders(settings.model_copy(update={"recorder_event_receiver": "aio-pika"}), Any, Any, Any)  # type: ignore[arg-type]
+    on_aio_pika = make_recorders(settings.model_copy(update={"recorder_event_receiver": "aio-pika"}), Any, store, Any)  # type: ignore[arg-type]
     assert on_aio_pika[0].consumer.prefetch == 32
-    defaults = make_recorders(HubSettings(dev_mode=True, amqp_url=amqp_url), Any, Any, Any)  # type: ignore[arg-type]
+    defaults = make_recorders(HubSettings(dev_mode=True, amqp_url=amqp_url), Any, store, Any)  # type: ignore[arg-type]
     assert [(r.prefetch, r.batch_size) for r in defaults] == [(4000, 2000), (2000, 1000), (2000, 1000)]
     # Samples and dead letters also end a batch at 16 MiB of bodies; events are bounded by their window alone.
     assert [r.batch_bytes for r in defaults] == [float("inf"), 16 * MiB, 16 * MiB]
+    # Samples are staged on FerretDB's layouts unless turned off, and never on MongoDB's.
+    assert isinstance(defaults[1].writer, SampleWriter) and defaults[1].writer.staging is not None
+    off = HubSettings(dev_mode=True, amqp_url=amqp_url, sample_staging=False)
+    assert make_recorders(off, Any, store, Any)[1].writer.staging is None  # type: ignore[arg-type, attr-defined]
+    indexed = SampleStore(client["unused"], Layout.INDEXED)
+    assert make_recorders(settings, Any, indexed, Any)[1].writer.staging is None  # type: ignore[arg-type, attr-defined]
 
 
 async def test_a_batch_ends_at_its_size_in_bytes_or_in_messages() -> None:

@@ -130,14 +130,15 @@ def test_partitions_map_days_and_months() -> None:
 
 
 def _message(body: Any) -> Any:
-    return SimpleNamespace(body=body if isinstance(body, bytes) else json.dumps(body).encode())
+    return SimpleNamespace(body=body if isinstance(body, bytes) else json.dumps(body).encode(), routing_key="x.s")
 
 
 async def test_conversion_refuses_what_can_never_be_stored() -> None:
     convert = samples_to_docs()
     batch = SampleBatch(sid="s", source="x", samples=[Sample(t=datetime(2026, 1, 1, tzinfo=UTC), v=2**62, q=1)])
     docs = await convert(_message(batch.model_dump_json().encode()))
-    assert docs == [{"sid": "s", "points": [Point(to_us(datetime(2026, 1, 1, tzinfo=UTC)), 2**62, 1)]}]
+    point = Point(to_us(datetime(2026, 1, 1, tzinfo=UTC)), 2**62, 1)
+    assert docs == [{"sid": "s", "points": [point], "key": "x.s"}]  # the key for a dead letter after staging
     t = "2026-01-01T00:00:00Z"
     for bad, reason in (
         ({"sid": "s", "source": "x", "samples": [{"t": t, "v": 2**64}]}, "not_a_sample_batch"),

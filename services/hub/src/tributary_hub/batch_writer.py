@@ -82,6 +82,12 @@ class BatchWriter:
         )
         await self._dead.start(connection)
 
+    async def start(self) -> None:
+        """What a writer runs beside the recorder (`SampleWriter`: its merge loop)."""
+
+    async def stop(self, timeout_s: float) -> None:
+        """Stop what `start` began, finishing within `timeout_s` what can be."""
+
     async def write(self, rows: list[Row]) -> list[Refusal]:
         """Write every row, retrying while the database is away; what it refuses for what it is is returned."""
         backoff = Backoff(self.retry_min_s, self.retry_max_s, jitter=False)

@@ -108,6 +108,7 @@ class Recorder:
         await declare_topology(self.consumer.channel)
         if self.dead_letters:
             await self.writer.start_dead_letters(connection)
+        await self.writer.start()
         await self.receiver.consume()
         self._task = asyncio.create_task(self._run(), name=f"recorder-{self.kind}")
 
@@ -128,6 +129,7 @@ class Recorder:
                 await asyncio.wait_for(self._batch_done.wait(), remaining)
         await cancel_and_wait(self._task)
         await self.receiver.close()
+        await self.writer.stop(deadline - time.monotonic())
 
     async def _next_batch(self) -> list[Delivery]:
         batch = [await self._inbox.get()]

@@ -112,6 +112,7 @@ def make_recorders(settings: Any, events: Sink, samples: SampleStore, letters: A
                 retry_max_s=settings.recorder_retry_max_s,
                 throttle=throttle,
                 store=samples,
+                staged=settings.sample_staging,
             ),
             batch_bytes=settings.recorder_batch_mb * 1024 * 1024,
             **common,

@@ -4,22 +4,27 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from tributary_common import deadletters
+from tributary_common.amqp import SAMPLES
 from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
 
-from .batch_writer import DUPLICATES, RECORDED, BatchWriter, Refusal, Row
+from .batch_writer import DETAIL_MAX, DUPLICATES, RECORDED, BatchWriter, Refusal, Row
 from .deadletters import letter_document
+from .partitions import Layout
 from .recording import ToDocs, Unrecordable, refusal
-from .sample_buckets import to_us
+from .sample_buckets import time_text, to_us
 from .sample_decoding import decode
+from .sample_staging import Entry, SampleStaging
 from .sample_store import SampleStore
 from .series import Point
 
@@ -76,28 +81,76 @@ def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
                     raise Unrecordable("not_a_sample_batch", f"samples.{i}: integer out of the 64-bit range")
                 if _too_long(p.v, max_value_bytes) or _too_long(p.q, max_value_bytes):
                     raise Unrecordable(deadletters.TOO_LARGE, f"samples.{i}: a string over {max_value_bytes} bytes")
-        return [{"sid": sid, "points": points}]
+        return [{"sid": sid, "points": points, "key": message.routing_key or ""}]
 
     return convert
 
 
 @dataclass(eq=False)
 class SampleWriter(BatchWriter):
-    """The batch writer of samples: the same retries and dead letters, the writes through the `SampleStore`."""
+    """The batch writer of samples: the same retries and dead letters, the writes through the `SampleStore`, or
+    staged and merged in a loop (`sample_staging`, FerretDB's layouts) when built with `staged=True`."""
 
     store: SampleStore | None = None
+    staged: bool = False
+    staging: SampleStaging | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.staged and self.store is not None and self.store.partitions.layout is not Layout.INDEXED:
+            self.staging = SampleStaging(
+                self.store,
+                merged=self._count,
+                refused=self._refused,
+                retry_min_s=self.retry_min_s,
+                retry_max_s=self.retry_max_s,
+            )
+
+    async def start(self) -> None:
+        if self.staging is not None:
+            self.staging.start()
+
+    async def stop(self, timeout_s: float) -> None:
+        if self.staging is not None:
+            await self.staging.stop(timeout_s)
 
     async def _insert(self, rows: list[Row]) -> list[Refusal]:
         assert self.store is not None
+        if self.staging is not None:
+            await self.staging.stage([(d["sid"], d["points"], d["key"]) for _, docs in rows for d in docs])
+            return []  # counted when merged
         batches = [(doc["sid"], doc["points"]) for _, docs in rows for doc in docs]
         total = sum(len(points) for _, points in batches)
-        if not total:
-            return []
-        added = await self.store.write(batches)
+        if total:
+            self._count(total, await self.store.write(batches))
+        return []
+
+    def _count(self, total: int, added: int) -> None:
         DUPLICATES.labels(self.kind).inc(total - added)
         RECORDED.labels(self.kind).inc(total)
         self.written += total
-        return []
+
+    async def _refused(self, entry: Entry, exc: BaseException) -> None:
+        """A staged message's samples the database refused at merge time (the message is acked already): dead-lettered
+        as the sample batch rebuilt from them, replayable to the samples exchange with the message's routing key."""
+        sid, points, key = entry
+        reason = deadletters.TOO_LARGE if "too large" in str(exc).lower() else deadletters.REFUSED_BY_DATABASE
+        source = key[: -len(sid) - 1] if key.endswith(f".{sid}") else key
+        body = {"sid": sid, "source": source, "samples": [{"t": time_text(p.t), "v": p.v, "q": p.q} for p in points]}
+        await self.dead_letter(Staged(orjson.dumps(body), routing_key=key), reason, str(exc)[:DETAIL_MAX])
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A `Delivery` for samples refused after their message was acked: the batch rebuilt from what was staged."""
+
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    correlation_id: str | None = None
+    content_type: str | None = "application/json"
+    content_encoding: str | None = None
+    exchange: str | None = SAMPLES.name
+    routing_key: str | None = None
 
 
 def letters_to_docs(body_max_bytes: int, throttle: LogThrottle) -> ToDocs:

@@ -43,6 +43,10 @@ class HubSettings(CommonSettings, MongoSettings):
     # ...and ends once its messages' bodies reach this many MiB, so that bulk messages (a thousand samples each)
     # keep batches near their size before (~330 such messages, not a million samples merged in one write).
     recorder_batch_mb: int = Field(default=16, ge=1, le=1024)
+    # On FerretDB's layouts, the samples recorder stages each batch as a document or a few and acks it, and a merge
+    # loop writes what is staged into the buckets, many batches at once (`sample_staging`): a batch's cost per sid
+    # is paid once a merge. Off: each batch is written into the buckets before its ack. MongoDB writes directly.
+    sample_staging: bool = True
     recorder_batch_max_delay_ms: int = Field(default=100, ge=1, le=60_000)
     # Unacked messages a recorder holds: its memory is up to prefetch × the largest message (AMQP counts
     # messages, not bytes), so the bound keeps a typo from asking for unbounded memory.
