@@ -8,9 +8,10 @@ more into the same hours; for the steady batches the median seconds, the cost a 
 sent. Baseline in the same run: the same batches written as one document per sample with one `insert_many` each
 (the layout before hourly buckets), which costs one command a batch whatever the sids.
 
-Then the real samples `Recorder` (the hub's default batch size and prefetch) drains `--recorder-seconds` of 1 Hz
-single-sample messages of each of `--recorder-sids` sids, queued beforehand in a vhost of its own: its messages a
-second against the sids' own rate (the recorder keeps up with them live only if it drains at least that).
+Then the real samples `Recorder` (the hub's default batch size and prefetch), writing directly and staged (the
+default, `sample_staging`), drains `--recorder-seconds` of 1 Hz single-sample messages of each of `--recorder-sids`
+sids, queued beforehand in a vhost of its own, until all are readable: its messages a second against the sids' own
+rate (the recorder keeps up with them live only if it drains at least that).
 
     .venv/bin/python bench/samples_many_sids.py [--sids 100 1000] [--batches 3] [--layout partitioned|indexed]
                                                 [--recorder-sids 300] [--recorder-seconds 10]
@@ -139,8 +140,9 @@ async def one_document_each(client: AsyncMongoClient[Any], n: int, batches: int)
         await client.drop_database(name)
 
 
-async def through_recorder(layout: Layout, sids: int, seconds: int) -> float:
-    """Messages/s the real samples recorder drains of `seconds` × `sids` single-sample messages, queued first."""
+async def through_recorder(layout: Layout, sids: int, seconds: int, staged: bool) -> float:
+    """Messages/s the real samples recorder (staged or direct) drains of `seconds` × `sids` single-sample messages,
+    queued first, until all are readable."""
     settings = HubSettings()
     with platform.isolated_env("bench-sids", "bench-secret-0123456789-0123456789") as env:
         client: AsyncMongoClient[Any] = AsyncMongoClient(env["TRIBUTARY_MONGODB_URL"])
@@ -167,7 +169,7 @@ async def through_recorder(layout: Layout, sids: int, seconds: int) -> float:
                 prefetch=settings.recorder_prefetch,
                 retry_min_s=0.2,
                 retry_max_s=5.0,
-                writer=writer(store),
+                writer=writer(store, staged=staged),
             )
             started = time.perf_counter()
             await recorder.start(connection)
@@ -199,7 +201,9 @@ async def main(args: argparse.Namespace) -> None:
             print(f"    summed over the writes in flight: {stages}; commands a batch: {commands}", flush=True)
     finally:
         await client.close()
-    rate = await through_recorder(layout, args.recorder_sids, args.recorder_seconds) if args.recorder_sids else 0.0
+    rates = {}
+    for staged in (False, True) if args.recorder_sids else ():
+        rates[staged] = await through_recorder(layout, args.recorder_sids, args.recorder_seconds, staged)
     print(f"\n| sids ({layout}) | first batch | steady batch | a sid | samples/s | one document each | ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, base, got in rows:
@@ -207,11 +211,14 @@ async def main(args: argparse.Namespace) -> None:
             f"| {n:,} | {got['first']:.1f} s | {got['steady']:.2f} s | {got['steady'] / n * 1000:.1f} ms | "
             f"{n / got['steady']:,.0f} | {base * 1000:.0f} ms ({n / base:,.0f}/s) | {base / got['steady']:.3f} |"
         )
-    if args.recorder_sids:
+    for staged, rate in rates.items():
         print(
-            f"\nthe samples recorder drained {args.recorder_seconds} s of {args.recorder_sids:,} sids at 1 Hz (one sample "
-            f"a message) at {rate:,.0f} messages/s: {rate / args.recorder_sids:.2f}× the sids' own rate"
+            f"\nthe samples recorder ({'staged, the default' if staged else 'direct'}) drained {args.recorder_seconds} "
+            f"s of {args.recorder_sids:,} sids at 1 Hz (one sample a message) at {rate:,.0f} messages/s: "
+            f"{rate / args.recorder_sids:.2f}× the sids' own rate"
         )
+    if len(rates) == 2:
+        print(f"staged / direct: {rates[True] / rates[False]:.2f}")
 
 
 if __name__ == "__main__":

@@ -58,11 +58,12 @@ def bodies(sid: str, seconds: int) -> list[bytes]:
     return out
 
 
-def writer(store: SampleStore | None, collection: Any = None) -> BatchWriter:
+def writer(store: SampleStore | None, collection: Any = None, *, staged: bool = False) -> BatchWriter:
+    """The recorder's writer: staged and merged (`sample_staging`, the hub's default on FerretDB) or direct."""
     common: dict[str, Any] = dict(retry_min_s=0.2, retry_max_s=5.0, throttle=LogThrottle(60))
     if store is None:
         return BatchWriter("samples", "bench", collection, **common)
-    return SampleWriter("samples", "bench", None, store=store, **common)
+    return SampleWriter("samples", "bench", None, store=store, staged=staged, **common)
 
 
 async def record(w: BatchWriter, messages: list[bytes], to_docs: Any) -> float:
@@ -71,7 +72,7 @@ async def record(w: BatchWriter, messages: list[bytes], to_docs: Any) -> float:
     for i in range(0, len(messages), PER_WRITE):
         rows = []
         for body in messages[i : i + PER_WRITE]:
-            message: Any = SimpleNamespace(body=body)
+            message: Any = SimpleNamespace(body=body, routing_key="simulator.bench")
             rows.append((message, await to_docs(message)))
         assert await w.write(rows) == []
     return time.perf_counter() - started
@@ -144,17 +145,18 @@ async def old_layout(db: Any, days: int) -> dict[str, float]:
     }
 
 
-async def through_broker(db: Any, layout: str, url: str, messages: int) -> tuple[float, list[float]]:
-    """Samples/s from RabbitMQ (queued beforehand) to the buckets through the real `Recorder`, and how late each
-    1 ms timer of the event loop fired meanwhile (s, sorted): what the API waits for with the recorders in its
-    process."""
+async def through_broker(db: Any, layout: str, url: str, messages: int, staged: bool) -> tuple[float, list[float]]:
+    """Samples/s from RabbitMQ (queued beforehand) to the buckets, readable, through the real `Recorder` (staged or
+    direct), and how late each 1 ms timer of the event loop fired meanwhile (s, sorted): what the API waits for with
+    the recorders in its process."""
+    sid = f"broker-{'staged' if staged else 'direct'}"
     store = SampleStore(db, layout)  # type: ignore[arg-type]
     connection = await aio_pika.connect_robust(url)
     channel = await connection.channel(publisher_confirms=True)
     await declare_topology(channel)
     exchange = await channel.get_exchange("tributary.samples")
-    for body in bodies("broker", messages * PER_MESSAGE):
-        await exchange.publish(aio_pika.Message(body), routing_key="simulator.broker")
+    for body in bodies(sid, messages * PER_MESSAGE):
+        await exchange.publish(aio_pika.Message(body), routing_key=f"simulator.{sid}")
     recorder = Recorder(
         "samples",
         HUB_RECORDER_SAMPLES,
@@ -166,7 +168,7 @@ async def through_broker(db: Any, layout: str, url: str, messages: int) -> tuple
         prefetch=2000,
         retry_min_s=0.2,
         retry_max_s=5.0,
-        writer=writer(store),
+        writer=writer(store, staged=staged),
     )
     gc.collect()
     gc.freeze()  # as the hub does once started (app.py)
@@ -178,7 +180,7 @@ async def through_broker(db: Any, layout: str, url: str, messages: int) -> tuple
     gc.unfreeze()
     await recorder.stop()
     await connection.close()
-    assert await store.count("broker") == messages * PER_MESSAGE
+    assert await store.count(sid) == messages * PER_MESSAGE
     return messages * PER_MESSAGE / took, lags
 
 
@@ -190,7 +192,9 @@ async def main(args: argparse.Namespace) -> None:
             old = await old_layout(client[env["TRIBUTARY_MONGODB_DB"] + "_old"], args.old_days)
             await client.drop_database(env["TRIBUTARY_MONGODB_DB"] + "_old")
             new = await new_layout(db, args.layout, args.days)
-            broker, lags = await through_broker(db, args.layout, env["TRIBUTARY_AMQP_URL"], args.broker_messages)
+            url = env["TRIBUTARY_AMQP_URL"]
+            direct, _ = await through_broker(db, args.layout, url, args.broker_messages, False)
+            broker, lags = await through_broker(db, args.layout, url, args.broker_messages, True)
         finally:
             await client.drop_database(env["TRIBUTARY_MONGODB_DB"] + "_old")
             await client.close()
@@ -204,8 +208,10 @@ async def main(args: argparse.Namespace) -> None:
         f"| one doc per sample, {args.old_days} d | {old['samples']:,.0f} | {old['write_per_s']:,.0f} | "
         f"{old['read_per_s']:,.0f} | {old['hour_s']:.2f} ({args.old_days} d, from raw) | — |"
     )
-    print(f"| buckets through RabbitMQ + Recorder | {args.broker_messages * PER_MESSAGE:,} | {broker:,.0f} | | | |")
-    print(f"\nwhile the recorder drained, its event loop ran a 1 ms timer late by {describe(lags)}")
+    n = args.broker_messages * PER_MESSAGE
+    print(f"| buckets through RabbitMQ + Recorder, staged (the default) | {n:,} | {broker:,.0f} | | | |")
+    print(f"| buckets through RabbitMQ + Recorder, direct | {n:,} | {direct:,.0f} | | | |")
+    print(f"\nwhile the staged recorder drained, its event loop ran a 1 ms timer late by {describe(lags)}")
     print(
         f"\nratios new/old: store {new['write_per_s'] / old['write_per_s']:.1f}×, "
         f"raw read {new['read_per_s'] / old['read_per_s']:.1f}×"
