@@ -26,7 +26,15 @@ from tributary_hub import sample_staging
 from tributary_hub.partitions import Layout
 from tributary_hub.sample_partitions import LAYOUTS
 from tributary_hub.sample_records import SampleWriter
-from tributary_hub.sample_staging import STAGING, Entry, SampleStaging, staged_docs, staged_entries
+from tributary_hub.sample_staging import (
+    STAGE_BELOW,
+    STAGING,
+    Entry,
+    SampleStaging,
+    staged_apart,
+    staged_docs,
+    staged_entries,
+)
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.series import Point
 
@@ -219,3 +227,25 @@ async def test_a_refused_staged_message_becomes_a_replayable_dead_letter(store: 
     batch = SampleBatch.model_validate_json(message.body)  # what a replay publishes is a valid batch
     assert (batch.sid, batch.source, len(batch.samples)) == ("u.1", "plc-7", 2)
     assert orjson.loads(message.body)["samples"][1]["q"] == "bad"
+
+
+def test_a_sid_with_many_samples_in_a_batch_is_written_at_once_the_others_staged() -> None:
+    bulk = [entry("bulk", [Point(T0 + i, 0.0) for i in range(STAGE_BELOW // 2)]) for _ in range(2)]  # enough together
+    few = [entry(f"s{k}", [Point(T0, 1.0)]) for k in range(3)]
+    now, later = staged_apart([few[0], bulk[0], few[1], bulk[1], few[2]])
+    assert now == bulk and later == few
+
+
+async def test_the_writer_stages_the_few_and_writes_the_many(store: SampleStore) -> None:
+    writer = SampleWriter(
+        "samples", "q", None, retry_min_s=0.1, retry_max_s=0.1, throttle=LogThrottle(60), store=store, staged=True
+    )
+    assert writer.staging is not None
+    bulk = {"sid": "bulk", "points": [Point(T0 + i, 0.0) for i in range(STAGE_BELOW)], "key": "csv.bulk"}
+    few = [{"sid": f"s{k}", "points": [Point(T0, 1.0)], "key": f"sim.s{k}"} for k in range(3)]
+    message: Any = object()
+    assert await writer.write([(message, [bulk]), *((message, [doc]) for doc in few)]) == []
+    assert await store.count("bulk") == STAGE_BELOW and writer.written == STAGE_BELOW  # readable at once
+    assert writer.staging.pending == 3 and await store.count("s0") == 0
+    await writer.staging.merge_once()
+    assert [await store.count(f"s{k}") for k in range(3)] == [1, 1, 1] and writer.written == STAGE_BELOW + 3

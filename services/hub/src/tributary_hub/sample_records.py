@@ -24,7 +24,7 @@ from .partitions import Layout
 from .recording import ToDocs, Unrecordable, refusal
 from .sample_buckets import time_text, to_us
 from .sample_decoding import decode
-from .sample_staging import Entry, SampleStaging
+from .sample_staging import Entry, SampleStaging, staged_apart
 from .sample_store import SampleStore
 from .series import Point
 
@@ -115,10 +115,12 @@ class SampleWriter(BatchWriter):
 
     async def _insert(self, rows: list[Row]) -> list[Refusal]:
         assert self.store is not None
+        entries = [(d["sid"], d["points"], d["key"]) for _, docs in rows for d in docs]
         if self.staging is not None:
-            await self.staging.stage([(d["sid"], d["points"], d["key"]) for _, docs in rows for d in docs])
-            return []  # counted when merged
-        batches = [(doc["sid"], doc["points"]) for _, docs in rows for doc in docs]
+            entries, later = staged_apart(entries)
+            if later:
+                await self.staging.stage(later)  # counted when merged
+        batches = [(sid, points) for sid, points, _ in entries]
         total = sum(len(points) for _, points in batches)
         if total:
             self._count(total, await self.store.write(batches))

@@ -6,7 +6,8 @@ from each of 1,000 sids took 15 s, so sids sending a sample a second outran the 
 samples recorder inserts each batch as one or a few staging documents and acks it (a write like any other), and a
 merge loop in the same process writes what is staged into the buckets through `SampleStore.write`, many batches at
 once, then deletes exactly the documents it merged: the per-sid cost is paid once a merge rather than once a batch,
-so the recorder keeps up at any number of sids, and a sample is readable one merge after it is staged.
+so the recorder keeps up at any number of sids, and a sample is readable one merge after it is staged. A sid with
+many samples in a batch (a bulk load) is written at once, as before: its cost a sid is spread over them already.
 
 Crash-safety as before: a merge stopped before its delete is merged again, which adds nothing (writes are
 idempotent, the first sample stored at a time wins). Each process merges what it staged, and what any process
@@ -45,7 +46,8 @@ _tracer = tracer("tributary_hub.sample_staging")
 STAGING = "sample_staging"
 DOC_BYTES = 8 * 1024 * 1024  # a staging document's packed samples: half MongoDB's 16 MiB limit
 IDLE_S = 1.0  # an idle loop looks again this often (a stage wakes it at once)
-ADOPT_EVERY_S = 10.0  # how often the loop also looks for what stopped processes left staged
+ADOPT_EVERY_S = 10.0
+STAGE_BELOW = 100  # a sid's samples in a recorder batch below which they are staged (`staged_apart`)  # how often the loop also looks for what stopped processes left staged
 
 STAGED = Gauge("tributary_hub_samples_staged", "Samples this process staged and has not merged into buckets yet")
 MERGE_SECONDS = Histogram(
@@ -57,6 +59,17 @@ MERGE_SECONDS = Histogram(
 Entry = tuple[str, Sequence[Point], str]  # one message's samples: sid, points, and its routing key (dead letters)
 Merged = Callable[[int, int], None]  # (samples merged, of them new)
 Refused = Callable[[Entry, BaseException], Awaitable[None]]  # an entry the database refused at merge time
+
+
+def staged_apart(entries: Sequence[Entry]) -> tuple[list[Entry], list[Entry]]:
+    """(to write now, to stage): a sid with `STAGE_BELOW` samples or more in the batch pays its cost a sid over
+    enough of them to be written at once; staging it too would only add its packing, insert, read and delete
+    (bulk messages of a thousand samples: 110k samples/s staged against 136k direct)."""
+    per_sid: dict[str, int] = defaultdict(int)
+    for sid, points, _ in entries:
+        per_sid[sid] += len(points)
+    now = [e for e in entries if per_sid[e[0]] >= STAGE_BELOW]
+    return now, [e for e in entries if per_sid[e[0]] < STAGE_BELOW]
 
 
 def _packed(points: Sequence[Point]) -> Iterator[tuple[bytes, int]]:
