@@ -35,7 +35,7 @@ from tributary_common.backoff import Backoff
 from tributary_common.tasks import cancel_and_wait
 from tributary_common.telemetry import tracer
 
-from .batch_writer import document_refusal
+from .batch_writer import RETRIES, document_refusal
 from .sample_buckets import pack_points, unpack_points
 from .sample_store import SampleStore
 from .series import Point
@@ -228,6 +228,7 @@ class SampleStaging:
             try:
                 merged = await self.merge_once(adopt=adopt)
             except Exception as exc:
+                RETRIES.labels("samples").inc()
                 delay = backoff.next_delay()
                 if isinstance(exc, PyMongoError):
                     log.warning("samples merge failed (%s); retrying in %.1f s", type(exc).__name__, delay)
