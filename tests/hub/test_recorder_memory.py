@@ -61,11 +61,11 @@ def test_the_recorders_take_the_lowered_window_from_the_settings(amqp_url: str) 
     # Samples and dead letters also end a batch at 16 MiB of bodies; events are bounded by their window alone.
     assert [r.batch_bytes for r in defaults] == [float("inf"), 16 * MiB, 16 * MiB]
     # Samples are staged on FerretDB's layouts unless turned off, and never on MongoDB's.
-    assert isinstance(defaults[1].writer, SampleWriter) and defaults[1].writer.staging is not None
+    assert isinstance(defaults[1].writer, SampleWriter) and defaults[1].writer.stages
     off = HubSettings(dev_mode=True, amqp_url=amqp_url, sample_staging=False)
-    assert make_recorders(off, Any, store, Any)[1].writer.staging is None  # type: ignore[arg-type, attr-defined]
+    assert not make_recorders(off, Any, store, Any)[1].writer.stages  # type: ignore[arg-type, attr-defined]
     indexed = SampleStore(client["unused"], Layout.INDEXED)
-    assert make_recorders(settings, Any, indexed, Any)[1].writer.staging is None  # type: ignore[arg-type, attr-defined]
+    assert not make_recorders(settings, Any, indexed, Any)[1].writer.stages  # type: ignore[arg-type, attr-defined]
 
 
 async def test_a_batch_ends_at_its_size_in_bytes_or_in_messages() -> None:

@@ -249,3 +249,29 @@ async def test_the_writer_stages_the_few_and_writes_the_many(store: SampleStore)
     assert writer.staging.pending == 3 and await store.count("s0") == 0
     await writer.staging.merge_once()
     assert [await store.count(f"s{k}") for k in range(3)] == [1, 1, 1] and writer.written == STAGE_BELOW + 3
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_with_staging_off_or_on_mongodb_leftovers_are_still_merged(
+    layout: Layout, mongo_client: AsyncMongoClient[Any], mongo_db_name: str
+) -> None:
+    """Staged before staging was turned off, or before the database moved to MongoDB's layout: still merged, by the
+    loop every samples writer runs; new batches are written directly."""
+    store = SampleStore(mongo_client[mongo_db_name], layout)
+    await store.create_indexes()
+    before = SampleStore(mongo_client[mongo_db_name], Layout.PARTITIONED)
+    await staging_of(before, Tally()).stage([entry("left", [Point(T0, 1.0)])])
+    writer = SampleWriter(
+        "samples", "q", None, retry_min_s=0.1, retry_max_s=0.1, throttle=LogThrottle(60), store=store, staged=False
+    )
+    assert writer.staging is not None and not writer.stages
+    writer.staging.orphan_s = 0.0  # the process that staged it is gone
+    await writer.start()
+    try:
+        await eventually(lambda: writer.written == 1, 10, what="the leftover merged")
+        assert [p.t for p in await everything(store, "left")] == [T0]
+        message: Any = object()
+        assert await writer.write([(message, [{"sid": "new", "points": [Point(T0, 2.0)], "key": "k.new"}])]) == []
+        assert await store.count("new") == 1 and writer.staging.pending == 0  # written directly
+    finally:
+        await writer.stop(5)

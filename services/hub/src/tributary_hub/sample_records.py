@@ -89,14 +89,18 @@ def samples_to_docs(max_value_bytes: int = 1024 * 1024) -> ToDocs:
 @dataclass(eq=False)
 class SampleWriter(BatchWriter):
     """The batch writer of samples: the same retries and dead letters, the writes through the `SampleStore`, or
-    staged and merged in a loop (`sample_staging`, FerretDB's layouts) when built with `staged=True`."""
+    staged and merged in a loop (`sample_staging`, FerretDB's layouts) when built with `staged=True`. The merge loop
+    runs either way, so that what was staged before staging was turned off (or the database moved to MongoDB) is
+    still merged, as another process's leftovers are."""
 
     store: SampleStore | None = None
     staged: bool = False
     staging: SampleStaging | None = field(init=False, default=None)
+    stages: bool = field(init=False, default=False)  # whether batches are staged (else only leftovers merged)
 
     def __post_init__(self) -> None:
-        if self.staged and self.store is not None and self.store.partitions.layout is not Layout.INDEXED:
+        if self.store is not None:
+            self.stages = self.staged and self.store.partitions.layout is not Layout.INDEXED
             self.staging = SampleStaging(
                 self.store,
                 merged=self._count,
@@ -116,7 +120,7 @@ class SampleWriter(BatchWriter):
     async def _insert(self, rows: list[Row]) -> list[Refusal]:
         assert self.store is not None
         entries = [(d["sid"], d["points"], d["key"]) for _, docs in rows for d in docs]
-        if self.staging is not None:
+        if self.staging is not None and self.stages:
             entries, later = staged_apart(entries)
             if later:
                 await self.staging.stage(later)  # counted when merged

@@ -47,6 +47,7 @@ STAGING = "sample_staging"
 DOC_BYTES = 8 * 1024 * 1024  # a staging document's packed samples: half MongoDB's 16 MiB limit
 IDLE_S = 1.0  # an idle loop looks again this often (a stage wakes it at once)
 ADOPT_EVERY_S = 10.0
+MERGE_BYTES = 32 * 1024 * 1024  # packed samples a merge reads at most (texts unpack larger than numbers)
 STAGE_BELOW = 100  # a sid's samples in a recorder batch below which they are staged (`staged_apart`)  # how often the loop also looks for what stopped processes left staged
 
 STAGED = Gauge("tributary_hub_samples_staged", "Samples this process staged and has not merged into buckets yet")
@@ -165,13 +166,14 @@ class SampleStaging:
         if adopt:
             query = {"$or": [query, {"at": {"$lt": time.time() - self.orphan_s}}]}
         docs: list[dict[str, Any]] = []
-        samples = 0
+        samples = size = 0
         cursor = self.coll.find(query).sort("_id", 1)
         try:
             async for doc in cursor:
                 docs.append(doc)
                 samples += int(doc["n"])
-                if samples >= self.merge_samples:
+                size += sum(map(len, doc["d"]))
+                if samples >= self.merge_samples or size >= MERGE_BYTES:
                     break
         finally:
             await cursor.close()
