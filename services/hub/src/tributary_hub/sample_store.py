@@ -37,8 +37,8 @@ from .sample_partitions import (
     SamplePartitions,
     partition_key,
 )
-from .sample_summaries import unpack_columns
-from .series import HOUR_US, RESOLUTIONS, Point, SummaryColumns
+from .sample_summaries import cut_times, decode_columns, made_whole
+from .series import HOUR_US, RESOLUTIONS, Point, Row, SummaryColumns
 
 FAR = 1 << 62  # past any time a sample can have (year 9999 is 2.5e17 µs)
 SUMMARY_CHUNK = 1000
@@ -173,9 +173,14 @@ class SampleStore:
         parts: list[SummaryColumns] = []
         size = 0
         async for doc in self._docs("hrs" if resolution == HOUR_US else "sum", sid, start, end, False):
-            for f in sorted(k for k in doc if k[0] == "h" and k[1:].isdigit()):
-                hour = doc["start"] + int(f[1:]) * HOUR_US
-                part = unpack_columns(doc[f]["s"], hour).within(start, end)
+            hours = [
+                decode_columns(doc[f]["s"], doc["start"] + int(f[1:]) * HOUR_US)
+                for f in sorted(k for k in doc if k[0] == "h" and k[1:].isdigit())
+            ]
+            cut = set().union(*(cut_times(cols) for cols, is_cut in hours if is_cut))
+            whole = await self._whole(sid, cut) if cut else {}
+            for cols, is_cut in hours:
+                part = (made_whole(cols, whole) if is_cut else cols).within(start, end)
                 if len(part):
                     parts.append(part)
                     size += len(part)
@@ -184,6 +189,14 @@ class SampleStore:
                 parts, size = [], 0
         if parts:
             yield SummaryColumns.joined(parts)
+
+    async def _whole(self, sid: str, times: set[int]) -> dict[int, Row]:
+        """The samples at these times, whole, from their buckets (a summary keeps long texts cut): one range read,
+        as FerretDB passes over a partition's buckets for each query, a read a time cost seconds a day."""
+        out: dict[int, Row] = {}
+        async for chunk in self.points(sid, min(times), max(times) + 1):
+            out.update((p.t, (p.t, p.v, p.q)) for p in chunk if p.t in times)
+        return out
 
     async def count(self, sid: str | None = None) -> int:
         """Samples stored (of one sid, or all): what the recorder tests and the migration check."""
