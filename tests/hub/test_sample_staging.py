@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import DocumentTooLarge
 
 from tests.hub.test_sample_store import T0, everything
 from tests.support.polling import eventually
@@ -220,13 +221,35 @@ async def test_a_refused_staged_message_becomes_a_replayable_dead_letter(store: 
     writer.dead_letter = dead_letter  # type: ignore[method-assign]
     assert writer.staging is not None
     points = [Point(T0, "x" * 10), Point(T0 + 1, math.nan, "bad")]
-    await writer.staging.refused(("u.1", points, "plc-7.u.1"), ValueError("document too large"))
+    await writer.staging.refused(("u.1", points, "plc-7.u.1"), DocumentTooLarge("document too large"))
     [(message, reason, detail)] = letters
     assert (reason, detail) == (deadletters.TOO_LARGE, "document too large")
     assert (message.exchange, message.routing_key) == (SAMPLES.name, "plc-7.u.1")
     batch = SampleBatch.model_validate_json(message.body)  # what a replay publishes is a valid batch
     assert (batch.sid, batch.source, len(batch.samples)) == ("u.1", "plc-7", 2)
     assert orjson.loads(message.body)["samples"][1]["q"] == "bad"
+    await writer.staging.refused(("u.2", points, "plc-7.u.2"), TypeError("a bug"))
+    assert letters[-1][1:] == (deadletters.UNEXPECTED_ERROR, "TypeError")
+
+
+async def test_a_message_a_bug_fails_on_is_set_aside_and_the_others_merged(store: SampleStore) -> None:
+    tally = Tally()
+    staging = staging_of(store, tally)
+    real_write = store.write
+
+    async def failing_on_bad(batches: Any) -> int:
+        batches = list(batches)
+        if any(sid == "bad" for sid, _ in batches):
+            raise TypeError("a bug that this message triggers")
+        return await real_write(batches)
+
+    store.write = failing_on_bad  # type: ignore[method-assign]
+    await staging.stage(
+        [entry("good", [Point(T0, 1.0)]), entry("bad", [Point(T0, 2.0)]), entry("good", [Point(T0 + 1, 3.0)])]
+    )
+    assert await staging.merge_once() == 1
+    assert [(e[0], type(exc)) for e, exc in tally.refused] == [("bad", TypeError)]
+    assert await store.count("good") == 2 and await store.db[STAGING].count_documents({}) == 0
 
 
 def test_a_sid_with_many_samples_in_a_batch_is_written_at_once_the_others_staged() -> None:

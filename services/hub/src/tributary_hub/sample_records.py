@@ -18,7 +18,7 @@ from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
 
-from .batch_writer import DETAIL_MAX, DUPLICATES, RECORDED, BatchWriter, Refusal, Row
+from .batch_writer import DETAIL_MAX, DUPLICATES, RECORDED, BatchWriter, Refusal, Row, document_refusal
 from .deadletters import letter_document
 from .partitions import Layout
 from .recording import ToDocs, Unrecordable, refusal
@@ -139,10 +139,15 @@ class SampleWriter(BatchWriter):
         """A staged message's samples the database refused at merge time (the message is acked already): dead-lettered
         as the sample batch rebuilt from them, replayable to the samples exchange with the message's routing key."""
         sid, points, key = entry
-        reason = deadletters.TOO_LARGE if "too large" in str(exc).lower() else deadletters.REFUSED_BY_DATABASE
+        if not document_refusal(exc):
+            reason, detail = deadletters.UNEXPECTED_ERROR, type(exc).__name__
+        elif "too large" in str(exc).lower():
+            reason, detail = deadletters.TOO_LARGE, str(exc)[:DETAIL_MAX]
+        else:
+            reason, detail = deadletters.REFUSED_BY_DATABASE, str(exc)[:DETAIL_MAX]
         source = key[: -len(sid) - 1] if key.endswith(f".{sid}") else key
         body = {"sid": sid, "source": source, "samples": [{"t": time_text(p.t), "v": p.v, "q": p.q} for p in points]}
-        await self.dead_letter(Staged(orjson.dumps(body), routing_key=key), reason, str(exc)[:DETAIL_MAX])
+        await self.dead_letter(Staged(orjson.dumps(body), routing_key=key), reason, detail)
 
 
 @dataclass(frozen=True)

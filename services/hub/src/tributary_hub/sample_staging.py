@@ -1,8 +1,8 @@
 """Samples staged, then merged into their buckets in a loop (FerretDB's layouts).
 
 Written straight into buckets, a recorder batch costs FerretDB about nine commands a sid in it (the bucket read,
-replaced and read back, two summary documents the same), 8-16 ms a sid whatever its samples: a batch of one sample
-from each of 1,000 sids took 15 s, so sids sending a sample a second outran the recorder past ~250 of them. Here the
+replaced and read back, two summary documents the same), 8-25 ms a sid whatever its samples: a batch of one sample
+from each of 1,000 sids took 15-25 s, so sids sending a sample a second outran the recorder past ~250 of them. Here the
 samples recorder inserts each batch as one or a few staging documents and acks it (a write like any other), and a
 merge loop in the same process writes what is staged into the buckets through `SampleStore.write`, many batches at
 once, then deletes exactly the documents it merged: the per-sid cost is paid once a merge rather than once a batch,
@@ -46,9 +46,9 @@ _tracer = tracer("tributary_hub.sample_staging")
 STAGING = "sample_staging"
 DOC_BYTES = 8 * 1024 * 1024  # a staging document's packed samples: half MongoDB's 16 MiB limit
 IDLE_S = 1.0  # an idle loop looks again this often (a stage wakes it at once)
-ADOPT_EVERY_S = 10.0
+ADOPT_EVERY_S = 10.0  # how often the loop also looks for what stopped processes left staged
 MERGE_BYTES = 32 * 1024 * 1024  # packed samples a merge reads at most (texts unpack larger than numbers)
-STAGE_BELOW = 100  # a sid's samples in a recorder batch below which they are staged (`staged_apart`)  # how often the loop also looks for what stopped processes left staged
+STAGE_BELOW = 100  # a sid's samples in a recorder batch below which they are staged (`staged_apart`)
 
 STAGED = Gauge("tributary_hub_samples_staged", "Samples this process staged and has not merged into buckets yet")
 MERGE_SECONDS = Histogram(
@@ -73,6 +73,11 @@ def staged_apart(entries: Sequence[Entry]) -> tuple[list[Entry], list[Entry]]:
     return now, [e for e in entries if per_sid[e[0]] < STAGE_BELOW]
 
 
+def _entry_fault(exc: BaseException) -> bool:
+    """Whether a failed merge may be one entry's fault (isolate it) rather than the database being away (retry)."""
+    return document_refusal(exc) or not isinstance(exc, PyMongoError)
+
+
 def _packed(points: Sequence[Point]) -> Iterator[tuple[bytes, int]]:
     """The points as blobs of at most `DOC_BYTES` (halved until they fit; one point always fits: a text value is
     at most `sample_value_max_bytes`, 8 MiB), each with its count."""
@@ -90,22 +95,25 @@ def staged_docs(writer: str, entries: Sequence[Entry], at: float) -> list[dict[s
     (orjson columns: int64, booleans, NaN and texts keep their types), `k` their routing keys, `n` the samples, `w`
     the writer."""
     docs: list[dict[str, Any]] = []
-    cols: tuple[list[str], list[bytes], list[str]] = ([], [], [])
+    sids: list[str] = []
+    blobs: list[bytes] = []
+    keys: list[str] = []
     size = count = 0
 
     def cut() -> None:
-        docs.append({"_id": ObjectId(), "w": writer, "at": at, "n": count, "s": cols[0], "d": cols[1], "k": cols[2]})
+        docs.append({"_id": ObjectId(), "w": writer, "at": at, "n": count, "s": sids, "d": blobs, "k": keys})
 
     for sid, points, key in entries:
         for blob, n in _packed(points):
-            if cols[1] and size + len(blob) > DOC_BYTES:
+            if blobs and size + len(blob) > DOC_BYTES:
                 cut()
-                cols, size, count = ([], [], []), 0, 0
-            for col, value in zip(cols, (sid, blob, key), strict=True):
-                col.append(value)  # type: ignore[attr-defined]
+                sids, blobs, keys, size, count = [], [], [], 0, 0
+            sids.append(sid)
+            blobs.append(blob)
+            keys.append(key)
             size += len(blob) + len(sid) + len(key)
             count += n
-    if cols[1]:
+    if blobs:
         cut()
     return docs
 
@@ -191,13 +199,17 @@ class SampleStaging:
         return len(docs)
 
     async def _write(self, entries: list[Entry]) -> int:
-        """Write the entries; if the database refuses one (a bucket grown past 16 MiB), each sid's alone, then each
-        entry of a refused sid alone, and what is still refused goes to `refused` (the dead letters)."""
+        """Write the entries; if one spoils the write (the database refuses it, a bucket grown past 16 MiB, or an
+        error not the database's: a bug), each sid's alone, then each entry of a failing sid alone, and what still
+        fails goes to `refused` (the dead letters): one message must not hold up every merge after it. The database
+        being away is retried whole (raised to `run`)."""
         try:
             return await self._store(entries)
         except Exception as exc:
-            if not document_refusal(exc):
+            if not _entry_fault(exc):
                 raise
+            if not document_refusal(exc):
+                log.exception("samples merge: an unexpected error; writing sid by sid to find its message")
         by_sid: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_sid[entry[0]].append(entry)
@@ -207,13 +219,13 @@ class SampleStaging:
                 added += await self._store(group)
                 continue
             except Exception as exc:
-                if not document_refusal(exc):
+                if not _entry_fault(exc):
                     raise
             for entry in group:
                 try:
                     added += await self._store([entry])
                 except Exception as exc:
-                    if not document_refusal(exc):
+                    if not _entry_fault(exc):
                         raise
                     await self.refused(entry, exc)
         return added
