@@ -28,39 +28,21 @@ from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.samples_many_sids import T0, sid_names
-from bench.samples_store import writer
+from bench.samples_many_sids import T0, samples_recorder, sid_names
 from tests.support import platform
 from tests.support.polling import eventually
-from tributary_common.amqp import HUB_RECORDER_SAMPLES
 from tributary_common.samples import Sample, SampleBatch
 from tributary_hub.amqp import declare_topology
 from tributary_hub.partitions import Layout
-from tributary_hub.recorder import Recorder
-from tributary_hub.sample_records import samples_to_docs
 from tributary_hub.sample_store import SampleStore
-from tributary_hub.settings import HubSettings
 
 
 async def live(sids: int, seconds: int, staged: bool) -> dict[str, float]:
-    settings = HubSettings()
     with platform.isolated_env("bench-live", "bench-secret-0123456789-0123456789") as env:
         client: AsyncMongoClient[Any] = AsyncMongoClient(env["TRIBUTARY_MONGODB_URL"])
         store = SampleStore(client[env["TRIBUTARY_MONGODB_DB"]], Layout.PARTITIONED)
         connection = await aio_pika.connect_robust(env["TRIBUTARY_AMQP_URL"])
-        recorder = Recorder(
-            "samples",
-            HUB_RECORDER_SAMPLES,
-            None,
-            samples_to_docs(),
-            batch_size=settings.recorder_batch_size,
-            batch_bytes=settings.recorder_batch_mb * 1024 * 1024,
-            max_delay_ms=settings.recorder_batch_max_delay_ms,
-            prefetch=settings.recorder_prefetch,
-            retry_min_s=0.2,
-            retry_max_s=5.0,
-            writer=writer(store, staged=staged),
-        )
+        recorder = samples_recorder(store, staged)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await declare_topology(channel)

@@ -140,10 +140,27 @@ async def one_document_each(client: AsyncMongoClient[Any], n: int, batches: int)
         await client.drop_database(name)
 
 
+def samples_recorder(store: SampleStore, staged: bool) -> Recorder:
+    """The hub's samples recorder, with its default batching, writing staged or directly."""
+    settings = HubSettings()
+    return Recorder(
+        "samples",
+        HUB_RECORDER_SAMPLES,
+        None,
+        samples_to_docs(),
+        batch_size=settings.recorder_batch_size,
+        batch_bytes=settings.recorder_batch_mb * 1024 * 1024,
+        max_delay_ms=settings.recorder_batch_max_delay_ms,
+        prefetch=settings.recorder_prefetch,
+        retry_min_s=0.2,
+        retry_max_s=5.0,
+        writer=writer(store, staged=staged),
+    )
+
+
 async def through_recorder(layout: Layout, sids: int, seconds: int, staged: bool) -> float:
     """Messages/s the real samples recorder (staged or direct) drains of `seconds` × `sids` single-sample messages,
     queued first, until all are readable."""
-    settings = HubSettings()
     with platform.isolated_env("bench-sids", "bench-secret-0123456789-0123456789") as env:
         client: AsyncMongoClient[Any] = AsyncMongoClient(env["TRIBUTARY_MONGODB_URL"])
         store = SampleStore(client[env["TRIBUTARY_MONGODB_DB"]], layout)
@@ -159,18 +176,7 @@ async def through_recorder(layout: Layout, sids: int, seconds: int, staged: bool
                 for k, sid in enumerate(names):
                     body = SampleBatch(sid=sid, source="sim", samples=[Sample(t=at, v=float(k))])
                     await exchange.publish(aio_pika.Message(body.model_dump_json().encode()), routing_key=f"sim.{sid}")
-            recorder = Recorder(
-                "samples",
-                HUB_RECORDER_SAMPLES,
-                None,
-                samples_to_docs(),
-                batch_size=settings.recorder_batch_size,
-                max_delay_ms=settings.recorder_batch_max_delay_ms,
-                prefetch=settings.recorder_prefetch,
-                retry_min_s=0.2,
-                retry_max_s=5.0,
-                writer=writer(store, staged=staged),
-            )
+            recorder = samples_recorder(store, staged)
             started = time.perf_counter()
             await recorder.start(connection)
             await eventually(lambda: recorder.writer.written >= sids * seconds, 1800, "all recorded", 0.05)
