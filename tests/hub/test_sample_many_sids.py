@@ -1,6 +1,6 @@
-"""A batch of many sids, against the real FerretDB: the writes of sids with partitions new to the process go one at
+"""A batch of many sids, against the real FerretDB: the writes of sids with partitions new to the catalog go one at
 a time (FerretDB makes a collection at its first write; a thousand made at once took minutes and crashed it), the
-others several at once."""
+others several at once, also in a process restarted (its first batch)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,9 @@ async def test_new_partitions_are_made_one_at_a_time(
     for sid in sids:
         assert await everything(store, sid) == [Point(T0, 1.0), Point(T0 + 1, 2.0), Point(T0 + 2, 3.0)]
     assert await everything(store, "m.new") == [Point(T0 + HOUR_US, 4.0)]
+    # A process restarted: the catalog lists the partitions (their collections exist), so several at once.
+    counted.most = 0
+    restarted = SampleStore(store.db, store.partitions.layout)
+    await restarted.write([(sid, [Point(T0 + 3, 5.0)]) for sid in sids])
+    assert counted.most == store.concurrency
+    assert await restarted.count(sids[0]) == 4

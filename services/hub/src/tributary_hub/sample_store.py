@@ -77,7 +77,7 @@ class SampleStore:
 
     async def note_partitions(self, sid: str, hours: Iterable[int]) -> bool:
         """Put the partitions of these hours in the catalog, before anything is written into them; whether any was
-        new to this process."""
+        new to the catalog (a process restarted finds its sids' partitions there: their collections exist)."""
         new = {(sid, kind, partition_key(kind, h)) for h in hours for kind in KINDS} - self._known
         if not new:
             return False
@@ -89,11 +89,13 @@ class SampleStore:
         async with self.lock(f"catalog|{sid}"):
             # Until read back: FerretDB's update is a find then a write, so one from another process may have
             # replaced ours; and two first upserts of a sid race on its `_id`.
+            listed = True
             while not await self._listed(sid, new):
+                listed = False
                 with contextlib.suppress(DuplicateKeyError):
                     await self.catalog.update_one({"_id": sid}, {"$addToSet": add}, upsert=True)
         self._known |= new
-        return True
+        return not listed
 
     async def _listed(self, sid: str, wanted: set[tuple[str, Kind, int]]) -> bool:
         doc = await self.catalog.find_one({"_id": sid}) or {}

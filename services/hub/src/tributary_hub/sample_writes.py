@@ -73,7 +73,7 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
     for sid, hour in hours:
         by_sid[sid].append(hour)
     gate = asyncio.Semaphore(store.concurrency)
-    fresh: set[str] = set()  # sids with partitions new to this process
+    fresh: set[str] = set()  # sids with partitions new to the catalog
 
     async def note(sid: str, hs: list[int]) -> None:
         async with gate:
@@ -83,7 +83,8 @@ async def write(store: SampleStore, batches: Iterable[tuple[str, Sequence[Point]
     await asyncio.gather(*(note(sid, hs) for sid, hs in by_sid.items()))
     # FerretDB makes a collection at its first write: a thousand made at once (a new day's partitions of a thousand
     # sids) took two minutes where one at a time took 20 s, and crashed it (SIGBUS in SQLite's WAL index, after
-    # "database schema has changed"). The writes of sids with new partitions go one at a time, before the others.
+    # "database schema has changed"). The writes of sids with new partitions go one at a time, before the others
+    # (not those a restarted process meets first: the catalog lists them, so they exist).
     alone = fresh if store.partitions.dedicated else set()
 
     async def each(keys: list[K], write_one: Callable[[K], Awaitable[R]]) -> list[R]:
