@@ -5,7 +5,8 @@ sends one sample a message, and a recorder batch of 500 messages is then 500 sid
 For each `--sids` count, in a database of its own: the first batch (every sid's partitions made), then `--batches`
 more into the same hours; for the steady batches the median seconds, the cost a sid, where the time went
 (`write_hour`, `write_day`, current values; summed over the writes in flight) and the database commands a batch
-sent. Baseline in the same run: the same batches written as one document per sample with one `insert_many` each
+sent; then the next day's partitions made ahead (`sample_days`) and that day's first batch. Baseline in the same
+run: the same batches written as one document per sample with one `insert_many` each
 (the layout before hourly buckets), which costs one command a batch whatever the sids.
 
 Then the real samples `Recorder` (the hub's default batch size and prefetch), writing directly and staged (the
@@ -45,6 +46,8 @@ from tributary_hub import sample_writes
 from tributary_hub.amqp import declare_topology
 from tributary_hub.partitions import Layout
 from tributary_hub.recorder import Recorder
+from tributary_hub.sample_days import prepare_day
+from tributary_hub.sample_partitions import DAY_US
 from tributary_hub.sample_records import samples_to_docs
 from tributary_hub.sample_store import SampleStore
 from tributary_hub.series import Point
@@ -116,7 +119,21 @@ async def buckets(
                 stages[stage] += spent[stage] / batches
             commands.update({k: v / batches for k, v in cmds.counts.items()})  # type: ignore[dict-item]
         assert await store.count(sids[-1]) == batches + 1
-        return {"first": first, "steady": statistics.median(steady), "stages": stages, "commands": commands}
+        # The next day, its partitions made ahead (`sample_days`, at 23:00 UTC in the hub), then its first batch.
+        start = time.perf_counter()
+        await prepare_day(store, T0 + DAY_US)
+        ahead = time.perf_counter() - start
+        start = time.perf_counter()
+        await store.write(batch(sids, 86_400))
+        prepared = time.perf_counter() - start
+        return {
+            "first": first,
+            "steady": statistics.median(steady),
+            "stages": stages,
+            "commands": commands,
+            "ahead": ahead,
+            "prepared": prepared,
+        }
     finally:
         for stage, fn in originals.items():
             setattr(sample_writes, stage, fn)
@@ -204,6 +221,11 @@ async def main(args: argparse.Namespace) -> None:
             stages = ", ".join(f"{s} {got['stages'][s]:.2f} s" for s in STAGES)
             commands = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(got["commands"].items()))
             print(f"{n:,} sids: first batch {got['first']:.1f} s, then {got['steady']:.2f} s a batch", flush=True)
+            print(
+                f"    the next day made ahead in {got['ahead']:.1f} s (in the background, an hour before), then its "
+                f"first batch {got['prepared']:.2f} s",
+                flush=True,
+            )
             print(f"    summed over the writes in flight: {stages}; commands a batch: {commands}", flush=True)
     finally:
         await client.close()

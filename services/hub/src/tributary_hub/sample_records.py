@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from tributary_common.amqp import SAMPLES
 from tributary_common.amqp.delivery import Delivery
 from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
+from tributary_common.tasks import cancel_and_wait
 
 from .batch_writer import DETAIL_MAX, DUPLICATES, RECORDED, BatchWriter, Refusal, Row, document_refusal
 from .deadletters import letter_document
 from .partitions import Layout
 from .recording import ToDocs, Unrecordable, refusal
 from .sample_buckets import time_text, to_us
+from .sample_days import days_ahead
 from .sample_decoding import decode
 from .sample_staging import Entry, SampleStaging, staged_apart
 from .sample_store import SampleStore
@@ -97,6 +100,7 @@ class SampleWriter(BatchWriter):
     staged: bool = False
     staging: SampleStaging | None = field(init=False, default=None)
     stages: bool = field(init=False, default=False)  # whether batches are staged (else only leftovers merged)
+    _days: asyncio.Task[None] | None = field(init=False, default=None)  # `sample_days`: tomorrow made ahead
 
     def __post_init__(self) -> None:
         if self.store is not None:
@@ -112,8 +116,11 @@ class SampleWriter(BatchWriter):
     async def start(self) -> None:
         if self.staging is not None:
             self.staging.start()
+        if self.store is not None and self.store.partitions.dedicated:
+            self._days = asyncio.create_task(days_ahead(self.store), name="samples-days-ahead")
 
     async def stop(self, timeout_s: float) -> None:
+        await cancel_and_wait(self._days)
         if self.staging is not None:
             await self.staging.stop(timeout_s)
 
