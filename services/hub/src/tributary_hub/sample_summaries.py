@@ -97,7 +97,7 @@ def unpack_columns(blob: bytes, base: int) -> SummaryColumns:
 
 def decode_columns(blob: bytes, base: int) -> tuple[SummaryColumns, bool]:
     """The packed summaries as columns: a row per point, no object per summary (the common `[offset, number]`
-    decoded inline: a month of minutes is 170,000 of them); and whether a text in them is cut (`cut_rows`)."""
+    decoded inline: a month of minutes is 170,000 of them); and whether a text in them is cut (`cut_times`)."""
     cols = unpack(blob)
     starts = [base + s for s in cols["start"]]
     cut = False
