@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 from tests.support import platform
 from tests.support.polling import eventually
 from tributary_common.mongo import Retention
+from tributary_hub import sample_writes
 from tributary_hub.documents import LEGACY_SAMPLES
 from tributary_hub.partitions import Layout
 from tributary_hub.sample_buckets import day_id, hour_field, time_text, to_us
@@ -24,7 +25,7 @@ from tributary_hub.sample_migration import migrate_currents, migrate_samples
 from tributary_hub.sample_partitions import CURRENT, LAYOUTS
 from tributary_hub.sample_retention import SampleRetention
 from tributary_hub.sample_store import SampleStore
-from tributary_hub.sample_summaries import pack_summaries
+from tributary_hub.sample_summaries import minute_rows, pack_summaries
 from tributary_hub.sample_writes import set_currents
 from tributary_hub.series import HOUR_US, MINUTE_US, RESOLUTIONS, Point, summarize
 
@@ -307,3 +308,21 @@ async def test_the_first_and_last_representable_times_are_stored_and_summarised(
     lo, hi = last - last % HOUR_US, last - last % HOUR_US + HOUR_US
     assert await all_summaries(store, "edge", lo, hi, MINUTE_US) == expected_summaries(points, lo, hi, MINUTE_US)
     assert [p.v for p in await everything(store, "edge", first + 1, last)] == [2.0, 3.0]
+
+
+async def test_an_hours_summary_is_written_only_over_an_older_version(store: SampleStore) -> None:
+    """One hour (a live sid's batch) takes the conditional update: an older version's never replaces a newer one,
+    and a day not there yet is made; the other hours of the day stay as they are."""
+    day = T0 - T0 % DAY
+    coll = store.collection(store.partitions.holding("sum", "v", day))
+    one, two = [Point(T0, 1.0)], [Point(T0, 1.0), Point(T0 + 1, 2.0)]
+    other = T0 - HOUR_US
+    await sample_writes.write_day(store, "sum", "v", day, {other: (1, [Point(other, 9.0)])}, minute_rows)
+    await sample_writes.write_day(store, "sum", "v", day, {T0: (2, two)}, minute_rows)
+    await sample_writes.write_day(store, "sum", "v", day, {T0: (1, one)}, minute_rows)  # older: refused
+    [doc] = await coll.find({"sid": "v"}).to_list()
+    assert doc["_id"] == day_id("v", day) and doc[hour_field(T0)] == {"v": 2, "s": minute_rows(two, T0)}
+    assert doc[hour_field(other)]["v"] == 1
+    await sample_writes.write_day(store, "sum", "v", day, {T0: (3, one)}, minute_rows)  # newer: written
+    [doc] = await coll.find({"sid": "v"}).to_list()
+    assert doc[hour_field(T0)] == {"v": 3, "s": minute_rows(one, T0)}

@@ -173,12 +173,21 @@ async def write_day(
     summarise: Callable[[Sequence[Point], int], bytes],
 ) -> None:
     """The summaries of these hours into their fields of the sid's day document (a month is 31 documents to
-    read, not 744), each unless a newer version's is there: one read and one update per day and batch. Read
-    back until it holds, since FerretDB's update is not atomic across processes."""
+    read, not 744), each unless a newer version's is there: one read and one update per day and batch (one hour:
+    an update conditional on the version). Read back until it holds, since FerretDB's update is not atomic across
+    processes."""
     coll = store.collection(store.partitions.holding(kind, sid, day))
     _id = day_id(sid, day)
     done: dict[int, bytes] = {}
     async with store.lock(f"{coll.name}|{_id}"):
+        if len(hours) == 1:  # a live sid's usual batch: the update's own filter checks the version, then a read back
+            [(h, (version, points))] = hours.items()
+            done[h] = summarise(points, h)
+            field = hour_field(h)
+            older = {"$or": [{field: {"$exists": False}}, {f"{field}.v": {"$lt": version}}]}
+            one = {"sid": sid, "start": day, "end": day + DAY_US, field: {"v": version, "s": done[h]}}
+            with contextlib.suppress(DuplicateKeyError):  # the day holds a newer version's (no match, so an insert)
+                await coll.update_one({"_id": _id, **older}, {"$set": one}, upsert=True)
         while True:
             doc = await coll.find_one({"_id": _id}) or {}
             stale = [h for h, (v, _) in hours.items() if int((doc.get(hour_field(h)) or {}).get("v", 0)) < v]
