@@ -1,13 +1,14 @@
 """Samples staged, then merged into their buckets in a loop (FerretDB's layouts).
 
-Written straight into buckets, a recorder batch costs FerretDB about nine commands a sid in it (the bucket read,
-replaced and read back, two summary documents the same), 8-25 ms a sid whatever its samples: a batch of one sample
-from each of 1,000 sids took 15-25 s, so sids sending a sample a second outran the recorder past ~250 of them. Here the
-samples recorder inserts each batch as one or a few staging documents and acks it (a write like any other), and a
-merge loop in the same process writes what is staged into the buckets through `SampleStore.write`, many batches at
-once, then deletes exactly the documents it merged: the per-sid cost is paid once a merge rather than once a batch,
-so the recorder keeps up at any number of sids, and a sample is readable one merge after it is staged. A sid with
-many samples in a batch (a bulk load) is written at once, as before: its cost a sid is spread over them already.
+Written straight into buckets, a recorder batch costs FerretDB about seven commands a sid in it (the bucket read,
+replaced and read back, two summary documents each updated and read back), 8-25 ms a sid whatever its samples: a
+batch of one sample from each of 1,000 sids took 15-25 s, so sids sending a sample a second outran the recorder past
+~250 of them. Here the samples recorder inserts each batch as one or a few staging documents and acks it (a write
+like any other), and a merge loop in the same process writes what is staged into the buckets through
+`SampleStore.write`, many batches at once, then deletes exactly the documents it merged: the per-sid cost is paid
+once a merge rather than once a batch, so the recorder keeps up at any number of sids, and a sample is readable one
+merge after it is staged. A sid with many samples in a batch (a bulk load) is written at once, as before: its cost a
+sid is spread over them already.
 
 Crash-safety as before: a merge stopped before its delete is merged again, which adds nothing (writes are
 idempotent, the first sample stored at a time wins). Each process merges what it staged, and what any process
