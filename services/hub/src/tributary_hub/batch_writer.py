@@ -61,6 +61,12 @@ def document_refusal(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in DOCUMENT_ERRORS
 
 
+def refusal_reason(exc: BaseException) -> tuple[str, str]:
+    """The dead letter's reason and detail for a document the database refused."""
+    too_large = "too large" in str(exc).lower()
+    return deadletters.TOO_LARGE if too_large else deadletters.REFUSED_BY_DATABASE, str(exc)[:DETAIL_MAX]
+
+
 @dataclass(eq=False)
 class BatchWriter:
     kind: str
@@ -97,9 +103,7 @@ class BatchWriter:
             except Exception as exc:
                 if document_refusal(exc):
                     if len(rows) == 1:
-                        too_large = "too large" in str(exc).lower()
-                        reason = deadletters.TOO_LARGE if too_large else deadletters.REFUSED_BY_DATABASE
-                        return [(rows[0][0], reason, str(exc)[:DETAIL_MAX])]
+                        return [(rows[0][0], *refusal_reason(exc))]
                     # One document spoils the whole call: write them one message at a time to find it.
                     return [r for row in rows for r in await self.write([row])]
                 if not isinstance(exc, PyMongoError):

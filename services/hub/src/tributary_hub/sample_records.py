@@ -20,7 +20,7 @@ from tributary_common.ratelog import LogThrottle
 from tributary_common.samples import SampleBatch
 from tributary_common.tasks import cancel_and_wait
 
-from .batch_writer import DETAIL_MAX, DUPLICATES, RECORDED, BatchWriter, Refusal, Row, document_refusal
+from .batch_writer import DUPLICATES, RECORDED, BatchWriter, Refusal, Row, document_refusal, refusal_reason
 from .deadletters import letter_document
 from .partitions import Layout
 from .recording import ToDocs, Unrecordable, refusal
@@ -99,12 +99,10 @@ class SampleWriter(BatchWriter):
     store: SampleStore | None = None
     staged: bool = False
     staging: SampleStaging | None = field(init=False, default=None)
-    stages: bool = field(init=False, default=False)  # whether batches are staged (else only leftovers merged)
     _days: asyncio.Task[None] | None = field(init=False, default=None)  # `sample_days`: tomorrow made ahead
 
     def __post_init__(self) -> None:
         if self.store is not None:
-            self.stages = self.staged and self.store.partitions.layout is not Layout.INDEXED
             self.staging = SampleStaging(
                 self.store,
                 merged=self._count,
@@ -112,6 +110,11 @@ class SampleWriter(BatchWriter):
                 retry_min_s=self.retry_min_s,
                 retry_max_s=self.retry_max_s,
             )
+
+    @property
+    def stages(self) -> bool:
+        """Whether batches are staged (else the merge loop only merges what was staged before)."""
+        return self.staged and self.store is not None and self.store.partitions.layout is not Layout.INDEXED
 
     async def start(self) -> None:
         if self.staging is not None:
@@ -146,12 +149,10 @@ class SampleWriter(BatchWriter):
         """A staged message's samples the database refused at merge time (the message is acked already): dead-lettered
         as the sample batch rebuilt from them, replayable to the samples exchange with the message's routing key."""
         sid, points, key = entry
-        if not document_refusal(exc):
-            reason, detail = deadletters.UNEXPECTED_ERROR, type(exc).__name__
-        elif "too large" in str(exc).lower():
-            reason, detail = deadletters.TOO_LARGE, str(exc)[:DETAIL_MAX]
+        if document_refusal(exc):
+            reason, detail = refusal_reason(exc)
         else:
-            reason, detail = deadletters.REFUSED_BY_DATABASE, str(exc)[:DETAIL_MAX]
+            reason, detail = deadletters.UNEXPECTED_ERROR, type(exc).__name__
         source = key[: -len(sid) - 1] if key.endswith(f".{sid}") else key
         body = {"sid": sid, "source": source, "samples": [{"t": time_text(p.t), "v": p.v, "q": p.q} for p in points]}
         await self.dead_letter(Staged(orjson.dumps(body), routing_key=key), reason, detail)
