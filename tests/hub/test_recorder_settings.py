@@ -26,6 +26,8 @@ from tributary_hub.settings import HubSettings
         ("recorder_batch_max_delay_ms", 86_400_000),
         ("recorder_event_receiver", "kafka"),
         ("recorder_event_receiver", ""),
+        ("sample_staging", "maybe"),
+        ("sample_staging", 2),
     ],
 )
 def test_out_of_range_recorder_settings_are_refused_by_name(field: str, value: int | str) -> None:
@@ -37,6 +39,7 @@ def test_the_defaults_and_the_bounds_are_accepted() -> None:
     s = HubSettings(dev_mode=True)
     assert (s.recorder_event_batch_size, s.recorder_event_prefetch) == (2000, 4000)
     assert s.recorder_event_receiver == "pika"
+    assert s.sample_staging and not HubSettings(dev_mode=True, sample_staging="false").sample_staging
     assert HubSettings(dev_mode=True, recorder_event_receiver="aio-pika").recorder_event_receiver == "aio-pika"
     top = HubSettings(dev_mode=True, recorder_event_prefetch=20_000, recorder_prefetch=20_000)
     assert (top.recorder_event_prefetch, top.recorder_prefetch) == (20_000, 20_000)
